@@ -1,0 +1,113 @@
+package bootimage
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/u-root/u-root/pkg/boot/bzimage"
+)
+
+// Whatever Parse accepts, Marshal writes back and Parse reads the same.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(validJSON))
+	f.Add([]byte(`{"version": 2}`))
+	f.Add([]byte(`{"version": 1, "cmdline": "", "modules": [{"name": "k", "role": "kernel", "size": 1, "sha256": "` + digestA + `"}]}`))
+	f.Add([]byte(`{"version": 1, "modules": [{"name": "k", "role": "kernel", "size": -1}]}`))
+	f.Add([]byte("{\n  \"version\": 1,\n  \"modules\": [\n"))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := Parse(bytes.NewReader(data), "fuzz.json")
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrSchema) && !errors.Is(err, ErrCmdlineTooLong) {
+				t.Fatalf("Parse error wraps no sentinel: %v", err)
+			}
+			if !strings.HasPrefix(err.Error(), "fuzz.json: ") {
+				t.Fatalf("Parse error does not name the input: %v", err)
+			}
+			return
+		}
+		out, err := m.Marshal()
+		if err != nil {
+			t.Fatalf("Marshal of a parsed manifest: %v", err)
+		}
+		m2, err := Parse(bytes.NewReader(out), "again.json")
+		if err != nil {
+			t.Fatalf("Parse(Marshal(m)): %v\n%s", err, out)
+		}
+		if diff := cmp.Diff(m, m2); diff != "" {
+			t.Fatalf("round trip (-first +second):\n%s", diff)
+		}
+	})
+}
+
+// CheckInitrd never panics, fails only with ErrBadInitrd, and what it
+// accepts is pieces in order with nothing but zeros between them.
+func FuzzCheckInitrd(f *testing.F) {
+	newc := sampleNewc(f)
+	f.Add(newc)
+	f.Add(sampleCRC())
+	for _, format := range formats {
+		c := compress(f, format, newc)
+		f.Add(c)
+		f.Add(c[:len(c)/2])
+	}
+	f.Add(concat(newc, compress(f, "gzip", sampleCRC()), compress(f, "zstd", newc), compress(f, "lz4", newc)))
+	f.Add(newcArchive(f, sampleRecords(), true))
+	f.Add([]byte("070707"))
+	f.Add(make([]byte, 64))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		pieces, err := scanInitrd(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			if !errors.Is(err, ErrBadInitrd) {
+				t.Fatalf("error is not ErrBadInitrd: %v", err)
+			}
+			return
+		}
+		if len(pieces) == 0 {
+			t.Fatal("accepted with no pieces")
+		}
+		var end int64
+		for _, p := range pieces {
+			if p.Offset < end || p.Length <= 0 || p.Offset+p.Length > int64(len(data)) || p.Archives < 1 {
+				t.Fatalf("bad piece %+v after offset %d in %d bytes", p, end, len(data))
+			}
+			if gap := data[end:p.Offset]; bytes.Count(gap, []byte{0}) != len(gap) {
+				t.Fatalf("non-zero bytes between pieces before %+v", p)
+			}
+			end = p.Offset + p.Length
+		}
+		if rest := data[end:]; bytes.Count(rest, []byte{0}) != len(rest) {
+			// Only a legacy lz4 frame may leave up to 3 bytes it does
+			// not own at the very end.
+			if last := pieces[len(pieces)-1]; last.Format != "lz4" || len(rest) > 3 {
+				t.Fatalf("non-zero bytes after the last piece %+v", last)
+			}
+		}
+	})
+}
+
+// CheckKernel never panics and fails only with ErrNotBzImage; what it
+// accepts is as long as its header says.
+func FuzzCheckKernel(f *testing.F) {
+	f.Add(fakeBzImage(nil))
+	f.Add(fakeBzImage(func(h *bzimage.LinuxHeader) { h.SetupSects = 0 }))
+	f.Add(fakeBzImage(func(h *bzimage.LinuxHeader) { h.XLoadFlags = 0 }))
+	f.Add(fakeBzImage(func(h *bzimage.LinuxHeader) { h.Kveraddr = 0xffff }))
+	f.Add(fakeBzImage(nil)[:1500])
+	f.Add([]byte("MZ"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		info, err := InspectKernel(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			if !errors.Is(err, ErrNotBzImage) {
+				t.Fatalf("error is not ErrNotBzImage: %v", err)
+			}
+			return
+		}
+		if info.ImageBytes > int64(len(data)) || info.Protocol < minProtocol {
+			t.Fatalf("accepted %d bytes with %+v", len(data), info)
+		}
+	})
+}
