@@ -1,0 +1,104 @@
+package modcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
+)
+
+// RehydrateReport says what Rehydrate added.
+type RehydrateReport struct {
+	// Modules and Bytes count the unique contents copied into the cache.
+	Modules int   `json:"modules"`
+	Bytes   int64 `json:"bytes"`
+}
+
+// Rehydrate fills the cache from a handoff directory carried from the
+// previous generation: dir holds one file per module of m, named by its
+// lowercase SHA-256 hex. Each file is copied into a new memfd while hashed,
+// its size and digest are checked against m, the memfd is sealed, and the
+// file is removed, so that RAM (the initramfs) holds the module only once.
+// Rehydrate reads no Source and does not run Options.Check: the previous
+// generation checked the modules before carrying them, and the digest check
+// proves they are those bytes.
+//
+// A missing file, or one whose size or digest does not match, is an error
+// naming the file; nothing from it enters the cache and it is left in place
+// for inspection. Files that did verify stay cached even when others failed
+// (the error joins every failure). A module already cached is not copied;
+// its redundant handoff file is removed unread.
+func (c *Cache) Rehydrate(ctx context.Context, dir string, m *bootimage.Manifest) (RehydrateReport, error) {
+	var rep RehydrateReport
+	var errs []error
+	seen := make(map[string]bool)
+	for _, mod := range m.Modules {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("modcache: rehydrate: %w", err))
+			break
+		}
+		if err := validModule(mod); err != nil {
+			errs = append(errs, fmt.Errorf("modcache: rehydrate module %q: %w", mod.Name, err))
+			continue
+		}
+		if seen[mod.SHA256] {
+			// Same content under another name: one file carried it.
+			if e, err := c.Get(mod.SHA256); err == nil {
+				e.addName(mod.Name)
+			}
+			continue
+		}
+		seen[mod.SHA256] = true
+		added, err := c.rehydrateOne(ctx, mod, filepath.Join(dir, mod.SHA256))
+		if added {
+			rep.Modules++
+			rep.Bytes += mod.Size
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("modcache: rehydrate module %q: %w", mod.Name, err))
+			if errors.Is(err, ErrClosed) {
+				break
+			}
+		}
+	}
+	c.log.Debug("modcache: rehydrate", "dir", dir, "manifest", m.Name,
+		"modules", rep.Modules, "bytes", rep.Bytes, "errors", len(errs))
+	return rep, errors.Join(errs...)
+}
+
+// rehydrateOne copies one handoff file into the cache. added reports that a
+// new entry was published (even if removing the file then failed).
+func (c *Cache) rehydrateOne(ctx context.Context, m bootimage.Module, path string) (added bool, err error) {
+	e, done, err := c.claim(ctx, m.SHA256)
+	if err != nil {
+		return false, err
+	}
+	if e != nil {
+		e.addName(m.Name)
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return false, fmt.Errorf("already cached, removing handoff copy: %w", err)
+		}
+		return false, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		c.finish(done, m.SHA256, nil, 0, 0)
+		return false, err // *PathError names the file
+	}
+	e, n, err := c.load(ctx, m, f, OriginHandoff, false)
+	f.Close()
+	if ferr := c.finish(done, m.SHA256, e, 0, n); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return false, fmt.Errorf("handoff file %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil {
+		return true, fmt.Errorf("cached, but the handoff copy stays in RAM: %w", err)
+	}
+	return true, nil
+}
