@@ -1,0 +1,287 @@
+package fastreboot
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
+)
+
+// HandoffVersion is the handoff format this package writes. Fields added
+// later are optional and do not change it; it changes only when a reader of
+// an older version would misread the record. ReadHandoff refuses versions it
+// does not know.
+const HandoffVersion = 1
+
+// Paths inside the handoff piece, and so inside the next kernel's rootfs.
+const (
+	HandoffDir        = "fastreboot"
+	HandoffFile       = "fastreboot/handoff.json"
+	HandoffModulesDir = "fastreboot/modules"
+)
+
+// maxHandoffJSON bounds what ReadHandoff reads: a manifest with many
+// modules is a few KiB.
+const maxHandoffJSON = 16 << 20
+
+// Reason says why a generation started.
+type Reason string
+
+// Reasons.
+const (
+	// ReasonCold: booted by the firmware, no handoff (generation 1).
+	ReasonCold Reason = "cold"
+	// ReasonUpdate: kexec into a new boot image.
+	ReasonUpdate Reason = "update"
+	// ReasonCrash: the crash path recovered from a panic.
+	ReasonCrash Reason = "crash"
+	// ReasonManual: an operator asked for a reboot into the same image.
+	ReasonManual Reason = "manual"
+)
+
+// Valid reports whether r is one of the known reasons.
+func (r Reason) Valid() bool {
+	switch r {
+	case ReasonCold, ReasonUpdate, ReasonCrash, ReasonManual:
+		return true
+	}
+	return false
+}
+
+// Timeline holds the moments of the previous generation's reboot, in its
+// wall clock. A zero time is unknown and omitted from JSON.
+type Timeline struct {
+	// StageStart is when Stage began (before reading any module).
+	StageStart time.Time `json:"stage_start,omitzero"`
+	// StageEnd is when the image was complete: the handoff is written last,
+	// so StageEnd precedes kexec_file_load, whose duration only the
+	// previous generation's StageReport knows.
+	StageEnd time.Time `json:"stage_end,omitzero"`
+	// RebootRequested is when the reboot was asked for. The handoff is
+	// sealed into the loaded image at stage time, before anyone asks for a
+	// reboot, so this is always zero in a handoff written by Stage: the
+	// next generation could learn it only from memory that survives the
+	// jump (pstore, a memmap= region kept across kexec), which the handoff
+	// does not use yet. The field is there for such a carrier.
+	RebootRequested time.Time `json:"reboot_requested,omitzero"`
+}
+
+// Handoff is the record one generation carries into the next, stored as
+// fastreboot/handoff.json in the last initrd piece. Unknown JSON fields are
+// ignored by readers, so later versions can add fields (firmware memory map,
+// CPUs online, crash evidence) without changing HandoffVersion.
+type Handoff struct {
+	Version int `json:"version"`
+	// Generation counts kernels since the cold boot, which is 1.
+	Generation int      `json:"generation"`
+	Reason     Reason   `json:"reason"`
+	Timeline   Timeline `json:"timeline"`
+	// Manifest is the boot image the new generation runs.
+	Manifest bootimage.Manifest `json:"manifest"`
+	// Carried lists the digests of the files in fastreboot/modules/,
+	// sorted; empty when the modules were not carried.
+	Carried []string `json:"carried,omitempty"`
+	// Extra holds fields of later versions or other components, by name.
+	Extra map[string]json.RawMessage `json:"extra,omitempty"`
+}
+
+// Blob is a module's content as the handoff carries it; *modcache.Entry is
+// one.
+type Blob interface {
+	io.ReaderAt
+	// Size is the content's length in bytes.
+	Size() int64
+	// Digest is the lowercase SHA-256 hex of the content; it names the
+	// file in fastreboot/modules/.
+	Digest() string
+}
+
+// WriteHandoffPiece writes the handoff as one uncompressed newc cpio archive
+// to w: the directories fastreboot/ and fastreboot/modules/, then one file
+// fastreboot/modules/<digest> per blob (each blob's bytes streamed once from
+// its ReaderAt into w), then fastreboot/handoff.json, then the trailer.
+// The archive's length is a multiple of 4, so more pieces could follow.
+//
+// It sets h.Version to HandoffVersion and h.Carried to the sorted, unique
+// digests of blobs before encoding h. A blob whose digest is not 64
+// lowercase hex digits (it becomes a file name), or that is larger than
+// newc's 4 GiB limit, or that reads short, is an error naming it. It returns
+// the number of bytes written.
+func WriteHandoffPiece(w io.Writer, h *Handoff, blobs []Blob) (int64, error) {
+	seen := make(map[string]bool, len(blobs))
+	var unique []Blob
+	for _, b := range blobs {
+		d := b.Digest()
+		if !isDigest(d) {
+			return 0, fmt.Errorf("handoff: module digest %q is not 64 lowercase hex digits", d)
+		}
+		if b.Size() < 0 || b.Size() > math.MaxUint32 {
+			return 0, fmt.Errorf("handoff: module %s: size %d does not fit a newc cpio record", d, b.Size())
+		}
+		if !seen[d] {
+			seen[d] = true
+			unique = append(unique, b)
+		}
+	}
+	slices.SortFunc(unique, func(a, b Blob) int { return strings.Compare(a.Digest(), b.Digest()) })
+	h.Version = HandoffVersion
+	h.Carried = nil
+	for _, b := range unique {
+		h.Carried = append(h.Carried, b.Digest())
+	}
+	js, err := json.MarshalIndent(h, "", "  ")
+	if err != nil {
+		return 0, fmt.Errorf("handoff: encode: %w", err)
+	}
+	js = append(js, '\n')
+
+	cw := &countWriter{w: w}
+	rw := cpio.Newc.Writer(cw)
+	ino := uint64(1)
+	dir := func(name string) cpio.Record {
+		r := cpio.Directory(name, 0o755)
+		r.Ino, r.NLink = ino, 2
+		ino++
+		return r
+	}
+	recs := []cpio.Record{dir(HandoffDir), dir(HandoffModulesDir)}
+	for _, b := range unique {
+		recs = append(recs, cpio.Record{
+			ReaderAt: io.NewSectionReader(b, 0, b.Size()),
+			Info: cpio.Info{
+				Ino:      ino,
+				Name:     HandoffModulesDir + "/" + b.Digest(),
+				Mode:     cpio.S_IFREG | 0o444,
+				NLink:    1,
+				FileSize: uint64(b.Size()),
+			},
+		})
+		ino++
+	}
+	js0 := cpio.StaticRecord(js, cpio.Info{Ino: ino, Name: HandoffFile, Mode: cpio.S_IFREG | 0o644, NLink: 1})
+	recs = append(recs, js0)
+	for _, r := range recs {
+		if err := rw.WriteRecord(r); err != nil {
+			return cw.n, fmt.Errorf("handoff: write %s: %w", r.Name, err)
+		}
+	}
+	if err := cpio.WriteTrailer(rw); err != nil {
+		return cw.n, fmt.Errorf("handoff: write trailer: %w", err)
+	}
+	return cw.n, nil
+}
+
+// DecodeHandoff parses and checks a handoff.json document: known version,
+// valid manifest, carried digests well formed and belonging to the manifest.
+// Errors wrap ErrHandoff.
+func DecodeHandoff(r io.Reader) (*Handoff, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxHandoffJSON+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: read: %v", ErrHandoff, err)
+	}
+	if len(b) > maxHandoffJSON {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrHandoff, maxHandoffJSON)
+	}
+	var h Handoff
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&h); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrHandoff, err)
+	}
+	if h.Version < 1 || h.Version > HandoffVersion {
+		return nil, fmt.Errorf("%w: version %d, this build reads 1 to %d", ErrHandoff, h.Version, HandoffVersion)
+	}
+	if h.Generation < 2 {
+		return nil, fmt.Errorf("%w: generation %d (a handoff starts generation 2 or later)", ErrHandoff, h.Generation)
+	}
+	if !h.Reason.Valid() || h.Reason == ReasonCold {
+		return nil, fmt.Errorf("%w: reason %q", ErrHandoff, h.Reason)
+	}
+	if err := h.Manifest.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: manifest: %w", ErrHandoff, err)
+	}
+	inManifest := make(map[string]bool, len(h.Manifest.Modules))
+	for _, m := range h.Manifest.Modules {
+		inManifest[m.SHA256] = true
+	}
+	for _, d := range h.Carried {
+		if !isDigest(d) {
+			return nil, fmt.Errorf("%w: carried digest %q is not 64 lowercase hex digits", ErrHandoff, d)
+		}
+		if !inManifest[d] {
+			return nil, fmt.Errorf("%w: carried module %s is not in the manifest", ErrHandoff, d)
+		}
+	}
+	return &h, nil
+}
+
+// ReadHandoff reads root/fastreboot/handoff.json, as unpacked by the kernel
+// from the handoff piece. It returns an error wrapping ErrNoHandoff if the
+// file does not exist (a cold boot), or ErrHandoff if it cannot be used.
+func ReadHandoff(root string) (*Handoff, error) {
+	p := filepath.Join(root, HandoffFile)
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", p, ErrNoHandoff)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	h, err := DecodeHandoff(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return h, nil
+}
+
+// CarriedManifest returns the part of h.Manifest whose modules were carried,
+// the manifest to rehydrate from fastreboot/modules/.
+func (h *Handoff) CarriedManifest() *bootimage.Manifest {
+	carried := make(map[string]bool, len(h.Carried))
+	for _, d := range h.Carried {
+		carried[d] = true
+	}
+	m := h.Manifest
+	m.Modules = nil
+	for _, mod := range h.Manifest.Modules {
+		if carried[mod.SHA256] {
+			m.Modules = append(m.Modules, mod)
+		}
+	}
+	return &m
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func isDigest(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,487 @@
+package fastreboot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/modcache"
+)
+
+// Fallback says what Reboot does when it cannot kexec.
+type Fallback int
+
+const (
+	// FallbackRefuse (the default) makes Reboot return an error that says
+	// why it cannot kexec; the system keeps running.
+	FallbackRefuse Fallback = iota
+	// FallbackFirmware makes Reboot log why it cannot kexec and reboot
+	// through the firmware (reboot(LINUX_REBOOT_CMD_RESTART)).
+	FallbackFirmware
+)
+
+func (f Fallback) String() string {
+	switch f {
+	case FallbackRefuse:
+		return "refuse"
+	case FallbackFirmware:
+		return "firmware"
+	}
+	return fmt.Sprintf("Fallback(%d)", int(f))
+}
+
+// Carry says how Stage carries the cached modules into the next generation.
+type Carry int
+
+const (
+	// CarryInitrd (the default) puts every module of the manifest into the
+	// handoff piece, so the next generation rehydrates its cache reading no
+	// storage. It costs their size again in the initrd, in kexec_file_load's
+	// copy and in the purgatory's digest check.
+	CarryInitrd Carry = iota
+	// CarryNone writes only handoff.json: the next generation starts with
+	// an empty cache. Benchmarks use it to show what carrying costs.
+	CarryNone
+)
+
+func (c Carry) String() string {
+	switch c {
+	case CarryInitrd:
+		return "initrd"
+	case CarryNone:
+		return "none"
+	}
+	return fmt.Sprintf("Carry(%d)", int(c))
+}
+
+// Options configure a Machine. The zero value stages and reboots the
+// running system for real, refusing to fall back to the firmware.
+type Options struct {
+	// Root is the directory holding proc/ and sys/; "" means "/".
+	Root string
+	// Logger receives what the Machine does and why; nil discards.
+	Logger *slog.Logger
+	// Loader loads the image; nil means KexecLoader{}.
+	Loader Loader
+	// Rebooter syncs and reboots; nil means SyscallRebooter{}.
+	Rebooter Rebooter
+	// Probe is passed to Preflight; nil means ProbeKexecFileLoad.
+	Probe func() error
+	// DryRun does everything but kexec_file_load, sync and reboot, and
+	// logs what it would have done.
+	DryRun bool
+	// Fallback is the policy when Reboot cannot kexec.
+	Fallback Fallback
+	// Carry says how modules reach the next generation.
+	Carry Carry
+	// Now is the clock of the timeline; nil means time.Now.
+	Now func() time.Time
+	// Generation is the running system's generation (from Resume); the
+	// staged image is Generation+1. Zero means 1 (a cold boot).
+	Generation int
+}
+
+// Machine stages boot images from a module cache and reboots into them.
+// Its methods are safe for concurrent use; Stage and Reboot run one at a
+// time.
+type Machine struct {
+	cache *modcache.Cache
+	opts  Options
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	staged *StageReport
+}
+
+// New returns a Machine staging from cache; a nil cache gives a Machine
+// that can only plan and reboot (Stage fails). The cache should be created
+// with Check set to bootimage.CheckModule so that every module is checked
+// once when it enters; Stage re-checks the kernel's header itself (it is
+// cheap), but relies on the cache for the initrd pieces, whose check
+// decompresses them.
+func New(cache *modcache.Cache, opts Options) *Machine {
+	if opts.Root == "" {
+		opts.Root = "/"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Loader == nil {
+		opts.Loader = KexecLoader{}
+	}
+	if opts.Rebooter == nil {
+		opts.Rebooter = SyscallRebooter{}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Generation < 1 {
+		opts.Generation = 1
+	}
+	return &Machine{cache: cache, opts: opts, log: opts.Logger}
+}
+
+// Preflight runs the preflight checks against the Machine's root.
+func (mc *Machine) Preflight() Report {
+	return Preflight(PreflightOptions{Root: mc.opts.Root, Probe: mc.opts.Probe})
+}
+
+// Durations are the phases of one Stage.
+type Durations struct {
+	// Validate checks the manifest, Sync fills the cache, Assemble copies
+	// the initrd pieces, Handoff writes the handoff piece and seals the
+	// image, Load is kexec_file_load (zero in a dry run).
+	Validate time.Duration `json:"validate_ns"`
+	Sync     time.Duration `json:"sync_ns"`
+	Assemble time.Duration `json:"assemble_ns"`
+	Handoff  time.Duration `json:"handoff_ns"`
+	Load     time.Duration `json:"load_ns"`
+	Total    time.Duration `json:"total_ns"`
+}
+
+// StageReport says what one Stage did.
+type StageReport struct {
+	// Manifest is the staged manifest's name.
+	Manifest     string `json:"manifest"`
+	KernelSHA256 string `json:"kernel_sha256"`
+	CmdlineBytes int    `json:"cmdline_bytes"`
+	// Generation and Reason are what the handoff tells the next kernel.
+	Generation int    `json:"generation"`
+	Reason     Reason `json:"reason"`
+	// DryRun: the image was built but not loaded. Loaded: kexec_file_load
+	// succeeded.
+	DryRun bool `json:"dry_run"`
+	Loaded bool `json:"loaded"`
+	// Sync is what filling the cache read (hits, misses, bytes read).
+	Sync modcache.SyncReport `json:"sync"`
+	// InitrdBytes is the whole initrd: PiecesBytes of initrd pieces,
+	// PaddingBytes to 4-byte boundaries, and the HandoffBytes piece, which
+	// holds CarriedModules modules of CarriedBytes.
+	InitrdBytes    int64 `json:"initrd_bytes"`
+	PiecesBytes    int64 `json:"pieces_bytes"`
+	PaddingBytes   int64 `json:"padding_bytes"`
+	HandoffBytes   int64 `json:"handoff_bytes"`
+	CarriedModules int   `json:"carried_modules"`
+	CarriedBytes   int64 `json:"carried_bytes"`
+	// CopiedInKernel counts piece bytes copied by copy_file_range,
+	// CopiedInUser those copied through a user-space buffer (pread/pwrite
+	// fallback, and the carried modules).
+	CopiedInKernel int64     `json:"copied_in_kernel"`
+	CopiedInUser   int64     `json:"copied_in_user"`
+	Timeline       Timeline  `json:"timeline"`
+	Durations      Durations `json:"durations"`
+}
+
+// Staged returns the report of the last successful Stage of this Machine.
+func (mc *Machine) Staged() (StageReport, bool) {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	if mc.staged == nil {
+		return StageReport{}, false
+	}
+	return *mc.staged, true
+}
+
+// StageFile loads the manifest at path (bootimage.Load) and stages it, with
+// module sources resolved relative to the manifest's directory. Errors name
+// the path.
+func (mc *Machine) StageFile(ctx context.Context, path string, reason Reason) (StageReport, error) {
+	m, err := bootimage.Load(path)
+	if err != nil {
+		return StageReport{}, fmt.Errorf("stage: %w", err)
+	}
+	rep, err := mc.Stage(ctx, m, modcache.DirSource(filepath.Dir(path)), reason)
+	if err != nil {
+		return rep, fmt.Errorf("%s: %w", path, err)
+	}
+	return rep, nil
+}
+
+// Stage makes m the image the next Reboot jumps into:
+//
+//  1. m is validated (schema, one kernel, digests, command line of at most
+//     bootimage.MaxCmdline-1 bytes);
+//  2. cache.Sync reads from src only the modules whose digest is not cached
+//     (each checked by the cache's Check as it enters);
+//  3. the kernel's bzImage header is checked (bootimage.CheckKernel);
+//  4. one new memfd receives the initrd pieces in manifest order, each
+//     padded to 4 bytes and copied once (copy_file_range from the cached
+//     memfds where the kernel allows it), then the handoff piece
+//     (generation+1, reason, timeline, the manifest, and the carried
+//     modules unless Options.Carry is CarryNone); the memfd is sealed;
+//  5. kexec_file_load(kernel memfd, initrd memfd, m.Cmdline, 0).
+//
+// The Loader is called only with a complete image. Any failure before it
+// returns an error naming the manifest and the module or step, and leaves
+// what was loaded before untouched; kexec_file_load itself replaces the
+// loaded image atomically, only on success. With DryRun, step 5 is
+// skipped and logged.
+func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcache.Source, reason Reason) (rep StageReport, err error) {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	t0 := mc.opts.Now()
+	label := "<nil manifest>"
+	if m != nil {
+		label = m.Name
+		if label == "" {
+			label = "<unnamed manifest>"
+		}
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("stage %s: %w", label, err)
+			mc.log.Error("stage failed; the previously loaded image, if any, stays", "manifest", label, "err", err)
+		}
+	}()
+	if m == nil {
+		return rep, fmt.Errorf("%w: nil manifest", bootimage.ErrInvalid)
+	}
+	if mc.cache == nil {
+		return rep, errors.New("no module cache: the Machine was created without one")
+	}
+	if !reason.Valid() || reason == ReasonCold {
+		return rep, fmt.Errorf("reason %q: want %q, %q or %q", reason, ReasonUpdate, ReasonCrash, ReasonManual)
+	}
+	rep = StageReport{
+		Manifest:     m.Name,
+		CmdlineBytes: len(m.Cmdline),
+		Generation:   mc.opts.Generation + 1,
+		Reason:       reason,
+		DryRun:       mc.opts.DryRun,
+	}
+	rep.Timeline.StageStart = t0
+	phase := t0
+	lap := func(d *time.Duration) {
+		t := mc.opts.Now()
+		*d = t.Sub(phase)
+		phase = t
+	}
+
+	if err := m.Validate(); err != nil {
+		return rep, err
+	}
+	if n := len(m.Cmdline); n > bootimage.MaxCmdline-1 {
+		return rep, fmt.Errorf("%w: %d bytes, at most %d", bootimage.ErrCmdlineTooLong, n, bootimage.MaxCmdline-1)
+	}
+	lap(&rep.Durations.Validate)
+
+	rep.Sync, err = mc.cache.Sync(ctx, m, src)
+	if err != nil {
+		return rep, err
+	}
+	lap(&rep.Durations.Sync)
+
+	kmod := m.Kernel()
+	kernel, err := mc.entry(kmod)
+	if err != nil {
+		return rep, err
+	}
+	if err := bootimage.CheckKernel(kernel, kernel.Size()); err != nil {
+		return rep, fmt.Errorf("kernel %q: %w", kmod.Name, err)
+	}
+	rep.KernelSHA256 = kmod.SHA256
+	blobs := []Blob{kernel}
+	var pieces []*modcache.Entry
+	for _, mod := range m.Initrds() {
+		e, err := mc.entry(mod)
+		if err != nil {
+			return rep, err
+		}
+		pieces = append(pieces, e)
+		blobs = append(blobs, e)
+	}
+
+	initrd, err := newImageFile("fastreboot-initrd")
+	if err != nil {
+		return rep, err
+	}
+	// kexec_file_load copies the initrd into kernel memory, so the memfd
+	// is not needed after the call, whatever its outcome.
+	defer initrd.Close()
+	a := &assembler{dst: initrd}
+	for i, mod := range m.Initrds() {
+		if err := a.appendPiece(mod.Name, pieces[i]); err != nil {
+			return rep, err
+		}
+		rep.PiecesBytes += mod.Size
+	}
+	lap(&rep.Durations.Assemble)
+
+	if mc.opts.Carry == CarryNone {
+		blobs = nil
+	}
+	rep.Timeline.StageEnd = mc.opts.Now()
+	h := &Handoff{
+		Generation: rep.Generation,
+		Reason:     reason,
+		Timeline:   rep.Timeline,
+		Manifest:   *m,
+	}
+	h.Manifest.Modules = slices.Clone(m.Modules)
+	hstart := a.off
+	if _, err := WriteHandoffPiece(a, h, blobs); err != nil {
+		return rep, fmt.Errorf("%s: %w", initrd.Name(), err)
+	}
+	rep.HandoffBytes = a.off - hstart
+	rep.CarriedModules = len(h.Carried)
+	rep.CarriedBytes = uniqueBytes(blobs) // a digest is carried once
+
+	rep.InitrdBytes = a.off
+	rep.PaddingBytes = a.padding
+	rep.CopiedInKernel = a.kernelCopied
+	rep.CopiedInUser = a.userCopied + rep.CarriedBytes
+	if err := sealImage(initrd); err != nil {
+		return rep, err
+	}
+	lap(&rep.Durations.Handoff)
+
+	if err := ctx.Err(); err != nil {
+		return rep, err
+	}
+	if mc.opts.DryRun {
+		mc.log.Info("dry run: would call kexec_file_load", "manifest", label,
+			"kernel", kernel.File().Name(), "kernel_sha256", kmod.SHA256,
+			"initrd_bytes", rep.InitrdBytes, "cmdline_bytes", len(m.Cmdline), "generation", rep.Generation)
+	} else {
+		if err := mc.opts.Loader.FileLoad(kernel.File(), initrd, m.Cmdline, 0); err != nil {
+			return rep, err
+		}
+		rep.Loaded = true
+	}
+	lap(&rep.Durations.Load)
+	rep.Durations.Total = phase.Sub(t0)
+	mc.staged = &rep
+	mc.log.Info("staged", "manifest", label, "generation", rep.Generation, "reason", reason,
+		"dry_run", rep.DryRun, "hits", rep.Sync.Hits, "misses", rep.Sync.Misses, "bytes_read", rep.Sync.BytesRead,
+		"initrd_bytes", rep.InitrdBytes, "handoff_bytes", rep.HandoffBytes, "total", rep.Durations.Total)
+	return rep, nil
+}
+
+// entry returns the cached entry of mod, checking its size.
+func (mc *Machine) entry(mod bootimage.Module) (*modcache.Entry, error) {
+	e, err := mc.cache.Get(mod.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("module %q: %w", mod.Name, err)
+	}
+	if e.Size() != mod.Size {
+		return nil, fmt.Errorf("module %q: %w: cached %d bytes, manifest says %d", mod.Name, modcache.ErrSizeMismatch, e.Size(), mod.Size)
+	}
+	return e, nil
+}
+
+func uniqueBytes(blobs []Blob) int64 {
+	seen := make(map[string]bool, len(blobs))
+	var n int64
+	for _, b := range blobs {
+		if !seen[b.Digest()] {
+			seen[b.Digest()] = true
+			n += b.Size()
+		}
+	}
+	return n
+}
+
+// RebootPlan says what Reboot will do.
+type RebootPlan struct {
+	// Cmd is RebootKexec, or RebootRestart under FallbackFirmware.
+	Cmd RebootCmd `json:"-"`
+	// Mode is "kexec" or "firmware".
+	Mode string `json:"mode"`
+	// Why says why the plan is not a kexec; empty for a kexec.
+	Why string `json:"why,omitempty"`
+	// Staged is the report of the image this Machine staged, if any; the
+	// loaded image may also come from another program.
+	Staged *StageReport `json:"staged,omitempty"`
+	DryRun bool         `json:"dry_run"`
+}
+
+// PlanReboot decides how Reboot would reboot now, reading under Root
+// sys/kernel/kexec_loaded and the CapEff of proc/self/status. Without
+// CAP_SYS_BOOT no reboot is possible and it returns an error wrapping
+// ErrNotPermitted. Without a loaded image it returns, under FallbackRefuse,
+// an error wrapping ErrNotLoaded that says why, and under FallbackFirmware
+// a firmware plan. In a dry run, an image staged by this Machine counts as
+// loaded.
+func (mc *Machine) PlanReboot() (RebootPlan, error) {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	return mc.planLocked()
+}
+
+func (mc *Machine) planLocked() (RebootPlan, error) {
+	plan := RebootPlan{DryRun: mc.opts.DryRun}
+	if mc.staged != nil {
+		s := *mc.staged
+		plan.Staged = &s
+	}
+	status := filepath.Join(mc.opts.Root, pathStatus)
+	has, err := hasCapability(status, capSysBoot)
+	if err != nil {
+		return plan, fmt.Errorf("reboot: %w: cannot tell whether CAP_SYS_BOOT is effective: %v", ErrNotPermitted, err)
+	}
+	if !has {
+		return plan, fmt.Errorf("reboot: %w: CAP_SYS_BOOT is not effective (%s): the kernel refuses any reboot", ErrNotPermitted, status)
+	}
+	loadedPath := filepath.Join(mc.opts.Root, pathKexecLoaded)
+	loaded, err := readInt(loadedPath)
+	switch {
+	case err == nil && loaded != 0:
+		plan.Cmd, plan.Mode = RebootKexec, "kexec"
+		return plan, nil
+	case mc.opts.DryRun && mc.staged != nil && mc.staged.DryRun:
+		plan.Cmd, plan.Mode = RebootKexec, "kexec"
+		return plan, nil
+	case err != nil:
+		plan.Why = fmt.Sprintf("kexec unavailable: %v", err)
+	default:
+		plan.Why = fmt.Sprintf("no kexec image loaded (%s = 0)", loadedPath)
+	}
+	if mc.opts.Fallback != FallbackFirmware {
+		return plan, fmt.Errorf("reboot refused: %s (fallback policy %s): %w", plan.Why, mc.opts.Fallback, ErrNotLoaded)
+	}
+	plan.Cmd, plan.Mode = RebootRestart, "firmware"
+	return plan, nil
+}
+
+// Reboot jumps into the loaded image: it checks that one is loaded, calls
+// sync(2), then reboot(LINUX_REBOOT_CMD_KEXEC), which does not return on
+// success. When kexec is impossible (see PlanReboot) it follows the fallback
+// policy: FallbackRefuse returns an error saying why; FallbackFirmware logs
+// why and calls reboot(LINUX_REBOOT_CMD_RESTART) instead, also when the
+// kexec reboot call itself fails. In a dry run it logs the plan and returns
+// nil without any syscall.
+func (mc *Machine) Reboot(ctx context.Context) error {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	plan, err := mc.planLocked()
+	if err != nil {
+		mc.log.Error("reboot refused", "err", err)
+		return err
+	}
+	if plan.Cmd == RebootRestart {
+		mc.log.Warn("cannot kexec; rebooting through the firmware", "why", plan.Why, "fallback", mc.opts.Fallback)
+	}
+	if mc.opts.DryRun {
+		mc.log.Info("dry run: would sync(2) and reboot", "cmd", plan.Cmd, "mode", plan.Mode, "why", plan.Why)
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("reboot: %w", err)
+	}
+	if err := mc.opts.Rebooter.Sync(); err != nil {
+		return fmt.Errorf("reboot: %w", err)
+	}
+	mc.log.Info("rebooting", "cmd", plan.Cmd, "requested", mc.opts.Now())
+	err = mc.opts.Rebooter.Reboot(plan.Cmd)
+	if err == nil || plan.Cmd != RebootKexec || mc.opts.Fallback != FallbackFirmware {
+		return err
+	}
+	mc.log.Warn("kexec reboot failed; rebooting through the firmware", "err", err)
+	return errors.Join(err, mc.opts.Rebooter.Reboot(RebootRestart))
+}

@@ -1,0 +1,179 @@
+package fastreboot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/modcache"
+)
+
+// DefaultStateDir is where Resume saves the generation's State.
+const DefaultStateDir = "/run/fastreboot"
+
+// StateFile is the name of the state file in the state directory.
+const StateFile = "state.json"
+
+// ResumeOptions configure Resume. The zero value reads the handoff from "/"
+// and saves the state in DefaultStateDir.
+type ResumeOptions struct {
+	// Root is where the kernel unpacked the initramfs; "" means "/".
+	Root string
+	// StateDir receives state.json; "" means DefaultStateDir.
+	StateDir string
+	// Logger receives what Resume finds; nil discards.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// State is what a generation knows about how it started. Resume saves it
+// as JSON so that a separate status process can read it with LoadState.
+type State struct {
+	// Generation counts kernels since the cold boot, which is 1.
+	Generation int    `json:"generation"`
+	Reason     Reason `json:"reason"`
+	// Timeline is the previous generation's, from the handoff; zero on a
+	// cold boot.
+	Timeline Timeline `json:"timeline"`
+	// Resumed is when Resume ran in this generation.
+	Resumed time.Time `json:"resumed"`
+	// Manifest is the boot image this generation runs, nil on a cold boot
+	// (no handoff says what the firmware booted).
+	Manifest *bootimage.Manifest `json:"manifest,omitempty"`
+	// Carried is the number of modules the handoff carried; Rehydrated
+	// what entered the cache from them, in RehydrateTime.
+	Carried       int                      `json:"carried"`
+	Rehydrated    modcache.RehydrateReport `json:"rehydrated"`
+	RehydrateTime time.Duration            `json:"rehydrate_ns"`
+	// RehydrateError is set when some carried modules could not be
+	// rehydrated; they are missing from the cache and a later Sync reads
+	// them from storage.
+	RehydrateError string `json:"rehydrate_error,omitempty"`
+}
+
+// Resume starts a generation: it reads the handoff under opts.Root
+// (ReadHandoff), rehydrates cache from the carried modules in
+// Root/fastreboot/modules (cache.Rehydrate, reading no storage; the files
+// are removed as they enter the cache), and saves the resulting State in
+// opts.StateDir. Without a handoff the state is generation 1, reason
+// "cold". A nil cache skips rehydration.
+//
+// A failed rehydration does not fail Resume: the generation is still known,
+// the modules that verified are cached, and State.RehydrateError says what
+// is missing. An unusable handoff (wrapping ErrHandoff) or a state that
+// cannot be saved does fail it.
+//
+// Resume is idempotent within a boot: if the state directory already holds
+// the state of this handoff (same generation and stage end time), it is
+// returned as it is and nothing is rehydrated again.
+func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*State, error) {
+	if opts.Root == "" {
+		opts.Root = "/"
+	}
+	if opts.StateDir == "" {
+		opts.StateDir = DefaultStateDir
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	clock := opts.Now
+	if clock == nil {
+		clock = time.Now
+	}
+
+	h, err := ReadHandoff(opts.Root)
+	if err != nil && !errors.Is(err, ErrNoHandoff) {
+		return nil, fmt.Errorf("resume: %w", err)
+	}
+	if prev, perr := LoadState(opts.StateDir); perr == nil && sameStart(prev, h) {
+		log.Info("resume: already resumed in this boot", "generation", prev.Generation, "state_dir", opts.StateDir)
+		return prev, nil
+	}
+
+	st := &State{Generation: 1, Reason: ReasonCold, Resumed: clock()}
+	if h == nil {
+		log.Info("resume: no handoff, cold boot", "root", opts.Root)
+	} else {
+		st.Generation = h.Generation
+		st.Reason = h.Reason
+		st.Timeline = h.Timeline
+		m := h.Manifest
+		st.Manifest = &m
+		st.Carried = len(h.Carried)
+		if cache != nil && len(h.Carried) > 0 {
+			t := clock()
+			dir := filepath.Join(opts.Root, HandoffModulesDir)
+			st.Rehydrated, err = cache.Rehydrate(ctx, dir, h.CarriedManifest())
+			st.RehydrateTime = clock().Sub(t)
+			if err != nil {
+				st.RehydrateError = err.Error()
+				log.Warn("resume: some carried modules were not rehydrated", "err", err)
+			}
+		}
+		log.Info("resume", "generation", st.Generation, "reason", st.Reason, "manifest", h.Manifest.Name,
+			"carried", st.Carried, "rehydrated_modules", st.Rehydrated.Modules, "rehydrated_bytes", st.Rehydrated.Bytes)
+	}
+	if err := SaveState(opts.StateDir, st); err != nil {
+		return st, fmt.Errorf("resume: %w", err)
+	}
+	return st, nil
+}
+
+// sameStart reports whether prev is the saved state of the boot h describes
+// (h nil: a cold boot).
+func sameStart(prev *State, h *Handoff) bool {
+	if h == nil {
+		return prev.Generation == 1 && prev.Reason == ReasonCold
+	}
+	return prev.Generation == h.Generation && prev.Reason == h.Reason &&
+		prev.Timeline.StageEnd.Equal(h.Timeline.StageEnd)
+}
+
+// SaveState writes s as dir/state.json, atomically (write to a temporary
+// file, then rename), creating dir if needed.
+func SaveState(dir string, s *State) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	js, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".state-*.json")
+	if err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	_, werr := f.Write(append(js, '\n'))
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("save state %s: %w", f.Name(), err)
+	}
+	if err := os.Rename(f.Name(), filepath.Join(dir, StateFile)); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("save state: %w", err)
+	}
+	return nil
+}
+
+// LoadState reads dir/state.json as saved by Resume.
+func LoadState(dir string) (*State, error) {
+	p := filepath.Join(dir, StateFile)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return &s, nil
+}

@@ -1,0 +1,208 @@
+package fastreboot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/fastreboot/fastreboot/internal/testimage"
+	"github.com/fastreboot/fastreboot/pkg/modcache"
+)
+
+// unpackHandoff does what the next kernel does with the handoff piece at
+// the end of initrd: it unpacks it into a new root directory.
+func unpackHandoff(t *testing.T, initrd []byte, handoffBytes int64) string {
+	t.Helper()
+	root := t.TempDir()
+	piece := initrd[int64(len(initrd))-handoffBytes:]
+	err := cpio.ForEachRecord(cpio.Newc.Reader(bytes.NewReader(piece)), func(r cpio.Record) error {
+		p := filepath.Join(root, r.Name)
+		switch r.Mode & cpio.S_IFMT {
+		case cpio.S_IFDIR:
+			return os.MkdirAll(p, 0o755)
+		case cpio.S_IFREG:
+			b, err := io.ReadAll(io.NewSectionReader(r.ReaderAt, 0, int64(r.FileSize)))
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(p, b, 0o644)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("unpack handoff: %v", err)
+	}
+	return root
+}
+
+// TestGenerations runs cold boot -> stage -> "kexec" -> resume -> stage ->
+// "kexec" -> resume, checking the generation count and that the second
+// and third generations read no storage.
+func TestGenerations(t *testing.T) {
+	ctx := context.Background()
+	im := testimage.Default()
+	dir := t.TempDir()
+	m, _, err := im.Write(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, mod := range m.Modules {
+		total += mod.Size
+	}
+	clock := stepClock(t0, time.Second)
+
+	// Generation 1: cold boot.
+	stateDir := filepath.Join(t.TempDir(), "run", "fastreboot")
+	cache := newCache(t)
+	st, err := Resume(ctx, cache, ResumeOptions{Root: t.TempDir(), StateDir: stateDir, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Generation != 1 || st.Reason != ReasonCold || st.Manifest != nil {
+		t.Fatalf("cold boot state %+v", st)
+	}
+	loader := &fakeLoader{}
+	src := &countingSource{src: modcache.DirSource(dir)}
+	mc := New(cache, Options{Root: fakeTree(t, goodTree), Loader: loader, Now: clock, Generation: st.Generation})
+	rep, err := mc.Stage(ctx, m, src, ReasonUpdate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Sync.BytesRead != total {
+		t.Errorf("generation 1 read %d bytes, want %d", rep.Sync.BytesRead, total)
+	}
+
+	for gen := 2; gen <= 3; gen++ {
+		// The jump: the next kernel unpacks the initrd into a fresh root;
+		// RAM of the old generation (its cache) is gone.
+		_, img := loader.state()
+		root := unpackHandoff(t, img.initrd, rep.HandoffBytes)
+		stateDir := filepath.Join(t.TempDir(), "run", "fastreboot")
+		cache := newCache(t)
+		st, err := Resume(ctx, cache, ResumeOptions{Root: root, StateDir: stateDir, Now: clock, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Generation != gen || st.Reason != ReasonUpdate || st.RehydrateError != "" {
+			t.Fatalf("generation %d: state %+v", gen, st)
+		}
+		if diff := cmp.Diff(m, st.Manifest); diff != "" {
+			t.Errorf("generation %d: manifest (-want +got):\n%s", gen, diff)
+		}
+		if st.Rehydrated != (modcache.RehydrateReport{Modules: 4, Bytes: total}) || st.Carried != 4 {
+			t.Errorf("generation %d: carried %d, rehydrated %+v; want 4 modules of %d bytes", gen, st.Carried, st.Rehydrated, total)
+		}
+		if !st.Timeline.StageStart.Before(st.Timeline.StageEnd) || !st.Timeline.RebootRequested.IsZero() {
+			t.Errorf("generation %d: timeline %+v", gen, st.Timeline)
+		}
+		// The carried files left RAM's rootfs as they entered the cache.
+		if left, _ := os.ReadDir(filepath.Join(root, HandoffModulesDir)); len(left) != 0 {
+			t.Errorf("generation %d: %d handoff files left", gen, len(left))
+		}
+		saved, err := LoadState(stateDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(st, saved); diff != "" {
+			t.Errorf("saved state (-resumed +saved):\n%s", diff)
+		}
+		// A second Resume in the same boot (daemon restart) returns the
+		// saved state and rehydrates nothing.
+		again, err := Resume(ctx, newCache(t), ResumeOptions{Root: root, StateDir: stateDir, Now: clock})
+		if err != nil || !again.Resumed.Equal(st.Resumed) {
+			t.Errorf("second Resume = %+v, %v", again, err)
+		}
+
+		// Stage the same image again: every module is a hit, nothing read.
+		src := &countingSource{src: modcache.DirSource(dir), fail: true}
+		mc := New(cache, Options{Root: fakeTree(t, goodTree), Loader: loader, Now: clock, Generation: st.Generation})
+		rep, err = mc.Stage(ctx, m, src, ReasonUpdate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(src.opens) != 0 || rep.Sync.BytesRead != 0 || rep.Sync.Hits != 4 || rep.Generation != gen+1 {
+			t.Errorf("generation %d: stage opened %v, report %+v", gen, src.opens, rep)
+		}
+		if s := cache.Stats(); s.BytesRead != 0 || s.BytesRehydrated != total {
+			t.Errorf("generation %d: cache stats %+v", gen, s)
+		}
+	}
+}
+
+func TestResumeRehydrateFailure(t *testing.T) {
+	ctx := context.Background()
+	im := testimage.Default()
+	dir := t.TempDir()
+	m, _, err := im.Write(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loader := &fakeLoader{}
+	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader})
+	rep, err := mc.Stage(ctx, m, modcache.DirSource(dir), ReasonCrash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, img := loader.state()
+	root := unpackHandoff(t, img.initrd, rep.HandoffBytes)
+	bad := filepath.Join(root, HandoffModulesDir, m.Modules[1].SHA256)
+	if err := os.WriteFile(bad, []byte("rotten"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cache := newCache(t)
+	st, err := Resume(ctx, cache, ResumeOptions{Root: root, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Generation != 2 || st.Reason != ReasonCrash || st.Rehydrated.Modules != 3 || !strings.Contains(st.RehydrateError, bad) {
+		t.Errorf("state %+v", st)
+	}
+	if _, err := cache.Get(m.Modules[1].SHA256); !errors.Is(err, modcache.ErrNotCached) {
+		t.Errorf("corrupt module cached: %v", err)
+	}
+}
+
+func TestResumeErrors(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	p := filepath.Join(root, HandoffFile)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(`{"version": 9}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Resume(ctx, nil, ResumeOptions{Root: root, StateDir: t.TempDir()}); !errors.Is(err, ErrHandoff) {
+		t.Errorf("future handoff version: %v, want ErrHandoff", err)
+	}
+	// A state directory that cannot be created.
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Resume(ctx, nil, ResumeOptions{Root: t.TempDir(), StateDir: filepath.Join(file, "sub")}); err == nil {
+		t.Error("Resume saved its state under a regular file")
+	}
+	// Without a cache, the state is still known.
+	h := testHandoff(testimage.Default().Manifest())
+	h.Version = HandoffVersion
+	var buf bytes.Buffer
+	if _, err := WriteHandoffPiece(&buf, h, nil); err != nil {
+		t.Fatal(err)
+	}
+	root2 := unpackHandoff(t, buf.Bytes(), int64(buf.Len()))
+	st, err := Resume(ctx, nil, ResumeOptions{Root: root2, StateDir: t.TempDir()})
+	if err != nil || st.Generation != 2 || st.Manifest == nil || st.Manifest.Name != "test" {
+		t.Errorf("Resume without cache = %+v, %v", st, err)
+	}
+}
