@@ -1,0 +1,5 @@
+//go:build !unix
+
+package cpustop
+
+func errnoName(error) string { return "" }

@@ -1,0 +1,18 @@
+//go:build unix
+
+package cpustop
+
+import (
+	"errors"
+
+	"golang.org/x/sys/unix"
+)
+
+// errnoName returns the symbolic name ("EBUSY") of the errno inside err.
+func errnoName(err error) string {
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return unix.ErrnoName(errno)
+	}
+	return ""
+}

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package cpustop
+
+const hotplugSupported = false
+
+func pinThread(int) error { return ErrNotSupported }
