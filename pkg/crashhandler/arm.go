@@ -1,0 +1,373 @@
+package crashhandler
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
+)
+
+// Image is the crash image to arm: the kernel and the assembled initrd as
+// files (the sealed memfds of the module cache), and the production command
+// line Arm derives the crash command line from.
+type Image struct {
+	Kernel *os.File
+	// Initrd may be nil (loaded with KEXEC_FILE_NO_INITRAMFS).
+	Initrd *os.File
+	// Cmdline is the production command line (e.g. the manifest's).
+	Cmdline string
+	// Manifest, if set, names the image in the state file and its module
+	// digests identify it.
+	Manifest *bootimage.Manifest
+	// Digest identifies the image when there is no manifest; if both are
+	// empty Arm hashes the kernel and initrd.
+	Digest string
+	// InitrdUnpackedBytes: the initrd's unpacked size if known (sizing); 0
+	// estimates it.
+	InitrdUnpackedBytes int64
+}
+
+// Options configure Arm, Disarm and Status. The zero value works on the real
+// system.
+type Options struct {
+	// Root is where /proc and /sys are read ("/" when empty).
+	Root string
+	// StateDir holds the state file (DefaultStateDir when empty).
+	StateDir string
+	// Loader performs kexec_file_load (KexecFileLoader when nil).
+	Loader Loader
+	// Logger gets debug and warning messages (discarded when nil).
+	Logger *slog.Logger
+	// Mode is the recovery shape (ModeTwoStage when empty).
+	Mode Mode
+	// Cmdline tunes the crash command line. If Cmdline.MemoryMap is nil,
+	// Arm reads Root/sys/firmware/memmap. In a generation kexec'd after a
+	// crash that directory shows the restricted crash map: pass the map
+	// recorded while healthy (carried by the handoff) instead; Arm refuses
+	// a firmware map with less RAM than MemTotal.
+	Cmdline CmdlineOptions
+	// Faults choose the sysctls routed to panic.
+	Faults FaultOptions
+	// Now stamps the state (time.Now when nil).
+	Now func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.Root == "" {
+		o.Root = "/"
+	}
+	if o.StateDir == "" {
+		o.StateDir = DefaultStateDir
+	}
+	if o.Loader == nil {
+		o.Loader = KexecFileLoader{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Mode == "" {
+		o.Mode = ModeTwoStage
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Arm loads img as the crash image with kexec_file_load(...,
+// KEXEC_FILE_ON_CRASH) and routes faults to panic.
+//
+// Before anything changes it checks the image (kernel present, a bzImage
+// with init_size, non-empty initrd), the reservation (ErrNoReservation,
+// ErrReservationTooSmall: the error says which crashkernel= to use, see
+// RequiredReservation), the memory map (direct mode) and the command line
+// length. Then it sets the sysctls, calls the loader and writes the state
+// file.
+//
+// Nothing is half-armed: the kernel replaces a loaded crash image
+// atomically, so Arm never unloads first; on any failure before or in the
+// load, the previously armed image (if any) stays armed and the sysctls
+// changed by this call are restored. Only a failure to write the state file
+// after a successful load leaves the new image armed (the error says so).
+func Arm(img Image, opts Options) (*State, error) {
+	o := opts.withDefaults()
+	mode := o.Mode
+	if err := mode.valid(); err != nil {
+		return nil, fmt.Errorf("arming crash image: %w", err)
+	}
+	if img.Kernel == nil {
+		return nil, fmt.Errorf("arming crash image: %w: no kernel file", ErrInvalidImage)
+	}
+	kernelBytes, err := fileSize(img.Kernel, "kernel")
+	if err != nil {
+		return nil, fmt.Errorf("arming crash image: %w", err)
+	}
+	hdr, err := ReadKernelHeader(img.Kernel)
+	if err != nil {
+		return nil, fmt.Errorf("arming crash image: kernel %s: %w", img.Kernel.Name(), err)
+	}
+	var initrdBytes int64
+	if img.Initrd != nil {
+		if initrdBytes, err = fileSize(img.Initrd, "initrd"); err != nil {
+			return nil, fmt.Errorf("arming crash image: %w", err)
+		}
+	}
+
+	mm, err := o.memoryMap()
+	if err != nil {
+		if mode == ModeDirect {
+			return nil, fmt.Errorf("arming crash image in direct mode: %w", err)
+		}
+		o.Logger.Warn("no firmware memory map recorded with the crash state", "err", err)
+	}
+
+	need := RequiredReservation(ImageSize{
+		KernelBytes:         kernelBytes,
+		InitrdBytes:         initrdBytes,
+		KernelInitSize:      hdr.InitSize,
+		KernelAlign:         hdr.Alignment,
+		InitrdUnpackedBytes: img.InitrdUnpackedBytes,
+	}, mode)
+	have, err := readCrashSize(o.Root)
+	if err != nil {
+		return nil, fmt.Errorf("arming crash image: %w", err)
+	}
+	if have < need.Total {
+		return nil, fmt.Errorf("arming crash image: %w", &ReservationError{Have: have, Need: need})
+	}
+
+	copts := o.Cmdline
+	copts.MemoryMap = mm
+	cmdline := CrashCmdline(img.Cmdline, mode, copts)
+	if err := checkCrashCmdline(cmdline, hdr); err != nil {
+		return nil, fmt.Errorf("arming crash image: %w", err)
+	}
+
+	prev, err := ReadState(o.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("arming crash image (remove the state file if it is damaged): %w", err)
+	}
+	previous := map[string]string{}
+	if prev != nil {
+		maps.Copy(previous, prev.Previous)
+	}
+	changed, err := routeFaults(o.Root, o.Faults.names(), previous)
+	if err != nil {
+		return nil, fmt.Errorf("arming crash image: %w", errors.Join(err, restoreFaults(o.Root, previous, changed)))
+	}
+
+	flags := kexecFileOnCrash
+	if img.Initrd == nil {
+		flags |= kexecFileNoInitramfs
+	}
+	o.Logger.Debug("loading crash image", "mode", mode, "cmdline", cmdline, "need", need.Total, "reservation", have)
+	if err := o.Loader.FileLoad(img.Kernel, img.Initrd, cmdline, flags); err != nil {
+		err = fmt.Errorf("arming crash image: kexec_file_load(ON_CRASH): %w", classifyLoadError(err))
+		if rerr := restoreFaults(o.Root, previous, changed); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return nil, err
+	}
+
+	st := &State{
+		Version:          stateVersion,
+		ArmedAt:          o.Now().UTC(),
+		Mode:             mode,
+		Cmdline:          cmdline,
+		KernelBytes:      kernelBytes,
+		InitrdBytes:      initrdBytes,
+		ImageBytes:       kernelBytes + initrdBytes,
+		Sizing:           need,
+		ReservationBytes: have,
+		Previous:         previous,
+		MemoryMap:        mm,
+	}
+	if img.Manifest != nil {
+		st.Name = img.Manifest.Name
+	}
+	if st.Digest, err = imageDigest(img); err != nil {
+		o.Logger.Warn("crash image armed without a digest", "err", err)
+	}
+	if err := writeState(o.StateDir, st); err != nil {
+		return st, fmt.Errorf("crash image armed, but its state was not recorded: %w", err)
+	}
+	return st, nil
+}
+
+// Disarm unloads the crash image (kexec_file_load with
+// KEXEC_FILE_UNLOAD|KEXEC_FILE_ON_CRASH) and writes back the sysctl values
+// Arm recorded. Disarming when nothing is armed succeeds. If the unload
+// fails, nothing else changes.
+func Disarm(opts Options) error {
+	o := opts.withDefaults()
+	st, stErr := ReadState(o.StateDir)
+	if err := o.Loader.FileLoad(nil, nil, "", kexecFileUnload|kexecFileOnCrash); err != nil {
+		return fmt.Errorf("disarming crash image: kexec_file_load(UNLOAD|ON_CRASH): %w", classifyLoadError(err))
+	}
+	if stErr != nil {
+		return fmt.Errorf("crash image unloaded, sysctls not restored: %w", stErr)
+	}
+	if st != nil {
+		if err := restoreAllFaults(o.Root, st.Previous); err != nil {
+			return fmt.Errorf("crash image unloaded, restoring sysctls: %w", err)
+		}
+	}
+	return removeState(o.StateDir)
+}
+
+// StatusReport describes the crash path of the running kernel.
+type StatusReport struct {
+	// Supported: the kernel has crash kexec (/sys/kernel/kexec_crash_size).
+	Supported bool `json:"supported"`
+	// Armed: a crash image is loaded (/sys/kernel/kexec_crash_loaded).
+	Armed bool `json:"armed"`
+	// ReservationBytes is /sys/kernel/kexec_crash_size.
+	ReservationBytes int64 `json:"reservation_bytes"`
+	// Mode of the image Arm recorded ("" if none).
+	Mode Mode `json:"mode,omitempty"`
+	// State is what Arm recorded; nil if nothing was armed through this
+	// package since boot. A State with Armed false means the image was
+	// unloaded behind our back.
+	State *State `json:"state,omitempty"`
+	// Faults reports each fault-routing sysctl.
+	Faults []FaultStatus `json:"faults"`
+}
+
+// Status reads the crash path state from Root/sys/kernel, Root/proc/sys and
+// the state file.
+func Status(opts Options) (StatusReport, error) {
+	o := opts.withDefaults()
+	var r StatusReport
+	size, err := readCrashSize(o.Root)
+	switch {
+	case errors.Is(err, ErrNotSupported):
+	case err != nil:
+		return r, err
+	default:
+		r.Supported, r.ReservationBytes = true, size
+	}
+	loaded, err := readSysFile(o.Root, "sys/kernel/kexec_crash_loaded")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return r, err
+	}
+	r.Armed = loaded == "1"
+	if r.State, err = ReadState(o.StateDir); err != nil {
+		return r, err
+	}
+	var previous map[string]string
+	if r.State != nil {
+		r.Mode, previous = r.State.Mode, r.State.Previous
+	}
+	r.Faults, err = faultStatus(o.Root, previous)
+	return r, err
+}
+
+func (o Options) memoryMap() (MemoryMap, error) {
+	if len(o.Cmdline.MemoryMap) > 0 {
+		if o.Cmdline.MemoryMap.RAMBytes() == 0 {
+			return nil, fmt.Errorf("%w: the given memory map has no System RAM", ErrNoMemoryMap)
+		}
+		return o.Cmdline.MemoryMap, nil
+	}
+	mm, err := ReadFirmwareMemoryMap(o.Root)
+	if err != nil {
+		return nil, err
+	}
+	if total, err := memTotal(o.Root); err == nil && mm.RAMBytes() < total {
+		return nil, fmt.Errorf("%w: %s shows %s of RAM, less than MemTotal %s: this kernel was kexec'd after a crash and sees the crash kernel's map; pass the map recorded before the crash",
+			ErrNoMemoryMap, filepath.Join(o.Root, "sys/firmware/memmap"), mib(int64(mm.RAMBytes())), mib(int64(total)))
+	}
+	return mm, nil
+}
+
+// readCrashSize reads /sys/kernel/kexec_crash_size (bytes). Absent: the
+// kernel has no crash kexec support.
+func readCrashSize(root string) (int64, error) {
+	s, err := readSysFile(root, "sys/kernel/kexec_crash_size")
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("%w: %w", ErrNotSupported, err)
+	}
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%s: %q is not a size", filepath.Join(root, "sys/kernel/kexec_crash_size"), s)
+	}
+	return n, nil
+}
+
+func readSysFile(root, rel string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(root, rel))
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", rel, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// memTotal reads MemTotal from root/proc/meminfo, in bytes.
+func memTotal(root string) (uint64, error) {
+	f, err := os.Open(filepath.Join(root, "proc/meminfo"))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("meminfo MemTotal %q: %w", v, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("meminfo has no MemTotal")
+}
+
+func fileSize(f *os.File, what string) (int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s %s: %w", ErrInvalidImage, what, f.Name(), err)
+	}
+	if fi.Size() == 0 {
+		return 0, fmt.Errorf("%w: %s %s is empty", ErrInvalidImage, what, f.Name())
+	}
+	return fi.Size(), nil
+}
+
+// imageDigest identifies the image: SHA-256 over the manifest's module
+// digests in order, else Image.Digest, else SHA-256 over kernel then initrd.
+func imageDigest(img Image) (string, error) {
+	h := sha256.New()
+	switch {
+	case img.Manifest != nil && len(img.Manifest.Modules) > 0:
+		for _, m := range img.Manifest.Modules {
+			fmt.Fprintf(h, "%s %s\n", m.Role, m.SHA256)
+		}
+	case img.Digest != "":
+		return img.Digest, nil
+	default:
+		for _, f := range []*os.File{img.Kernel, img.Initrd} {
+			if f == nil {
+				continue
+			}
+			if _, err := io.Copy(h, io.NewSectionReader(f, 0, 1<<62)); err != nil {
+				return "", fmt.Errorf("hashing %s: %w", f.Name(), err)
+			}
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

@@ -1,0 +1,254 @@
+package crashhandler
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Command line words the crash path adds and recognises.
+const (
+	// markerKey starts the crash-only words CrashCmdline appends:
+	// "fastreboot.crash=two-stage". Everything from it to the end (or to
+	// "--") is dropped by ProductionCmdline. Being dotted, the kernel takes
+	// it for a parameter of a module it does not have and ignores it.
+	markerKey = "fastreboot.crash"
+	// origKey saves a production word CrashCmdline had to remove:
+	// "fastreboot.orig=crashkernel%3D512M" restores "crashkernel=512M".
+	// The saved word is %-escaped ('=', '%', '"', blanks) so that it never
+	// contains "crashkernel=": the kernel finds that string anywhere in the
+	// line, not only at a word start (kernel/crash_core.c
+	// get_last_crashkernel uses strstr).
+	origKey = "fastreboot.orig"
+)
+
+// DefaultPanicTimeout is the panic=N of a two-stage crash kernel: if the
+// crash kernel panics itself, it reboots through firmware after N seconds.
+const DefaultPanicTimeout = 10
+
+// CmdlineOptions tune CrashCmdline.
+type CmdlineOptions struct {
+	// PanicTimeout is N in panic=N (two-stage); 0 means
+	// DefaultPanicTimeout, negative leaves panic= out.
+	PanicTimeout int
+	// ExtraWords are appended to the crash-only words, e.g. the CPU words of
+	// pkg/cpustop. ProductionCmdline drops them again.
+	ExtraWords []string
+	// MemoryMap is the firmware memory map. Direct mode needs it; in
+	// two-stage mode it only identifies stale map words to drop.
+	MemoryMap MemoryMap
+}
+
+// twoStageStrip are production words a two-stage crash kernel must not
+// inherit; they are saved as fastreboot.orig= so ProductionCmdline restores
+// them:
+//   - crashkernel=: the crash kernel's RAM is the reservation itself; x86's
+//     reserve_crashkernel (arch/x86/kernel/setup.c) has no is_kdump_kernel()
+//     guard (riscv has one), so it would carve a second reservation out of
+//     the memory the crash kernel needs to reload the image.
+//   - nr_cpus=, panic=, reset_devices, irqpoll: replaced by the crash words.
+var twoStageStrip = map[string]bool{
+	"crashkernel": true, "nr_cpus": true, "panic": true, "reset_devices": true, "irqpoll": true,
+}
+
+// CrashCmdline derives the crash kernel's command line from the production
+// one.
+//
+// Any mode other than ModeDirect is taken as ModeTwoStage.
+//
+// Both modes drop words that only the kernel adds (elfcorehdr=,
+// dmcryptkeys=: kexec_file_load prepends them again for a crash image) and
+// stale memory map words (memmap=exactmap, memmap=SIZE@START and words of
+// opts.MemoryMap); other memmap= words (regions kept out of the kernel's
+// hands) stay. Crash-only words follow the marker "fastreboot.crash=MODE",
+// before any "--" (the words after it go to init).
+//
+// Two-stage appends "nr_cpus=1 reset_devices irqpoll panic=N" and the extra
+// words, and moves crashkernel= (see twoStageStrip; also any other word
+// containing "crashkernel=") into fastreboot.orig= words that
+// ProductionCmdline turns back.
+//
+// Direct appends the full memory map (memmap=exactmap ...) and keeps
+// crashkernel=: the direct crash kernel owns all RAM once its memmap= words
+// are parsed (early in setup_arch, before reserve_crashkernel), becomes the
+// production system and must be able to re-arm (FINDINGS: each generation
+// re-adds crashkernel=).
+func CrashCmdline(prod string, mode Mode, opts CmdlineOptions) string {
+	if mode != ModeDirect {
+		mode = ModeTwoStage
+	}
+	words, initArgs := splitInitArgs(splitCmdline(prod))
+	generated := wordSet(opts.MemoryMap.CmdlineWords())
+	var kept, userMap, saved []string
+	for _, w := range words {
+		key, val, _ := strings.Cut(w, "=")
+		switch {
+		case key == "elfcorehdr" || key == "dmcryptkeys" || key == markerKey || key == origKey:
+		case key == "memmap":
+			if isMapWord(val, generated, w) {
+				continue
+			}
+			userMap = append(userMap, w)
+		case mode == ModeTwoStage && (twoStageStrip[key] || strings.Contains(w, "crashkernel=")):
+			saved = append(saved, origKey+"="+escapeWord(w))
+		default:
+			kept = append(kept, w)
+		}
+	}
+	out := kept
+	if mode == ModeDirect {
+		out = append(out, opts.MemoryMap.CmdlineWords()...)
+	}
+	out = append(out, userMap...)
+	out = append(out, markerKey+"="+string(mode))
+	if mode == ModeTwoStage {
+		out = append(out, "nr_cpus=1", "reset_devices", "irqpoll")
+		switch t := opts.PanicTimeout; {
+		case t == 0:
+			out = append(out, "panic="+strconv.Itoa(DefaultPanicTimeout))
+		case t > 0:
+			out = append(out, "panic="+strconv.Itoa(t))
+		}
+	}
+	out = append(out, opts.ExtraWords...)
+	out = append(out, saved...)
+	return joinCmdline(out, initArgs)
+}
+
+// ProductionCmdline turns a crash kernel's command line (as in its
+// /proc/cmdline, elfcorehdr= included) into the command line of the next
+// production kernel: it drops elfcorehdr=/dmcryptkeys=, the marker and every
+// crash-only word after it (nr_cpus=1, reset_devices, irqpoll, panic=, extra
+// words), restores the words CrashCmdline saved, and puts the full memory
+// map of mm in place of any memory map words (memmap=exactmap must come
+// before other memmap= words, which it would otherwise erase).
+//
+// Every generation after a crash needs the map: its kexec'd e820 is still
+// the crash kernel's restricted one. With an empty mm no map words are
+// added and the next kernel inherits whatever map kexec passes.
+//
+// A line without the marker (not made by CrashCmdline, e.g. the production
+// cmdline of a later update) loses elfcorehdr=, dmcryptkeys=,
+// reset_devices, irqpoll and nr_cpus=1 and gets the map; panic= is kept
+// since it cannot be told apart from a production setting.
+func ProductionCmdline(crash string, mm MemoryMap) string {
+	words, initArgs := splitInitArgs(splitCmdline(crash))
+	var restored []string
+	marked := false
+	for i, w := range words {
+		if key, _, _ := strings.Cut(w, "="); key == markerKey {
+			for _, c := range words[i+1:] {
+				if k, v, _ := strings.Cut(c, "="); k == origKey {
+					if orig, err := url.PathUnescape(v); err == nil && orig != "" {
+						restored = append(restored, orig)
+					}
+				}
+			}
+			words, marked = words[:i], true
+			break
+		}
+	}
+	generated := wordSet(mm.CmdlineWords())
+	var kept, userMap []string
+	for _, w := range words {
+		key, val, _ := strings.Cut(w, "=")
+		switch {
+		case key == "elfcorehdr" || key == "dmcryptkeys" || key == origKey:
+		case key == "memmap":
+			if !isMapWord(val, generated, w) {
+				userMap = append(userMap, w)
+			}
+		case !marked && (w == "reset_devices" || w == "irqpoll" || w == "nr_cpus=1"):
+		default:
+			kept = append(kept, w)
+		}
+	}
+	out := append(kept, restored...)
+	out = append(out, mm.CmdlineWords()...)
+	out = append(out, userMap...)
+	return joinCmdline(out, initArgs)
+}
+
+// escapeWord %-escapes the bytes that must not appear in a saved word.
+func escapeWord(w string) string {
+	var b strings.Builder
+	for i := 0; i < len(w); i++ {
+		switch c := w[i]; c {
+		case '%', '=', '"', ' ', '\t', '\n', '\r':
+			fmt.Fprintf(&b, "%%%02X", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// isMapWord reports memmap= words that belong to a memory map definition
+// (exactmap, RAM ranges) or to the map being generated.
+func isMapWord(val string, generated map[string]bool, w string) bool {
+	return val == "exactmap" || strings.Contains(val, "@") || generated[w]
+}
+
+func wordSet(ws []string) map[string]bool {
+	m := make(map[string]bool, len(ws))
+	for _, w := range ws {
+		m[w] = true
+	}
+	return m
+}
+
+// splitCmdline splits a command line into words the way the kernel's
+// next_arg does: on spaces, except inside double quotes.
+func splitCmdline(s string) []string {
+	var words []string
+	var b strings.Builder
+	inQuote := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"':
+			inQuote = !inQuote
+			b.WriteByte(c)
+		case !inQuote && (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0):
+			if b.Len() > 0 {
+				words = append(words, b.String())
+				b.Reset()
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	if b.Len() > 0 {
+		words = append(words, b.String())
+	}
+	return words
+}
+
+// splitInitArgs separates the words after "--", which the kernel passes to
+// init instead of parsing.
+func splitInitArgs(words []string) (kernel, initArgs []string) {
+	for i, w := range words {
+		if w == "--" {
+			return words[:i], words[i:]
+		}
+	}
+	return words, nil
+}
+
+func joinCmdline(words, initArgs []string) string {
+	return strings.Join(append(append([]string(nil), words...), initArgs...), " ")
+}
+
+// CrashModeOf reports whether a command line (e.g. /proc/cmdline) is one
+// CrashCmdline made, and for which mode: the crash kernel's early-boot code
+// uses it to pick its path.
+func CrashModeOf(cmdline string) (Mode, bool) {
+	words, _ := splitInitArgs(splitCmdline(cmdline))
+	for _, w := range words {
+		if k, v, _ := strings.Cut(w, "="); k == markerKey {
+			return Mode(v), true
+		}
+	}
+	return "", false
+}

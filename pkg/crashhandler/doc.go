@@ -1,0 +1,33 @@
+// Package crashhandler prepares and runs the crash path of fastreboot: it arms
+// an on-crash kexec image (kexec_file_load with KEXEC_FILE_ON_CRASH) so that a
+// kernel panic jumps into a new kernel instead of hanging or going through
+// firmware, and in that new kernel it reads what the crashed kernel left
+// behind.
+//
+// The pieces, in the order a system uses them:
+//
+//   - [ReadFirmwareMemoryMap] records the firmware memory map while the system
+//     is healthy. After a crash every later kernel inherits the crash kernel's
+//     restricted map through kexec, so the recorded map is handed on and turned
+//     into memmap=exactmap words ([MemoryMap.CmdlineWords]).
+//   - [RequiredReservation] says how large the crashkernel= reservation must be
+//     for an image and a [Mode]; [Arm] refuses with [ErrNoReservation] or
+//     [ErrReservationTooSmall] (with the crashkernel= value to use) before it
+//     touches anything.
+//   - [CrashCmdline] derives the crash kernel's command line from the
+//     production one; [ProductionCmdline] turns it back into the command line
+//     of the next production kernel, with the full memory map.
+//   - [Arm], [Disarm] and [Status] manage the loaded crash image and the
+//     sysctls that turn faults (oops, unknown NMI, lockups, hung tasks) into a
+//     panic, remembering the previous sysctl values in a state file.
+//   - In the crash kernel, [ReadEvidence] and [SaveEvidence] extract from
+//     /proc/vmcore the crashed kernel's release, crash time, panic message,
+//     panicking CPU and the tail of its log (from the printk ring buffer).
+//
+// Two recovery shapes exist ([ModeTwoStage], [ModeDirect]); see [Mode].
+//
+// Everything under /proc and /sys is read through a root directory that tests
+// replace with a fake tree; the only system call, kexec_file_load, goes
+// through the injectable [Loader]. The package builds on every platform; the
+// real loader works on Linux only.
+package crashhandler

@@ -1,0 +1,191 @@
+package crashhandler
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Sysctls that turn faults into a panic, and so into the crash image. All
+// are 0 on Debian by default (FINDINGS).
+const (
+	SysctlUnknownNMIPanic     = "kernel.unknown_nmi_panic"
+	SysctlPanicOnUnrecovNMI   = "kernel.panic_on_unrecovered_nmi"
+	SysctlPanicOnIONMI        = "kernel.panic_on_io_nmi"
+	SysctlPanicOnOops         = "kernel.panic_on_oops"
+	SysctlSoftlockupPanic     = "kernel.softlockup_panic"
+	SysctlHardlockupPanic     = "kernel.hardlockup_panic"
+	SysctlHungTaskPanic       = "kernel.hung_task_panic"
+	SysctlPanicOnWarn         = "kernel.panic_on_warn"
+	SysctlPanicOnRCUStall     = "kernel.panic_on_rcu_stall"
+	routedValue               = "1"
+	sysctlUnsupportedValueMsg = "unsupported"
+)
+
+// DefaultFaults are routed to panic unless FaultOptions.Disable is set.
+// kernel.hardlockup_panic exists only with a hard lockup detector (needs a
+// PMU; absent under QEMU TCG): a missing sysctl is reported as unsupported,
+// not as an error.
+var DefaultFaults = []string{
+	SysctlUnknownNMIPanic,
+	SysctlPanicOnUnrecovNMI,
+	SysctlPanicOnIONMI,
+	SysctlPanicOnOops,
+	SysctlSoftlockupPanic,
+	SysctlHardlockupPanic,
+	SysctlHungTaskPanic,
+}
+
+// FaultOptions choose which faults Arm routes to panic.
+type FaultOptions struct {
+	// Disable leaves every sysctl alone.
+	Disable bool
+	// PanicOnWarn also routes WARN() (kernel.panic_on_warn): opt-in, a
+	// warning is often survivable.
+	PanicOnWarn bool
+	// PanicOnRCUStall also routes RCU stalls (kernel.panic_on_rcu_stall).
+	PanicOnRCUStall bool
+}
+
+func (o FaultOptions) names() []string {
+	if o.Disable {
+		return nil
+	}
+	names := append([]string(nil), DefaultFaults...)
+	if o.PanicOnWarn {
+		names = append(names, SysctlPanicOnWarn)
+	}
+	if o.PanicOnRCUStall {
+		names = append(names, SysctlPanicOnRCUStall)
+	}
+	return names
+}
+
+// FaultStatus is the state of one fault-routing sysctl.
+type FaultStatus struct {
+	Name string `json:"name"`
+	// Value is the current value, or "unsupported" when the kernel has no
+	// such sysctl.
+	Value     string `json:"value"`
+	Supported bool   `json:"supported"`
+	// Routed: the fault panics (value is non-zero).
+	Routed bool `json:"routed"`
+	// Previous is the value before Arm changed it ("" if Arm did not).
+	Previous string `json:"previous,omitempty"`
+}
+
+// sysctlPath maps "kernel.panic_on_oops" to root/proc/sys/kernel/panic_on_oops.
+func sysctlPath(root, name string) string {
+	return filepath.Join(root, "proc/sys", strings.ReplaceAll(name, ".", "/"))
+}
+
+// readSysctl returns the value, or ok=false if the sysctl does not exist.
+func readSysctl(root, name string) (val string, ok bool, err error) {
+	b, err := os.ReadFile(sysctlPath(root, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("%w %s: %w", ErrFaultRouting, name, err)
+	}
+	return strings.TrimSpace(string(b)), true, nil
+}
+
+func writeSysctl(root, name, val string) error {
+	// O_TRUNC without O_CREATE: works on procfs and on the regular files of
+	// a fake tree, and never creates a sysctl that does not exist.
+	f, err := os.OpenFile(sysctlPath(root, name), os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return fmt.Errorf("%w: setting %s=%s: %w", ErrFaultRouting, name, val, err)
+	}
+	_, err = f.WriteString(val + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("%w: setting %s=%s: %w", ErrFaultRouting, name, val, err)
+	}
+	return nil
+}
+
+// routeFaults sets each named sysctl to 1. previous holds values recorded by
+// an earlier Arm (kept: they are the values before fastreboot touched the
+// sysctl); values of sysctls changed now are added to it. It returns the
+// names it changed, so that a failing Arm can undo exactly those.
+func routeFaults(root string, names []string, previous map[string]string) (changed []string, err error) {
+	for _, name := range names {
+		cur, ok, err := readSysctl(root, name)
+		if err != nil {
+			return changed, err
+		}
+		if !ok {
+			continue
+		}
+		if _, seen := previous[name]; !seen {
+			previous[name] = cur
+		}
+		if cur == routedValue {
+			continue
+		}
+		if err := writeSysctl(root, name, routedValue); err != nil {
+			return changed, err
+		}
+		changed = append(changed, name)
+	}
+	return changed, nil
+}
+
+// restoreAllFaults writes back every value in previous.
+func restoreAllFaults(root string, previous map[string]string) error {
+	names := make([]string, 0, len(previous))
+	for n := range previous {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return restoreFaults(root, previous, names)
+}
+
+// restoreFaults writes back the values in previous for the given names. It
+// tries every one and joins the errors.
+func restoreFaults(root string, previous map[string]string, names []string) error {
+	var errs []error
+	for _, name := range names {
+		val, ok := previous[name]
+		if !ok {
+			continue
+		}
+		if _, exists, err := readSysctl(root, name); err != nil || !exists {
+			if err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if err := writeSysctl(root, name, val); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// faultStatus reports every sysctl of DefaultFaults plus the opt-in ones.
+func faultStatus(root string, previous map[string]string) ([]FaultStatus, error) {
+	names := FaultOptions{PanicOnWarn: true, PanicOnRCUStall: true}.names()
+	out := make([]FaultStatus, 0, len(names))
+	for _, name := range names {
+		val, ok, err := readSysctl(root, name)
+		if err != nil {
+			return out, err
+		}
+		fs := FaultStatus{Name: name, Value: sysctlUnsupportedValueMsg, Previous: previous[name]}
+		if ok {
+			fs.Value, fs.Supported = val, true
+			fs.Routed = val != "" && val != "0"
+		}
+		out = append(out, fs)
+	}
+	return out, nil
+}

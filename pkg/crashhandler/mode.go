@@ -1,0 +1,32 @@
+package crashhandler
+
+import "fmt"
+
+// Mode is the recovery shape of the crash image (FINDINGS "Crash path").
+type Mode string
+
+const (
+	// ModeTwoStage (the default): the crash image is the production kernel
+	// and initrd with nr_cpus=1 reset_devices irqpoll. It runs inside the
+	// reservation, out of reach of DMA still in flight from the crashed
+	// kernel's devices, keeps the evidence, then kexecs the production image
+	// normally with the full memory map (ProductionCmdline). Costs a second
+	// kernel boot; needs a reservation large enough to load the image again.
+	ModeTwoStage Mode = "two-stage"
+	// ModeDirect: the crash image gets the full memory map
+	// (memmap=exactmap ...) and all CPUs, and becomes the production system
+	// in one boot. Faster and needs a small reservation, but the crashed
+	// kernel's devices may still DMA into memory the new kernel now uses:
+	// unsafe on bare metal without an IOMMU, fine in VMs. The crashed
+	// kernel's memory becomes free RAM, so evidence must be read first
+	// thing (it is best effort).
+	ModeDirect Mode = "direct"
+)
+
+func (m Mode) valid() error {
+	switch m {
+	case ModeTwoStage, ModeDirect:
+		return nil
+	}
+	return fmt.Errorf("unknown crash mode %q (want %q or %q)", string(m), ModeTwoStage, ModeDirect)
+}

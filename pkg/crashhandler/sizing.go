@@ -1,0 +1,245 @@
+package crashhandler
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Budgets used by RequiredReservation. They are exported so that reports can
+// show them; see RequiredReservation for where each comes from.
+const (
+	// PageSize is the x86-64 page size.
+	PageSize = 4096
+	// ElfcorehdrBudget covers the ELF core header that kexec_file_load puts
+	// into the reservation for an on-crash image (arch/x86/kernel/crash.c,
+	// crash_load_segments). With CONFIG_CRASH_HOTPLUG it is sized for
+	// 2 + NR_CPUS + CRASH_MAX_MEMORY_RANGES program headers of 56 bytes:
+	// 0.9 MiB with Debian's NR_CPUS=8192 and 8192 ranges.
+	ElfcorehdrBudget = 1 << 20
+	// LoaderBudget covers the other small segments of an x86 kexec_file
+	// image (arch/x86/kernel/kexec-bzimage64.c): the purgatory and its stack,
+	// boot_params with the command line, the EFI runtime memory map and
+	// setup_data, and the control page.
+	LoaderBudget = 1 << 20
+	// TwoStageBase is what a two-stage crash kernel (nr_cpus=1) uses besides
+	// its image, its rootfs and the reload: slab, page tables, per-CPU areas,
+	// the recovery program's heap and stacks. FINDINGS: 512M left
+	// MemTotal 465 MB to a Debian 6.1 crash kernel.
+	TwoStageBase = 64 << 20
+	// DirectMargin is the headroom a direct crash kernel needs inside the
+	// reservation until its memmap=exactmap words give it all RAM (they are
+	// parsed in setup_arch, before the first memblock allocation).
+	DirectMargin = 16 << 20
+	// InitrdExpansion estimates the unpacked size of a compressed initrd
+	// when the caller does not give it (Image.InitrdUnpackedBytes).
+	InitrdExpansion = 3
+	// ReservationAlign: advice is rounded up to this (x86 places the
+	// reservation on a 16 MiB boundary, CRASH_ALIGN).
+	ReservationAlign = 16 << 20
+)
+
+// ImageSize is what RequiredReservation needs to know about an image.
+type ImageSize struct {
+	KernelBytes int64 `json:"kernel_bytes"`
+	InitrdBytes int64 `json:"initrd_bytes"`
+	// KernelInitSize is the bzImage setup header's init_size: the memory
+	// the kernel needs from its load address to boot, decompression
+	// included. kexec_file_load reserves PAGE_ALIGN(init_size) for the
+	// kernel segment (kexec-bzimage64.c: kbuf.memsz = PAGE_ALIGN(init_size)).
+	KernelInitSize int64 `json:"kernel_init_size"`
+	// KernelAlign is the setup header's kernel_alignment (the kernel segment
+	// is placed on that boundary).
+	KernelAlign int64 `json:"kernel_align"`
+	// InitrdUnpackedBytes is the size of the initrd's files once unpacked
+	// into the rootfs; 0 estimates InitrdExpansion times InitrdBytes.
+	InitrdUnpackedBytes int64 `json:"initrd_unpacked_bytes,omitempty"`
+}
+
+// Sizing is the outcome of RequiredReservation, in bytes.
+type Sizing struct {
+	Mode Mode `json:"mode"`
+	// Load is what kexec_file_load places into the reservation.
+	Load int64 `json:"load"`
+	// Runtime is what the crash kernel needs to run out of the reservation
+	// (two-stage only).
+	Runtime int64 `json:"runtime"`
+	// Reload is what loading the production image again from inside the
+	// crash kernel costs (two-stage only).
+	Reload int64 `json:"reload"`
+	// Total is the reservation to ask for: (Load+Runtime+Reload) plus the
+	// struct page overhead, rounded up to ReservationAlign.
+	Total int64 `json:"total"`
+}
+
+// Advice says what to put on the kernel command line.
+func (s Sizing) Advice() string {
+	return fmt.Sprintf("add crashkernel=%dM to the kernel command line (or raise the existing crashkernel=) and reboot", s.Total>>20)
+}
+
+// Breakdown lists the parts of Total.
+func (s Sizing) Breakdown() string {
+	if s.Mode == ModeDirect {
+		return fmt.Sprintf("image segments %s + boot headroom %s", mib(s.Load), mib(DirectMargin))
+	}
+	return fmt.Sprintf("image segments %s + crash kernel runtime %s + reloading the production image %s",
+		mib(s.Load), mib(s.Runtime), mib(s.Reload))
+}
+
+// RequiredReservation computes the crashkernel= size an image needs in a
+// mode. The formula follows what the kernel does (Linux 6.1, x86-64):
+//
+// Load, what kexec_file_load(KEXEC_FILE_ON_CRASH) puts into the reservation
+// (kernel/kexec_file.c places every segment of a crash image inside
+// crashk_res; arch/x86/kernel/kexec-bzimage64.c lists them):
+//
+//	Load = roundup(init_size, kernel_alignment) + kernel_alignment   kernel segment + placement slack
+//	     + PAGE_ALIGN(initrd)                                         initrd segment
+//	     + ElfcorehdrBudget + LoaderBudget                            elfcorehdr, purgatory, boot_params, ...
+//
+// The crash kernel sees only the reservation as RAM (arch/x86/kernel/crash.c
+// crash_setup_memmap_entries), minus the elfcorehdr.
+//
+// Direct mode: the crash kernel's memmap=exactmap words hand it all RAM
+// early in setup_arch, so it only needs to boot:
+//
+//	Total = Load + DirectMargin
+//
+// Two-stage mode: the crash kernel runs out of the reservation and loads the
+// production image again with a normal kexec_file_load:
+//
+//	Runtime = TwoStageBase + unpacked initrd (the rootfs lives in RAM)
+//	Reload  = (kernel + initrd)                          the image in memfds (the cache)
+//	        + (kernel + initrd)                          kernel_read_file copies (kexec_file.c)
+//	        + PAGE_ALIGN(init_size) + PAGE_ALIGN(initrd) destination pages: kimage_load_normal_segment
+//	                                                     allocates every page of a segment's memsz
+//	Total   = Load + Runtime + Reload
+//
+// In both modes Total is divided by (1 - 64/4096) for the struct page of
+// every page the crash kernel manages, and rounded up to ReservationAlign.
+//
+// Check against FINDINGS (Debian 6.1: init_size 63.6 MiB, 8 MB kernel,
+// 14 MB initrd): two-stage needs 320 MiB (192M ran out of memory while the
+// crash kernel loaded the image, 512M worked); direct needs 112 MiB (128M
+// worked).
+func RequiredReservation(img ImageSize, mode Mode) Sizing {
+	if mode == "" {
+		mode = ModeTwoStage
+	}
+	align := img.KernelAlign
+	if align <= 0 {
+		align = 2 << 20
+	}
+	initrd := pageAlign(img.InitrdBytes)
+	s := Sizing{Mode: mode}
+	s.Load = roundUp(img.KernelInitSize, align) + align + initrd + ElfcorehdrBudget + LoaderBudget
+	sum := s.Load + DirectMargin
+	if mode == ModeTwoStage {
+		unpacked := img.InitrdUnpackedBytes
+		if unpacked <= 0 {
+			unpacked = InitrdExpansion * img.InitrdBytes
+		}
+		s.Runtime = TwoStageBase + pageAlign(unpacked)
+		image := pageAlign(img.KernelBytes) + initrd
+		s.Reload = 2*image + pageAlign(img.KernelInitSize) + initrd
+		sum = s.Load + s.Runtime + s.Reload
+	}
+	// struct page: 64 bytes per 4 KiB page managed.
+	sum = sum * 64 / 63
+	s.Total = roundUp(sum, ReservationAlign)
+	return s
+}
+
+func pageAlign(n int64) int64 { return roundUp(n, PageSize) }
+
+func roundUp(n, to int64) int64 {
+	if n <= 0 {
+		return 0
+	}
+	return (n + to - 1) / to * to
+}
+
+// KernelHeader holds the x86 boot protocol setup header fields the crash
+// path needs (Documentation/arch/x86/boot.rst).
+type KernelHeader struct {
+	Version     uint16 `json:"version"`
+	InitSize    int64  `json:"init_size"`
+	Alignment   int64  `json:"kernel_alignment"`
+	CmdlineSize int64  `json:"cmdline_size"`
+}
+
+// Setup header offsets (boot.rst).
+const (
+	hdrBootFlag    = 0x1fe
+	hdrMagic       = 0x202
+	hdrVersion     = 0x206
+	hdrAlignment   = 0x230
+	hdrXLoadflags  = 0x236
+	hdrCmdlineSize = 0x238
+	hdrInitSize    = 0x260
+	hdrEnd         = 0x264
+	xlfKernel64    = 1 << 0
+)
+
+// ReadKernelHeader reads the setup header of an x86 bzImage. It checks what
+// the kernel's bzImage64_probe checks for kexec_file_load (magic, boot flag,
+// protocol >= 2.12, XLF_KERNEL_64) and wraps ErrInvalidImage otherwise.
+func ReadKernelHeader(r io.ReaderAt) (KernelHeader, error) {
+	var b [hdrEnd]byte
+	if n, err := r.ReadAt(b[:], 0); n < len(b) {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return KernelHeader{}, fmt.Errorf("%w: reading bzImage setup header: %w", ErrInvalidImage, err)
+	}
+	le := binary.LittleEndian
+	if string(b[hdrMagic:hdrMagic+4]) != "HdrS" || le.Uint16(b[hdrBootFlag:]) != 0xaa55 {
+		return KernelHeader{}, fmt.Errorf("%w: not an x86 bzImage (no HdrS setup header)", ErrInvalidImage)
+	}
+	h := KernelHeader{
+		Version:     le.Uint16(b[hdrVersion:]),
+		Alignment:   int64(le.Uint32(b[hdrAlignment:])),
+		CmdlineSize: int64(le.Uint32(b[hdrCmdlineSize:])),
+		InitSize:    int64(le.Uint32(b[hdrInitSize:])),
+	}
+	if h.Version < 0x020c {
+		return h, fmt.Errorf("%w: boot protocol %d.%02d, kexec_file_load needs >= 2.12", ErrInvalidImage, h.Version>>8, h.Version&0xff)
+	}
+	if le.Uint16(b[hdrXLoadflags:])&xlfKernel64 == 0 {
+		return h, fmt.Errorf("%w: bzImage has no 64-bit entry point (XLF_KERNEL_64)", ErrInvalidImage)
+	}
+	if h.InitSize == 0 {
+		return h, fmt.Errorf("%w: bzImage init_size is 0", ErrInvalidImage)
+	}
+	return h, nil
+}
+
+// maxCrashCmdline is the longest crash command line (without its NUL) that
+// bzImage64_load accepts: it needs cmdline_len (with NUL) + 30 bytes for
+// "elfcorehdr=0x<addr> " to fit in the header's cmdline_size.
+func maxCrashCmdline(h KernelHeader) int {
+	size := h.CmdlineSize
+	if size <= 0 || size > 2047 {
+		size = 2047
+	}
+	return int(size) - 1 - 30
+}
+
+func checkCrashCmdline(cmdline string, h KernelHeader) error {
+	if max := maxCrashCmdline(h); len(cmdline) > max {
+		return fmt.Errorf("%w: %d bytes, at most %d fit with the elfcorehdr= the kernel prepends (cmdline_size %d); the memory map words are %s",
+			ErrCmdlineTooLong, len(cmdline), max, h.CmdlineSize, memmapShare(cmdline))
+	}
+	return nil
+}
+
+func memmapShare(cmdline string) string {
+	n := 0
+	for _, w := range splitCmdline(cmdline) {
+		if strings.HasPrefix(w, "memmap=") {
+			n += len(w) + 1
+		}
+	}
+	return fmt.Sprintf("%d bytes of it", n)
+}

@@ -1,0 +1,112 @@
+package crashhandler
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// Debian bookworm 6.1.0-56-amd64 (FINDINGS): its bzImage and the 22 MB
+// image FINDINGS measured.
+const (
+	debianKernelBytes   = 8247232
+	debianInitSize      = 0x3f98000
+	debianKernelAlign   = 0x200000
+	findingsInitrdBytes = 14 << 20
+)
+
+func TestRequiredReservationMatchesFindings(t *testing.T) {
+	img := ImageSize{KernelBytes: debianKernelBytes, InitrdBytes: findingsInitrdBytes, KernelInitSize: debianInitSize, KernelAlign: debianKernelAlign}
+
+	two := RequiredReservation(img, ModeTwoStage)
+	// FINDINGS: 192M ran out of memory loading the image from the crash
+	// kernel; 512M worked.
+	if two.Total <= 192<<20 || two.Total > 512<<20 {
+		t.Errorf("two-stage Total = %s, want in (192 MiB, 512 MiB]", mib(two.Total))
+	}
+	direct := RequiredReservation(img, ModeDirect)
+	// FINDINGS: direct ran with crashkernel=128M.
+	if direct.Total > 128<<20 || direct.Total < img.KernelInitSize+img.InitrdBytes {
+		t.Errorf("direct Total = %s, want between the image and 128 MiB", mib(direct.Total))
+	}
+	want := map[Mode]Sizing{
+		ModeTwoStage: {Mode: ModeTwoStage, Load: 82 << 20, Runtime: 106 << 20, Reload: two.Reload, Total: 320 << 20},
+		ModeDirect:   {Mode: ModeDirect, Load: 82 << 20, Total: 112 << 20},
+	}
+	if d := cmp.Diff(want[ModeTwoStage], two); d != "" {
+		t.Errorf("two-stage (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(want[ModeDirect], direct); d != "" {
+		t.Errorf("direct (-want +got):\n%s", d)
+	}
+	if got, want := two.Advice(), "add crashkernel=320M to the kernel command line (or raise the existing crashkernel=) and reboot"; got != want {
+		t.Errorf("Advice = %q, want %q", got, want)
+	}
+	if RequiredReservation(img, "").Mode != ModeTwoStage {
+		t.Error("empty mode is not two-stage")
+	}
+}
+
+func TestRequiredReservationGrowsWithImage(t *testing.T) {
+	base := ImageSize{KernelBytes: 8 << 20, InitrdBytes: 10 << 20, KernelInitSize: 40 << 20, KernelAlign: 2 << 20}
+	bigger := base
+	bigger.InitrdBytes = 200 << 20
+	known := base
+	known.InitrdUnpackedBytes = 10 << 20 // uncompressed initrd: less than the estimate
+	for _, m := range []Mode{ModeTwoStage, ModeDirect} {
+		if a, b := RequiredReservation(base, m).Total, RequiredReservation(bigger, m).Total; b <= a {
+			t.Errorf("%s: bigger initrd needs %s <= %s", m, mib(b), mib(a))
+		}
+	}
+	if a, b := RequiredReservation(base, ModeTwoStage).Total, RequiredReservation(known, ModeTwoStage).Total; b > a {
+		t.Errorf("known unpacked size needs %s > estimated %s", mib(b), mib(a))
+	}
+}
+
+// fakeBzImage returns a setup header like Debian's 6.1 bzImage.
+func fakeBzImage() []byte {
+	b := make([]byte, 0x300)
+	b[0x1f1] = 39
+	binary.LittleEndian.PutUint16(b[hdrBootFlag:], 0xaa55)
+	copy(b[hdrMagic:], "HdrS")
+	binary.LittleEndian.PutUint16(b[hdrVersion:], 0x020f)
+	binary.LittleEndian.PutUint32(b[hdrAlignment:], debianKernelAlign)
+	binary.LittleEndian.PutUint16(b[hdrXLoadflags:], 0x7f)
+	binary.LittleEndian.PutUint32(b[hdrCmdlineSize:], 0x7ff)
+	binary.LittleEndian.PutUint32(b[hdrInitSize:], debianInitSize)
+	return b
+}
+
+func TestReadKernelHeader(t *testing.T) {
+	h, err := ReadKernelHeader(bytes.NewReader(fakeBzImage()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(KernelHeader{Version: 0x20f, InitSize: debianInitSize, Alignment: debianKernelAlign, CmdlineSize: 0x7ff}, h); d != "" {
+		t.Errorf("header (-want +got):\n%s", d)
+	}
+	if got := maxCrashCmdline(h); got != 2016 {
+		t.Errorf("maxCrashCmdline = %d, want 2016", got)
+	}
+	mut := func(off int, v uint16) []byte {
+		b := fakeBzImage()
+		binary.LittleEndian.PutUint16(b[off:], v)
+		return b
+	}
+	for name, b := range map[string][]byte{
+		"truncated":      fakeBzImage()[:0x200],
+		"no HdrS":        mut(hdrMagic, 0),
+		"no boot flag":   mut(hdrBootFlag, 0),
+		"protocol 2.10":  mut(hdrVersion, 0x020a),
+		"32-bit only":    mut(hdrXLoadflags, 0x7e),
+		"zero init_size": append(fakeBzImage()[:hdrInitSize], 0, 0, 0, 0),
+		"ELF vmlinux":    append([]byte("\x7fELF"), make([]byte, 0x300)...),
+	} {
+		if _, err := ReadKernelHeader(bytes.NewReader(b)); !errors.Is(err, ErrInvalidImage) {
+			t.Errorf("%s: error = %v, want ErrInvalidImage", name, err)
+		}
+	}
+}

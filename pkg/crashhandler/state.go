@@ -1,0 +1,113 @@
+package crashhandler
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// DefaultStateDir holds the state file; it is on tmpfs, so a new kernel
+// starts without one (every generation re-arms).
+const DefaultStateDir = "/run/fastreboot"
+
+const (
+	stateFile    = "crash.json"
+	stateVersion = 1
+)
+
+// State is what Arm records about the armed crash image, in
+// StateDir/crash.json.
+type State struct {
+	Version int       `json:"version"`
+	ArmedAt time.Time `json:"armed_at"`
+	Mode    Mode      `json:"mode"`
+	// Cmdline is the crash command line given to kexec_file_load (the
+	// kernel prepends elfcorehdr=).
+	Cmdline string `json:"cmdline"`
+	// Name is the manifest's name, if any.
+	Name string `json:"name,omitempty"`
+	// Digest identifies the image: the manifest's module digests hashed
+	// together, or Image.Digest.
+	Digest      string `json:"digest"`
+	KernelBytes int64  `json:"kernel_bytes"`
+	InitrdBytes int64  `json:"initrd_bytes"`
+	// ImageBytes is kernel + initrd.
+	ImageBytes int64 `json:"image_bytes"`
+	// Sizing is the reservation the image needs; ReservationBytes what there
+	// was when it was armed.
+	Sizing           Sizing `json:"sizing"`
+	ReservationBytes int64  `json:"reservation_bytes"`
+	// Previous holds the fault-routing sysctls' values from before the first
+	// Arm; Disarm writes them back.
+	Previous map[string]string `json:"previous_sysctls,omitempty"`
+	// MemoryMap is the firmware memory map read when arming (if readable).
+	MemoryMap MemoryMap `json:"memory_map,omitempty"`
+}
+
+func statePath(dir string) string { return filepath.Join(dir, stateFile) }
+
+// ReadState reads the state file in dir. It returns (nil, nil) when there is
+// none.
+func ReadState(dir string) (*State, error) {
+	b, err := os.ReadFile(statePath(dir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading crash state: %w", err)
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("crash state %s: %w", statePath(dir), err)
+	}
+	if s.Version != stateVersion {
+		return nil, fmt.Errorf("crash state %s: version %d, want %d", statePath(dir), s.Version, stateVersion)
+	}
+	return &s, nil
+}
+
+// writeState replaces the state file atomically (temp file + rename).
+func writeState(dir string, s *State) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("writing crash state: %w", err)
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("writing crash state: %w", err)
+	}
+	return writeFileAtomic(statePath(dir), append(b, '\n'))
+}
+
+func removeState(dir string) error {
+	if err := os.Remove(statePath(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing crash state: %w", err)
+	}
+	return nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
