@@ -42,7 +42,7 @@ func (l *layout) add(t *testing.T, format string, raw []byte, archives, entries 
 }
 
 func (l *layout) zeros(n int) *layout { l.buf.Write(make([]byte, n)); return l }
-func (l *layout) pad() *layout       { pad4(&l.buf); return l }
+func (l *layout) pad() *layout        { pad4(&l.buf); return l }
 
 func TestCheckInitrdValid(t *testing.T) {
 	newc := sampleNewc(t)

@@ -3,6 +3,7 @@ package bootimage
 import (
 	"errors"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -144,6 +145,29 @@ func TestParseBad(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// testdata/manifest-v1.json is what Marshal writes for validManifest: the
+// schema as a reader sees it.
+func TestSchemaFixture(t *testing.T) {
+	m, err := Load("testdata/manifest-v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(validManifest(), m); diff != "" {
+		t.Errorf("Load (-want +got):\n%s", diff)
+	}
+	fixture, err := os.ReadFile("testdata/manifest-v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(fixture), string(out)); diff != "" {
+		t.Errorf("Marshal differs from the fixture (-fixture +Marshal):\n%s", diff)
 	}
 }
 

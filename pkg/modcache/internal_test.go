@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -82,57 +83,86 @@ type stuckReader struct{}
 func (stuckReader) Read([]byte) (int, error) { return 0, nil }
 
 func TestFill(t *testing.T) {
-	data := make([]byte, 3*chunkSize+17)
+	data := make([]byte, pipelineMin+3*chunkSize+17)
 	for i := range data {
 		data[i] = byte(i * 31)
 	}
 	errBoom := errors.New("boom")
 	tests := []struct {
 		name     string
-		r        io.Reader
+		r        func() io.Reader
 		size     int64
 		wantRead int64
 		wantErr  error
 	}{
-		{name: "exact", r: bytes.NewReader(data), size: int64(len(data)), wantRead: int64(len(data))},
-		{name: "one byte reads", r: iotest.OneByteReader(bytes.NewReader(data[:5000])), size: 5000, wantRead: 5000},
-		{name: "data with EOF", r: iotest.DataErrReader(bytes.NewReader(data)), size: int64(len(data)), wantRead: int64(len(data))},
-		{name: "empty", r: bytes.NewReader(nil), size: 0},
-		{name: "short", r: bytes.NewReader(data[:100]), size: 101, wantRead: 100, wantErr: ErrSizeMismatch},
-		{name: "long", r: bytes.NewReader(data), size: chunkSize, wantRead: chunkSize + 1, wantErr: ErrSizeMismatch},
-		{name: "read error", r: io.MultiReader(bytes.NewReader(data[:10]), iotest.ErrReader(errBoom)), size: 20, wantRead: 10, wantErr: errBoom},
-		{name: "no progress", r: stuckReader{}, size: 1, wantErr: io.ErrNoProgress},
+		{name: "exact", r: func() io.Reader { return bytes.NewReader(data) }, size: int64(len(data)), wantRead: int64(len(data))},
+		{name: "one byte reads", r: func() io.Reader { return iotest.OneByteReader(bytes.NewReader(data[:5000])) }, size: 5000, wantRead: 5000},
+		{name: "data with EOF", r: func() io.Reader { return iotest.DataErrReader(bytes.NewReader(data)) }, size: int64(len(data)), wantRead: int64(len(data))},
+		{name: "empty", r: func() io.Reader { return bytes.NewReader(nil) }, size: 0},
+		{name: "short", r: func() io.Reader { return bytes.NewReader(data[:100]) }, size: 101, wantRead: 100, wantErr: ErrSizeMismatch},
+		{name: "long", r: func() io.Reader { return bytes.NewReader(data) }, size: chunkSize, wantRead: chunkSize + 1, wantErr: ErrSizeMismatch},
+		{name: "read error", r: func() io.Reader { return io.MultiReader(bytes.NewReader(data[:10]), iotest.ErrReader(errBoom)) }, size: 20, wantRead: 10, wantErr: errBoom},
+		{name: "no progress", r: func() io.Reader { return stuckReader{} }, size: 1, wantErr: io.ErrNoProgress},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var w bytes.Buffer
-			read, sum, err := fill(context.Background(), &w, tt.r, tt.size)
-			if read != tt.wantRead {
-				t.Errorf("read %d bytes, want %d", read, tt.wantRead)
-			}
-			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) {
-					t.Errorf("err = %v, want %v", err, tt.wantErr)
+	for _, async := range []bool{false, true} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%s/async=%v", tt.name, async), func(t *testing.T) {
+				var w bytes.Buffer
+				read, sum, err := fillWith(context.Background(), &w, tt.r(), tt.size, async)
+				if read != tt.wantRead {
+					t.Errorf("read %d bytes, want %d", read, tt.wantRead)
 				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := sha256.Sum256(data[:tt.size]); sum != want {
-				t.Errorf("sum = %x, want %x", sum, want)
-			}
-			if !bytes.Equal(w.Bytes(), data[:tt.size]) {
-				t.Errorf("wrote %d bytes that differ from the input", w.Len())
-			}
-		})
+				if tt.wantErr != nil {
+					if !errors.Is(err, tt.wantErr) {
+						t.Errorf("err = %v, want %v", err, tt.wantErr)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := sha256.Sum256(data[:tt.size]); sum != want {
+					t.Errorf("sum = %x, want %x", sum, want)
+				}
+				if !bytes.Equal(w.Bytes(), data[:tt.size]) {
+					t.Errorf("wrote %d bytes that differ from the input", w.Len())
+				}
+			})
+		}
 	}
 }
 
-func TestFillCanceled(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, _, err := fill(ctx, io.Discard, bytes.NewReader(make([]byte, 10)), 10); !errors.Is(err, context.Canceled) {
-		t.Errorf("fill(canceled) = %v, want context.Canceled", err)
+type failWriter struct{ err error }
+
+func (w failWriter) Write([]byte) (int, error) { return 0, w.err }
+
+// cancelReader cancels its context after the first read.
+type cancelReader struct {
+	r      io.Reader
+	cancel context.CancelFunc
+}
+
+func (c cancelReader) Read(p []byte) (int, error) {
+	defer c.cancel()
+	return c.r.Read(p)
+}
+
+// TestFillAborts checks that fill stops cleanly (no goroutine left waiting)
+// on a failing write and on cancellation in the middle of a module.
+func TestFillAborts(t *testing.T) {
+	data := make([]byte, pipelineMin+chunkSize)
+	errFull := errors.New("no space")
+	for _, async := range []bool{false, true} {
+		t.Run(fmt.Sprintf("async=%v", async), func(t *testing.T) {
+			size := int64(len(data))
+			if _, _, err := fillWith(context.Background(), failWriter{errFull}, bytes.NewReader(data), size, async); !errors.Is(err, errFull) {
+				t.Errorf("fill to a failing writer = %v, want %v", err, errFull)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			read, _, err := fillWith(ctx, io.Discard, cancelReader{bytes.NewReader(data), cancel}, size, async)
+			if !errors.Is(err, context.Canceled) || read != chunkSize {
+				t.Errorf("fill canceled after one chunk = %d bytes, %v; want %d, context.Canceled", read, err, chunkSize)
+			}
+		})
 	}
 }
