@@ -112,6 +112,12 @@ func ReadEvidence(r io.ReaderAt, opts EvidenceOptions) (*Evidence, error) {
 		ev.Problems = append(ev.Problems, "printk log: "+err.Error())
 		return ev, nil
 	}
+	ev.fromLog(recs, opts.TailLines)
+	return ev, nil
+}
+
+// fromLog fills the panic reason, cause, CPU and log from the records.
+func (ev *Evidence) fromLog(recs []LogRecord, tail int) {
 	panicIdx := -1
 	for i := len(recs) - 1; i >= 0 && panicIdx < 0; i-- {
 		for _, line := range strings.Split(recs[i].Text, "\n") {
@@ -127,8 +133,7 @@ func ReadEvidence(r io.ReaderAt, opts EvidenceOptions) (*Evidence, error) {
 		ev.fullLog = append(ev.fullLog, r.Lines()...)
 	}
 	ev.LogLines = len(ev.fullLog)
-	ev.Log = ev.fullLog[max(0, len(ev.fullLog)-opts.TailLines):]
-	return ev, nil
+	ev.Log = ev.fullLog[max(0, len(ev.fullLog)-tail):]
 }
 
 // panicCPU finds the panicking CPU: the first "CPU: N PID:" line after the

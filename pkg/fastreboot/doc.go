@@ -33,7 +33,28 @@
 // [State] for status queries. A boot without a handoff is generation 1 with
 // reason "cold".
 //
-// The syscalls (kexec_file_load, reboot, sync, memfd_create, fcntl seals,
+// The other CPUs: Options.StopCPUs picks what [Machine.Reboot] does with
+// them right before reboot(LINUX_REBOOT_CMD_KEXEC). [cpustop.PolicyKernel]
+// (the default) does nothing, since the kernel parks them itself during the
+// kexec; [cpustop.PolicyHotplug] takes every secondary CPU offline through
+// sysfs first and brings them all back if that fails part-way or the reboot
+// call returns. Stage records the CPUs online in the handoff (at stage time,
+// since the handoff is sealed into the image then); the next generation's
+// Resume compares them with the CPUs online and [State].CPUs says which did
+// not come back.
+//
+// Options.Load chooses how the image is loaded. [LoadFile] (the default)
+// uses kexec_file_load: at reboot the purgatory hashes every segment and the
+// bzImage decompresses itself, inside the downtime. [LoadSegments] uses the
+// legacy kexec_load with the kernel decompressed once, ahead of time, and
+// cached as a module of its own whose digest is recorded ([KernelELF]); the
+// segments go into RAM of the firmware memory map, clear of the crash kernel
+// reservation and of regions kept with memmap=, and u-root's purgatory jumps
+// into the kernel's 64-bit entry without hashing. The kernel forbids
+// kexec_load under lockdown: LoadSegments then fails with
+// [ErrKexecLoadForbidden] and never falls back to LoadFile by itself.
+//
+// The syscalls (kexec_file_load, kexec_load, reboot, sync, memfd_create, fcntl seals,
 // copy_file_range) are Linux-only; on other systems the package builds, the
 // real [Loader] and [Rebooter] return [ErrNotSupported], and the initrd is
 // assembled in an unlinked temporary file.

@@ -17,6 +17,7 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/cpustop"
 )
 
 // HandoffVersion is the handoff format this package writes. Fields added
@@ -93,6 +94,14 @@ type Handoff struct {
 	// Carried lists the digests of the files in fastreboot/modules/,
 	// sorted; empty when the modules were not carried.
 	Carried []string `json:"carried,omitempty"`
+	// CPUs lists the CPUs online in the old kernel when Stage wrote the
+	// handoff (see Machine.Stage); nil when they could not be read. The
+	// next generation's Resume compares it with the CPUs online then.
+	CPUs *cpustop.Record `json:"cpus,omitempty"`
+	// KernelELFs records the decompressed kernel of the manifest's
+	// kernel when the image was staged with LoadSegments; a carried one is
+	// in fastreboot/modules/ like the modules and listed in Carried.
+	KernelELFs []KernelELF `json:"kernel_elfs,omitempty"`
 	// Extra holds fields of later versions or other components, by name.
 	Extra map[string]json.RawMessage `json:"extra,omitempty"`
 }
@@ -214,6 +223,9 @@ func DecodeHandoff(r io.Reader) (*Handoff, error) {
 	inManifest := make(map[string]bool, len(h.Manifest.Modules))
 	for _, m := range h.Manifest.Modules {
 		inManifest[m.SHA256] = true
+	}
+	if err := checkHandoffKernelELFs(h.KernelELFs, inManifest); err != nil {
+		return nil, err
 	}
 	for _, d := range h.Carried {
 		if !isDigest(d) {

@@ -2,15 +2,19 @@ package fastreboot
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/cpustop"
+	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -85,6 +89,34 @@ type Options struct {
 	// Generation is the running system's generation (from Resume); the
 	// staged image is Generation+1. Zero means 1 (a cold boot).
 	Generation int
+	// HandoffExtra is copied into the Extra of every handoff this Machine
+	// writes (e.g. the recorded firmware memory map and the crash mode,
+	// which every later generation must repeat).
+	HandoffExtra map[string]json.RawMessage
+	// StopCPUs is what Reboot does with the other CPUs right before
+	// reboot(LINUX_REBOOT_CMD_KEXEC); "" means cpustop.DefaultPolicy
+	// (cpustop.PolicyKernel: the kernel stops them itself).
+	StopCPUs cpustop.Policy
+	// CPUStop configures reading and changing CPU state (the record Stage
+	// puts into the handoff, and StopCPUs); its Root and Logger default to
+	// the Machine's.
+	CPUStop cpustop.Options
+	// CPURecord, when set, is the CPU record the handoff carries instead of
+	// the CPUs online at stage time: a crash stage that runs on one CPU
+	// passes on the record of the kernel that crashed.
+	CPURecord *cpustop.Record
+	// Load is the load method of Stage; "" means LoadFile.
+	Load LoadMethod
+	// MemoryMap is the firmware memory map recorded while the system was
+	// healthy. LoadSegments gives it to the next kernel as its e820 table
+	// and places the segments in its RAM. Nil reads
+	// Root/sys/firmware/memmap, which is right on a cold boot and after
+	// normal kexecs, but after a crash shows the crash kernel's restricted
+	// map: pass the recorded one then.
+	MemoryMap crashhandler.MemoryMap
+	// StateDir holds the decompressed kernel index of LoadSegments
+	// (KernelELFIndexFile); "" means DefaultStateDir.
+	StateDir string
 }
 
 // Machine stages boot images from a module cache and reboots into them.
@@ -101,7 +133,8 @@ type Machine struct {
 
 // New returns a Machine staging from cache; a nil cache gives a Machine
 // that can only plan and reboot (Stage fails). The cache should be created
-// with Check set to bootimage.CheckModule so that every module is checked
+// with Check set to CheckModule (bootimage.CheckModule, extended to the
+// decompressed kernels LoadSegments caches) so that every module is checked
 // once when it enters; Stage re-checks the kernel's header itself (it is
 // cheap), but relies on the cache for the initrd pieces, whose check
 // decompresses them.
@@ -124,6 +157,12 @@ func New(cache *modcache.Cache, opts Options) *Machine {
 	if opts.Generation < 1 {
 		opts.Generation = 1
 	}
+	if opts.Load == "" {
+		opts.Load = LoadFile
+	}
+	if opts.StateDir == "" {
+		opts.StateDir = DefaultStateDir
+	}
 	return &Machine{cache: cache, opts: opts, log: opts.Logger}
 }
 
@@ -139,6 +178,9 @@ type Durations struct {
 	// image, Load is kexec_file_load (zero in a dry run).
 	Validate time.Duration `json:"validate_ns"`
 	Sync     time.Duration `json:"sync_ns"`
+	// Segments prepares LoadSegments: checks, memory map, the
+	// decompressed kernel (decompressed here when it was not cached).
+	Segments time.Duration `json:"segments_ns,omitempty"`
 	Assemble time.Duration `json:"assemble_ns"`
 	Handoff  time.Duration `json:"handoff_ns"`
 	Load     time.Duration `json:"load_ns"`
@@ -158,6 +200,10 @@ type StageReport struct {
 	// succeeded.
 	DryRun bool `json:"dry_run"`
 	Loaded bool `json:"loaded"`
+	// Load is the load method; Segments says how a LoadSegments image
+	// was placed (nil for LoadFile).
+	Load     LoadMethod      `json:"load"`
+	Segments *SegmentsReport `json:"segments,omitempty"`
 	// Sync is what filling the cache read (hits, misses, bytes read).
 	Sync modcache.SyncReport `json:"sync"`
 	// InitrdBytes is the whole initrd: PiecesBytes of initrd pieces,
@@ -222,6 +268,17 @@ func (mc *Machine) StageFile(ctx context.Context, path string, reason Reason) (S
 // what was loaded before untouched; kexec_file_load itself replaces the
 // loaded image atomically, only on success. With DryRun, step 5 is
 // skipped and logged.
+//
+// With Options.Load set to LoadSegments, the checks of prepareSegments run
+// after step 3 (lockdown off, memory map, /proc/iomem, the running boot
+// parameters), the kernel's decompressed ELF is taken from the cache or
+// decompressed once and cached (see KernelELF; a cached ELF that does not
+// match its recorded digest refuses the image with ErrKernelELFMismatch),
+// the handoff records it and carries it with the modules, and step 5 is
+// kexec_load of the ELF's segments, the initrd, the command line, the boot
+// parameters and u-root's purgatory. A kernel that forbids kexec_load
+// fails the Stage (ErrKexecLoadForbidden): it never falls back to
+// kexec_file_load by itself.
 func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcache.Source, reason Reason) (rep StageReport, err error) {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
@@ -248,12 +305,16 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 	if !reason.Valid() || reason == ReasonCold {
 		return rep, fmt.Errorf("reason %q: want %q, %q or %q", reason, ReasonUpdate, ReasonCrash, ReasonManual)
 	}
+	if _, err := ParseLoadMethod(string(mc.opts.Load)); err != nil {
+		return rep, err
+	}
 	rep = StageReport{
 		Manifest:     m.Name,
 		CmdlineBytes: len(m.Cmdline),
 		Generation:   mc.opts.Generation + 1,
 		Reason:       reason,
 		DryRun:       mc.opts.DryRun,
+		Load:         mc.opts.Load,
 	}
 	rep.Timeline.StageStart = t0
 	phase := t0
@@ -296,6 +357,15 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 		pieces = append(pieces, e)
 		blobs = append(blobs, e)
 	}
+	var seg *segmentsPrep
+	if mc.opts.Load == LoadSegments {
+		if seg, err = mc.prepareSegments(ctx, m, kmod, kernel); err != nil {
+			return rep, err
+		}
+		rep.Segments = seg.report
+		blobs = append(blobs, seg.elf.entry)
+		lap(&rep.Durations.Segments)
+	}
 
 	initrd, err := newImageFile("fastreboot-initrd")
 	if err != nil {
@@ -324,6 +394,13 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 		Manifest:   *m,
 	}
 	h.Manifest.Modules = slices.Clone(m.Modules)
+	if len(mc.opts.HandoffExtra) > 0 {
+		h.Extra = maps.Clone(mc.opts.HandoffExtra)
+	}
+	h.CPUs = mc.handoffCPUs()
+	if seg != nil {
+		h.KernelELFs = []KernelELF{seg.elf.rec}
+	}
 	hstart := a.off
 	if _, err := WriteHandoffPiece(a, h, blobs); err != nil {
 		return rep, fmt.Errorf("%s: %w", initrd.Name(), err)
@@ -344,7 +421,12 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 	if err := ctx.Err(); err != nil {
 		return rep, err
 	}
-	if mc.opts.DryRun {
+	if seg != nil {
+		if err := mc.loadSegments(seg, initrd, m.Cmdline); err != nil {
+			return rep, err
+		}
+		rep.Loaded = !mc.opts.DryRun
+	} else if mc.opts.DryRun {
 		mc.log.Info("dry run: would call kexec_file_load", "manifest", label,
 			"kernel", kernel.File().Name(), "kernel_sha256", kmod.SHA256,
 			"initrd_bytes", rep.InitrdBytes, "cmdline_bytes", len(m.Cmdline), "generation", rep.Generation)
@@ -399,6 +481,9 @@ type RebootPlan struct {
 	// loaded image may also come from another program.
 	Staged *StageReport `json:"staged,omitempty"`
 	DryRun bool         `json:"dry_run"`
+	// StopCPUs is the CPU policy applied before a kexec; empty for a
+	// firmware reboot.
+	StopCPUs cpustop.Policy `json:"stop_cpus,omitempty"`
 }
 
 // PlanReboot decides how Reboot would reboot now, reading under Root
@@ -416,6 +501,9 @@ func (mc *Machine) PlanReboot() (RebootPlan, error) {
 
 func (mc *Machine) planLocked() (RebootPlan, error) {
 	plan := RebootPlan{DryRun: mc.opts.DryRun}
+	if _, err := cpustop.ParsePolicy(string(mc.stopPolicy())); err != nil {
+		return plan, fmt.Errorf("reboot: %w", err)
+	}
 	if mc.staged != nil {
 		s := *mc.staged
 		plan.Staged = &s
@@ -432,10 +520,10 @@ func (mc *Machine) planLocked() (RebootPlan, error) {
 	loaded, err := readInt(loadedPath)
 	switch {
 	case err == nil && loaded != 0:
-		plan.Cmd, plan.Mode = RebootKexec, "kexec"
+		plan.Cmd, plan.Mode, plan.StopCPUs = RebootKexec, "kexec", mc.stopPolicy()
 		return plan, nil
 	case mc.opts.DryRun && mc.staged != nil && mc.staged.DryRun:
-		plan.Cmd, plan.Mode = RebootKexec, "kexec"
+		plan.Cmd, plan.Mode, plan.StopCPUs = RebootKexec, "kexec", mc.stopPolicy()
 		return plan, nil
 	case err != nil:
 		plan.Why = fmt.Sprintf("kexec unavailable: %v", err)
@@ -456,6 +544,13 @@ func (mc *Machine) planLocked() (RebootPlan, error) {
 // why and calls reboot(LINUX_REBOOT_CMD_RESTART) instead, also when the
 // kexec reboot call itself fails. In a dry run it logs the plan and returns
 // nil without any syscall.
+//
+// Between sync(2) and the kexec reboot call it applies Options.StopCPUs
+// (cpustop.Stop): nothing for cpustop.PolicyKernel; for
+// cpustop.PolicyHotplug every online secondary CPU is taken offline. If
+// that fails part-way, the CPUs taken down are brought back and Reboot
+// returns the error without rebooting; if the reboot call returns, they are
+// brought back before the error (and any fallback) is returned.
 func (mc *Machine) Reboot(ctx context.Context) error {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
@@ -468,7 +563,7 @@ func (mc *Machine) Reboot(ctx context.Context) error {
 		mc.log.Warn("cannot kexec; rebooting through the firmware", "why", plan.Why, "fallback", mc.opts.Fallback)
 	}
 	if mc.opts.DryRun {
-		mc.log.Info("dry run: would sync(2) and reboot", "cmd", plan.Cmd, "mode", plan.Mode, "why", plan.Why)
+		mc.log.Info("dry run: would sync(2) and reboot", "cmd", plan.Cmd, "mode", plan.Mode, "why", plan.Why, "stop_cpus", plan.StopCPUs)
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -477,8 +572,20 @@ func (mc *Machine) Reboot(ctx context.Context) error {
 	if err := mc.opts.Rebooter.Sync(); err != nil {
 		return fmt.Errorf("reboot: %w", err)
 	}
+	var stopped *cpustop.Stopped
+	if plan.Cmd == RebootKexec {
+		// Last, so the CPUs are down for as short a time as possible. A
+		// policy that fails has put the CPUs back: refuse the reboot.
+		if stopped, err = mc.stopCPUs(ctx); err != nil {
+			mc.log.Error("reboot aborted", "err", err)
+			return err
+		}
+	}
 	mc.log.Info("rebooting", "cmd", plan.Cmd, "requested", mc.opts.Now())
 	err = mc.opts.Rebooter.Reboot(plan.Cmd)
+	if err != nil {
+		err = mc.restoreCPUs(ctx, stopped, err)
+	}
 	if err == nil || plan.Cmd != RebootKexec || mc.opts.Fallback != FallbackFirmware {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/cpustop"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -56,6 +57,15 @@ type State struct {
 	// rehydrated; they are missing from the cache and a later Sync reads
 	// them from storage.
 	RehydrateError string `json:"rehydrate_error,omitempty"`
+	// CPUs compares the CPUs online when the previous generation staged
+	// this image (the handoff's record) with those online when Resume ran;
+	// nil when the handoff has no record. CPUsError is set when a recorded
+	// CPU did not come back, or when the CPUs could not be read.
+	CPUs      *cpustop.Report `json:"cpus,omitempty"`
+	CPUsError string          `json:"cpus_error,omitempty"`
+	// CPURecord is the handoff's record itself, so that a crash stage
+	// running on fewer CPUs can pass it on (Options.CPURecord).
+	CPURecord *cpustop.Record `json:"cpu_record,omitempty"`
 }
 
 // Resume starts a generation: it reads the handoff under opts.Root
@@ -67,7 +77,9 @@ type State struct {
 //
 // A failed rehydration does not fail Resume: the generation is still known,
 // the modules that verified are cached, and State.RehydrateError says what
-// is missing. An unusable handoff (wrapping ErrHandoff) or a state that
+// is missing. Likewise State.CPUs says whether every CPU online when the
+// handoff was written came back, and State.CPUsError names those that did
+// not. An unusable handoff (wrapping ErrHandoff) or a state that
 // cannot be saved does fail it.
 //
 // Resume is idempotent within a boot: if the state directory already holds
@@ -108,6 +120,14 @@ func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*St
 		m := h.Manifest
 		st.Manifest = &m
 		st.Carried = len(h.Carried)
+		// The kernel brought every CPU it could up before init ran
+		// (smp_init), so what is online now is what came back.
+		st.CPURecord = h.CPUs
+		if st.CPUs, err = checkCPUs(opts.Root, h.CPUs, log); err != nil {
+			st.CPUsError = fmt.Sprintf("checking CPUs: %v", err)
+		} else if st.CPUs != nil && st.CPUs.Err() != nil {
+			st.CPUsError = st.CPUs.Err().Error()
+		}
 		if cache != nil && len(h.Carried) > 0 {
 			t := clock()
 			dir := filepath.Join(opts.Root, HandoffModulesDir)
@@ -118,6 +138,7 @@ func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*St
 				log.Warn("resume: some carried modules were not rehydrated", "err", err)
 			}
 		}
+		resumeKernelELFs(ctx, cache, h, opts, st, clock, log)
 		log.Info("resume", "generation", st.Generation, "reason", st.Reason, "manifest", h.Manifest.Name,
 			"carried", st.Carried, "rehydrated_modules", st.Rehydrated.Modules, "rehydrated_bytes", st.Rehydrated.Bytes)
 	}
@@ -140,25 +161,11 @@ func sameStart(prev *State, h *Handoff) bool {
 // SaveState writes s as dir/state.json, atomically (write to a temporary
 // file, then rename), creating dir if needed.
 func SaveState(dir string, s *State) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("save state: %w", err)
-	}
 	js, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
-	f, err := os.CreateTemp(dir, ".state-*.json")
-	if err != nil {
-		return fmt.Errorf("save state: %w", err)
-	}
-	_, werr := f.Write(append(js, '\n'))
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("save state %s: %w", f.Name(), err)
-	}
-	if err := os.Rename(f.Name(), filepath.Join(dir, StateFile)); err != nil {
-		os.Remove(f.Name())
+	if err := writeFileAtomic(dir, StateFile, append(js, '\n')); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
 	return nil

@@ -112,6 +112,7 @@ func TestStageLoadsCompleteImage(t *testing.T) {
 		Generation:     2,
 		Reason:         ReasonUpdate,
 		Loaded:         true,
+		Load:           LoadFile,
 		Sync:           modcache.SyncReport{Misses: 5, BytesRead: total, Read: []string{"vmlinuz", "base.cpio.gz", "kmods.cpio.xz", "site.cpio", "odd.cpio.zst"}},
 		InitrdBytes:    int64(len(img.initrd)),
 		PiecesBytes:    total - m.Kernel().Size,

@@ -1,0 +1,192 @@
+package fastreboot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/modcache"
+)
+
+// Image is a boot image built from the cache but not loaded: what a caller
+// hands to kexec_file_load itself, such as the crash path, which loads it
+// with KEXEC_FILE_ON_CRASH (pkg/crashhandler.Arm).
+type Image struct {
+	// Kernel is the cached kernel's sealed memfd. It belongs to the cache:
+	// do not close it.
+	Kernel *os.File
+	// Initrd is the assembled initrd (the manifest's initrd pieces and the
+	// handoff piece) in a new sealed memfd; Close releases it.
+	Initrd *os.File
+	// Cmdline is the manifest's command line.
+	Cmdline string
+	// Manifest is the image's manifest (a copy).
+	Manifest *bootimage.Manifest
+	// UnpackedBytes estimates the initrd's size once unpacked into the
+	// rootfs: uncompressed newc pieces and the handoff count as they are,
+	// compressed pieces UnpackedFactor times their size.
+	UnpackedBytes int64
+	// Report says what building it did; Loaded is always false.
+	Report StageReport
+}
+
+// UnpackedFactor is the expansion Image.UnpackedBytes assumes for a
+// compressed initrd piece (zstd/xz of Go binaries and kernel modules: 3 to 4).
+const UnpackedFactor = 4
+
+// Close releases the initrd memfd.
+func (img *Image) Close() error {
+	if img == nil || img.Initrd == nil {
+		return nil
+	}
+	return img.Initrd.Close()
+}
+
+// BuildOptions say what the handoff of a built image tells the next kernel.
+type BuildOptions struct {
+	// Reason of the next generation; required (not ReasonCold).
+	Reason Reason
+	// Generation is the generation the handoff names; 0 means the
+	// Machine's Options.Generation + 1.
+	Generation int
+	// Extra is copied into Handoff.Extra (Options.HandoffExtra is merged
+	// in first; Extra wins on equal keys).
+	Extra map[string]json.RawMessage
+}
+
+// BuildImage makes every module of m cached (reading from src only what is
+// missing), then assembles the initrd like Stage does (pieces in manifest
+// order, each 4-byte padded, then the handoff piece with the carried
+// modules unless Options.Carry is CarryNone) into a new sealed memfd, and
+// returns the image without loading it. The caller owns Image.Initrd and
+// must Close the image.
+func (mc *Machine) BuildImage(ctx context.Context, m *bootimage.Manifest, src modcache.Source, bo BuildOptions) (img *Image, err error) {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	label := "<nil manifest>"
+	if m != nil {
+		label = m.Name
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("build image %s: %w", label, err)
+		}
+	}()
+	if m == nil {
+		return nil, fmt.Errorf("%w: nil manifest", bootimage.ErrInvalid)
+	}
+	if mc.cache == nil {
+		return nil, errors.New("no module cache: the Machine was created without one")
+	}
+	if !bo.Reason.Valid() || bo.Reason == ReasonCold {
+		return nil, fmt.Errorf("reason %q: want %q, %q or %q", bo.Reason, ReasonUpdate, ReasonCrash, ReasonManual)
+	}
+	gen := bo.Generation
+	if gen <= 0 {
+		gen = mc.opts.Generation + 1
+	}
+	t0 := mc.opts.Now()
+	rep := StageReport{Manifest: m.Name, CmdlineBytes: len(m.Cmdline), Generation: gen, Reason: bo.Reason, DryRun: true}
+	rep.Timeline.StageStart = t0
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	if rep.Sync, err = mc.cache.Sync(ctx, m, src); err != nil {
+		return nil, err
+	}
+	kmod := m.Kernel()
+	kernel, err := mc.entry(kmod)
+	if err != nil {
+		return nil, err
+	}
+	if err := bootimage.CheckKernel(kernel, kernel.Size()); err != nil {
+		return nil, fmt.Errorf("kernel %q: %w", kmod.Name, err)
+	}
+	rep.KernelSHA256 = kmod.SHA256
+	blobs := []Blob{kernel}
+	var pieces []*modcache.Entry
+	var unpacked int64
+	for _, mod := range m.Initrds() {
+		e, err := mc.entry(mod)
+		if err != nil {
+			return nil, err
+		}
+		pieces = append(pieces, e)
+		blobs = append(blobs, e)
+		if isNewc(e) {
+			unpacked += e.Size()
+		} else {
+			unpacked += UnpackedFactor * e.Size()
+		}
+	}
+	initrd, err := newImageFile("fastreboot-image")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			initrd.Close()
+		}
+	}()
+	a := &assembler{dst: initrd}
+	for i, mod := range m.Initrds() {
+		if err := a.appendPiece(mod.Name, pieces[i]); err != nil {
+			return nil, err
+		}
+		rep.PiecesBytes += mod.Size
+	}
+	if mc.opts.Carry == CarryNone {
+		blobs = nil
+	}
+	rep.Timeline.StageEnd = mc.opts.Now()
+	h := &Handoff{Generation: gen, Reason: bo.Reason, Timeline: rep.Timeline, Manifest: *m}
+	h.Manifest.Modules = slices.Clone(m.Modules)
+	h.CPUs = mc.handoffCPUs()
+	if len(mc.opts.HandoffExtra) > 0 || len(bo.Extra) > 0 {
+		h.Extra = maps.Clone(mc.opts.HandoffExtra)
+		if h.Extra == nil {
+			h.Extra = map[string]json.RawMessage{}
+		}
+		maps.Copy(h.Extra, bo.Extra)
+	}
+	hstart := a.off
+	if _, err := WriteHandoffPiece(a, h, blobs); err != nil {
+		return nil, fmt.Errorf("%s: %w", initrd.Name(), err)
+	}
+	rep.HandoffBytes = a.off - hstart
+	rep.CarriedModules = len(h.Carried)
+	rep.CarriedBytes = uniqueBytes(blobs)
+	rep.InitrdBytes = a.off
+	rep.PaddingBytes = a.padding
+	rep.CopiedInKernel = a.kernelCopied
+	rep.CopiedInUser = a.userCopied + rep.CarriedBytes
+	if err := sealImage(initrd); err != nil {
+		return nil, err
+	}
+	rep.Durations.Total = mc.opts.Now().Sub(t0)
+	mm := *m
+	mm.Modules = slices.Clone(m.Modules)
+	return &Image{
+		Kernel:        kernel.File(),
+		Initrd:        initrd,
+		Cmdline:       m.Cmdline,
+		Manifest:      &mm,
+		UnpackedBytes: unpacked + rep.HandoffBytes,
+		Report:        rep,
+	}, nil
+}
+
+// isNewc reports whether a piece starts with a newc cpio magic (an
+// uncompressed archive).
+func isNewc(p Piece) bool {
+	var b [6]byte
+	if n, _ := p.ReadAt(b[:], 0); n < len(b) {
+		return false
+	}
+	return string(b[:]) == "070701" || string(b[:]) == "070702"
+}

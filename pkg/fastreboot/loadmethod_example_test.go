@@ -1,0 +1,25 @@
+package fastreboot_test
+
+import (
+	"fmt"
+
+	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+)
+
+// A command line flag chooses the load method; the Machine's Options carry
+// it to Stage, and an unknown name is refused rather than defaulted.
+func ExampleParseLoadMethod() {
+	for _, flag := range []string{"", "segments", "kexec"} {
+		m, err := fastreboot.ParseLoadMethod(flag)
+		if err != nil {
+			fmt.Println("error:", err)
+			continue
+		}
+		opts := fastreboot.Options{Load: m, DryRun: true}
+		fmt.Println(opts.Load)
+	}
+	// Output:
+	// file
+	// segments
+	// error: load method "kexec": want "file" or "segments"
+}

@@ -1,0 +1,194 @@
+package fastreboot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/u-root/u-root/pkg/boot/bzimage"
+
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/modcache"
+)
+
+// Files the segments load method reads under Options.Root.
+const (
+	pathIomem      = "proc/iomem"
+	pathCmdline    = "proc/cmdline"
+	pathBootParams = "sys/kernel/boot_params/data"
+	pathMemmap     = "sys/firmware/memmap"
+)
+
+// memoryMapRecorded is SegmentsReport.MemoryMap for Options.MemoryMap.
+const memoryMapRecorded = "recorded"
+
+// firmwareMap returns the firmware memory map: Options.MemoryMap, the one
+// recorded while the system was healthy, or else the one under Root, and
+// says which.
+func (mc *Machine) firmwareMap() (crashhandler.MemoryMap, string, error) {
+	if len(mc.opts.MemoryMap) > 0 {
+		return mc.opts.MemoryMap, memoryMapRecorded, nil
+	}
+	mm, err := crashhandler.ReadFirmwareMemoryMap(mc.opts.Root)
+	return mm, filepath.Join(mc.opts.Root, pathMemmap), err
+}
+
+// segmentsPrep is what Stage gathers for LoadSegments before it builds the
+// initrd: everything that can fail cheaply is checked first.
+type segmentsPrep struct {
+	elf     kernelELFResult
+	image   *kernelImage
+	kernel  []byte // the first setupHeaderReadSize bytes of the bzImage
+	header  bzimage.LinuxHeader
+	place   placement
+	e820    []e820Entry
+	running []byte
+	report  *SegmentsReport
+}
+
+// prepareSegments checks that LoadSegments can load m and gathers what it
+// needs: lockdown must be off, the loader must implement SegmentsLoader, the
+// firmware map must fit the zero page, /proc/iomem, the command lines and
+// the running zero page must be readable, and the kernel decompressed (from
+// the cache, or now and cached; see Machine.kernelELF).
+func (mc *Machine) prepareSegments(ctx context.Context, m *bootimage.Manifest, kmod bootimage.Module, kernel *modcache.Entry) (*segmentsPrep, error) {
+	root := mc.opts.Root
+	p := func(rel string) string { return filepath.Join(root, rel) }
+	if err := lockdownForbidsKexecLoad(p(pathLockdown)); err != nil {
+		return nil, err
+	}
+	if _, ok := mc.opts.Loader.(SegmentsLoader); !ok && !mc.opts.DryRun {
+		return nil, fmt.Errorf("segments load method: the loader %T cannot call kexec_load (it does not implement SegmentsLoader)", mc.opts.Loader)
+	}
+	fw, fwSource, err := mc.firmwareMap()
+	if err != nil {
+		return nil, fmt.Errorf("segments load method: the next kernel's e820 table: %w", err)
+	}
+	prep := &segmentsPrep{report: &SegmentsReport{MemoryMap: fwSource}}
+
+	prep.kernel = make([]byte, setupHeaderReadSize)
+	if _, err := kernel.ReadAt(prep.kernel, 0); err != nil {
+		return nil, fmt.Errorf("kernel %q: reading its setup header: %w", kmod.Name, err)
+	}
+	if err := prep.header.UnmarshalBinary(prep.kernel); err != nil {
+		return nil, fmt.Errorf("kernel %q: setup header: %w", kmod.Name, err)
+	}
+	if n := uint32(len(m.Cmdline)); prep.header.CmdLineSize != 0 && n > prep.header.CmdLineSize {
+		return nil, fmt.Errorf("%w: %d bytes, kernel %q takes at most %d", bootimage.ErrCmdlineTooLong, n, kmod.Name, prep.header.CmdLineSize)
+	}
+
+	if prep.e820, err = e820Table(fw); err != nil {
+		return nil, fmt.Errorf("firmware memory map (%s): %w", fwSource, err)
+	}
+	prep.report.E820Entries = len(prep.e820)
+
+	f, err := os.Open(p(pathIomem))
+	if err != nil {
+		return nil, fmt.Errorf("segments load method: the crash kernel reservation and kept regions are read from %w", err)
+	}
+	iomem, err := parseIomem(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p(pathIomem), err)
+	}
+	cmdlines := map[string]cmdlineMemory{}
+	next, err := parseCmdlineMemory(m.Cmdline)
+	if err != nil {
+		return nil, fmt.Errorf("the image's command line: %w", err)
+	}
+	cmdlines["next"] = next
+	switch b, err := os.ReadFile(p(pathCmdline)); {
+	case err == nil:
+		running, err := parseCmdlineMemory(string(bytes.TrimSpace(b)))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p(pathCmdline), err)
+		}
+		cmdlines["running"] = running
+	case errors.Is(err, fs.ErrNotExist):
+		mc.log.Warn("segments load method: no running command line; only the image's memmap= words are kept", "path", p(pathCmdline))
+	default:
+		return nil, err
+	}
+	prep.place = newPlacement(fw, iomem, cmdlines)
+	prep.report.Avoided = prep.place.Avoid
+
+	if prep.running, err = os.ReadFile(p(pathBootParams)); err != nil {
+		return nil, fmt.Errorf("segments load method: the running kernel's boot parameters (x86 only): %w", err)
+	}
+
+	if prep.elf, err = mc.kernelELF(ctx, kmod, kernel); err != nil {
+		return nil, err
+	}
+	prep.report.KernelELF = prep.elf.rec
+	prep.report.Decompressed = prep.elf.decompressed
+	prep.report.DecompressTime = prep.elf.took
+	if prep.image, err = readKernelELF(prep.elf.entry, prep.elf.entry.Size()); err != nil {
+		return nil, fmt.Errorf("decompressed kernel of %q: %w", kmod.Name, err)
+	}
+	return prep, nil
+}
+
+// lockdownForbidsKexecLoad reads the lockdown file: under "integrity" or
+// "confidentiality" the kernel refuses kexec_load (kernel/kexec.c,
+// kexec_load_check: security_locked_down(LOCKDOWN_KEXEC)) whatever the
+// image. A missing file (no lockdown LSM, no securityfs) says nothing;
+// kexec_load itself then decides.
+func lockdownForbidsKexecLoad(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	mode, err := parseLockdown(b)
+	if err != nil || mode == "none" {
+		return nil
+	}
+	return fmt.Errorf("%w: %w: %s is %q: the kernel refuses the legacy kexec_load that the segments load method uses (Secure Boot enables lockdown); "+
+		"stage with the file load method (--load=file, kexec_file_load of a signed kernel) instead", ErrNotPermitted, ErrKexecLoadForbidden, path, mode)
+}
+
+// segmentsImage is the kexec_load image planned from a segmentsPrep.
+type segmentsImage struct {
+	entry    uint64
+	segments []Segment
+}
+
+// fillReport records the plan in the report.
+func (img *segmentsImage) fillReport(r *SegmentsReport) {
+	r.Entry = img.entry
+	r.Segments = r.Segments[:0]
+	for _, s := range img.segments {
+		r.Segments = append(r.Segments, SegmentInfo{Name: s.Name, Phys: s.Phys, Size: s.Size, Bytes: int64(len(s.Buf))})
+	}
+}
+
+// checkPlacement verifies the finished plan against the placement: every
+// segment inside one RAM range and clear of every avoided range.
+func checkPlacement(segs []Segment, p placement) error {
+	for _, s := range segs {
+		r := physRange{s.Phys, s.Phys + s.Size}
+		inRAM := false
+		for _, ram := range p.RAM {
+			if ram.Start <= r.Start && r.End <= ram.End {
+				inRAM = true
+				break
+			}
+		}
+		if !inRAM {
+			return fmt.Errorf("%w: %s segment %#x-%#x is not inside the firmware map's RAM", ErrNoMemory, s.Name, r.Start, r.End)
+		}
+		for _, a := range p.Avoid {
+			if !r.intersect(physRange{a.Start, a.End}).empty() {
+				return fmt.Errorf("%w: %s segment %#x-%#x overlaps %#x-%#x (%s)", ErrNoMemory, s.Name, r.Start, r.End, a.Start, a.End, a.Why)
+			}
+		}
+	}
+	return nil
+}
+
+// pageUp rounds n up to the x86 page size.
+func pageUp(n uint64) uint64 { return (n + 4095) &^ 4095 }

@@ -1,0 +1,19 @@
+//go:build !linux
+
+package fastreboot
+
+import (
+	"fmt"
+	"os"
+)
+
+// SegmentsLoad returns ErrNotSupported: kexec_load is Linux-only.
+func (KexecLoader) SegmentsLoad(entry uint64, segments []Segment) error {
+	return fmt.Errorf("kexec_load: %w on this system", ErrNotSupported)
+}
+
+// loadSegments returns ErrNotSupported: the segments are planned with
+// u-root's Linux-only kexec package.
+func (mc *Machine) loadSegments(prep *segmentsPrep, initrd *os.File, cmdline string) error {
+	return fmt.Errorf("segments load method: kexec_load %w on this system", ErrNotSupported)
+}
