@@ -1,0 +1,347 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/modcache"
+)
+
+// DefaultSocket is where the daemon listens.
+const DefaultSocket = fastreboot.DefaultStateDir + "/fastreboot.sock"
+
+// ErrNoStorage is returned when a module is not cached and the request named
+// no storage to read it from (staging the running image from the cache).
+var ErrNoStorage = errors.New("module not cached and no storage given")
+
+// Service is what the fastreboot command asks of an Agent, in process or
+// through the daemon's socket.
+type Service interface {
+	// Info says who serves, which generation runs and what is cached.
+	Info(ctx context.Context) (*Info, error)
+	// Sync reads into the cache the modules of a manifest not cached yet.
+	Sync(ctx context.Context, req SyncRequest) (*modcache.SyncReport, error)
+	// Stage builds and loads the next image.
+	Stage(ctx context.Context, req StageRequest) (*fastreboot.StageReport, error)
+	// Cache lists the cached modules.
+	Cache(ctx context.Context) (*CacheListing, error)
+	// Verify re-hashes every cached module.
+	Verify(ctx context.Context) (*modcache.VerifyReport, error)
+	// Evict drops the modules that neither the running nor the staged
+	// manifest references.
+	Evict(ctx context.Context) (*modcache.EvictReport, error)
+	// CrashArm builds the crash image from the cache and arms it.
+	CrashArm(ctx context.Context, req CrashArmRequest) (*CrashArmReport, error)
+	// CrashDisarm unloads it and restores the fault-routing sysctls.
+	CrashDisarm(ctx context.Context) (*CrashStatusReport, error)
+	// CrashStatus reports the crash path and the last crash.
+	CrashStatus(ctx context.Context) (*CrashStatusReport, error)
+}
+
+// SyncRequest names a manifest file; its modules are read relative to its
+// directory.
+type SyncRequest struct {
+	Manifest string `json:"manifest,omitempty"`
+	// Inline is a manifest given in the request instead of a file; its
+	// module sources must be absolute paths.
+	Inline *bootimage.Manifest `json:"inline,omitempty"`
+}
+
+// StageRequest says what to stage: a manifest file, or (Current) the
+// manifest this generation runs, served from the cache alone.
+type StageRequest struct {
+	Manifest string `json:"manifest,omitempty"`
+	// Inline is a manifest given in the request (sources absolute).
+	Inline  *bootimage.Manifest `json:"inline,omitempty"`
+	Current bool                `json:"current,omitempty"`
+	Reason  fastreboot.Reason   `json:"reason,omitempty"`
+	DryRun  bool                `json:"dry_run,omitempty"`
+	// NoCarry stages without carrying the cache into the next generation.
+	NoCarry bool `json:"no_carry,omitempty"`
+	// Load is the load method ("" is fastreboot.LoadFile).
+	Load fastreboot.LoadMethod `json:"load,omitempty"`
+}
+
+// Info describes the agent and its cache.
+type Info struct {
+	// Daemon is true when a `fastreboot daemon` answered; false for an
+	// in-process agent, whose cache ends with the command.
+	Daemon  bool      `json:"daemon"`
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	// Generation and Reason of the running system.
+	Generation int               `json:"generation"`
+	Reason     fastreboot.Reason `json:"reason"`
+	// Current names the manifest this generation runs, if known.
+	Current string         `json:"current,omitempty"`
+	Cache   modcache.Stats `json:"cache"`
+	// Staged is the last image this agent staged.
+	Staged *fastreboot.StageReport `json:"staged,omitempty"`
+}
+
+// CacheListing is the content of the cache.
+type CacheListing struct {
+	Stats   modcache.Stats  `json:"stats"`
+	Modules []modcache.Info `json:"modules"`
+}
+
+// Options configure an Agent.
+type Options struct {
+	// Root holds proc/, sys/ and the unpacked handoff; "" means "/".
+	Root string
+	// StateDir holds state.json; "" means fastreboot.DefaultStateDir.
+	StateDir string
+	// Logger receives what the agent does; nil discards.
+	Logger *slog.Logger
+	// Resume rehydrates the cache from the handoff under Root when the agent
+	// starts (the daemon does; an in-process agent only reads the saved
+	// state, so that it never consumes the handoff files).
+	Resume bool
+	// Machine is the template for the fastreboot.Machine; Root, Logger,
+	// Generation, DryRun and Carry are set by the agent.
+	Machine fastreboot.Options
+}
+
+// Agent owns a module cache and stages images from it.
+type Agent struct {
+	opts    Options
+	log     *slog.Logger
+	cache   *modcache.Cache
+	state   *fastreboot.State
+	started time.Time
+
+	// stageMu makes Stage and Evict run one at a time: each Stage builds a
+	// new fastreboot.Machine, whose own lock does not serialize them, and
+	// an Evict during a Stage could drop the modules being staged.
+	stageMu sync.Mutex
+	op      sync.Mutex
+
+	mu      sync.Mutex
+	daemon  bool
+	current *bootimage.Manifest // what this generation runs
+	staged  *bootimage.Manifest // what the last Stage loaded
+	report  *fastreboot.StageReport
+}
+
+// New starts an agent: it creates the cache (every module that enters from
+// storage is checked with bootimage.CheckModule) and, with Options.Resume,
+// rehydrates it from the handoff.
+func New(ctx context.Context, opts Options) (*Agent, error) {
+	if opts.Root == "" {
+		opts.Root = "/"
+	}
+	if opts.StateDir == "" {
+		opts.StateDir = fastreboot.DefaultStateDir
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	// fastreboot.CheckModule is bootimage.CheckModule that also accepts
+	// the decompressed kernels the segments load method caches.
+	cache := modcache.New(modcache.Options{Logger: log, Check: fastreboot.CheckModule})
+	a := &Agent{opts: opts, log: log, cache: cache, started: time.Now()}
+	var err error
+	if opts.Resume {
+		a.state, err = fastreboot.Resume(ctx, cache, fastreboot.ResumeOptions{
+			Root: opts.Root, StateDir: opts.StateDir, Logger: log,
+		})
+	} else {
+		a.state, err = fastreboot.LoadState(opts.StateDir)
+		if errors.Is(err, os.ErrNotExist) {
+			a.state, err = &fastreboot.State{Generation: 1, Reason: fastreboot.ReasonCold}, nil
+		}
+	}
+	if err != nil {
+		cache.Close()
+		return nil, err
+	}
+	a.current = a.state.Manifest
+	return a, nil
+}
+
+// State is how this generation started.
+func (a *Agent) State() *fastreboot.State { return a.state }
+
+// Close releases the cache.
+func (a *Agent) Close() error { return a.cache.Close() }
+
+func (a *Agent) machine(dryRun, noCarry bool, load fastreboot.LoadMethod) *fastreboot.Machine {
+	o := a.opts.Machine
+	o.Root = a.opts.Root
+	o.Logger = a.log
+	o.Generation = a.state.Generation
+	o.DryRun = o.DryRun || dryRun
+	o.HandoffExtra = a.handoffExtra()
+	if noCarry {
+		o.Carry = fastreboot.CarryNone
+	}
+	if load != "" {
+		o.Load = load
+	}
+	o.StateDir = a.opts.StateDir
+	if mm, _, err := a.memoryMap(); err == nil {
+		o.MemoryMap = mm
+	}
+	return fastreboot.New(a.cache, o)
+}
+
+// Info implements Service.
+func (a *Agent) Info(ctx context.Context) (*Info, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	in := &Info{
+		Daemon: a.daemon, PID: os.Getpid(), Started: a.started,
+		Generation: a.state.Generation, Reason: a.state.Reason,
+		Cache: a.cache.Stats(), Staged: a.report,
+	}
+	if a.current != nil {
+		in.Current = a.current.Name
+	}
+	return in, nil
+}
+
+// Sync implements Service.
+func (a *Agent) Sync(ctx context.Context, req SyncRequest) (*modcache.SyncReport, error) {
+	a.op.Lock()
+	defer a.op.Unlock()
+	m, src, err := resolve(req.Manifest, req.Inline)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := a.cache.Sync(ctx, m, src)
+	if err != nil {
+		return &rep, fmt.Errorf("sync %s: %w", m.Name, err)
+	}
+	a.mu.Lock()
+	if a.current == nil {
+		// A cold boot has no handoff saying what it runs; the first
+		// manifest synced is taken as the running image.
+		a.current = m
+	}
+	a.mu.Unlock()
+	return &rep, nil
+}
+
+// Stage implements Service.
+func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageReport, error) {
+	a.op.Lock()
+	defer a.op.Unlock()
+	reason := req.Reason
+	if reason == "" {
+		reason = fastreboot.ReasonUpdate
+	}
+	var (
+		m   *bootimage.Manifest
+		src modcache.Source
+	)
+	switch {
+	case req.Current && (req.Manifest != "" || req.Inline != nil):
+		return nil, errors.New("stage: give a manifest or current, not both")
+	case req.Current:
+		a.mu.Lock()
+		m = a.current
+		a.mu.Unlock()
+		if m == nil {
+			return nil, errors.New("stage current: this generation does not know its manifest (cold boot without a synced manifest)")
+		}
+		src = noStorage{}
+	default:
+		var err error
+		if m, src, err = resolve(req.Manifest, req.Inline); err != nil {
+			return nil, fmt.Errorf("stage: %w", err)
+		}
+	}
+	a.stageMu.Lock()
+	defer a.stageMu.Unlock()
+	rep, err := a.machine(req.DryRun, req.NoCarry, req.Load).Stage(ctx, a.productionManifest(m), src, reason)
+	if err != nil {
+		return &rep, err
+	}
+	if !req.DryRun {
+		a.mu.Lock()
+		a.staged, a.report = m, &rep
+		a.mu.Unlock()
+	}
+	return &rep, nil
+}
+
+// Cache implements Service.
+func (a *Agent) Cache(ctx context.Context) (*CacheListing, error) {
+	return &CacheListing{Stats: a.cache.Stats(), Modules: a.cache.List()}, nil
+}
+
+// Verify implements Service.
+func (a *Agent) Verify(ctx context.Context) (*modcache.VerifyReport, error) {
+	a.op.Lock()
+	defer a.op.Unlock()
+	rep, err := a.cache.Verify(ctx)
+	return &rep, err
+}
+
+// Evict implements Service.
+func (a *Agent) Evict(ctx context.Context) (*modcache.EvictReport, error) {
+	a.op.Lock()
+	defer a.op.Unlock()
+	a.stageMu.Lock()
+	defer a.stageMu.Unlock()
+	a.mu.Lock()
+	var keep []*bootimage.Manifest
+	for _, m := range []*bootimage.Manifest{a.current, a.staged} {
+		if m != nil {
+			keep = append(keep, m)
+		}
+	}
+	a.mu.Unlock()
+	if len(keep) == 0 {
+		return nil, errors.New("evict: no running or staged manifest is known, refusing to empty the cache")
+	}
+	// The kernels the segments load method decompressed stay with their
+	// bzImages.
+	keep = append(keep, fastreboot.KernelELFManifest(a.opts.StateDir, keep...))
+	rep := a.cache.Evict(keep...)
+	return &rep, nil
+}
+
+// resolve returns the manifest a request names and the storage its modules
+// are read from: the manifest file's directory, or the file system root for
+// an inline manifest (whose sources are absolute).
+func resolve(path string, inline *bootimage.Manifest) (*bootimage.Manifest, modcache.Source, error) {
+	switch {
+	case path != "" && inline != nil:
+		return nil, nil, errors.New("give a manifest file or an inline manifest, not both")
+	case inline != nil:
+		if err := inline.Validate(); err != nil {
+			return nil, nil, err
+		}
+		for _, mod := range inline.Modules {
+			if mod.Source != "" && !filepath.IsAbs(mod.Source) {
+				return nil, nil, fmt.Errorf("inline manifest: module %s: source %q is not absolute", mod.Name, mod.Source)
+			}
+		}
+		return inline, modcache.DirSource("/"), nil
+	case path != "":
+		m, err := bootimage.Load(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		return m, modcache.DirSource(filepath.Dir(path)), nil
+	}
+	return nil, nil, errors.New("no manifest given")
+}
+
+// noStorage is the Source of a stage from the cache alone.
+type noStorage struct{}
+
+func (noStorage) Open(_ context.Context, m bootimage.Module) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("module %s (sha256 %s): %w", m.Name, m.SHA256, ErrNoStorage)
+}

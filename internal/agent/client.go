@@ -1,0 +1,113 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+
+	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/modcache"
+)
+
+// ErrNoDaemon is returned by Dial when no daemon listens on the socket.
+var ErrNoDaemon = errors.New("no fastreboot daemon")
+
+// Client is a Service served by a daemon.
+type Client struct {
+	socket string
+	http   *http.Client
+}
+
+// Dial connects to the daemon at socket. It returns an error wrapping
+// ErrNoDaemon when the socket does not exist or nobody listens on it.
+func Dial(socket string) (*Client, error) {
+	c, err := net.Dial("unix", socket)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("%w on %s", ErrNoDaemon, socket)
+		}
+		return nil, fmt.Errorf("dial %s: %w", socket, err)
+	}
+	c.Close()
+	return &Client{socket: socket, http: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}}}, nil
+}
+
+// call posts req to path and decodes the answer into a new Resp. A failed
+// operation's partial report, if the daemon sent one, is returned with the
+// error.
+func call[Resp any](ctx context.Context, c *Client, path string, req any) (*Resp, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://fastreboot"+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(hr)
+	if err != nil {
+		return nil, fmt.Errorf("daemon %s%s: %w", c.socket, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var eb errorBody
+		if err := json.NewDecoder(resp.Body).Decode(&eb); err != nil {
+			return nil, fmt.Errorf("daemon %s%s: %s", c.socket, path, resp.Status)
+		}
+		var partial *Resp
+		if len(eb.Partial) > 0 {
+			partial = new(Resp)
+			if json.Unmarshal(eb.Partial, partial) != nil {
+				partial = nil
+			}
+		}
+		return partial, errors.New(eb.Error)
+	}
+	out := new(Resp)
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return nil, fmt.Errorf("daemon %s%s: decoding answer: %w", c.socket, path, err)
+	}
+	return out, nil
+}
+
+// Info implements Service.
+func (c *Client) Info(ctx context.Context) (*Info, error) {
+	return call[Info](ctx, c, pathInfo, empty{})
+}
+
+// Sync implements Service.
+func (c *Client) Sync(ctx context.Context, req SyncRequest) (*modcache.SyncReport, error) {
+	return call[modcache.SyncReport](ctx, c, pathSync, req)
+}
+
+// Stage implements Service.
+func (c *Client) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageReport, error) {
+	return call[fastreboot.StageReport](ctx, c, pathStage, req)
+}
+
+// Cache implements Service.
+func (c *Client) Cache(ctx context.Context) (*CacheListing, error) {
+	return call[CacheListing](ctx, c, pathCache, empty{})
+}
+
+// Verify implements Service.
+func (c *Client) Verify(ctx context.Context) (*modcache.VerifyReport, error) {
+	return call[modcache.VerifyReport](ctx, c, pathVerify, empty{})
+}
+
+// Evict implements Service.
+func (c *Client) Evict(ctx context.Context) (*modcache.EvictReport, error) {
+	return call[modcache.EvictReport](ctx, c, pathEvict, empty{})
+}

@@ -1,0 +1,278 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+
+	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+)
+
+// Exit codes.
+const (
+	ExitOK      = 0 // success
+	ExitFailed  = 1 // the operation failed; the message says why
+	ExitUsage   = 2 // bad command line
+	ExitProblem = 3 // status --check found a problem
+)
+
+const usageText = `fastreboot: reboot Linux through kexec without the firmware, keeping the
+boot image's modules in a verified in-RAM cache.
+
+Usage: fastreboot [global flags] COMMAND [flags] [args]
+
+Commands:
+  status [--json] [--check]        kexec support, what is loaded, generation,
+                                   last boot reason and timeline, cache stats
+  stage MANIFEST                   read the modules that changed, build the next
+  stage --current                  image from the cache and load it (kexec_file_load);
+  stage --kernel K --initrd I...   --current restages what this generation runs
+        [--cmdline C | --append A] from the cache alone
+        [--dry-run] [--no-carry] [--reason R] [--json]
+        [--load file|segments]     file (default): kexec_file_load; segments:
+                                   kexec_load of the kernel decompressed once and
+                                   cached, no digest check at reboot (refused
+                                   under lockdown / Secure Boot)
+  reboot [--dry-run] [--fallback refuse|firmware] [--stop-cpus kernel|hotplug] [MANIFEST]
+                                   jump into the staged image (stage MANIFEST first
+                                   if given); sync(2) then reboot(LINUX_REBOOT_CMD_KEXEC);
+                                   --stop-cpus hotplug takes the other CPUs offline
+                                   first and brings them back if the reboot fails
+                                   (default kernel: the kernel stops them itself)
+  cache ls|verify|evict [--json]   list, re-hash, or drop unreferenced cached modules
+  cache sync MANIFEST [--json]     read into the cache what MANIFEST needs
+  manifest create --kernel K --initrd I... [--cmdline C | --append A] [--name N] [-o FILE]
+  manifest diff OLD NEW [--json]   name added, removed and changed modules
+  manifest validate [--content] M  check a manifest (and with --content its files)
+  crash arm [MANIFEST] [--mode two-stage|direct] [--auto] [--append W]...
+                                   build the crash image from the cache and load it
+                                   (kexec_file_load ON_CRASH); route faults to panic
+  crash disarm|status [--json]     unload it / show it and the last crash
+  crash last [--save DIR] [--json] the evidence of the last crash (log, reason, CPU)
+  crash recover [--evidence-dir D] in a crash kernel: keep the evidence; two-stage:
+                                   restage production and kexec into it
+  daemon                           hold the cache for this generation: rehydrate it
+                                   from the handoff and serve the other commands
+  help                             this text
+
+Global flags:
+  --socket PATH     daemon socket (default ` + agent.DefaultSocket + `)
+  --state-dir DIR   generation state (default ` + fastreboot.DefaultStateDir + `)
+  --root DIR        where proc/, sys/ and the handoff are (default /; for tests)
+  --no-daemon       do not use the daemon: stage from a cache of this process only
+  -v                log what the library does to stderr
+
+Without a daemon, stage and cache commands work on a cache that lives only as
+long as the command: everything is read from storage.
+
+Exit codes:
+  0  success
+  1  the operation failed (the message names the input and what is wrong)
+  2  bad command line
+  3  status --check found a problem (a failed preflight check, modules the
+     handoff carried that could not be rehydrated, a CPU online before the
+     jump that did not come back)
+`
+
+// env is what every command gets: parsed global flags and the writers.
+type env struct {
+	stdout, stderr io.Writer
+	socket         string
+	stateDir       string
+	root           string
+	noDaemon       bool
+	log            *slog.Logger
+	cfg            config
+}
+
+// config is what Main fixes and tests replace.
+type config struct {
+	// machine is the template of every fastreboot.Machine the command
+	// makes, in process or as the daemon: tests set its Loader, Rebooter
+	// and Probe to fakes. (Root, Logger, DryRun, Fallback, Carry and
+	// Generation are set from the command line and the agent.) The zero
+	// value is the real system.
+	machine fastreboot.Options
+}
+
+// usageError is a bad command line: exit code 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// problemError is a finding of status --check: exit code 3.
+type problemError struct{ err error }
+
+func (e problemError) Error() string { return e.err.Error() }
+func (e problemError) Unwrap() error { return e.err }
+
+type command func(ctx context.Context, e *env, args []string) error
+
+var commands = map[string]command{
+	"status":   cmdStatus,
+	"stage":    cmdStage,
+	"reboot":   cmdReboot,
+	"cache":    cmdCache,
+	"manifest": cmdManifest,
+	"daemon":   cmdDaemon,
+	"crash":    cmdCrash,
+}
+
+// Main runs the command line args and returns the exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return run(ctx, args, stdout, stderr, config{})
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, cfg config) int {
+	e := &env{stdout: stdout, stderr: stderr, cfg: cfg}
+	fs := flag.NewFlagSet("fastreboot", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&e.socket, "socket", agent.DefaultSocket, "")
+	fs.StringVar(&e.stateDir, "state-dir", fastreboot.DefaultStateDir, "")
+	fs.StringVar(&e.root, "root", "/", "")
+	fs.BoolVar(&e.noDaemon, "no-daemon", false, "")
+	verbose := fs.Bool("v", false, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usageText)
+			return ExitOK
+		}
+		fmt.Fprintf(stderr, "fastreboot: %v\n\n%s", err, usageText)
+		return ExitUsage
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	e.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fmt.Fprintf(stderr, "fastreboot: no command given\n\n%s", usageText)
+		return ExitUsage
+	}
+	if rest[0] == "help" || rest[0] == "-h" || rest[0] == "--help" {
+		fmt.Fprint(stdout, usageText)
+		return ExitOK
+	}
+	cmd, ok := commands[rest[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "fastreboot: unknown command %q (commands: %s)\n", rest[0], strings.Join(commandNames(), ", "))
+		return ExitUsage
+	}
+	err := cmd(ctx, e, rest[1:])
+	var ue usageError
+	var pe problemError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usageText)
+		return ExitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "fastreboot %s: %v (see fastreboot help)\n", rest[0], err)
+		return ExitUsage
+	case errors.As(err, &pe):
+		fmt.Fprintf(stderr, "fastreboot %s: %v\n", rest[0], err)
+		return ExitProblem
+	default:
+		fmt.Fprintf(stderr, "fastreboot %s: %v\n", rest[0], err)
+		return ExitFailed
+	}
+}
+
+func commandNames() []string {
+	var names []string
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// newFlags returns a flag set for a subcommand whose errors become usage
+// errors.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// parse parses args allowing flags after positional arguments too
+// ("stage m.json --json"); everything after "--" is positional.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usagef("%v", err)
+		}
+		rest := fs.Args()
+		// fs.Parse consumes a "--" and stops after it.
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// service returns the daemon's client, or an in-process agent when no daemon
+// runs (or --no-daemon). The second result closes what was opened.
+func (e *env) service(ctx context.Context) (agent.Service, func(), error) {
+	if !e.noDaemon {
+		c, err := agent.Dial(e.socket)
+		if err == nil {
+			return c, func() {}, nil
+		}
+		if !errors.Is(err, agent.ErrNoDaemon) {
+			return nil, nil, err
+		}
+		e.log.Info("no daemon, using an in-process cache", "socket", e.socket)
+	}
+	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Machine: e.cfg.machine})
+	if err != nil {
+		return nil, nil, err
+	}
+	return a, func() { a.Close() }, nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// human formats a byte count.
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

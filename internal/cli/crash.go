@@ -1,0 +1,245 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+)
+
+const crashUsage = `fastreboot crash arm [MANIFEST] [--mode two-stage|direct] [--auto]
+                   [--append WORD]... [--panic-timeout N] [--no-faults] [--json]
+fastreboot crash disarm [--json]
+fastreboot crash status [--json]
+fastreboot crash last [--save DIR] [--json]
+fastreboot crash recover [--evidence-dir DIR] [--no-reboot] [--json]`
+
+// cmdCrash runs the crash path's subcommands.
+func cmdCrash(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 {
+		return usagef("crash needs a subcommand:\n%s", crashUsage)
+	}
+	switch args[0] {
+	case "arm":
+		return crashArm(ctx, e, args[1:])
+	case "disarm":
+		return crashDisarm(ctx, e, args[1:])
+	case "status":
+		return crashStatus(ctx, e, args[1:])
+	case "last":
+		return crashLast(ctx, e, args[1:])
+	case "recover":
+		return crashRecover(ctx, e, args[1:])
+	}
+	return usagef("unknown crash subcommand %q:\n%s", args[0], crashUsage)
+}
+
+func crashArm(ctx context.Context, e *env, args []string) error {
+	fs := newFlags("crash arm")
+	mode := fs.String("mode", "", "")
+	auto := fs.Bool("auto", false, "")
+	var appendWords stringList
+	fs.Var(&appendWords, "append", "")
+	panicTimeout := fs.Int("panic-timeout", 0, "")
+	noFaults := fs.Bool("no-faults", false, "")
+	asJSON := fs.Bool("json", false, "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return usagef("crash arm takes at most one manifest, got %q", pos)
+	}
+	req := agent.CrashArmRequest{Mode: crashhandler.Mode(*mode), Auto: *auto, PanicTimeout: *panicTimeout, NoFaults: *noFaults}
+	for _, w := range appendWords {
+		req.Append = append(req.Append, strings.Fields(w)...)
+	}
+	switch req.Mode {
+	case "", crashhandler.ModeTwoStage, crashhandler.ModeDirect:
+	default:
+		return usagef("--mode %q: want %s or %s", *mode, crashhandler.ModeTwoStage, crashhandler.ModeDirect)
+	}
+	if len(pos) == 1 {
+		req.Manifest = pos[0]
+	}
+	svc, done, err := e.service(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	rep, err := svc.CrashArm(ctx, req)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e.stdout, rep)
+	}
+	if !rep.Armed {
+		fmt.Fprintf(e.stdout, "crash path not armed: %s\n", rep.Why)
+		return nil
+	}
+	st := rep.State
+	fmt.Fprintf(e.stdout, "crash path armed: mode %s, image %s (%s), reservation %s (needs %s), memory map from %s, took %s\n",
+		st.Mode, st.Name, human(st.ImageBytes), human(st.ReservationBytes), human(st.Sizing.Total), rep.MemoryMapFrom, ms(rep.Took))
+	return nil
+}
+
+func crashDisarm(ctx context.Context, e *env, args []string) error {
+	fs := newFlags("crash disarm")
+	asJSON := fs.Bool("json", false, "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("crash disarm takes no arguments, got %q", pos)
+	}
+	svc, done, err := e.service(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	rep, err := svc.CrashDisarm(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e.stdout, rep)
+	}
+	fmt.Fprintln(e.stdout, "crash path disarmed; fault-routing sysctls restored")
+	return nil
+}
+
+func crashStatus(ctx context.Context, e *env, args []string) error {
+	fs := newFlags("crash status")
+	asJSON := fs.Bool("json", false, "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("crash status takes no arguments, got %q", pos)
+	}
+	// The status is read from /sys, /proc and the state directory: no
+	// daemon is needed.
+	rep, err := agent.CrashStatusOf(e.root, e.stateDir, nil)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e.stdout, rep)
+	}
+	printCrashStatus(e.stdout, rep)
+	return nil
+}
+
+func printCrashStatus(w io.Writer, rep *agent.CrashStatusReport) {
+	armed := "not armed"
+	if rep.Armed {
+		armed = "armed"
+	}
+	mode := string(rep.Mode)
+	if mode == "" {
+		mode = "-"
+	}
+	fmt.Fprintf(w, "crash path:   %s (mode %s), reservation %s, generation %d (%s)\n",
+		armed, mode, human(rep.ReservationBytes), rep.Generation, rep.Reason)
+	var routed []string
+	for _, f := range rep.Faults {
+		if f.Routed {
+			routed = append(routed, strings.TrimPrefix(f.Name, "kernel."))
+		}
+	}
+	fmt.Fprintf(w, "routed:       %s\n", strings.Join(routed, " "))
+	if rep.Last != nil {
+		printEvidence(w, rep.Last)
+	}
+}
+
+func printEvidence(w io.Writer, ev *crashhandler.Evidence) {
+	fmt.Fprintf(w, "last crash:   %s on CPU %d at %s (kernel %s)\n", ev.Reason, ev.CPU, ev.Time.Format(time.RFC3339), ev.KernelRelease)
+	if ev.Cause != "" {
+		fmt.Fprintf(w, "cause:        %s\n", ev.Cause)
+	}
+	for _, p := range ev.Problems {
+		fmt.Fprintf(w, "problem:      %s\n", p)
+	}
+}
+
+func crashLast(ctx context.Context, e *env, args []string) error {
+	fs := newFlags("crash last")
+	save := fs.String("save", "", "")
+	asJSON := fs.Bool("json", false, "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("crash last takes no arguments, got %q", pos)
+	}
+	ev := agent.LastCrash(e.root, e.stateDir)
+	if ev == nil {
+		return errors.New("no crash recorded: this system has not recovered from a crash since it booted through the firmware")
+	}
+	if *save != "" {
+		if err := ev.Save(*save); err != nil {
+			return err
+		}
+	}
+	if *asJSON {
+		return printJSON(e.stdout, ev)
+	}
+	printEvidence(e.stdout, ev)
+	for _, l := range ev.Log {
+		fmt.Fprintln(e.stdout, l)
+	}
+	return nil
+}
+
+// crashRecover is the crash stage: run by init in a kernel the crash path
+// started, before anything else.
+func crashRecover(ctx context.Context, e *env, args []string) error {
+	fs := newFlags("crash recover")
+	evDir := fs.String("evidence-dir", "", "")
+	noReboot := fs.Bool("no-reboot", false, "")
+	asJSON := fs.Bool("json", false, "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("crash recover takes no arguments, got %q", pos)
+	}
+	opts := agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Machine: e.cfg.machine}
+	rep, err := agent.Recover(ctx, opts, agent.RecoverOptions{EvidenceDir: *evDir})
+	if rep != nil {
+		if *asJSON {
+			printJSON(e.stdout, rep)
+		} else {
+			if rep.Evidence != nil {
+				printEvidence(e.stdout, rep.Evidence)
+			} else {
+				fmt.Fprintf(e.stdout, "no evidence: %s\n", rep.EvidenceError)
+			}
+			fmt.Fprintf(e.stdout, "crash recover: mode %s, evidence read in %s, memory map check %s, took %s\n",
+				rep.Mode, ms(rep.EvidenceAt), rep.MemoryMapCheck, ms(rep.Took))
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if rep.Mode == crashhandler.ModeDirect || *noReboot {
+		return nil
+	}
+	mopts := e.cfg.machine
+	mopts.Root, mopts.Logger = e.root, e.log
+	mc := fastreboot.New(nil, mopts)
+	fmt.Fprintf(e.stdout, "fastreboot: rebooting through kexec at %s\n", time.Now().UTC().Format(time.RFC3339Nano))
+	return mc.Reboot(ctx)
+}

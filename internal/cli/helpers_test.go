@@ -1,0 +1,249 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/internal/testimage"
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+)
+
+// fakeLoader stands in for kexec_file_load.
+type fakeLoader struct {
+	mu      sync.Mutex
+	calls   int
+	cmdline string
+}
+
+func (l *fakeLoader) FileLoad(kernel, initrd *os.File, cmdline string, flags int) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls++
+	l.cmdline = cmdline
+	return nil
+}
+
+func (l *fakeLoader) Calls() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.calls
+}
+
+// fakeRebooter stands in for sync(2) and reboot(2).
+type fakeRebooter struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (r *fakeRebooter) Sync() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, "sync")
+	return nil
+}
+
+func (r *fakeRebooter) Reboot(cmd fastreboot.RebootCmd) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, cmd.String())
+	return nil
+}
+
+func (r *fakeRebooter) Calls() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.calls...)
+}
+
+// goodRoot is the /proc and /sys of a machine that can kexec, with nothing
+// loaded yet.
+var goodRoot = map[string]string{
+	"proc/cmdline":                            "BOOT_IMAGE=/boot/vmlinuz-6.1.0 root=/dev/vda ro quiet\n",
+	"proc/uptime":                             "125.50 230.00\n",
+	"proc/self/status":                        "Name:\tfastreboot\nCapEff:\t000001ffffffffff\n",
+	"proc/sys/kernel/kexec_load_disabled":     "0\n",
+	"proc/sys/kernel/kexec_load_limit_reboot": "-1\n",
+	"sys/kernel/security/lockdown":            "[none] integrity confidentiality\n",
+	"sys/kernel/kexec_loaded":                 "0\n",
+	"sys/kernel/kexec_crash_loaded":           "0\n",
+}
+
+// harness runs the command line against a fake root, a state directory
+// and a socket of its own, with a fake loader and rebooter: nothing it
+// runs can load a kernel or reboot this machine.
+type harness struct {
+	t        *testing.T
+	root     string
+	stateDir string
+	socket   string
+	loader   *fakeLoader
+	rebooter *fakeRebooter
+	cfg      config
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{t: t, root: t.TempDir(), stateDir: t.TempDir(), loader: &fakeLoader{}, rebooter: &fakeRebooter{}}
+	h.writeRoot(goodRoot)
+	dir, err := os.MkdirTemp("", "fr") // socket paths must fit in 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	h.socket = filepath.Join(dir, "s.sock")
+	h.cfg = config{machine: fastreboot.Options{
+		Loader:   h.loader,
+		Rebooter: h.rebooter,
+		// EBADF is what a kernel with kexec_file_load answers.
+		Probe: func() error { return syscall.EBADF },
+	}}
+	return h
+}
+
+// writeRoot writes files (path relative to the fake root -> content).
+func (h *harness) writeRoot(files map[string]string) {
+	h.t.Helper()
+	for rel, content := range files {
+		p := filepath.Join(h.root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			h.t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// run runs the command line with the harness's global flags first.
+func (h *harness) run(args ...string) result {
+	h.t.Helper()
+	return h.runCtx(context.Background(), args...)
+}
+
+func (h *harness) runCtx(ctx context.Context, args ...string) result {
+	h.t.Helper()
+	var out, errw syncBuffer
+	global := []string{"--root", h.root, "--state-dir", h.stateDir, "--socket", h.socket}
+	code := run(ctx, append(global, args...), &out, &errw, h.cfg)
+	r := result{code, out.String(), errw.String()}
+	h.t.Logf("fastreboot %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	return r
+}
+
+// startDaemon runs `fastreboot daemon` until the test ends and waits until
+// it answers.
+func (h *harness) startDaemon() {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan result, 1)
+	go func() { done <- h.runCtx(ctx, "daemon") }()
+	h.t.Cleanup(func() {
+		cancel()
+		select {
+		case r := <-done:
+			if r.code != ExitOK {
+				h.t.Errorf("daemon exited %d: %s", r.code, r.stderr)
+			}
+		case <-time.After(10 * time.Second):
+			h.t.Errorf("daemon did not stop")
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case r := <-done:
+			h.t.Fatalf("daemon exited %d: %s", r.code, r.stderr)
+		default:
+		}
+		if c, err := agent.Dial(h.socket); err == nil {
+			if _, err := c.Info(ctx); err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatal("daemon did not answer in time")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a daemon's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// images returns v1 and v2 of a boot image; v2 differs in site.cpio only.
+func images() (v1, v2 testimage.Image) {
+	v1 = testimage.Default()
+	v1.Name = "v1"
+	v2 = testimage.Default()
+	v2.Name = "v2"
+	v2.Initrds[2].Data = testimage.Cpio(testimage.File{Name: "etc/fastreboot-release", Data: []byte("v2\n")})
+	return v1, v2
+}
+
+// writeImage stores im in a new directory and returns its manifest and the
+// manifest's path.
+func writeImage(t *testing.T, im testimage.Image) (*bootimage.Manifest, string) {
+	t.Helper()
+	m, p, err := im.Write(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, p
+}
+
+func totalSize(m *bootimage.Manifest) int64 {
+	var n int64
+	for _, mod := range m.Modules {
+		n += mod.Size
+	}
+	return n
+}
+
+// decode parses the JSON output of a command into v.
+func decode(t *testing.T, r result, v any) {
+	t.Helper()
+	if r.code != ExitOK {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("decoding %q: %v", r.stdout, err)
+	}
+	if dec.More() {
+		t.Errorf("more than one JSON value in %q", r.stdout)
+	}
+}
+
+// jsonOf encodes a manifest without validating it, to write bad ones.
+func jsonOf(m *bootimage.Manifest) ([]byte, error) { return json.MarshalIndent(m, "", "  ") }

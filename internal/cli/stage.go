@@ -1,0 +1,281 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/cpustop"
+	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+)
+
+// imageFlags are the flags that describe a boot image by its files.
+type imageFlags struct {
+	kernel   string
+	initrds  stringList
+	cmdline  string
+	appendTo string
+	name     string
+}
+
+func addImageFlags(fs *flag.FlagSet, f *imageFlags) {
+	fs.StringVar(&f.kernel, "kernel", "", "")
+	fs.Var(&f.initrds, "initrd", "")
+	fs.StringVar(&f.cmdline, "cmdline", "", "")
+	fs.StringVar(&f.appendTo, "append", "", "")
+	fs.StringVar(&f.name, "name", "", "")
+}
+
+// manifest builds the manifest the flags describe: each file is hashed and
+// checked; the command line is --cmdline, or the running one (cleaned of
+// loader words) plus --append.
+func (f *imageFlags) manifest(root string) (*bootimage.Manifest, error) {
+	if f.kernel == "" {
+		return nil, usagef("--kernel is required with --initrd/--cmdline/--append")
+	}
+	if f.cmdline != "" && f.appendTo != "" {
+		return nil, usagef("give --cmdline or --append, not both")
+	}
+	cmdline := f.cmdline
+	if cmdline == "" {
+		b, err := os.ReadFile(filepath.Join(root, "proc/cmdline"))
+		if err != nil {
+			return nil, fmt.Errorf("reading the running command line for --append: %w", err)
+		}
+		cmdline = strings.TrimSpace(bootimage.CleanCmdline(strings.TrimSpace(string(b))) + " " + f.appendTo)
+	}
+	abs := func(p string) (string, error) { return filepath.Abs(p) }
+	kernel, err := abs(f.kernel)
+	if err != nil {
+		return nil, err
+	}
+	var initrds []string
+	for _, i := range f.initrds {
+		a, err := abs(i)
+		if err != nil {
+			return nil, err
+		}
+		initrds = append(initrds, a)
+	}
+	m, err := bootimage.FromFiles(kernel, initrds, cmdline)
+	if err != nil {
+		return nil, err
+	}
+	m.Name = f.name
+	return m, nil
+}
+
+func (f *imageFlags) given() bool {
+	return f.kernel != "" || len(f.initrds) > 0 || f.cmdline != "" || f.appendTo != ""
+}
+
+func cmdStage(ctx context.Context, e *env, args []string) error {
+	fs := newFlags("stage")
+	var img imageFlags
+	addImageFlags(fs, &img)
+	current := fs.Bool("current", false, "")
+	dryRun := fs.Bool("dry-run", false, "")
+	noCarry := fs.Bool("no-carry", false, "")
+	reason := fs.String("reason", string(fastreboot.ReasonUpdate), "")
+	load := fs.String("load", string(fastreboot.LoadFile), "")
+	asJSON := fs.Bool("json", false, "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	method, err := fastreboot.ParseLoadMethod(*load)
+	if err != nil {
+		return usagef("--load: %v", err)
+	}
+	req, err := stageRequest(e, pos, &img, *current)
+	if err != nil {
+		return err
+	}
+	req.DryRun, req.NoCarry, req.Reason, req.Load = *dryRun, *noCarry, fastreboot.Reason(*reason), method
+	if !req.Reason.Valid() || req.Reason == fastreboot.ReasonCold {
+		// Only the firmware boots cold: Stage refuses that reason.
+		return usagef("--reason %q: want update, manual or crash", *reason)
+	}
+	_, err = stage(ctx, e, req, *asJSON)
+	return err
+}
+
+// stageRequest turns the positional manifest, the image flags or --current
+// into a request.
+func stageRequest(e *env, pos []string, img *imageFlags, current bool) (agent.StageRequest, error) {
+	n := 0
+	if len(pos) > 0 {
+		n++
+	}
+	if img.given() {
+		n++
+	}
+	if current {
+		n++
+	}
+	switch {
+	case len(pos) > 1:
+		return agent.StageRequest{}, usagef("one manifest at a time, got %q", pos)
+	case n == 0:
+		return agent.StageRequest{}, usagef("give a MANIFEST, --kernel K --initrd I..., or --current")
+	case n > 1:
+		return agent.StageRequest{}, usagef("give only one of MANIFEST, --kernel/--initrd, --current")
+	case current:
+		return agent.StageRequest{Current: true}, nil
+	case len(pos) == 1:
+		p, err := filepath.Abs(pos[0])
+		return agent.StageRequest{Manifest: p}, err
+	}
+	m, err := img.manifest(e.root)
+	if err != nil {
+		return agent.StageRequest{}, err
+	}
+	return agent.StageRequest{Inline: m}, nil
+}
+
+func stage(ctx context.Context, e *env, req agent.StageRequest, asJSON bool) (*fastreboot.StageReport, error) {
+	svc, done, err := e.service(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	what := req.Manifest
+	switch {
+	case req.Current:
+		what = "the running image (from the cache)"
+	case req.Inline != nil:
+		what = "image of " + req.Inline.Kernel().Source
+	}
+	if !asJSON {
+		fmt.Fprintf(e.stderr, "staging %s ...\n", what)
+	}
+	start := time.Now()
+	rep, err := svc.Stage(ctx, req)
+	if err != nil {
+		return rep, err
+	}
+	if asJSON {
+		return rep, printJSON(e.stdout, rep)
+	}
+	w := e.stdout
+	verb := "loaded"
+	if rep.DryRun {
+		verb = "built (dry run, not loaded)"
+	}
+	fmt.Fprintf(w, "staged %s for generation %d (%s): %s in %s\n", rep.Manifest, rep.Generation, rep.Reason, verb, time.Since(start).Round(time.Millisecond))
+	if s := rep.Segments; s != nil {
+		how := "cached"
+		if s.Decompressed {
+			how = "decompressed in " + ms(s.DecompressTime)
+		}
+		fmt.Fprintf(w, "  load: segments (kexec_load): kernel ELF %s (%s, %s), entry %#x, %d segments, e820 from %s\n",
+			s.KernelELF.SHA256[:12], human(s.KernelELF.Size), how, s.KernelEntry, len(s.Segments), s.MemoryMap)
+	} else {
+		fmt.Fprintf(w, "  load: %s\n", loadName(rep.Load))
+	}
+	fmt.Fprintf(w, "  read from storage: %s (%d modules: %s); from cache: %d modules\n",
+		human(rep.Sync.BytesRead), rep.Sync.Misses, strings.Join(rep.Sync.Read, ", "), rep.Sync.Hits)
+	fmt.Fprintf(w, "  initrd %s = pieces %s + padding %d B + handoff %s (%d modules carried, %s)\n",
+		human(rep.InitrdBytes), human(rep.PiecesBytes), rep.PaddingBytes, human(rep.HandoffBytes), rep.CarriedModules, human(rep.CarriedBytes))
+	d := rep.Durations
+	fmt.Fprintf(w, "  phases: validate %s, sync %s, assemble %s, handoff %s, %s %s\n",
+		ms(d.Validate), ms(d.Sync), ms(d.Assemble), ms(d.Handoff), loadName(rep.Load), ms(d.Load))
+	return rep, nil
+}
+
+func cmdReboot(ctx context.Context, e *env, args []string) error {
+	fs := newFlags("reboot")
+	dryRun := fs.Bool("dry-run", false, "")
+	fallback := fs.String("fallback", "refuse", "")
+	stopCPUs := cpustop.DefaultPolicy
+	fs.Var(&stopCPUs, "stop-cpus", "")
+	asJSON := fs.Bool("json", false, "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	opts := e.cfg.machine
+	opts.Root, opts.Logger, opts.DryRun = e.root, e.log, *dryRun
+	opts.StopCPUs = stopCPUs
+	switch *fallback {
+	case "refuse":
+		opts.Fallback = fastreboot.FallbackRefuse
+	case "firmware":
+		opts.Fallback = fastreboot.FallbackFirmware
+	default:
+		return usagef("--fallback %q: want refuse or firmware", *fallback)
+	}
+	if len(pos) > 1 {
+		return usagef("one manifest at a time, got %q", pos)
+	}
+	var staged *fastreboot.StageReport
+	if len(pos) == 1 {
+		req, err := stageRequest(e, pos, &imageFlags{}, false)
+		if err != nil {
+			return err
+		}
+		req.DryRun = *dryRun
+		se := *e
+		if *asJSON {
+			se.stdout = io.Discard // the plan printed below holds the report
+		}
+		if staged, err = stage(ctx, &se, req, *asJSON); err != nil {
+			return err
+		}
+	}
+	m := fastreboot.New(nil, opts)
+	plan, err := m.PlanReboot()
+	if err != nil && staged != nil && staged.DryRun && errors.Is(err, fastreboot.ErrNotLoaded) {
+		// The image was built in a dry run (by the daemon or an agent of
+		// this process, not by m), so it is not loaded: plan as if it were.
+		plan.Cmd, plan.Mode, plan.Why, err = fastreboot.RebootKexec, "kexec", "", nil
+		plan.StopCPUs = stopCPUs
+	}
+	if err != nil {
+		return err
+	}
+	if plan.Staged == nil {
+		plan.Staged = staged
+	}
+	if *asJSON {
+		if err := printJSON(e.stdout, plan); err != nil {
+			return err
+		}
+	} else if *dryRun {
+		fmt.Fprintf(e.stdout, "fastreboot: dry run: would sync and reboot through %s%s%s\n", plan.Mode, because(plan.Why), cpuNote(plan))
+	} else if plan.Mode == "kexec" {
+		fmt.Fprintf(e.stdout, "fastreboot: rebooting through kexec at %s%s\n", time.Now().UTC().Format(time.RFC3339Nano), cpuNote(plan))
+	} else {
+		fmt.Fprintf(e.stdout, "fastreboot: rebooting through the firmware: %s\n", plan.Why)
+	}
+	if *dryRun {
+		// m.Reboot would plan again, without the image staged above.
+		return nil
+	}
+	return m.Reboot(ctx)
+}
+
+func because(why string) string {
+	if why == "" {
+		return ""
+	}
+	return " (" + why + ")"
+}
+
+// loadName names the system call of a load method.
+func loadName(m fastreboot.LoadMethod) string {
+	if m == fastreboot.LoadSegments {
+		return "kexec_load"
+	}
+	return "kexec_file_load"
+}
+
+func ms(d time.Duration) string { return d.Round(time.Millisecond).String() }

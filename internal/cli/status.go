@@ -1,0 +1,193 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+)
+
+// statusReport is what `fastreboot status --json` prints.
+type statusReport struct {
+	Generation int               `json:"generation"`
+	Reason     fastreboot.Reason `json:"reason"`
+	// Manifest names the image this generation runs, if known.
+	Manifest string `json:"manifest,omitempty"`
+	// Timeline: the previous generation's stage times (from the handoff),
+	// when this kernel started (now minus uptime) and when this
+	// generation's userspace resumed the handoff.
+	Timeline timeline `json:"timeline"`
+	// State is the generation's saved state (nil if none was saved).
+	State *fastreboot.State `json:"state,omitempty"`
+	// CPUs: online now, and whether the CPUs of the previous generation
+	// all came back (a CPU missing is a problem).
+	CPUs      *cpuStatus        `json:"cpus,omitempty"`
+	Preflight fastreboot.Report `json:"preflight"`
+	// Agent is the daemon's answer; nil when no daemon runs.
+	Agent    *agent.Info `json:"agent,omitempty"`
+	Problems []string    `json:"problems,omitempty"`
+	// Crash is the crash path: armed or not, and the last crash's evidence.
+	Crash *agent.CrashStatusReport `json:"crash,omitempty"`
+}
+
+type timeline struct {
+	fastreboot.Timeline
+	KernelStart time.Time `json:"kernel_start,omitzero"`
+	Resumed     time.Time `json:"resumed,omitzero"`
+}
+
+func cmdStatus(ctx context.Context, e *env, args []string) error {
+	fs := newFlags("status")
+	asJSON := fs.Bool("json", false, "")
+	check := fs.Bool("check", false, "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("status takes no arguments, got %q", pos)
+	}
+	rep := statusReport{Generation: 1, Reason: fastreboot.ReasonCold}
+	st, err := fastreboot.LoadState(e.stateDir)
+	switch {
+	case err == nil:
+		rep.State = st
+		rep.Generation, rep.Reason = st.Generation, st.Reason
+		rep.Timeline.Timeline, rep.Timeline.Resumed = st.Timeline, st.Resumed
+		if st.Manifest != nil {
+			rep.Manifest = st.Manifest.Name
+		}
+		if st.RehydrateError != "" {
+			rep.Problems = append(rep.Problems, "rehydration: "+st.RehydrateError)
+		}
+	case errors.Is(err, os.ErrNotExist):
+		// No state saved: no daemon ran Resume in this generation.
+	default:
+		rep.Problems = append(rep.Problems, err.Error())
+	}
+	cpus, cpuProblem := cpuStatusOf(e.root, rep.State)
+	rep.CPUs = cpus
+	if cpuProblem != "" {
+		rep.Problems = append(rep.Problems, cpuProblem)
+	}
+	if up, err := uptime(e.root); err == nil {
+		rep.Timeline.KernelStart = time.Now().Add(-up).Round(time.Millisecond)
+	}
+	rep.Preflight = fastreboot.Preflight(fastreboot.PreflightOptions{Root: e.root, Probe: e.cfg.machine.Probe})
+	for _, c := range rep.Preflight.Checks {
+		if !c.OK {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("preflight %s: %s", c.Name, c.Detail))
+		}
+	}
+	if !e.noDaemon {
+		if c, err := agent.Dial(e.socket); err == nil {
+			if in, err := c.Info(ctx); err == nil {
+				rep.Agent = in
+			} else {
+				rep.Problems = append(rep.Problems, err.Error())
+			}
+		}
+	}
+	if cs, err := agent.CrashStatusOf(e.root, e.stateDir, rep.State); err == nil && (cs.Supported || cs.Last != nil) {
+		rep.Crash = cs
+	}
+	if *asJSON {
+		if err := printJSON(e.stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		printStatus(e, &rep)
+	}
+	if *check && len(rep.Problems) > 0 {
+		return problemError{fmt.Errorf("%d problem(s): %s", len(rep.Problems), strings.Join(rep.Problems, "; "))}
+	}
+	return nil
+}
+
+func printStatus(e *env, r *statusReport) {
+	w := e.stdout
+	fmt.Fprintf(w, "generation %d, reason %s", r.Generation, r.Reason)
+	if r.Manifest != "" {
+		fmt.Fprintf(w, ", image %s", r.Manifest)
+	}
+	fmt.Fprintln(w)
+	t := r.Timeline
+	if !t.StageStart.IsZero() {
+		fmt.Fprintf(w, "  staged by the previous generation: %s .. %s (%s)\n",
+			t.StageStart.Format(time.RFC3339Nano), t.StageEnd.Format(time.RFC3339Nano), t.StageEnd.Sub(t.StageStart).Round(time.Millisecond))
+	}
+	if !t.KernelStart.IsZero() {
+		fmt.Fprintf(w, "  kernel started:  %s\n", t.KernelStart.Format(time.RFC3339Nano))
+	}
+	if !t.Resumed.IsZero() {
+		fmt.Fprintf(w, "  userspace resumed: %s\n", t.Resumed.Format(time.RFC3339Nano))
+	}
+	if s := r.State; s != nil && s.Carried > 0 {
+		fmt.Fprintf(w, "  handoff carried %d modules; rehydrated %d (%s) in %s\n",
+			s.Carried, s.Rehydrated.Modules, human(s.Rehydrated.Bytes), s.RehydrateTime.Round(time.Millisecond))
+	}
+	printCPUStatus(w, r.CPUs)
+	p := r.Preflight
+	fmt.Fprintf(w, "kexec: image loaded %s, crash image loaded %s, lockdown %s\n", yesNo(p.KexecLoaded), yesNo(p.CrashLoaded), orUnknown(p.Lockdown))
+	for _, c := range p.Checks {
+		mark := "ok  "
+		if !c.OK {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "  %s %-24s %s\n", mark, c.Name, c.Detail)
+	}
+	if a := r.Agent; a != nil {
+		s := a.Cache
+		fmt.Fprintf(w, "cache (daemon pid %d): %d modules, %s held (+%s overhead); read from storage %s, rehydrated %s; hits %d, misses %d\n",
+			a.PID, s.Modules, human(s.BytesHeld), human(s.OverheadBytes), human(s.BytesRead), human(s.BytesRehydrated), s.Hits, s.Misses)
+		if st := a.Staged; st != nil {
+			fmt.Fprintf(w, "staged: %s for generation %d (%s), initrd %s, loaded %s with %s\n", st.Manifest, st.Generation, st.Reason, human(st.InitrdBytes), yesNo(st.Loaded), loadName(st.Load))
+		}
+	} else {
+		fmt.Fprintln(w, "cache: no daemon running (start `fastreboot daemon` to keep the cache)")
+	}
+	if r.Crash != nil {
+		printCrashStatus(w, r.Crash)
+	}
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "problem: %s\n", p)
+	}
+}
+
+// uptime reads root/proc/uptime.
+func uptime(root string) (time.Duration, error) {
+	b, err := os.ReadFile(filepath.Join(root, "proc/uptime"))
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, fmt.Errorf("%s: empty", filepath.Join(root, "proc/uptime"))
+	}
+	s, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", filepath.Join(root, "proc/uptime"), err)
+	}
+	return time.Duration(s * float64(time.Second)), nil
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
