@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+)
+
+// Markers of the crash path.
+const (
+	// RecoverMarker is printed when frguest finds itself in a kernel the
+	// crash path started, before it runs `fastreboot crash recover`.
+	RecoverMarker = "FRGUEST_RECOVER"
+	// ArmMarker reports the start-up re-arm (`fastreboot crash arm --auto`).
+	ArmMarker = "FRGUEST_CRASH_ARM"
+	// crashPanicWord on a crash kernel's command line makes frguest panic
+	// that crash kernel (tests of the crash kernel's own panic=N).
+	crashPanicWord = "frguest.crashpanic"
+)
+
+// crashStage runs the crash stage when the kernel command line says this
+// kernel was started by the crash path. In two-stage mode `fastreboot
+// crash recover` kexecs into production and does not return; in direct mode
+// it saves the evidence and frguest goes on as a production boot.
+func crashStage(ctx context.Context, w io.Writer, c config, sys system) {
+	cmdline := strings.TrimSpace(readString(c.root, "proc/cmdline"))
+	mode, ok := crashhandler.CrashModeOf(cmdline)
+	if !ok {
+		return
+	}
+	fmt.Fprintf(w, "%s mode=%s uptime=%s\n", RecoverMarker, mode, uptime(c.root))
+	if hasWord(cmdline, crashPanicWord) {
+		fmt.Fprintf(w, "frguest: %s: panicking the crash kernel\n", crashPanicWord)
+		os.WriteFile(filepath.Join(c.root, "proc/sysrq-trigger"), []byte("c"), 0)
+	}
+	bin, err := sys.lookPath("fastreboot")
+	if err != nil {
+		fmt.Fprintf(w, "frguest: crash recover: %v\n", err)
+		return
+	}
+	if mode == crashhandler.ModeDirect {
+		// What an init would do: mount pstore, where a backend such as
+		// ramoops shows the previous kernel's panic log.
+		if out, err := exec.CommandContext(ctx, "mount", "-t", "pstore", "pstore", filepath.Join(c.root, crashhandler.PstoreDir)).CombinedOutput(); err != nil {
+			fmt.Fprintf(w, "frguest: mount pstore: %v %s\n", err, strings.TrimSpace(string(out)))
+		}
+		var names []string
+		ents, err := os.ReadDir(filepath.Join(c.root, crashhandler.PstoreDir))
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		fmt.Fprintf(w, "frguest: pstore holds %q (%v)\n", names, err)
+		if out, err := exec.CommandContext(ctx, "dmesg").Output(); err == nil {
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.Contains(l, "ramoops") || strings.Contains(l, "pstore") {
+					fmt.Fprintf(w, "frguest: %s\n", l)
+				}
+			}
+		}
+	}
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, bin, "crash", "recover", "--evidence-dir", "/var/crash/last")
+	cmd.Stdout, cmd.Stderr = w, w
+	err = cmd.Run()
+	fmt.Fprintf(w, "frguest: crash recover: mode=%s err=%v took=%.2fs\n", mode, err, time.Since(start).Seconds())
+}
+
+// rearm runs `fastreboot crash arm --auto` once the daemon runs: a
+// generation whose handoff names a crash mode arms the crash path again.
+func rearm(ctx context.Context, w io.Writer, c config, sys system) {
+	if _, err := os.Stat(filepath.Join(c.root, "fastreboot/handoff.json")); err != nil {
+		return
+	}
+	bin, err := sys.lookPath("fastreboot")
+	if err != nil {
+		return
+	}
+	start := time.Now()
+	out, err := exec.CommandContext(ctx, bin, "crash", "arm", "--auto").CombinedOutput()
+	state := "ok"
+	if err != nil {
+		state = "failed"
+	}
+	fmt.Fprintf(w, "%s %s took=%.2fs: %s\n", ArmMarker, state, time.Since(start).Seconds(), strings.Join(strings.Fields(string(out)), " "))
+}
+
+func hasWord(cmdline, word string) bool {
+	for _, f := range strings.Fields(cmdline) {
+		if f == word || strings.HasPrefix(f, word+"=") {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,407 @@
+package qemutests
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/qemu-tests/harness"
+	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
+)
+
+// Reservations for the test image (kernel 8 MB, crash initrd about 21 MB
+// with the carried modules): crashhandler.RequiredReservation asks about
+// 336 MiB for two-stage and 112 MiB for direct.
+const (
+	reserveTwoStage = "384M"
+	reserveDirect   = "128M"
+	// frfaultCmd provokes the faults the shell cannot (hung task, init death).
+	frfaultCmd = harness.ModulePath + "/qemu-tests/cmd/frfault"
+	// scratchDir is where the guest mounts the writable scratch disk.
+	scratchDir = "/scratch"
+	// pstoreCmdline keeps 1 MiB at the top of the guest's RAM out of every
+	// kernel's hands (memmap=SIZE$START survives kexec) for ramoops, and
+	// makes a panic dump the log there before the crash kexec: the
+	// evidence of a direct-mode crash, whose vmcore x86 cannot read.
+	pstoreCmdline = "memmap=1M$0x7f000000 ramoops.mem_address=0x7f000000 ramoops.mem_size=0x100000 ramoops.record_size=0x40000 crash_kexec_post_notifiers"
+)
+
+var (
+	recoverRE   = regexp.MustCompile(`^FRGUEST_RECOVER mode=(\S+)`)
+	kexecRE     = regexp.MustCompile(`^fastreboot: rebooting through kexec`)
+	crashArmRE  = regexp.MustCompile(`^FRGUEST_CRASH_ARM (\S+) took=(\S+)s`)
+	panicLineRE = regexp.MustCompile(`Kernel panic - not syncing`)
+)
+
+// crashVM is one guest session of the crash story.
+type crashVM struct {
+	t       *testing.T
+	s       *scenario.Setup
+	vm      *harness.VM
+	g       *scenario.Guest
+	mode    crashhandler.Mode
+	reserve int64 // bytes
+	gen     int
+	coldKB  int64
+	// timings, host side
+	recoveries []recovery
+}
+
+// recovery is one crash seen from the host.
+type recovery struct {
+	fault string
+	// Trigger is when the fault was provoked; CrashUser when the crash
+	// kernel's userspace began (two-stage) ; Start when production's
+	// userspace began; Ready when it was armed again and ready.
+	Trigger, CrashUser, Start, Ready time.Duration
+	boot                             harness.Ready
+}
+
+func (r recovery) toUser() time.Duration  { return r.Start - r.Trigger }
+func (r recovery) toReady() time.Duration { return r.Ready - r.Trigger }
+
+func startCrashVM(t *testing.T, mode crashhandler.Mode, reserve string, allowReboot bool) *crashVM {
+	t.Helper()
+	s := prepare(t, scenario.Options{
+		Cmdline:       "crashkernel=" + reserve + " " + pstoreCmdline,
+		ExtraCommands: []string{frfaultCmd},
+		Modules:       []string{"ramoops"},
+	})
+	scratch := filepath.Join(t.TempDir(), "scratch.img")
+	if err := harness.BuildDisk(scratch, 32<<20, harness.File{Path: "README", Data: []byte("scratch\n")}); err != nil {
+		t.Fatal(err)
+	}
+	o := s.VMOptions()
+	o.Name = "crash-" + string(mode)
+	o.Disks = append(o.Disks, harness.Disk{Path: scratch})
+	o.AllowReboot = allowReboot
+	vm := harness.StartT(t, o)
+	c := &crashVM{t: t, s: s, vm: vm, g: &scenario.Guest{VM: vm}, mode: mode, gen: 1}
+	fmt.Sscanf(reserve, "%dM", &c.reserve)
+	c.reserve <<= 20
+	boot, err := vm.WaitBoot(3 * time.Minute)
+	if err != nil {
+		t.Fatalf("gen 1 boot: %v", err)
+	}
+	if boot.CPUs != "0-3" || boot.Daemon != "started" {
+		t.Fatalf("gen 1 ready = %+v, want cpus 0-3, daemon started", boot.Ready)
+	}
+	c.coldKB = boot.MemTotalKB
+	t.Logf("gen 1 (cold, crashkernel=%s): MemTotal %d kB, QEMU start -> userspace %.2fs", reserve, c.coldKB, boot.StartAt.Seconds())
+	if err := c.g.MountStorage(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// arm arms the crash path of generation 1 with manifest v1.
+func (c *crashVM) arm() *agent.CrashArmReport {
+	c.t.Helper()
+	var rep agent.CrashArmReport
+	cmd := fmt.Sprintf("crash arm --mode %s %s/%s", c.mode, scenario.MountPoint, scenario.ManifestV1)
+	if err := c.g.FastrebootJSON(cmd, &rep); err != nil {
+		c.t.Fatalf("fastreboot %s: %v", cmd, err)
+	}
+	if !rep.Armed || rep.State == nil || rep.State.Mode != c.mode {
+		c.t.Fatalf("crash arm: %+v, want armed in mode %s", rep, c.mode)
+	}
+	c.t.Logf("armed %s: image %d bytes, reservation %d MiB (needs %d MiB: %s), took %v",
+		c.mode, rep.State.ImageBytes, rep.State.ReservationBytes>>20, rep.State.Sizing.Total>>20, rep.State.Sizing.Breakdown(), rep.Took)
+	return &rep
+}
+
+func (c *crashVM) crashStatus() *agent.CrashStatusReport {
+	c.t.Helper()
+	var st agent.CrashStatusReport
+	if err := c.g.FastrebootJSON("crash status", &st); err != nil {
+		c.t.Fatalf("fastreboot crash status: %v", err)
+	}
+	return &st
+}
+
+// crash provokes a fault with provoke (which must not wait for the shell)
+// and waits for the production generation the crash path brings up, then
+// checks it.
+func (c *crashVM) crash(fault, wantReason string, provoke func() error) recovery {
+	c.t.Helper()
+	r := recovery{fault: fault, Trigger: c.vm.Elapsed()}
+	if err := provoke(); err != nil {
+		c.t.Fatalf("%s: provoking: %v", fault, err)
+	}
+	m, err := c.vm.Expect(5*time.Minute, recoverRE)
+	if err != nil {
+		c.t.Fatalf("%s: no crash kernel userspace: %v", fault, err)
+	}
+	if got := crashhandler.Mode(m.Groups[1]); got != c.mode {
+		c.t.Errorf("%s: crash kernel mode %s, want %s", fault, got, c.mode)
+	}
+	if pt, ok := lastLineBefore(c.vm, panicLineRE, r.Trigger, m.At); ok {
+		r.Trigger = min(r.Trigger, pt)
+	}
+	r.CrashUser = m.At
+	if c.mode == crashhandler.ModeTwoStage {
+		if _, err := c.vm.Expect(3*time.Minute, kexecRE); err != nil {
+			c.t.Fatalf("%s: the crash stage did not kexec into production: %v", fault, err)
+		}
+		boot, err := c.vm.WaitBoot(3 * time.Minute)
+		if err != nil {
+			c.t.Fatalf("%s: production after the crash stage: %v", fault, err)
+		}
+		r.Start, r.Ready, r.boot = boot.StartAt, boot.ReadyAt, boot.Ready
+	} else {
+		// The direct crash kernel is production: its FRGUEST_START came
+		// just before the recover marker.
+		if st, ok := lastLineBefore(c.vm, harness.StartRE, r.Trigger, m.At+time.Millisecond); ok {
+			r.Start = st
+		}
+		ready, err := c.vm.Expect(3*time.Minute, harness.ReadyRE)
+		if err != nil {
+			c.t.Fatalf("%s: direct crash kernel not ready: %v", fault, err)
+		}
+		if r.boot, err = harness.ParseReady(ready.Text); err != nil {
+			c.t.Fatal(err)
+		}
+		r.Ready = ready.At
+		if err := c.vm.WaitPrompt(time.Minute); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	c.gen++
+	c.t.Logf("%s (%s): panic -> crash userspace %.2fs, -> production userspace %.2fs, -> armed and ready %.2fs",
+		fault, c.mode, (r.CrashUser - r.Trigger).Seconds(), r.toUser().Seconds(), r.toReady().Seconds())
+	c.checkProduction(fault, wantReason, fastreboot.ReasonCrash)
+	c.recoveries = append(c.recoveries, r)
+	return r
+}
+
+// checkProduction asserts the generation now up: all CPUs, all memory,
+// generation and reason, armed again, and (after a crash) the evidence.
+func (c *crashVM) checkProduction(what, wantReason string, reason fastreboot.Reason) {
+	c.t.Helper()
+	lines := c.vm.Lines()
+	var ready harness.Ready
+	for i := len(lines) - 1; i >= 0; i-- {
+		if harness.ReadyRE.MatchString(lines[i].Text) {
+			ready, _ = harness.ParseReady(lines[i].Text)
+			break
+		}
+	}
+	if ready.CPUs != "0-3" || ready.Daemon != "started" {
+		c.t.Errorf("%s: gen %d ready %+v, want cpus 0-3 and the daemon", what, c.gen, ready)
+	}
+	if d := ready.MemTotalKB - c.coldKB; d < -c.reserve>>10 || d > c.reserve>>10 {
+		c.t.Errorf("%s: gen %d MemTotal %d kB, cold boot had %d kB: differs by more than the reservation (%d MiB)", what, c.gen, ready.MemTotalKB, c.coldKB, c.reserve>>20)
+	}
+	for i := len(lines) - 1; i >= 0; i-- {
+		if m := crashArmRE.FindStringSubmatch(lines[i].Text); m != nil {
+			if m[1] != "ok" {
+				c.t.Errorf("%s: start-up re-arm: %s", what, lines[i].Text)
+			}
+			break
+		}
+	}
+	st := c.crashStatus()
+	if st.Generation != c.gen || st.Reason != reason {
+		c.t.Errorf("%s: generation %d reason %s, want %d %s", what, st.Generation, st.Reason, c.gen, reason)
+	}
+	if !st.Armed || st.Mode != c.mode {
+		c.t.Errorf("%s: crash path armed %v mode %q, want armed again in mode %s", what, st.Armed, st.Mode, c.mode)
+	}
+	if wantReason != "" {
+		ev := st.Last
+		if ev == nil {
+			c.t.Errorf("%s: no crash evidence in gen %d", what, c.gen)
+			return
+		}
+		if !strings.Contains(ev.Reason+" | "+ev.Cause, wantReason) {
+			c.t.Errorf("%s: evidence reason %q cause %q, want %q (problems %v)", what, ev.Reason, ev.Cause, wantReason, ev.Problems)
+		}
+		if ev.CPU < 0 || ev.Time.IsZero() || len(ev.Log) == 0 {
+			c.t.Errorf("%s: evidence incomplete: cpu %d time %v, %d log lines, problems %v", what, ev.CPU, ev.Time, len(ev.Log), ev.Problems)
+		}
+		c.t.Logf("%s: evidence: %q cause %q CPU %d at %v, %d log lines", what, ev.Reason, ev.Cause, ev.CPU, ev.Time, ev.LogLines)
+	}
+}
+
+// lastLineBefore returns the time of the last console line matching re
+// arriving in [from, to).
+func lastLineBefore(vm *harness.VM, re *regexp.Regexp, from, to time.Duration) (time.Duration, bool) {
+	var t time.Duration
+	ok := false
+	for _, at := range vm.Console().LineTimes(re) {
+		if at >= from && at < to {
+			t, ok = at, true
+		}
+	}
+	return t, ok
+}
+
+func sysrqCrash(c *crashVM) func() error {
+	return func() error { return c.vm.SendLine("echo c > /proc/sysrq-trigger") }
+}
+
+func nmiCrash(c *crashVM) func() error {
+	return func() error { _, err := c.vm.Monitor("nmi"); return err }
+}
+
+// TestCrashTwoStage and TestCrashDirect tell the crash story in one VM per
+// mode: generation 1 arms the crash path, then each fault panics the
+// production generation, the crash path brings production back (all CPUs,
+// all memory, reason crash, the evidence naming the panic, armed again: so
+// each fault after the first is a crash of a recovered generation), an
+// update reboot in the middle shows that the update path keeps the memory
+// map and the arming, and a crash while an update is being staged comes
+// back on the armed image.
+func TestCrashTwoStage(t *testing.T) { crashStory(t, crashhandler.ModeTwoStage, reserveTwoStage) }
+
+func TestCrashDirect(t *testing.T) { crashStory(t, crashhandler.ModeDirect, reserveDirect) }
+
+func crashStory(t *testing.T, mode crashhandler.Mode, reserve string) {
+	c := startCrashVM(t, mode, reserve, false)
+	g := c.g
+
+	// Bad input first: nothing may be half-armed after a refused arm.
+	_, err := g.Run(fmt.Sprintf("fastreboot crash arm --mode %s %s/%s", mode, scenario.MountPoint, scenario.ManifestCorrupt))
+	if err == nil || !strings.Contains(err.Error(), scenario.SiteV3Module) {
+		t.Errorf("arming a corrupt image: %v; want an error naming %s", err, scenario.SiteV3Module)
+	}
+	if mode == crashhandler.ModeDirect {
+		// The direct reservation is too small for a two-stage image.
+		_, err := g.Run(fmt.Sprintf("fastreboot crash arm --mode two-stage %s/%s", scenario.MountPoint, scenario.ManifestV1))
+		if err == nil || !strings.Contains(err.Error(), "crashkernel=") || !strings.Contains(err.Error(), "needs") {
+			t.Errorf("arming two-stage in a %s reservation: %v; want a too-small error with the crashkernel= to use", reserve, err)
+		}
+	}
+	if st := c.crashStatus(); st.Armed || st.State != nil {
+		t.Errorf("after refused arms: armed %v state %+v, want nothing armed", st.Armed, st.State)
+	} else {
+		for _, f := range st.Faults {
+			if f.Routed {
+				t.Errorf("after refused arms: %s routed (%s), want the sysctls untouched", f.Name, f.Value)
+			}
+		}
+	}
+
+	c.arm()
+	if st := c.crashStatus(); !st.Armed || st.Mode != mode {
+		t.Fatalf("gen 1 crash status: armed %v mode %s", st.Armed, st.Mode)
+	}
+
+	// 1. sysrq c.
+	c.crash("sysrq", "sysrq triggered crash", sysrqCrash(c))
+
+	// 2. An update reboot of the recovered generation: the next kernel
+	// must still get all memory and re-arm. Its downtime is the
+	// reference for the crash path.
+	if _, err := g.Run("fastreboot stage --current"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := g.RebootWith("fastreboot reboot", scenario.RebootingRE, 3*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.gen++
+	t.Logf("update reboot (%s run): reboot request -> userspace %.2fs, -> ready %.2fs", mode, r.Downtime().Seconds(), (r.Boot.ReadyAt - r.Requested).Seconds())
+	c.checkProduction("update after a crash", "", fastreboot.ReasonUpdate)
+	update := r.Downtime()
+
+	// 3. An unknown NMI from the QEMU monitor, routed by unknown_nmi_panic.
+	c.crash("nmi", "NMI", nmiCrash(c))
+
+	// 4. A hung task, routed by hung_task_panic: freeze a file system and
+	// write to it.
+	if _, err := g.Run("mkdir -p " + scratchDir + " && mount -t ext4 /dev/vdb " + scratchDir); err != nil {
+		t.Fatal(err)
+	}
+	c.crash("hung task", "hung_task", func() error {
+		return c.vm.SendLine("echo 5 > /proc/sys/kernel/hung_task_timeout_secs; frfault hang " + scratchDir)
+	})
+
+	// 5. A crash while an update is being staged: production comes back
+	// on the armed image (v1), not the half-staged one.
+	if err := g.MountStorage(); err != nil {
+		t.Fatal(err)
+	}
+	c.crash("crash while staging", "NMI", func() error {
+		if err := c.vm.SendLine("fastreboot stage " + scenario.MountPoint + "/" + scenario.ManifestV2); err != nil {
+			return err
+		}
+		// Not inside kexec_file_load itself: it holds kexec_mutex, and
+		// a panic that finds it held cannot crash-kexec (the kernel
+		// falls back to panic=; see the report).
+		time.Sleep(300 * time.Millisecond)
+		_, err := c.vm.Monitor("nmi")
+		return err
+	})
+	if rel := c.recoveries[len(c.recoveries)-1].boot.Release; rel != "v1" {
+		t.Errorf("after a crash while staging v2: release %s, want v1 (the armed image)", rel)
+	}
+
+	// 6. PID 1 exits: every process but init is killed, init runs out of
+	// children and exits.
+	c.crash("init exit", "Attempted to kill init", func() error { return c.vm.SendLine("frfault orphan") })
+
+	var sum time.Duration
+	for _, r := range c.recoveries {
+		sum += r.toUser()
+	}
+	t.Logf("CLOSING %s: mean panic -> production userspace %.2fs over %d crashes (each: %s); update reboot -> userspace %.2fs in the same run",
+		mode, (sum / time.Duration(len(c.recoveries))).Seconds(), len(c.recoveries), recoverySummary(c.recoveries), update.Seconds())
+}
+
+func recoverySummary(rs []recovery) string {
+	var parts []string
+	for _, r := range rs {
+		parts = append(parts, fmt.Sprintf("%s %.1fs/%.1fs", r.fault, r.toUser().Seconds(), r.toReady().Seconds()))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// TestCrashKernelPanics: a panic inside the two-stage crash kernel itself
+// must end in a reboot through the firmware (the crash kernel has panic=N
+// and nothing armed), never a hang: the machine comes back cold.
+func TestCrashKernelPanics(t *testing.T) {
+	c := startCrashVM(t, crashhandler.ModeTwoStage, reserveTwoStage, true)
+	var rep agent.CrashArmReport
+	cmd := fmt.Sprintf("crash arm --mode two-stage --panic-timeout 3 --append frguest.crashpanic %s/%s", scenario.MountPoint, scenario.ManifestV1)
+	if err := c.g.FastrebootJSON(cmd, &rep); err != nil || !rep.Armed {
+		t.Fatalf("fastreboot %s: %v", cmd, err)
+	}
+	if !strings.Contains(rep.State.Cmdline, "panic=3") {
+		t.Errorf("crash cmdline %q lacks panic=3", rep.State.Cmdline)
+	}
+	t0 := c.vm.Elapsed()
+	if err := c.vm.SendLine("echo c > /proc/sysrq-trigger"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.vm.Expect(3*time.Minute, recoverRE); err != nil {
+		t.Fatalf("no crash kernel: %v", err)
+	}
+	boot, err := c.vm.WaitBoot(4 * time.Minute)
+	if err != nil {
+		t.Fatalf("no boot after the crash kernel's panic: %v", err)
+	}
+	var st status
+	if err := c.g.FastrebootJSON("status", &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Generation != 1 || st.Reason != fastreboot.ReasonCold || boot.CPUs != "0-3" {
+		t.Errorf("after the crash kernel's panic: generation %d reason %s cpus %s, want a cold boot (1, cold, 0-3)", st.Generation, st.Reason, boot.CPUs)
+	}
+	var resets int
+	for _, ev := range c.vm.Events() {
+		if ev.Name == "RESET" {
+			resets++
+		}
+	}
+	if resets == 0 {
+		t.Errorf("QEMU saw no RESET: the machine did not reboot through the firmware")
+	}
+	t.Logf("panic in the crash kernel -> firmware reboot -> cold userspace %.2fs", (boot.StartAt - t0).Seconds())
+}

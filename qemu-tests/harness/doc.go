@@ -1,0 +1,33 @@
+// Package harness builds boot images for and drives QEMU guests running a real
+// Debian kernel, so fastreboot's integration tests (and the demo) can boot,
+// kexec and crash a machine and read the story back from its serial console.
+//
+// The pieces follow the guest layout in the project's contracts: a compressed
+// u-root "base" initramfs ([BuildBase]: init, the gosh shell, core commands,
+// the guest helper frguest as uinit, optionally the fastreboot CLI), a
+// "kmods" piece with the kernel modules the guest needs and their load order
+// ([BuildKmods]), a tiny "site" piece ([BuildSite]), concatenated like the
+// kernel expects ([Concat]); an ext4 storage disk ([BuildDisk]); and a VM
+// runner ([Start], [StartT]): [VM.WaitBoot] waits for frguest's ready marker
+// and the shell (call it again after a kexec for the next generation),
+// [VM.Run] runs a shell command and returns its output and exit status,
+// [VM.Expect] waits for a console line, [VM.Monitor] sends QEMU monitor
+// commands (nmi, system_reset, quit), and every console line carries the
+// host time since QEMU started ([VM.LineTime], [Boot]) for phase timings.
+// The console log (timestamped) is kept in [LogDir] and shown when a test
+// fails.
+//
+// Tests call [RequireQEMU] and [RequireKernel] first: without QEMU or a kernel
+// they skip with the reason, unless FASTREBOOT_REQUIRE_QEMU=1 (CI), where a
+// missing piece fails the test. scripts/install-deps.sh and
+// scripts/fetch-kernel.sh provide both.
+//
+// Environment:
+//
+//	FASTREBOOT_KERNEL      vmlinuz to boot (with FASTREBOOT_KMODS its lib/modules/<ver> dir)
+//	FASTREBOOT_CACHE       cache dir (default ~/.cache/fastreboot): kernel/, base/
+//	FASTREBOOT_QEMU        QEMU binary (default qemu-system-x86_64)
+//	FASTREBOOT_QEMU_ACCEL  accelerator (default tcg; "kvm" where /dev/kvm exists)
+//	FASTREBOOT_LOGDIR      where console logs are kept (default $TMPDIR/fastreboot-qemu-logs)
+//	FASTREBOOT_REQUIRE_QEMU=1  fail instead of skip when QEMU or the kernel is missing
+package harness

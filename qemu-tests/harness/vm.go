@@ -1,0 +1,510 @@
+package harness
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// DefaultTimeout is the wait used when a timeout argument is 0: generous,
+// because under TCG on a shared 2-core host a boot to userspace can take
+// tens of seconds.
+const DefaultTimeout = 120 * time.Second
+
+// DefaultCmdline is put before Options.Cmdline: the serial console, and
+// panic=-1 so that an unexpected panic ends the VM at once (with
+// -no-reboot) instead of a wait running into its timeout.
+const DefaultCmdline = "console=ttyS0 panic=-1"
+
+// Disk is a raw disk image attached as a virtio-blk PCI device (/dev/vda,
+// /dev/vdb, ... in attach order).
+type Disk struct {
+	Path     string
+	ReadOnly bool
+}
+
+// Options configures a VM. Zero values give q35, TCG, 2048 MiB, 4 CPUs,
+// no network, -no-reboot.
+type Options struct {
+	// Name labels the log; default "vm".
+	Name string
+	// Kernel (bzImage) and Initrd (one file: see Concat) to boot.
+	Kernel, Initrd string
+	// Cmdline is appended to DefaultCmdline (unless NoDefaultCmdline).
+	Cmdline          string
+	NoDefaultCmdline bool
+	// Disks are attached in order.
+	Disks []Disk
+	// MemoryMB defaults to 2048, CPUs to 4.
+	MemoryMB, CPUs int
+	// Machine defaults to "q35"; Accel to FASTREBOOT_QEMU_ACCEL or "tcg";
+	// CPUModel to QEMU's default.
+	Machine, Accel, CPUModel string
+	// AllowReboot lets a guest reboot through the firmware; by default QEMU
+	// runs with -no-reboot and exits instead.
+	AllowReboot bool
+	// ExtraArgs are appended to the QEMU command line.
+	ExtraArgs []string
+	// LogPath is where the timestamped console log is written; default a
+	// new file in LogDir().
+	LogPath string
+	// Echo, if set, also receives every console line as it arrives.
+	Echo io.Writer
+	// Logger receives harness events; default discards.
+	Logger *slog.Logger
+}
+
+// VM is a running QEMU guest driven through its serial console and QMP.
+type VM struct {
+	opts    Options
+	args    []string
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	console *Console
+	qmp     *qmpClient
+	start   time.Time
+	logFile *os.File
+	sockDir string
+	runN    atomic.Int64
+
+	exited  chan struct{} // closed when QEMU has exited and output is drained
+	exitErr error
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// LogDir returns FASTREBOOT_LOGDIR or $TMPDIR/fastreboot-qemu-logs.
+func LogDir() string {
+	if d := os.Getenv(EnvLogDir); d != "" {
+		return d
+	}
+	return filepath.Join(os.TempDir(), "fastreboot-qemu-logs")
+}
+
+func (o *Options) defaults() {
+	if o.Name == "" {
+		o.Name = "vm"
+	}
+	if o.MemoryMB == 0 {
+		o.MemoryMB = 2048
+	}
+	if o.CPUs == 0 {
+		o.CPUs = 4
+	}
+	if o.Machine == "" {
+		o.Machine = "q35"
+	}
+	if o.Accel == "" {
+		o.Accel = os.Getenv(EnvAccel)
+	}
+	if o.Accel == "" {
+		o.Accel = "tcg"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// QEMUArgs returns the QEMU command line for o (without the QMP socket).
+func (o Options) QEMUArgs() []string {
+	o.defaults()
+	args := []string{QEMUBinary(),
+		"-nodefaults", "-no-user-config", "-display", "none",
+		"-machine", o.Machine, "-accel", o.Accel,
+		"-m", strconv.Itoa(o.MemoryMB), "-smp", strconv.Itoa(o.CPUs),
+		"-serial", "stdio",
+	}
+	if o.CPUModel != "" {
+		args = append(args, "-cpu", o.CPUModel)
+	}
+	if !o.AllowReboot {
+		args = append(args, "-no-reboot")
+	}
+	if o.Kernel != "" {
+		args = append(args, "-kernel", o.Kernel)
+		cmdline := o.Cmdline
+		if !o.NoDefaultCmdline {
+			cmdline = strings.TrimSpace(DefaultCmdline + " " + o.Cmdline)
+		}
+		args = append(args, "-append", cmdline)
+	}
+	if o.Initrd != "" {
+		args = append(args, "-initrd", o.Initrd)
+	}
+	for i, d := range o.Disks {
+		drive := fmt.Sprintf("file=%s,if=none,id=disk%d,format=raw,cache=unsafe", qemuEscape(d.Path), i)
+		if d.ReadOnly {
+			drive += ",readonly=on"
+		}
+		args = append(args, "-drive", drive, "-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d", i))
+	}
+	return append(args, o.ExtraArgs...)
+}
+
+// qemuEscape doubles commas, QEMU's escape inside option values.
+func qemuEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// Start starts QEMU. The caller must Close the VM.
+func Start(o Options) (*VM, error) {
+	o.defaults()
+	sockDir, err := os.MkdirTemp("", "frvm-")
+	if err != nil {
+		return nil, err
+	}
+	qmpPath := filepath.Join(sockDir, "qmp.sock")
+	args := append(o.QEMUArgs(), "-qmp", "unix:"+qemuEscape(qmpPath)+",server=on,wait=off")
+
+	if o.LogPath == "" {
+		if err := os.MkdirAll(LogDir(), 0o755); err != nil {
+			os.RemoveAll(sockDir)
+			return nil, err
+		}
+		o.LogPath = filepath.Join(LogDir(), fmt.Sprintf("%s-%s.log", sanitize(o.Name), time.Now().Format("20060102-150405.000")))
+	}
+	logFile, err := os.Create(o.LogPath)
+	if err != nil {
+		os.RemoveAll(sockDir)
+		return nil, err
+	}
+	fmt.Fprintf(logFile, "## %s\n", shellQuote(args))
+
+	cmd := exec.Command(args[0], args[1:]...)
+	setPdeathsig(cmd)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+
+	vm := &VM{opts: o, args: args, cmd: cmd, stdin: stdin, logFile: logFile, sockDir: sockDir, exited: make(chan struct{})}
+	vm.start = time.Now()
+	vm.console = NewConsole(vm.start, logFile)
+	if o.Echo != nil {
+		vm.console.Echo(o.Echo)
+	}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		os.RemoveAll(sockDir)
+		return nil, fmt.Errorf("start %s: %w", args[0], err)
+	}
+	o.Logger.Info("QEMU started", "name", o.Name, "pid", cmd.Process.Pid, "log", o.LogPath)
+
+	var drained sync.WaitGroup
+	drained.Add(2)
+	go func() {
+		defer drained.Done()
+		io.Copy(vm.console, stdout)
+	}()
+	go func() {
+		defer drained.Done()
+		s := bufio.NewScanner(stderr)
+		for s.Scan() {
+			vm.console.Logf("qemu stderr: %s", s.Text())
+		}
+		io.Copy(io.Discard, stderr)
+	}()
+	go func() {
+		drained.Wait()
+		err := cmd.Wait()
+		vm.exitErr = err
+		vm.console.Logf("QEMU exited: %v", exitString(err))
+		vm.console.Close(fmt.Errorf("QEMU %s", exitString(err)))
+		close(vm.exited)
+	}()
+
+	q, err := dialQMP(qmpPath, vm.start, 30*time.Second)
+	if err != nil {
+		vm.Close()
+		return nil, fmt.Errorf("%w (console log %s)", err, o.LogPath)
+	}
+	vm.qmp = q
+	return vm, nil
+}
+
+func exitString(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// StartT starts a VM for a test: it fails t if QEMU does not start, closes
+// the VM at the end of the test, and when the test failed logs the console
+// log's path and last lines.
+func StartT(t testing.TB, o Options) *VM {
+	t.Helper()
+	if o.Name == "" {
+		o.Name = t.Name()
+	}
+	vm, err := Start(o)
+	if err != nil {
+		t.Fatalf("start VM: %v", err)
+	}
+	t.Logf("VM %s: console log %s", o.Name, vm.LogPath())
+	t.Cleanup(func() {
+		if err := vm.Close(); err != nil {
+			t.Logf("close VM %s: %v", o.Name, err)
+		}
+		if t.Failed() {
+			t.Logf("VM %s failed; QEMU: %s\nlast console lines (full log %s):\n%s",
+				o.Name, shellQuote(vm.args), vm.LogPath(), vm.console.Tail(150))
+		}
+	})
+	return vm
+}
+
+// LogPath is the timestamped console log.
+func (vm *VM) LogPath() string { return vm.opts.LogPath }
+
+// Options returns the options the VM was started with, defaults filled in.
+func (vm *VM) Options() Options { return vm.opts }
+
+// Args is the QEMU command line.
+func (vm *VM) Args() []string { return append([]string(nil), vm.args...) }
+
+// StartTime is when QEMU was started; all timestamps count from it.
+func (vm *VM) StartTime() time.Time { return vm.start }
+
+// Console gives access to the console text, lines and timestamps.
+func (vm *VM) Console() *Console { return vm.console }
+
+// Expect waits (0 means DefaultTimeout) for a complete console line after the
+// cursor that matches re; see Console.Expect.
+func (vm *VM) Expect(timeout time.Duration, re *regexp.Regexp) (*Match, error) {
+	return vm.console.Expect(orDefault(timeout), re)
+}
+
+// ExpectString is Expect with a regexp compiled from s.
+func (vm *VM) ExpectString(timeout time.Duration, s string) (*Match, error) {
+	re, err := regexp.Compile(s)
+	if err != nil {
+		return nil, err
+	}
+	return vm.Expect(timeout, re)
+}
+
+// ExpectRaw waits for re in the raw stream; see Console.ExpectRaw.
+func (vm *VM) ExpectRaw(timeout time.Duration, re *regexp.Regexp) (*Match, error) {
+	return vm.console.ExpectRaw(orDefault(timeout), re)
+}
+
+// LineTime returns when the first console line matching re arrived (host
+// time since QEMU started).
+func (vm *VM) LineTime(re *regexp.Regexp) (time.Duration, bool) { return vm.console.LineTime(re) }
+
+// Lines returns the console lines so far.
+func (vm *VM) Lines() []Line { return vm.console.Lines() }
+
+// Elapsed is the host time since QEMU started.
+func (vm *VM) Elapsed() time.Duration { return time.Since(vm.start) }
+
+func orDefault(d time.Duration) time.Duration {
+	if d <= 0 {
+		return DefaultTimeout
+	}
+	return d
+}
+
+// Send writes s to the serial console as typed input.
+func (vm *VM) Send(s string) error {
+	select {
+	case <-vm.exited:
+		return fmt.Errorf("send: %w", ErrExited)
+	default:
+	}
+	if _, err := io.WriteString(vm.stdin, s); err != nil {
+		return fmt.Errorf("send to serial console: %w", err)
+	}
+	return nil
+}
+
+// SendLine sends s and a newline (a command the shell runs without Run's
+// end marker, e.g. one that reboots the guest).
+func (vm *VM) SendLine(s string) error {
+	vm.console.Logf("send: %s", s)
+	return vm.Send(s + "\n")
+}
+
+// promptRE matches gosh's prompt at the start of a line.
+var promptRE = regexp.MustCompile(`(?m)^\$ `)
+
+// WaitPrompt waits (0 means DefaultTimeout) for the shell prompt after the
+// cursor. WaitBoot calls it; use it after starting a shell by other means.
+func (vm *VM) WaitPrompt(timeout time.Duration) error {
+	_, err := vm.ExpectRaw(timeout, promptRE)
+	return err
+}
+
+// maxLine keeps a command well under the tty's 4095-byte canonical line.
+const maxLine = 1024
+
+// Run types cmd into the guest shell (which must be at its prompt, e.g.
+// after the frguest ready marker) followed by an end marker carrying the
+// exit status: `cmd; echo __FR_DONE_<n>_$?`. It waits (0 means
+// DefaultTimeout) for the marker and returns cmd's output (the lines
+// between the echoed command and the marker) and exit status. cmd must be a
+// complete command list on one line.
+func (vm *VM) Run(cmd string, timeout time.Duration) (string, int, error) {
+	if strings.ContainsAny(cmd, "\n\r") {
+		return "", -1, fmt.Errorf("run %q: multi-line commands are not supported", cmd)
+	}
+	n := vm.runN.Add(1)
+	marker := fmt.Sprintf("__FR_DONE_%d_", n)
+	tail := "echo " + marker + "$?"
+	line := cmd + "; " + tail
+	if len(line) > maxLine {
+		return "", -1, fmt.Errorf("run: command of %d bytes too long for the console (max %d)", len(line), maxLine)
+	}
+	from := vm.console.Cursor()
+	if err := vm.SendLine(line); err != nil {
+		return "", -1, err
+	}
+	deadline := time.Now().Add(orDefault(timeout))
+	re := regexp.MustCompile(regexp.QuoteMeta(marker) + `(\d+)\n`)
+	m, err := vm.ExpectRaw(time.Until(deadline), re)
+	if err != nil {
+		return "", -1, fmt.Errorf("run %q: %w", cmd, err)
+	}
+	code, _ := strconv.Atoi(m.Groups[1])
+	// Output = after the echo of the typed line, up to the marker.
+	seg := vm.console.Since(from)
+	seg = seg[:strings.LastIndex(seg, m.Text)]
+	// The shell prints its prompt after the marker: consume it, so that the
+	// next command is not typed before it and echoed around it.
+	if _, err := vm.ExpectRaw(time.Until(deadline), promptRE); err != nil {
+		return seg, code, fmt.Errorf("run %q: no shell prompt after it: %w", cmd, err)
+	}
+	if i := strings.Index(seg, tail); i >= 0 {
+		seg = seg[i+len(tail):]
+		if j := strings.IndexByte(seg, '\n'); j >= 0 {
+			seg = seg[j+1:]
+		} else {
+			seg = ""
+		}
+	}
+	return seg, code, nil
+}
+
+// RunOK is Run that fails unless cmd exits 0.
+func (vm *VM) RunOK(cmd string, timeout time.Duration) (string, error) {
+	out, code, err := vm.Run(cmd, timeout)
+	if err != nil {
+		return out, err
+	}
+	if code != 0 {
+		return out, fmt.Errorf("run %q: exit status %d: %s", cmd, code, strings.TrimSpace(out))
+	}
+	return out, nil
+}
+
+// Monitor runs a human monitor command through QMP ("nmi", "system_reset",
+// "info registers", ...) and returns its output.
+func (vm *VM) Monitor(cmd string) (string, error) {
+	vm.console.Logf("monitor: %s", cmd)
+	return vm.qmp.HumanCommand(cmd, 30*time.Second)
+}
+
+// QMP runs a QMP command (e.g. "query-status") and returns its "return" value.
+func (vm *VM) QMP(cmd string, args any) (json.RawMessage, error) {
+	return vm.qmp.Execute(cmd, args, 30*time.Second)
+}
+
+// Events returns the QMP events so far (RESET, SHUTDOWN, GUEST_PANICKED, ...).
+func (vm *VM) Events() []Event { return vm.qmp.Events() }
+
+// Exited is closed when QEMU has exited and its output is drained.
+func (vm *VM) Exited() <-chan struct{} { return vm.exited }
+
+// Wait waits (0 means DefaultTimeout) for QEMU to exit by itself (guest
+// poweroff, or a reboot/panic under -no-reboot) and returns its exit error.
+func (vm *VM) Wait(timeout time.Duration) error {
+	select {
+	case <-vm.exited:
+		return vm.exitErr
+	case <-time.After(orDefault(timeout)):
+		return fmt.Errorf("waiting for QEMU to exit: %w", ErrTimeout)
+	}
+}
+
+// Kill stops QEMU at once.
+func (vm *VM) Kill() error {
+	select {
+	case <-vm.exited:
+		return nil
+	default:
+	}
+	err := vm.cmd.Process.Kill()
+	<-vm.exited
+	return err
+}
+
+// Close quits QEMU (QMP "quit", then a kill after 10 s) and releases the
+// VM's resources. The console stays readable.
+func (vm *VM) Close() error {
+	vm.closeOnce.Do(func() {
+		select {
+		case <-vm.exited:
+		default:
+			if vm.qmp == nil {
+				vm.closeErr = vm.Kill()
+				break
+			}
+			vm.qmp.Execute("quit", nil, 5*time.Second) // QEMU may exit before replying
+			select {
+			case <-vm.exited:
+			case <-time.After(10 * time.Second):
+				vm.closeErr = errors.Join(errors.New("QEMU did not quit; killed"), vm.Kill())
+			}
+		}
+		if vm.qmp != nil {
+			vm.qmp.Close()
+		}
+		vm.stdin.Close()
+		vm.logFile.Close()
+		os.RemoveAll(vm.sockDir)
+	})
+	return vm.closeErr
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+func shellQuote(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\n'\"$\\;&|<>()*?") {
+			out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		} else {
+			out[i] = a
+		}
+	}
+	return strings.Join(out, " ")
+}

@@ -1,0 +1,373 @@
+// Package scenario prepares and drives the update story that both the QEMU
+// tests and the demo tell: a boot image of Debian's kernel and three initrd
+// pieces (base, kmods, site) on an ext4 "storage" disk, manifests v1 and v2
+// that differ in exactly one piece (site), and a guest whose fastreboot
+// commands are run over the serial console and answer in JSON.
+package scenario
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/qemu-tests/harness"
+)
+
+// Names of the files on the storage disk (and in the manifests' sources).
+const (
+	KernelFile      = "vmlinuz"
+	BaseFile        = "base.cpio.zst"
+	KmodsFile       = "kmods.cpio"
+	SiteV1File      = "site-v1.cpio"
+	SiteV2File      = "site-v2.cpio"
+	SiteCorruptFile = "site-corrupt.cpio"
+	ManifestV1      = "manifest-v1.json"
+	ManifestV2      = "manifest-v2.json"
+	// ManifestCorrupt is v2 with its site piece replaced by SiteV3Module,
+	// whose source on the disk is SiteCorruptFile: same size, other bytes.
+	// Staging it must fail with a digest mismatch.
+	ManifestCorrupt = "manifest-corrupt.json"
+	SiteV3Module    = "site-v3.cpio"
+	// InitrdV2File is base+kmods+site-v2 concatenated, for loaders that
+	// take one initrd file (kexec-tools in the benchmark).
+	InitrdV2File = "initrd-v2.img"
+	// MountPoint is where the guest mounts the storage disk.
+	MountPoint = "/mnt"
+	// PayloadSize is the random payload of each site piece, so that reading
+	// the one changed piece is a clearly measurable number of bytes.
+	PayloadSize = 1 << 20
+)
+
+// Options configure Prepare.
+type Options struct {
+	// Dir receives the pieces and the disk image; required.
+	Dir string
+	// Cmdline is appended to harness.DefaultCmdline for every generation.
+	Cmdline string
+	// ExtraCommands are more Go packages for the base piece.
+	ExtraCommands []string
+	// Modules are more kernel modules for the kmods piece, loaded after
+	// harness.StorageModules (e.g. "ramoops").
+	Modules []string
+	// ExtraFiles go into the kmods piece, as a second newc archive after
+	// the modules' (the kernel unpacks archives back to back), e.g. host
+	// tools for benchmarks.
+	ExtraFiles []harness.File
+	// Logger receives build progress.
+	Logger *slog.Logger
+}
+
+// Setup is a prepared story: the host files, the manifests and the disk.
+type Setup struct {
+	Kernel  *harness.Kernel
+	Base    *harness.BasePiece
+	Kmods   *harness.KmodsPiece
+	Dir     string
+	Cmdline string
+	// Files maps disk file names to host paths.
+	Files map[string]string
+	// V1 and V2 are the manifests on the disk.
+	V1, V2 *bootimage.Manifest
+	// Initrd is generation 1's initrd (the v1 pieces concatenated), given to
+	// QEMU for the cold boot.
+	Initrd string
+	// Disk is the ext4 image.
+	Disk string
+}
+
+// Prepare builds the pieces (the base piece comes from the harness cache
+// when its inputs did not change), writes the manifests and the disk.
+func Prepare(ctx context.Context, k *harness.Kernel, o Options) (*Setup, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Setup{Kernel: k, Dir: o.Dir, Files: map[string]string{KernelFile: k.Vmlinuz}}
+	s.Cmdline = strings.TrimSpace(harness.DefaultCmdline + " " + o.Cmdline)
+
+	log.Info("building the base piece (u-root init, gosh, fastreboot, frguest)")
+	base, err := harness.BuildBase(ctx, harness.BaseOptions{
+		Commands: append([]string{harness.FastrebootCmd}, o.ExtraCommands...),
+		Logger:   log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("base piece: %w", err)
+	}
+	s.Base = base
+	s.Files[BaseFile] = base.Path
+
+	log.Info("building the kernel-module piece", "modules", harness.StorageModules)
+	s.Kmods, err = harness.BuildKmods(filepath.Join(o.Dir, KmodsFile), k, harness.None, append(append([]string(nil), harness.StorageModules...), o.Modules...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kmods piece: %w", err)
+	}
+	if len(o.ExtraFiles) > 0 {
+		if err := appendArchive(s.Kmods.Path, o.ExtraFiles); err != nil {
+			return nil, fmt.Errorf("kmods piece: %w", err)
+		}
+	}
+	s.Files[KmodsFile] = s.Kmods.Path
+
+	for _, site := range []struct{ file, release string }{
+		{SiteV1File, "v1"}, {SiteV2File, "v2"}, {SiteV3Module, "v3"}, {SiteCorruptFile, "v3"},
+	} {
+		payload := make([]byte, PayloadSize)
+		if _, err := rand.Read(payload); err != nil {
+			return nil, err
+		}
+		p := filepath.Join(o.Dir, site.file)
+		if err := harness.BuildSite(p, site.release, harness.File{Path: "etc/fastreboot-payload", Data: payload}); err != nil {
+			return nil, fmt.Errorf("site piece %s: %w", site.file, err)
+		}
+		s.Files[site.file] = p
+	}
+
+	if s.V1, err = s.manifest("v1", SiteV1File); err != nil {
+		return nil, err
+	}
+	if s.V2, err = s.manifest("v2", SiteV2File); err != nil {
+		return nil, err
+	}
+	// The corrupt update names a piece no cache holds (site-v3, which is
+	// not on the disk), pointing at a file of the same size with other
+	// bytes.
+	v3, err := s.manifest("v3", SiteV3Module)
+	if err != nil {
+		return nil, err
+	}
+	corrupt := *v3
+	corrupt.Name = "corrupt"
+	for i, m := range corrupt.Modules {
+		if m.Name == SiteV3Module {
+			corrupt.Modules[i].Source = SiteCorruptFile
+		}
+	}
+	delete(s.Files, SiteV3Module)
+	for name, m := range map[string]*bootimage.Manifest{ManifestV1: s.V1, ManifestV2: s.V2, ManifestCorrupt: &corrupt} {
+		b, err := m.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		p := filepath.Join(o.Dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return nil, err
+		}
+		s.Files[name] = p
+	}
+
+	s.Initrd = filepath.Join(o.Dir, "initrd-v1.img")
+	if _, err := harness.Concat(s.Initrd, base.Path, s.Kmods.Path, s.Files[SiteV1File]); err != nil {
+		return nil, err
+	}
+	v2 := filepath.Join(o.Dir, InitrdV2File)
+	if _, err := harness.Concat(v2, base.Path, s.Kmods.Path, s.Files[SiteV2File]); err != nil {
+		return nil, err
+	}
+	s.Files[InitrdV2File] = v2
+
+	var files []harness.File
+	for name, p := range s.Files {
+		files = append(files, harness.File{Path: name, Src: p})
+	}
+	s.Disk = filepath.Join(o.Dir, "storage.img")
+	log.Info("building the storage disk", "files", len(files))
+	if err := harness.BuildDisk(s.Disk, 0, files...); err != nil {
+		return nil, fmt.Errorf("storage disk: %w", err)
+	}
+	return s, nil
+}
+
+// appendArchive appends a newc archive of files to the uncompressed piece at
+// path.
+func appendArchive(path string, files []harness.File) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	if err := harness.WriteNewc(f, files); err != nil {
+		f.Close()
+		return fmt.Errorf("appending to %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// manifest describes the image with the given site piece, sources relative
+// to the disk's root.
+func (s *Setup) manifest(name, site string) (*bootimage.Manifest, error) {
+	m, err := bootimage.FromFiles(s.Files[KernelFile],
+		[]string{s.Files[BaseFile], s.Files[KmodsFile], s.Files[site]}, s.Cmdline)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", name, err)
+	}
+	m.Name = name
+	for i := range m.Modules {
+		// FromFiles names modules by base name; the disk uses our names.
+		m.Modules[i].Name = diskName(s.Files, m.Modules[i].Source)
+		m.Modules[i].Source = m.Modules[i].Name
+	}
+	return m, m.Validate()
+}
+
+func diskName(files map[string]string, host string) string {
+	for name, p := range files {
+		if p == host {
+			return name
+		}
+	}
+	return filepath.Base(host)
+}
+
+// ModuleSize is the size of the module with the given name in m.
+func ModuleSize(m *bootimage.Manifest, name string) int64 {
+	mod, _ := m.Module(name)
+	return mod.Size
+}
+
+// TotalSize is the sum of m's module sizes.
+func TotalSize(m *bootimage.Manifest) int64 {
+	var n int64
+	for _, mod := range m.Modules {
+		n += mod.Size
+	}
+	return n
+}
+
+// VMOptions are the options for booting generation 1.
+func (s *Setup) VMOptions() harness.Options {
+	return harness.Options{
+		Kernel:           s.Kernel.Vmlinuz,
+		Initrd:           s.Initrd,
+		Cmdline:          s.Cmdline,
+		NoDefaultCmdline: true,
+		Disks:            []harness.Disk{{Path: s.Disk, ReadOnly: true}},
+	}
+}
+
+// Guest drives fastreboot in a booted guest.
+type Guest struct {
+	VM *harness.VM
+	// Timeout bounds each command; staging under TCG takes seconds.
+	Timeout time.Duration
+}
+
+// ErrCommand is a guest command that exited non-zero.
+var ErrCommand = errors.New("guest command failed")
+
+// Run runs a shell command, returning its output; a non-zero exit is an
+// error wrapping ErrCommand that carries the output.
+func (g *Guest) Run(cmd string) (string, error) {
+	out, code, err := g.VM.Run(cmd, g.timeout())
+	if err != nil {
+		return out, err
+	}
+	if code != 0 {
+		return out, fmt.Errorf("%w: %q exited %d: %s", ErrCommand, cmd, code, strings.TrimSpace(out))
+	}
+	return out, nil
+}
+
+func (g *Guest) timeout() time.Duration {
+	if g.Timeout == 0 {
+		return 5 * time.Minute
+	}
+	return g.Timeout
+}
+
+// FastrebootJSON runs `fastreboot ARGS --json` and decodes its output into v.
+// On a non-zero exit the error carries the output (the message on stderr
+// reaches the console too).
+func (g *Guest) FastrebootJSON(args string, v any) error {
+	out, err := g.Run("fastreboot " + args + " --json")
+	if err != nil {
+		return err
+	}
+	return DecodeJSON(out, v)
+}
+
+// DecodeJSON decodes the first JSON object in console output (kernel lines
+// may precede it).
+func DecodeJSON(out string, v any) error {
+	i := strings.Index(out, "{")
+	if i < 0 {
+		return fmt.Errorf("no JSON in output %q", out)
+	}
+	if err := json.NewDecoder(strings.NewReader(out[i:])).Decode(v); err != nil {
+		return fmt.Errorf("decoding JSON %q: %w", out[i:], err)
+	}
+	return nil
+}
+
+// MountStorage mounts the storage disk read-only at MountPoint.
+func (g *Guest) MountStorage() error {
+	_, err := g.Run("mount -t ext4 -o ro /dev/vda " + MountPoint)
+	return err
+}
+
+// DiskReadBytes returns the bytes the storage disk has read since boot:
+// sectors read (field 3 of /sys/block/vda/stat) times 512.
+func (g *Guest) DiskReadBytes() (int64, error) {
+	out, err := g.Run("cat /sys/block/vda/stat")
+	if err != nil {
+		return 0, err
+	}
+	// Drop a shell prompt the console may show before the output.
+	f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(out), "$"))
+	if len(f) < 3 {
+		return 0, fmt.Errorf("/sys/block/vda/stat: %q", out)
+	}
+	n, err := strconv.ParseInt(f[2], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("/sys/block/vda/stat: %q: %w", out, err)
+	}
+	return n * 512, nil
+}
+
+// RebootingRE matches the line `fastreboot reboot` prints just before the
+// reboot(2) call.
+var RebootingRE = regexp.MustCompile(`^fastreboot: rebooting through (kexec|the firmware)`)
+
+// Reboot is one reboot seen from the host.
+type Reboot struct {
+	// Requested is when the old generation printed that it reboots;
+	// the Boot times are those of the next generation.
+	Requested time.Duration
+	Boot      *harness.Boot
+}
+
+// Downtime is reboot requested -> next generation's userspace.
+func (r *Reboot) Downtime() time.Duration { return r.Boot.StartAt - r.Requested }
+
+// ToKernel is reboot requested -> the next kernel's first line.
+func (r *Reboot) ToKernel() time.Duration { return r.Boot.KernelAt - r.Requested }
+
+// KernelToUser is the next kernel's first line -> its userspace.
+func (r *Reboot) KernelToUser() time.Duration { return r.Boot.StartAt - r.Boot.KernelAt }
+
+// RebootWith types cmd (which must end in a reboot, e.g. "fastreboot
+// reboot") and waits for the next generation to be ready. marker matches the
+// old generation's last line before the jump.
+func (g *Guest) RebootWith(cmd string, marker *regexp.Regexp, bootTimeout time.Duration) (*Reboot, error) {
+	if err := g.VM.SendLine(cmd); err != nil {
+		return nil, err
+	}
+	m, err := g.VM.Expect(g.timeout(), marker)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for %q to reboot: %w", cmd, err)
+	}
+	boot, err := g.VM.WaitBoot(bootTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("next generation after %q: %w", cmd, err)
+	}
+	return &Reboot{Requested: m.At, Boot: boot}, nil
+}

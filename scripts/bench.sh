@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Update-reboot benchmark: in one QEMU session on the same image, measures
+# fastreboot (file), fastreboot without the carried cache, segments, and kexec-tools
+# (`kexec -s -l` + `kexec -e`) side by side, per phase, median of --rounds.
+# Not a test: it prints numbers. Flags go to qemu-tests/cmd/bench
+# (--rounds N, --methods a,b,c, --json, --console).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh >&2
+./scripts/fetch-kernel.sh >/dev/null
+export PATH="$PATH:/usr/local/go/bin"
+exec go run ./qemu-tests/cmd/bench "$@"

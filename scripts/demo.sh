@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The main job: installs QEMU and fetches Debian's kernel if needed, then
+# boots it in QEMU and shows fastreboot's update path with its timings.
+# Flags are passed to the demo (--console to watch the guest's console,
+# --json for machine-readable results).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+./scripts/fetch-kernel.sh >/dev/null
+export PATH="$PATH:/usr/local/go/bin"
+exec go run ./qemu-tests/cmd/demo "$@"

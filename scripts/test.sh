@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need (QEMU, kmod, e2fsprogs,
+# kexec-tools, Debian's kernel), then runs vet, the unit tests and the QEMU
+# boot tests. This is the README's test command; .ci/run calls it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/install-deps.sh
+kernel_dir=$(./scripts/fetch-kernel.sh)
+echo "test.sh: kernel at ${kernel_dir}"
+
+export PATH="$PATH:/usr/local/go/bin"
+echo "test.sh: go vet ./..."
+go vet ./...
+
+echo "test.sh: unit tests"
+go test -count=1 $(go list ./... | grep -v /qemu-tests)
+
+# The QEMU tests must not skip here: a missing QEMU or kernel is a failure.
+echo "test.sh: QEMU boot tests (TCG, this takes a while)"
+FASTREBOOT_REQUIRE_QEMU=1 go test -count=1 -v -timeout 75m ./qemu-tests/...
