@@ -157,7 +157,7 @@ func run(rounds int, names []string, asJSON, echo bool) error {
 			smp.Round = round
 			samples = append(samples, *smp)
 			fmt.Fprintf(log, "bench: round %d %-18s stage %6.2fs  request->kernel %6.2fs  kernel->user %6.2fs  downtime %6.2fs  disk read %s\n",
-				round, m.name, smp.Stage.Seconds(), smp.ToKernel.Seconds(), smp.KernelToUser.Seconds(), smp.Downtime.Seconds(), human(smp.DiskRead))
+				round, m.name, smp.Stage.Seconds(), smp.ToKernel.Seconds(), smp.KernelToUser.Seconds(), smp.Downtime.Seconds(), scenario.Human(smp.DiskRead))
 			running = to
 		}
 	}
@@ -267,24 +267,14 @@ func kexecTools() ([]harness.File, error) {
 }
 
 type summary struct {
-	Method       string  `json:"method"`
-	N            int     `json:"n"`
-	Stage        stat    `json:"stage"`
-	ToKernel     stat    `json:"to_kernel"`
-	KernelToUser stat    `json:"kernel_to_user"`
-	Downtime     stat    `json:"downtime"`
-	DiskRead     int64   `json:"median_disk_bytes_read"`
-	VsKexecTools float64 `json:"downtime_vs_kexec_tools,omitempty"`
-}
-
-type stat struct {
-	Median, Min, Max time.Duration
-}
-
-func stats(ds []time.Duration) stat {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return stat{Median: s[len(s)/2], Min: s[0], Max: s[len(s)-1]}
+	Method       string        `json:"method"`
+	N            int           `json:"n"`
+	Stage        scenario.Stat `json:"stage"`
+	ToKernel     scenario.Stat `json:"to_kernel"`
+	KernelToUser scenario.Stat `json:"kernel_to_user"`
+	Downtime     scenario.Stat `json:"downtime"`
+	DiskRead     int64         `json:"median_disk_bytes_read"`
+	VsKexecTools float64       `json:"downtime_vs_kexec_tools,omitempty"`
 }
 
 func summarize(names []string, samples []sample) []summary {
@@ -302,7 +292,7 @@ func summarize(names []string, samples []sample) []summary {
 			continue
 		}
 		slices.Sort(dr)
-		out = append(out, summary{Method: n, N: len(dt), Stage: stats(st), ToKernel: stats(tk), KernelToUser: stats(ku), Downtime: stats(dt), DiskRead: dr[len(dr)/2]})
+		out = append(out, summary{Method: n, N: len(dt), Stage: scenario.Stats(st), ToKernel: scenario.Stats(tk), KernelToUser: scenario.Stats(ku), Downtime: scenario.Stats(dt), DiskRead: dr[len(dr)/2]})
 	}
 	var anchor time.Duration
 	for _, s := range out {
@@ -327,21 +317,7 @@ func printSummary(w io.Writer, kernel string, rounds int, sum []summary) {
 		if s.VsKexecTools > 0 {
 			ratio = fmt.Sprintf("%.2fx", s.VsKexecTools)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Method, st(s.Stage), st(s.ToKernel), st(s.KernelToUser), st(s.Downtime), ratio, human(s.DiskRead))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Method, s.Stage.String(), s.ToKernel.String(), s.KernelToUser.String(), s.Downtime.String(), ratio, scenario.Human(s.DiskRead))
 	}
 	tw.Flush()
-}
-
-func st(s stat) string {
-	return fmt.Sprintf("%.2f [%.2f-%.2f]", s.Median.Seconds(), s.Min.Seconds(), s.Max.Seconds())
-}
-
-func human(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -33,7 +33,6 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -212,22 +211,12 @@ func printkTime(line string) float64 {
 func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
 
 type summary struct {
-	Policy        string `json:"policy"`
-	N             int    `json:"n"`
-	RequestToJump stat   `json:"request_to_jump"`
-	JumpToKernel  stat   `json:"jump_to_kernel"`
-	CPUsUp        stat   `json:"kernel_start_to_cpus_up"`
-	SMPBringUp    stat   `json:"smp_bring_up"`
-}
-
-type stat struct {
-	Median, Min, Max time.Duration
-}
-
-func stats(ds []time.Duration) stat {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return stat{Median: s[len(s)/2], Min: s[0], Max: s[len(s)-1]}
+	Policy        string        `json:"policy"`
+	N             int           `json:"n"`
+	RequestToJump scenario.Stat `json:"request_to_jump"`
+	JumpToKernel  scenario.Stat `json:"jump_to_kernel"`
+	CPUsUp        scenario.Stat `json:"kernel_start_to_cpus_up"`
+	SMPBringUp    scenario.Stat `json:"smp_bring_up"`
 }
 
 func summarize(policies []string, samples []sample) []summary {
@@ -242,7 +231,7 @@ func summarize(policies []string, samples []sample) []summary {
 		if len(rj) == 0 {
 			continue
 		}
-		out = append(out, summary{Policy: p, N: len(rj), RequestToJump: stats(rj), JumpToKernel: stats(jk), CPUsUp: stats(up), SMPBringUp: stats(smp)})
+		out = append(out, summary{Policy: p, N: len(rj), RequestToJump: scenario.Stats(rj), JumpToKernel: scenario.Stats(jk), CPUsUp: scenario.Stats(up), SMPBringUp: scenario.Stats(smp)})
 	}
 	return out
 }
@@ -252,11 +241,7 @@ func printSummary(w io.Writer, kernel string, cpus, rounds int, sum []summary) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "policy\trequest -> jump\tjump -> new kernel\tnew kernel: start -> all CPUs up\tof which SMP bring-up")
 	for _, s := range sum {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Policy, st(s.RequestToJump), st(s.JumpToKernel), st(s.CPUsUp), st(s.SMPBringUp))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Policy, s.RequestToJump.String(), s.JumpToKernel.String(), s.CPUsUp.String(), s.SMPBringUp.String())
 	}
 	tw.Flush()
-}
-
-func st(s stat) string {
-	return fmt.Sprintf("%.3f [%.3f-%.3f]", s.Median.Seconds(), s.Min.Seconds(), s.Max.Seconds())
 }

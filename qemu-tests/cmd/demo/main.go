@@ -136,8 +136,8 @@ func run(ctx context.Context, w io.Writer, echo, keep bool) (*result, error) {
 		return nil, err
 	}
 	done(fmt.Sprintf("image v1: kernel %s + base %s + kmods %s + site %s; update v2 changes only the site piece",
-		human(scenario.ModuleSize(s.V1, scenario.KernelFile)), human(scenario.ModuleSize(s.V1, scenario.BaseFile)),
-		human(scenario.ModuleSize(s.V1, scenario.KmodsFile)), human(scenario.ModuleSize(s.V1, scenario.SiteV1File))))
+		scenario.Human(scenario.ModuleSize(s.V1, scenario.KernelFile)), scenario.Human(scenario.ModuleSize(s.V1, scenario.BaseFile)),
+		scenario.Human(scenario.ModuleSize(s.V1, scenario.KmodsFile)), scenario.Human(scenario.ModuleSize(s.V1, scenario.SiteV1File))))
 
 	opts := s.VMOptions()
 	opts.Name = "demo"
@@ -167,7 +167,7 @@ func run(ctx context.Context, w io.Writer, echo, keep bool) (*result, error) {
 		return nil, err
 	}
 	gen1.ToolBytesRead = sync.BytesRead
-	done(fmt.Sprintf("cached %d modules, read %s from the disk", sync.Misses, human(sync.BytesRead)))
+	done(fmt.Sprintf("cached %d modules, read %s from the disk", sync.Misses, scenario.Human(sync.BytesRead)))
 	res.Generations = append(res.Generations, gen1)
 
 	prev := gen1
@@ -194,10 +194,10 @@ func run(ctx context.Context, w io.Writer, echo, keep bool) (*result, error) {
 		}
 		read := "nothing read from the disk"
 		if rep.Sync.BytesRead > 0 {
-			read = fmt.Sprintf("read %s (%s), the disk read %s", human(rep.Sync.BytesRead), strings.Join(rep.Sync.Read, ", "), human(after-before))
+			read = fmt.Sprintf("read %s (%s), the disk read %s", scenario.Human(rep.Sync.BytesRead), strings.Join(rep.Sync.Read, ", "), scenario.Human(after-before))
 		}
 		done(fmt.Sprintf("staged in %.1fs (kexec_file_load %.1fs): %s; %d modules from the cache; initrd %s incl. handoff %s",
-			rep.Durations.Total.Seconds(), rep.Durations.Load.Seconds(), read, rep.Sync.Hits, human(rep.InitrdBytes), human(rep.HandoffBytes)))
+			rep.Durations.Total.Seconds(), rep.Durations.Load.Seconds(), read, rep.Sync.Hits, scenario.Human(rep.InitrdBytes), scenario.Human(rep.HandoffBytes)))
 
 		done = progress(w, "generation %d: fastreboot reboot (kexec, no firmware)", prev.Gen)
 		r, err := g.RebootWith("fastreboot reboot", scenario.RebootingRE, 5*time.Minute)
@@ -222,7 +222,7 @@ func run(ctx context.Context, w io.Writer, echo, keep bool) (*result, error) {
 		}
 		c := st.Agent.Cache
 		fmt.Fprintf(w, "    status: generation %d, reason %s; cache %d modules, %s held (+%s overhead), %s rehydrated from the handoff, %s read from storage\n",
-			st.Generation, st.Reason, c.Modules, human(c.BytesHeld), human(c.OverheadBytes), human(c.BytesRehydrated), human(c.BytesRead))
+			st.Generation, st.Reason, c.Modules, scenario.Human(c.BytesHeld), scenario.Human(c.OverheadBytes), scenario.Human(c.BytesRehydrated), scenario.Human(c.BytesRead))
 		gen := generation{
 			Gen: step.gen, How: step.how, Reason: string(st.Reason),
 			ToKernel: r.ToKernel(), KernelToUser: r.KernelToUser(), Total: r.Downtime(),
@@ -252,9 +252,9 @@ func printTable(w io.Writer, r *result) {
 		}
 		disk := "-"
 		if g.Gen > 1 {
-			disk = human(g.DiskBytesRead)
+			disk = scenario.Human(g.DiskBytesRead)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", g.Gen, g.How, secs(g.ToKernel), secs(g.KernelToUser), secs(g.Total), stage, human(g.ToolBytesRead), disk, human(g.Rehydrated))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", g.Gen, g.How, secs(g.ToKernel), secs(g.KernelToUser), secs(g.Total), stage, scenario.Human(g.ToolBytesRead), disk, scenario.Human(g.Rehydrated))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\n\"start\" is QEMU start for the cold boot and the reboot request for the fast reboots; staging happens before the")
@@ -262,13 +262,3 @@ func printTable(w io.Writer, r *result) {
 }
 
 func secs(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
-
-func human(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
