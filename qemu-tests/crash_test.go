@@ -141,8 +141,10 @@ func (c *crashVM) crash(fault, wantReason string, provoke func() error) recovery
 	if got := crashhandler.Mode(m.Groups[1]); got != c.mode {
 		c.t.Errorf("%s: crash kernel mode %s, want %s", fault, got, c.mode)
 	}
+	// The panic line, when the console shows it (a hung task panics
+	// seconds after it was provoked; an NMI's panic may not print).
 	if pt, ok := lastLineBefore(c.vm, panicLineRE, r.Trigger, m.At); ok {
-		r.Trigger = min(r.Trigger, pt)
+		r.Trigger = pt
 	}
 	r.CrashUser = m.At
 	if c.mode == crashhandler.ModeTwoStage {

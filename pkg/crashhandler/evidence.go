@@ -178,6 +178,10 @@ var causeMarkers = []string{
 	"detected stalls on CPUs", "self-detected stall on CPU", "sysrq: Trigger a crash",
 }
 
+// causeWindow bounds how long before the panic a fault line may have been
+// printed to count as its cause.
+const causeWindow = 60e9
+
 // panicCause returns the last fault line in the records before the panic
 // (and in the panic record itself). An "Oops:" line gives way to the "BUG:"
 // line a few records before it, which says what the oops was.
@@ -187,6 +191,11 @@ func panicCause(recs []LogRecord, panicIdx int) string {
 	}
 	cause, causeIdx := "", -1
 	for i := panicIdx; i >= 0 && i >= panicIdx-500; i-- {
+		// A fault that leads to a panic prints its line just before it;
+		// older fault lines (a warning at boot) did not cause it.
+		if recs[i].TsNsec+causeWindow < recs[panicIdx].TsNsec {
+			break
+		}
 		lines := strings.Split(recs[i].Text, "\n")
 		for j := len(lines) - 1; j >= 0; j-- {
 			line := strings.TrimSpace(lines[j])

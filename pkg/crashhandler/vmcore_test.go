@@ -331,6 +331,10 @@ func TestPanicCause(t *testing.T) {
 			{Text: "Kernel panic - not syncing: RCU Stall"},
 		}, "rcu: INFO: rcu_preempt self-detected stall on CPU"},
 		{"none", []LogRecord{{Text: "hello"}, {Text: "Kernel panic - not syncing: VFS: Unable to mount root fs"}}, ""},
+		{"old warning is no cause", []LogRecord{
+			{TsNsec: 2e9, Text: "WARNING: CPU: 1 PID: 1 at arch/x86/mm/ioremap.c:211 __ioremap_caller+0x345/0x360"},
+			{TsNsec: 300e9, Text: "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000000"},
+		}, ""},
 	} {
 		if got := panicCause(tc.recs, len(tc.recs)-1); got != tc.want {
 			t.Errorf("%s: cause = %q, want %q", tc.name, got, tc.want)

@@ -39,8 +39,9 @@ const (
 	// Staging it must fail with a digest mismatch.
 	ManifestCorrupt = "manifest-corrupt.json"
 	SiteV3Module    = "site-v3.cpio"
-	// InitrdV2File is base+kmods+site-v2 concatenated, for loaders that
-	// take one initrd file (kexec-tools in the benchmark).
+	// InitrdV1File and InitrdV2File are base+kmods+site concatenated, for
+	// loaders that take one initrd file (kexec-tools in the benchmark).
+	InitrdV1File = "initrd-v1.img"
 	InitrdV2File = "initrd-v2.img"
 	// MountPoint is where the guest mounts the storage disk.
 	MountPoint = "/mnt"
@@ -166,10 +167,11 @@ func Prepare(ctx context.Context, k *harness.Kernel, o Options) (*Setup, error) 
 		s.Files[name] = p
 	}
 
-	s.Initrd = filepath.Join(o.Dir, "initrd-v1.img")
+	s.Initrd = filepath.Join(o.Dir, InitrdV1File)
 	if _, err := harness.Concat(s.Initrd, base.Path, s.Kmods.Path, s.Files[SiteV1File]); err != nil {
 		return nil, err
 	}
+	s.Files[InitrdV1File] = s.Initrd
 	v2 := filepath.Join(o.Dir, InitrdV2File)
 	if _, err := harness.Concat(v2, base.Path, s.Kmods.Path, s.Files[SiteV2File]); err != nil {
 		return nil, err

@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -33,6 +35,9 @@ func hang(dir string) error {
 // so each new shell is killed too, until init has run out of commands and,
 // once this process exits, of children.
 func orphan() error {
+	// The shell this runs from is killed first: its terminal hangs up,
+	// which would end this process too before the next shell is started.
+	signal.Ignore(syscall.SIGHUP, syscall.SIGTERM)
 	fmt.Println("frfault: killing every process but init")
 	for i := 0; i < 25; i++ {
 		if err := unix.Kill(-1, unix.SIGKILL); err != nil && err != unix.ESRCH {

@@ -204,6 +204,9 @@ func startDaemon(ctx context.Context, w io.Writer, c config, sys system) (string
 		select {
 		case err := <-exited:
 			fmt.Fprintf(w, "frguest: daemon=failed: exited: %v (log %s)\n", err, c.daemonLog)
+			for _, l := range strings.Split(strings.TrimSpace(readString(c.root, c.daemonLog)), "\n") {
+				fmt.Fprintf(w, "frguest: daemon log: %s\n", l)
+			}
 			return "failed", fmt.Errorf("%s %s exited before creating %s: %v", bin, c.daemonArgs, c.socket, err)
 		default:
 		}
