@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
@@ -90,27 +91,76 @@ func (mc *Machine) BuildImage(ctx context.Context, m *bootimage.Manifest, src mo
 	if gen <= 0 {
 		gen = mc.opts.Generation + 1
 	}
-	t0 := mc.opts.Now()
 	rep := StageReport{Manifest: m.Name, CmdlineBytes: len(m.Cmdline), Generation: gen, Reason: bo.Reason, DryRun: true}
+	t0 := mc.opts.Now()
 	rep.Timeline.StageStart = t0
-	if err := m.Validate(); err != nil {
-		return nil, err
-	}
-	if rep.Sync, err = mc.cache.Sync(ctx, m, src); err != nil {
-		return nil, err
-	}
-	kmod := m.Kernel()
-	kernel, err := mc.entry(kmod)
+	b, err := mc.build(ctx, m, src, buildSpec{reason: bo.Reason, generation: gen, extra: bo.Extra}, &rep, func(*time.Duration) {})
 	if err != nil {
 		return nil, err
 	}
-	if err := bootimage.CheckKernel(kernel, kernel.Size()); err != nil {
+	rep.Durations.Total = mc.opts.Now().Sub(t0)
+	mm := *m
+	mm.Modules = slices.Clone(m.Modules)
+	return &Image{
+		Kernel:        b.kernel.File(),
+		Initrd:        b.initrd,
+		Cmdline:       m.Cmdline,
+		Manifest:      &mm,
+		UnpackedBytes: b.unpacked + rep.HandoffBytes,
+		Report:        rep,
+	}, nil
+}
+
+// buildSpec says what build puts into the handoff.
+type buildSpec struct {
+	reason     Reason
+	generation int
+	// extra is merged into Handoff.Extra after Options.HandoffExtra.
+	extra map[string]json.RawMessage
+	// segments prepares the cached decompressed kernel for kexec_load and
+	// carries it.
+	segments bool
+}
+
+// built is an image build produced: the cached kernel, the new sealed initrd
+// memfd (the caller closes it) and, for segments, the prepared ELF.
+type built struct {
+	kernel   *modcache.Entry
+	initrd   *os.File
+	seg      *segmentsPrep
+	unpacked int64
+}
+
+// build is the part Stage and BuildImage share: validate m, make its modules
+// cached (reading from src only what is missing), check the kernel, then
+// write the initrd pieces in manifest order (each padded to 4 bytes, copied
+// once) and the handoff piece into one new memfd and seal it. It fills rep
+// (sync, sizes, timeline) and times each phase with lap. mc.mu is held.
+func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcache.Source, spec buildSpec, rep *StageReport, lap func(*time.Duration)) (b *built, err error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	if n := len(m.Cmdline); n > bootimage.MaxCmdline-1 {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", bootimage.ErrCmdlineTooLong, n, bootimage.MaxCmdline-1)
+	}
+	lap(&rep.Durations.Validate)
+
+	if rep.Sync, err = mc.cache.Sync(ctx, m, src); err != nil {
+		return nil, err
+	}
+	lap(&rep.Durations.Sync)
+
+	b = &built{}
+	kmod := m.Kernel()
+	if b.kernel, err = mc.entry(kmod); err != nil {
+		return nil, err
+	}
+	if err := bootimage.CheckKernel(b.kernel, b.kernel.Size()); err != nil {
 		return nil, fmt.Errorf("kernel %q: %w", kmod.Name, err)
 	}
 	rep.KernelSHA256 = kmod.SHA256
-	blobs := []Blob{kernel}
+	blobs := []Blob{b.kernel}
 	var pieces []*modcache.Entry
-	var unpacked int64
 	for _, mod := range m.Initrds() {
 		e, err := mc.entry(mod)
 		if err != nil {
@@ -119,66 +169,70 @@ func (mc *Machine) BuildImage(ctx context.Context, m *bootimage.Manifest, src mo
 		pieces = append(pieces, e)
 		blobs = append(blobs, e)
 		if isNewc(e) {
-			unpacked += e.Size()
+			b.unpacked += e.Size()
 		} else {
-			unpacked += UnpackedFactor * e.Size()
+			b.unpacked += UnpackedFactor * e.Size()
 		}
 	}
-	initrd, err := newImageFile("fastreboot-image")
-	if err != nil {
+	if spec.segments {
+		if b.seg, err = mc.prepareSegments(ctx, m, kmod, b.kernel); err != nil {
+			return nil, err
+		}
+		rep.Segments = b.seg.report
+		blobs = append(blobs, b.seg.elf.entry)
+		lap(&rep.Durations.Segments)
+	}
+
+	if b.initrd, err = newImageFile("fastreboot-initrd"); err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			initrd.Close()
+			b.initrd.Close()
 		}
 	}()
-	a := &assembler{dst: initrd}
+	a := &assembler{dst: b.initrd}
 	for i, mod := range m.Initrds() {
 		if err := a.appendPiece(mod.Name, pieces[i]); err != nil {
 			return nil, err
 		}
 		rep.PiecesBytes += mod.Size
 	}
+	lap(&rep.Durations.Assemble)
+
 	if mc.opts.Carry == CarryNone {
 		blobs = nil
 	}
 	rep.Timeline.StageEnd = mc.opts.Now()
-	h := &Handoff{Generation: gen, Reason: bo.Reason, Timeline: rep.Timeline, Manifest: *m}
+	h := &Handoff{Generation: spec.generation, Reason: spec.reason, Timeline: rep.Timeline, Manifest: *m}
 	h.Manifest.Modules = slices.Clone(m.Modules)
 	h.CPUs = mc.handoffCPUs()
-	if len(mc.opts.HandoffExtra) > 0 || len(bo.Extra) > 0 {
+	if len(mc.opts.HandoffExtra) > 0 || len(spec.extra) > 0 {
 		h.Extra = maps.Clone(mc.opts.HandoffExtra)
 		if h.Extra == nil {
 			h.Extra = map[string]json.RawMessage{}
 		}
-		maps.Copy(h.Extra, bo.Extra)
+		maps.Copy(h.Extra, spec.extra)
+	}
+	if b.seg != nil {
+		h.KernelELFs = []KernelELF{b.seg.elf.rec}
 	}
 	hstart := a.off
 	if _, err := WriteHandoffPiece(a, h, blobs); err != nil {
-		return nil, fmt.Errorf("%s: %w", initrd.Name(), err)
+		return nil, fmt.Errorf("%s: %w", b.initrd.Name(), err)
 	}
 	rep.HandoffBytes = a.off - hstart
 	rep.CarriedModules = len(h.Carried)
-	rep.CarriedBytes = uniqueBytes(blobs)
+	rep.CarriedBytes = uniqueBytes(blobs) // a digest is carried once
 	rep.InitrdBytes = a.off
 	rep.PaddingBytes = a.padding
 	rep.CopiedInKernel = a.kernelCopied
 	rep.CopiedInUser = a.userCopied + rep.CarriedBytes
-	if err := sealImage(initrd); err != nil {
+	if err := sealImage(b.initrd); err != nil {
 		return nil, err
 	}
-	rep.Durations.Total = mc.opts.Now().Sub(t0)
-	mm := *m
-	mm.Modules = slices.Clone(m.Modules)
-	return &Image{
-		Kernel:        kernel.File(),
-		Initrd:        initrd,
-		Cmdline:       m.Cmdline,
-		Manifest:      &mm,
-		UnpackedBytes: unpacked + rep.HandoffBytes,
-		Report:        rep,
-	}, nil
+	lap(&rep.Durations.Handoff)
+	return b, nil
 }
 
 // isNewc reports whether a piece starts with a newc cpio magic (an

@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -324,99 +322,14 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 		phase = t
 	}
 
-	if err := m.Validate(); err != nil {
-		return rep, err
-	}
-	if n := len(m.Cmdline); n > bootimage.MaxCmdline-1 {
-		return rep, fmt.Errorf("%w: %d bytes, at most %d", bootimage.ErrCmdlineTooLong, n, bootimage.MaxCmdline-1)
-	}
-	lap(&rep.Durations.Validate)
-
-	rep.Sync, err = mc.cache.Sync(ctx, m, src)
-	if err != nil {
-		return rep, err
-	}
-	lap(&rep.Durations.Sync)
-
-	kmod := m.Kernel()
-	kernel, err := mc.entry(kmod)
-	if err != nil {
-		return rep, err
-	}
-	if err := bootimage.CheckKernel(kernel, kernel.Size()); err != nil {
-		return rep, fmt.Errorf("kernel %q: %w", kmod.Name, err)
-	}
-	rep.KernelSHA256 = kmod.SHA256
-	blobs := []Blob{kernel}
-	var pieces []*modcache.Entry
-	for _, mod := range m.Initrds() {
-		e, err := mc.entry(mod)
-		if err != nil {
-			return rep, err
-		}
-		pieces = append(pieces, e)
-		blobs = append(blobs, e)
-	}
-	var seg *segmentsPrep
-	if mc.opts.Load == LoadSegments {
-		if seg, err = mc.prepareSegments(ctx, m, kmod, kernel); err != nil {
-			return rep, err
-		}
-		rep.Segments = seg.report
-		blobs = append(blobs, seg.elf.entry)
-		lap(&rep.Durations.Segments)
-	}
-
-	initrd, err := newImageFile("fastreboot-initrd")
+	b, err := mc.build(ctx, m, src, buildSpec{reason: reason, generation: rep.Generation, segments: mc.opts.Load == LoadSegments}, &rep, lap)
 	if err != nil {
 		return rep, err
 	}
 	// kexec_file_load copies the initrd into kernel memory, so the memfd
 	// is not needed after the call, whatever its outcome.
-	defer initrd.Close()
-	a := &assembler{dst: initrd}
-	for i, mod := range m.Initrds() {
-		if err := a.appendPiece(mod.Name, pieces[i]); err != nil {
-			return rep, err
-		}
-		rep.PiecesBytes += mod.Size
-	}
-	lap(&rep.Durations.Assemble)
-
-	if mc.opts.Carry == CarryNone {
-		blobs = nil
-	}
-	rep.Timeline.StageEnd = mc.opts.Now()
-	h := &Handoff{
-		Generation: rep.Generation,
-		Reason:     reason,
-		Timeline:   rep.Timeline,
-		Manifest:   *m,
-	}
-	h.Manifest.Modules = slices.Clone(m.Modules)
-	if len(mc.opts.HandoffExtra) > 0 {
-		h.Extra = maps.Clone(mc.opts.HandoffExtra)
-	}
-	h.CPUs = mc.handoffCPUs()
-	if seg != nil {
-		h.KernelELFs = []KernelELF{seg.elf.rec}
-	}
-	hstart := a.off
-	if _, err := WriteHandoffPiece(a, h, blobs); err != nil {
-		return rep, fmt.Errorf("%s: %w", initrd.Name(), err)
-	}
-	rep.HandoffBytes = a.off - hstart
-	rep.CarriedModules = len(h.Carried)
-	rep.CarriedBytes = uniqueBytes(blobs) // a digest is carried once
-
-	rep.InitrdBytes = a.off
-	rep.PaddingBytes = a.padding
-	rep.CopiedInKernel = a.kernelCopied
-	rep.CopiedInUser = a.userCopied + rep.CarriedBytes
-	if err := sealImage(initrd); err != nil {
-		return rep, err
-	}
-	lap(&rep.Durations.Handoff)
+	defer b.initrd.Close()
+	kernel, initrd, seg, kmod := b.kernel, b.initrd, b.seg, m.Kernel()
 
 	if err := ctx.Err(); err != nil {
 		return rep, err
