@@ -219,7 +219,15 @@ func panicCause(recs []LogRecord, panicIdx int) string {
 	return cause
 }
 
+// dieLine matches the line x86's die() prints for a trap in kernel mode,
+// e.g. "invalid opcode: 0000 [#1] PREEMPT SMP NOPTI" or "divide error: 0000
+// [#1] SMP" (arch/x86/kernel/dumpstack.c __die_header).
+var dieLine = regexp.MustCompile(`^[a-z ]+: [0-9a-f]{4} \[#\d+\]`)
+
 func isCauseLine(line string) bool {
+	if dieLine.MatchString(line) {
+		return true
+	}
 	for _, m := range causeMarkers {
 		if strings.HasPrefix(line, m) || strings.HasPrefix(line, "watchdog: "+m) || strings.HasPrefix(line, "rcu: INFO: ") && strings.Contains(line, m) {
 			return true

@@ -318,6 +318,11 @@ func TestPanicCause(t *testing.T) {
 			{Text: "general protection fault, probably for non-canonical address 0xdead000000000100: 0000 [#1] PREEMPT SMP NOPTI"},
 			{Text: "Kernel panic - not syncing: Fatal exception"},
 		}, "general protection fault, probably for non-canonical address 0xdead000000000100: 0000 [#1] PREEMPT SMP NOPTI"},
+		{"invalid opcode trap", []LogRecord{
+			{Text: "invalid opcode: 0000 [#1] PREEMPT SMP NOPTI"},
+			{Text: "RIP: 0010:__do_sys_sync+0x0/0x20"},
+			{Text: "Kernel panic - not syncing: Fatal exception"},
+		}, "invalid opcode: 0000 [#1] PREEMPT SMP NOPTI"},
 		{"oops without BUG line", []LogRecord{
 			{Text: "Oops: 0000 [#1] SMP"},
 			{Text: "Kernel panic - not syncing: Fatal exception"},
