@@ -241,5 +241,6 @@ func crashRecover(ctx context.Context, e *env, args []string) error {
 	mopts.Root, mopts.Logger = e.root, e.log
 	mc := fastreboot.New(nil, mopts)
 	fmt.Fprintf(e.stdout, "fastreboot: rebooting through kexec at %s\n", time.Now().UTC().Format(time.RFC3339Nano))
+	drain(e.stdout)
 	return mc.Reboot(ctx)
 }

@@ -260,6 +260,7 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 		// m.Reboot would plan again, without the image staged above.
 		return nil
 	}
+	drain(e.stdout)
 	return m.Reboot(ctx)
 }
 
