@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
@@ -49,7 +50,7 @@ func TestServeInfo(t *testing.T) {
 // daemon; only that piece is read from storage.
 func TestSyncThenStage(t *testing.T) {
 	ctx := context.Background()
-	im1, im2 := images()
+	im1, im2 := testimage.Update()
 	m1, p1 := writeImage(t, im1)
 	m2, p2 := writeImage(t, im2)
 	a, l := newAgent(t, agent.Options{})
@@ -109,7 +110,7 @@ func TestSyncThenStage(t *testing.T) {
 
 func TestStageCurrent(t *testing.T) {
 	ctx := context.Background()
-	im1, _ := images()
+	im1, _ := testimage.Update()
 
 	t.Run("from the cache, no storage", func(t *testing.T) {
 		m1, p1 := writeImage(t, im1)
@@ -170,7 +171,7 @@ func TestStageCurrent(t *testing.T) {
 
 func TestBadRequests(t *testing.T) {
 	ctx := context.Background()
-	im1, _ := images()
+	im1, _ := testimage.Update()
 	m1, p1 := writeImage(t, im1)
 	rel := *m1
 	rel.Modules = append([]bootimage.Module(nil), m1.Modules...) // sources stay relative
@@ -207,7 +208,7 @@ func TestBadRequests(t *testing.T) {
 // partial report both reach the client.
 func TestErrorsOverSocket(t *testing.T) {
 	ctx := context.Background()
-	im1, _ := images()
+	im1, _ := testimage.Update()
 	im1.Name = "corrupt"
 	_, p1 := writeImage(t, im1)
 	// The site piece on storage no longer matches its digest.
@@ -355,7 +356,7 @@ func TestDialNoDaemon(t *testing.T) {
 // storage.
 func TestResume(t *testing.T) {
 	ctx := context.Background()
-	im1, _ := images()
+	im1, _ := testimage.Update()
 	m1, p1 := writeImage(t, im1)
 	gen1, l := newAgent(t, agent.Options{Resume: true})
 	if st := gen1.State(); st.Generation != 1 || st.Reason != fastreboot.ReasonCold {
@@ -417,7 +418,7 @@ func TestResume(t *testing.T) {
 // each builds its own fastreboot.Machine, so the agent must serialize them.
 func TestStageOneAtATime(t *testing.T) {
 	ctx := context.Background()
-	im1, im2 := images()
+	im1, im2 := testimage.Update()
 	_, p1 := writeImage(t, im1)
 	_, p2 := writeImage(t, im2)
 	l := &fakeLoader{hold: 50 * time.Millisecond}
@@ -466,10 +467,10 @@ func TestStageOneAtATime(t *testing.T) {
 
 func TestCacheVerifyEvict(t *testing.T) {
 	ctx := context.Background()
-	im1, im2 := images()
+	im1, im2 := testimage.Update()
 	m1, p1 := writeImage(t, im1)
 	m2, p2 := writeImage(t, im2)
-	im3, _ := images()
+	im3, _ := testimage.Update()
 	im3.Name = "v3"
 	im3.Initrds[1].Data = []byte("not cpio") // fails the initrd check
 	_, p3 := writeImage(t, im3)
@@ -542,7 +543,7 @@ func TestCacheVerifyEvict(t *testing.T) {
 // flight are answered: the daemon closes the cache right after it.
 func TestServeDrains(t *testing.T) {
 	ctx := context.Background()
-	im1, _ := images()
+	im1, _ := testimage.Update()
 	_, p1 := writeImage(t, im1)
 	l := &fakeLoader{hold: 300 * time.Millisecond}
 	a, _ := newAgent(t, agent.Options{Machine: fastreboot.Options{Loader: l}})

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
@@ -70,7 +71,7 @@ func sysctl(t *testing.T, root, name string) string {
 // with KEXEC_FILE_ON_CRASH; disarming unloads it and restores the sysctls.
 func TestCrashArm(t *testing.T) {
 	ctx := context.Background()
-	im, _ := images()
+	im, _ := testimage.Update()
 	m, p := writeImage(t, im)
 	root := crashRoot(t, 384<<20)
 	l := &flagLoader{}
@@ -116,7 +117,7 @@ func TestCrashArm(t *testing.T) {
 // and no sysctl changed.
 func TestCrashArmRefused(t *testing.T) {
 	ctx := context.Background()
-	im, _ := images()
+	im, _ := testimage.Update()
 	_, p := writeImage(t, im)
 	corrupt := filepath.Join(filepath.Dir(p), "site.cpio")
 	for _, tc := range []struct {

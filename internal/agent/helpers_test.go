@@ -77,17 +77,6 @@ func (l *fakeLoader) last() (kernel, initrd []byte, cmdline string) {
 	return l.kernel, l.initrd, l.cmdline
 }
 
-// images returns v1 and v2 of a boot image: v2 differs from v1 in the
-// site.cpio piece only (like the QEMU guest's site-v1/site-v2).
-func images() (v1, v2 testimage.Image) {
-	v1 = testimage.Default()
-	v1.Name = "v1"
-	v2 = testimage.Default()
-	v2.Name = "v2"
-	v2.Initrds[2].Data = testimage.Cpio(testimage.File{Name: "etc/fastreboot-release", Data: []byte("v2\n")})
-	return v1, v2
-}
-
 // writeImage stores im in a new directory and returns its manifest and
 // the manifest's path.
 func writeImage(t *testing.T, im testimage.Image) (*bootimage.Manifest, string) {

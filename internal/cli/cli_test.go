@@ -117,7 +117,7 @@ func TestParse(t *testing.T) {
 }
 
 func TestManifestCreate(t *testing.T) {
-	im, _ := images()
+	im, _ := testimage.Update()
 	dir := t.TempDir()
 	if _, _, err := im.Write(dir); err != nil {
 		t.Fatal(err)
@@ -205,7 +205,7 @@ func TestManifestCreate(t *testing.T) {
 }
 
 func TestManifestDiffValidate(t *testing.T) {
-	im1, im2 := images()
+	im1, im2 := testimage.Update()
 	m1, p1 := writeImage(t, im1)
 	_, p2 := writeImage(t, im2)
 	h := newHarness(t)
@@ -246,7 +246,7 @@ func TestManifestDiffValidate(t *testing.T) {
 // badManifests writes manifests that fail to load and returns them by name,
 // with what the error must say besides the file's path.
 func badManifests(t *testing.T) map[string]struct{ path, want string } {
-	im, _ := images()
+	im, _ := testimage.Update()
 	m, p := writeImage(t, im)
 	dir := filepath.Dir(p)
 	write := func(name string, content []byte) string {
@@ -303,7 +303,7 @@ func TestBadManifests(t *testing.T) {
 }
 
 func TestStageNoDaemon(t *testing.T) {
-	im1, _ := images()
+	im1, _ := testimage.Update()
 	m1, p1 := writeImage(t, im1)
 	h := newHarness(t)
 
@@ -384,7 +384,7 @@ func summarize(r fastreboot.StageReport) stageSummary {
 // TestStageBadInputs: every bad input fails with exit 1 and a message
 // naming it, before anything is loaded.
 func TestStageBadInputs(t *testing.T) {
-	im, _ := images()
+	im, _ := testimage.Update()
 	base := func(t *testing.T, change func(dir string, m *bootimage.Manifest)) string {
 		m, p := writeImage(t, im)
 		change(filepath.Dir(p), m)
@@ -518,7 +518,7 @@ func TestStageBadInputs(t *testing.T) {
 // stage the update (reading only what changed), restage the running image
 // from the cache, and look at it with status and cache commands.
 func TestDaemon(t *testing.T) {
-	im1, im2 := images()
+	im1, im2 := testimage.Update()
 	m1, p1 := writeImage(t, im1)
 	m2, p2 := writeImage(t, im2)
 	h := newHarness(t)
@@ -583,7 +583,7 @@ func TestDaemon(t *testing.T) {
 }
 
 func TestCacheNoDaemon(t *testing.T) {
-	im1, _ := images()
+	im1, _ := testimage.Update()
 	m1, p1 := writeImage(t, im1)
 	h := newHarness(t)
 	var ls agent.CacheListing

@@ -200,16 +200,6 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-// images returns v1 and v2 of a boot image; v2 differs in site.cpio only.
-func images() (v1, v2 testimage.Image) {
-	v1 = testimage.Default()
-	v1.Name = "v1"
-	v2 = testimage.Default()
-	v2.Name = "v2"
-	v2.Initrds[2].Data = testimage.Cpio(testimage.File{Name: "etc/fastreboot-release", Data: []byte("v2\n")})
-	return v1, v2
-}
-
 // writeImage stores im in a new directory and returns its manifest and the
 // manifest's path.
 func writeImage(t *testing.T, im testimage.Image) (*bootimage.Manifest, string) {

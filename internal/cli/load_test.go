@@ -5,11 +5,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
 
 func TestStageLoadMethod(t *testing.T) {
-	im1, _ := images()
+	im1, _ := testimage.Update()
 	_, p1 := writeImage(t, im1)
 
 	t.Run("unknown method", func(t *testing.T) {

@@ -10,12 +10,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
 func TestStatus(t *testing.T) {
-	im1, _ := images()
+	im1, _ := testimage.Update()
 	m1 := im1.Manifest()
 	start := time.Date(2025, 11, 25, 15, 0, 0, 0, time.UTC)
 	state := &fastreboot.State{
@@ -158,7 +159,7 @@ func TestStatus(t *testing.T) {
 }
 
 func TestReboot(t *testing.T) {
-	im1, _ := images()
+	im1, _ := testimage.Update()
 	_, p1 := writeImage(t, im1)
 	loaded := map[string]string{"sys/kernel/kexec_loaded": "1\n"}
 	for _, tc := range []struct {

@@ -280,6 +280,17 @@ func Default() Image {
 	}
 }
 
+// Update returns two versions of Default: v2 differs from v1 in its
+// site.cpio piece only, like the QEMU guest's site-v1/site-v2 update.
+func Update() (v1, v2 Image) {
+	v1 = Default()
+	v1.Name = "v1"
+	v2 = Default()
+	v2.Name = "v2"
+	v2.Initrds[2].Data = Cpio(File{Name: "etc/fastreboot-release", Data: []byte("v2\n")})
+	return v1, v2
+}
+
 // Manifest describes the image; each module's Source is its name.
 func (im Image) Manifest() *bootimage.Manifest {
 	m := &bootimage.Manifest{Version: bootimage.SchemaVersion, Name: im.Name, Cmdline: im.Cmdline}
