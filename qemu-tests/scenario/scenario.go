@@ -297,9 +297,11 @@ func (g *Guest) FastrebootJSON(args string, v any) error {
 	return DecodeJSON(out, v)
 }
 
-// DecodeJSON decodes the first JSON object in console output (kernel lines
-// may precede it).
+// DecodeJSON decodes the first JSON object in console output. Kernel lines
+// may precede it, and the kernel may print into the middle of it: the serial
+// console interleaves printk with what user space writes.
 func DecodeJSON(out string, v any) error {
+	out = StripKernelLines(out)
 	i := strings.Index(out, "{")
 	if i < 0 {
 		return fmt.Errorf("no JSON in output %q", out)
@@ -308,6 +310,33 @@ func DecodeJSON(out string, v any) error {
 		return fmt.Errorf("decoding JSON %q: %w", out[i:], err)
 	}
 	return nil
+}
+
+// kmsgRE matches one console line of the kernel (CONFIG_PRINTK_TIME).
+var kmsgRE = regexp.MustCompile(`\[ *\d+\.\d{6}\] [^\n]*\n`)
+
+// StripKernelLines removes the kernel's console lines from out, wherever
+// they were inserted, except those quoted in a JSON string (evidence logs
+// hold such lines).
+func StripKernelLines(out string) string {
+	var b strings.Builder
+	i := 0
+	for {
+		loc := kmsgRE.FindStringIndex(out[i:])
+		if loc == nil {
+			break
+		}
+		start, end := i+loc[0], i+loc[1]
+		if start > 0 && out[start-1] == '"' {
+			b.WriteString(out[i : start+1])
+			i = start + 1
+			continue
+		}
+		b.WriteString(out[i:start])
+		i = end
+	}
+	b.WriteString(out[i:])
+	return b.String()
 }
 
 // MountStorage mounts the storage disk read-only at MountPoint.
@@ -324,7 +353,7 @@ func (g *Guest) DiskReadBytes() (int64, error) {
 		return 0, err
 	}
 	// Drop a shell prompt the console may show before the output.
-	f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(out), "$"))
+	f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(StripKernelLines(out)), "$"))
 	if len(f) < 3 {
 		return 0, fmt.Errorf("/sys/block/vda/stat: %q", out)
 	}
