@@ -51,8 +51,8 @@ func TestServeInfo(t *testing.T) {
 func TestSyncThenStage(t *testing.T) {
 	ctx := context.Background()
 	im1, im2 := testimage.Update()
-	m1, p1 := writeImage(t, im1)
-	m2, p2 := writeImage(t, im2)
+	m1, p1 := im1.WriteTemp(t)
+	m2, p2 := im2.WriteTemp(t)
 	a, l := newAgent(t, agent.Options{})
 	c, _ := serve(t, a)
 
@@ -60,7 +60,7 @@ func TestSyncThenStage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Sync v1: %v", err)
 	}
-	want := &modcache.SyncReport{Misses: 4, BytesRead: totalSize(m1), Read: []string{"vmlinuz", "base.cpio.gz", "kmods.cpio.xz", "site.cpio"}}
+	want := &modcache.SyncReport{Misses: 4, BytesRead: testimage.TotalSize(m1), Read: []string{"vmlinuz", "base.cpio.gz", "kmods.cpio.xz", "site.cpio"}}
 	if diff := cmp.Diff(want, srep); diff != "" {
 		t.Errorf("Sync v1 (-want +got):\n%s", diff)
 	}
@@ -103,8 +103,8 @@ func TestSyncThenStage(t *testing.T) {
 	if in.Current != "v1" || in.Staged == nil || in.Staged.Manifest != "v2" {
 		t.Errorf("Info: current %q, staged %+v; want v1 and v2", in.Current, in.Staged)
 	}
-	if in.Cache.Modules != 5 || in.Cache.BytesRead != totalSize(m1)+site.Size {
-		t.Errorf("cache holds %d modules, read %d bytes; want 5 and %d", in.Cache.Modules, in.Cache.BytesRead, totalSize(m1)+site.Size)
+	if in.Cache.Modules != 5 || in.Cache.BytesRead != testimage.TotalSize(m1)+site.Size {
+		t.Errorf("cache holds %d modules, read %d bytes; want 5 and %d", in.Cache.Modules, in.Cache.BytesRead, testimage.TotalSize(m1)+site.Size)
 	}
 }
 
@@ -113,7 +113,7 @@ func TestStageCurrent(t *testing.T) {
 	im1, _ := testimage.Update()
 
 	t.Run("from the cache, no storage", func(t *testing.T) {
-		m1, p1 := writeImage(t, im1)
+		m1, p1 := im1.WriteTemp(t)
 		a, l := newAgent(t, agent.Options{})
 		c, _ := serve(t, a)
 		if _, err := c.Sync(ctx, agent.SyncRequest{Manifest: p1}); err != nil {
@@ -172,7 +172,7 @@ func TestStageCurrent(t *testing.T) {
 func TestBadRequests(t *testing.T) {
 	ctx := context.Background()
 	im1, _ := testimage.Update()
-	m1, p1 := writeImage(t, im1)
+	m1, p1 := im1.WriteTemp(t)
 	rel := *m1
 	rel.Modules = append([]bootimage.Module(nil), m1.Modules...) // sources stay relative
 	a, l := newAgent(t, agent.Options{})
@@ -210,7 +210,7 @@ func TestErrorsOverSocket(t *testing.T) {
 	ctx := context.Background()
 	im1, _ := testimage.Update()
 	im1.Name = "corrupt"
-	_, p1 := writeImage(t, im1)
+	_, p1 := im1.WriteTemp(t)
 	// The site piece on storage no longer matches its digest.
 	site := filepath.Join(filepath.Dir(p1), "site.cpio")
 	b, err := os.ReadFile(site)
@@ -357,7 +357,7 @@ func TestDialNoDaemon(t *testing.T) {
 func TestResume(t *testing.T) {
 	ctx := context.Background()
 	im1, _ := testimage.Update()
-	m1, p1 := writeImage(t, im1)
+	m1, p1 := im1.WriteTemp(t)
 	gen1, l := newAgent(t, agent.Options{Resume: true})
 	if st := gen1.State(); st.Generation != 1 || st.Reason != fastreboot.ReasonCold {
 		t.Fatalf("first boot state %+v", st)
@@ -381,7 +381,7 @@ func TestResume(t *testing.T) {
 	gen2, l2 := newAgent(t, agent.Options{Root: root, StateDir: stateDir, Resume: true})
 	st := gen2.State()
 	if st.Generation != 2 || st.Reason != fastreboot.ReasonUpdate || st.RehydrateError != "" ||
-		st.Rehydrated != (modcache.RehydrateReport{Modules: len(m1.Modules), Bytes: totalSize(m1)}) {
+		st.Rehydrated != (modcache.RehydrateReport{Modules: len(m1.Modules), Bytes: testimage.TotalSize(m1)}) {
 		t.Errorf("resumed state: generation %d, reason %q, rehydrated %+v, error %q",
 			st.Generation, st.Reason, st.Rehydrated, st.RehydrateError)
 	}
@@ -399,7 +399,7 @@ func TestResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	if in.Generation != 2 || in.Current != "v1" || in.Cache.Modules != len(m1.Modules) ||
-		in.Cache.BytesRehydrated != totalSize(m1) || in.Cache.BytesRead != 0 {
+		in.Cache.BytesRehydrated != testimage.TotalSize(m1) || in.Cache.BytesRead != 0 {
 		t.Errorf("Info after resume: generation %d, current %q, cache %+v", in.Generation, in.Current, in.Cache)
 	}
 	rep2, err := c.Stage(ctx, agent.StageRequest{Current: true, Reason: fastreboot.ReasonManual})
@@ -419,8 +419,8 @@ func TestResume(t *testing.T) {
 func TestStageOneAtATime(t *testing.T) {
 	ctx := context.Background()
 	im1, im2 := testimage.Update()
-	_, p1 := writeImage(t, im1)
-	_, p2 := writeImage(t, im2)
+	_, p1 := im1.WriteTemp(t)
+	_, p2 := im2.WriteTemp(t)
 	l := &fakeLoader{hold: 50 * time.Millisecond}
 	a, _ := newAgent(t, agent.Options{Machine: fastreboot.Options{Loader: l}})
 	c, _ := serve(t, a)
@@ -468,12 +468,12 @@ func TestStageOneAtATime(t *testing.T) {
 func TestCacheVerifyEvict(t *testing.T) {
 	ctx := context.Background()
 	im1, im2 := testimage.Update()
-	m1, p1 := writeImage(t, im1)
-	m2, p2 := writeImage(t, im2)
+	m1, p1 := im1.WriteTemp(t)
+	m2, p2 := im2.WriteTemp(t)
 	im3, _ := testimage.Update()
 	im3.Name = "v3"
 	im3.Initrds[1].Data = []byte("not cpio") // fails the initrd check
-	_, p3 := writeImage(t, im3)
+	_, p3 := im3.WriteTemp(t)
 	a, _ := newAgent(t, agent.Options{})
 	c, _ := serve(t, a)
 
@@ -513,7 +513,7 @@ func TestCacheVerifyEvict(t *testing.T) {
 		t.Errorf("cache listing (-want +got):\n%s", diff)
 	}
 	site2, _ := m2.Module("site.cpio")
-	if l.Stats.Modules != 5 || l.Stats.BytesHeld != totalSize(m1)+site2.Size {
+	if l.Stats.Modules != 5 || l.Stats.BytesHeld != testimage.TotalSize(m1)+site2.Size {
 		t.Errorf("stats %+v", l.Stats)
 	}
 
@@ -544,7 +544,7 @@ func TestCacheVerifyEvict(t *testing.T) {
 func TestServeDrains(t *testing.T) {
 	ctx := context.Background()
 	im1, _ := testimage.Update()
-	_, p1 := writeImage(t, im1)
+	_, p1 := im1.WriteTemp(t)
 	l := &fakeLoader{hold: 300 * time.Millisecond}
 	a, _ := newAgent(t, agent.Options{Machine: fastreboot.Options{Loader: l}})
 	sock := socketPath(t)

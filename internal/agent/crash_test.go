@@ -72,7 +72,7 @@ func sysctl(t *testing.T, root, name string) string {
 func TestCrashArm(t *testing.T) {
 	ctx := context.Background()
 	im, _ := testimage.Update()
-	m, p := writeImage(t, im)
+	m, p := im.WriteTemp(t)
 	root := crashRoot(t, 384<<20)
 	l := &flagLoader{}
 	a := newCrashAgent(t, root, l)
@@ -118,7 +118,7 @@ func TestCrashArm(t *testing.T) {
 func TestCrashArmRefused(t *testing.T) {
 	ctx := context.Background()
 	im, _ := testimage.Update()
-	_, p := writeImage(t, im)
+	_, p := im.WriteTemp(t)
 	corrupt := filepath.Join(filepath.Dir(p), "site.cpio")
 	for _, tc := range []struct {
 		name    string

@@ -14,8 +14,6 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
-	"github.com/fastreboot/fastreboot/internal/testimage"
-	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
 
@@ -75,25 +73,6 @@ func (l *fakeLoader) last() (kernel, initrd []byte, cmdline string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.kernel, l.initrd, l.cmdline
-}
-
-// writeImage stores im in a new directory and returns its manifest and
-// the manifest's path.
-func writeImage(t *testing.T, im testimage.Image) (*bootimage.Manifest, string) {
-	t.Helper()
-	m, p, err := im.Write(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, p
-}
-
-func totalSize(m *bootimage.Manifest) int64 {
-	var n int64
-	for _, mod := range m.Modules {
-		n += mod.Size
-	}
-	return n
 }
 
 // newAgent starts an in-process agent with a fake loader on a fake root.

@@ -206,8 +206,8 @@ func TestManifestCreate(t *testing.T) {
 
 func TestManifestDiffValidate(t *testing.T) {
 	im1, im2 := testimage.Update()
-	m1, p1 := writeImage(t, im1)
-	_, p2 := writeImage(t, im2)
+	m1, p1 := im1.WriteTemp(t)
+	_, p2 := im2.WriteTemp(t)
 	h := newHarness(t)
 
 	var d bootimage.ManifestDiff
@@ -234,7 +234,7 @@ func TestManifestDiffValidate(t *testing.T) {
 	}
 	v = validation{}
 	decode(t, h.run("manifest", "validate", "--content", "--json", "--", p1), &v)
-	wantContent := &modcache.SyncReport{Misses: 4, BytesRead: totalSize(m1), Read: []string{"vmlinuz", "base.cpio.gz", "kmods.cpio.xz", "site.cpio"}}
+	wantContent := &modcache.SyncReport{Misses: 4, BytesRead: testimage.TotalSize(m1), Read: []string{"vmlinuz", "base.cpio.gz", "kmods.cpio.xz", "site.cpio"}}
 	if diff := cmp.Diff(validation{Manifest: p1, Modules: 4, Content: wantContent}, v); diff != "" {
 		t.Errorf("validate --content --json (-want +got):\n%s", diff)
 	}
@@ -247,7 +247,7 @@ func TestManifestDiffValidate(t *testing.T) {
 // with what the error must say besides the file's path.
 func badManifests(t *testing.T) map[string]struct{ path, want string } {
 	im, _ := testimage.Update()
-	m, p := writeImage(t, im)
+	m, p := im.WriteTemp(t)
 	dir := filepath.Dir(p)
 	write := func(name string, content []byte) string {
 		p := filepath.Join(dir, name)
@@ -304,7 +304,7 @@ func TestBadManifests(t *testing.T) {
 
 func TestStageNoDaemon(t *testing.T) {
 	im1, _ := testimage.Update()
-	m1, p1 := writeImage(t, im1)
+	m1, p1 := im1.WriteTemp(t)
 	h := newHarness(t)
 
 	r := h.run("--no-daemon", "stage", p1)
@@ -324,8 +324,8 @@ func TestStageNoDaemon(t *testing.T) {
 	decode(t, h.run("--no-daemon", "stage", "--json", "--reason", "manual", p1), &rep)
 	want := stageSummary{
 		Manifest: "v1", KernelSHA256: m1.Kernel().SHA256, CmdlineBytes: len(m1.Cmdline), Generation: 2,
-		Reason: fastreboot.ReasonManual, Loaded: true, CarriedModules: 4, CarriedBytes: totalSize(m1),
-		Sync: modcache.SyncReport{Misses: 4, BytesRead: totalSize(m1), Read: []string{"vmlinuz", "base.cpio.gz", "kmods.cpio.xz", "site.cpio"}},
+		Reason: fastreboot.ReasonManual, Loaded: true, CarriedModules: 4, CarriedBytes: testimage.TotalSize(m1),
+		Sync: modcache.SyncReport{Misses: 4, BytesRead: testimage.TotalSize(m1), Read: []string{"vmlinuz", "base.cpio.gz", "kmods.cpio.xz", "site.cpio"}},
 	}
 	if diff := cmp.Diff(want, summarize(rep)); diff != "" {
 		t.Errorf("stage --json (-want +got):\n%s", diff)
@@ -386,7 +386,7 @@ func summarize(r fastreboot.StageReport) stageSummary {
 func TestStageBadInputs(t *testing.T) {
 	im, _ := testimage.Update()
 	base := func(t *testing.T, change func(dir string, m *bootimage.Manifest)) string {
-		m, p := writeImage(t, im)
+		m, p := im.WriteTemp(t)
 		change(filepath.Dir(p), m)
 		b, err := jsonOf(m)
 		if err != nil {
@@ -454,7 +454,7 @@ func TestStageBadInputs(t *testing.T) {
 		{
 			name: "cmdline of 2048 bytes on the command line",
 			args: func(t *testing.T) []string {
-				m, p := writeImage(t, im)
+				m, p := im.WriteTemp(t)
 				return []string{"--kernel", filepath.Join(filepath.Dir(p), m.Kernel().Source), "--cmdline", strings.Repeat("x", 2048)}
 			},
 			want: []string{bootimage.ErrCmdlineTooLong.Error(), "2048 bytes"},
@@ -519,14 +519,14 @@ func TestStageBadInputs(t *testing.T) {
 // from the cache, and look at it with status and cache commands.
 func TestDaemon(t *testing.T) {
 	im1, im2 := testimage.Update()
-	m1, p1 := writeImage(t, im1)
-	m2, p2 := writeImage(t, im2)
+	m1, p1 := im1.WriteTemp(t)
+	m2, p2 := im2.WriteTemp(t)
 	h := newHarness(t)
 	h.startDaemon()
 
 	var sr modcache.SyncReport
 	decode(t, h.run("cache", "sync", "--json", p1), &sr)
-	if diff := cmp.Diff(modcache.SyncReport{Misses: 4, BytesRead: totalSize(m1), Read: []string{"vmlinuz", "base.cpio.gz", "kmods.cpio.xz", "site.cpio"}}, sr); diff != "" {
+	if diff := cmp.Diff(modcache.SyncReport{Misses: 4, BytesRead: testimage.TotalSize(m1), Read: []string{"vmlinuz", "base.cpio.gz", "kmods.cpio.xz", "site.cpio"}}, sr); diff != "" {
 		t.Errorf("cache sync --json (-want +got):\n%s", diff)
 	}
 	if r := h.run("cache", "sync", p1); r.code != ExitOK || !strings.Contains(r.stdout, "read 0 B from storage (0 modules: ), 4 already cached") {
@@ -553,7 +553,7 @@ func TestDaemon(t *testing.T) {
 
 	var ls agent.CacheListing
 	decode(t, h.run("cache", "ls", "--json"), &ls)
-	if ls.Stats.Modules != 5 || len(ls.Modules) != 5 || ls.Stats.BytesHeld != totalSize(m1)+site.Size {
+	if ls.Stats.Modules != 5 || len(ls.Modules) != 5 || ls.Stats.BytesHeld != testimage.TotalSize(m1)+site.Size {
 		t.Errorf("cache ls --json: %+v", ls)
 	}
 	var v modcache.VerifyReport
@@ -584,7 +584,7 @@ func TestDaemon(t *testing.T) {
 
 func TestCacheNoDaemon(t *testing.T) {
 	im1, _ := testimage.Update()
-	m1, p1 := writeImage(t, im1)
+	m1, p1 := im1.WriteTemp(t)
 	h := newHarness(t)
 	var ls agent.CacheListing
 	decode(t, h.run("--no-daemon", "cache", "ls", "--json"), &ls)
@@ -593,7 +593,7 @@ func TestCacheNoDaemon(t *testing.T) {
 	}
 	var sr modcache.SyncReport
 	decode(t, h.run("--no-daemon", "cache", "sync", p1, "--json"), &sr)
-	if sr.Misses != 4 || sr.BytesRead != totalSize(m1) {
+	if sr.Misses != 4 || sr.BytesRead != testimage.TotalSize(m1) {
 		t.Errorf("cache sync --json: %+v", sr)
 	}
 	var v modcache.VerifyReport

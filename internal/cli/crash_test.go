@@ -27,7 +27,8 @@ func crashFiles(reserve string) map[string]string {
 func TestCrashCommands(t *testing.T) {
 	h := newHarness(t)
 	h.writeRoot(crashFiles("402653184"))
-	_, p := writeImage(t, func() testimage.Image { v1, _ := testimage.Update(); return v1 }())
+	v1, _ := testimage.Update()
+	_, p := v1.WriteTemp(t)
 
 	var st agent.CrashStatusReport
 	decode(t, h.run("crash", "status", "--json"), &st)
@@ -69,7 +70,8 @@ func TestCrashCommandErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			h.writeRoot(crashFiles("0"))
-			_, p := writeImage(t, func() testimage.Image { v1, _ := testimage.Update(); return v1 }())
+			v1, _ := testimage.Update()
+			_, p := v1.WriteTemp(t)
 			args := append([]string(nil), tc.args...)
 			for i, a := range args {
 				if a == "MANIFEST" {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
-	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
@@ -198,25 +197,6 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
-}
-
-// writeImage stores im in a new directory and returns its manifest and the
-// manifest's path.
-func writeImage(t *testing.T, im testimage.Image) (*bootimage.Manifest, string) {
-	t.Helper()
-	m, p, err := im.Write(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, p
-}
-
-func totalSize(m *bootimage.Manifest) int64 {
-	var n int64
-	for _, mod := range m.Modules {
-		n += mod.Size
-	}
-	return n
 }
 
 // decode parses the JSON output of a command into v.

@@ -11,7 +11,7 @@ import (
 
 func TestStageLoadMethod(t *testing.T) {
 	im1, _ := testimage.Update()
-	_, p1 := writeImage(t, im1)
+	_, p1 := im1.WriteTemp(t)
 
 	t.Run("unknown method", func(t *testing.T) {
 		h := newHarness(t)

@@ -23,7 +23,7 @@ func TestStatus(t *testing.T) {
 		Generation: 2, Reason: fastreboot.ReasonUpdate,
 		Timeline: fastreboot.Timeline{StageStart: start, StageEnd: start.Add(80 * time.Millisecond)},
 		Resumed:  start.Add(3 * time.Second), Manifest: m1, Carried: 4,
-		Rehydrated: modcache.RehydrateReport{Modules: 4, Bytes: totalSize(m1)}, RehydrateTime: 2 * time.Millisecond,
+		Rehydrated: modcache.RehydrateReport{Modules: 4, Bytes: testimage.TotalSize(m1)}, RehydrateTime: 2 * time.Millisecond,
 	}
 
 	t.Run("resumed generation", func(t *testing.T) {
@@ -160,7 +160,7 @@ func TestStatus(t *testing.T) {
 
 func TestReboot(t *testing.T) {
 	im1, _ := testimage.Update()
-	_, p1 := writeImage(t, im1)
+	_, p1 := im1.WriteTemp(t)
 	loaded := map[string]string{"sys/kernel/kexec_loaded": "1\n"}
 	for _, tc := range []struct {
 		name     string

@@ -20,6 +20,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"testing"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/u-root/u-root/pkg/cpio"
@@ -289,6 +290,26 @@ func Update() (v1, v2 Image) {
 	v2.Name = "v2"
 	v2.Initrds[2].Data = Cpio(File{Name: "etc/fastreboot-release", Data: []byte("v2\n")})
 	return v1, v2
+}
+
+// WriteTemp is Write into a new temporary directory of t; it fails t on
+// error.
+func (im Image) WriteTemp(t testing.TB) (*bootimage.Manifest, string) {
+	t.Helper()
+	m, p, err := im.Write(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, p
+}
+
+// TotalSize is the sum of m's module sizes.
+func TotalSize(m *bootimage.Manifest) int64 {
+	var n int64
+	for _, mod := range m.Modules {
+		n += mod.Size
+	}
+	return n
 }
 
 // Manifest describes the image; each module's Source is its name.
