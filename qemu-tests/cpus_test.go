@@ -38,13 +38,9 @@ type cpuReport struct {
 // status --check as missing two CPUs.
 func TestCPUPolicies(t *testing.T) {
 	s := prepare(t, scenario.Options{ExtraCommands: []string{oncpuCmd}})
-	vm := harness.StartT(t, s.VMOptions())
+	vm, boot := harness.StartBootT(t, s.VMOptions(), 3*time.Minute)
 	g := &scenario.Guest{VM: vm}
 
-	boot, err := vm.WaitBoot(3 * time.Minute)
-	if err != nil {
-		t.Fatalf("gen 1 boot: %v", err)
-	}
 	if boot.CPUs != "0-3" {
 		t.Fatalf("gen 1 cpus online %q, want 0-3", boot.CPUs)
 	}
@@ -118,12 +114,8 @@ func TestCPUs8(t *testing.T) {
 	s := prepare(t, scenario.Options{ExtraCommands: []string{oncpuCmd}})
 	o := s.VMOptions()
 	o.CPUs = 8
-	vm := harness.StartT(t, o)
+	vm, boot := harness.StartBootT(t, o, 4*time.Minute)
 	g := &scenario.Guest{VM: vm}
-	boot, err := vm.WaitBoot(4 * time.Minute)
-	if err != nil {
-		t.Fatalf("gen 1 boot: %v", err)
-	}
 	if boot.CPUs != "0-7" {
 		t.Fatalf("gen 1 cpus online %q, want 0-7", boot.CPUs)
 	}
@@ -224,12 +216,8 @@ func checkCPUsBack(t *testing.T, g *scenario.Guest, bootCPUs string, gen int, on
 // production, whose status matches all four by APIC id.
 func TestCrashOnCPU3(t *testing.T) {
 	s := prepare(t, scenario.Options{Cmdline: "crashkernel=" + reserveTwoStage, ExtraCommands: []string{oncpuCmd}})
-	vm := harness.StartT(t, s.VMOptions())
+	vm, boot := harness.StartBootT(t, s.VMOptions(), 3*time.Minute)
 	g := &scenario.Guest{VM: vm}
-	boot, err := vm.WaitBoot(3 * time.Minute)
-	if err != nil {
-		t.Fatalf("gen 1 boot: %v", err)
-	}
 	if boot.CPUs != "0-3" {
 		t.Fatalf("gen 1 cpus online %q, want 0-3", boot.CPUs)
 	}

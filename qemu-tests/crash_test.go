@@ -81,14 +81,10 @@ func startCrashVM(t *testing.T, mode crashhandler.Mode, reserve string, allowReb
 	o.Name = "crash-" + string(mode)
 	o.Disks = append(o.Disks, harness.Disk{Path: scratch})
 	o.AllowReboot = allowReboot
-	vm := harness.StartT(t, o)
+	vm, boot := harness.StartBootT(t, o, 3*time.Minute)
 	c := &crashVM{t: t, s: s, vm: vm, g: &scenario.Guest{VM: vm}, mode: mode, gen: 1}
 	fmt.Sscanf(reserve, "%dM", &c.reserve)
 	c.reserve <<= 20
-	boot, err := vm.WaitBoot(3 * time.Minute)
-	if err != nil {
-		t.Fatalf("gen 1 boot: %v", err)
-	}
 	if boot.CPUs != "0-3" || boot.Daemon != "started" {
 		t.Fatalf("gen 1 ready = %+v, want cpus 0-3, daemon started", boot.Ready)
 	}

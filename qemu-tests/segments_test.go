@@ -27,13 +27,9 @@ import (
 // otherwise go: no segment may land in either.
 func TestSegmentsUpdateStory(t *testing.T) {
 	s := prepare(t, scenario.Options{Cmdline: "crashkernel=256M memmap=16M$" + fmt.Sprintf("%#x", keptStart)})
-	vm := harness.StartT(t, s.VMOptions())
+	vm, boot := harness.StartBootT(t, s.VMOptions(), 3*time.Minute)
 	g := &scenario.Guest{VM: vm}
 
-	boot, err := vm.WaitBoot(3 * time.Minute)
-	if err != nil {
-		t.Fatalf("gen 1 boot: %v", err)
-	}
 	if boot.Release != "v1" || boot.CPUs != "0-3" || boot.Daemon != "started" {
 		t.Fatalf("gen 1 ready = %+v, want release v1, cpus 0-3, daemon started", boot.Ready)
 	}

@@ -31,15 +31,11 @@ func TestSmokeBoot(t *testing.T) {
 		t.Fatalf("build disk: %v", err)
 	}
 
-	vm := harness.StartT(t, harness.Options{
+	vm, boot := harness.StartBootT(t, harness.Options{
 		Kernel: k.Vmlinuz,
 		Initrd: img.initrd,
 		Disks:  []harness.Disk{{Path: disk, ReadOnly: true}},
-	})
-	boot, err := vm.WaitBoot(120 * time.Second)
-	if err != nil {
-		t.Fatalf("boot: %v", err)
-	}
+	}, 120*time.Second)
 	t.Logf("boot (accel %s): QEMU start -> kernel banner %.2fs, -> userspace (FRGUEST_START) %.2fs, -> ready %.2fs; guest uptime at ready %.2fs",
 		vm.Options().Accel, boot.KernelAt.Seconds(), boot.StartAt.Seconds(), boot.ReadyAt.Seconds(), boot.Uptime.Seconds())
 
@@ -137,15 +133,11 @@ func TestKexecBaseline(t *testing.T) {
 	); err != nil {
 		t.Fatalf("build disk: %v", err)
 	}
-	vm := harness.StartT(t, harness.Options{
+	vm, gen1 := harness.StartBootT(t, harness.Options{
 		Kernel: k.Vmlinuz,
 		Initrd: v1.initrd,
 		Disks:  []harness.Disk{{Path: disk, ReadOnly: true}},
-	})
-	gen1, err := vm.WaitBoot(120 * time.Second)
-	if err != nil {
-		t.Fatalf("gen 1 boot: %v", err)
-	}
+	}, 120*time.Second)
 	if gen1.Release != "v1" {
 		t.Fatalf("gen 1 release = %q, want v1", gen1.Release)
 	}

@@ -67,14 +67,10 @@ func guestStatus(t *testing.T, g *scenario.Guest) *status {
 // alone and reboots into generation 3.
 func TestUpdateStory(t *testing.T) {
 	s := prepare(t, scenario.Options{})
-	vm := harness.StartT(t, s.VMOptions())
+	vm, boot := harness.StartBootT(t, s.VMOptions(), 3*time.Minute)
 	g := &scenario.Guest{VM: vm}
 
 	// Generation 1: a cold boot.
-	boot, err := vm.WaitBoot(3 * time.Minute)
-	if err != nil {
-		t.Fatalf("gen 1 boot: %v", err)
-	}
 	t.Logf("gen 1: QEMU start -> userspace %.2fs", boot.StartAt.Seconds())
 	if boot.Release != "v1" || boot.CPUs != "0-3" || boot.Daemon != "started" {
 		t.Fatalf("gen 1 ready = %+v, want release v1, cpus 0-3, daemon started", boot.Ready)

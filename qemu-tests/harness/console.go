@@ -251,6 +251,17 @@ func (c *Console) Since(off int) string {
 	return string(c.buf[off:])
 }
 
+// LastOutput returns when output last arrived (host time since QEMU
+// started), 0 if none has.
+func (c *Console) LastOutput() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.chunks) == 0 {
+		return 0
+	}
+	return c.chunks[len(c.chunks)-1].t
+}
+
 // Lines returns the completed lines so far.
 func (c *Console) Lines() []Line {
 	c.mu.Lock()

@@ -8,8 +8,10 @@
 // "kmods" piece with the kernel modules the guest needs and their load order
 // ([BuildKmods]), a tiny "site" piece ([BuildSite]), concatenated like the
 // kernel expects ([Concat]); an ext4 storage disk ([BuildDisk]); and a VM
-// runner ([Start], [StartT]): [VM.WaitBoot] waits for frguest's ready marker
-// and the shell (call it again after a kexec for the next generation),
+// runner ([Start]; [StartBoot] and [StartBootT] also wait for the cold
+// boot, retrying once on a fresh QEMU if its console stalls before
+// userspace): [VM.WaitBoot] waits for frguest's ready marker and the shell
+// (call it again after a kexec for the next generation),
 // [VM.Run] runs a shell command and returns its output and exit status,
 // [VM.Expect] waits for a console line, [VM.Monitor] sends QEMU monitor
 // commands (nmi, system_reset, quit), and every console line carries the

@@ -101,10 +101,30 @@ type Boot struct {
 // the marker and timings. For a kexec, call it again after the reboot: it
 // finds the next generation. Run may be used once it returned.
 func (vm *VM) WaitBoot(timeout time.Duration) (*Boot, error) {
-	deadline := time.Now().Add(orDefault(timeout))
+	return vm.waitBoot(timeout, 0)
+}
+
+// ErrStalled is returned by a boot wait whose guest printed nothing for the
+// stall window before reaching userspace.
+var ErrStalled = errors.New("console silent")
+
+// ColdBootStall is how long the console of a cold boot may stay silent
+// before userspace before StartBoot calls the boot stalled. A booting kernel
+// prints every few hundred milliseconds; the longest silences seen under
+// TCG on a loaded 2-core host are a few seconds.
+const ColdBootStall = 60 * time.Second
+
+// stallPoll is how often waitStart checks for a stall (a variable for tests).
+var stallPoll = 2 * time.Second
+
+// waitBoot is WaitBoot that, if stall > 0, fails with ErrStalled as soon as
+// the console has been silent for stall before FRGUEST_START.
+func (vm *VM) waitBoot(timeout, stall time.Duration) (*Boot, error) {
+	timeout = orDefault(timeout)
+	deadline := time.Now().Add(timeout)
 	var b Boot
 	from := vm.console.Cursor()
-	start, err := vm.Expect(time.Until(deadline), StartRE)
+	start, err := vm.waitStart(deadline, timeout, stall)
 	if err != nil {
 		return nil, err
 	}
@@ -127,4 +147,65 @@ func (vm *VM) WaitBoot(timeout time.Duration) (*Boot, error) {
 		}
 	}
 	return &b, nil
+}
+
+// waitStart waits for FRGUEST_START until deadline, checking every few
+// seconds (if stall > 0) whether the console has gone silent for stall.
+func (vm *VM) waitStart(deadline time.Time, timeout, stall time.Duration) (*Match, error) {
+	poll := stallPoll
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, fmt.Errorf("waiting %v for %q: %w", timeout, StartRE, ErrTimeout)
+		}
+		slice := left
+		if stall > 0 && slice > poll {
+			slice = poll
+		}
+		m, err := vm.Expect(slice, StartRE)
+		if !errors.Is(err, ErrTimeout) {
+			return m, err
+		}
+		if stall <= 0 {
+			return nil, err
+		}
+		if quiet := vm.Elapsed() - vm.console.LastOutput(); quiet >= stall {
+			last := "(no output)"
+			if ls := vm.console.Lines(); len(ls) > 0 {
+				last = ls[len(ls)-1].Text
+			}
+			return nil, fmt.Errorf("waiting for %q: %w for %v after %q", StartRE, ErrStalled, quiet.Round(time.Second), last)
+		}
+	}
+}
+
+// StartBoot starts QEMU and waits (0 means DefaultTimeout) for its cold
+// boot to reach the shell. A cold boot whose console goes silent for
+// ColdBootStall before userspace is retried once on a fresh QEMU: that is a
+// hang of the emulated machine in early kernel init (seen once in about 120
+// cold boots under TCG, after "pnp: PnP ACPI: found 5 devices", in the ACPI
+// PM timer checks), before any code under test runs. stalled is the
+// stalled attempt's error ("" if the first attempt booted); its console log
+// is kept, the retry logs to a new file. Boots after the cold one (kexec,
+// crash) are never retried: use WaitBoot for them.
+func StartBoot(o Options, timeout time.Duration) (vm *VM, b *Boot, stalled string, err error) {
+	for attempt := 1; ; attempt++ {
+		if vm, err = Start(o); err != nil {
+			return nil, nil, stalled, err
+		}
+		b, err = vm.waitBoot(timeout, ColdBootStall)
+		if err == nil {
+			return vm, b, stalled, nil
+		}
+		if !errors.Is(err, ErrStalled) || attempt > 1 {
+			return vm, nil, stalled, fmt.Errorf("cold boot: %w (console log %s)", err, vm.LogPath())
+		}
+		stalled = fmt.Sprintf("%v (console log %s)", err, vm.LogPath())
+		vm.console.Logf("cold boot stalled: %v; retrying on a fresh QEMU", err)
+		vm.opts.Logger.Warn("cold boot stalled; retrying on a fresh QEMU", "name", o.Name, "err", err, "log", vm.LogPath())
+		vm.Close()
+		if o.LogPath != "" {
+			o.LogPath += ".retry"
+		}
+	}
 }

@@ -249,29 +249,41 @@ func exitString(err error) string {
 	return err.Error()
 }
 
-// StartT starts a VM for a test: it fails t if QEMU does not start, closes
-// the VM at the end of the test, and when the test failed logs the console
-// log's path and last lines.
-func StartT(t testing.TB, o Options) *VM {
+// StartBootT is StartBoot for a test: it fails t if QEMU does not start or
+// the cold boot fails, logs a stalled first attempt, closes the VM at the
+// end of the test, and when the test failed logs the console log's path and
+// last lines.
+func StartBootT(t testing.TB, o Options, timeout time.Duration) (*VM, *Boot) {
 	t.Helper()
 	if o.Name == "" {
 		o.Name = t.Name()
 	}
-	vm, err := Start(o)
-	if err != nil {
-		t.Fatalf("start VM: %v", err)
+	vm, b, stalled, err := StartBoot(o, timeout)
+	if stalled != "" {
+		t.Logf("VM %s: the first cold boot stalled and was retried on a fresh QEMU: %s", o.Name, stalled)
 	}
-	t.Logf("VM %s: console log %s", o.Name, vm.LogPath())
+	if vm != nil {
+		t.Logf("VM %s: console log %s", o.Name, vm.LogPath())
+		closeT(t, o.Name, vm)
+	}
+	if err != nil {
+		t.Fatalf("VM %s: %v", o.Name, err)
+	}
+	return vm, b
+}
+
+// closeT closes vm at the end of the test and, when the test failed, logs
+// the console log's path and last lines.
+func closeT(t testing.TB, name string, vm *VM) {
 	t.Cleanup(func() {
 		if err := vm.Close(); err != nil {
-			t.Logf("close VM %s: %v", o.Name, err)
+			t.Logf("close VM %s: %v", name, err)
 		}
 		if t.Failed() {
 			t.Logf("VM %s failed; QEMU: %s\nlast console lines (full log %s):\n%s",
-				o.Name, shellQuote(vm.args), vm.LogPath(), vm.console.Tail(150))
+				name, shellQuote(vm.args), vm.LogPath(), vm.console.Tail(150))
 		}
 	})
-	return vm
 }
 
 // LogPath is the timestamped console log.

@@ -97,16 +97,17 @@ func run(rounds, cpus int, policies []string, asJSON, echo bool) error {
 	if echo {
 		opts.Echo = os.Stderr
 	}
-	vm, err := harness.Start(opts)
+	vm, boot, stalled, err := harness.StartBoot(opts, 5*time.Minute)
+	if stalled != "" {
+		fmt.Fprintf(os.Stderr, "cpubench: the first cold boot stalled and was retried on a fresh QEMU: %s\n", stalled)
+	}
+	if vm != nil {
+		defer vm.Close()
+	}
 	if err != nil {
 		return err
 	}
-	defer vm.Close()
 	g := &scenario.Guest{VM: vm}
-	boot, err := vm.WaitBoot(5 * time.Minute)
-	if err != nil {
-		return fmt.Errorf("cold boot: %w (log %s)", err, vm.LogPath())
-	}
 	fmt.Fprintf(os.Stderr, "cpubench: cold boot: userspace at %.2fs, cpus %s; console log %s\n", boot.StartAt.Seconds(), boot.CPUs, vm.LogPath())
 	if err := g.MountStorage(); err != nil {
 		return err

@@ -145,16 +145,17 @@ func run(ctx context.Context, w io.Writer, echo, keep bool) (*result, error) {
 		opts.Echo = w
 	}
 	done = progress(w, "cold boot: QEMU (TCG, q35, 4 CPUs, 2 GiB) -> Debian kernel -> u-root init -> fastreboot daemon")
-	vm, err := harness.Start(opts)
+	vm, boot, stalled, err := harness.StartBoot(opts, 5*time.Minute)
+	if stalled != "" {
+		fmt.Fprintf(w, "  the first cold boot stalled and was retried on a fresh QEMU: %s\n", stalled)
+	}
+	if vm != nil {
+		defer vm.Close()
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer vm.Close()
 	g := &scenario.Guest{VM: vm}
-	boot, err := vm.WaitBoot(5 * time.Minute)
-	if err != nil {
-		return nil, fmt.Errorf("cold boot: %w (console log %s)", err, vm.LogPath())
-	}
 	done(fmt.Sprintf("generation 1 up: userspace %.1fs after QEMU started, CPUs %s, release %s", boot.StartAt.Seconds(), boot.CPUs, boot.Release))
 	gen1 := generation{Gen: 1, How: "cold boot (QEMU firmware)", Reason: "cold", ToKernel: boot.KernelAt, KernelToUser: boot.StartAt - boot.KernelAt, Total: boot.StartAt, CPUs: boot.CPUs, Release: boot.Release}
 
