@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
@@ -28,8 +29,9 @@ type status struct {
 	State     *fastreboot.State `json:"state"`
 	Preflight fastreboot.Report `json:"preflight"`
 	Agent     *struct {
-		Cache  modcache.Stats          `json:"cache"`
-		Staged *fastreboot.StageReport `json:"staged"`
+		Cache     modcache.Stats          `json:"cache"`
+		Staged    *fastreboot.StageReport `json:"staged"`
+		KernelELF *agent.KernelELFStatus  `json:"kernel_elf"`
 	} `json:"agent"`
 	Problems []string `json:"problems"`
 }

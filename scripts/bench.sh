@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Update-reboot benchmark: in one QEMU session on the same image, measures
-# fastreboot (file), fastreboot without the carried cache, segments, and kexec-tools
-# (`kexec -s -l` + `kexec -e`) side by side, per phase, median of --rounds.
+# fastreboot (file), fastreboot without the carried cache, segments, kexec-tools
+# (`kexec -l` + `kexec -e`, the yardstick) and kexec-tools with kexec_file_load
+# (`kexec -s -l`) side by side, per phase, median of --rounds.
 # Not a test: it prints numbers. Flags go to qemu-tests/cmd/bench
 # (--rounds N, --methods a,b,c, --json, --console).
 set -euo pipefail

@@ -86,7 +86,33 @@ type Info struct {
 	Cache   modcache.Stats `json:"cache"`
 	// Staged is the last image this agent staged.
 	Staged *fastreboot.StageReport `json:"staged,omitempty"`
+	// KernelELF is the background preparation of the running kernel's
+	// decompressed ELF (see Agent.PrepareKernelELF); nil if none was
+	// started.
+	KernelELF *KernelELFStatus `json:"kernel_elf,omitempty"`
 }
+
+// KernelELFStatus reports the daemon's background preparation of the
+// decompressed kernel a LoadSegments Stage of the running image needs.
+type KernelELFStatus struct {
+	// State is "preparing", "ready" or "failed".
+	State string `json:"state"`
+	// ELF is the prepared decompressed kernel (when ready).
+	ELF fastreboot.KernelELF `json:"elf,omitzero"`
+	// Decompressed is true if the kernel was decompressed (false if the
+	// cache held the ELF already); Took is how long that took.
+	Decompressed bool          `json:"decompressed"`
+	Took         time.Duration `json:"took_ns"`
+	// Error says why it failed.
+	Error string `json:"error,omitempty"`
+}
+
+// Kernel ELF preparation states.
+const (
+	KernelELFPreparing = "preparing"
+	KernelELFReady     = "ready"
+	KernelELFFailed    = "failed"
+)
 
 // CacheListing is the content of the cache.
 type CacheListing struct {
@@ -125,11 +151,14 @@ type Agent struct {
 	stageMu sync.Mutex
 	op      sync.Mutex
 
-	mu      sync.Mutex
-	daemon  bool
-	current *bootimage.Manifest // what this generation runs
-	staged  *bootimage.Manifest // what the last Stage loaded
-	report  *fastreboot.StageReport
+	mu        sync.Mutex
+	daemon    bool
+	current   *bootimage.Manifest // what this generation runs
+	staged    *bootimage.Manifest // what the last Stage loaded
+	report    *fastreboot.StageReport
+	kernelELF *KernelELFStatus
+
+	background sync.WaitGroup // PrepareKernelELF; Close waits for it
 }
 
 // New starts an agent: it creates the cache (every module that enters from
@@ -172,8 +201,48 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 // State is how this generation started.
 func (a *Agent) State() *fastreboot.State { return a.state }
 
-// Close releases the cache.
-func (a *Agent) Close() error { return a.cache.Close() }
+// Close waits for background work and releases the cache.
+func (a *Agent) Close() error {
+	a.background.Wait()
+	return a.cache.Close()
+}
+
+// PrepareKernelELF starts re-deriving, in the background, the decompressed
+// kernel of the running image if the state directory records one for it
+// (the generation was booted by a LoadSegments image, whose handoff records
+// the ELF's digest but does not carry the ELF: unpacking it would cost
+// downtime). The next LoadSegments Stage then finds it cached; a Stage or
+// Evict issued meanwhile waits for it. It reports whether it started; Info
+// shows the progress. The daemon calls it once resumed.
+func (a *Agent) PrepareKernelELF(ctx context.Context) bool {
+	a.mu.Lock()
+	m := a.current
+	if m == nil || a.kernelELF != nil || !fastreboot.KernelELFRecorded(a.opts.StateDir, m) {
+		a.mu.Unlock()
+		return false
+	}
+	a.kernelELF = &KernelELFStatus{State: KernelELFPreparing}
+	a.mu.Unlock()
+	a.background.Add(1)
+	go func() {
+		defer a.background.Done()
+		a.stageMu.Lock()
+		defer a.stageMu.Unlock()
+		rec, decompressed, took, err := a.machine(false, false, fastreboot.LoadSegments).PrepareKernelELF(ctx, m)
+		st := &KernelELFStatus{State: KernelELFReady, ELF: rec, Decompressed: decompressed, Took: took}
+		if err != nil {
+			st = &KernelELFStatus{State: KernelELFFailed, Error: err.Error()}
+			a.log.Warn("preparing the decompressed kernel for the segments load method", "image", m.Name, "err", err)
+		} else {
+			a.log.Info("decompressed kernel ready for the segments load method", "image", m.Name,
+				"elf_sha256", rec.SHA256, "elf_bytes", rec.Size, "decompressed", decompressed, "took", took)
+		}
+		a.mu.Lock()
+		a.kernelELF = st
+		a.mu.Unlock()
+	}()
+	return true
+}
 
 func (a *Agent) machine(dryRun, noCarry bool, load fastreboot.LoadMethod) *fastreboot.Machine {
 	o := a.opts.Machine
@@ -203,6 +272,10 @@ func (a *Agent) Info(ctx context.Context) (*Info, error) {
 		Daemon: a.daemon, PID: os.Getpid(), Started: a.started,
 		Generation: a.state.Generation, Reason: a.state.Reason,
 		Cache: a.cache.Stats(), Staged: a.report,
+	}
+	if a.kernelELF != nil {
+		k := *a.kernelELF
+		in.KernelELF = &k
 	}
 	if a.current != nil {
 		in.Current = a.current.Name

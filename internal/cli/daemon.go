@@ -34,5 +34,8 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	if st.RehydrateError != "" {
 		fmt.Fprintf(e.stderr, "fastreboot daemon: rehydration incomplete: %s\n", st.RehydrateError)
 	}
+	if a.PrepareKernelELF(ctx) {
+		fmt.Fprintf(e.stderr, "fastreboot daemon: re-deriving the decompressed kernel for --load=segments in the background\n")
+	}
 	return agent.Serve(ctx, a, e.socket)
 }

@@ -145,10 +145,20 @@ func printStatus(e *env, r *statusReport) {
 	}
 	if a := r.Agent; a != nil {
 		s := a.Cache
-		fmt.Fprintf(w, "cache (daemon pid %d): %d modules, %s held (+%s overhead); read from storage %s, rehydrated %s; hits %d, misses %d\n",
-			a.PID, s.Modules, human(s.BytesHeld), human(s.OverheadBytes), human(s.BytesRead), human(s.BytesRehydrated), s.Hits, s.Misses)
+		fmt.Fprintf(w, "cache (daemon pid %d): %d modules, %s held (+%s overhead); read from storage %s, rehydrated %s, derived %s; hits %d, misses %d\n",
+			a.PID, s.Modules, human(s.BytesHeld), human(s.OverheadBytes), human(s.BytesRead), human(s.BytesRehydrated), human(s.BytesAdded), s.Hits, s.Misses)
 		if st := a.Staged; st != nil {
 			fmt.Fprintf(w, "staged: %s for generation %d (%s), initrd %s, loaded %s with %s\n", st.Manifest, st.Generation, st.Reason, human(st.InitrdBytes), yesNo(st.Loaded), loadName(st.Load))
+		}
+		if k := a.KernelELF; k != nil {
+			switch k.State {
+			case agent.KernelELFReady:
+				fmt.Fprintf(w, "decompressed kernel for --load=segments: ready, sha256 %s, %s (decompressed in %s)\n", k.ELF.SHA256[:12], human(k.ELF.Size), k.Took.Round(time.Millisecond))
+			case agent.KernelELFFailed:
+				fmt.Fprintf(w, "decompressed kernel for --load=segments: failed: %s\n", k.Error)
+			default:
+				fmt.Fprintf(w, "decompressed kernel for --load=segments: %s\n", k.State)
+			}
 		}
 	} else {
 		fmt.Fprintln(w, "cache: no daemon running (start `fastreboot daemon` to keep the cache)")

@@ -99,8 +99,10 @@ type Handoff struct {
 	// next generation's Resume compares it with the CPUs online then.
 	CPUs *cpustop.Record `json:"cpus,omitempty"`
 	// KernelELFs records the decompressed kernel of the manifest's
-	// kernel when the image was staged with LoadSegments; a carried one is
-	// in fastreboot/modules/ like the modules and listed in Carried.
+	// kernel when the image was staged with LoadSegments: its digest
+	// only, the ELF is not carried (the next generation derives it again
+	// from the carried bzImage, outside the downtime; see
+	// Machine.PrepareKernelELF).
 	KernelELFs []KernelELF `json:"kernel_elfs,omitempty"`
 	// Extra holds fields of later versions or other components, by name.
 	Extra map[string]json.RawMessage `json:"extra,omitempty"`

@@ -118,7 +118,11 @@ type buildSpec struct {
 	// extra is merged into Handoff.Extra after Options.HandoffExtra.
 	extra map[string]json.RawMessage
 	// segments prepares the cached decompressed kernel for kexec_load and
-	// carries it.
+	// records its digest in the handoff. The ELF itself is not carried:
+	// the next kernel would unpack it (tens of MB) inside the downtime,
+	// while re-deriving it from the carried bzImage happens after the
+	// boot (see Machine.PrepareKernelELF) and is checked against the
+	// recorded digest.
 	segments bool
 }
 
@@ -179,7 +183,6 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 			return nil, err
 		}
 		rep.Segments = b.seg.report
-		blobs = append(blobs, b.seg.elf.entry)
 		lap(&rep.Durations.Segments)
 	}
 

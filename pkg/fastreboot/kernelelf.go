@@ -338,6 +338,46 @@ func (mc *Machine) kernelELF(ctx context.Context, kmod bootimage.Module, kernel 
 	return res, nil
 }
 
+// PrepareKernelELF makes the decompressed kernel of m's kernel cached, as a
+// LoadSegments Stage of m would before loading it, so that the Stage does
+// not spend the time: a generation booted with LoadSegments receives the
+// ELF's digest in its handoff but not the ELF, and re-derives it from the
+// carried bzImage once booted (checked against the recorded digest;
+// ErrKernelELFMismatch if it differs). The kernel must be cached already.
+// It reports the ELF and whether it was decompressed now, and how long
+// that took. It takes the Machine's lock, as Stage does.
+func (mc *Machine) PrepareKernelELF(ctx context.Context, m *bootimage.Manifest) (rec KernelELF, decompressed bool, took time.Duration, err error) {
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	if m == nil {
+		return rec, false, 0, fmt.Errorf("prepare decompressed kernel: %w: nil manifest", bootimage.ErrInvalid)
+	}
+	if mc.cache == nil {
+		return rec, false, 0, errors.New("prepare decompressed kernel: no module cache: the Machine was created without one")
+	}
+	if err := m.Validate(); err != nil {
+		return rec, false, 0, fmt.Errorf("prepare decompressed kernel of %s: %w", m.Name, err)
+	}
+	kmod := m.Kernel()
+	kernel, err := mc.entry(kmod)
+	if err != nil {
+		return rec, false, 0, fmt.Errorf("prepare decompressed kernel of %s: %w", m.Name, err)
+	}
+	res, err := mc.kernelELF(ctx, kmod, kernel)
+	if err != nil {
+		return rec, false, 0, fmt.Errorf("prepare decompressed kernel of %s: %w", m.Name, err)
+	}
+	return res.rec, res.decompressed, res.took, nil
+}
+
+// KernelELFRecorded reports whether the state directory's index records a
+// decompressed kernel for m's kernel: the generation was booted from an
+// image loaded with LoadSegments (or one was staged in it), so the next
+// LoadSegments Stage needs that ELF.
+func KernelELFRecorded(stateDir string, m *bootimage.Manifest) bool {
+	return m != nil && len(KernelELFManifest(stateDir, m).Modules) > 0
+}
+
 // cachedByName returns the cached entry known by name, or nil.
 func cachedByName(c *modcache.Cache, name string) *modcache.Entry {
 	for _, in := range c.List() {
@@ -352,8 +392,8 @@ func cachedByName(c *modcache.Cache, name string) *modcache.Entry {
 
 // checkHandoffKernelELFs validates a handoff's decompressed kernel records:
 // well formed, at most one per kernel, each derived from a module in known
-// (the manifest's digests). It then adds their digests to known, so that
-// the carried ELFs are accepted in Carried. Errors wrap ErrHandoff.
+// (the manifest's digests). The ELFs themselves are never carried. Errors
+// wrap ErrHandoff.
 func checkHandoffKernelELFs(recs []KernelELF, known map[string]bool) error {
 	seen := make(map[string]bool, len(recs))
 	for _, k := range recs {
@@ -368,51 +408,25 @@ func checkHandoffKernelELFs(recs []KernelELF, known map[string]bool) error {
 		}
 		seen[k.Kernel] = true
 	}
-	for _, k := range recs {
-		known[k.SHA256] = true
-	}
 	return nil
 }
 
 // resumeKernelELFs records the handoff's decompressed kernel digests in the
-// state directory's index and rehydrates the carried ELFs into the cache,
-// so that a LoadSegments Stage of this generation does not decompress
-// again. The records are kept even when a carried ELF fails its digest
-// check: that Stage then decompresses the kernel and must get the recorded
-// digest. Failures go to State.RehydrateError, as for the modules.
-func resumeKernelELFs(ctx context.Context, cache *modcache.Cache, h *Handoff, opts ResumeOptions, st *State, clock func() time.Time, log *slog.Logger) {
+// state directory's index, so that the ELF this generation derives again
+// from the carried bzImage (Machine.PrepareKernelELF, or its first
+// LoadSegments Stage) must have the recorded digest. A failure goes to
+// State.RehydrateError, as for the modules.
+func resumeKernelELFs(h *Handoff, opts ResumeOptions, st *State, log *slog.Logger) {
 	if len(h.KernelELFs) == 0 {
 		return
 	}
-	fail := func(err error) {
+	if err := recordKernelELFs(opts.StateDir, h.KernelELFs...); err != nil {
+		err = fmt.Errorf("recording decompressed kernel digests: %w", err)
 		log.Warn("resume: decompressed kernel", "err", err)
 		if st.RehydrateError != "" {
 			st.RehydrateError += "; "
 		}
 		st.RehydrateError += err.Error()
-	}
-	if err := recordKernelELFs(opts.StateDir, h.KernelELFs...); err != nil {
-		fail(fmt.Errorf("recording decompressed kernel digests: %w", err))
-	}
-	if cache == nil {
-		return
-	}
-	m := &bootimage.Manifest{Name: "decompressed kernels"}
-	for _, k := range h.KernelELFs {
-		if slices.Contains(h.Carried, k.SHA256) {
-			m.Modules = append(m.Modules, k.Module())
-		}
-	}
-	if len(m.Modules) == 0 {
-		return
-	}
-	t := clock()
-	rep, err := cache.Rehydrate(ctx, filepath.Join(opts.Root, HandoffModulesDir), m)
-	st.RehydrateTime += clock().Sub(t)
-	st.Rehydrated.Modules += rep.Modules
-	st.Rehydrated.Bytes += rep.Bytes
-	if err != nil {
-		fail(err)
 	}
 }
 

@@ -138,7 +138,7 @@ func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*St
 				log.Warn("resume: some carried modules were not rehydrated", "err", err)
 			}
 		}
-		resumeKernelELFs(ctx, cache, h, opts, st, clock, log)
+		resumeKernelELFs(h, opts, st, log)
 		log.Info("resume", "generation", st.Generation, "reason", st.Reason, "manifest", h.Manifest.Name,
 			"carried", st.Carried, "rehydrated_modules", st.Rehydrated.Modules, "rehydrated_bytes", st.Rehydrated.Bytes)
 	}

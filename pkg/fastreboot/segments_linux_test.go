@@ -178,7 +178,8 @@ func TestStageSegments(t *testing.T) {
 			p.Phys, l.entry, le.Uint64(p.Buf[8:]), le.Uint64(p.Buf[16:]), s.KernelEntry, s.BootParams)
 	}
 
-	// The initrd: the pieces, then the handoff, which carries the ELF.
+	// The initrd: the pieces, then the handoff, which records the ELF's
+	// digest but does not carry the ELF.
 	initrd := l.segment(t, "initrd")
 	want := padded(r.im)
 	if !bytes.HasPrefix(initrd.Buf, want) {
@@ -188,8 +189,11 @@ func TestStageSegments(t *testing.T) {
 	if diff := cmp.Diff([]KernelELF{wantELF}, h.KernelELFs); diff != "" {
 		t.Errorf("handoff kernel ELFs (-want +got):\n%s", diff)
 	}
-	if mods[wantELF.SHA256] != string(elfBytes) {
-		t.Errorf("the handoff does not carry the decompressed kernel")
+	if _, ok := mods[wantELF.SHA256]; ok {
+		t.Errorf("the handoff carries the decompressed kernel")
+	}
+	if len(mods) != len(r.m.Modules) {
+		t.Errorf("the handoff carries %d files, want the %d modules", len(mods), len(r.m.Modules))
 	}
 	cmdline := l.segment(t, "cmdline")
 	if string(cmdline.Buf) != r.m.Cmdline+"\x00" {
@@ -417,7 +421,12 @@ func TestStageSegmentsDryRunAndCarryNone(t *testing.T) {
 	}
 }
 
-func TestResumeRehydratesKernelELF(t *testing.T) {
+// TestResumeRecordsKernelELF: the next generation gets the ELF's digest,
+// not the ELF; PrepareKernelELF derives it again from the rehydrated
+// bzImage and checks it against that digest, after which a segments Stage
+// reads no storage and decompresses nothing. A record that the derived ELF
+// does not match refuses it.
+func TestResumeRecordsKernelELF(t *testing.T) {
 	r := newSegmentsRig(t, nil)
 	if _, err := r.stage(t); err != nil {
 		t.Fatal(err)
@@ -427,8 +436,8 @@ func TestResumeRehydratesKernelELF(t *testing.T) {
 	elf := h.KernelELFs[0]
 
 	// unpack lays the handoff piece out as the next kernel's rootfs holds
-	// it, the ELF's file corrupted if asked.
-	unpack := func(t *testing.T, corrupt bool) string {
+	// it, with the handoff's ELF record replaced if asked.
+	unpack := func(t *testing.T, rec *KernelELF) string {
 		t.Helper()
 		root := t.TempDir()
 		dir := filepath.Join(root, HandoffModulesDir)
@@ -436,14 +445,15 @@ func TestResumeRehydratesKernelELF(t *testing.T) {
 			t.Fatal(err)
 		}
 		for d, data := range mods {
-			if corrupt && d == elf.SHA256 {
-				data = data[:len(data)-1] + "X"
-			}
 			if err := os.WriteFile(filepath.Join(dir, d), []byte(data), 0o444); err != nil {
 				t.Fatal(err)
 			}
 		}
-		js, err := json.Marshal(h)
+		hh := *h
+		if rec != nil {
+			hh.KernelELFs = []KernelELF{*rec}
+		}
+		js, err := json.Marshal(hh)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -452,48 +462,67 @@ func TestResumeRehydratesKernelELF(t *testing.T) {
 		}
 		return root
 	}
-
-	t.Run("carried", func(t *testing.T) {
+	// next resumes a generation from root and returns its rig.
+	next := func(t *testing.T, root string) (*segmentsRig, *State) {
+		t.Helper()
 		cache := newSegmentsCache(t)
 		stateDir := t.TempDir()
-		st, err := Resume(context.Background(), cache, ResumeOptions{Root: unpack(t, false), StateDir: stateDir, Now: stepClock(t0, time.Millisecond)})
+		st, err := Resume(context.Background(), cache, ResumeOptions{Root: root, StateDir: stateDir, Now: stepClock(t0, time.Millisecond)})
 		if err != nil || st.RehydrateError != "" {
 			t.Fatalf("Resume: %v, rehydrate error %q", err, st.RehydrateError)
 		}
-		if st.Rehydrated.Modules != 5 {
-			t.Errorf("rehydrated %d modules, want the 4 modules and the ELF", st.Rehydrated.Modules)
-		}
-		recs, err := readKernelELFs(stateDir)
-		if err != nil || recs[elf.Kernel] != elf {
-			t.Errorf("index after Resume: %v (%v), want %+v", recs, err, elf)
-		}
-		// A segments Stage of the new generation reads no storage and
-		// decompresses nothing.
 		r2 := *r
 		r2.cache = cache
 		r2.opts.StateDir = stateDir
 		r2.opts.Generation = 2
 		r2.src = &countingSource{src: r.src, fail: true}
+		return &r2, st
+	}
+
+	t.Run("recorded", func(t *testing.T) {
+		r2, st := next(t, unpack(t, nil))
+		if st.Rehydrated.Modules != len(r.m.Modules) {
+			t.Errorf("rehydrated %d modules, want the %d of the manifest", st.Rehydrated.Modules, len(r.m.Modules))
+		}
+		if _, err := r2.cache.Get(elf.SHA256); err == nil {
+			t.Error("the ELF is cached before anything derived it")
+		}
+		recs, err := readKernelELFs(r2.opts.StateDir)
+		if err != nil || recs[elf.Kernel] != elf {
+			t.Errorf("index after Resume: %v (%v), want %+v", recs, err, elf)
+		}
+		if !KernelELFRecorded(r2.opts.StateDir, r.m) {
+			t.Error("KernelELFRecorded = false after resuming a segments handoff")
+		}
+		mc := New(r2.cache, r2.opts)
+		got, decompressed, _, err := mc.PrepareKernelELF(context.Background(), r.m)
+		if err != nil || got != elf || !decompressed {
+			t.Fatalf("PrepareKernelELF = %+v, decompressed %v, %v; want %+v decompressed", got, decompressed, err, elf)
+		}
+		if got, decompressed, _, err := mc.PrepareKernelELF(context.Background(), r.m); err != nil || got != elf || decompressed {
+			t.Errorf("second PrepareKernelELF = %+v, decompressed %v, %v; want the cached ELF", got, decompressed, err)
+		}
 		rep, err := r2.stage(t)
-		if err != nil || rep.Segments.Decompressed {
-			t.Errorf("gen 2 stage: %v, decompressed %v; want the rehydrated ELF", err, rep.Segments != nil && rep.Segments.Decompressed)
+		if err != nil || rep.Segments.Decompressed || rep.Segments.KernelELF != elf {
+			t.Errorf("gen 2 stage: %v, segments %+v; want the prepared ELF, not decompressed", err, rep.Segments)
 		}
 	})
-	t.Run("carried copy corrupt", func(t *testing.T) {
-		cache := newSegmentsCache(t)
-		stateDir := t.TempDir()
-		st, err := Resume(context.Background(), cache, ResumeOptions{Root: unpack(t, true), StateDir: stateDir, Now: stepClock(t0, time.Millisecond)})
-		if err != nil {
-			t.Fatal(err)
+	t.Run("record mismatch", func(t *testing.T) {
+		bogus := elf
+		bogus.SHA256 = strings.Repeat("0", 64)
+		r2, _ := next(t, unpack(t, &bogus))
+		_, _, _, err := New(r2.cache, r2.opts).PrepareKernelELF(context.Background(), r.m)
+		if !errors.Is(err, ErrKernelELFMismatch) || !strings.Contains(err.Error(), bogus.SHA256) {
+			t.Errorf("PrepareKernelELF against a wrong record: %v; want ErrKernelELFMismatch naming %s", err, bogus.SHA256)
 		}
-		if !strings.Contains(st.RehydrateError, elf.SHA256) || st.Rehydrated.Modules != 4 {
-			t.Errorf("rehydrate error %q, %d modules; want the ELF refused by name and the 4 modules in", st.RehydrateError, st.Rehydrated.Modules)
+		if _, err := r2.cache.Get(elf.SHA256); err == nil {
+			t.Error("the mismatched ELF entered the cache")
 		}
-		if _, err := cache.Get(elf.SHA256); err == nil {
-			t.Error("the corrupt ELF entered the cache")
-		}
-		if recs, _ := readKernelELFs(stateDir); recs[elf.Kernel] != elf {
-			t.Errorf("the record was not kept: %v", recs)
+	})
+	t.Run("kernel not cached", func(t *testing.T) {
+		_, _, _, err := New(newSegmentsCache(t), r.opts).PrepareKernelELF(context.Background(), r.m)
+		if !errors.Is(err, modcache.ErrNotCached) || !strings.Contains(err.Error(), r.m.Kernel().Name) {
+			t.Errorf("PrepareKernelELF without the kernel cached: %v; want ErrNotCached naming %s", err, r.m.Kernel().Name)
 		}
 	})
 }
@@ -508,7 +537,8 @@ func TestDecodeHandoffKernelELFs(t *testing.T) {
 		carried []string
 		wantErr string
 	}{
-		{name: "carried", recs: []KernelELF{{Kernel: k, SHA256: elf, Size: 10}}, carried: []string{elf}},
+		{name: "recorded", recs: []KernelELF{{Kernel: k, SHA256: elf, Size: 10}}},
+		{name: "carried", recs: []KernelELF{{Kernel: k, SHA256: elf, Size: 10}}, carried: []string{elf}, wantErr: "not in the manifest"},
 		{name: "not of the manifest", recs: []KernelELF{{Kernel: elf, SHA256: elf, Size: 10}}, wantErr: "not in the manifest"},
 		{name: "malformed", recs: []KernelELF{{Kernel: k, SHA256: "x", Size: 10}}, wantErr: "malformed"},
 		{name: "two for one kernel", recs: []KernelELF{{Kernel: k, SHA256: elf, Size: 10}, {Kernel: k, SHA256: k, Size: 10}}, wantErr: "two"},

@@ -64,7 +64,7 @@ type Cache struct {
 	entries  map[string]*Entry
 	inflight map[string]chan struct{}
 	// Cumulative counters, see Stats.
-	hits, misses, bytesRead, bytesRehydrated int64
+	hits, misses, bytesRead, bytesAdded, bytesRehydrated int64
 }
 
 // New returns an empty cache.
@@ -170,14 +170,17 @@ func (c *Cache) claim(ctx context.Context, digest string) (*Entry, chan struct{}
 }
 
 // finish ends a load registered by claim. A nil e means the load failed.
-// The counters are updated under the same lock that publishes the entry.
-func (c *Cache) finish(done chan struct{}, digest string, e *Entry, read, rehydrated int64) error {
+// The n bytes the load read are added to the counter count points to
+// (c.bytesRead, c.bytesAdded or c.bytesRehydrated; nil for none) under the
+// same lock that publishes the entry.
+func (c *Cache) finish(done chan struct{}, digest string, e *Entry, n int64, count *int64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.inflight, digest)
 	close(done)
-	c.bytesRead += read
-	c.bytesRehydrated += rehydrated
+	if count != nil {
+		*count += n
+	}
 	if e == nil {
 		return nil
 	}
@@ -246,7 +249,7 @@ func isDigest(s string) bool {
 // new memfd while hashing, then size and digest are checked, the memfd is
 // sealed and Options.Check runs. If m's digest is already cached, r is not
 // read at all and the existing entry is returned with m.Name added to its
-// names. Bytes read count in Stats.BytesRead.
+// names. Bytes read count in Stats.BytesAdded.
 func (c *Cache) Add(ctx context.Context, m bootimage.Module, r io.Reader) (*Entry, error) {
 	if err := validModule(m); err != nil {
 		return nil, fmt.Errorf("modcache: add module %q: %w", m.Name, err)
@@ -260,7 +263,7 @@ func (c *Cache) Add(ctx context.Context, m bootimage.Module, r io.Reader) (*Entr
 		return e, nil
 	}
 	e, n, err := c.load(ctx, m, r, OriginAdded, true)
-	if ferr := c.finish(done, m.SHA256, e, n, 0); err == nil {
+	if ferr := c.finish(done, m.SHA256, e, n, &c.bytesAdded); err == nil {
 		err = ferr
 	}
 	if err != nil {
@@ -347,13 +350,13 @@ func (c *Cache) syncOne(ctx context.Context, m bootimage.Module, src Source) (in
 	c.count(&c.misses)
 	rc, err := src.Open(ctx, m)
 	if err != nil {
-		c.finish(done, m.SHA256, nil, 0, 0)
+		c.finish(done, m.SHA256, nil, 0, nil)
 		return 0, syncFailed, fmt.Errorf("open: %w", err)
 	}
 	c.log.Debug("modcache: reading", "module", m.Name, "source", m.Source, "size", m.Size)
 	e, n, err := c.load(ctx, m, rc, OriginStorage, true)
 	rc.Close()
-	if ferr := c.finish(done, m.SHA256, e, n, 0); err == nil {
+	if ferr := c.finish(done, m.SHA256, e, n, &c.bytesRead); err == nil {
 		err = ferr
 	}
 	if err != nil {
@@ -496,8 +499,11 @@ type Stats struct {
 	// Hits and Misses count Sync's module lookups.
 	Hits   int64 `json:"hits"`
 	Misses int64 `json:"misses"`
-	// BytesRead counts bytes read from Sources (Sync) and readers (Add).
+	// BytesRead counts bytes read from Sources (Sync): storage.
 	BytesRead int64 `json:"bytes_read"`
+	// BytesAdded counts bytes read from Add's readers (content a caller
+	// derived or already held, such as a decompressed kernel).
+	BytesAdded int64 `json:"bytes_added"`
 	// BytesRehydrated counts bytes copied from handoff files (Rehydrate).
 	BytesRehydrated int64 `json:"bytes_rehydrated"`
 }
@@ -511,6 +517,7 @@ func (c *Cache) Stats() Stats {
 		Hits:            c.hits,
 		Misses:          c.misses,
 		BytesRead:       c.bytesRead,
+		BytesAdded:      c.bytesAdded,
 		BytesRehydrated: c.bytesRehydrated,
 	}
 	for _, e := range c.entries {

@@ -428,8 +428,8 @@ func TestAdd(t *testing.T) {
 	if d := cmp.Diff([]modcache.Info{{Digest: m.SHA256, Size: 3000, Names: []string{"base", "base-again"}, Origin: modcache.OriginAdded}}, c.List()); d != "" {
 		t.Errorf("List (-want +got):\n%s", d)
 	}
-	if s := c.Stats(); s.BytesRead != 3000 || s.Hits != 0 || s.Misses != 0 {
-		t.Errorf("Stats = %+v, want 3000 bytes read and no Sync lookups", s)
+	if s := c.Stats(); s.BytesAdded != 3000 || s.BytesRead != 0 || s.Hits != 0 || s.Misses != 0 {
+		t.Errorf("Stats = %+v, want 3000 bytes added, none read from storage, no Sync lookups", s)
 	}
 
 	bad := mod("other", bootimage.RoleInitrd, "", content(22, 10))

@@ -86,12 +86,12 @@ func (c *Cache) rehydrateOne(ctx context.Context, m bootimage.Module, path strin
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		c.finish(done, m.SHA256, nil, 0, 0)
+		c.finish(done, m.SHA256, nil, 0, nil)
 		return false, err // *PathError names the file
 	}
 	e, n, err := c.load(ctx, m, f, OriginHandoff, false)
 	f.Close()
-	if ferr := c.finish(done, m.SHA256, e, 0, n); err == nil {
+	if ferr := c.finish(done, m.SHA256, e, n, &c.bytesRehydrated); err == nil {
 		err = ferr
 	}
 	if err != nil {

@@ -2,7 +2,10 @@
 // update reboot done several ways: fastreboot (kexec_file_load, cache
 // carried into the next generation), fastreboot-nocarry (the cost of
 // carrying made visible), segments (kexec_load of the cached decompressed
-// kernel, no purgatory digest), and kexec-tools (`kexec -s -l` then `kexec -e`) as the side-by-side anchor.
+// kernel, no purgatory digest), kexec-tools (`kexec -l` then `kexec -e`:
+// the legacy kexec_load with kexec-tools' purgatory, which checks the
+// segments' SHA-256) as the side-by-side anchor, and kexec-tools-file
+// (`kexec -s -l`: kexec_file_load) for context.
 // Each round updates to the image not running (v1 <-> v2, same sizes), so
 // every method loads an image of the same size. For each method it reports
 // the median (and range) of every phase: staging, reboot request -> the new
@@ -62,13 +65,20 @@ func methods(cmdline string) map[string]method {
 		"segments": {name: "segments", fastreboot: true,
 			stage:  func(rel string) string { return "fastreboot stage --load=segments " + manifest(rel) + " --json" },
 			reboot: "fastreboot reboot", marker: scenario.RebootingRE},
-		"kexec-tools": {name: "kexec-tools",
-			stage: func(rel string) string {
-				return fmt.Sprintf("/usr/sbin/kexec -s -l %s/%s --initrd=%s/initrd-%s.img --append=%q",
-					scenario.MountPoint, scenario.KernelFile, scenario.MountPoint, rel, cmdline)
-			},
-			reboot: "echo BENCH_KEXEC_EXEC; /usr/sbin/kexec -e", marker: kexecMarker},
+		"kexec-tools":      kexecTools("kexec-tools", "-l", cmdline),
+		"kexec-tools-file": kexecTools("kexec-tools-file", "-s -l", cmdline),
 	}
+}
+
+// kexecTools is Debian's kexec loading with flags (-l: kexec_load, -s -l:
+// kexec_file_load), then `kexec -e`.
+func kexecTools(name, flags, cmdline string) method {
+	return method{name: name,
+		stage: func(rel string) string {
+			return fmt.Sprintf("/usr/sbin/kexec %s %s/%s --initrd=%s/initrd-%s.img --append=%q",
+				flags, scenario.MountPoint, scenario.KernelFile, scenario.MountPoint, rel, cmdline)
+		},
+		reboot: "echo BENCH_KEXEC_EXEC; /usr/sbin/kexec -e", marker: kexecMarker}
 }
 
 // sample is one reboot.
@@ -88,7 +98,8 @@ type sample struct {
 
 func main() {
 	rounds := flag.Int("rounds", 5, "reboots per method")
-	list := flag.String("methods", "fastreboot,fastreboot-nocarry,segments,kexec-tools", "methods, comma separated (fastreboot, fastreboot-nocarry, segments, kexec-tools)")
+	list := flag.String("methods", "fastreboot,fastreboot-nocarry,segments,kexec-tools,kexec-tools-file",
+		"methods, comma separated (fastreboot, fastreboot-nocarry, segments, kexec-tools, kexec-tools-file)")
 	asJSON := flag.Bool("json", false, "print every sample and the summary as JSON")
 	echo := flag.Bool("console", false, "echo the guest console")
 	flag.Parse()
@@ -104,7 +115,7 @@ func run(rounds int, names []string, asJSON, echo bool) error {
 	if err != nil {
 		return err
 	}
-	extra, err := kexecTools()
+	extra, err := kexecToolsFiles()
 	if err != nil {
 		return err
 	}
@@ -232,9 +243,9 @@ func once(g *scenario.Guest, m method, running, to string) (*sample, error) {
 	return smp, nil
 }
 
-// kexecTools returns Debian's kexec binary and the shared libraries it
+// kexecToolsFiles returns Debian's kexec binary and the shared libraries it
 // needs, for the initramfs.
-func kexecTools() ([]harness.File, error) {
+func kexecToolsFiles() ([]harness.File, error) {
 	const bin = "/usr/sbin/kexec"
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("kexec-tools: %w (apt-get install kexec-tools)", err)
