@@ -18,6 +18,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,6 +32,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
@@ -189,6 +191,9 @@ func run(rounds int, names []string, asJSON, echo bool) error {
 
 // once stages the image of release to with m and reboots into it.
 func once(g *scenario.Guest, m method, running, to string) (*sample, error) {
+	if err := settle(g); err != nil {
+		return nil, err
+	}
 	if err := g.MountStorage(); err != nil {
 		return nil, err
 	}
@@ -241,6 +246,28 @@ func once(g *scenario.Guest, m method, running, to string) (*sample, error) {
 		}
 	}
 	return smp, nil
+}
+
+// settle waits until the daemon has no background work (after a segments
+// reboot it derives the decompressed kernel again), so that no method's
+// staging or reboot shares the CPUs with it.
+func settle(g *scenario.Guest) error {
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		var st struct {
+			Agent *agent.Info `json:"agent"`
+		}
+		if err := g.FastrebootJSON("status", &st); err != nil {
+			return err
+		}
+		if st.Agent == nil || st.Agent.KernelELF == nil || st.Agent.KernelELF.State != agent.KernelELFPreparing {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the daemon is still preparing the decompressed kernel after 5 minutes")
+		}
+		time.Sleep(2 * time.Second)
+	}
 }
 
 // kexecToolsFiles returns Debian's kexec binary and the shared libraries it
