@@ -46,8 +46,10 @@
 // Options.Load chooses how the image is loaded. [LoadFile] (the default)
 // uses kexec_file_load: at reboot the purgatory hashes every segment and the
 // bzImage decompresses itself, inside the downtime. [LoadSegments] uses the
-// legacy kexec_load with the kernel decompressed once, ahead of time, and
-// cached as a module of its own whose digest is recorded ([KernelELF]); the
+// legacy kexec_load with the kernel decompressed ahead of time and cached as
+// a module of its own whose digest is recorded ([KernelELF]; the handoff
+// carries the digest, and the next generation derives the ELF again from
+// the bzImage outside the downtime, [Machine.PrepareKernelELF]); the
 // segments go into RAM of the firmware memory map, clear of the crash kernel
 // reservation and of regions kept with memmap=, and u-root's purgatory jumps
 // into the kernel's 64-bit entry without hashing. The kernel forbids
