@@ -179,12 +179,13 @@ func run(ctx context.Context, w io.Writer, echo, keep bool) (*result, error) {
 	}{
 		{2, "update to v2", "stage " + scenario.MountPoint + "/" + scenario.ManifestV2},
 		{3, "restage v2 from the cache", "stage --current"},
+		{4, "restage v2 with --load=segments", "stage --current --load=segments"},
 	} {
 		before, err := g.DiskReadBytes()
 		if err != nil {
 			return nil, err
 		}
-		done = progress(w, "generation %d: fastreboot %s (read what changed, build the image in RAM, kexec_file_load)", prev.Gen, step.args)
+		done = progress(w, "generation %d: fastreboot %s (read what changed, build the image in RAM, load it)", prev.Gen, step.args)
 		var rep fastreboot.StageReport
 		if err := g.FastrebootJSON(step.args, &rep); err != nil {
 			return nil, err
@@ -197,8 +198,15 @@ func run(ctx context.Context, w io.Writer, echo, keep bool) (*result, error) {
 		if rep.Sync.BytesRead > 0 {
 			read = fmt.Sprintf("read %s (%s), the disk read %s", scenario.Human(rep.Sync.BytesRead), strings.Join(rep.Sync.Read, ", "), scenario.Human(after-before))
 		}
-		done(fmt.Sprintf("staged in %.1fs (kexec_file_load %.1fs): %s; %d modules from the cache; initrd %s incl. handoff %s",
-			rep.Durations.Total.Seconds(), rep.Durations.Load.Seconds(), read, rep.Sync.Hits, scenario.Human(rep.InitrdBytes), scenario.Human(rep.HandoffBytes)))
+		loaded := fmt.Sprintf("kexec_file_load %.1fs", rep.Durations.Load.Seconds())
+		if s := rep.Segments; s != nil {
+			loaded = fmt.Sprintf("kexec_load %.1fs", rep.Durations.Load.Seconds())
+			if s.Decompressed {
+				loaded += fmt.Sprintf(", kernel decompressed once in %.1fs", s.DecompressTime.Seconds())
+			}
+		}
+		done(fmt.Sprintf("staged in %.1fs (%s): %s; %d modules from the cache; initrd %s incl. handoff %s",
+			rep.Durations.Total.Seconds(), loaded, read, rep.Sync.Hits, scenario.Human(rep.InitrdBytes), scenario.Human(rep.HandoffBytes)))
 
 		done = progress(w, "generation %d: fastreboot reboot (kexec, no firmware)", prev.Gen)
 		r, err := g.RebootWith("fastreboot reboot", scenario.RebootingRE, 5*time.Minute)
