@@ -39,7 +39,8 @@ func URootCmd(name string) string { return "github.com/u-root/u-root/cmds/core/"
 
 // DefaultCoreCommands are the u-root commands (built as one busybox binary)
 // in the base piece: init, the gosh shell and tools for looking around.
-// Each must have go.sum entries: `go get github.com/u-root/u-root/cmds/core/NAME@v0.16.0`.
+// Each is a tool of go.mod (`go get -tool github.com/u-root/u-root/cmds/core/NAME`),
+// so that `go mod tidy` keeps the requirements and go.sum entries the build needs.
 var DefaultCoreCommands = []string{
 	"init", "gosh", "cat", "cmp", "cp", "dmesg", "echo", "false", "free", "grep",
 	"hexdump", "kexec", "ls", "lsmod", "mkdir", "mount", "poweroff", "ps", "rm",
