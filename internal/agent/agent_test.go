@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -225,8 +226,12 @@ func TestErrorsOverSocket(t *testing.T) {
 	c, _ := serve(t, a)
 
 	srep, err := c.Sync(ctx, agent.SyncRequest{Manifest: p1})
-	if err == nil || !strings.Contains(err.Error(), `"site.cpio"`) || !strings.Contains(err.Error(), modcache.ErrDigestMismatch.Error()) {
-		t.Errorf("Sync = %v, want a digest mismatch naming site.cpio", err)
+	if err == nil || !strings.Contains(err.Error(), `"site.cpio"`) || !errors.Is(err, modcache.ErrDigestMismatch) {
+		t.Errorf("Sync = %v, want a digest mismatch (errors.Is across the socket) naming site.cpio", err)
+	}
+	var re *agent.RemoteError
+	if !errors.As(err, &re) || !slices.Contains(re.Kinds, "modcache.digest_mismatch") || errors.Is(err, modcache.ErrSizeMismatch) {
+		t.Errorf("Sync error %#v: want a RemoteError of kind modcache.digest_mismatch only", err)
 	}
 	if srep == nil {
 		t.Fatal("Sync returned no partial report")
@@ -236,8 +241,8 @@ func TestErrorsOverSocket(t *testing.T) {
 	}
 
 	rep, err := c.Stage(ctx, agent.StageRequest{Manifest: p1})
-	if err == nil || !strings.Contains(err.Error(), "stage corrupt") || !strings.Contains(err.Error(), `"site.cpio"`) {
-		t.Errorf("Stage = %v, want an error naming the manifest and site.cpio", err)
+	if err == nil || !strings.Contains(err.Error(), "stage corrupt") || !strings.Contains(err.Error(), `"site.cpio"`) || !errors.Is(err, modcache.ErrDigestMismatch) {
+		t.Errorf("Stage = %v, want a digest mismatch naming the manifest and site.cpio", err)
 	}
 	if rep == nil {
 		t.Fatal("Stage returned no partial report")

@@ -73,7 +73,7 @@ func call[Resp any](ctx context.Context, c *Client, path string, req any) (*Resp
 				partial = nil
 			}
 		}
-		return partial, errors.New(eb.Error)
+		return partial, &RemoteError{Msg: eb.Error, Kinds: eb.Kinds}
 	}
 	out := new(Resp)
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {

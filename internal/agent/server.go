@@ -28,6 +28,8 @@ const (
 
 type errorBody struct {
 	Error string `json:"error"`
+	// Kinds name the sentinel errors Error wraps (see errorKinds).
+	Kinds []string `json:"kinds,omitempty"`
 	// Partial is the operation's report when it failed part-way (a sync
 	// that read some modules), so the client can still show it.
 	Partial json.RawMessage `json:"partial,omitempty"`
@@ -57,7 +59,7 @@ func handle[Req, Resp any](fn func(context.Context, Req) (*Resp, error)) http.Ha
 		}
 		resp, err := fn(r.Context(), req)
 		if err != nil {
-			body := errorBody{Error: err.Error()}
+			body := errorBody{Error: err.Error(), Kinds: kindsOf(err)}
 			if resp != nil {
 				body.Partial, _ = json.Marshal(resp)
 			}
