@@ -215,7 +215,7 @@ func checkCPUsBack(t *testing.T, g *scenario.Guest, bootCPUs string, gen int, on
 // when the path was armed; the crash stage passes that record on to
 // production, whose status matches all four by APIC id.
 func TestCrashOnCPU3(t *testing.T) {
-	s := prepare(t, scenario.Options{Cmdline: "crashkernel=" + reserveTwoStage, ExtraCommands: []string{oncpuCmd}})
+	s := prepare(t, scenario.Options{Cmdline: "crashkernel=" + reserveTwoStage + " " + earlyConsole, ExtraCommands: []string{oncpuCmd}})
 	vm, boot := harness.StartBootT(t, s.VMOptions(), 3*time.Minute)
 	g := &scenario.Guest{VM: vm}
 	if boot.CPUs != "0-3" {

@@ -30,6 +30,12 @@ const (
 	// makes a panic dump the log there before the crash kexec: the
 	// evidence of a direct-mode crash, whose vmcore x86 cannot read.
 	pstoreCmdline = "memmap=1M$0x7f000000 ramoops.mem_address=0x7f000000 ramoops.mem_size=0x100000 ramoops.record_size=0x40000 crash_kexec_post_notifiers"
+	// earlyConsole prints the kernel's messages from its first line, so
+	// that a generation which dies before the serial console is set up
+	// (a panic in setup_arch, with panic=-1) still says why. Once in 89
+	// crash-kernel -> production jumps, QEMU reset ~5 s after the jump
+	// with nothing printed.
+	earlyConsole = "earlyprintk=ttyS0,115200"
 )
 
 var (
@@ -69,7 +75,7 @@ func (r recovery) toReady() time.Duration { return r.Ready - r.Trigger }
 func startCrashVM(t *testing.T, mode crashhandler.Mode, reserve string, allowReboot bool) *crashVM {
 	t.Helper()
 	s := prepare(t, scenario.Options{
-		Cmdline:       "crashkernel=" + reserve + " " + pstoreCmdline,
+		Cmdline:       "crashkernel=" + reserve + " " + pstoreCmdline + " " + earlyConsole,
 		ExtraCommands: []string{frfaultCmd},
 		Modules:       []string{"ramoops"},
 	})

@@ -213,7 +213,9 @@ func (a *Agent) Close() error {
 // the ELF's digest but does not carry the ELF: unpacking it would cost
 // downtime). The next LoadSegments Stage then finds it cached; a Stage or
 // Evict issued meanwhile waits for it. It reports whether it started; Info
-// shows the progress. The daemon calls it once resumed.
+// shows the progress. The work runs at nice 19 on a thread of its own (on
+// Linux), behind the services the new generation starts. The daemon calls
+// it once resumed.
 func (a *Agent) PrepareKernelELF(ctx context.Context) bool {
 	a.mu.Lock()
 	m := a.current
@@ -226,6 +228,9 @@ func (a *Agent) PrepareKernelELF(ctx context.Context) bool {
 	a.background.Add(1)
 	go func() {
 		defer a.background.Done()
+		if err := lowPriority(); err != nil {
+			a.log.Warn("preparing the decompressed kernel at normal priority", "err", err)
+		}
 		a.stageMu.Lock()
 		defer a.stageMu.Unlock()
 		rec, decompressed, took, err := a.machine(false, false, fastreboot.LoadSegments).PrepareKernelELF(ctx, m)
