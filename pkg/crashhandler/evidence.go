@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,7 +34,9 @@ type Evidence struct {
 	CPU int `json:"cpu"`
 	// KernelRelease is the crashed kernel's release (VMCOREINFO OSRELEASE).
 	KernelRelease string `json:"kernel_release"`
-	// Log is the tail of the crashed kernel's log, dmesg style.
+	// Log is the tail of the crashed kernel's log, dmesg style: the last
+	// EvidenceOptions.TailLines lines, from the Cause line on if that is
+	// further back (by at most TailLines more).
 	Log []string `json:"log"`
 	// LogLines is the number of lines in the whole log (Save writes them
 	// all to log.txt).
@@ -133,7 +136,23 @@ func (ev *Evidence) fromLog(recs []LogRecord, tail int) {
 		ev.fullLog = append(ev.fullLog, r.Lines()...)
 	}
 	ev.LogLines = len(ev.fullLog)
-	ev.Log = ev.fullLog[max(0, len(ev.fullLog)-tail):]
+	ev.Log = ev.fullLog[tailStart(ev.fullLog, tail, ev.Cause):]
+}
+
+// tailStart returns where the last tail lines of log begin, moved back (by
+// at most tail more lines) to the cause line if the tail would miss it: a
+// soft lockup prints two register dumps between its line and the panic.
+func tailStart(log []string, tail int, cause string) int {
+	start := max(0, len(log)-tail)
+	if cause == "" || slices.ContainsFunc(log[start:], func(l string) bool { return strings.Contains(l, cause) }) {
+		return start
+	}
+	for i := start - 1; i >= 0 && i >= start-tail; i-- {
+		if strings.Contains(log[i], cause) {
+			return i
+		}
+	}
+	return start
 }
 
 // panicCPU finds the panicking CPU: the first "CPU: N PID:" line after the

@@ -229,7 +229,9 @@ func TestReadEvidence(t *testing.T) {
 		Cause:         "sysrq: Trigger a crash",
 		CPU:           1,
 		KernelRelease: "6.1.0-56-amd64",
+		// The last 3 lines, from the cause line on.
 		Log: []string{
+			"[    5.123456] sysrq: Trigger a crash",
 			"[    5.123500] Kernel panic - not syncing: sysrq triggered crash",
 			"[    5.123600] CPU: 1 PID: 245 Comm: sh Not tainted 6.1.0-56-amd64 #1  Debian 6.1.192-2",
 			"[    5.123600] Hardware name: QEMU Standard PC (Q35 + ICH9, 2009)",
@@ -416,4 +418,25 @@ func FuzzParseNotes(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestTailStart(t *testing.T) {
+	log := []string{"a", "cause x", "b", "c", "d", "e", "f"}
+	for _, tc := range []struct {
+		name  string
+		tail  int
+		cause string
+		want  int
+	}{
+		{"cause in the tail", 6, "cause x", 1},
+		{"cause just before the tail", 4, "cause x", 1},
+		{"cause too far back", 2, "cause x", 5},
+		{"no cause", 3, "", 4},
+		{"cause not in the log", 3, "other", 4},
+		{"tail longer than the log", 10, "cause x", 0},
+	} {
+		if got := tailStart(log, tc.tail, tc.cause); got != tc.want {
+			t.Errorf("%s: tailStart(tail %d, %q) = %d, want %d", tc.name, tc.tail, tc.cause, got, tc.want)
+		}
+	}
 }
