@@ -150,6 +150,11 @@ type Agent struct {
 	// an Evict during a Stage could drop the modules being staged.
 	stageMu sync.Mutex
 	op      sync.Mutex
+	// elfMu is held while the decompressed kernel is derived in the
+	// background (PrepareKernelELF): a segments Stage (which would derive
+	// it too) and Evict (which could drop the kernel being read) wait for
+	// it; a file Stage and crash arm do not. Taken before stageMu.
+	elfMu sync.Mutex
 
 	mu        sync.Mutex
 	daemon    bool
@@ -211,8 +216,9 @@ func (a *Agent) Close() error {
 // kernel of the running image if the state directory records one for it
 // (the generation was booted by a LoadSegments image, whose handoff records
 // the ELF's digest but does not carry the ELF: unpacking it would cost
-// downtime). The next LoadSegments Stage then finds it cached; a Stage or
-// Evict issued meanwhile waits for it. It reports whether it started; Info
+// downtime). The next LoadSegments Stage then finds it cached; a segments
+// Stage or an Evict issued meanwhile waits for it, a file Stage or a crash
+// arm does not. It reports whether it started; Info
 // shows the progress. The work runs at nice 19 on a thread of its own (on
 // Linux), behind the services the new generation starts. The daemon calls
 // it once resumed.
@@ -231,8 +237,8 @@ func (a *Agent) PrepareKernelELF(ctx context.Context) bool {
 		if err := lowPriority(); err != nil {
 			a.log.Warn("preparing the decompressed kernel at normal priority", "err", err)
 		}
-		a.stageMu.Lock()
-		defer a.stageMu.Unlock()
+		a.elfMu.Lock()
+		defer a.elfMu.Unlock()
 		rec, decompressed, took, err := a.machine(false, false, fastreboot.LoadSegments).PrepareKernelELF(ctx, m)
 		st := &KernelELFStatus{State: KernelELFReady, ELF: rec, Decompressed: decompressed, Took: took}
 		if err != nil {
@@ -339,6 +345,10 @@ func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageR
 			return nil, fmt.Errorf("stage: %w", err)
 		}
 	}
+	if req.Load == fastreboot.LoadSegments || req.Load == "" && a.opts.Machine.Load == fastreboot.LoadSegments {
+		a.elfMu.Lock()
+		defer a.elfMu.Unlock()
+	}
 	a.stageMu.Lock()
 	defer a.stageMu.Unlock()
 	rep, err := a.machine(req.DryRun, req.NoCarry, req.Load).Stage(ctx, a.productionManifest(m), src, reason)
@@ -370,6 +380,8 @@ func (a *Agent) Verify(ctx context.Context) (*modcache.VerifyReport, error) {
 func (a *Agent) Evict(ctx context.Context) (*modcache.EvictReport, error) {
 	a.op.Lock()
 	defer a.op.Unlock()
+	a.elfMu.Lock()
+	defer a.elfMu.Unlock()
 	a.stageMu.Lock()
 	defer a.stageMu.Unlock()
 	a.mu.Lock()
