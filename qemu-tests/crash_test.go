@@ -405,13 +405,7 @@ func TestCrashKernelPanics(t *testing.T) {
 	if st.Generation != 1 || st.Reason != fastreboot.ReasonCold || boot.CPUs != "0-3" {
 		t.Errorf("after the crash kernel's panic: generation %d reason %s cpus %s, want a cold boot (1, cold, 0-3)", st.Generation, st.Reason, boot.CPUs)
 	}
-	var resets int
-	for _, ev := range c.vm.Events() {
-		if ev.Name == "RESET" {
-			resets++
-		}
-	}
-	if resets == 0 {
+	if resets(c.vm) == 0 {
 		t.Errorf("QEMU saw no RESET: the machine did not reboot through the firmware")
 	}
 	t.Logf("panic in the crash kernel -> firmware reboot -> cold userspace %.2fs", (boot.StartAt - t0).Seconds())

@@ -51,6 +51,11 @@ var errorKinds = []struct {
 	{"crashhandler.fault_routing", crashhandler.ErrFaultRouting},
 }
 
+// Kinds names the sentinel errors err wraps, by their protocol names
+// ("modcache.digest_mismatch", ...): what the daemon sends, and what the
+// CLI's --json error object lists.
+func Kinds(err error) []string { return kindsOf(err) }
+
 // kindsOf names the sentinel errors err wraps.
 func kindsOf(err error) []string {
 	var out []string

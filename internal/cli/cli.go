@@ -72,6 +72,11 @@ Global flags:
 Without a daemon, stage and cache commands work on a cache that lives only as
 long as the command: everything is read from storage.
 
+With --json, a command that fails before printing its report prints instead
+{"error": {"command", "message", "kinds", "exit_code"}} on stdout (the message
+is also on stderr); kinds name the kind of failure (e.g.
+"modcache.digest_mismatch", "crashhandler.reservation_too_small").
+
 Exit codes:
   0  success
   1  the operation failed (the message names the input and what is wrong)
@@ -169,9 +174,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, cfg confi
 		fmt.Fprintf(stderr, "fastreboot: unknown command %q (commands: %s)\n", rest[0], strings.Join(commandNames(), ", "))
 		return ExitUsage
 	}
+	out := &countingWriter{w: stdout}
+	e.stdout = out
 	err := cmd(ctx, e, rest[1:])
 	var ue usageError
 	var pe problemError
+	code := ExitFailed
 	switch {
 	case err == nil:
 		return ExitOK
@@ -180,14 +188,65 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, cfg confi
 		return ExitOK
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "fastreboot %s: %v (see fastreboot help)\n", rest[0], err)
-		return ExitUsage
+		code = ExitUsage
 	case errors.As(err, &pe):
 		fmt.Fprintf(stderr, "fastreboot %s: %v\n", rest[0], err)
-		return ExitProblem
+		code = ExitProblem
 	default:
 		fmt.Fprintf(stderr, "fastreboot %s: %v\n", rest[0], err)
-		return ExitFailed
 	}
+	// A program that asked for --json reads one JSON document on stdout
+	// whatever happened: when the command failed before printing its
+	// report, that document is the error.
+	if wantsJSON(rest[1:]) && out.n == 0 {
+		printJSON(stdout, errorReport{Error: errorBody{
+			Command: rest[0], Message: err.Error(), Kinds: agent.Kinds(err), ExitCode: code,
+		}})
+	}
+	return code
+}
+
+// errorReport is what a failed command prints on stdout under --json.
+type errorReport struct {
+	Error errorBody `json:"error"`
+}
+
+type errorBody struct {
+	// Command is the subcommand that failed ("stage", "crash", ...).
+	Command string `json:"command"`
+	// Message is the error, as printed on stderr.
+	Message string `json:"message"`
+	// Kinds names the sentinel errors it wraps (agent.Kinds), for programs
+	// that act on the kind of failure rather than its wording.
+	Kinds []string `json:"kinds,omitempty"`
+	// ExitCode is the process's exit code.
+	ExitCode int `json:"exit_code"`
+}
+
+// wantsJSON reports whether a subcommand's arguments ask for --json (before
+// any "--").
+func wantsJSON(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "--json", "-json", "--json=true", "-json=true":
+			return true
+		}
+	}
+	return false
+}
+
+// countingWriter counts what a command wrote to stdout.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func commandNames() []string {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"os"
+	"slices"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -407,6 +408,8 @@ func TestStageBadInputs(t *testing.T) {
 		// args builds the command line arguments after "stage".
 		args func(t *testing.T) []string
 		want []string
+		// kind, when set, is among the --json error's kinds.
+		kind string
 	}{
 		{
 			name: "kernel is not a bzImage",
@@ -418,6 +421,7 @@ func TestStageBadInputs(t *testing.T) {
 				})}
 			},
 			want: []string{`"vmlinuz"`, bootimage.ErrNotBzImage.Error()},
+			kind: "bootimage.not_bzimage",
 		},
 		{
 			name: "piece does not match its digest",
@@ -429,6 +433,7 @@ func TestStageBadInputs(t *testing.T) {
 				})}
 			},
 			want: []string{`"kmods.cpio.xz"`, modcache.ErrDigestMismatch.Error()},
+			kind: "modcache.digest_mismatch",
 		},
 		{
 			name: "piece missing",
@@ -506,11 +511,43 @@ func TestStageBadInputs(t *testing.T) {
 						t.Errorf("stderr does not contain %q", w)
 					}
 				}
+				// The same failure under --json: one JSON document on
+				// stdout, the error, with the kinds it wraps.
+				r = h.run(append(append(append(global, "stage"), args...), "--json")...)
+				var rep errorReport
+				decodeStdout(t, r, &rep)
+				if r.code != ExitFailed || rep.Error.ExitCode != ExitFailed || rep.Error.Command != "stage" {
+					t.Errorf("--json: exit %d, error %+v, want exit %d for stage", r.code, rep.Error, ExitFailed)
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(rep.Error.Message, w) {
+						t.Errorf("--json: message %q does not contain %q", rep.Error.Message, w)
+					}
+				}
+				if tc.kind != "" && !slices.Contains(rep.Error.Kinds, tc.kind) {
+					t.Errorf("--json: kinds %v, want %s among them", rep.Error.Kinds, tc.kind)
+				}
 				if h.loader.Calls() != 0 {
 					t.Errorf("the loader was called %d times", h.loader.Calls())
 				}
 			})
 		}
+	}
+}
+
+// TestJSONUsageError: a bad command line under --json is a JSON error too
+// (exit 2), and a command that printed its report prints nothing more.
+func TestJSONUsageError(t *testing.T) {
+	h := newHarness(t)
+	r := h.run("stage", "a.json", "b.json", "--json")
+	var rep errorReport
+	decodeStdout(t, r, &rep)
+	want := errorBody{Command: "stage", Message: "one manifest at a time (got 2)", ExitCode: ExitUsage}
+	if r.code != ExitUsage || !strings.HasPrefix(rep.Error.Message, "one manifest at a time") {
+		t.Errorf("exit %d, error %+v, want %+v", r.code, rep.Error, want)
+	}
+	if r = h.run("stage", "--", "--json"); strings.Contains(r.stdout, `"error"`) {
+		t.Errorf("a positional --json after -- asked for JSON: stdout %q", r.stdout)
 	}
 }
 

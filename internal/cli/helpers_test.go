@@ -205,6 +205,12 @@ func decode(t *testing.T, r result, v any) {
 	if r.code != ExitOK {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
+	decodeStdout(t, r, v)
+}
+
+// decodeStdout decodes the one JSON value r printed, whatever its exit code.
+func decodeStdout(t *testing.T, r result, v any) {
+	t.Helper()
 	dec := json.NewDecoder(strings.NewReader(r.stdout))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -17,7 +17,9 @@
 // commands (nmi, system_reset, quit), and every console line carries the
 // host time since QEMU started ([VM.LineTime], [Boot]) for phase timings.
 // The console log (timestamped) is kept in [LogDir] and shown when a test
-// fails.
+// fails; QEMU's debug log (every CPU reset with the registers of the CPU
+// reset, triple faults, guest errors) is kept next to it ([DebugLogPath]),
+// and a triple fault is named in the console log when QEMU exits.
 //
 // Tests call [RequireQEMU] and [RequireKernel] first: without QEMU or a kernel
 // they skip with the reason, unless FASTREBOOT_REQUIRE_QEMU=1 (CI), where a

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,7 +60,9 @@ type Options struct {
 	// ExtraArgs are appended to the QEMU command line.
 	ExtraArgs []string
 	// LogPath is where the timestamped console log is written; default a
-	// new file in LogDir().
+	// new file in LogDir(). QEMU's own debug log (CPU resets with every
+	// CPU's registers, triple faults, guest errors) goes next to it, in
+	// DebugLogPath(LogPath).
 	LogPath string
 	// Echo, if set, also receives every console line as it arrives.
 	Echo io.Writer
@@ -180,6 +183,7 @@ func Start(o Options) (*VM, error) {
 		os.RemoveAll(sockDir)
 		return nil, err
 	}
+	args = append(args, "-d", "cpu_reset,guest_errors", "-D", qemuEscape(DebugLogPath(o.LogPath)))
 	fmt.Fprintf(logFile, "## %s\n", shellQuote(args))
 
 	cmd := exec.Command(args[0], args[1:]...)
@@ -228,6 +232,9 @@ func Start(o Options) (*VM, error) {
 		drained.Wait()
 		err := cmd.Wait()
 		vm.exitErr = err
+		if n := countTripleFaults(DebugLogPath(o.LogPath)); n > 0 {
+			vm.console.Logf("QEMU: the guest triple-faulted (%d times; CPU state in %s)", n, DebugLogPath(o.LogPath))
+		}
 		vm.console.Logf("QEMU exited: %v", exitString(err))
 		vm.console.Close(fmt.Errorf("QEMU %s", exitString(err)))
 		close(vm.exited)
@@ -240,6 +247,22 @@ func Start(o Options) (*VM, error) {
 	}
 	vm.qmp = q
 	return vm, nil
+}
+
+// DebugLogPath is where a VM whose console log is logPath has QEMU write
+// its debug log (-d cpu_reset,guest_errors -D).
+func DebugLogPath(logPath string) string {
+	return strings.TrimSuffix(logPath, ".log") + ".qemu.log"
+}
+
+// countTripleFaults counts the triple faults QEMU logged in its debug log
+// at path (0 when the file cannot be read).
+func countTripleFaults(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	return bytes.Count(b, []byte("Triple fault"))
 }
 
 func exitString(err error) string {
@@ -280,8 +303,8 @@ func closeT(t testing.TB, name string, vm *VM) {
 			t.Logf("close VM %s: %v", name, err)
 		}
 		if t.Failed() {
-			t.Logf("VM %s failed; QEMU: %s\nlast console lines (full log %s):\n%s",
-				name, shellQuote(vm.args), vm.LogPath(), vm.console.Tail(150))
+			t.Logf("VM %s failed; QEMU: %s\nlast console lines (full log %s, QEMU debug log %s):\n%s",
+				name, shellQuote(vm.args), vm.LogPath(), DebugLogPath(vm.LogPath()), vm.console.Tail(150))
 		}
 	})
 }

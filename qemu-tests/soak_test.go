@@ -1,0 +1,73 @@
+package qemutests
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/qemu-tests/harness"
+)
+
+// EnvCrashSoak asks TestCrashSoak for N crash recoveries in one VM, in the
+// mode EnvCrashSoakMode names (default two-stage).
+const (
+	EnvCrashSoak     = "FASTREBOOT_CRASH_SOAK"
+	EnvCrashSoakMode = "FASTREBOOT_CRASH_SOAK_MODE"
+)
+
+// TestCrashSoak hunts rare failures of the crash -> production jump: it
+// crashes one VM over and over (sysrq, then an NMI from the monitor, in
+// turn), each time checking the recovered generation like the crash story
+// does, and stops at the first failure. The VM may reboot through the
+// firmware, so that a guest reset makes QEMU log every CPU's registers
+// (QEMU debug log, see harness.DebugLogPath) instead of exiting. It takes
+// ~25 s per crash under TCG, so it only runs when asked:
+//
+//	FASTREBOOT_CRASH_SOAK=200 go test -run TestCrashSoak -timeout 3h ./qemu-tests/
+func TestCrashSoak(t *testing.T) {
+	harness.RequireQEMU(t)
+	n, _ := strconv.Atoi(os.Getenv(EnvCrashSoak))
+	if n <= 0 {
+		t.Skipf("%s=N not set: the crash soak runs only when asked (N crashes, ~25 s each)", EnvCrashSoak)
+	}
+	mode := crashhandler.ModeTwoStage
+	if m := os.Getenv(EnvCrashSoakMode); m != "" {
+		mode = crashhandler.Mode(m)
+	}
+	reserve := reserveTwoStage
+	if mode == crashhandler.ModeDirect {
+		reserve = reserveDirect
+	}
+	c := startCrashVM(t, mode, reserve, true)
+	c.arm()
+	start := time.Now()
+	for i := 1; i <= n; i++ {
+		before := resets(c.vm)
+		if i%2 == 1 {
+			c.crash(fmt.Sprintf("sysrq #%d", i), "sysrq triggered crash", sysrqCrash(c))
+		} else {
+			c.crash(fmt.Sprintf("nmi #%d", i), "NMI", nmiCrash(c))
+		}
+		if r := resets(c.vm); r != before {
+			t.Fatalf("crash %d: QEMU saw %d guest resets: the jump went through the firmware (QEMU debug log %s)",
+				i, r-before, harness.DebugLogPath(c.vm.LogPath()))
+		}
+		if t.Failed() {
+			t.Fatalf("stopping after crash %d of %d", i, n)
+		}
+	}
+	t.Logf("%d %s crash recoveries in %v, none failed", n, mode, time.Since(start).Round(time.Second))
+}
+
+func resets(vm *harness.VM) int {
+	var n int
+	for _, ev := range vm.Events() {
+		if ev.Name == "RESET" {
+			n++
+		}
+	}
+	return n
+}
