@@ -303,6 +303,14 @@ func (im Image) WriteTemp(t testing.TB) (*bootimage.Manifest, string) {
 	return m, p
 }
 
+// WriteTempDir is WriteTemp returning the directory the image is in (a
+// modcache.DirSource for it).
+func (im Image) WriteTempDir(t testing.TB) (*bootimage.Manifest, string) {
+	t.Helper()
+	m, p := im.WriteTemp(t)
+	return m, filepath.Dir(p)
+}
+
 // TotalSize is the sum of m's module sizes.
 func TotalSize(m *bootimage.Manifest) int64 {
 	var n int64

@@ -16,11 +16,7 @@ import (
 // (Options.HandoffExtra merged with BuildOptions.Extra), sealed.
 func TestBuildImage(t *testing.T) {
 	im := testimage.Default()
-	dir := t.TempDir()
-	m, _, err := im.Write(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, dir := im.WriteTempDir(t)
 	loader := &fakeLoader{}
 	mc := New(newCache(t), Options{
 		Root: fakeTree(t, goodTree), Loader: loader, Now: stepClock(t0, time.Millisecond), Logger: testLogger(t),

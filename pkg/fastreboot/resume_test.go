@@ -50,11 +50,7 @@ func unpackHandoff(t *testing.T, initrd []byte, handoffBytes int64) string {
 func TestGenerations(t *testing.T) {
 	ctx := context.Background()
 	im := testimage.Default()
-	dir := t.TempDir()
-	m, _, err := im.Write(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, dir := im.WriteTempDir(t)
 	var total int64
 	for _, mod := range m.Modules {
 		total += mod.Size
@@ -142,11 +138,7 @@ func TestGenerations(t *testing.T) {
 func TestResumeRehydrateFailure(t *testing.T) {
 	ctx := context.Background()
 	im := testimage.Default()
-	dir := t.TempDir()
-	m, _, err := im.Write(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, dir := im.WriteTempDir(t)
 	loader := &fakeLoader{}
 	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader})
 	rep, err := mc.Stage(ctx, m, modcache.DirSource(dir), ReasonCrash)

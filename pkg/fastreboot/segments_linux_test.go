@@ -112,11 +112,7 @@ func newSegmentsRig(t *testing.T, treeChanges map[string]string) *segmentsRig {
 	im := testimage.Default()
 	im.Kernel.Data = testimage.Kernel(testimage.KernelOptions{PayloadBytes: 20000})
 	im.Cmdline = "console=ttyS0 memmap=16M$0x40000000 crashkernel=256M"
-	dir := t.TempDir()
-	m, _, err := im.Write(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, dir := im.WriteTempDir(t)
 	r := &segmentsRig{im: im, m: m, src: modcache.DirSource(dir), cache: newSegmentsCache(t), loader: &fakeSegmentsLoader{}}
 	r.opts = Options{
 		Root:      segmentsTree(t, treeChanges),

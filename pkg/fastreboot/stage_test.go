@@ -36,11 +36,7 @@ func TestStageLoadsCompleteImage(t *testing.T) {
 	im := testimage.Default()
 	im.Initrds[2].Data = testimage.Cpio(testimage.File{Name: "etc/fastreboot-release", Data: []byte("v1")}) // not a multiple of 4? make sure padding happens
 	im.Initrds = append(im.Initrds, testimage.Blob{Name: "odd.cpio.zst", Data: testimage.Zstd(testimage.Cpio(testimage.File{Name: "x", Data: []byte("odd")}))})
-	dir := t.TempDir()
-	m, _, err := im.Write(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, dir := im.WriteTempDir(t)
 	loader := &fakeLoader{}
 	src := &countingSource{src: modcache.DirSource(dir)}
 	mc := New(newCache(t), Options{
@@ -157,11 +153,7 @@ const sealAllValue = 0x1 | 0x2 | 0x4 | 0x8
 
 func TestStageCmdlineLimit(t *testing.T) {
 	im := testimage.Default()
-	dir := t.TempDir()
-	m, _, err := im.Write(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, dir := im.WriteTempDir(t)
 	loader := &fakeLoader{}
 	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader})
 	m.Cmdline = strings.Repeat("a", bootimage.MaxCmdline-1)
@@ -169,7 +161,7 @@ func TestStageCmdlineLimit(t *testing.T) {
 		t.Fatalf("cmdline of %d bytes: %v", len(m.Cmdline), err)
 	}
 	m.Cmdline += "a"
-	_, err = mc.Stage(context.Background(), m, modcache.DirSource(dir), ReasonUpdate)
+	_, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), ReasonUpdate)
 	if !errors.Is(err, bootimage.ErrCmdlineTooLong) || !strings.Contains(err.Error(), m.Name) {
 		t.Errorf("cmdline of %d bytes: %v, want ErrCmdlineTooLong naming %q", len(m.Cmdline), err, m.Name)
 	}
@@ -366,11 +358,7 @@ func TestStageBadInputsLoadNothing(t *testing.T) {
 
 func TestStageLoaderFailureKeepsPrevious(t *testing.T) {
 	im := testimage.Default()
-	dir := t.TempDir()
-	m, _, err := im.Write(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, dir := im.WriteTempDir(t)
 	loader := &fakeLoader{}
 	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader})
 	if _, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), ReasonUpdate); err != nil {
@@ -378,7 +366,7 @@ func TestStageLoaderFailureKeepsPrevious(t *testing.T) {
 	}
 	_, before := loader.state()
 	loader.err = &KexecError{Call: "kexec_file_load(...)", Errno: 1, Kind: ErrNotPermitted}
-	_, err = mc.Stage(context.Background(), m, modcache.DirSource(dir), ReasonManual)
+	_, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), ReasonManual)
 	if !errors.Is(err, ErrNotPermitted) || !strings.Contains(err.Error(), "stage test") {
 		t.Errorf("err = %v", err)
 	}
@@ -392,11 +380,7 @@ func TestStageLoaderFailureKeepsPrevious(t *testing.T) {
 
 func TestStageCanceled(t *testing.T) {
 	im := testimage.Default()
-	dir := t.TempDir()
-	m, _, err := im.Write(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, dir := im.WriteTempDir(t)
 	loader := &fakeLoader{}
 	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -411,11 +395,7 @@ func TestStageCanceled(t *testing.T) {
 
 func TestStageCarryNone(t *testing.T) {
 	im := testimage.Default()
-	dir := t.TempDir()
-	m, _, err := im.Write(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, dir := im.WriteTempDir(t)
 	loader := &fakeLoader{}
 	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader, Carry: CarryNone, Generation: 7})
 	rep, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), ReasonCrash)
@@ -434,11 +414,7 @@ func TestStageCarryNone(t *testing.T) {
 
 func TestStageDryRun(t *testing.T) {
 	im := testimage.Default()
-	dir := t.TempDir()
-	m, _, err := im.Write(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, dir := im.WriteTempDir(t)
 	loader := &fakeLoader{}
 	rb := &fakeRebooter{}
 	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader, Rebooter: rb, DryRun: true, Logger: testLogger(t)})
