@@ -59,7 +59,7 @@ func TestCrashSoak(t *testing.T) {
 			t.Fatalf("stopping after crash %d of %d", i, n)
 		}
 	}
-	t.Logf("%d %s crash recoveries in %v, none failed", n, mode, time.Since(start).Round(time.Second))
+	t.Logf("%d %s crash recoveries in %v (accel %s), none failed", n, mode, time.Since(start).Round(time.Second), c.vm.Options().Accel)
 }
 
 func resets(vm *harness.VM) int {

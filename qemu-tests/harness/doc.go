@@ -31,7 +31,7 @@
 //	FASTREBOOT_KERNEL      vmlinuz to boot (with FASTREBOOT_KMODS its lib/modules/<ver> dir)
 //	FASTREBOOT_CACHE       cache dir (default ~/.cache/fastreboot): kernel/, base/
 //	FASTREBOOT_QEMU        QEMU binary (default qemu-system-x86_64)
-//	FASTREBOOT_QEMU_ACCEL  accelerator (default tcg; "kvm" where /dev/kvm exists)
+//	FASTREBOOT_QEMU_ACCEL  accelerator (default "tcg,thread=single", see DefaultAccel; "tcg" for multi-threaded TCG, "kvm" where /dev/kvm exists)
 //	FASTREBOOT_LOGDIR      where console logs are kept (default $TMPDIR/fastreboot-qemu-logs)
 //	FASTREBOOT_REQUIRE_QEMU=1  fail instead of skip when QEMU or the kernel is missing
 package harness

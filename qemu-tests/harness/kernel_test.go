@@ -104,7 +104,7 @@ func TestQEMUArgs(t *testing.T) {
 	}.QEMUArgs()
 	want := []string{DefaultQEMU,
 		"-nodefaults", "-no-user-config", "-display", "none",
-		"-machine", "q35", "-accel", "tcg", "-m", "2048", "-smp", "4",
+		"-machine", "q35", "-accel", "tcg,thread=single", "-m", "2048", "-smp", "4",
 		"-serial", "stdio", "-cpu", "max", "-no-reboot",
 		"-kernel", "/k/vmlinuz", "-append", "console=ttyS0 panic=-1 quiet",
 		"-initrd", "/k/initrd",

@@ -37,8 +37,20 @@ type Disk struct {
 	ReadOnly bool
 }
 
-// Options configures a VM. Zero values give q35, TCG, 2048 MiB, 4 CPUs,
-// no network, -no-reboot.
+// DefaultAccel is single-threaded TCG: the vCPUs take turns on one host
+// thread. Multi-threaded TCG (QEMU's default, "tcg") is faster when several
+// vCPUs are busy, but under it Debian's 6.1 kernel hung about once in a
+// hundred boots on this 2-core host while patching its own text (a static key
+// flipped right after "clocksource: Switched to clocksource hpet"): one vCPU
+// kept trapping on an INT3 that the patching CPU had already replaced in
+// memory, so the other waited for it forever (an RCU stall, then a soft
+// lockup in text_poke_bp_batch; seen on cold boots and on kexec boots). One
+// vCPU executing code that memory no longer holds is the emulator's, not the
+// guest's. Set FASTREBOOT_QEMU_ACCEL=tcg to get multi-threaded TCG back.
+const DefaultAccel = "tcg,thread=single"
+
+// Options configures a VM. Zero values give q35, single-threaded TCG
+// (DefaultAccel), 2048 MiB, 4 CPUs, no network, -no-reboot.
 type Options struct {
 	// Name labels the log; default "vm".
 	Name string
@@ -51,8 +63,8 @@ type Options struct {
 	Disks []Disk
 	// MemoryMB defaults to 2048, CPUs to 4.
 	MemoryMB, CPUs int
-	// Machine defaults to "q35"; Accel to FASTREBOOT_QEMU_ACCEL or "tcg";
-	// CPUModel to QEMU's default.
+	// Machine defaults to "q35"; Accel to FASTREBOOT_QEMU_ACCEL or
+	// DefaultAccel; CPUModel to QEMU's default.
 	Machine, Accel, CPUModel string
 	// AllowReboot lets a guest reboot through the firmware; by default QEMU
 	// runs with -no-reboot and exits instead.
@@ -115,7 +127,7 @@ func (o *Options) defaults() {
 		o.Accel = os.Getenv(EnvAccel)
 	}
 	if o.Accel == "" {
-		o.Accel = "tcg"
+		o.Accel = DefaultAccel
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
