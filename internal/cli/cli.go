@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 
@@ -247,6 +248,24 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// Unwrap returns the writer c counts for.
+func (c *countingWriter) Unwrap() io.Writer { return c.w }
+
+// fileOf returns the *os.File w writes to, looking through writers that
+// wrap another (Unwrap() io.Writer), or nil.
+func fileOf(w io.Writer) *os.File {
+	for {
+		switch v := w.(type) {
+		case *os.File:
+			return v
+		case interface{ Unwrap() io.Writer }:
+			w = v.Unwrap()
+		default:
+			return nil
+		}
+	}
 }
 
 func commandNames() []string {

@@ -647,3 +647,24 @@ func TestCacheNoDaemon(t *testing.T) {
 		t.Errorf("cache ls: exit %d, stdout %q", r.code, r.stdout)
 	}
 }
+
+// TestFileOf: the reboot commands drain the console through fileOf, which
+// must see through the writer run wraps stdout in (the --json error
+// accounting); when it did not, the last line before a kexec was lost.
+func TestFileOf(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got := fileOf(&countingWriter{w: f}); got != f {
+		t.Errorf("fileOf(countingWriter{file}) = %v, want the file", got)
+	}
+	if got := fileOf(f); got != f {
+		t.Errorf("fileOf(file) = %v, want the file", got)
+	}
+	var b syncBuffer
+	if got := fileOf(&countingWriter{w: &b}); got != nil {
+		t.Errorf("fileOf(countingWriter{buffer}) = %v, want nil", got)
+	}
+}
