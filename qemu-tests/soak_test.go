@@ -28,7 +28,6 @@ const (
 //
 //	FASTREBOOT_CRASH_SOAK=200 go test -run TestCrashSoak -timeout 3h ./qemu-tests/
 func TestCrashSoak(t *testing.T) {
-	harness.RequireQEMU(t)
 	n, _ := strconv.Atoi(os.Getenv(EnvCrashSoak))
 	if n <= 0 {
 		t.Skipf("%s=N not set: the crash soak runs only when asked (N crashes, ~25 s each)", EnvCrashSoak)

@@ -54,10 +54,7 @@ var errorKinds = []struct {
 // Kinds names the sentinel errors err wraps, by their protocol names
 // ("modcache.digest_mismatch", ...): what the daemon sends, and what the
 // CLI's --json error object lists.
-func Kinds(err error) []string { return kindsOf(err) }
-
-// kindsOf names the sentinel errors err wraps.
-func kindsOf(err error) []string {
+func Kinds(err error) []string {
 	var out []string
 	for _, k := range errorKinds {
 		if errors.Is(err, k.err) {

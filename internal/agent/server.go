@@ -59,7 +59,7 @@ func handle[Req, Resp any](fn func(context.Context, Req) (*Resp, error)) http.Ha
 		}
 		resp, err := fn(r.Context(), req)
 		if err != nil {
-			body := errorBody{Error: err.Error(), Kinds: kindsOf(err)}
+			body := errorBody{Error: err.Error(), Kinds: Kinds(err)}
 			if resp != nil {
 				body.Partial, _ = json.Marshal(resp)
 			}

@@ -148,6 +148,14 @@ func TestStatus(t *testing.T) {
 			if r.code != ExitProblem || !strings.Contains(r.stderr, tc.want) || !strings.Contains(r.stdout, "problem: ") {
 				t.Errorf("status --check: exit %d, want %d with %q in stderr", r.code, ExitProblem, tc.want)
 			}
+			// Under --json the report that names the problem is the one
+			// JSON document on stdout: no error object follows it.
+			r = h.run("status", "--check", "--json")
+			var checked statusReport
+			decodeStdout(t, r, &checked)
+			if r.code != ExitProblem || len(checked.Problems) == 0 {
+				t.Errorf("status --check --json: exit %d, problems %q, want %d and the problem", r.code, checked.Problems, ExitProblem)
+			}
 			// Without --check a problem is reported, not an exit code.
 			var got statusReport
 			decode(t, h.run("status", "--json"), &got)

@@ -1,0 +1,25 @@
+package harness
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestDebugLog(t *testing.T) {
+	if got, want := DebugLogPath("/l/crash-two-stage-20261125.log"), "/l/crash-two-stage-20261125.qemu.log"; got != want {
+		t.Errorf("DebugLogPath = %q, want %q", got, want)
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "vm.qemu.log")
+	if n := countTripleFaults(p); n != 0 {
+		t.Errorf("no debug log: %d triple faults, want 0", n)
+	}
+	log := "CPU Reset (CPU 0)\nRAX=0\nTriple fault\nCPU Reset (CPU 1)\nTriple fault\n"
+	if err := os.WriteFile(p, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n := countTripleFaults(p); n != 2 {
+		t.Errorf("%d triple faults, want 2", n)
+	}
+}
