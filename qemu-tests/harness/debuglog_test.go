@@ -3,6 +3,7 @@ package harness
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -21,5 +22,16 @@ func TestDebugLog(t *testing.T) {
 	}
 	if n := countTripleFaults(p); n != 2 {
 		t.Errorf("%d triple faults, want 2", n)
+	}
+}
+
+func TestTraceArgs(t *testing.T) {
+	if got := traceArgs(""); len(got) != 0 {
+		t.Errorf("traceArgs(\"\") = %q, want none", got)
+	}
+	got := traceArgs("apic_mem_writel, apm_io_write,,")
+	want := []string{"-trace", "enable=apic_mem_writel", "-trace", "enable=apm_io_write"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("traceArgs = %q, want %q", got, want)
 	}
 }

@@ -17,6 +17,7 @@ const (
 	EnvCache       = "FASTREBOOT_CACHE"
 	EnvQEMU        = "FASTREBOOT_QEMU"
 	EnvAccel       = "FASTREBOOT_QEMU_ACCEL"
+	EnvTrace       = "FASTREBOOT_QEMU_TRACE"
 	EnvLogDir      = "FASTREBOOT_LOGDIR"
 	EnvRequireQEMU = "FASTREBOOT_REQUIRE_QEMU"
 )

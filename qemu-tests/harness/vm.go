@@ -196,6 +196,7 @@ func Start(o Options) (*VM, error) {
 		return nil, err
 	}
 	args = append(args, "-d", "cpu_reset,guest_errors", "-D", qemuEscape(DebugLogPath(o.LogPath)))
+	args = append(args, traceArgs(os.Getenv(EnvTrace))...)
 	fmt.Fprintf(logFile, "## %s\n", shellQuote(args))
 
 	cmd := exec.Command(args[0], args[1:]...)
@@ -554,4 +555,16 @@ func shellQuote(args []string) string {
 		}
 	}
 	return strings.Join(out, " ")
+}
+
+// traceArgs turns FASTREBOOT_QEMU_TRACE's comma-separated event patterns
+// into QEMU -trace options (their output joins the QEMU debug log).
+func traceArgs(patterns string) []string {
+	var args []string
+	for _, p := range strings.Split(patterns, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			args = append(args, "-trace", "enable="+qemuEscape(p))
+		}
+	}
+	return args
 }
