@@ -16,6 +16,15 @@ import (
 const (
 	EnvCrashSoak     = "FASTREBOOT_CRASH_SOAK"
 	EnvCrashSoakMode = "FASTREBOOT_CRASH_SOAK_MODE"
+	// EnvCrashSoakCPU, when set, makes every crash a sysrq on that CPU
+	// (the crash and production kernels then start on it, and the boot
+	// CPU is among those the panic stopped).
+	EnvCrashSoakCPU = "FASTREBOOT_CRASH_SOAK_CPU"
+	// EnvCrashSoakWatch, when set, polls every CPU's halt state and
+	// instruction pointer through the monitor (see watchCPUs) into
+	// <console log>.cpus: how the CPUs the panic stopped were found waking
+	// up.
+	EnvCrashSoakWatch = "FASTREBOOT_CRASH_SOAK_WATCH"
 )
 
 // TestCrashSoak hunts rare failures of the crash -> production jump: it
@@ -40,12 +49,28 @@ func TestCrashSoak(t *testing.T) {
 	if mode == crashhandler.ModeDirect {
 		reserve = reserveDirect
 	}
+	cpu := -1
+	if v := os.Getenv(EnvCrashSoakCPU); v != "" {
+		var err error
+		if cpu, err = strconv.Atoi(v); err != nil || cpu < 0 || cpu > 3 {
+			t.Fatalf("%s=%q: want a CPU number 0-3", EnvCrashSoakCPU, v)
+		}
+	}
 	c := startCrashVM(t, mode, reserve, true)
+	if os.Getenv(EnvCrashSoakWatch) != "" {
+		stop := make(chan struct{})
+		defer close(stop)
+		go watchCPUs(c.vm, c.vm.LogPath()+".cpus", stop)
+	}
 	c.arm()
 	start := time.Now()
 	for i := 1; i <= n; i++ {
 		before := resets(c.vm)
-		if i%2 == 1 {
+		if cpu >= 0 {
+			c.crash(fmt.Sprintf("sysrq on cpu%d #%d", cpu, i), "sysrq triggered crash", func() error {
+				return c.vm.SendLine(fmt.Sprintf("oncpu -cpu %d /proc/sysrq-trigger c", cpu))
+			})
+		} else if i%2 == 1 {
 			c.crash(fmt.Sprintf("sysrq #%d", i), "sysrq triggered crash", sysrqCrash(c))
 		} else {
 			c.crash(fmt.Sprintf("nmi #%d", i), "NMI", nmiCrash(c))
