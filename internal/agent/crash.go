@@ -346,24 +346,12 @@ func Recover(ctx context.Context, opts Options, ro RecoverOptions) (*RecoverRepo
 		return nil, fmt.Errorf("crash recover: %w", ErrNotCrashKernel)
 	}
 	rep := &RecoverReport{Mode: mode}
-	ev, everr := crashhandler.CollectEvidence(crashhandler.EvidenceOptions{Root: opts.Root})
-	if everr != nil {
-		// x86 cannot read the vmcore of a direct-mode crash (the crashed
-		// kernel's memory is this kernel's RAM): the panic log pstore kept
-		// is the evidence then.
-		pev, perr := crashhandler.CollectPstoreEvidence(crashhandler.EvidenceOptions{Root: opts.Root})
-		if perr == nil {
-			pev.Problems = append(pev.Problems, "vmcore: "+everr.Error())
-			ev, everr = pev, nil
-			rep.EvidenceFrom = "pstore"
-			if err := crashhandler.ErasePstore(opts.Root); err != nil {
-				ev.Problems = append(ev.Problems, err.Error())
-			}
-		} else {
-			everr = errors.Join(everr, perr)
+	ev, from, everr := collectCrashEvidence(crashhandler.EvidenceOptions{Root: opts.Root}, mode)
+	rep.EvidenceFrom = from
+	if from == "pstore" {
+		if err := crashhandler.ErasePstore(opts.Root); err != nil {
+			ev.Problems = append(ev.Problems, err.Error())
 		}
-	} else {
-		rep.EvidenceFrom = "vmcore"
 	}
 	rep.EvidenceAt = time.Since(t0)
 	if everr != nil {
@@ -456,4 +444,52 @@ func (c *Client) CrashDisarm(ctx context.Context) (*CrashStatusReport, error) {
 // CrashStatus implements Service.
 func (c *Client) CrashStatus(ctx context.Context) (*CrashStatusReport, error) {
 	return call[CrashStatusReport](ctx, c, pathCrashStatus, empty{})
+}
+
+// evidenceSource is one place the crashed kernel's evidence can be read.
+type evidenceSource struct {
+	name string
+	read func(crashhandler.EvidenceOptions) (*crashhandler.Evidence, error)
+}
+
+// collectCrashEvidence reads the crashed kernel's evidence and says where it
+// came from ("vmcore" or "pstore"). Two-stage reads /proc/vmcore first.
+// Direct mode reads pstore first: the crashed kernel's memory is this
+// kernel's RAM, so even a vmcore that opens can hold a log already
+// overwritten (seen in a crash soak: the printk ring's descriptor pointer
+// read back as 0). Either way the other source is tried when the first
+// fails or finds no panic line; with no panic line anywhere, the first
+// evidence read is returned with the problems of both.
+func collectCrashEvidence(opts crashhandler.EvidenceOptions, mode crashhandler.Mode) (*crashhandler.Evidence, string, error) {
+	sources := []evidenceSource{{"vmcore", crashhandler.CollectEvidence}, {"pstore", crashhandler.CollectPstoreEvidence}}
+	if mode == crashhandler.ModeDirect {
+		sources[0], sources[1] = sources[1], sources[0]
+	}
+	var (
+		first     *crashhandler.Evidence
+		firstFrom string
+		problems  []string
+		errs      []error
+	)
+	for _, src := range sources {
+		ev, err := src.read(opts)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", src.name, err))
+			problems = append(problems, src.name+": "+err.Error())
+			continue
+		}
+		if ev.Reason != "" {
+			ev.Problems = append(ev.Problems, problems...)
+			return ev, src.name, nil
+		}
+		problems = append(problems, src.name+": no panic line in the log")
+		if first == nil {
+			first, firstFrom = ev, src.name
+		}
+	}
+	if first != nil {
+		first.Problems = append(first.Problems, problems...)
+		return first, firstFrom, nil
+	}
+	return nil, "", errors.Join(errs...)
 }
