@@ -209,9 +209,12 @@ func checkCPUsBack(t *testing.T, g *scenario.Guest, bootCPUs string, gen int, on
 
 // TestCrashOnCPU3: a panic on a secondary CPU. The crashing task is pinned
 // to CPU 3 before the sysrq, so the two-stage crash kernel starts on CPU 3
-// (APIC id 3) with nr_cpus=1, and the production kernel it kexecs also
-// starts there: it must wake the other three CPUs, the real boot CPU among
-// them, with INIT/SIPI. The crash image's handoff carries the CPUs online
+// (APIC id 3) and takes the other three back from the crashed kernel with
+// INIT/SIPI, the real boot CPU among them (crashhandler: twoStageWords; the
+// boot CPU of the crashed kernel, left halted in its NMI handler, woke up
+// under TCG while production booted and died in memory production reused).
+// The production kernel it kexecs also starts on CPU 3 and must wake the
+// other three again. The crash image's handoff carries the CPUs online
 // when the path was armed; the crash stage passes that record on to
 // production, whose status matches all four by APIC id.
 func TestCrashOnCPU3(t *testing.T) {

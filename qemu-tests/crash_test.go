@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,7 @@ var (
 	kexecRE     = regexp.MustCompile(`^fastreboot: rebooting through kexec`)
 	crashArmRE  = regexp.MustCompile(`^FRGUEST_CRASH_ARM (\S+) took=(\S+)s`)
 	panicLineRE = regexp.MustCompile(`Kernel panic - not syncing`)
+	broughtUpRE = regexp.MustCompile(`smp: Brought up \d+ nodes?, (\d+) CPUs?`)
 )
 
 // crashVM is one guest session of the crash story.
@@ -76,7 +78,7 @@ func startCrashVM(t *testing.T, mode crashhandler.Mode, reserve string, allowReb
 	t.Helper()
 	s := prepare(t, scenario.Options{
 		Cmdline:       "crashkernel=" + reserve + " " + pstoreCmdline + " " + earlyConsole,
-		ExtraCommands: []string{frfaultCmd},
+		ExtraCommands: []string{frfaultCmd, oncpuCmd},
 		Modules:       []string{"ramoops"},
 	})
 	scratch := filepath.Join(t.TempDir(), "scratch.img")
@@ -150,6 +152,12 @@ func (c *crashVM) crash(fault, wantReason string, provoke func() error) recovery
 	}
 	r.CrashUser = m.At
 	if c.mode == crashhandler.ModeTwoStage {
+		// The crash kernel takes back every CPU the panic stopped in the
+		// crashed kernel (crashhandler: twoStageWords) before production,
+		// whose RAM is the crashed kernel's memory, boots.
+		if n := broughtUpBefore(c.vm, r.Trigger, m.At); n != 4 {
+			c.t.Errorf("%s: the crash kernel brought up %d CPUs, want all 4", fault, n)
+		}
 		if _, err := c.vm.Expect(3*time.Minute, kexecRE); err != nil {
 			c.t.Fatalf("%s: the crash stage did not kexec into production: %v", fault, err)
 		}
@@ -244,6 +252,20 @@ func lastLineBefore(vm *harness.VM, re *regexp.Regexp, from, to time.Duration) (
 		}
 	}
 	return t, ok
+}
+
+// broughtUpBefore returns the CPU count of the last "smp: Brought up" line
+// in [from, to), or -1.
+func broughtUpBefore(vm *harness.VM, from, to time.Duration) int {
+	n := -1
+	for _, l := range vm.Lines() {
+		if l.T >= from && l.T < to {
+			if m := broughtUpRE.FindStringSubmatch(l.Text); m != nil {
+				n, _ = strconv.Atoi(m[1])
+			}
+		}
+	}
+	return n
 }
 
 func sysrqCrash(c *crashVM) func() error {

@@ -33,10 +33,14 @@
 //
 // # Crash path
 //
-// CrashCmdline returns the command-line words the crash image needs:
-// nr_cpus=1 for the two-stage mode, and disable_cpu_apicid=<boot CPU APIC id>
-// so that a crash kernel started on a secondary CPU never sends INIT to the
-// real boot CPU (which resets some machines).
+// A panic stops the other CPUs with an NMI (nmi_shootdown_cpus): they halt
+// in the crashed kernel's NMI handler, and the crash kernel starts on the
+// CPU that panicked. Nothing here runs then; pkg/crashhandler decides the
+// crash kernel's CPU words. Its two-stage crash kernel brings every CPU up
+// (INIT/SIPI takes them back from the crashed kernel) rather than running
+// with nr_cpus=1, and neither mode passes disable_cpu_apicid=: the next
+// production kernel must wake the real boot CPU too, or the machine runs
+// short of it until a firmware reboot.
 //
 // # After the jump
 //

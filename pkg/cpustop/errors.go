@@ -12,8 +12,6 @@ var (
 	ErrNotSupported = errors.New("cpustop: not supported on this system")
 	// ErrUnknownPolicy: ParsePolicy or Stop got a policy name it does not know.
 	ErrUnknownPolicy = errors.New("cpustop: unknown CPU policy")
-	// ErrUnknownMode: CrashCmdline got a recovery mode it does not know.
-	ErrUnknownMode = errors.New("cpustop: unknown crash recovery mode")
 	// ErrNotHotpluggable: an online secondary CPU has no cpuN/online file,
 	// so PolicyHotplug cannot take it down. Nothing was changed.
 	ErrNotHotpluggable = errors.New("cpustop: CPU is not hot-pluggable")

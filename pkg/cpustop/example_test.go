@@ -51,13 +51,6 @@ func Example() {
 	fmt.Println("online:", cpustop.FormatCPUList(topo.Online), "boot APIC id:", topo.BootAPICID, "reboot CPU:", topo.RebootCPU)
 	record := topo.Record() // carried in the handoff
 
-	words, err := cpustop.CrashCmdline(cpustop.ModeTwoStage, topo)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	fmt.Println("crash image words:", strings.Join(words, " "))
-
 	stopped, err := cpustop.Stop(ctx, cpustop.DefaultPolicy, opts)
 	if err != nil {
 		fmt.Println(err)
@@ -80,7 +73,6 @@ func Example() {
 	fmt.Println("missing:", len(report.Missing), "err:", report.Err())
 	// Output:
 	// online: 0-3 boot APIC id: 0 reboot CPU: 0
-	// crash image words: nr_cpus=1 disable_cpu_apicid=0
 	// policy: kernel offlined: 0
 	// missing: 0 err: <nil>
 }

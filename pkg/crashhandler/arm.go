@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/cpustop"
 )
 
 // Image is the crash image to arm: the kernel and the assembled initrd as
@@ -133,12 +134,17 @@ func Arm(img Image, opts Options) (*State, error) {
 		o.Logger.Warn("no firmware memory map recorded with the crash state", "err", err)
 	}
 
+	cpus, err := presentCPUs(o.Root)
+	if err != nil {
+		o.Logger.Warn("sizing the reservation for one CPU", "err", err)
+	}
 	need := RequiredReservation(ImageSize{
 		KernelBytes:         kernelBytes,
 		InitrdBytes:         initrdBytes,
 		KernelInitSize:      hdr.InitSize,
 		KernelAlign:         hdr.Alignment,
 		InitrdUnpackedBytes: img.InitrdUnpackedBytes,
+		CPUs:                cpus,
 	}, mode)
 	have, err := readCrashSize(o.Root)
 	if err != nil {
@@ -307,6 +313,20 @@ func readCrashSize(root string) (int64, error) {
 		return 0, fmt.Errorf("%s: %q is not a size", filepath.Join(root, "sys/kernel/kexec_crash_size"), s)
 	}
 	return n, nil
+}
+
+// presentCPUs counts the CPUs in /sys/devices/system/cpu/present: those a
+// two-stage crash kernel brings up.
+func presentCPUs(root string) (int, error) {
+	s, err := readSysFile(root, "sys/devices/system/cpu/present")
+	if err != nil {
+		return 0, err
+	}
+	cpus, err := cpustop.ParseCPUList(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", filepath.Join(root, "sys/devices/system/cpu/present"), err)
+	}
+	return len(cpus), nil
 }
 
 func readSysFile(root, rel string) (string, error) {

@@ -68,6 +68,7 @@ func newEnv(t *testing.T, reservation int64) *env {
 		writeFile(t, filepath.Join(root, "sys/kernel/kexec_crash_size"), fmt.Sprintf("%d\n", reservation))
 	}
 	writeFile(t, filepath.Join(root, "sys/kernel/kexec_crash_loaded"), "0\n")
+	writeFile(t, filepath.Join(root, "sys/devices/system/cpu/present"), "0-3\n")
 	for _, s := range allFaults {
 		writeFile(t, sysctlPath(root, s), "0\n")
 	}
@@ -130,7 +131,7 @@ func TestArm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCmdline := "console=ttyS0 fastreboot.crash=two-stage nr_cpus=1 reset_devices irqpoll panic=10 fastreboot.orig=crashkernel%3D512M"
+	wantCmdline := "console=ttyS0 fastreboot.crash=two-stage reset_devices irqpoll panic=10 fastreboot.orig=crashkernel%3D512M"
 	if d := cmp.Diff([]loadCall{{"vmlinuz", "initrd", wantCmdline, kexecFileOnCrash}}, e.kernel.calls); d != "" {
 		t.Errorf("loader calls (-want +got):\n%s", d)
 	}
@@ -150,7 +151,7 @@ func TestArm(t *testing.T) {
 		Version: stateVersion, ArmedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Mode: ModeTwoStage,
 		Cmdline: wantCmdline, Name: "v1", Digest: st.Digest,
 		KernelBytes: debianKernelBytes, InitrdBytes: findingsInitrdBytes, ImageBytes: debianKernelBytes + findingsInitrdBytes,
-		Sizing:           RequiredReservation(ImageSize{debianKernelBytes, findingsInitrdBytes, debianInitSize, debianKernelAlign, 0}, ModeTwoStage),
+		Sizing:           RequiredReservation(ImageSize{debianKernelBytes, findingsInitrdBytes, debianInitSize, debianKernelAlign, 0, 4}, ModeTwoStage),
 		ReservationBytes: 512 << 20, Previous: prev, MemoryMap: qemuMemoryMap(),
 	}
 	if d := cmp.Diff(want, st); d != "" {
@@ -271,11 +272,11 @@ func TestArmFailuresKeepPreviousImage(t *testing.T) {
 	}{
 		{
 			name: "no reservation", reservation: 0, want: ErrNoReservation,
-			wantText: []string{"crashkernel=320M", "kexec_crash_size is 0"},
+			wantText: []string{"crashkernel=336M", "kexec_crash_size is 0"},
 		},
 		{
 			name: "reservation too small", reservation: 192 << 20, want: ErrReservationTooSmall,
-			wantText: []string{"192 MiB", "needs 320 MiB", "crashkernel=320M"},
+			wantText: []string{"192 MiB", "needs 336 MiB", "crashkernel=336M"},
 		},
 		{name: "no crash kexec in the kernel", reservation: -1, want: ErrNotSupported},
 		{

@@ -23,6 +23,27 @@ const (
 	origKey = "fastreboot.orig"
 )
 
+// twoStageWords follow the marker on a two-stage crash kernel's line:
+// reset_devices and irqpoll, as for kdump (drivers reset their devices, and
+// interrupts still routed the crashed kernel's way get polled).
+//
+// There is no nr_cpus=1, unlike kdump: the crash kernel brings up every
+// CPU. The panic stops the other CPUs in the crashed kernel's NMI handler
+// (halted, in its text, on its stacks and page tables), and only INIT
+// takes a CPU out of there; the crash kernel is the last kernel that can
+// send it before the production kernel, whose RAM includes all of the
+// crashed kernel's memory, boots. A crash kernel that left them parked
+// (nr_cpus=1) handed production a machine where any wake-up of such a CPU
+// runs memory production is already reusing: under QEMU TCG the crashed
+// kernel's boot CPU does wake up while production boots on another CPU
+// (its logical APIC id, 1, is also production's), and production died in a
+// triple fault before it woke the CPUs itself (TestCrashOnCPU3, crash
+// soak). With every CPU brought up, the crash kernel's own kexec parks them
+// in its own memory the way every kexec does (stop_this_cpu), and the
+// production kernel finds what an update reboot leaves. The cost is the
+// crash kernel's per-CPU memory (PerCPUBudget in RequiredReservation).
+var twoStageWords = []string{"reset_devices", "irqpoll"}
+
 // DefaultPanicTimeout is the panic=N of a two-stage crash kernel: if the
 // crash kernel panics itself, it reboots through firmware after N seconds.
 const DefaultPanicTimeout = 10
@@ -32,8 +53,8 @@ type CmdlineOptions struct {
 	// PanicTimeout is N in panic=N (two-stage); 0 means
 	// DefaultPanicTimeout, negative leaves panic= out.
 	PanicTimeout int
-	// ExtraWords are appended to the crash-only words, e.g. the CPU words of
-	// pkg/cpustop. ProductionCmdline drops them again.
+	// ExtraWords are appended to the crash-only words (e.g. loglevel=7 for
+	// a talkative crash kernel). ProductionCmdline drops them again.
 	ExtraWords []string
 	// MemoryMap is the firmware memory map. Direct mode needs it; in
 	// two-stage mode it only identifies stale map words to drop.
@@ -47,7 +68,8 @@ type CmdlineOptions struct {
 //     reserve_crashkernel (arch/x86/kernel/setup.c) has no is_kdump_kernel()
 //     guard (riscv has one), so it would carve a second reservation out of
 //     the memory the crash kernel needs to reload the image.
-//   - nr_cpus=, panic=, reset_devices, irqpoll: replaced by the crash words.
+//   - nr_cpus=: the crash kernel brings up every CPU (see twoStageWords).
+//   - panic=, reset_devices, irqpoll: replaced by the crash words.
 var twoStageStrip = map[string]bool{
 	"crashkernel": true, "nr_cpus": true, "panic": true, "reset_devices": true, "irqpoll": true,
 }
@@ -64,8 +86,8 @@ var twoStageStrip = map[string]bool{
 // hands) stay. Crash-only words follow the marker "fastreboot.crash=MODE",
 // before any "--" (the words after it go to init).
 //
-// Two-stage appends "nr_cpus=1 reset_devices irqpoll panic=N" and the extra
-// words, and moves crashkernel= (see twoStageStrip; also any other word
+// Two-stage appends "reset_devices irqpoll panic=N" (see twoStageWords) and
+// the extra words, and moves crashkernel= (see twoStageStrip; also any other word
 // containing "crashkernel=") into fastreboot.orig= words that
 // ProductionCmdline turns back.
 //
@@ -103,7 +125,7 @@ func CrashCmdline(prod string, mode Mode, opts CmdlineOptions) string {
 	out = append(out, userMap...)
 	out = append(out, markerKey+"="+string(mode))
 	if mode == ModeTwoStage {
-		out = append(out, "nr_cpus=1", "reset_devices", "irqpoll")
+		out = append(out, twoStageWords...)
 		switch t := opts.PanicTimeout; {
 		case t == 0:
 			out = append(out, "panic="+strconv.Itoa(DefaultPanicTimeout))
@@ -119,8 +141,9 @@ func CrashCmdline(prod string, mode Mode, opts CmdlineOptions) string {
 // ProductionCmdline turns a crash kernel's command line (as in its
 // /proc/cmdline, elfcorehdr= included) into the command line of the next
 // production kernel: it drops elfcorehdr=/dmcryptkeys=, the marker and every
-// crash-only word after it (nr_cpus=1, reset_devices, irqpoll, panic=, extra
-// words), restores the words CrashCmdline saved, and puts the full memory
+// crash-only word after it (reset_devices, irqpoll, panic=, extra words; and
+// nr_cpus=1, which crash images armed by earlier versions carry), restores
+// the words CrashCmdline saved, and puts the full memory
 // map of mm in place of any memory map words (memmap=exactmap must come
 // before other memmap= words, which it would otherwise erase).
 //

@@ -22,13 +22,13 @@ func TestCrashCmdline(t *testing.T) {
 			name: "two-stage",
 			prod: "console=ttyS0 crashkernel=512M quiet",
 			mode: ModeTwoStage,
-			want: "console=ttyS0 quiet fastreboot.crash=two-stage nr_cpus=1 reset_devices irqpoll panic=10 fastreboot.orig=crashkernel%3D512M",
+			want: "console=ttyS0 quiet fastreboot.crash=two-stage reset_devices irqpoll panic=10 fastreboot.orig=crashkernel%3D512M",
 		},
 		{
 			name: "two-stage is the default, extra words, panic timeout, init args",
 			prod: "root=/dev/vda crashkernel=1G-4G:192M,4G-:256M nr_cpus=4 panic=30 -- single",
-			opts: CmdlineOptions{PanicTimeout: 3, ExtraWords: []string{"disable_cpu_apicid=0"}},
-			want: "root=/dev/vda fastreboot.crash=two-stage nr_cpus=1 reset_devices irqpoll panic=3 disable_cpu_apicid=0 " +
+			opts: CmdlineOptions{PanicTimeout: 3, ExtraWords: []string{"loglevel=7"}},
+			want: "root=/dev/vda fastreboot.crash=two-stage reset_devices irqpoll panic=3 loglevel=7 " +
 				"fastreboot.orig=crashkernel%3D1G-4G:192M,4G-:256M fastreboot.orig=nr_cpus%3D4 fastreboot.orig=panic%3D30 -- single",
 		},
 		{
@@ -36,7 +36,7 @@ func TestCrashCmdline(t *testing.T) {
 			prod: `elfcorehdr=0x7f000000 dyndbg="file a.c +p" ` + qemuMapWords + ` memmap=64M$0x100000000 crashkernel=256M`,
 			mode: ModeTwoStage,
 			opts: CmdlineOptions{PanicTimeout: -1, MemoryMap: qemuMemoryMap()},
-			want: `dyndbg="file a.c +p" memmap=64M$0x100000000 fastreboot.crash=two-stage nr_cpus=1 reset_devices irqpoll fastreboot.orig=crashkernel%3D256M`,
+			want: `dyndbg="file a.c +p" memmap=64M$0x100000000 fastreboot.crash=two-stage reset_devices irqpoll fastreboot.orig=crashkernel%3D256M`,
 		},
 		{
 			name: "direct adds the map and keeps crashkernel",
@@ -49,7 +49,7 @@ func TestCrashCmdline(t *testing.T) {
 			name: "stale fastreboot words",
 			prod: "a fastreboot.crash=direct fastreboot.orig=panic%3D1 b",
 			mode: ModeTwoStage,
-			want: "a b fastreboot.crash=two-stage nr_cpus=1 reset_devices irqpoll panic=10",
+			want: "a b fastreboot.crash=two-stage reset_devices irqpoll panic=10",
 		},
 	} {
 		got := CrashCmdline(tc.prod, tc.mode, tc.opts)
@@ -72,7 +72,7 @@ func TestProductionCmdline(t *testing.T) {
 	}{
 		{
 			name:  "two-stage /proc/cmdline",
-			crash: "elfcorehdr=0x7f000000 console=ttyS0 quiet fastreboot.crash=two-stage nr_cpus=1 reset_devices irqpoll panic=10 disable_cpu_apicid=0 fastreboot.orig=crashkernel%3D512M fastreboot.orig=irqpoll",
+			crash: "elfcorehdr=0x7f000000 console=ttyS0 quiet fastreboot.crash=two-stage nr_cpus=1 reset_devices irqpoll panic=10 loglevel=7 fastreboot.orig=crashkernel%3D512M fastreboot.orig=irqpoll",
 			mm:    mm,
 			want:  "console=ttyS0 quiet crashkernel=512M irqpoll " + qemuMapWords,
 		},

@@ -23,11 +23,13 @@
 //   - In the crash kernel, [ReadEvidence] and [SaveEvidence] extract from
 //     /proc/vmcore the crashed kernel's release, crash time, panic message,
 //     panicking CPU and the tail of its log (from the printk ring buffer).
-//     A direct-mode crash kernel cannot read its vmcore on x86 (the crashed
-//     kernel's memory is its own RAM, and the kernel refuses to ioremap RAM:
-//     "Kdump: vmcore not initialized"); [CollectPstoreEvidence] reads the
+//     A direct-mode crash kernel usually cannot read its vmcore on x86 (the
+//     crashed kernel's memory is its own RAM, and the kernel refuses to
+//     ioremap RAM: "Kdump: vmcore not initialized"), and when it can, the
+//     log may already be overwritten; [CollectPstoreEvidence] reads the
 //     panic log a pstore backend (ramoops in a memmap=SIZE$START region,
-//     with crash_kexec_post_notifiers) kept instead.
+//     with crash_kexec_post_notifiers) kept instead, and the recovery
+//     program reads it first in direct mode.
 //
 // Two recovery shapes exist ([ModeTwoStage], [ModeDirect]); see [Mode].
 //

@@ -45,7 +45,7 @@ func ExampleCrashCmdline() {
 	mm := crashhandler.MemoryMap{{Start: 0, End: 0x7fffffff, Type: crashhandler.TypeRAM}}
 	fmt.Println(crashhandler.ProductionCmdline("elfcorehdr=0x7f000000 "+crash, mm))
 	// Output:
-	// console=ttyS0 fastreboot.crash=two-stage nr_cpus=1 reset_devices irqpoll panic=10 fastreboot.orig=crashkernel%3D320M
+	// console=ttyS0 fastreboot.crash=two-stage reset_devices irqpoll panic=10 fastreboot.orig=crashkernel%3D320M
 	// console=ttyS0 crashkernel=320M memmap=exactmap memmap=2G@0x0
 }
 

@@ -7,19 +7,23 @@ type Mode string
 
 const (
 	// ModeTwoStage (the default): the crash image is the production kernel
-	// and initrd with nr_cpus=1 reset_devices irqpoll. It runs inside the
+	// and initrd with reset_devices irqpoll. It runs inside the
 	// reservation, out of reach of DMA still in flight from the crashed
-	// kernel's devices, keeps the evidence, then kexecs the production image
-	// normally with the full memory map (ProductionCmdline). Costs a second
-	// kernel boot; needs a reservation large enough to load the image again.
+	// kernel's devices, takes back the CPUs the panic stopped (it brings
+	// every CPU up, see twoStageWords), keeps the evidence, then kexecs the
+	// production image normally with the full memory map
+	// (ProductionCmdline). Costs a second kernel boot; needs a reservation
+	// large enough to load the image again.
 	ModeTwoStage Mode = "two-stage"
 	// ModeDirect: the crash image gets the full memory map
 	// (memmap=exactmap ...) and all CPUs, and becomes the production system
 	// in one boot. Faster and needs a small reservation, but the crashed
 	// kernel's devices may still DMA into memory the new kernel now uses:
 	// unsafe on bare metal without an IOMMU, fine in VMs. The crashed
-	// kernel's memory becomes free RAM, so evidence must be read first
-	// thing (it is best effort).
+	// kernel's memory becomes free RAM, so evidence comes from pstore
+	// first (a vmcore read is best effort). Until it wakes them, the CPUs
+	// the panic stopped sit halted in that memory too (an upstream kexec
+	// leaves its stopped CPUs in the old kernel's text the same way).
 	ModeDirect Mode = "direct"
 )
 

@@ -66,6 +66,25 @@ func TestRequiredReservationGrowsWithImage(t *testing.T) {
 	}
 }
 
+// A two-stage crash kernel brings every CPU up: each one past the first
+// costs PerCPUBudget of runtime; a direct one boots with them anyway.
+func TestRequiredReservationPerCPU(t *testing.T) {
+	one := ImageSize{KernelBytes: 8 << 20, InitrdBytes: 10 << 20, KernelInitSize: 40 << 20, KernelAlign: 2 << 20}
+	many := one
+	many.CPUs = 64
+	zero := RequiredReservation(one, ModeTwoStage)
+	one.CPUs = 1
+	if got := RequiredReservation(one, ModeTwoStage); got != zero {
+		t.Errorf("CPUs 1 = %+v, want the same as CPUs 0: %+v", got, zero)
+	}
+	if got, want := RequiredReservation(many, ModeTwoStage).Runtime-zero.Runtime, int64(63*PerCPUBudget); got != want {
+		t.Errorf("64 CPUs add %s of runtime, want %s", mib(got), mib(want))
+	}
+	if a, b := RequiredReservation(one, ModeDirect), RequiredReservation(many, ModeDirect); a != b {
+		t.Errorf("direct sizing depends on CPUs: %+v vs %+v", a, b)
+	}
+}
+
 // fakeBzImage returns a setup header like Debian's 6.1 bzImage.
 func fakeBzImage() []byte {
 	b := make([]byte, 0x300)
