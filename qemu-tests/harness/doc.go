@@ -32,6 +32,7 @@
 //	FASTREBOOT_CACHE       cache dir (default ~/.cache/fastreboot): kernel/, base/
 //	FASTREBOOT_QEMU        QEMU binary (default qemu-system-x86_64)
 //	FASTREBOOT_QEMU_ACCEL  accelerator (default "tcg,thread=single", see DefaultAccel; "tcg" for multi-threaded TCG, "kvm" where /dev/kvm exists)
+//	FASTREBOOT_QEMU_DEBUG  more QEMU -d log items (e.g. "int": every interrupt and exception with the CPU state; large)
 //	FASTREBOOT_QEMU_TRACE  comma-separated QEMU trace-event patterns (e.g. "apic_*,apm_io_write") written to the QEMU debug log
 //	FASTREBOOT_LOGDIR      where console logs are kept (default $TMPDIR/fastreboot-qemu-logs)
 //	FASTREBOOT_REQUIRE_QEMU=1  fail instead of skip when QEMU or the kernel is missing

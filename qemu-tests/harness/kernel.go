@@ -18,6 +18,7 @@ const (
 	EnvQEMU        = "FASTREBOOT_QEMU"
 	EnvAccel       = "FASTREBOOT_QEMU_ACCEL"
 	EnvTrace       = "FASTREBOOT_QEMU_TRACE"
+	EnvDebug       = "FASTREBOOT_QEMU_DEBUG"
 	EnvLogDir      = "FASTREBOOT_LOGDIR"
 	EnvRequireQEMU = "FASTREBOOT_REQUIRE_QEMU"
 )

@@ -195,7 +195,11 @@ func Start(o Options) (*VM, error) {
 		os.RemoveAll(sockDir)
 		return nil, err
 	}
-	args = append(args, "-d", "cpu_reset,guest_errors", "-D", qemuEscape(DebugLogPath(o.LogPath)))
+	debug := "cpu_reset,guest_errors"
+	if extra := os.Getenv(EnvDebug); extra != "" {
+		debug += "," + extra
+	}
+	args = append(args, "-d", debug, "-D", qemuEscape(DebugLogPath(o.LogPath)))
 	args = append(args, traceArgs(os.Getenv(EnvTrace))...)
 	fmt.Fprintf(logFile, "## %s\n", shellQuote(args))
 
