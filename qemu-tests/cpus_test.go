@@ -219,7 +219,9 @@ func checkCPUsBack(t *testing.T, g *scenario.Guest, bootCPUs string, gen int, on
 // production, whose status matches all four by APIC id.
 func TestCrashOnCPU3(t *testing.T) {
 	s := prepare(t, scenario.Options{Cmdline: "crashkernel=" + reserveTwoStage + " " + earlyConsole, ExtraCommands: []string{oncpuCmd}})
-	vm, boot := harness.StartBootT(t, s.VMOptions(), 3*time.Minute)
+	o := s.VMOptions()
+	o.MaxCPUs = harness.CrashVMMaxCPUs
+	vm, boot := harness.StartBootT(t, o, 3*time.Minute)
 	g := &scenario.Guest{VM: vm}
 	if boot.CPUs != "0-3" {
 		t.Fatalf("gen 1 cpus online %q, want 0-3", boot.CPUs)

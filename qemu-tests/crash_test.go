@@ -89,6 +89,7 @@ func startCrashVM(t *testing.T, mode crashhandler.Mode, reserve string, allowReb
 	o.Name = "crash-" + string(mode)
 	o.Disks = append(o.Disks, harness.Disk{Path: scratch})
 	o.AllowReboot = allowReboot
+	o.MaxCPUs = harness.CrashVMMaxCPUs
 	vm, boot := harness.StartBootT(t, o, 3*time.Minute)
 	c := &crashVM{t: t, s: s, vm: vm, g: &scenario.Guest{VM: vm}, mode: mode, gen: 1}
 	fmt.Sscanf(reserve, "%dM", &c.reserve)

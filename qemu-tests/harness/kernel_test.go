@@ -126,4 +126,10 @@ func TestQEMUArgs(t *testing.T) {
 	if strings.Contains(joined, "-no-reboot") {
 		t.Errorf("QEMUArgs = %q, want no -no-reboot with AllowReboot", joined)
 	}
+	if got := strings.Join(Options{MaxCPUs: CrashVMMaxCPUs}.QEMUArgs(), " "); !strings.Contains(got, "-smp 4,maxcpus=16 ") {
+		t.Errorf("QEMUArgs with MaxCPUs = %q, want -smp 4,maxcpus=16", got)
+	}
+	if got := strings.Join(Options{CPUs: 8, MaxCPUs: 8}.QEMUArgs(), " "); !strings.Contains(got, "-smp 8 ") {
+		t.Errorf("QEMUArgs with MaxCPUs = CPUs: %q, want a plain -smp 8", got)
+	}
 }

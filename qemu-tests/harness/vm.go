@@ -63,6 +63,13 @@ type Options struct {
 	Disks []Disk
 	// MemoryMB defaults to 2048, CPUs to 4.
 	MemoryMB, CPUs int
+	// MaxCPUs, when above CPUs, is QEMU's -smp maxcpus=: the firmware
+	// lists the difference as hot-pluggable CPUs, and Linux counts them as
+	// possible. With more than 8 possible CPUs an x86 kernel without
+	// x2APIC routes interrupts in physical destination mode (physflat)
+	// instead of flat logical mode, where every kernel's boot CPU has the
+	// logical APIC id 1 (see CrashVMMaxCPUs).
+	MaxCPUs int
 	// Machine defaults to "q35"; Accel to FASTREBOOT_QEMU_ACCEL or
 	// DefaultAccel; CPUModel to QEMU's default.
 	Machine, Accel, CPUModel string
@@ -140,7 +147,7 @@ func (o Options) QEMUArgs() []string {
 	args := []string{QEMUBinary(),
 		"-nodefaults", "-no-user-config", "-display", "none",
 		"-machine", o.Machine, "-accel", o.Accel,
-		"-m", strconv.Itoa(o.MemoryMB), "-smp", strconv.Itoa(o.CPUs),
+		"-m", strconv.Itoa(o.MemoryMB), "-smp", smp(o.CPUs, o.MaxCPUs),
 		"-serial", "stdio",
 	}
 	if o.CPUModel != "" {
@@ -572,3 +579,23 @@ func traceArgs(patterns string) []string {
 	}
 	return args
 }
+
+func smp(cpus, maxCPUs int) string {
+	if maxCPUs > cpus {
+		return fmt.Sprintf("%d,maxcpus=%d", cpus, maxCPUs)
+	}
+	return strconv.Itoa(cpus)
+}
+
+// CrashVMMaxCPUs is the MaxCPUs of the VMs that crash: 16 possible CPUs, so
+// that Debian's kernel uses physical destination mode. In flat logical mode
+// the boot CPU of the crashed kernel, halted with interrupts off where the
+// panic stopped it, shares logical id 1 with the boot CPU of the kernel the
+// crash path starts on another CPU, and receives its interrupts; QEMU TCG
+// then woke it now and then (always that CPU, always while the new kernel
+// calibrated its APIC timer on a stream of timer interrupts), and it ran
+// memory the new kernel was reusing: a triple fault or a corrupted kernel
+// (crash soak, direct mode). On x86 only an NMI, SMI, INIT or reset may
+// end such a halt. Physical mode gives the emulator nothing to deliver to
+// it.
+const CrashVMMaxCPUs = 16
