@@ -18,9 +18,10 @@ import (
 
 // Reservations for the test image (kernel 8 MB, crash initrd about 21 MB
 // with the carried modules): crashhandler.RequiredReservation asks about
-// 336 MiB for two-stage and 112 MiB for direct.
+// 384 MiB for two-stage (4 CPUs and 12 hot-plug slots: see
+// harness.CrashVMMaxCPUs) and 112 MiB for direct.
 const (
-	reserveTwoStage = "384M"
+	reserveTwoStage = "416M"
 	reserveDirect   = "128M"
 	// frfaultCmd provokes the faults the shell cannot (hung task, init death).
 	frfaultCmd = harness.ModulePath + "/qemu-tests/cmd/frfault"

@@ -134,9 +134,13 @@ func Arm(img Image, opts Options) (*State, error) {
 		o.Logger.Warn("no firmware memory map recorded with the crash state", "err", err)
 	}
 
-	cpus, err := presentCPUs(o.Root)
+	cpus, err := countCPUs(o.Root, "present")
 	if err != nil {
 		o.Logger.Warn("sizing the reservation for one CPU", "err", err)
+	}
+	possible, err := countCPUs(o.Root, "possible")
+	if err != nil {
+		o.Logger.Warn("sizing the reservation without hot-plug CPU slots", "err", err)
 	}
 	need := RequiredReservation(ImageSize{
 		KernelBytes:         kernelBytes,
@@ -145,6 +149,7 @@ func Arm(img Image, opts Options) (*State, error) {
 		KernelAlign:         hdr.Alignment,
 		InitrdUnpackedBytes: img.InitrdUnpackedBytes,
 		CPUs:                cpus,
+		PossibleCPUs:        possible,
 	}, mode)
 	have, err := readCrashSize(o.Root)
 	if err != nil {
@@ -315,16 +320,18 @@ func readCrashSize(root string) (int64, error) {
 	return n, nil
 }
 
-// presentCPUs counts the CPUs in /sys/devices/system/cpu/present: those a
-// two-stage crash kernel brings up.
-func presentCPUs(root string) (int, error) {
-	s, err := readSysFile(root, "sys/devices/system/cpu/present")
+// countCPUs counts the CPUs in /sys/devices/system/cpu/<list> ("present":
+// those a two-stage crash kernel brings up; "possible": those it sets up
+// per-CPU areas for).
+func countCPUs(root, list string) (int, error) {
+	rel := "sys/devices/system/cpu/" + list
+	s, err := readSysFile(root, rel)
 	if err != nil {
 		return 0, err
 	}
 	cpus, err := cpustop.ParseCPUList(s)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", filepath.Join(root, "sys/devices/system/cpu/present"), err)
+		return 0, fmt.Errorf("%s: %w", filepath.Join(root, rel), err)
 	}
 	return len(cpus), nil
 }

@@ -69,6 +69,7 @@ func newEnv(t *testing.T, reservation int64) *env {
 	}
 	writeFile(t, filepath.Join(root, "sys/kernel/kexec_crash_loaded"), "0\n")
 	writeFile(t, filepath.Join(root, "sys/devices/system/cpu/present"), "0-3\n")
+	writeFile(t, filepath.Join(root, "sys/devices/system/cpu/possible"), "0-15\n")
 	for _, s := range allFaults {
 		writeFile(t, sysctlPath(root, s), "0\n")
 	}
@@ -151,7 +152,7 @@ func TestArm(t *testing.T) {
 		Version: stateVersion, ArmedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Mode: ModeTwoStage,
 		Cmdline: wantCmdline, Name: "v1", Digest: st.Digest,
 		KernelBytes: debianKernelBytes, InitrdBytes: findingsInitrdBytes, ImageBytes: debianKernelBytes + findingsInitrdBytes,
-		Sizing:           RequiredReservation(ImageSize{debianKernelBytes, findingsInitrdBytes, debianInitSize, debianKernelAlign, 0, 4}, ModeTwoStage),
+		Sizing:           RequiredReservation(ImageSize{debianKernelBytes, findingsInitrdBytes, debianInitSize, debianKernelAlign, 0, 4, 16}, ModeTwoStage),
 		ReservationBytes: 512 << 20, Previous: prev, MemoryMap: qemuMemoryMap(),
 	}
 	if d := cmp.Diff(want, st); d != "" {

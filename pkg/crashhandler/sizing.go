@@ -34,6 +34,10 @@ const (
 	// Measured on Debian's 6.1 kernel in a 384 MiB QEMU guest: 4 CPUs left
 	// 4.2 MiB less free memory than nr_cpus=1, 1.4 MiB a CPU.
 	PerCPUBudget = 2 << 20
+	// PossibleCPUBudget is what each possible but absent CPU (a hot-plug
+	// slot the firmware lists) costs: the kernel sets up its per-CPU area
+	// at boot. Measured alongside PerCPUBudget: 260 KiB of Percpu a CPU.
+	PossibleCPUBudget = 512 << 10
 	// DirectMargin is the headroom a direct crash kernel needs inside the
 	// reservation until its memmap=exactmap words give it all RAM (they are
 	// parsed in setup_arch, before the first memblock allocation).
@@ -62,8 +66,10 @@ type ImageSize struct {
 	// into the rootfs; 0 estimates InitrdExpansion times InitrdBytes.
 	InitrdUnpackedBytes int64 `json:"initrd_unpacked_bytes,omitempty"`
 	// CPUs is the number of CPUs the crash kernel will bring up (the
-	// machine's present CPUs); 0 counts as 1.
-	CPUs int `json:"cpus,omitempty"`
+	// machine's present CPUs); 0 counts as 1. PossibleCPUs counts the
+	// hot-plug slots too (0: as many as CPUs).
+	CPUs         int `json:"cpus,omitempty"`
+	PossibleCPUs int `json:"possible_cpus,omitempty"`
 }
 
 // Sizing is the outcome of RequiredReservation, in bytes.
@@ -119,7 +125,7 @@ func (s Sizing) Breakdown() string {
 // production image again with a normal kexec_file_load:
 //
 //	Runtime = TwoStageBase + unpacked initrd (the rootfs lives in RAM)
-//	        + (CPUs - 1) * PerCPUBudget
+//	        + (CPUs - 1) * PerCPUBudget + (PossibleCPUs - CPUs) * PossibleCPUBudget
 //	Reload  = (kernel + initrd)                          the image in memfds (the cache)
 //	        + (kernel + initrd)                          kernel_read_file copies (kexec_file.c)
 //	        + PAGE_ALIGN(init_size) + PAGE_ALIGN(initrd) destination pages: kimage_load_normal_segment
@@ -151,9 +157,8 @@ func RequiredReservation(img ImageSize, mode Mode) Sizing {
 			unpacked = InitrdExpansion * img.InitrdBytes
 		}
 		s.Runtime = TwoStageBase + pageAlign(unpacked)
-		if img.CPUs > 1 {
-			s.Runtime += int64(img.CPUs-1) * PerCPUBudget
-		}
+		cpus := max(img.CPUs, 1)
+		s.Runtime += int64(cpus-1)*PerCPUBudget + int64(max(img.PossibleCPUs-cpus, 0))*PossibleCPUBudget
 		image := pageAlign(img.KernelBytes) + initrd
 		s.Reload = 2*image + pageAlign(img.KernelInitSize) + initrd
 		sum = s.Load + s.Runtime + s.Reload

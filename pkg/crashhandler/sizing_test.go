@@ -80,7 +80,12 @@ func TestRequiredReservationPerCPU(t *testing.T) {
 	if got, want := RequiredReservation(many, ModeTwoStage).Runtime-zero.Runtime, int64(63*PerCPUBudget); got != want {
 		t.Errorf("64 CPUs add %s of runtime, want %s", mib(got), mib(want))
 	}
-	if a, b := RequiredReservation(one, ModeDirect), RequiredReservation(many, ModeDirect); a != b {
+	slots := many
+	slots.PossibleCPUs = 256
+	if got, want := RequiredReservation(slots, ModeTwoStage).Runtime-zero.Runtime, int64(63*PerCPUBudget+192*PossibleCPUBudget); got != want {
+		t.Errorf("64 CPUs and 192 hot-plug slots add %s of runtime, want %s", mib(got), mib(want))
+	}
+	if a, b := RequiredReservation(one, ModeDirect), RequiredReservation(slots, ModeDirect); a != b {
 		t.Errorf("direct sizing depends on CPUs: %+v vs %+v", a, b)
 	}
 }
