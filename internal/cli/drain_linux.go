@@ -1,41 +1,54 @@
 package cli
 
 import (
-	"errors"
 	"io"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// drainPatience bounds how long drain retries a tcdrain a signal cut short.
-const drainPatience = 5 * time.Second
+// drainPatience bounds how long drain waits for the terminal.
+const drainPatience = 3 * time.Second
 
 // drain waits until what was written to w has left the terminal, when w is
-// one (tcdrain: ioctl TCSBRK with a non-zero argument). The last lines a
-// generation prints before reboot(2) would otherwise die in the tty buffer
-// with the kernel, and the serial console would never show them.
+// one. The last lines a generation prints before reboot(2) would otherwise
+// die in the tty buffer with the kernel, and the serial console would never
+// show them.
 //
-// The wait is interruptible (tty_wait_until_sent returns at a pending
-// signal and the TCSBRK ioctl fails with EINTR), and a Go program takes
-// signals of its own (the runtime's preemption signal), so an EINTR means
-// "not drained yet": drain asks again, for at most drainPatience. A crash
-// soak lost the crash stage's last three lines once, after its kernel began
-// running with four CPUs instead of one; an interrupted wait is the one way
-// found in the kernel source for them to stay behind, not a proven cause.
+// tcdrain (ioctl TCSBRK with a non-zero argument) sleeps until the tty's
+// buffer is empty, but it can return without waiting: EINTR when a signal
+// is pending (a Go program takes signals of its own), EIO or SIGTTOU for a
+// process outside the terminal's foreground process group, and the serial
+// core gives up on the UART's transmitter after twice the time of a FIFO.
+// The console still lost the "rebooting through kexec" line now and then
+// (a crash stage and an update reboot, one each in a day of soaks and a CI
+// run). So drain then checks what is left: the bytes queued in the tty
+// (TIOCOUTQ) and, on a serial port, whether the transmitter is empty
+// (TIOCSERGETLSR), polling every millisecond for at most drainPatience.
 func drain(w io.Writer) {
 	f := fileOf(w)
 	if f == nil {
 		return
 	}
-	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
+	fd := int(f.Fd())
+	if _, err := unix.IoctlGetTermios(fd, unix.TCGETS); err != nil {
 		return // not a terminal
 	}
-	deadline := time.Now().Add(drainPatience)
-	for {
-		err := unix.IoctlSetInt(int(f.Fd()), unix.TCSBRK, 1)
-		if !errors.Is(err, unix.EINTR) || time.Now().After(deadline) {
+	unix.IoctlSetInt(fd, unix.TCSBRK, 1)
+	for deadline := time.Now().Add(drainPatience); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if drained(fd) {
 			return
 		}
 	}
+}
+
+// drained reports whether fd's output queue is empty and, if it is a serial
+// port, its transmitter too. A query the terminal does not support counts
+// as empty.
+func drained(fd int) bool {
+	if n, err := unix.IoctlGetInt(fd, unix.TIOCOUTQ); err == nil && n > 0 {
+		return false
+	}
+	lsr, err := unix.IoctlGetInt(fd, unix.TIOCSERGETLSR)
+	return err != nil || lsr&unix.TIOCSER_TEMT != 0
 }

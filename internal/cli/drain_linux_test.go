@@ -1,0 +1,62 @@
+package cli
+
+import (
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// openPTY returns the slave side of a new pseudo-terminal (the master is
+// closed with the test).
+func openPTY(t *testing.T) *os.File {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal here: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatalf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatalf("TIOCGPTN: %v", err)
+	}
+	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("opening the pty's slave: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// A terminal that is not a serial port (no TIOCSERGETLSR) with nothing
+// queued counts as drained, and drain returns at once; a file is not a
+// terminal and is left alone.
+func TestDrain(t *testing.T) {
+	s := openPTY(t)
+	if _, err := s.WriteString("fastreboot: rebooting through kexec\n"); err != nil {
+		t.Fatal(err)
+	}
+	if !drained(int(s.Fd())) {
+		t.Errorf("drained(pty) = false, want true (a pty queues nothing and has no UART)")
+	}
+	start := time.Now()
+	drain(&countingWriter{w: s})
+	if d := time.Since(start); d > drainPatience/2 {
+		t.Errorf("drain(pty) took %v, want it to return at once", d)
+	}
+	f, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	start = time.Now()
+	drain(f)
+	if d := time.Since(start); d > drainPatience/2 {
+		t.Errorf("drain(file) took %v, want it to return at once", d)
+	}
+}
