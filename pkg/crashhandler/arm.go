@@ -134,13 +134,11 @@ func Arm(img Image, opts Options) (*State, error) {
 		o.Logger.Warn("no firmware memory map recorded with the crash state", "err", err)
 	}
 
-	cpus, err := countCPUs(o.Root, "present")
-	if err != nil {
+	var cpus, possible int
+	if topo, err := cpustop.ReadTopology(cpustop.Options{Root: o.Root}); err != nil {
 		o.Logger.Warn("sizing the reservation for one CPU", "err", err)
-	}
-	possible, err := countCPUs(o.Root, "possible")
-	if err != nil {
-		o.Logger.Warn("sizing the reservation without hot-plug CPU slots", "err", err)
+	} else {
+		cpus, possible = len(topo.Present), len(topo.Possible)
 	}
 	need := RequiredReservation(ImageSize{
 		KernelBytes:         kernelBytes,
@@ -318,22 +316,6 @@ func readCrashSize(root string) (int64, error) {
 		return 0, fmt.Errorf("%s: %q is not a size", filepath.Join(root, "sys/kernel/kexec_crash_size"), s)
 	}
 	return n, nil
-}
-
-// countCPUs counts the CPUs in /sys/devices/system/cpu/<list> ("present":
-// those a two-stage crash kernel brings up; "possible": those it sets up
-// per-CPU areas for).
-func countCPUs(root, list string) (int, error) {
-	rel := "sys/devices/system/cpu/" + list
-	s, err := readSysFile(root, rel)
-	if err != nil {
-		return 0, err
-	}
-	cpus, err := cpustop.ParseCPUList(s)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", filepath.Join(root, rel), err)
-	}
-	return len(cpus), nil
 }
 
 func readSysFile(root, rel string) (string, error) {

@@ -70,6 +70,7 @@ func newEnv(t *testing.T, reservation int64) *env {
 	writeFile(t, filepath.Join(root, "sys/kernel/kexec_crash_loaded"), "0\n")
 	writeFile(t, filepath.Join(root, "sys/devices/system/cpu/present"), "0-3\n")
 	writeFile(t, filepath.Join(root, "sys/devices/system/cpu/possible"), "0-15\n")
+	writeFile(t, filepath.Join(root, "sys/devices/system/cpu/online"), "0-3\n")
 	for _, s := range allFaults {
 		writeFile(t, sysctlPath(root, s), "0\n")
 	}
