@@ -36,19 +36,19 @@ func drain(w io.Writer) {
 	}
 	unix.IoctlSetInt(fd, unix.TCSBRK, 1)
 	for deadline := time.Now().Add(drainPatience); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if drained(fd) {
+		if drained(fd, unix.IoctlGetInt) {
 			return
 		}
 	}
 }
 
 // drained reports whether fd's output queue is empty and, if it is a serial
-// port, its transmitter too. A query the terminal does not support counts
-// as empty.
-func drained(fd int) bool {
-	if n, err := unix.IoctlGetInt(fd, unix.TIOCOUTQ); err == nil && n > 0 {
+// port, its transmitter too, asking with query (unix.IoctlGetInt). A query
+// the terminal does not support counts as empty.
+func drained(fd int, query func(fd int, req uint) (int, error)) bool {
+	if n, err := query(fd, unix.TIOCOUTQ); err == nil && n > 0 {
 		return false
 	}
-	lsr, err := unix.IoctlGetInt(fd, unix.TIOCSERGETLSR)
+	lsr, err := query(fd, unix.TIOCSERGETLSR)
 	return err != nil || lsr&unix.TIOCSER_TEMT != 0
 }

@@ -41,7 +41,7 @@ func TestDrain(t *testing.T) {
 	if _, err := s.WriteString("fastreboot: rebooting through kexec\n"); err != nil {
 		t.Fatal(err)
 	}
-	if !drained(int(s.Fd())) {
+	if !drained(int(s.Fd()), unix.IoctlGetInt) {
 		t.Errorf("drained(pty) = false, want true (a pty queues nothing and has no UART)")
 	}
 	start := time.Now()
@@ -58,5 +58,37 @@ func TestDrain(t *testing.T) {
 	drain(f)
 	if d := time.Since(start); d > drainPatience/2 {
 		t.Errorf("drain(file) took %v, want it to return at once", d)
+	}
+}
+
+// drained waits for both the tty's queue and a serial port's transmitter,
+// and takes what a terminal cannot answer as empty.
+func TestDrained(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		outq, lsr   int
+		outqErr     error
+		lsrErr      error
+		wantDrained bool
+	}{
+		{"bytes queued in the tty", 37, unix.TIOCSER_TEMT, nil, nil, false},
+		{"UART still sending", 0, 0, nil, nil, false},
+		{"queue and transmitter empty", 0, unix.TIOCSER_TEMT, nil, nil, true},
+		{"not a serial port", 0, 0, nil, unix.ENOTTY, true},
+		{"no queue size either", 0, 0, unix.ENOTTY, unix.ENOTTY, true},
+	} {
+		query := func(fd int, req uint) (int, error) {
+			switch req {
+			case unix.TIOCOUTQ:
+				return tc.outq, tc.outqErr
+			case unix.TIOCSERGETLSR:
+				return tc.lsr, tc.lsrErr
+			}
+			t.Fatalf("unexpected ioctl %#x", req)
+			return 0, nil
+		}
+		if got := drained(3, query); got != tc.wantDrained {
+			t.Errorf("%s: drained = %v, want %v", tc.name, got, tc.wantDrained)
+		}
 	}
 }
