@@ -18,7 +18,7 @@ import (
 
 // Reservations for the test image (kernel 8 MB, crash initrd about 21 MB
 // with the carried modules): crashhandler.RequiredReservation asks about
-// 384 MiB for two-stage (4 CPUs and 12 hot-plug slots: see
+// 368 MiB for two-stage (4 CPUs and 12 hot-plug slots: see
 // harness.CrashVMMaxCPUs) and 112 MiB for direct.
 const (
 	reserveTwoStage = "416M"
