@@ -35,3 +35,16 @@ func TestTraceArgs(t *testing.T) {
 		t.Errorf("traceArgs = %q, want %q", got, want)
 	}
 }
+
+func TestDebugArgs(t *testing.T) {
+	t.Setenv(EnvDebug, "")
+	t.Setenv(EnvTrace, "")
+	if got, want := strings.Join(debugArgs("/l/vm.log"), " "), "-d cpu_reset,guest_errors -D /l/vm.qemu.log"; got != want {
+		t.Errorf("debugArgs = %q, want %q", got, want)
+	}
+	t.Setenv(EnvDebug, "int")
+	t.Setenv(EnvTrace, "apic_mem_writel")
+	if got, want := strings.Join(debugArgs("/l/vm.log"), " "), "-d cpu_reset,guest_errors,int -D /l/vm.qemu.log -trace enable=apic_mem_writel"; got != want {
+		t.Errorf("debugArgs with %s and %s = %q, want %q", EnvDebug, EnvTrace, got, want)
+	}
+}

@@ -202,12 +202,7 @@ func Start(o Options) (*VM, error) {
 		os.RemoveAll(sockDir)
 		return nil, err
 	}
-	debug := "cpu_reset,guest_errors"
-	if extra := os.Getenv(EnvDebug); extra != "" {
-		debug += "," + extra
-	}
-	args = append(args, "-d", debug, "-D", qemuEscape(DebugLogPath(o.LogPath)))
-	args = append(args, traceArgs(os.Getenv(EnvTrace))...)
+	args = append(args, debugArgs(o.LogPath)...)
 	fmt.Fprintf(logFile, "## %s\n", shellQuote(args))
 
 	cmd := exec.Command(args[0], args[1:]...)
@@ -566,6 +561,17 @@ func shellQuote(args []string) string {
 		}
 	}
 	return strings.Join(out, " ")
+}
+
+// debugArgs asks QEMU for its debug log next to the console log: CPU resets
+// and guest errors, the -d items of FASTREBOOT_QEMU_DEBUG and the trace
+// events of FASTREBOOT_QEMU_TRACE.
+func debugArgs(logPath string) []string {
+	items := "cpu_reset,guest_errors"
+	if extra := os.Getenv(EnvDebug); extra != "" {
+		items += "," + extra
+	}
+	return append([]string{"-d", items, "-D", qemuEscape(DebugLogPath(logPath))}, traceArgs(os.Getenv(EnvTrace))...)
 }
 
 // traceArgs turns FASTREBOOT_QEMU_TRACE's comma-separated event patterns
