@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fastreboot/fastreboot/internal/ttydrain"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 )
 
@@ -38,6 +39,11 @@ func crashStage(ctx context.Context, w io.Writer, c config, sys system) {
 	fmt.Fprintf(w, "%s mode=%s uptime=%s\n", RecoverMarker, mode, uptime(c.root))
 	if hasWord(cmdline, crashPanicWord) {
 		fmt.Fprintf(w, "frguest: %s: panicking the crash kernel\n", crashPanicWord)
+		// The panic stops the CPUs at once: what is still in the tty
+		// buffer (the marker the test waits for) would be lost.
+		if f, ok := w.(*os.File); ok {
+			ttydrain.Drain(f)
+		}
 		os.WriteFile(filepath.Join(c.root, "proc/sysrq-trigger"), []byte("c"), 0)
 	}
 	bin, err := sys.lookPath("fastreboot")

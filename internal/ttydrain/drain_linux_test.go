@@ -1,4 +1,4 @@
-package cli
+package ttydrain
 
 import (
 	"os"
@@ -34,7 +34,7 @@ func openPTY(t *testing.T) *os.File {
 }
 
 // A terminal that is not a serial port (no TIOCSERGETLSR) with nothing
-// queued counts as drained, and drain returns at once; a file is not a
+// queued counts as drained, and Drain returns at once; a file is not a
 // terminal and is left alone.
 func TestDrain(t *testing.T) {
 	s := openPTY(t)
@@ -45,8 +45,8 @@ func TestDrain(t *testing.T) {
 		t.Errorf("drained(pty) = false, want true (a pty queues nothing and has no UART)")
 	}
 	start := time.Now()
-	drain(&countingWriter{w: s})
-	if d := time.Since(start); d > drainPatience/2 {
+	Drain(s)
+	if d := time.Since(start); d > Patience/2 {
 		t.Errorf("drain(pty) took %v, want it to return at once", d)
 	}
 	f, err := os.CreateTemp(t.TempDir(), "out")
@@ -55,8 +55,8 @@ func TestDrain(t *testing.T) {
 	}
 	defer f.Close()
 	start = time.Now()
-	drain(f)
-	if d := time.Since(start); d > drainPatience/2 {
+	Drain(f)
+	if d := time.Since(start); d > Patience/2 {
 		t.Errorf("drain(file) took %v, want it to return at once", d)
 	}
 }

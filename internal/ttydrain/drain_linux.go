@@ -1,16 +1,16 @@
-package cli
+package ttydrain
 
 import (
-	"io"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// drainPatience bounds how long drain waits for the terminal.
-const drainPatience = 3 * time.Second
+// Patience bounds how long Drain waits for the terminal.
+const Patience = 3 * time.Second
 
-// drain waits until what was written to w has left the terminal, when w is
+// Drain waits until what was written to f has left the terminal, when f is
 // one. The last lines a generation prints before reboot(2) would otherwise
 // die in the tty buffer with the kernel, and the serial console would never
 // show them.
@@ -22,20 +22,16 @@ const drainPatience = 3 * time.Second
 // core gives up on the UART's transmitter after twice the time of a FIFO.
 // The console still lost the "rebooting through kexec" line now and then
 // (a crash stage and an update reboot, one each in a day of soaks and a CI
-// run). So drain then checks what is left: the bytes queued in the tty
+// run). So Drain then checks what is left: the bytes queued in the tty
 // (TIOCOUTQ) and, on a serial port, whether the transmitter is empty
-// (TIOCSERGETLSR), polling every millisecond for at most drainPatience.
-func drain(w io.Writer) {
-	f := fileOf(w)
-	if f == nil {
-		return
-	}
+// (TIOCSERGETLSR), polling every millisecond for at most Patience.
+func Drain(f *os.File) {
 	fd := int(f.Fd())
 	if _, err := unix.IoctlGetTermios(fd, unix.TCGETS); err != nil {
 		return // not a terminal
 	}
 	unix.IoctlSetInt(fd, unix.TCSBRK, 1)
-	for deadline := time.Now().Add(drainPatience); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(Patience); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		if drained(fd, unix.IoctlGetInt) {
 			return
 		}
