@@ -45,6 +45,9 @@ type Service interface {
 	CrashDisarm(ctx context.Context) (*CrashStatusReport, error)
 	// CrashStatus reports the crash path and the last crash.
 	CrashStatus(ctx context.Context) (*CrashStatusReport, error)
+	// CrashEstimate says which crashkernel= the armed or a given image
+	// needs, without arming anything.
+	CrashEstimate(ctx context.Context, req CrashEstimateRequest) (*CrashEstimateReport, error)
 }
 
 // SyncRequest names a manifest file; its modules are read relative to its

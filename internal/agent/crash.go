@@ -52,6 +52,9 @@ type CrashArmRequest struct {
 	PanicTimeout int `json:"panic_timeout,omitempty"`
 	// NoFaults leaves the fault-routing sysctls alone.
 	NoFaults bool `json:"no_faults,omitempty"`
+	// AllowNoRearm arms even when the generation booted after a crash
+	// could not re-arm (crashhandler.ErrNoRearm); the report warns.
+	AllowNoRearm bool `json:"allow_no_rearm,omitempty"`
 }
 
 // CrashArmReport says what CrashArm did.
@@ -66,6 +69,32 @@ type CrashArmReport struct {
 	// MemoryMapFrom is "handoff" or "firmware".
 	MemoryMapFrom string        `json:"memory_map_from,omitempty"`
 	Took          time.Duration `json:"took_ns"`
+	// Warnings are problems the request chose to accept (AllowNoRearm).
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// CrashEstimateRequest names the image to estimate: a manifest file (or
+// inline), or neither for the armed image (its recorded sizing), else the
+// image this generation runs, served from the cache.
+type CrashEstimateRequest struct {
+	Manifest string              `json:"manifest,omitempty"`
+	Inline   *bootimage.Manifest `json:"inline,omitempty"`
+	// Mode is the recovery shape; "" takes the armed mode, else the one
+	// the handoff names, else two-stage. A mode other than the armed one
+	// builds the running image.
+	Mode crashhandler.Mode `json:"mode,omitempty"`
+}
+
+// CrashEstimateReport is the reservation an image needs and the one there
+// is (see crashhandler.Estimate).
+type CrashEstimateReport struct {
+	crashhandler.Estimate
+	// From is "armed" (the sizing recorded when the image was armed) or
+	// "built" (the crash image built now, as crash arm would, and not
+	// loaded).
+	From string `json:"from"`
+	// Image is the build of the crash image (From "built").
+	Image *fastreboot.StageReport `json:"image,omitempty"`
 }
 
 // CrashStatusReport is the crash path of the running generation.
@@ -125,17 +154,33 @@ func (a *Agent) restricted(mm crashhandler.MemoryMap) bool {
 	return err == nil && mm.RAMBytes() > 0 && fw.RAMBytes() < mm.RAMBytes()
 }
 
-// productionManifest returns m, or a copy whose command line carries the
-// recorded memory map when this kernel runs on a restricted one.
+// productionManifest returns m, or a copy whose command line is completed
+// for the next generation: the running system's crashkernel= unless the
+// manifest sets its own (crashhandler.InheritCrashkernel: without it the
+// next generation could not re-arm the crash path), and the recorded memory
+// map when this kernel runs on a restricted one. Stage loads it; CrashArm
+// derives the crash command line from it.
 func (a *Agent) productionManifest(m *bootimage.Manifest) *bootimage.Manifest {
-	mm, _, err := a.memoryMap()
-	if err != nil || !a.restricted(mm) {
+	c := *m
+	c.Cmdline = crashhandler.InheritCrashkernel(c.Cmdline, a.runningCmdline())
+	if mm, _, err := a.memoryMap(); err == nil && a.restricted(mm) {
+		c.Cmdline = crashhandler.ProductionCmdline(c.Cmdline, mm)
+		a.log.Info("running on a restricted memory map: the next image gets the recorded one", "ram", mm.RAMBytes())
+	}
+	if c.Cmdline == m.Cmdline {
 		return m
 	}
-	c := *m
-	c.Cmdline = crashhandler.ProductionCmdline(m.Cmdline, mm)
-	a.log.Info("running on a restricted memory map: the next image gets the recorded one", "ram", mm.RAMBytes())
 	return &c
+}
+
+// runningCmdline is Root/proc/cmdline ("" if unreadable).
+func (a *Agent) runningCmdline() string {
+	b, err := os.ReadFile(filepath.Join(a.opts.Root, "proc/cmdline"))
+	if err != nil {
+		a.log.Warn("the running command line is unreadable: no crashkernel= to inherit", "err", err)
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // handoffExtra is what every handoff of this generation carries: the
@@ -187,56 +232,139 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*CrashArmRep
 	if mode == "" {
 		mode = crashhandler.ModeTwoStage
 	}
+	a.stageMu.Lock()
+	defer a.stageMu.Unlock()
+	b, err := a.buildCrashImage(ctx, req.Manifest, req.Inline, mode)
+	if err != nil {
+		return nil, fmt.Errorf("crash arm: %w", err)
+	}
+	defer b.img.Close()
+	copts := a.crashOptions(mode)
+	copts.Cmdline = crashhandler.CmdlineOptions{MemoryMap: b.mm, ExtraWords: req.Append, PanicTimeout: req.PanicTimeout}
+	copts.Faults.Disable = req.NoFaults
+	copts.AllowNoRearm = req.AllowNoRearm
+	st, err := crashhandler.Arm(b.image(), copts)
+	rep := &CrashArmReport{Armed: err == nil, State: st, Image: &b.img.Report, MemoryMapFrom: b.from, Took: time.Since(t0)}
+	if err != nil {
+		if errors.Is(err, crashhandler.ErrNoRearm) {
+			return rep, fmt.Errorf("crash arm %s: %w (or arm anyway with --allow-no-rearm)", b.label, err)
+		}
+		return rep, fmt.Errorf("crash arm: %w", err)
+	}
+	if st != nil {
+		rep.Warnings = st.Warnings
+	}
+	a.log.Info("crash path armed", "mode", mode, "image_bytes", st.ImageBytes, "reservation", st.ReservationBytes, "took", rep.Took)
+	return rep, nil
+}
+
+// crashBuild is a crash image built from the cache as CrashArm arms it.
+type crashBuild struct {
+	img *fastreboot.Image
+	m   *bootimage.Manifest
+	// cmdline is the production command line completed for the next
+	// generation (productionManifest); the crash command line derives
+	// from it.
+	cmdline string
+	// label names the manifest in messages: its file, else its name.
+	label string
+	mm    crashhandler.MemoryMap
+	from  string
+}
+
+func (b *crashBuild) image() crashhandler.Image {
+	return crashhandler.Image{
+		Kernel: b.img.Kernel, Initrd: b.img.Initrd, Cmdline: b.cmdline, Manifest: b.m,
+		InitrdUnpackedBytes: b.img.UnpackedBytes,
+	}
+}
+
+// buildCrashImage builds the crash image of a manifest file, an inline
+// manifest or (neither) the image this generation runs, served from the
+// cache: the manifest's initrd pieces plus a handoff with reason crash, the
+// next generation, the recorded memory map, the crash mode and the carried
+// modules. The caller holds stageMu (an Evict must not drop the modules
+// until the image is loaded) and closes b.img.
+func (a *Agent) buildCrashImage(ctx context.Context, path string, inline *bootimage.Manifest, mode crashhandler.Mode) (*crashBuild, error) {
 	var (
 		m   *bootimage.Manifest
 		src modcache.Source
 		err error
 	)
-	if req.Manifest != "" || req.Inline != nil {
-		if m, src, err = resolve(req.Manifest, req.Inline); err != nil {
-			return nil, fmt.Errorf("crash arm: %w", err)
+	if path != "" || inline != nil {
+		if m, src, err = resolve(path, inline); err != nil {
+			return nil, err
 		}
 	} else {
 		a.mu.Lock()
 		m = a.current
 		a.mu.Unlock()
 		if m == nil {
-			return nil, errors.New("crash arm: this generation does not know its manifest (cold boot): give the manifest to arm")
+			return nil, errors.New("this generation does not know its manifest (cold boot): give the manifest")
 		}
 		src = noStorage{}
 	}
-	mm, from, err := a.memoryMap()
-	if err != nil {
-		return nil, fmt.Errorf("crash arm: recorded memory map: %w", err)
+	b := &crashBuild{m: m, label: path}
+	if b.label == "" {
+		b.label = fmt.Sprintf("image %q", m.Name)
 	}
-	a.stageMu.Lock()
-	defer a.stageMu.Unlock()
+	if b.mm, b.from, err = a.memoryMap(); err != nil {
+		return nil, fmt.Errorf("recorded memory map: %w", err)
+	}
 	extra := a.handoffExtra()
 	extra[ExtraCrashMode], _ = json.Marshal(mode)
 	mopts := a.opts.Machine
 	mopts.Root, mopts.Logger, mopts.Generation = a.opts.Root, a.log, a.state.Generation
 	mopts.HandoffExtra = extra
 	// The crash image is the production image: its command line is the
-	// manifest's, without the memory map words a restricted generation
-	// added (CrashCmdline puts them back for direct mode).
-	img, err := fastreboot.New(a.cache, mopts).BuildImage(ctx, m, src, fastreboot.BuildOptions{Reason: fastreboot.ReasonCrash})
-	if err != nil {
-		return nil, fmt.Errorf("crash arm: %w", err)
+	// one Stage would load (the running crashkernel= when the manifest has
+	// none; the memory map words a restricted generation adds are replaced
+	// by CrashCmdline).
+	b.cmdline = a.productionManifest(m).Cmdline
+	if b.img, err = fastreboot.New(a.cache, mopts).BuildImage(ctx, m, src, fastreboot.BuildOptions{Reason: fastreboot.ReasonCrash}); err != nil {
+		return nil, err
 	}
-	defer img.Close()
+	return b, nil
+}
+
+// CrashEstimate implements Service: like kdumpctl estimate, it reports the
+// crashkernel= an image needs (crashhandler.RequiredReservation with its
+// breakdown), the current reservation and whether the image fits, and
+// whether the generation booted after a crash could re-arm. Without a
+// manifest it reports the armed image from its recorded sizing; a manifest
+// (or the running image, when nothing is armed) is built exactly as
+// CrashArm builds it, and nothing is loaded.
+func (a *Agent) CrashEstimate(ctx context.Context, req CrashEstimateRequest) (*CrashEstimateReport, error) {
+	if req.Manifest == "" && req.Inline == nil {
+		est, err := crashhandler.EstimateArmed(a.crashOptions(""))
+		switch {
+		case err == nil && (req.Mode == "" || req.Mode == est.Mode):
+			return &CrashEstimateReport{Estimate: *est, From: "armed"}, nil
+		case err != nil && !errors.Is(err, crashhandler.ErrNotArmed):
+			return nil, fmt.Errorf("crash estimate: %w", err)
+		}
+	}
+	mode := req.Mode
+	if mode == "" {
+		mode = a.handoffMode()
+	}
+	if mode == "" {
+		mode = crashhandler.ModeTwoStage
+	}
+	a.stageMu.Lock()
+	defer a.stageMu.Unlock()
+	b, err := a.buildCrashImage(ctx, req.Manifest, req.Inline, mode)
+	if err != nil {
+		return nil, fmt.Errorf("crash estimate: %w", err)
+	}
+	defer b.img.Close()
 	copts := a.crashOptions(mode)
-	copts.Cmdline = crashhandler.CmdlineOptions{MemoryMap: mm, ExtraWords: req.Append, PanicTimeout: req.PanicTimeout}
-	copts.Faults.Disable = req.NoFaults
-	st, err := crashhandler.Arm(crashhandler.Image{
-		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: m.Cmdline, Manifest: m,
-		InitrdUnpackedBytes: img.UnpackedBytes,
-	}, copts)
-	rep := &CrashArmReport{Armed: err == nil, State: st, Image: &img.Report, MemoryMapFrom: from, Took: time.Since(t0)}
+	copts.Cmdline = crashhandler.CmdlineOptions{MemoryMap: b.mm}
+	est, err := crashhandler.EstimateImage(b.image(), copts)
 	if err != nil {
-		return rep, fmt.Errorf("crash arm: %w", err)
+		return nil, fmt.Errorf("crash estimate %s: %w", b.label, err)
 	}
-	a.log.Info("crash path armed", "mode", mode, "image_bytes", st.ImageBytes, "reservation", st.ReservationBytes, "took", rep.Took)
-	return rep, nil
+	return &CrashEstimateReport{Estimate: *est, From: "built", Image: &b.img.Report}, nil
 }
 
 // CrashDisarm unloads the crash image and restores the sysctls.
@@ -396,7 +524,10 @@ func Recover(ctx context.Context, opts Options, ro RecoverOptions) (*RecoverRepo
 		return rep, errors.New("crash recover: the handoff names no manifest")
 	}
 	prod := *m
-	prod.Cmdline = crashhandler.ProductionCmdline(strings.TrimSpace(string(cmdline)), mm)
+	// InheritCrashkernel is a safety net: ProductionCmdline restores the
+	// crashkernel= CrashCmdline saved.
+	running := strings.TrimSpace(string(cmdline))
+	prod.Cmdline = crashhandler.InheritCrashkernel(crashhandler.ProductionCmdline(running, mm), running)
 	rep.Cmdline = prod.Cmdline
 	extra := a.handoffExtra()
 	extra[ExtraCrashMode], _ = json.Marshal(mode)
@@ -420,15 +551,17 @@ func Recover(ctx context.Context, opts Options, ro RecoverOptions) (*RecoverRepo
 
 // The crash path's API paths.
 const (
-	pathCrashArm    = "/v1/crash/arm"
-	pathCrashDisarm = "/v1/crash/disarm"
-	pathCrashStatus = "/v1/crash/status"
+	pathCrashArm      = "/v1/crash/arm"
+	pathCrashDisarm   = "/v1/crash/disarm"
+	pathCrashStatus   = "/v1/crash/status"
+	pathCrashEstimate = "/v1/crash/estimate"
 )
 
 func crashRoutes(mux *http.ServeMux, s Service) {
 	mux.Handle("POST "+pathCrashArm, handle(s.CrashArm))
 	mux.Handle("POST "+pathCrashDisarm, handle(func(ctx context.Context, _ empty) (*CrashStatusReport, error) { return s.CrashDisarm(ctx) }))
 	mux.Handle("POST "+pathCrashStatus, handle(func(ctx context.Context, _ empty) (*CrashStatusReport, error) { return s.CrashStatus(ctx) }))
+	mux.Handle("POST "+pathCrashEstimate, handle(s.CrashEstimate))
 }
 
 // CrashArm implements Service.
@@ -444,6 +577,11 @@ func (c *Client) CrashDisarm(ctx context.Context) (*CrashStatusReport, error) {
 // CrashStatus implements Service.
 func (c *Client) CrashStatus(ctx context.Context) (*CrashStatusReport, error) {
 	return call[CrashStatusReport](ctx, c, pathCrashStatus, empty{})
+}
+
+// CrashEstimate implements Service.
+func (c *Client) CrashEstimate(ctx context.Context, req CrashEstimateRequest) (*CrashEstimateReport, error) {
+	return call[CrashEstimateReport](ctx, c, pathCrashEstimate, req)
 }
 
 // evidenceSource is one place the crashed kernel's evidence can be read.

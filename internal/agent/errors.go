@@ -49,6 +49,8 @@ var errorKinds = []struct {
 	{"crashhandler.not_permitted", crashhandler.ErrNotPermitted},
 	{"crashhandler.no_memory_map", crashhandler.ErrNoMemoryMap},
 	{"crashhandler.fault_routing", crashhandler.ErrFaultRouting},
+	{"crashhandler.no_rearm", crashhandler.ErrNoRearm},
+	{"crashhandler.not_armed", crashhandler.ErrNotArmed},
 }
 
 // Kinds names the sentinel errors err wraps, by their protocol names

@@ -10,9 +10,11 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 )
 
-// crashFiles add a crash reservation and the fault sysctls to goodRoot.
+// crashFiles add a crash reservation, a command line asking for it and the
+// fault sysctls to goodRoot.
 func crashFiles(reserve string) map[string]string {
 	files := map[string]string{
+		"proc/cmdline":                "BOOT_IMAGE=/boot/vmlinuz-6.1.0 root=/dev/vda ro quiet crashkernel=384M\n",
 		"sys/kernel/kexec_crash_size": reserve + "\n",
 		"proc/meminfo":                "MemTotal:        2000000 kB\n",
 		"sys/firmware/memmap/0/start": "0x0\n", "sys/firmware/memmap/0/end": "0x9fbff\n", "sys/firmware/memmap/0/type": "System RAM\n",

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
-	"github.com/fastreboot/fastreboot/pkg/cpustop"
 )
 
 // Image is the crash image to arm: the kernel and the assembled initrd as
@@ -63,6 +62,10 @@ type Options struct {
 	Faults FaultOptions
 	// Now stamps the state (time.Now when nil).
 	Now func() time.Time
+	// AllowNoRearm arms even when the generation booted after a crash
+	// could not re-arm (ErrNoRearm): the problem is logged and recorded in
+	// State.Warnings instead.
+	AllowNoRearm bool
 }
 
 func (o Options) withDefaults() Options {
@@ -93,9 +96,12 @@ func (o Options) withDefaults() Options {
 // Before anything changes it checks the image (kernel present, a bzImage
 // with init_size, non-empty initrd), the reservation (ErrNoReservation,
 // ErrReservationTooSmall: the error says which crashkernel= to use, see
-// RequiredReservation), the memory map (direct mode) and the command line
-// length. Then it sets the sysctls, calls the loader and writes the state
-// file.
+// RequiredReservation), the memory map (direct mode), the command line
+// length, and that the production generation booted after a crash could
+// re-arm: its command line (NextCmdline) must ask for a crashkernel= of at
+// least what this image needs (ErrNoRearm, see CheckRearm; give img.Cmdline
+// the running crashkernel= with InheritCrashkernel). Then it sets the
+// sysctls, calls the loader and writes the state file.
 //
 // Nothing is half-armed: the kernel replaces a loaded crash image
 // atomically, so Arm never unloads first; on any failure before or in the
@@ -104,65 +110,26 @@ func (o Options) withDefaults() Options {
 // after a successful load leaves the new image armed (the error says so).
 func Arm(img Image, opts Options) (*State, error) {
 	o := opts.withDefaults()
-	mode := o.Mode
-	if err := mode.valid(); err != nil {
-		return nil, fmt.Errorf("arming crash image: %w", err)
-	}
-	if img.Kernel == nil {
-		return nil, fmt.Errorf("arming crash image: %w: no kernel file", ErrInvalidImage)
-	}
-	kernelBytes, err := fileSize(img.Kernel, "kernel")
+	p, err := o.plan(img)
 	if err != nil {
 		return nil, fmt.Errorf("arming crash image: %w", err)
 	}
-	hdr, err := ReadKernelHeader(img.Kernel)
-	if err != nil {
-		return nil, fmt.Errorf("arming crash image: kernel %s: %w", img.Kernel.Name(), err)
+	if err := p.reservationErr(); err != nil {
+		return nil, fmt.Errorf("arming crash image: %w", err)
 	}
-	var initrdBytes int64
-	if img.Initrd != nil {
-		if initrdBytes, err = fileSize(img.Initrd, "initrd"); err != nil {
-			return nil, fmt.Errorf("arming crash image: %w", err)
+	if p.cmdlineErr != nil {
+		return nil, fmt.Errorf("arming crash image: %w", p.cmdlineErr)
+	}
+	var warnings []string
+	if p.rearmErr != nil {
+		if !o.AllowNoRearm {
+			return nil, fmt.Errorf("arming crash image: %w", p.rearmErr)
 		}
+		o.Logger.Warn("arming a crash path the generation after a crash could not re-arm", "err", p.rearmErr)
+		warnings = append(warnings, p.rearmErr.Error())
 	}
-
-	mm, err := o.memoryMap()
-	if err != nil {
-		if mode == ModeDirect {
-			return nil, fmt.Errorf("arming crash image in direct mode: %w", err)
-		}
-		o.Logger.Warn("no firmware memory map recorded with the crash state", "err", err)
-	}
-
-	var cpus, possible int
-	if topo, err := cpustop.ReadTopology(cpustop.Options{Root: o.Root}); err != nil {
-		o.Logger.Warn("sizing the reservation for one CPU", "err", err)
-	} else {
-		cpus, possible = len(topo.Present), len(topo.Possible)
-	}
-	need := RequiredReservation(ImageSize{
-		KernelBytes:         kernelBytes,
-		InitrdBytes:         initrdBytes,
-		KernelInitSize:      hdr.InitSize,
-		KernelAlign:         hdr.Alignment,
-		InitrdUnpackedBytes: img.InitrdUnpackedBytes,
-		CPUs:                cpus,
-		PossibleCPUs:        possible,
-	}, mode)
-	have, err := readCrashSize(o.Root)
-	if err != nil {
-		return nil, fmt.Errorf("arming crash image: %w", err)
-	}
-	if have < need.Total {
-		return nil, fmt.Errorf("arming crash image: %w", &ReservationError{Have: have, Need: need})
-	}
-
-	copts := o.Cmdline
-	copts.MemoryMap = mm
-	cmdline := CrashCmdline(img.Cmdline, mode, copts)
-	if err := checkCrashCmdline(cmdline, hdr); err != nil {
-		return nil, fmt.Errorf("arming crash image: %w", err)
-	}
+	mode, cmdline, need, have, mm := p.mode, p.cmdline, p.need, p.have, p.mm
+	kernelBytes, initrdBytes := p.kernelBytes, p.initrdBytes
 
 	prev, err := ReadState(o.StateDir)
 	if err != nil {
@@ -202,6 +169,7 @@ func Arm(img Image, opts Options) (*State, error) {
 		ReservationBytes: have,
 		Previous:         previous,
 		MemoryMap:        mm,
+		Warnings:         warnings,
 	}
 	if img.Manifest != nil {
 		st.Name = img.Manifest.Name

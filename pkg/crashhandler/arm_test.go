@@ -242,7 +242,7 @@ func TestRearmKeepsFirstPreviousValues(t *testing.T) {
 	e := newEnv(t, 512<<20)
 	writeFile(t, sysctlPath(e.root, SysctlHungTaskPanic), "0\n")
 	writeFile(t, sysctlPath(e.root, SysctlPanicOnOops), "1\n") // set by the admin
-	img := e.image(t, "a")
+	img := e.image(t, "a crashkernel=512M")
 	for range 2 {
 		if _, err := Arm(img, e.opts); err != nil {
 			t.Fatal(err)
@@ -357,7 +357,7 @@ func TestArmFailuresKeepPreviousImage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, 512<<20)
-			first := e.image(t, "generation=1")
+			first := e.image(t, "generation=1 crashkernel=512M")
 			if _, err := Arm(first, e.opts); err != nil {
 				t.Fatal(err)
 			}
@@ -368,7 +368,7 @@ func TestArmFailuresKeepPreviousImage(t *testing.T) {
 			} else {
 				os.Remove(filepath.Join(e.root, "sys/kernel/kexec_crash_size"))
 			}
-			img, opts := e.image(t, "generation=2"), e.opts
+			img, opts := e.image(t, "generation=2 crashkernel=512M"), e.opts
 			if tc.setup != nil {
 				tc.setup(t, e, &img, &opts)
 			}
@@ -409,7 +409,7 @@ func TestArmFailuresKeepPreviousImage(t *testing.T) {
 func TestArmFailureRestoresSysctls(t *testing.T) {
 	e := newEnv(t, 512<<20)
 	e.kernel.err = syscall.EPERM
-	if _, err := Arm(e.image(t, "a"), e.opts); !errors.Is(err, ErrNotPermitted) {
+	if _, err := Arm(e.image(t, "a crashkernel=512M"), e.opts); !errors.Is(err, ErrNotPermitted) {
 		t.Fatalf("error = %v, want ErrNotPermitted", err)
 	}
 	for _, s := range allFaults {
@@ -426,7 +426,7 @@ func TestArmFailureRestoresSysctls(t *testing.T) {
 	p := sysctlPath(e.root, SysctlHungTaskPanic)
 	os.Remove(p)
 	os.Mkdir(p, 0o755)
-	if _, err := Arm(e.image(t, "a"), e.opts); !errors.Is(err, ErrFaultRouting) {
+	if _, err := Arm(e.image(t, "a crashkernel=512M"), e.opts); !errors.Is(err, ErrFaultRouting) {
 		t.Fatalf("error = %v, want ErrFaultRouting", err)
 	}
 	for _, s := range []string{SysctlUnknownNMIPanic, SysctlPanicOnOops, SysctlSoftlockupPanic} {
@@ -445,7 +445,7 @@ func TestArmStateWriteFailure(t *testing.T) {
 	if err := os.Symlink(filepath.Join(t.TempDir(), "gone", "x"), e.state); err != nil {
 		t.Fatal(err)
 	}
-	st, err := Arm(e.image(t, "a"), e.opts)
+	st, err := Arm(e.image(t, "a crashkernel=512M"), e.opts)
 	if err == nil || st == nil || !strings.Contains(err.Error(), "armed, but") {
 		t.Errorf("Arm = %v, %v; want the state and an 'armed, but' error", st, err)
 	}
@@ -453,7 +453,7 @@ func TestArmStateWriteFailure(t *testing.T) {
 
 func TestDisarmFailureKeepsState(t *testing.T) {
 	e := newEnv(t, 512<<20)
-	if _, err := Arm(e.image(t, "a"), e.opts); err != nil {
+	if _, err := Arm(e.image(t, "a crashkernel=512M"), e.opts); err != nil {
 		t.Fatal(err)
 	}
 	e.kernel.err = syscall.EPERM
@@ -494,7 +494,7 @@ func TestReadStateErrors(t *testing.T) {
 
 func TestImageDigestFallbacks(t *testing.T) {
 	e := newEnv(t, 512<<20)
-	img := e.image(t, "a")
+	img := e.image(t, "a crashkernel=512M")
 	img.Manifest = nil
 	img.Digest = "given"
 	if d, _ := imageDigest(img); d != "given" {

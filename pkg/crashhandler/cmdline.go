@@ -3,6 +3,7 @@ package crashhandler
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -274,4 +275,67 @@ func CrashModeOf(cmdline string) (Mode, bool) {
 		}
 	}
 	return "", false
+}
+
+// crashkernelKey is the parameter that asks the kernel for the crash
+// reservation.
+const crashkernelKey = "crashkernel"
+
+// InheritCrashkernel returns next, the command line of an image about to be
+// staged or armed, with the running system's crashkernel= words appended
+// before any "--" when next has none of its own: without them the
+// generation next boots has no reservation and cannot re-arm the crash
+// path. A crashkernel word of next (any word whose key is crashkernel,
+// including the ",high" and ",low" forms) always wins; next is then
+// returned unchanged, as it is when running has no crashkernel word.
+//
+// running is the running kernel's command line (/proc/cmdline). On a
+// two-stage crash kernel, whose line carries crashkernel= only saved in
+// fastreboot.orig= words (see CrashCmdline), the saved words are taken.
+// Only kernel words count: the words after "--" go to init.
+func InheritCrashkernel(next, running string) string {
+	words, initArgs := splitInitArgs(splitCmdline(next))
+	if len(crashkernelWords(words)) > 0 {
+		return next
+	}
+	inherit := runningCrashkernel(running)
+	if len(inherit) == 0 {
+		return next
+	}
+	return joinCmdline(append(slices.Clip(words), inherit...), initArgs)
+}
+
+// crashkernelWords returns the words whose key is crashkernel.
+func crashkernelWords(words []string) []string {
+	var out []string
+	for _, w := range words {
+		if key, _, _ := strings.Cut(w, "="); key == crashkernelKey {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// runningCrashkernel returns the crashkernel words of a running kernel's
+// command line: its own, and those a two-stage crash line saved after its
+// marker.
+func runningCrashkernel(running string) []string {
+	words, _ := splitInitArgs(splitCmdline(running))
+	var out []string
+	marked := false
+	for _, w := range words {
+		key, val, _ := strings.Cut(w, "=")
+		switch {
+		case key == markerKey:
+			marked = true
+		case key == crashkernelKey:
+			out = append(out, w)
+		case marked && key == origKey:
+			orig, err := url.PathUnescape(val)
+			if k, _, _ := strings.Cut(orig, "="); err == nil && k == crashkernelKey {
+				out = append(out, orig)
+			}
+		}
+	}
+	return out
 }

@@ -17,6 +17,12 @@ var (
 	// ErrReservationTooSmall: the reservation cannot hold the image and what
 	// the crash kernel needs to run.
 	ErrReservationTooSmall = errors.New("crashkernel= reservation too small")
+	// ErrNoRearm: the generation the crash path boots after a crash could
+	// not re-arm it: its command line asks for no crashkernel= reservation
+	// or for one too small for the image (see RearmError).
+	ErrNoRearm = errors.New("the generation after a crash could not re-arm the crash path")
+	// ErrNotArmed: no crash image was armed through this package.
+	ErrNotArmed = errors.New("no crash image armed")
 	// ErrInvalidImage: the kernel or initrd given to Arm is missing, empty or
 	// not a kernel the sizing understands (an x86 bzImage, protocol >= 2.12).
 	ErrInvalidImage = errors.New("invalid crash image")

@@ -46,6 +46,8 @@ type State struct {
 	Previous map[string]string `json:"previous_sysctls,omitempty"`
 	// MemoryMap is the firmware memory map read when arming (if readable).
 	MemoryMap MemoryMap `json:"memory_map,omitempty"`
+	// Warnings are the problems Arm was told to accept (Options.AllowNoRearm).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func statePath(dir string) string { return filepath.Join(dir, stateFile) }

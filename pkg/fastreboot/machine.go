@@ -191,6 +191,9 @@ type StageReport struct {
 	Manifest     string `json:"manifest"`
 	KernelSHA256 string `json:"kernel_sha256"`
 	CmdlineBytes int    `json:"cmdline_bytes"`
+	// Cmdline is the command line Stage loaded (empty for a built crash
+	// image, whose command line the crash path derives).
+	Cmdline string `json:"cmdline,omitempty"`
 	// Generation and Reason are what the handoff tells the next kernel.
 	Generation int    `json:"generation"`
 	Reason     Reason `json:"reason"`
@@ -309,6 +312,7 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 	rep = StageReport{
 		Manifest:     m.Name,
 		CmdlineBytes: len(m.Cmdline),
+		Cmdline:      m.Cmdline,
 		Generation:   mc.opts.Generation + 1,
 		Reason:       reason,
 		DryRun:       mc.opts.DryRun,

@@ -105,6 +105,7 @@ func TestStageLoadsCompleteImage(t *testing.T) {
 		Manifest:       m.Name,
 		KernelSHA256:   m.Kernel().SHA256,
 		CmdlineBytes:   len(m.Cmdline),
+		Cmdline:        m.Cmdline,
 		Generation:     2,
 		Reason:         ReasonUpdate,
 		Loaded:         true,
