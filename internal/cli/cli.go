@@ -53,8 +53,15 @@ Commands:
   manifest diff OLD NEW [--json]   name added, removed and changed modules
   manifest validate [--content] M  check a manifest (and with --content its files)
   crash arm [MANIFEST] [--mode two-stage|direct] [--auto] [--append W]...
-                                   build the crash image from the cache and load it
-                                   (kexec_file_load ON_CRASH); route faults to panic
+            [--allow-no-rearm]     build the crash image from the cache and load it
+                                   (kexec_file_load ON_CRASH); route faults to panic.
+                                   Images keep the running crashkernel= unless the
+                                   manifest sets one; refused when the generation
+                                   booted after a crash could not re-arm (no or too
+                                   small crashkernel=) unless --allow-no-rearm
+  crash estimate [MANIFEST] [--mode M] [--json]
+                                   the crashkernel= the armed image (or MANIFEST)
+                                   needs, the current reservation, whether it fits
   crash disarm|status [--json]     unload it / show it and the last crash
   crash last [--save DIR] [--json] the evidence of the last crash (log, reason, CPU)
   crash recover [--evidence-dir D] in a crash kernel: keep the evidence; two-stage:
@@ -84,7 +91,8 @@ Exit codes:
   2  bad command line
   3  status --check found a problem (a failed preflight check, modules the
      handoff carried that could not be rehydrated, a CPU online before the
-     jump that did not come back)
+     jump that did not come back, an armed crash path or a staged image whose
+     next generation could not re-arm for lack of crashkernel=)
 `
 
 // env is what every command gets: parsed global flags and the writers.

@@ -14,7 +14,8 @@ import (
 )
 
 const crashUsage = `fastreboot crash arm [MANIFEST] [--mode two-stage|direct] [--auto]
-                   [--append WORD]... [--panic-timeout N] [--no-faults] [--json]
+                   [--append WORD]... [--panic-timeout N] [--no-faults] [--allow-no-rearm] [--json]
+fastreboot crash estimate [MANIFEST] [--mode two-stage|direct] [--json]
 fastreboot crash disarm [--json]
 fastreboot crash status [--json]
 fastreboot crash last [--save DIR] [--json]
@@ -28,6 +29,8 @@ func cmdCrash(ctx context.Context, e *env, args []string) error {
 	switch args[0] {
 	case "arm":
 		return crashArm(ctx, e, args[1:])
+	case "estimate":
+		return crashEstimate(ctx, e, args[1:])
 	case "disarm":
 		return crashDisarm(ctx, e, args[1:])
 	case "status":
@@ -48,6 +51,7 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 	fs.Var(&appendWords, "append", "")
 	panicTimeout := fs.Int("panic-timeout", 0, "")
 	noFaults := fs.Bool("no-faults", false, "")
+	allowNoRearm := fs.Bool("allow-no-rearm", false, "")
 	asJSON := fs.Bool("json", false, "")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -56,7 +60,10 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 	if len(pos) > 1 {
 		return usagef("crash arm takes at most one manifest, got %q", pos)
 	}
-	req := agent.CrashArmRequest{Mode: crashhandler.Mode(*mode), Auto: *auto, PanicTimeout: *panicTimeout, NoFaults: *noFaults}
+	req := agent.CrashArmRequest{
+		Mode: crashhandler.Mode(*mode), Auto: *auto, PanicTimeout: *panicTimeout, NoFaults: *noFaults,
+		AllowNoRearm: *allowNoRearm,
+	}
 	for _, w := range appendWords {
 		req.Append = append(req.Append, strings.Fields(w)...)
 	}
@@ -80,6 +87,9 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 	if *asJSON {
 		return printJSON(e.stdout, rep)
 	}
+	for _, w := range rep.Warnings {
+		fmt.Fprintf(e.stderr, "warning: %s\n", w)
+	}
 	if !rep.Armed {
 		fmt.Fprintf(e.stdout, "crash path not armed: %s\n", rep.Why)
 		return nil
@@ -88,6 +98,71 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "crash path armed: mode %s, image %s (%s), reservation %s (needs %s), memory map from %s, took %s\n",
 		st.Mode, st.Name, human(st.ImageBytes), human(st.ReservationBytes), human(st.Sizing.Total), rep.MemoryMapFrom, ms(rep.Took))
 	return nil
+}
+
+// crashEstimate prints the crashkernel= the armed image or a manifest
+// needs, like kdumpctl estimate.
+func crashEstimate(ctx context.Context, e *env, args []string) error {
+	fs := newFlags("crash estimate")
+	mode := fs.String("mode", "", "")
+	asJSON := fs.Bool("json", false, "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return usagef("crash estimate takes at most one manifest, got %q", pos)
+	}
+	req := agent.CrashEstimateRequest{Mode: crashhandler.Mode(*mode)}
+	switch req.Mode {
+	case "", crashhandler.ModeTwoStage, crashhandler.ModeDirect:
+	default:
+		return usagef("--mode %q: want %s or %s", *mode, crashhandler.ModeTwoStage, crashhandler.ModeDirect)
+	}
+	if len(pos) == 1 {
+		req.Manifest = pos[0]
+	}
+	svc, done, err := e.service(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	rep, err := svc.CrashEstimate(ctx, req)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e.stdout, rep)
+	}
+	printEstimate(e.stdout, rep)
+	return nil
+}
+
+func printEstimate(w io.Writer, rep *agent.CrashEstimateReport) {
+	from := "the armed image"
+	if rep.From != "armed" {
+		from = "built from the cache, not loaded"
+	}
+	fmt.Fprintf(w, "image:        %s (%s), kernel %s, initrd %s\n", rep.Name, from, human(rep.KernelBytes), human(rep.InitrdBytes))
+	fmt.Fprintf(w, "needs:        %s in %s mode (%s)\n", rep.Crashkernel, rep.Mode, rep.Breakdown)
+	switch {
+	case !rep.Supported:
+		fmt.Fprintln(w, "reservation:  none: this kernel has no crash kexec")
+	case rep.ReservationBytes == 0:
+		fmt.Fprintln(w, "reservation:  none (no crashkernel= on the running kernel's command line)")
+	case rep.Fits:
+		fmt.Fprintf(w, "reservation:  %s: fits\n", human(rep.ReservationBytes))
+	default:
+		fmt.Fprintf(w, "reservation:  %s: too small\n", human(rep.ReservationBytes))
+	}
+	if ck := rep.NextCrashkernel; ck.Word != "" {
+		fmt.Fprintf(w, "after crash:  the next generation boots with %s (%s)\n", ck.Word, human(ck.Size))
+	} else {
+		fmt.Fprintln(w, "after crash:  the next generation boots without crashkernel=")
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintf(w, "problem:      %s\n", p)
+	}
 }
 
 func crashDisarm(ctx context.Context, e *env, args []string) error {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
 
@@ -97,6 +98,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	}
 	if cs, err := agent.CrashStatusOf(e.root, e.stateDir, rep.State); err == nil && (cs.Supported || cs.Last != nil) {
 		rep.Crash = cs
+		rep.Problems = append(rep.Problems, rearmProblems(cs, rep.Agent)...)
 	}
 	if *asJSON {
 		if err := printJSON(e.stdout, rep); err != nil {
@@ -169,6 +171,34 @@ func printStatus(e *env, r *statusReport) {
 	for _, p := range r.Problems {
 		fmt.Fprintf(w, "problem: %s\n", p)
 	}
+}
+
+// rearmProblems checks, when a crash path is armed, that the generation a
+// crash boots into (crashhandler.NextCmdline of the armed image) and the
+// generation the staged image boots could re-arm it: their command lines
+// must ask for a crashkernel= of at least what the armed image needs.
+func rearmProblems(cs *agent.CrashStatusReport, in *agent.Info) []string {
+	st := cs.State
+	if st == nil {
+		return nil
+	}
+	ram := st.MemoryMap.RAMBytes()
+	var out []string
+	next := crashhandler.NextCmdline(st.Cmdline, st.Mode, st.MemoryMap)
+	if err := crashhandler.CheckRearm(next, st.Sizing, ram, cs.ReservationBytes); err != nil {
+		out = append(out, fmt.Sprintf("armed crash image %s: %v", st.Name, err))
+	}
+	if in != nil && in.Staged != nil && in.Staged.Loaded && in.Staged.Cmdline != "" {
+		err := crashhandler.CheckRearm(in.Staged.Cmdline, st.Sizing, ram, cs.ReservationBytes)
+		var re *crashhandler.RearmError
+		if errors.As(err, &re) {
+			re.Which = "the generation it boots"
+		}
+		if err != nil {
+			out = append(out, fmt.Sprintf("staged image %s: %v", in.Staged.Manifest, err))
+		}
+	}
+	return out
 }
 
 // uptime reads root/proc/uptime.

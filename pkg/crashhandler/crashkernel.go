@@ -231,20 +231,27 @@ type RearmError struct {
 	// to ask for (at least Need.Total).
 	Need    Sizing
 	Suggest int64
+	// Which names the generation in the message; "" is "the generation
+	// booted after a crash".
+	Which string
 }
 
 func (e *RearmError) Error() string {
+	which := e.Which
+	if which == "" {
+		which = "the generation booted after a crash"
+	}
 	advice := fmt.Sprintf("add crashkernel=%dM to the image's command line (the %s crash image needs %s)",
 		mibCeil(e.Suggest), e.Need.Mode, mib(e.Need.Total))
 	switch {
 	case e.Crashkernel.Word == "":
-		return "the generation booted after a crash has no crashkernel= on its command line, so it could not re-arm the crash path: " + advice
+		return which + " has no crashkernel= on its command line, so it could not re-arm the crash path: " + advice
 	case e.Problem != "":
-		return fmt.Sprintf("the generation booted after a crash has %s on its command line, which reserves nothing (%s), so it could not re-arm the crash path: %s",
-			e.Crashkernel.Word, e.Problem, advice)
+		return fmt.Sprintf("%s has %s on its command line, which reserves nothing (%s), so it could not re-arm the crash path: %s",
+			which, e.Crashkernel.Word, e.Problem, advice)
 	}
-	return fmt.Sprintf("the generation booted after a crash has %s on its command line (%s), less than the %s crash image needs (%s), so it could not re-arm the crash path: make it crashkernel=%dM in the image's command line",
-		e.Crashkernel.Word, mib(e.Crashkernel.Size), e.Need.Mode, mib(e.Need.Total), mibCeil(e.Suggest))
+	return fmt.Sprintf("%s has %s on its command line (%s), less than the %s crash image needs (%s), so it could not re-arm the crash path: make it crashkernel=%dM in the image's command line",
+		which, e.Crashkernel.Word, mib(e.Crashkernel.Size), e.Need.Mode, mib(e.Need.Total), mibCeil(e.Suggest))
 }
 
 // Is makes errors.Is(err, ErrNoRearm) work.
