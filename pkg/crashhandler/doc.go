@@ -17,6 +17,12 @@
 //   - [CrashCmdline] derives the crash kernel's command line from the
 //     production one; [ProductionCmdline] turns it back into the command line
 //     of the next production kernel, with the full memory map.
+//   - [InheritCrashkernel] gives every image staged or armed the running
+//     system's crashkernel= unless it sets its own; [Arm] refuses with
+//     [ErrNoRearm] an image whose next generation ([NextCmdline]) would ask
+//     for no or too small a reservation ([ParseCrashkernel], [CheckRearm]),
+//     and [EstimateImage] / [EstimateArmed] say what an image needs without
+//     arming it.
 //   - [Arm], [Disarm] and [Status] manage the loaded crash image and the
 //     sysctls that turn faults (oops, unknown NMI, lockups, hung tasks) into a
 //     panic, remembering the previous sysctl values in a state file.
