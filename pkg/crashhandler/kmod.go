@@ -80,6 +80,9 @@ func LoadRamoops(opts PstoreOptions) (*RamoopsLoad, error) {
 		return rep, fmt.Errorf("loading ramoops: %w", err)
 	}
 	if rep.Backend == "" {
+		if n := len(rep.Loaded); n == 0 || moduleName(rep.Loaded[n-1]) != "ramoops" {
+			return rep, fmt.Errorf("loading ramoops (%s): the module is loaded already, without a registered pstore backend (loaded earlier without a usable region?)", rep.Params)
+		}
 		return rep, fmt.Errorf("loading ramoops (%s): no pstore backend registered afterwards (the kernel log says why ramoops did not probe)", rep.Params)
 	}
 	opts.log().Info("pstore backend registered", "backend", rep.Backend, "params", rep.Params, "loaded", rep.Loaded)

@@ -243,6 +243,8 @@ func TestLoadRamoops(t *testing.T) {
 		{name: "no backend afterwards", cmdline: ramoopsAt1M, calls: []string{"reed_solomon.ko", "ramoops.ko mem_address=0x100000 mem_size=0x100000 record_size=0x40000"},
 			want: RamoopsLoad{Params: "mem_address=0x100000 mem_size=0x100000 record_size=0x40000", Loaded: []string{"reed_solomon.ko", "ramoops.ko"}},
 			err:  "no pstore backend registered afterwards"},
+		{name: "ramoops loaded already, no backend", cmdline: ramoopsAt1M, loaded: []string{"ramoops"},
+			want: RamoopsLoad{Params: "mem_address=0x100000 mem_size=0x100000 record_size=0x40000"}, err: "the module is loaded already"},
 		{name: "finit_module fails", cmdline: ramoopsAt1M, loadErr: errors.New("EPERM"), calls: []string{"reed_solomon.ko"},
 			want: RamoopsLoad{Params: "mem_address=0x100000 mem_size=0x100000 record_size=0x40000"}, err: "module reed_solomon"},
 		{name: "no modules.dep", cmdline: ramoopsAt1M, modDir: "-",
@@ -314,4 +316,34 @@ func TestMountPstore(t *testing.T) {
 	if _, err := MountPstore(opts); !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), target) {
 		t.Errorf("mount fails: MountPstore error %v, want one naming %s", err, target)
 	}
+}
+
+func TestModuleName(t *testing.T) {
+	for in, want := range map[string]string{
+		"kernel/fs/pstore/ramoops.ko":                "ramoops",
+		"kernel/drivers/firmware/efi/efi-pstore.ko":  "efi_pstore",
+		"kernel/lib/reed_solomon/reed_solomon.ko.xz": "reed_solomon",
+		"kernel/drivers/platform/chrome/x-y.ko.zst":  "x_y",
+	} {
+		if got := moduleName(in); got != want {
+			t.Errorf("moduleName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// FuzzPlaceRamoops: /proc/iomem and command lines come from outside; no
+// input may panic, and a placed region is System RAM above 1 MiB.
+func FuzzPlaceRamoops(f *testing.F) {
+	f.Add(qemuIomem, "quiet memmap=1M$0x7f000000 ramoops.mem_address=0x7f000000")
+	f.Add("00100000-0010ffff : System RAM\n", "ramoops.mem_address=0x")
+	f.Fuzz(func(t *testing.T, iomem, cmdline string) {
+		addr, err := PlaceRamoops(qemuMemoryMap(), strings.NewReader(iomem), DefaultRamoopsSize)
+		if err == nil && (addr < ramoopsFloor || addr%ramoopsAlign != 0) {
+			t.Errorf("PlaceRamoops = %#x", addr)
+		}
+		words := splitCmdline(cmdline)
+		if a, ok := ramoopsAddress(words); ok {
+			keptRegionWords(words, a)
+		}
+	})
 }
