@@ -364,3 +364,32 @@ func TestLoadPstore(t *testing.T) {
 		t.Errorf("no modules: LoadPstore error %v, want one saying it could not load ramoops", err)
 	}
 }
+
+// TestCrashHandoffCarriesNoOldEvidence: the crash image's handoff names the
+// next crash; the last crash's evidence does not ride along to be taken
+// for it.
+func TestCrashHandoffCarriesNoOldEvidence(t *testing.T) {
+	im, _ := testimage.Update()
+	_, p := im.WriteTemp(t)
+	root := crashRoot(t, 384<<20)
+	state := t.TempDir()
+	old := &crashhandler.Evidence{Reason: "Kernel panic - not syncing: old", Generation: 1}
+	if err := old.Save(filepath.Join(state, agent.CrashEvidenceDir)); err != nil {
+		t.Fatal(err)
+	}
+	l := &flagLoader{}
+	a, err := agent.New(context.Background(), agent.Options{Root: root, StateDir: state, Machine: fastreboot.Options{
+		Loader: l, Probe: func() error { return errors.New("probe must not run in tests") },
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	rep, err := a.CrashArm(context.Background(), agent.CrashArmRequest{Manifest: p, Mode: crashhandler.ModeDirect})
+	if err != nil {
+		t.Fatalf("CrashArm: %v", err)
+	}
+	if h := handoffOf(t, l.initrd, rep.Image); h.Extra[agent.ExtraCrashEvidence] != nil {
+		t.Errorf("crash handoff carries %s, want no evidence", h.Extra[agent.ExtraCrashEvidence])
+	}
+}
