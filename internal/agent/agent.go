@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
@@ -138,6 +139,10 @@ type Options struct {
 	// Machine is the template for the fastreboot.Machine; Root, Logger,
 	// Generation, DryRun and Carry are set by the agent.
 	Machine fastreboot.Options
+	// Pstore is the template for the pstore functions (the module loader
+	// and the mount of pstore; nil: the kernel's); Root, MemoryMap and
+	// Logger are set by the agent.
+	Pstore crashhandler.PstoreOptions
 }
 
 // Agent owns a module cache and stages images from it.

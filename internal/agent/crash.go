@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -69,7 +71,9 @@ type CrashArmReport struct {
 	// MemoryMapFrom is "handoff" or "firmware".
 	MemoryMapFrom string        `json:"memory_map_from,omitempty"`
 	Took          time.Duration `json:"took_ns"`
-	// Warnings are problems the request chose to accept (AllowNoRearm).
+	// Warnings say what the armed path cannot do: problems the request
+	// chose to accept (AllowNoRearm), or no evidence of a crash of this
+	// generation (no pstore backend).
 	Warnings []string `json:"warnings,omitempty"`
 }
 
@@ -158,15 +162,18 @@ func (a *Agent) restricted(mm crashhandler.MemoryMap) bool {
 // for the next generation: the running system's crashkernel= unless the
 // manifest sets its own (crashhandler.InheritCrashkernel: without it the
 // next generation could not re-arm the crash path), and the recorded memory
-// map when this kernel runs on a restricted one. Stage loads it; CrashArm
+// map when this kernel runs on a restricted one, and a pstore region for
+// crash evidence (evidenceCmdline). Stage loads it; CrashArm
 // derives the crash command line from it.
 func (a *Agent) productionManifest(m *bootimage.Manifest) *bootimage.Manifest {
 	c := *m
 	c.Cmdline = crashhandler.InheritCrashkernel(c.Cmdline, a.runningCmdline())
-	if mm, _, err := a.memoryMap(); err == nil && a.restricted(mm) {
+	mm, _, err := a.memoryMap()
+	if err == nil && a.restricted(mm) {
 		c.Cmdline = crashhandler.ProductionCmdline(c.Cmdline, mm)
 		a.log.Info("running on a restricted memory map: the next image gets the recorded one", "ram", mm.RAMBytes())
 	}
+	c.Cmdline, _ = a.evidenceCmdline(c.Cmdline, mm)
 	if c.Cmdline == m.Cmdline {
 		return m
 	}
@@ -181,6 +188,49 @@ func (a *Agent) runningCmdline() string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// pstoreOptions returns the options of the pstore functions for root.
+func pstoreOptions(opts Options, log *slog.Logger, mm crashhandler.MemoryMap) crashhandler.PstoreOptions {
+	p := opts.Pstore
+	p.Root, p.Logger, p.MemoryMap = opts.Root, log, mm
+	return p
+}
+
+// evidenceCmdline completes an image's command line with a pstore region
+// (crashhandler.EvidenceCmdline); when that fails the line stays as it was
+// and the error is logged and returned.
+func (a *Agent) evidenceCmdline(cmdline string, mm crashhandler.MemoryMap) (string, error) {
+	out, err := crashhandler.EvidenceCmdline(cmdline, pstoreOptions(a.opts, a.log, mm))
+	if err != nil {
+		a.log.Warn("the next image gets no pstore region: a crash of it may leave no evidence in direct mode", "err", err)
+	}
+	return out, err
+}
+
+// evidenceWarnings says what evidence a crash of the running generation
+// would leave: none in direct mode without a pstore backend, or without
+// crash_kexec_post_notifiers (the panic jumps before the log is dumped).
+func evidenceWarnings(root string) []string {
+	backend, err := crashhandler.PstoreBackend(root)
+	switch {
+	case err != nil:
+		return []string{"evidence of a crash before the next fast reboot: unknown (" + err.Error() + "); two-stage reads /proc/vmcore"}
+	case backend == "":
+		return []string{"evidence of a crash before the next fast reboot: none in direct mode (no pstore backend in this generation); two-stage reads /proc/vmcore"}
+	case !crashhandler.PostNotifiers(root):
+		return []string{"evidence of a crash before the next fast reboot: none in direct mode (pstore backend " + backend +
+			" registered, but crash_kexec_post_notifiers is off: the panic jumps to the crash image before the log is dumped); two-stage reads /proc/vmcore"}
+	}
+	return nil
+}
+
+// LoadPstore loads ramoops when this kernel's command line names a ramoops
+// region and no pstore backend is registered (crashhandler.LoadRamoops),
+// so that a crash of this generation leaves its log there. The daemon
+// calls it at start; its errors are warnings.
+func (a *Agent) LoadPstore() (*crashhandler.RamoopsLoad, error) {
+	return crashhandler.LoadRamoops(pstoreOptions(a.opts, a.log, nil))
 }
 
 // handoffExtra is what every handoff of this generation carries: the
@@ -254,6 +304,16 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*CrashArmRep
 	if st != nil {
 		rep.Warnings = st.Warnings
 	}
+	// The crash kernel keeps the pstore region of b.cmdline: in direct
+	// mode it is the next production kernel, in two-stage mode it hands
+	// the region's words on (ProductionCmdline keeps them).
+	rep.Warnings = append(rep.Warnings, evidenceWarnings(a.opts.Root)...)
+	if _, werr := a.evidenceCmdline(b.cmdline, b.mm); werr != nil {
+		rep.Warnings = append(rep.Warnings, "the crash image gets no pstore region: "+werr.Error())
+	}
+	for _, w := range rep.Warnings {
+		a.log.Warn(w)
+	}
 	a.log.Info("crash path armed", "mode", mode, "image_bytes", st.ImageBytes, "reservation", st.ReservationBytes, "took", rep.Took)
 	return rep, nil
 }
@@ -313,6 +373,9 @@ func (a *Agent) buildCrashImage(ctx context.Context, path string, inline *bootim
 	}
 	extra := a.handoffExtra()
 	extra[ExtraCrashMode], _ = json.Marshal(mode)
+	// The crash handoff names this crash (reason crash, the generation);
+	// an older crash's evidence would only be mistaken for it.
+	delete(extra, ExtraCrashEvidence)
 	mopts := a.opts.Machine
 	mopts.Root, mopts.Logger, mopts.Generation = a.opts.Root, a.log, a.state.Generation
 	mopts.HandoffExtra = extra
@@ -401,6 +464,13 @@ func CrashStatusOf(root, stateDir string, st *fastreboot.State) (*CrashStatusRep
 // LastCrash returns the evidence of the last crash this system recovered
 // from: the one saved in this generation's state directory, else the one
 // the handoff carried; nil if none.
+//
+// A generation started by the crash path (its handoff says reason crash)
+// always has one, so that `crash last` never contradicts `status`: when
+// nothing was saved (crash recover did not run, or could not save) and the
+// handoff carries no evidence of this crash, it returns a record of what
+// the handoff says (the crashed generation, the mode) with the time this
+// kernel booted and a problem saying that no evidence was saved.
 func LastCrash(root, stateDir string) *crashhandler.Evidence {
 	if ev, err := crashhandler.ReadSavedEvidence(filepath.Join(stateDir, CrashEvidenceDir)); err == nil {
 		return ev
@@ -409,15 +479,52 @@ func LastCrash(root, stateDir string) *crashhandler.Evidence {
 	if err != nil {
 		return nil
 	}
-	raw, ok := h.Extra[ExtraCrashEvidence]
-	if !ok {
+	crashed := h.Reason == fastreboot.ReasonCrash
+	if raw, ok := h.Extra[ExtraCrashEvidence]; ok {
+		var ev crashhandler.Evidence
+		// Evidence of an earlier crash is not this crash's.
+		if json.Unmarshal(raw, &ev) == nil && (!crashed || ev.Generation == 0 || ev.Generation == h.Generation-1) {
+			return &ev
+		}
+	}
+	if !crashed {
 		return nil
 	}
-	var ev crashhandler.Evidence
-	if json.Unmarshal(raw, &ev) != nil {
-		return nil
+	var mode crashhandler.Mode
+	if raw, ok := h.Extra[ExtraCrashMode]; ok {
+		_ = json.Unmarshal(raw, &mode)
 	}
-	return &ev
+	return unrecordedCrash(root, max(h.Generation-1, 1), mode,
+		"no evidence of this crash was saved (crash recover did not run in the crash kernel, or could not save it)")
+}
+
+// unrecordedCrash is the record of a crash whose evidence could not be
+// read: the crashed generation, the mode and, as its time, when this
+// kernel booted.
+func unrecordedCrash(root string, generation int, mode crashhandler.Mode, problems ...string) *crashhandler.Evidence {
+	return &crashhandler.Evidence{
+		Time: bootTime(root), CPU: -1, Generation: generation, Mode: mode,
+		Log: []string{}, Problems: problems,
+	}
+}
+
+// bootTime is when the running kernel booted: now minus Root/proc/uptime
+// (now if that cannot be read), to the second.
+func bootTime(root string) time.Time {
+	now := time.Now().UTC()
+	b, err := os.ReadFile(filepath.Join(root, "proc/uptime"))
+	if err != nil {
+		return now.Truncate(time.Second)
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return now.Truncate(time.Second)
+	}
+	up, err := strconv.ParseFloat(f[0], 64)
+	if err != nil || up < 0 {
+		return now.Truncate(time.Second)
+	}
+	return now.Add(-time.Duration(up * float64(time.Second))).Truncate(time.Second)
 }
 
 // RecoverOptions configure Recover beyond the agent's Options (whose Root
@@ -431,10 +538,17 @@ type RecoverOptions struct {
 type RecoverReport struct {
 	Mode     crashhandler.Mode      `json:"mode"`
 	Evidence *crashhandler.Evidence `json:"evidence,omitempty"`
-	// EvidenceFrom is "vmcore" or "pstore".
+	// EvidenceFrom is "vmcore" or "pstore" ("" when none could be read:
+	// Evidence then records only the crash itself).
 	EvidenceFrom string `json:"evidence_from,omitempty"`
 	// EvidenceError says why no evidence could be read.
 	EvidenceError string `json:"evidence_error,omitempty"`
+	// PstoreBackend is the pstore backend registered when the evidence
+	// was read ("" if none).
+	PstoreBackend string `json:"pstore_backend,omitempty"`
+	// Warnings are what went wrong without stopping the recovery: loading
+	// ramoops, mounting pstore, saving or erasing.
+	Warnings []string `json:"warnings,omitempty"`
 	// MemoryMapCheck is the cross-check of the recorded map against the
 	// vmcore's RAM segments ("ok" or the problem).
 	MemoryMapCheck string `json:"memory_map_check,omitempty"`
@@ -449,8 +563,15 @@ type RecoverReport struct {
 }
 
 // Recover runs the crash stage in a kernel the crash path started: it reads
-// the crashed kernel's evidence from /proc/vmcore and saves it, first thing
-// (in direct mode the crashed kernel's memory is free RAM now). In
+// the crashed kernel's evidence from /proc/vmcore or pstore and saves it,
+// first thing (in direct mode the crashed kernel's memory is free RAM now).
+// Before reading it loads ramoops when the command line names a region and
+// no pstore backend is registered, and mounts pstore on /sys/fs/pstore when
+// a backend is registered and pstore is not mounted (failures are
+// RecoverReport.Warnings). A crash is always recorded: when no evidence
+// can be read, the record says when this kernel booted, the mode, the
+// crashed generation (from the handoff) and why nothing was read. pstore
+// is erased only once the record is saved. In
 // two-stage mode it then rehydrates the cache from the handoff, stages the
 // production image with ProductionCmdline (the crash-only words removed,
 // the recorded memory map added) and a handoff carrying the evidence, ready
@@ -474,26 +595,44 @@ func Recover(ctx context.Context, opts Options, ro RecoverOptions) (*RecoverRepo
 		return nil, fmt.Errorf("crash recover: %w", ErrNotCrashKernel)
 	}
 	rep := &RecoverReport{Mode: mode}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	// The crash image's handoff says reason crash and the generation
+	// after the one that crashed.
+	crashed := 0
+	if h, err := fastreboot.ReadHandoff(opts.Root); err == nil && h.Reason == fastreboot.ReasonCrash {
+		crashed = max(h.Generation-1, 1)
+	}
+	rep.PstoreBackend, rep.Warnings = preparePstore(opts, log)
 	ev, from, everr := collectCrashEvidence(crashhandler.EvidenceOptions{Root: opts.Root}, mode)
 	rep.EvidenceFrom = from
-	if from == "pstore" {
-		if err := crashhandler.ErasePstore(opts.Root); err != nil {
-			ev.Problems = append(ev.Problems, err.Error())
-		}
-	}
 	rep.EvidenceAt = time.Since(t0)
 	if everr != nil {
 		rep.EvidenceError = everr.Error()
-	} else {
-		rep.Evidence = ev
-		if err := ev.Save(filepath.Join(opts.StateDir, CrashEvidenceDir)); err != nil {
-			rep.EvidenceError = err.Error()
+		ev = unrecordedCrash(opts.Root, crashed, mode, "no evidence of the crashed kernel could be read (the time is when the crash kernel booted): "+everr.Error())
+	}
+	ev.Generation, ev.Mode, ev.Source = crashed, mode, from
+	rep.Evidence = ev
+	saveErr := ev.Save(filepath.Join(opts.StateDir, CrashEvidenceDir))
+	if saveErr != nil {
+		rep.Warnings = append(rep.Warnings, saveErr.Error())
+	}
+	if ro.EvidenceDir != "" {
+		if err := ev.Save(ro.EvidenceDir); err != nil {
+			return rep, fmt.Errorf("crash recover: %w", err)
 		}
-		if ro.EvidenceDir != "" {
-			if err := ev.Save(ro.EvidenceDir); err != nil {
-				return rep, fmt.Errorf("crash recover: %w", err)
-			}
+	}
+	// pstore is erased only now that its records are saved: the next
+	// crash's dump must not mix with this one's.
+	if saveErr == nil && rep.PstoreBackend != "" {
+		if err := crashhandler.ErasePstore(opts.Root); err != nil && from == "pstore" {
+			rep.Warnings = append(rep.Warnings, err.Error())
 		}
+	}
+	for _, w := range rep.Warnings {
+		log.Warn("crash recover", "warning", w)
 	}
 	if mode == crashhandler.ModeDirect {
 		rep.Took = time.Since(t0)
@@ -531,9 +670,7 @@ func Recover(ctx context.Context, opts Options, ro RecoverOptions) (*RecoverRepo
 	rep.Cmdline = prod.Cmdline
 	extra := a.handoffExtra()
 	extra[ExtraCrashMode], _ = json.Marshal(mode)
-	if ev != nil {
-		extra[ExtraCrashEvidence], _ = json.Marshal(ev)
-	}
+	extra[ExtraCrashEvidence], _ = json.Marshal(ev)
 	mopts := opts.Machine
 	mopts.Root, mopts.Logger, mopts.HandoffExtra = opts.Root, a.log, extra
 	mopts.Generation = max(a.state.Generation-1, 1)
@@ -547,6 +684,29 @@ func Recover(ctx context.Context, opts Options, ro RecoverOptions) (*RecoverRepo
 		return rep, fmt.Errorf("crash recover: staging production: %w", err)
 	}
 	return rep, nil
+}
+
+// preparePstore makes the crashed kernel's pstore records readable: it
+// loads ramoops when the command line names a region and no backend is
+// registered, then mounts pstore if a backend is registered (without one
+// there is nothing to read). It returns the backend and what failed.
+func preparePstore(opts Options, log *slog.Logger) (string, []string) {
+	po := pstoreOptions(opts, log, nil)
+	var warnings []string
+	if _, err := crashhandler.LoadRamoops(po); err != nil {
+		warnings = append(warnings, err.Error())
+	}
+	backend, err := crashhandler.PstoreBackend(opts.Root)
+	if err != nil {
+		return "", append(warnings, err.Error())
+	}
+	if backend == "" {
+		return "", warnings
+	}
+	if _, err := crashhandler.MountPstore(po); err != nil {
+		warnings = append(warnings, err.Error())
+	}
+	return backend, warnings
 }
 
 // The crash path's API paths.

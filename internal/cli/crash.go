@@ -97,6 +97,7 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 	st := rep.State
 	fmt.Fprintf(e.stdout, "crash path armed: mode %s, image %s (%s), reservation %s (needs %s), memory map from %s, took %s\n",
 		st.Mode, st.Name, human(st.ImageBytes), human(st.ReservationBytes), human(st.Sizing.Total), rep.MemoryMapFrom, ms(rep.Took))
+	printWarnings(e.stderr, rep.Warnings)
 	return nil
 }
 
@@ -237,8 +238,36 @@ func printCrashStatus(w io.Writer, rep *agent.CrashStatusReport) {
 	}
 }
 
+// printWarnings writes each warning as "warning: ..." (on stderr).
+func printWarnings(w io.Writer, warnings []string) {
+	for _, s := range warnings {
+		fmt.Fprintf(w, "warning: %s\n", s)
+	}
+}
+
 func printEvidence(w io.Writer, ev *crashhandler.Evidence) {
-	fmt.Fprintf(w, "last crash:   %s on CPU %d at %s (kernel %s)\n", ev.Reason, ev.CPU, ev.Time.Format(time.RFC3339), ev.KernelRelease)
+	var where []string
+	if ev.Generation > 0 {
+		where = append(where, fmt.Sprintf("generation %d", ev.Generation))
+	}
+	if ev.Mode != "" {
+		where = append(where, "mode "+string(ev.Mode))
+	}
+	if ev.Source != "" {
+		where = append(where, "from "+ev.Source)
+	}
+	if ev.KernelRelease != "" {
+		where = append(where, "kernel "+ev.KernelRelease)
+	}
+	reason := ev.Reason
+	if reason == "" {
+		reason = "cause unknown"
+	}
+	cpu := ""
+	if ev.CPU >= 0 {
+		cpu = fmt.Sprintf(" on CPU %d", ev.CPU)
+	}
+	fmt.Fprintf(w, "last crash:   %s%s at %s (%s)\n", reason, cpu, ev.Time.Format(time.RFC3339), strings.Join(where, ", "))
 	if ev.Cause != "" {
 		fmt.Fprintf(w, "cause:        %s\n", ev.Cause)
 	}
@@ -297,13 +326,15 @@ func crashRecover(ctx context.Context, e *env, args []string) error {
 		if *asJSON {
 			printJSON(e.stdout, rep)
 		} else {
+			if rep.EvidenceError != "" {
+				fmt.Fprintf(e.stdout, "no evidence: %s\n", rep.EvidenceError)
+			}
 			if rep.Evidence != nil {
 				printEvidence(e.stdout, rep.Evidence)
-			} else {
-				fmt.Fprintf(e.stdout, "no evidence: %s\n", rep.EvidenceError)
 			}
 			fmt.Fprintf(e.stdout, "crash recover: mode %s, evidence read in %s, memory map check %s, took %s\n",
 				rep.Mode, ms(rep.EvidenceAt), rep.MemoryMapCheck, ms(rep.Took))
+			printWarnings(e.stderr, rep.Warnings)
 		}
 	}
 	if err != nil {

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -8,6 +10,7 @@ import (
 	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
 
 // crashFiles add a crash reservation, a command line asking for it and the
@@ -88,5 +91,68 @@ func TestCrashCommandErrors(t *testing.T) {
 				t.Errorf("kexec_file_load called %d times", h.loader.Calls())
 			}
 		})
+	}
+}
+
+// TestCrashLastAgreesWithStatus: a generation the crash path started shows
+// a last crash even when no evidence of it could be read, whether crash
+// recover ran in it or not.
+func TestCrashLastAgreesWithStatus(t *testing.T) {
+	im, _ := testimage.Update()
+	m := im.Manifest()
+	for _, recoverRan := range []bool{true, false} {
+		t.Run(fmt.Sprintf("recover ran %v", recoverRan), func(t *testing.T) {
+			h := newHarness(t)
+			h.writeRoot(crashFiles("402653184"))
+			// A direct-mode crash kernel: no vmcore, no pstore backend.
+			h.writeRoot(map[string]string{"proc/cmdline": "console=ttyS0 crashkernel=384M fastreboot.crash=direct\n"})
+			ho := fastreboot.Handoff{Version: fastreboot.HandoffVersion, Generation: 3, Reason: fastreboot.ReasonCrash, Manifest: *m,
+				Extra: map[string]json.RawMessage{agent.ExtraCrashMode: json.RawMessage(`"direct"`)}}
+			b, err := json.Marshal(ho)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.writeRoot(map[string]string{fastreboot.HandoffFile: string(b)})
+			if recoverRan {
+				r := h.run("crash", "recover")
+				if r.code != ExitOK || !strings.Contains(r.stdout, "no evidence: ") || !strings.Contains(r.stdout, "last crash:   cause unknown at ") {
+					t.Errorf("crash recover: exit %d, stdout %q; want the record of a crash without evidence", r.code, r.stdout)
+				}
+			}
+			// What the daemon's Resume saves in this generation.
+			if err := fastreboot.SaveState(h.stateDir, &fastreboot.State{Generation: 3, Reason: fastreboot.ReasonCrash, Manifest: m}); err != nil {
+				t.Fatal(err)
+			}
+			var st struct {
+				Generation int               `json:"generation"`
+				Reason     fastreboot.Reason `json:"reason"`
+			}
+			r := h.run("status", "--json")
+			if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.Reason != fastreboot.ReasonCrash || st.Generation != 3 {
+				t.Fatalf("status: %+v (%v), want generation 3, reason crash", st, err)
+			}
+			var ev crashhandler.Evidence
+			decode(t, h.run("crash", "last", "--json"), &ev)
+			if ev.Generation != st.Generation-1 || ev.Mode != crashhandler.ModeDirect || len(ev.Problems) == 0 {
+				t.Errorf("crash last = %+v, want generation %d, mode direct, a problem saying why there is no evidence", ev, st.Generation-1)
+			}
+			if r := h.run("crash", "last"); r.code != ExitOK || !strings.Contains(r.stdout, "generation 2, mode direct") {
+				t.Errorf("crash last: exit %d, %q", r.code, r.stdout)
+			}
+		})
+	}
+}
+
+// TestCrashArmWarnsWithoutEvidence: arming in a generation without a pstore
+// backend says so on stderr.
+func TestCrashArmWarnsWithoutEvidence(t *testing.T) {
+	h := newHarness(t)
+	h.writeRoot(crashFiles("402653184"))
+	v1, _ := testimage.Update()
+	_, p := v1.WriteTemp(t)
+	r := h.run("crash", "arm", "--mode", "direct", p)
+	want := "warning: evidence of a crash before the next fast reboot: none in direct mode (no pstore backend in this generation); two-stage reads /proc/vmcore\n"
+	if r.code != ExitOK || !strings.Contains(r.stderr, want) || strings.Contains(r.stdout, "warning:") {
+		t.Errorf("crash arm: exit %d, stderr %q; want %q on stderr", r.code, r.stderr, want)
 	}
 }

@@ -28,6 +28,14 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer a.Close()
+	// A crash of this generation leaves its log in pstore only if the
+	// backend is registered: load ramoops for the region the command
+	// line names (a warning if that fails, never fatal).
+	if ld, err := a.LoadPstore(); err != nil {
+		fmt.Fprintf(e.stderr, "fastreboot daemon: warning: %v\n", err)
+	} else if len(ld.Loaded) > 0 {
+		fmt.Fprintf(e.stderr, "fastreboot daemon: pstore backend %s registered (ramoops %s)\n", ld.Backend, ld.Params)
+	}
 	st := a.State()
 	fmt.Fprintf(e.stderr, "fastreboot daemon: generation %d (%s), %d modules rehydrated (%s) in %s, socket %s\n",
 		st.Generation, st.Reason, st.Rehydrated.Modules, human(st.Rehydrated.Bytes), ms(st.RehydrateTime), e.socket)

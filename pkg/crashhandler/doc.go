@@ -36,6 +36,11 @@
 //     panic log a pstore backend (ramoops in a memmap=SIZE$START region,
 //     with crash_kexec_post_notifiers) kept instead, and the recovery
 //     program reads it first in direct mode.
+//   - Evidence by default: [EvidenceCmdline] gives the next image a ramoops
+//     region ([PlaceRamoops], or the running kernel's) unless a pstore
+//     backend is registered ([PstoreBackend]); [LoadRamoops] loads ramoops
+//     with the command line's ramoops.* words (finit_module, dependencies
+//     from modules.dep) and [MountPstore] mounts pstore to read it.
 //
 // Two recovery shapes exist ([ModeTwoStage], [ModeDirect]); see [Mode].
 //

@@ -47,6 +47,14 @@ type Evidence struct {
 	// Problems lists parts that could not be read (the rest is still
 	// valid), e.g. a log buffer already overwritten in direct mode.
 	Problems []string `json:"problems,omitempty"`
+	// Generation is the fastreboot generation that crashed, Mode the
+	// crash path's mode that recovered it (0 and "" when unknown).
+	Generation int  `json:"generation,omitempty"`
+	Mode       Mode `json:"mode,omitempty"`
+	// Source is where the evidence was read: "vmcore", "pstore", or ""
+	// when none could be read (then only Time, Generation, Mode and
+	// Problems are known, and Time is when the next kernel booted).
+	Source string `json:"source,omitempty"`
 
 	fullLog []string
 }
