@@ -106,7 +106,16 @@ func (c *Cache) adoptFile(ctx context.Context, m bootimage.Module, f *os.File) (
 	if err != nil {
 		return nil, 0, err
 	}
-	n, err := io.CopyN(mf, f, m.Size)
+	// A tmpfs file to a memfd is a cross-device copy_file_range (EXDEV):
+	// copy through one large buffer (18 system calls for 18 MiB rather
+	// than io.CopyN's 32 KiB fallback). Seals exist only on memfds, so the
+	// rootfs file itself cannot be made immutable and adopted in place.
+	bp := bufPool.Get().(*[]byte)
+	n, err := io.CopyBuffer(struct{ io.Writer }{mf}, io.LimitReader(f, m.Size), *bp)
+	bufPool.Put(bp)
+	if err == nil && n < m.Size {
+		err = io.EOF
+	}
 	if err == nil {
 		err = seal(mf)
 	} else if errors.Is(err, io.EOF) {
