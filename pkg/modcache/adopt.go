@@ -182,14 +182,16 @@ func (c *Cache) ensureVerified(ctx context.Context, e *Entry) error {
 			state = verPending
 			err = fmt.Errorf("modcache: verifying carried module %s (%s): %w", strings.Join(e.Names(), ","), e.digest, err)
 		}
-		v.mu.Lock()
-		v.state = state
 		if state == verFailed {
-			v.err = err
+			// Out of the cache before anyone learns the outcome, so that
+			// a user who claims the digest again loads it anew.
+			c.log.Warn("modcache: a carried module failed its deferred verification; dropped", "digest", e.digest, "names", e.Names(), "err", err)
+			c.drop(e)
+		} else if state == verVerified {
+			c.log.Debug("modcache: carried module verified", "digest", e.digest, "names", e.Names(), "took", took)
 		}
-		close(v.done)
-		v.mu.Unlock()
-
+		// The counters and the state change together (lock order c.mu,
+		// then v.mu, as in Stats), before the waiters wake.
 		c.mu.Lock()
 		c.adoption.VerifyTime += took
 		switch state {
@@ -199,13 +201,14 @@ func (c *Cache) ensureVerified(ctx context.Context, e *Entry) error {
 			c.adoption.Failed++
 			c.adoption.Failures = append(c.adoption.Failures, err.Error())
 		}
-		c.mu.Unlock()
+		v.mu.Lock()
+		v.state = state
 		if state == verFailed {
-			c.log.Warn("modcache: a carried module failed its deferred verification; dropped", "digest", e.digest, "names", e.Names(), "err", err)
-			c.drop(e)
-		} else if state == verVerified {
-			c.log.Debug("modcache: carried module verified", "digest", e.digest, "names", e.Names(), "took", took)
+			v.err = err
 		}
+		close(v.done)
+		v.mu.Unlock()
+		c.mu.Unlock()
 		return err
 	}
 }
