@@ -418,9 +418,10 @@ func (c *Cache) syncOne(ctx context.Context, m bootimage.Module, src Source) (n 
 	rc, err := src.Open(ctx, m)
 	if err != nil {
 		c.finish(done, m.SHA256, nil, 0, nil)
-		err = fmt.Errorf("open: %w", err)
 		if failed != nil {
-			err = errors.Join(fmt.Errorf("cached copy failed verification: %w", failed), err)
+			err = fmt.Errorf("the cached copy failed verification and was dropped (%w); reading it again: open: %w", failed, err)
+		} else {
+			err = fmt.Errorf("open: %w", err)
 		}
 		return 0, syncFailed, failed, err
 	}
