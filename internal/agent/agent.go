@@ -143,6 +143,10 @@ type Options struct {
 	// and the mount of pstore; nil: the kernel's); Root, MemoryMap and
 	// Logger are set by the agent.
 	Pstore crashhandler.PstoreOptions
+	// EagerVerify makes Resume hash the carried modules before the agent
+	// is ready (fastreboot.ResumeOptions.EagerVerify), as before their
+	// verification was deferred; for comparison.
+	EagerVerify bool
 }
 
 // Agent owns a module cache and stages images from it.
@@ -171,7 +175,7 @@ type Agent struct {
 	report    *fastreboot.StageReport
 	kernelELF *KernelELFStatus
 
-	background sync.WaitGroup // PrepareKernelELF; Close waits for it
+	background sync.WaitGroup // PrepareKernelELF, VerifyCarried; Close waits for them
 }
 
 // New starts an agent: it creates the cache (every module that enters from
@@ -195,7 +199,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	var err error
 	if opts.Resume {
 		a.state, err = fastreboot.Resume(ctx, cache, fastreboot.ResumeOptions{
-			Root: opts.Root, StateDir: opts.StateDir, Logger: log,
+			Root: opts.Root, StateDir: opts.StateDir, Logger: log, EagerVerify: opts.EagerVerify,
 		})
 	} else {
 		a.state, err = fastreboot.LoadState(opts.StateDir)
@@ -259,6 +263,35 @@ func (a *Agent) PrepareKernelELF(ctx context.Context) bool {
 		a.mu.Lock()
 		a.kernelELF = st
 		a.mu.Unlock()
+	}()
+	return true
+}
+
+// VerifyCarried starts verifying, in the background, the carried modules
+// Resume adopted without hashing (modcache.Cache.VerifyPending), at nice 19
+// on a thread of its own (on Linux), like PrepareKernelELF: the daemon
+// answers meanwhile, and whatever uses a module first (a stage, a crash
+// arm, `cache ls`) verifies it itself or waits for the verification under
+// way. It reports whether it started (false when nothing is pending); Info
+// shows the progress in Cache.Adoption. A module that fails is dropped and
+// logged; a later stage with storage reads it again.
+func (a *Agent) VerifyCarried(ctx context.Context) bool {
+	if a.cache.Stats().Adoption.Pending == 0 {
+		return false
+	}
+	a.background.Add(1)
+	go func() {
+		defer a.background.Done()
+		if err := lowPriority(); err != nil {
+			a.log.Warn("verifying the carried modules at normal priority", "err", err)
+		}
+		t := time.Now()
+		rep, err := a.cache.VerifyPending(ctx)
+		if err != nil {
+			a.log.Warn("verifying the carried modules", "modules", rep.Modules, "failed", rep.Bad, "err", err)
+			return
+		}
+		a.log.Info("carried modules verified", "modules", rep.Modules, "bytes", rep.Bytes, "took", time.Since(t))
 	}()
 	return true
 }
@@ -371,8 +404,16 @@ func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageR
 	return &rep, nil
 }
 
-// Cache implements Service.
+// Cache implements Service. Carried modules not verified yet are verified
+// first (sharing a verification under way), so that what is listed was
+// verified; one that fails is dropped and counted in Stats.Adoption.
 func (a *Agent) Cache(ctx context.Context) (*CacheListing, error) {
+	if _, err := a.cache.VerifyPending(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("cache ls: %w", err)
+		}
+		a.log.Warn("cache ls: carried modules failed verification", "err", err)
+	}
 	return &CacheListing{Stats: a.cache.Stats(), Modules: a.cache.List()}, nil
 }
 

@@ -386,7 +386,7 @@ func TestResume(t *testing.T) {
 	gen2, l2 := newAgent(t, agent.Options{Root: root, StateDir: stateDir, Resume: true})
 	st := gen2.State()
 	if st.Generation != 2 || st.Reason != fastreboot.ReasonUpdate || st.RehydrateError != "" ||
-		st.Rehydrated != (modcache.RehydrateReport{Modules: len(m1.Modules), Bytes: testimage.TotalSize(m1)}) {
+		st.Rehydrated != (modcache.RehydrateReport{Modules: len(m1.Modules), Bytes: testimage.TotalSize(m1), Unverified: len(m1.Modules)}) {
 		t.Errorf("resumed state: generation %d, reason %q, rehydrated %+v, error %q",
 			st.Generation, st.Reason, st.Rehydrated, st.RehydrateError)
 	}

@@ -80,6 +80,9 @@ func cmdCache(ctx context.Context, e *env, args []string) error {
 		if !*asJSON {
 			fmt.Fprintf(w, "synced %s: read %s from storage (%d modules: %s), %d already cached\n",
 				pos[0], human(r.BytesRead), r.Misses, strings.Join(r.Read, ", "), r.Hits)
+			for _, warn := range r.Warnings {
+				fmt.Fprintf(w, "warning: %s\n", warn)
+			}
 		}
 	case "evict":
 		r, err := svc.Evict(ctx)

@@ -66,8 +66,10 @@ Commands:
   crash last [--save DIR] [--json] the evidence of the last crash (log, reason, CPU)
   crash recover [--evidence-dir D] in a crash kernel: keep the evidence; two-stage:
                                    restage production and kexec into it
-  daemon                           hold the cache for this generation: rehydrate it
-                                   from the handoff and serve the other commands
+  daemon                           hold the cache for this generation: adopt it
+                                   from the handoff (verified in the background at
+                                   low priority, and before any use) and serve the
+                                   other commands
   help                             this text
 
 Global flags:

@@ -3,17 +3,33 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
 )
 
+// verifyCarriedWord on the kernel command line is the daemon's
+// --verify-carried=eager for a boot (what a test can set per generation).
+const verifyCarriedWord = "fastreboot.verify_carried=eager"
+
 // cmdDaemon runs the agent that holds this generation's cache: it resumes
-// from the handoff (rehydrating the cache without reading storage), then
-// serves the other commands until SIGTERM or SIGINT.
+// from the handoff (adopting the carried modules into the cache without
+// reading storage; their digests are verified in the background at low
+// priority, and before any use), then serves the other commands until
+// SIGTERM or SIGINT.
+//
+// The hidden flag --verify-carried=eager (or the kernel command line word
+// fastreboot.verify_carried=eager) hashes the carried modules before the
+// socket is served instead, as fastreboot did before; it exists to measure
+// the difference.
 func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("daemon")
+	verify := fs.String("verify-carried", "", "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -21,9 +37,20 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("daemon takes no arguments, got %q", pos)
 	}
+	var eager bool
+	switch *verify {
+	case "eager":
+		eager = true
+	case "lazy":
+	case "":
+		b, _ := os.ReadFile(filepath.Join(e.root, "proc/cmdline"))
+		eager = slices.Contains(strings.Fields(string(b)), verifyCarriedWord)
+	default:
+		return usagef("--verify-carried %q: want lazy or eager", *verify)
+	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Resume: true, Machine: e.cfg.machine})
+	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Resume: true, Machine: e.cfg.machine, EagerVerify: eager})
 	if err != nil {
 		return err
 	}
@@ -37,11 +64,16 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "fastreboot daemon: pstore backend %s registered (ramoops %s)\n", ld.Backend, ld.Params)
 	}
 	st := a.State()
-	fmt.Fprintf(e.stderr, "fastreboot daemon: generation %d (%s), %d modules rehydrated (%s) in %s, socket %s\n",
-		st.Generation, st.Reason, st.Rehydrated.Modules, human(st.Rehydrated.Bytes), ms(st.RehydrateTime), e.socket)
+	how := "verified"
+	if st.Rehydrated.Unverified > 0 {
+		how = fmt.Sprintf("adopted, %d to verify in the background", st.Rehydrated.Unverified)
+	}
+	fmt.Fprintf(e.stderr, "fastreboot daemon: generation %d (%s), %d modules rehydrated (%s) in %s (%s), socket %s\n",
+		st.Generation, st.Reason, st.Rehydrated.Modules, human(st.Rehydrated.Bytes), ms(st.RehydrateTime), how, e.socket)
 	if st.RehydrateError != "" {
 		fmt.Fprintf(e.stderr, "fastreboot daemon: rehydration incomplete: %s\n", st.RehydrateError)
 	}
+	a.VerifyCarried(ctx)
 	if a.PrepareKernelELF(ctx) {
 		fmt.Fprintf(e.stderr, "fastreboot daemon: re-deriving the decompressed kernel for --load=segments in the background\n")
 	}

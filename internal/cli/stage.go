@@ -183,6 +183,9 @@ func stage(ctx context.Context, e *env, req agent.StageRequest, asJSON bool) (*f
 	}
 	fmt.Fprintf(w, "  read from storage: %s (%d modules: %s); from cache: %d modules\n",
 		human(rep.Sync.BytesRead), rep.Sync.Misses, strings.Join(rep.Sync.Read, ", "), rep.Sync.Hits)
+	for _, warn := range rep.Sync.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", warn)
+	}
 	fmt.Fprintf(w, "  initrd %s = pieces %s + padding %d B + handoff %s (%d modules carried, %s)\n",
 		human(rep.InitrdBytes), human(rep.PiecesBytes), rep.PaddingBytes, human(rep.HandoffBytes), rep.CarriedModules, human(rep.CarriedBytes))
 	d := rep.Durations

@@ -91,6 +91,9 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		if c, err := agent.Dial(e.socket); err == nil {
 			if in, err := c.Info(ctx); err == nil {
 				rep.Agent = in
+				for _, f := range in.Cache.Adoption.Failures {
+					rep.Problems = append(rep.Problems, "carried module failed its verification: "+f)
+				}
 			} else {
 				rep.Problems = append(rep.Problems, err.Error())
 			}
@@ -132,8 +135,12 @@ func printStatus(e *env, r *statusReport) {
 		fmt.Fprintf(w, "  userspace resumed: %s\n", t.Resumed.Format(time.RFC3339Nano))
 	}
 	if s := r.State; s != nil && s.Carried > 0 {
-		fmt.Fprintf(w, "  handoff carried %d modules; rehydrated %d (%s) in %s\n",
-			s.Carried, s.Rehydrated.Modules, human(s.Rehydrated.Bytes), s.RehydrateTime.Round(time.Millisecond))
+		how := "hashed while copied"
+		if s.Rehydrated.Unverified > 0 {
+			how = fmt.Sprintf("%d adopted unverified", s.Rehydrated.Unverified)
+		}
+		fmt.Fprintf(w, "  handoff carried %d modules; rehydrated %d (%s) in %s (%s)\n",
+			s.Carried, s.Rehydrated.Modules, human(s.Rehydrated.Bytes), s.RehydrateTime.Round(time.Millisecond), how)
 	}
 	printCPUStatus(w, r.CPUs)
 	p := r.Preflight
@@ -149,6 +156,10 @@ func printStatus(e *env, r *statusReport) {
 		s := a.Cache
 		fmt.Fprintf(w, "cache (daemon pid %d): %d modules, %s held (+%s overhead); read from storage %s, rehydrated %s, derived %s; hits %d, misses %d\n",
 			a.PID, s.Modules, human(s.BytesHeld), human(s.OverheadBytes), human(s.BytesRead), human(s.BytesRehydrated), human(s.BytesAdded), s.Hits, s.Misses)
+		if ad := s.Adoption; ad.Modules > 0 {
+			fmt.Fprintf(w, "carried modules adopted unverified: %d (%s): %d verified, %d pending, %d failed (%s hashing)\n",
+				ad.Modules, human(ad.Bytes), ad.Verified, ad.Pending, ad.Failed, ad.VerifyTime.Round(time.Millisecond))
+		}
 		if st := a.Staged; st != nil {
 			fmt.Fprintf(w, "staged: %s for generation %d (%s), initrd %s, loaded %s with %s\n", st.Manifest, st.Generation, st.Reason, human(st.InitrdBytes), yesNo(st.Loaded), loadName(st.Load))
 		}

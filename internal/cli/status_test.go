@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,8 +11,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/u-root/u-root/pkg/cpio"
 
+	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/internal/testimage"
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
@@ -243,6 +249,119 @@ func TestReboot(t *testing.T) {
 				plan.Why = ""
 				if diff := cmp.Diff(*tc.wantPlan, plan); diff != "" {
 					t.Errorf("reboot --json plan (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+// handoffBlob is a carried module's content for WriteHandoffPiece.
+type handoffBlob struct {
+	*bytes.Reader
+	digest string
+}
+
+func (b handoffBlob) Digest() string { return b.digest }
+
+// writeHandoff puts into root what the kernel unpacks from the handoff piece
+// of an image carrying m's modules (read from dir); a module named tamper is
+// carried with one byte changed.
+func writeHandoff(t *testing.T, root string, m *bootimage.Manifest, dir, tamper string) {
+	t.Helper()
+	var blobs []fastreboot.Blob
+	for _, mod := range m.Modules {
+		b, err := os.ReadFile(filepath.Join(dir, mod.Source))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mod.Name == tamper {
+			b[len(b)/2] ^= 0x40
+		}
+		blobs = append(blobs, handoffBlob{bytes.NewReader(b), mod.SHA256})
+	}
+	h := &fastreboot.Handoff{Generation: 2, Reason: fastreboot.ReasonUpdate, Manifest: *m}
+	var piece bytes.Buffer
+	if _, err := fastreboot.WriteHandoffPiece(&piece, h, blobs); err != nil {
+		t.Fatal(err)
+	}
+	if err := cpio.ForEachRecord(cpio.Newc.Reader(bytes.NewReader(piece.Bytes())), func(r cpio.Record) error {
+		return cpio.CreateFileInRoot(r, root, false)
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStatusAdoption: the daemon adopts the carried modules unverified and
+// status shows the adoption and the verification (JSON names are a
+// contract); a module that fails its verification is a problem.
+func TestStatusAdoption(t *testing.T) {
+	for _, tamper := range []string{"", "kmods.cpio.xz"} {
+		t.Run("tamper="+tamper, func(t *testing.T) {
+			im1, _ := testimage.Update()
+			m1, p1 := im1.WriteTemp(t)
+			h := newHarness(t)
+			writeHandoff(t, h.root, m1, filepath.Dir(p1), tamper)
+			h.startDaemon()
+			var ls agent.CacheListing
+			decode(t, h.run("cache", "ls", "--json"), &ls) // verifies what is pending
+
+			r := h.run("status", "--json", "--check")
+			var got statusReport
+			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+				t.Fatalf("status --json: %v", err)
+			}
+			if got.State == nil || got.State.Rehydrated.Unverified != 4 || got.State.Carried != 4 {
+				t.Fatalf("status state %+v, want 4 carried modules adopted unverified", got.State)
+			}
+			want := modcache.AdoptionStats{Modules: 4, Bytes: testimage.TotalSize(m1), Verified: 4}
+			if tamper != "" {
+				want.Verified, want.Failed = 3, 1
+			}
+			if got.Agent == nil {
+				t.Fatal("status shows no daemon")
+			}
+			ad := got.Agent.Cache.Adoption
+			if diff := cmp.Diff(want, ad, cmpopts.IgnoreFields(modcache.AdoptionStats{}, "VerifyTime", "Failures")); diff != "" {
+				t.Errorf("status agent.cache.adoption (-want +got):\n%s", diff)
+			}
+			if tamper == "" && (r.code != ExitOK || len(got.Problems) != 0) {
+				t.Errorf("status --check exit %d, problems %q", r.code, got.Problems)
+			}
+			if tamper != "" && (r.code != ExitProblem || len(got.Problems) != 1 || !strings.Contains(got.Problems[0], tamper)) {
+				t.Errorf("status --check exit %d, problems %q; want exit %d and a problem naming %s", r.code, got.Problems, ExitProblem, tamper)
+			}
+
+			// The JSON names are the interface for programs.
+			var raw struct {
+				State struct {
+					Rehydrated map[string]any `json:"rehydrated"`
+				} `json:"state"`
+				Agent struct {
+					Cache struct {
+						Adoption map[string]any `json:"adoption"`
+					} `json:"cache"`
+				} `json:"agent"`
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{"modules", "bytes", "pending", "verified", "failed", "verify_ns"} {
+				if _, ok := raw.Agent.Cache.Adoption[f]; !ok {
+					t.Errorf("agent.cache.adoption has no %q: %v", f, raw.Agent.Cache.Adoption)
+				}
+			}
+			if _, ok := raw.State.Rehydrated["unverified"]; !ok {
+				t.Errorf("state.rehydrated has no \"unverified\": %v", raw.State.Rehydrated)
+			}
+
+			text := h.run("status").stdout
+			for _, w := range []string{
+				"handoff carried 4 modules; rehydrated 4 (",
+				"(4 adopted unverified)",
+				fmt.Sprintf("carried modules adopted unverified: 4 (%s): %d verified, 0 pending, %d failed (", human(want.Bytes), want.Verified, want.Failed),
+			} {
+				if !strings.Contains(text, w) {
+					t.Errorf("status output has no %q:\n%s", w, text)
 				}
 			}
 		})

@@ -32,6 +32,12 @@ type ResumeOptions struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// EagerVerify hashes the carried modules while copying them into the
+	// cache, inside Resume (cache.Rehydrate). By default Resume adopts them
+	// without hashing (cache.Adopt): each is verified before its first use
+	// (a Stage, a crash image, Verify), and the caller may verify them all
+	// in the background with cache.VerifyPending.
+	EagerVerify bool
 }
 
 // State is what a generation knows about how it started. Resume saves it
@@ -49,7 +55,9 @@ type State struct {
 	// (no handoff says what the firmware booted).
 	Manifest *bootimage.Manifest `json:"manifest,omitempty"`
 	// Carried is the number of modules the handoff carried; Rehydrated
-	// what entered the cache from them, in RehydrateTime.
+	// what entered the cache from them, in RehydrateTime (the adoption:
+	// copied and sealed; Rehydrated.Unverified of them not hashed yet,
+	// see ResumeOptions.EagerVerify and modcache.Stats.Adoption).
 	Carried       int                      `json:"carried"`
 	Rehydrated    modcache.RehydrateReport `json:"rehydrated"`
 	RehydrateTime time.Duration            `json:"rehydrate_ns"`
@@ -69,9 +77,11 @@ type State struct {
 }
 
 // Resume starts a generation: it reads the handoff under opts.Root
-// (ReadHandoff), rehydrates cache from the carried modules in
-// Root/fastreboot/modules (cache.Rehydrate, reading no storage; the files
-// are removed as they enter the cache), and saves the resulting State in
+// (ReadHandoff), adopts into cache the carried modules in
+// Root/fastreboot/modules (cache.Adopt: size checked, copied and sealed,
+// their digests verified later, before each is first used; cache.Rehydrate,
+// which hashes them here, with opts.EagerVerify; either reads no storage and
+// removes the files as they enter the cache), and saves the resulting State in
 // opts.StateDir. Without a handoff the state is generation 1, reason
 // "cold". A nil cache skips rehydration.
 //
@@ -131,7 +141,11 @@ func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*St
 		if cache != nil && len(h.Carried) > 0 {
 			t := clock()
 			dir := filepath.Join(opts.Root, HandoffModulesDir)
-			st.Rehydrated, err = cache.Rehydrate(ctx, dir, h.CarriedManifest())
+			rehydrate := cache.Adopt
+			if opts.EagerVerify {
+				rehydrate = cache.Rehydrate
+			}
+			st.Rehydrated, err = rehydrate(ctx, dir, h.CarriedManifest())
 			st.RehydrateTime = clock().Sub(t)
 			if err != nil {
 				st.RehydrateError = err.Error()
@@ -140,7 +154,8 @@ func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*St
 		}
 		resumeKernelELFs(h, opts, st, log)
 		log.Info("resume", "generation", st.Generation, "reason", st.Reason, "manifest", h.Manifest.Name,
-			"carried", st.Carried, "rehydrated_modules", st.Rehydrated.Modules, "rehydrated_bytes", st.Rehydrated.Bytes)
+			"carried", st.Carried, "rehydrated_modules", st.Rehydrated.Modules, "rehydrated_bytes", st.Rehydrated.Bytes,
+			"unverified", st.Rehydrated.Unverified, "took", st.RehydrateTime)
 	}
 	if err := SaveState(opts.StateDir, st); err != nil {
 		return st, fmt.Errorf("resume: %w", err)

@@ -85,7 +85,10 @@ func TestGenerations(t *testing.T) {
 		root := unpackHandoff(t, img.initrd, rep.HandoffBytes)
 		stateDir := filepath.Join(t.TempDir(), "run", "fastreboot")
 		cache := newCache(t)
-		st, err := Resume(ctx, cache, ResumeOptions{Root: root, StateDir: stateDir, Now: clock, Logger: testLogger(t)})
+		// Generation 2 adopts the carried modules unverified (the
+		// default), generation 3 hashes them in Resume.
+		eager := gen == 3
+		st, err := Resume(ctx, cache, ResumeOptions{Root: root, StateDir: stateDir, Now: clock, Logger: testLogger(t), EagerVerify: eager})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +98,11 @@ func TestGenerations(t *testing.T) {
 		if diff := cmp.Diff(m, st.Manifest); diff != "" {
 			t.Errorf("generation %d: manifest (-want +got):\n%s", gen, diff)
 		}
-		if st.Rehydrated != (modcache.RehydrateReport{Modules: 4, Bytes: total}) || st.Carried != 4 {
+		wantUnverified := 4
+		if eager {
+			wantUnverified = 0
+		}
+		if st.Rehydrated != (modcache.RehydrateReport{Modules: 4, Bytes: total, Unverified: wantUnverified}) || st.Carried != 4 {
 			t.Errorf("generation %d: carried %d, rehydrated %+v; want 4 modules of %d bytes", gen, st.Carried, st.Rehydrated, total)
 		}
 		if !st.Timeline.StageStart.Before(st.Timeline.StageEnd) || !st.Timeline.RebootRequested.IsZero() {
@@ -131,6 +138,10 @@ func TestGenerations(t *testing.T) {
 		}
 		if s := cache.Stats(); s.BytesRead != 0 || s.BytesRehydrated != total {
 			t.Errorf("generation %d: cache stats %+v", gen, s)
+		}
+		// The stage verified every adopted module before using it.
+		if a := cache.Stats().Adoption; a.Modules != wantUnverified || a.Verified != wantUnverified || a.Pending != 0 || a.Failed != 0 {
+			t.Errorf("generation %d: adoption after the stage %+v, want %d verified", gen, a, wantUnverified)
 		}
 	}
 }
@@ -196,5 +207,68 @@ func TestResumeErrors(t *testing.T) {
 	st, err := Resume(ctx, nil, ResumeOptions{Root: root2, StateDir: t.TempDir()})
 	if err != nil || st.Generation != 2 || st.Manifest == nil || st.Manifest.Name != "test" {
 		t.Errorf("Resume without cache = %+v, %v", st, err)
+	}
+}
+
+// TestResumeTamperedCarriedModule changes the bytes of a carried module in
+// the handoff directory after Resume started (same size, so the adoption,
+// which does not hash, takes it): the first Stage finds it before using it,
+// drops it and reads it again from storage with a warning; a Stage from the
+// cache alone fails naming it.
+func TestResumeTamperedCarriedModule(t *testing.T) {
+	ctx := context.Background()
+	im := testimage.Default()
+	m, dir := im.WriteTempDir(t)
+	loader := &fakeLoader{}
+	rep, err := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader}).Stage(ctx, m, modcache.DirSource(dir), ReasonUpdate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, img := loader.state()
+	victim := m.Initrds()[0]
+	for _, withStorage := range []bool{true, false} {
+		root := unpackHandoff(t, img.initrd, rep.HandoffBytes)
+		p := filepath.Join(root, HandoffModulesDir, victim.SHA256)
+		good, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := bytes.Clone(good)
+		bad[len(bad)-1] ^= 1
+		clock := stepClock(t0, time.Second)
+		// Resume reads the clock after reading the handoff and before
+		// adopting the modules.
+		tamperingClock := func() time.Time {
+			if err := os.WriteFile(p, bad, 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Error(err)
+			}
+			return clock()
+		}
+		cache := newCache(t)
+		st, err := Resume(ctx, cache, ResumeOptions{Root: root, StateDir: t.TempDir(), Now: tamperingClock})
+		if err != nil || st.RehydrateError != "" || st.Rehydrated.Unverified != 4 {
+			t.Fatalf("Resume = %+v, %v; want 4 modules adopted unverified, no error", st, err)
+		}
+		src := &countingSource{src: modcache.DirSource(dir), fail: !withStorage}
+		mc := New(cache, Options{Root: fakeTree(t, goodTree), Loader: loader, Generation: st.Generation})
+		staged, err := mc.Stage(ctx, m, src, ReasonUpdate)
+		if !withStorage {
+			if !errors.Is(err, modcache.ErrDigestMismatch) || !strings.Contains(err.Error(), victim.Name) {
+				t.Errorf("stage from the cache alone = %v, want ErrDigestMismatch naming %s", err, victim.Name)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("stage with storage: %v", err)
+		}
+		if diff := cmp.Diff([]string{victim.Name}, src.opens); diff != "" {
+			t.Errorf("storage opened (-want +got):\n%s", diff)
+		}
+		if staged.Sync.BytesRead != victim.Size || len(staged.Sync.Warnings) != 1 || !strings.Contains(staged.Sync.Warnings[0], victim.Name) {
+			t.Errorf("stage sync %+v, want %s read again (%d bytes) with a warning", staged.Sync, victim.Name, victim.Size)
+		}
+		if a := cache.Stats().Adoption; a.Failed != 1 || a.Verified != 3 {
+			t.Errorf("adoption %+v, want 1 failed, 3 verified", a)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package modcache
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"io"
 	"testing"
 )
@@ -22,7 +23,7 @@ func BenchmarkFillDiscard(b *testing.B) {
 	data := benchBytes()
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		if _, _, err := fill(context.Background(), io.Discard, bytes.NewReader(data), int64(len(data))); err != nil {
+		if _, _, err := fill(context.Background(), io.Discard, bytes.NewReader(data), int64(len(data)), sha256.New); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -57,5 +59,65 @@ func BenchmarkSHA256Baseline(b *testing.B) {
 	b.SetBytes(benchSize)
 	for b.Loop() {
 		sha256.Sum256(benchData)
+	}
+}
+
+// BenchmarkRehydrate compares, on an 18 MiB carried module (the size of
+// the test image's carried cache), what a new generation spends before its
+// cache is ready: "adopt" copies the handoff file into a sealed memfd
+// without hashing (Adopt), "eager" copies while hashing (Rehydrate), and
+// "adopt+verify" adds the deferred verification (VerifyPending) that the
+// daemon runs in the background. The handoff file sits in a tmpfs (as the
+// initramfs rootfs does) when /dev/shm exists.
+func BenchmarkRehydrate(b *testing.B) {
+	const size = 18 << 20
+	data := content(7, size)
+	m := &bootimage.Manifest{Modules: []bootimage.Module{mod("carried", bootimage.RoleInitrd, "carried", data)}}
+	for _, bc := range []struct {
+		name string
+		run  func(*modcache.Cache, string) error
+	}{
+		{"adopt", func(c *modcache.Cache, dir string) error {
+			_, err := c.Adopt(context.Background(), dir, m)
+			return err
+		}},
+		{"eager", func(c *modcache.Cache, dir string) error {
+			_, err := c.Rehydrate(context.Background(), dir, m)
+			return err
+		}},
+		{"adopt+verify", func(c *modcache.Cache, dir string) error {
+			if _, err := c.Adopt(context.Background(), dir, m); err != nil {
+				return err
+			}
+			_, err := c.VerifyPending(context.Background())
+			return err
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			parent := ""
+			if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+				parent = "/dev/shm"
+			}
+			dir, err := os.MkdirTemp(parent, "modcache-bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer os.RemoveAll(dir)
+			b.SetBytes(size)
+			for b.Loop() {
+				b.StopTimer()
+				if err := os.WriteFile(filepath.Join(dir, m.Modules[0].SHA256), data, 0o600); err != nil {
+					b.Fatal(err)
+				}
+				c := modcache.New(modcache.Options{})
+				b.StartTimer()
+				if err := bc.run(c, dir); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				c.Close()
+				b.StartTimer()
+			}
+		})
 	}
 }

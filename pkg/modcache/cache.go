@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"os"
@@ -32,7 +33,8 @@ var (
 const (
 	// OriginStorage: read from a [Source] by [Cache.Sync].
 	OriginStorage = "storage"
-	// OriginHandoff: carried from the previous generation, [Cache.Rehydrate].
+	// OriginHandoff: carried from the previous generation, [Cache.Rehydrate]
+	// or [Cache.Adopt].
 	OriginHandoff = "handoff"
 	// OriginAdded: given to [Cache.Add] by the caller.
 	OriginAdded = "added"
@@ -58,6 +60,9 @@ type Options struct {
 type Cache struct {
 	log   *slog.Logger
 	check func(bootimage.Module, io.ReaderAt) error
+	// newHash makes every hash the cache computes (sha256.New; tests
+	// count with it what is hashed).
+	newHash func() hash.Hash
 
 	mu       sync.Mutex
 	closed   bool
@@ -65,6 +70,8 @@ type Cache struct {
 	inflight map[string]chan struct{}
 	// Cumulative counters, see Stats.
 	hits, misses, bytesRead, bytesAdded, bytesRehydrated int64
+	// The verification of adopted entries, see AdoptionStats.
+	adoption AdoptionStats
 }
 
 // New returns an empty cache.
@@ -76,6 +83,7 @@ func New(opts Options) *Cache {
 	return &Cache{
 		log:      log,
 		check:    opts.Check,
+		newHash:  sha256.New,
 		entries:  make(map[string]*Entry),
 		inflight: make(map[string]chan struct{}),
 	}
@@ -87,6 +95,9 @@ type Entry struct {
 	size   int64
 	origin string
 	f      *os.File
+	// ver is the pending verification of an entry adopted without hashing
+	// (Adopt); nil for an entry hashed on the way in.
+	ver *verification
 
 	mu    sync.Mutex
 	names []string // sorted, unique
@@ -124,8 +135,23 @@ func (e *Entry) addName(name string) {
 }
 
 // Get returns the entry holding digest (lowercase SHA-256 hex), or an error
-// wrapping ErrNotCached or ErrClosed.
+// wrapping ErrNotCached or ErrClosed. An entry adopted without hashing
+// ([Cache.Adopt]) is verified first, once (a concurrent verification of it
+// is waited for); if its bytes do not hash to its digest it is dropped and
+// the error wraps ErrDigestMismatch (or ErrSizeMismatch) and names it.
 func (c *Cache) Get(digest string) (*Entry, error) {
+	e, err := c.lookup(digest)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.ensureVerified(context.Background(), e); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// lookup is Get without the verification.
+func (c *Cache) lookup(digest string) (*Entry, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -136,6 +162,27 @@ func (c *Cache) Get(digest string) (*Entry, error) {
 		return nil, fmt.Errorf("modcache: %s: %w", digest, ErrNotCached)
 	}
 	return e, nil
+}
+
+// claimVerified is claim for a user of the entry: a cached entry adopted
+// without hashing is verified first, and if it fails it is dropped and the
+// digest claimed again, so that the caller loads it anew. failed is the
+// failed verification (nil if none), for the caller's report.
+func (c *Cache) claimVerified(ctx context.Context, digest string) (e *Entry, done chan struct{}, failed, err error) {
+	for {
+		e, done, err = c.claim(ctx, digest)
+		if err != nil || e == nil {
+			return e, done, failed, err
+		}
+		verr := c.ensureVerified(ctx, e)
+		if verr == nil {
+			return e, nil, failed, nil
+		}
+		if !errors.Is(verr, ErrDigestMismatch) && !errors.Is(verr, ErrSizeMismatch) {
+			return nil, nil, failed, verr
+		}
+		failed = verr // dropped: claim again
+	}
 }
 
 // claim looks digest up. If it is cached it returns the entry. Otherwise it
@@ -200,7 +247,7 @@ func (c *Cache) load(ctx context.Context, m bootimage.Module, r io.Reader, origi
 	if err != nil {
 		return nil, 0, err
 	}
-	n, sum, err := fill(ctx, f, r, m.Size)
+	n, sum, err := fill(ctx, f, r, m.Size, c.newHash)
 	if err == nil {
 		if got := hex.EncodeToString(sum[:]); got != m.SHA256 {
 			err = fmt.Errorf("%w: content hashes to %s, manifest says %s", ErrDigestMismatch, got, m.SHA256)
@@ -249,12 +296,17 @@ func isDigest(s string) bool {
 // new memfd while hashing, then size and digest are checked, the memfd is
 // sealed and Options.Check runs. If m's digest is already cached, r is not
 // read at all and the existing entry is returned with m.Name added to its
-// names. Bytes read count in Stats.BytesAdded.
+// names. Bytes read count in Stats.BytesAdded. An entry adopted without
+// hashing is verified first; if it fails, it is dropped (logged) and r is
+// read instead.
 func (c *Cache) Add(ctx context.Context, m bootimage.Module, r io.Reader) (*Entry, error) {
 	if err := validModule(m); err != nil {
 		return nil, fmt.Errorf("modcache: add module %q: %w", m.Name, err)
 	}
-	e, done, err := c.claim(ctx, m.SHA256)
+	e, done, failed, err := c.claimVerified(ctx, m.SHA256)
+	if failed != nil {
+		c.log.Warn("modcache: the carried copy failed verification; adding the given bytes", "module", m.Name, "err", failed)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("modcache: add module %q: %w", m.Name, err)
 	}
@@ -283,6 +335,10 @@ type SyncReport struct {
 	BytesRead int64 `json:"bytes_read"`
 	// Read names the modules read from the Source and added, in manifest order.
 	Read []string `json:"read,omitempty"`
+	// Warnings say which cached modules failed their deferred verification
+	// (adopted from a handoff without hashing, see Cache.Adopt): they were
+	// dropped and read again from the Source.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Sync makes every module of m cached, reading from src only the modules
@@ -302,7 +358,15 @@ func (c *Cache) Sync(ctx context.Context, m *bootimage.Manifest, src Source) (Sy
 			}
 			break
 		}
-		n, res, err := c.syncOne(ctx, mod, src)
+		n, res, failed, err := c.syncOne(ctx, mod, src)
+		if failed != nil {
+			w := fmt.Sprintf("module %q: the cached copy failed verification and was dropped: %v", mod.Name, failed)
+			if err == nil {
+				w += fmt.Sprintf("; read again from source %q", mod.Source)
+			}
+			rep.Warnings = append(rep.Warnings, w)
+			c.log.Warn("modcache: "+w, "module", mod.Name, "source", mod.Source)
+		}
 		rep.BytesRead += n
 		switch res {
 		case syncHit:
@@ -334,35 +398,43 @@ const (
 )
 
 // syncOne makes one module cached and returns the bytes it read from src.
-func (c *Cache) syncOne(ctx context.Context, m bootimage.Module, src Source) (int64, int, error) {
+// A cached entry adopted without hashing is verified first; if it fails
+// (failed), it is dropped and the module read from src like a miss, and an
+// error joins the failed verification.
+func (c *Cache) syncOne(ctx context.Context, m bootimage.Module, src Source) (n int64, res int, failed, err error) {
 	if err := validModule(m); err != nil {
-		return 0, syncInvalid, err
+		return 0, syncInvalid, nil, err
 	}
-	e, done, err := c.claim(ctx, m.SHA256)
+	e, done, failed, err := c.claimVerified(ctx, m.SHA256)
 	if err != nil {
-		return 0, syncInvalid, err
+		return 0, syncInvalid, failed, err
 	}
 	if e != nil {
 		e.addName(m.Name)
 		c.count(&c.hits)
-		return 0, syncHit, nil
+		return 0, syncHit, failed, nil
 	}
 	c.count(&c.misses)
 	rc, err := src.Open(ctx, m)
 	if err != nil {
 		c.finish(done, m.SHA256, nil, 0, nil)
-		return 0, syncFailed, fmt.Errorf("open: %w", err)
+		if failed != nil {
+			err = fmt.Errorf("the cached copy failed verification and was dropped (%w); reading it again: open: %w", failed, err)
+		} else {
+			err = fmt.Errorf("open: %w", err)
+		}
+		return 0, syncFailed, failed, err
 	}
 	c.log.Debug("modcache: reading", "module", m.Name, "source", m.Source, "size", m.Size)
-	e, n, err := c.load(ctx, m, rc, OriginStorage, true)
+	e, n, err = c.load(ctx, m, rc, OriginStorage, true)
 	rc.Close()
 	if ferr := c.finish(done, m.SHA256, e, n, &c.bytesRead); err == nil {
 		err = ferr
 	}
 	if err != nil {
-		return n, syncFailed, err
+		return n, syncFailed, failed, err
 	}
-	return n, syncRead, nil
+	return n, syncRead, failed, nil
 }
 
 func (c *Cache) count(p *int64) {
@@ -380,7 +452,8 @@ type VerifyReport struct {
 	Bad []string `json:"bad,omitempty"`
 }
 
-// Verify re-hashes every entry, reading it with pread(2) from its memfd. An
+// Verify re-hashes every entry, reading it with pread(2) from its memfd (an
+// entry adopted without hashing counts as verified from then on). An
 // entry whose size or digest no longer matches (which sealing should make
 // impossible: it means memory corruption) is dropped from the cache so that
 // it is never loaded, and reported; the error wraps ErrDigestMismatch (or
@@ -405,9 +478,12 @@ func (c *Cache) Verify(ctx context.Context) (VerifyReport, error) {
 		if err := ctx.Err(); err != nil {
 			return rep, errors.Join(append(errs, fmt.Errorf("modcache: verify: %w", err))...)
 		}
-		err := verifyEntry(e)
-		if errors.Is(err, os.ErrClosed) {
+		first, err := c.verifyOnce(ctx, e)
+		if errors.Is(err, os.ErrClosed) || errors.Is(err, ErrNotCached) {
 			continue // evicted meanwhile
+		}
+		if err != nil && ctx.Err() != nil {
+			return rep, errors.Join(append(errs, fmt.Errorf("modcache: verify: %w", err))...)
 		}
 		rep.Modules++
 		rep.Bytes += e.size
@@ -416,12 +492,25 @@ func (c *Cache) Verify(ctx context.Context) (VerifyReport, error) {
 		}
 		rep.Bad = append(rep.Bad, e.digest)
 		errs = append(errs, fmt.Errorf("modcache: verify %s (%v): %w", e.digest, e.Names(), err))
-		c.drop(e)
+		if !first {
+			c.drop(e) // a deferred verification drops its entry itself
+		}
 	}
 	return rep, errors.Join(errs...)
 }
 
-func verifyEntry(e *Entry) error {
+// verifyOnce verifies e: an entry adopted without hashing whose deferred
+// verification did not run yet gets it (first is true; it drops the entry
+// if it fails), any other entry is hashed again.
+func (c *Cache) verifyOnce(ctx context.Context, e *Entry) (first bool, err error) {
+	if e.ver != nil && e.ver.unverified() {
+		return true, c.ensureVerified(ctx, e)
+	}
+	return false, c.hashEntry(ctx, e)
+}
+
+// hashEntry hashes e's memfd with pread(2) and compares size and digest.
+func (c *Cache) hashEntry(ctx context.Context, e *Entry) error {
 	fi, err := e.f.Stat()
 	if err != nil {
 		return err
@@ -429,11 +518,19 @@ func verifyEntry(e *Entry) error {
 	if fi.Size() != e.size {
 		return fmt.Errorf("%w: memfd holds %d bytes, entry says %d", ErrSizeMismatch, fi.Size(), e.size)
 	}
-	h := sha256.New()
+	h := c.newHash()
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	if _, err := io.CopyBuffer(h, io.NewSectionReader(e.f, 0, e.size), *bp); err != nil {
-		return fmt.Errorf("pread: %w", err)
+	for off := int64(0); off < e.size; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := e.f.ReadAt((*bp)[:min(int64(len(*bp)), e.size-off)], off)
+		h.Write((*bp)[:n])
+		off += int64(n)
+		if err != nil && !(err == io.EOF && off == e.size) {
+			return fmt.Errorf("pread: %w", err)
+		}
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != e.digest {
 		return fmt.Errorf("%w: content now hashes to %s", ErrDigestMismatch, got)
@@ -504,8 +601,12 @@ type Stats struct {
 	// BytesAdded counts bytes read from Add's readers (content a caller
 	// derived or already held, such as a decompressed kernel).
 	BytesAdded int64 `json:"bytes_added"`
-	// BytesRehydrated counts bytes copied from handoff files (Rehydrate).
+	// BytesRehydrated counts bytes copied from handoff files (Rehydrate
+	// and Adopt).
 	BytesRehydrated int64 `json:"bytes_rehydrated"`
+	// Adoption is the deferred verification of the entries Adopt took
+	// from a handoff without hashing them.
+	Adoption AdoptionStats `json:"adoption"`
 }
 
 // Stats returns the current statistics.
@@ -519,10 +620,15 @@ func (c *Cache) Stats() Stats {
 		BytesRead:       c.bytesRead,
 		BytesAdded:      c.bytesAdded,
 		BytesRehydrated: c.bytesRehydrated,
+		Adoption:        c.adoption,
 	}
+	s.Adoption.Failures = slices.Clone(c.adoption.Failures)
 	for _, e := range c.entries {
 		s.BytesHeld += e.size
 		s.OverheadBytes += Overhead(e.size, e.Names())
+		if e.ver != nil && e.ver.unverified() {
+			s.Adoption.Pending++
+		}
 	}
 	return s
 }
@@ -559,6 +665,11 @@ type Info struct {
 	Names  []string `json:"names"`
 	// Origin is OriginStorage, OriginHandoff or OriginAdded.
 	Origin string `json:"origin"`
+	// Verification is set for an entry adopted without hashing (Adopt):
+	// VerificationPending until it is verified (Get verifies it before
+	// handing it out), then VerificationVerified. Entries hashed on the way
+	// in leave it empty.
+	Verification string `json:"verification,omitempty"`
 }
 
 // List returns every entry, sorted by digest.
@@ -566,7 +677,14 @@ func (c *Cache) List() []Info {
 	c.mu.Lock()
 	list := make([]Info, 0, len(c.entries))
 	for _, e := range c.entries {
-		list = append(list, Info{Digest: e.digest, Size: e.size, Names: e.Names(), Origin: e.origin})
+		var v string
+		if e.ver != nil {
+			v = VerificationVerified
+			if e.ver.unverified() {
+				v = VerificationPending
+			}
+		}
+		list = append(list, Info{Digest: e.digest, Size: e.size, Names: e.Names(), Origin: e.origin, Verification: v})
 	}
 	c.mu.Unlock()
 	slices.SortFunc(list, func(a, b Info) int { return strings.Compare(a.Digest, b.Digest) })

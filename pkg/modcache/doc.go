@@ -13,7 +13,11 @@
 // [Cache.Sync] reads from storage only the modules whose digest is not cached
 // yet and reports the exact number of bytes it read. [Cache.Rehydrate] fills
 // the cache in the next generation from the handoff directory carried in the
-// initramfs, reading no storage at all. [Cache.Verify] re-hashes every entry,
+// initramfs, reading no storage at all; [Cache.Adopt] does the same without
+// hashing, so that the cache is ready sooner, and defers each entry's
+// verification to its first use ([Cache.Get], a Sync or Add that finds it,
+// Verify) or to [Cache.VerifyPending], whichever comes first; an entry that
+// fails is dropped before anyone uses it. [Cache.Verify] re-hashes every entry,
 // [Cache.Evict] drops the entries no kept manifest references.
 //
 // The sealed memfd of an entry ([Entry.File]) can be passed directly as the

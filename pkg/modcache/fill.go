@@ -38,13 +38,15 @@ var bufPool = sync.Pool{New: func() any {
 // bytes, so an over-long source is detected without being read to its end.
 // It returns the number of bytes read from r, also on error, and the
 // SHA-256 of the bytes when there was no error.
-func fill(ctx context.Context, w io.Writer, r io.Reader, size int64) (read int64, sum [sha256.Size]byte, err error) {
-	return fillWith(ctx, w, r, size, size >= pipelineMin && runtime.GOMAXPROCS(0) > 1)
+//
+// newHash makes the hash (sha256.New; tests count what is hashed).
+func fill(ctx context.Context, w io.Writer, r io.Reader, size int64, newHash func() hash.Hash) (read int64, sum [sha256.Size]byte, err error) {
+	return fillWith(ctx, w, r, size, size >= pipelineMin && runtime.GOMAXPROCS(0) > 1, newHash)
 }
 
 // fillWith is fill with the choice of hashing in a second goroutine made.
-func fillWith(ctx context.Context, w io.Writer, r io.Reader, size int64, async bool) (read int64, sum [sha256.Size]byte, err error) {
-	p := startHasher(async)
+func fillWith(ctx context.Context, w io.Writer, r io.Reader, size int64, async bool, newHash func() hash.Hash) (read int64, sum [sha256.Size]byte, err error) {
+	p := startHasher(async, newHash)
 	defer p.stop()
 	for empty := 0; ; {
 		if err := ctx.Err(); err != nil {
@@ -103,8 +105,8 @@ type hasher struct {
 	stopped    bool
 }
 
-func startHasher(async bool) *hasher {
-	p := &hasher{h: sha256.New(), async: async, nbuf: 1}
+func startHasher(async bool, newHash func() hash.Hash) *hasher {
+	p := &hasher{h: newHash(), async: async, nbuf: 1}
 	if async {
 		p.nbuf = pipelineBufs
 		p.work = make(chan *[]byte, p.nbuf)

@@ -108,7 +108,7 @@ func TestFill(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(fmt.Sprintf("%s/async=%v", tt.name, async), func(t *testing.T) {
 				var w bytes.Buffer
-				read, sum, err := fillWith(context.Background(), &w, tt.r(), tt.size, async)
+				read, sum, err := fillWith(context.Background(), &w, tt.r(), tt.size, async, sha256.New)
 				if read != tt.wantRead {
 					t.Errorf("read %d bytes, want %d", read, tt.wantRead)
 				}
@@ -155,11 +155,11 @@ func TestFillAborts(t *testing.T) {
 	for _, async := range []bool{false, true} {
 		t.Run(fmt.Sprintf("async=%v", async), func(t *testing.T) {
 			size := int64(len(data))
-			if _, _, err := fillWith(context.Background(), failWriter{errFull}, bytes.NewReader(data), size, async); !errors.Is(err, errFull) {
+			if _, _, err := fillWith(context.Background(), failWriter{errFull}, bytes.NewReader(data), size, async, sha256.New); !errors.Is(err, errFull) {
 				t.Errorf("fill to a failing writer = %v, want %v", err, errFull)
 			}
 			ctx, cancel := context.WithCancel(context.Background())
-			read, _, err := fillWith(ctx, io.Discard, cancelReader{bytes.NewReader(data), cancel}, size, async)
+			read, _, err := fillWith(ctx, io.Discard, cancelReader{bytes.NewReader(data), cancel}, size, async, sha256.New)
 			if !errors.Is(err, context.Canceled) || read != chunkSize {
 				t.Errorf("fill canceled after one chunk = %d bytes, %v; want %d, context.Canceled", read, err, chunkSize)
 			}

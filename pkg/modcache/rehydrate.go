@@ -16,6 +16,9 @@ type RehydrateReport struct {
 	// Modules and Bytes count the unique contents copied into the cache.
 	Modules int   `json:"modules"`
 	Bytes   int64 `json:"bytes"`
+	// Unverified counts those of them adopted without hashing (Adopt):
+	// their verification is deferred to their first use or VerifyPending.
+	Unverified int `json:"unverified,omitempty"`
 }
 
 // Rehydrate fills the cache from a handoff directory carried from the
@@ -33,6 +36,11 @@ type RehydrateReport struct {
 // (the error joins every failure). A module already cached is not copied;
 // its redundant handoff file is removed unread.
 func (c *Cache) Rehydrate(ctx context.Context, dir string, m *bootimage.Manifest) (RehydrateReport, error) {
+	return c.rehydrate(ctx, dir, m, false)
+}
+
+// rehydrate is Rehydrate, or Adopt if adopt.
+func (c *Cache) rehydrate(ctx context.Context, dir string, m *bootimage.Manifest, adopt bool) (RehydrateReport, error) {
 	var rep RehydrateReport
 	var errs []error
 	seen := make(map[string]bool)
@@ -47,16 +55,19 @@ func (c *Cache) Rehydrate(ctx context.Context, dir string, m *bootimage.Manifest
 		}
 		if seen[mod.SHA256] {
 			// Same content under another name: one file carried it.
-			if e, err := c.Get(mod.SHA256); err == nil {
+			if e, err := c.lookup(mod.SHA256); err == nil {
 				e.addName(mod.Name)
 			}
 			continue
 		}
 		seen[mod.SHA256] = true
-		added, err := c.rehydrateOne(ctx, mod, filepath.Join(dir, mod.SHA256))
+		added, err := c.rehydrateOne(ctx, mod, filepath.Join(dir, mod.SHA256), adopt)
 		if added {
 			rep.Modules++
 			rep.Bytes += mod.Size
+			if adopt {
+				rep.Unverified++
+			}
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("modcache: rehydrate module %q: %w", mod.Name, err))
@@ -65,14 +76,14 @@ func (c *Cache) Rehydrate(ctx context.Context, dir string, m *bootimage.Manifest
 			}
 		}
 	}
-	c.log.Debug("modcache: rehydrate", "dir", dir, "manifest", m.Name,
+	c.log.Debug("modcache: rehydrate", "dir", dir, "manifest", m.Name, "adopt", adopt,
 		"modules", rep.Modules, "bytes", rep.Bytes, "errors", len(errs))
 	return rep, errors.Join(errs...)
 }
 
 // rehydrateOne copies one handoff file into the cache. added reports that a
 // new entry was published (even if removing the file then failed).
-func (c *Cache) rehydrateOne(ctx context.Context, m bootimage.Module, path string) (added bool, err error) {
+func (c *Cache) rehydrateOne(ctx context.Context, m bootimage.Module, path string, adopt bool) (added bool, err error) {
 	e, done, err := c.claim(ctx, m.SHA256)
 	if err != nil {
 		return false, err
@@ -89,7 +100,12 @@ func (c *Cache) rehydrateOne(ctx context.Context, m bootimage.Module, path strin
 		c.finish(done, m.SHA256, nil, 0, nil)
 		return false, err // *PathError names the file
 	}
-	e, n, err := c.load(ctx, m, f, OriginHandoff, false)
+	var n int64
+	if adopt {
+		e, n, err = c.adoptFile(ctx, m, f)
+	} else {
+		e, n, err = c.load(ctx, m, f, OriginHandoff, false)
+	}
 	f.Close()
 	if ferr := c.finish(done, m.SHA256, e, n, &c.bytesRehydrated); err == nil {
 		err = ferr
