@@ -61,6 +61,10 @@ type Options struct {
 	// Modules are more kernel modules for the kmods piece, loaded after
 	// harness.StorageModules (e.g. "ramoops").
 	Modules []string
+	// ModulesOnDisk are more kernel modules the kmods piece holds (and its
+	// modules.dep lists) without loading them: what a distribution has on
+	// disk for a program to load itself (e.g. "ramoops" for fastreboot).
+	ModulesOnDisk []string
 	// ExtraFiles go into the kmods piece, as a second newc archive after
 	// the modules' (the kernel unpacks archives back to back), e.g. host
 	// tools for benchmarks.
@@ -109,7 +113,7 @@ func Prepare(ctx context.Context, k *harness.Kernel, o Options) (*Setup, error) 
 	s.Files[BaseFile] = base.Path
 
 	log.Info("building the kernel-module piece", "modules", harness.StorageModules)
-	s.Kmods, err = harness.BuildKmods(filepath.Join(o.Dir, KmodsFile), k, harness.None, append(append([]string(nil), harness.StorageModules...), o.Modules...)...)
+	s.Kmods, err = harness.BuildKmodsOnDisk(filepath.Join(o.Dir, KmodsFile), k, harness.None, append(append([]string(nil), harness.StorageModules...), o.Modules...), o.ModulesOnDisk)
 	if err != nil {
 		return nil, fmt.Errorf("kmods piece: %w", err)
 	}
