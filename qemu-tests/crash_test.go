@@ -347,6 +347,7 @@ func crashStory(t *testing.T, mode crashhandler.Mode, reserve string) {
 	c.gen++
 	t.Logf("update reboot (%s run): reboot request -> userspace %.2fs, -> ready %.2fs", mode, r.Downtime().Seconds(), (r.Boot.ReadyAt - r.Requested).Seconds())
 	c.checkProduction("update after a crash", "", fastreboot.ReasonUpdate)
+	checkUpdateTimeline(t, g, c.gen)
 	update := r.Downtime()
 
 	// 3. An unknown NMI from the QEMU monitor, routed by unknown_nmi_panic.
@@ -455,4 +456,15 @@ func throttle(vm *harness.VM, bps int64) error {
 		return fmt.Errorf("throttling disk0 to %d B/s: %w", bps, err)
 	}
 	return nil
+}
+
+// checkUpdateTimeline asserts that the generation an update reboot brought
+// up knows when its image was staged (the handoff's timeline): with its
+// generation and reason, what proves the jump came from fastreboot's stage.
+func checkUpdateTimeline(t *testing.T, g *scenario.Guest, gen int) {
+	t.Helper()
+	st := guestStatus(t, g)
+	if tl := st.Timeline; tl.StageStart.IsZero() || tl.StageEnd.Before(tl.StageStart) {
+		t.Errorf("gen %d (update) timeline incomplete: %+v", gen, tl)
+	}
 }

@@ -70,6 +70,7 @@ func crashAsUser(t *testing.T, mode crashhandler.Mode, reserve string) {
 		if st := guestStatus(t, g); st.Generation != c.gen || st.Reason != fastreboot.ReasonUpdate {
 			t.Errorf("after the update reboot: generation %d reason %s, want %d update", st.Generation, st.Reason, c.gen)
 		}
+		checkUpdateTimeline(t, g, c.gen)
 		checkUserCmdline(c, "the update-staged generation")
 	}
 
