@@ -6,12 +6,15 @@
 // u-root "base" initramfs ([BuildBase]: init, the gosh shell, core commands,
 // the guest helper frguest as uinit, optionally the fastreboot CLI), a
 // "kmods" piece with the kernel modules the guest needs and their load order
-// ([BuildKmods]), a tiny "site" piece ([BuildSite]), concatenated like the
+// ([BuildKmods]; [BuildKmodsOnDisk] also holds modules it does not load), a tiny "site" piece ([BuildSite]), concatenated like the
 // kernel expects ([Concat]); an ext4 storage disk ([BuildDisk]); and a VM
 // runner ([Start]; [StartBoot] and [StartBootT] also wait for the cold
 // boot, retrying once on a fresh QEMU if its console stalls before
 // userspace): [VM.WaitBoot] waits for frguest's ready marker and the shell
-// (call it again after a kexec for the next generation),
+// (call it again after a kexec for the next generation), [VM.WaitReboot]
+// waits for the generation a reboot brings up and proves the jump by the
+// next kernel's banner, not by the old generation's last line (a kexec may
+// take that line with it: it only dates the request when it arrived),
 // [VM.Run] runs a shell command and returns its output and exit status,
 // [VM.Expect] waits for a console line, [VM.Monitor] sends QEMU monitor
 // commands (nmi, system_reset, quit), and every console line carries the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"path/filepath"
+	"regexp"
 	"time"
 
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
@@ -79,6 +80,21 @@ func ExampleVM_WaitBoot() {
 	}
 	fmt.Printf("request -> kernel %.2fs, kernel -> userspace %.2fs\n",
 		(next.KernelAt - sent).Seconds(), (next.StartAt - next.KernelAt).Seconds())
+}
+
+// Prove a fast reboot by what the next kernel prints; the old generation's
+// last line only dates the request when it reached the console.
+func ExampleVM_WaitReboot() {
+	var vm *harness.VM // started and booted as in Example
+	sent := vm.Elapsed()
+	if err := vm.SendLine("fastreboot reboot"); err != nil {
+		log.Fatal(err)
+	}
+	r, err := vm.WaitReboot(sent, regexp.MustCompile(`^fastreboot: rebooting through kexec`), 3*time.Minute)
+	if err != nil {
+		log.Fatal(err) // no boot, or no new kernel banner (harness.ErrNoJump)
+	}
+	fmt.Printf("downtime %.2fs (line lost: %v)\n", r.Downtime().Seconds(), r.LineLost)
 }
 
 // Poke the machine through QEMU's monitor: an NMI (with

@@ -279,6 +279,9 @@ type KmodsPiece struct {
 	Version string
 	// Modules in load order.
 	Modules []LoadEntry
+	// OnDisk are the modules in the piece (and its modules.dep) that are
+	// not in the load list, dependencies first.
+	OnDisk []LoadEntry
 	// Size of the piece in bytes; Raw is the sum of the .ko sizes.
 	Size, Raw int64
 }
@@ -288,13 +291,35 @@ type KmodsPiece struct {
 // lib/modules/<ver>/, a modules.dep limited to them, and the load list at
 // ModulesLoadPath.
 func BuildKmods(dst string, k *Kernel, c Compression, names ...string) (*KmodsPiece, error) {
+	return BuildKmodsOnDisk(dst, k, c, names, nil)
+}
+
+// BuildKmodsOnDisk is BuildKmods with more modules, onDisk, that the piece
+// holds (with their dependencies, in modules.dep) but the load list does
+// not name: what a distribution has under /lib/modules for a program to
+// load itself, e.g. ramoops for fastreboot.
+func BuildKmodsOnDisk(dst string, k *Kernel, c Compression, load, onDisk []string) (*KmodsPiece, error) {
 	db, err := LoadModuleDB(k.ModulesDir)
 	if err != nil {
 		return nil, err
 	}
-	entries, err := db.Resolve(names...)
+	entries, err := db.Resolve(load...)
 	if err != nil {
 		return nil, fmt.Errorf("kernel %s: %w", k.Version, err)
+	}
+	extra, err := db.Resolve(onDisk...)
+	if err != nil {
+		return nil, fmt.Errorf("kernel %s: %w", k.Version, err)
+	}
+	loaded := map[string]bool{}
+	for _, e := range entries {
+		loaded[e.Path] = true
+	}
+	var unloaded []LoadEntry
+	for _, e := range extra {
+		if !loaded[e.Path] {
+			unloaded = append(unloaded, e)
+		}
 	}
 	base := path.Join("lib", "modules", k.Version)
 	var (
@@ -302,7 +327,7 @@ func BuildKmods(dst string, k *Kernel, c Compression, names ...string) (*KmodsPi
 		dep   strings.Builder
 		raw   int64
 	)
-	for _, e := range entries {
+	for _, e := range append(slices.Clone(entries), unloaded...) {
 		src := filepath.Join(k.ModulesDir, filepath.FromSlash(e.Path))
 		fi, err := os.Stat(src)
 		if err != nil {
@@ -327,5 +352,5 @@ func BuildKmods(dst string, k *Kernel, c Compression, names ...string) (*KmodsPi
 	if err != nil {
 		return nil, err
 	}
-	return &KmodsPiece{Path: dst, Version: k.Version, Modules: entries, Size: fi.Size(), Raw: raw}, nil
+	return &KmodsPiece{Path: dst, Version: k.Version, Modules: entries, OnDisk: unloaded, Size: fi.Size(), Raw: raw}, nil
 }

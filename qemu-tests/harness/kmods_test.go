@@ -209,3 +209,41 @@ func TestBuildKmods(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildKmodsOnDisk: modules on disk are in the piece and its
+// modules.dep, never in the load list, and one also loaded counts once.
+func TestBuildKmodsOnDisk(t *testing.T) {
+	dir := testModulesDir(t)
+	k := &Kernel{Vmlinuz: "/nonexistent", Version: "6.1.0-test", ModulesDir: dir}
+	dst := filepath.Join(t.TempDir(), "kmods.cpio")
+	p, err := BuildKmodsOnDisk(dst, k, None, []string{"virtio_blk"}, []string{"ext4", "virtio"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := readPiece(t, dst, None)
+	wantList := "kernel/drivers/virtio/virtio_ring.ko\nkernel/drivers/virtio/virtio.ko\nkernel/drivers/block/virtio_blk.ko\n"
+	if got := files[loadlist.Path]; got != wantList {
+		t.Errorf("load list = %q, want %q (no module on disk only)", got, wantList)
+	}
+	var onDisk []string
+	for _, e := range p.OnDisk {
+		onDisk = append(onDisk, e.Path)
+	}
+	wantOnDisk := []string{"kernel/arch/x86/crypto/crc32c-intel.ko", "kernel/crypto/crc32c_generic.ko",
+		"kernel/fs/jbd2/jbd2.ko", "kernel/fs/mbcache.ko", "kernel/lib/crc16.ko", "kernel/fs/ext4/ext4.ko"}
+	if diff := cmp.Diff(wantOnDisk, onDisk); diff != "" {
+		t.Errorf("OnDisk mismatch (-want +got):\n%s", diff)
+	}
+	dep := files["lib/modules/6.1.0-test/modules.dep"]
+	for _, m := range append(wantOnDisk, "kernel/drivers/block/virtio_blk.ko") {
+		if _, ok := files["lib/modules/6.1.0-test/"+m]; !ok {
+			t.Errorf("piece lacks %s", m)
+		}
+		if !strings.Contains(dep, m+":") {
+			t.Errorf("modules.dep lacks %s: %q", m, dep)
+		}
+	}
+	if n := strings.Count(dep, "kernel/drivers/virtio/virtio.ko:"); n != 1 {
+		t.Errorf("modules.dep lists virtio.ko %d times, want once: %q", n, dep)
+	}
+}

@@ -300,6 +300,10 @@ func StartBootT(t testing.TB, o Options, timeout time.Duration) (*VM, *Boot) {
 	if o.Name == "" {
 		o.Name = t.Name()
 	}
+	if o.Logger == nil {
+		// Warnings (a line lost before a jump) belong in the test's log.
+		o.Logger = slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	vm, b, stalled, err := StartBoot(o, timeout)
 	if stalled != "" {
 		t.Logf("VM %s: the first cold boot stalled and was retried on a fresh QEMU: %s", o.Name, stalled)
@@ -312,6 +316,15 @@ func StartBootT(t testing.TB, o Options, timeout time.Duration) (*VM, *Boot) {
 		t.Fatalf("VM %s: %v", o.Name, err)
 	}
 	return vm, b
+}
+
+// tbWriter writes to a test's log.
+type tbWriter struct{ t testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }
 
 // closeT closes vm at the end of the test and, when the test failed, logs

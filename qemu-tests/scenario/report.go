@@ -11,8 +11,11 @@ type Stat struct {
 	Median, Min, Max time.Duration
 }
 
-// Stats summarizes ds, which must not be empty.
+// Stats summarizes ds; empty ds is the zero Stat.
 func Stats(ds []time.Duration) Stat {
+	if len(ds) == 0 {
+		return Stat{}
+	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return Stat{Median: s[len(s)/2], Min: s[0], Max: s[len(s)-1]}

@@ -61,6 +61,10 @@ type Options struct {
 	// Modules are more kernel modules for the kmods piece, loaded after
 	// harness.StorageModules (e.g. "ramoops").
 	Modules []string
+	// ModulesOnDisk are more kernel modules the kmods piece holds (and its
+	// modules.dep lists) without loading them: what a distribution has on
+	// disk for a program to load itself (e.g. "ramoops" for fastreboot).
+	ModulesOnDisk []string
 	// ExtraFiles go into the kmods piece, as a second newc archive after
 	// the modules' (the kernel unpacks archives back to back), e.g. host
 	// tools for benchmarks.
@@ -109,7 +113,7 @@ func Prepare(ctx context.Context, k *harness.Kernel, o Options) (*Setup, error) 
 	s.Files[BaseFile] = base.Path
 
 	log.Info("building the kernel-module piece", "modules", harness.StorageModules)
-	s.Kmods, err = harness.BuildKmods(filepath.Join(o.Dir, KmodsFile), k, harness.None, append(append([]string(nil), harness.StorageModules...), o.Modules...)...)
+	s.Kmods, err = harness.BuildKmodsOnDisk(filepath.Join(o.Dir, KmodsFile), k, harness.None, append(append([]string(nil), harness.StorageModules...), o.Modules...), o.ModulesOnDisk)
 	if err != nil {
 		return nil, fmt.Errorf("kmods piece: %w", err)
 	}
@@ -365,40 +369,30 @@ func (g *Guest) DiskReadBytes() (int64, error) {
 }
 
 // RebootingRE matches the line `fastreboot reboot` prints just before the
-// reboot(2) call.
+// reboot(2) call. The line is best effort: it may still be in the tty
+// buffer when the CPUs stop for the kexec, and never reach the console.
 var RebootingRE = regexp.MustCompile(`^fastreboot: rebooting through (kexec|the firmware)`)
 
-// Reboot is one reboot seen from the host.
-type Reboot struct {
-	// Requested is when the old generation printed that it reboots;
-	// the Boot times are those of the next generation.
-	Requested time.Duration
-	Boot      *harness.Boot
-}
-
-// Downtime is reboot requested -> next generation's userspace.
-func (r *Reboot) Downtime() time.Duration { return r.Boot.StartAt - r.Requested }
-
-// ToKernel is reboot requested -> the next kernel's first line.
-func (r *Reboot) ToKernel() time.Duration { return r.Boot.KernelAt - r.Requested }
-
-// KernelToUser is the next kernel's first line -> its userspace.
-func (r *Reboot) KernelToUser() time.Duration { return r.Boot.StartAt - r.Boot.KernelAt }
+// Reboot is one reboot seen from the host; see harness.Reboot.
+type Reboot = harness.Reboot
 
 // RebootWith types cmd (which must end in a reboot, e.g. "fastreboot
-// reboot") and waits for the next generation to be ready. marker matches the
-// old generation's last line before the jump.
+// reboot") and waits for the next generation to be ready. The jump is
+// proven by the next kernel's banner and frguest's markers after the
+// command (harness.VM.WaitReboot); marker matches the old generation's last
+// line before the jump, whose time is the reboot request when it reached
+// the console, and the time the command was sent when it did not
+// (Reboot.LineLost). Callers check the next generation's number and reason
+// with `fastreboot status`.
 func (g *Guest) RebootWith(cmd string, marker *regexp.Regexp, bootTimeout time.Duration) (*Reboot, error) {
+	sent := g.VM.Elapsed()
 	if err := g.VM.SendLine(cmd); err != nil {
 		return nil, err
 	}
-	m, err := g.VM.Expect(g.timeout(), marker)
-	if err != nil {
-		return nil, fmt.Errorf("waiting for %q to reboot: %w", cmd, err)
-	}
-	boot, err := g.VM.WaitBoot(bootTimeout)
+	// The old generation's way down (stopping CPUs, syncing) counts too.
+	r, err := g.VM.WaitReboot(sent, marker, g.timeout()+bootTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("next generation after %q: %w", cmd, err)
 	}
-	return &Reboot{Requested: m.At, Boot: boot}, nil
+	return r, nil
 }

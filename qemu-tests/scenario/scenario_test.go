@@ -1,6 +1,9 @@
 package scenario
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestDecodeJSONWithKernelLines(t *testing.T) {
 	// What the console showed once: a kernel warning printed into the
@@ -21,5 +24,20 @@ func TestDecodeJSONWithKernelLines(t *testing.T) {
 	want := []string{"[    2.165466] zswap: loaded", "[    2.191692] Key type encrypted registered"}
 	if len(v.Log) != 2 || v.Log[0] != want[0] || v.Log[1] != want[1] || v.N != 3 {
 		t.Errorf("decoded %+v, want log %q and n 3", v, want)
+	}
+}
+
+func TestStats(t *testing.T) {
+	s := time.Second
+	for _, tc := range []struct {
+		in   []time.Duration
+		want Stat
+	}{
+		{nil, Stat{}},
+		{[]time.Duration{3 * s, 1 * s, 2 * s}, Stat{Median: 2 * s, Min: 1 * s, Max: 3 * s}},
+	} {
+		if got := Stats(tc.in); got != tc.want {
+			t.Errorf("Stats(%v) = %+v, want %+v", tc.in, got, tc.want)
+		}
 	}
 }

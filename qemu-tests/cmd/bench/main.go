@@ -96,6 +96,9 @@ type sample struct {
 	ToolRead     int64         `json:"tool_bytes_read,omitempty"`
 	InitrdBytes  int64         `json:"initrd_bytes,omitempty"`
 	CPUs         string        `json:"cpus"`
+	// LineLost: the old generation's last line never reached the
+	// console, so the downtime counts from the command.
+	LineLost bool `json:"line_lost,omitempty"`
 }
 
 func main() {
@@ -234,7 +237,7 @@ func once(g *scenario.Guest, m method, running, to string) (*sample, error) {
 	if r.Boot.Release != to {
 		return nil, fmt.Errorf("booted release %s, want %s", r.Boot.Release, to)
 	}
-	smp.ToKernel, smp.KernelToUser, smp.Downtime, smp.CPUs = r.ToKernel(), r.KernelToUser(), r.Downtime(), r.Boot.CPUs
+	smp.ToKernel, smp.KernelToUser, smp.Downtime, smp.CPUs, smp.LineLost = r.ToKernel(), r.KernelToUser(), r.Downtime(), r.Boot.CPUs, r.LineLost
 	if m.fastreboot {
 		var st struct {
 			Agent *struct {

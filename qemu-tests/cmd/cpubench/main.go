@@ -60,6 +60,12 @@ type sample struct {
 	CPUsUp        time.Duration `json:"kernel_start_to_cpus_up_ns"`
 	SMPBringUp    time.Duration `json:"smp_bring_up_ns"`
 	CPUs          string        `json:"cpus"`
+	// LineLost: the old generation's last line never reached the
+	// console, so RequestToJump counts from the command. JumpLost: the
+	// old kernel's "Starting new kernel" line never did, so the jump is
+	// unknown and the sample counts for CPUsUp and SMPBringUp only.
+	LineLost bool `json:"line_lost,omitempty"`
+	JumpLost bool `json:"jump_lost,omitempty"`
 }
 
 func main() {
@@ -166,7 +172,7 @@ func once(g *scenario.Guest, policy, to string) (*sample, error) {
 	if r.Boot.Release != to {
 		return nil, fmt.Errorf("booted release %s, want %s", r.Boot.Release, to)
 	}
-	smp := &sample{Policy: policy, CPUs: r.Boot.CPUs}
+	smp := &sample{Policy: policy, CPUs: r.Boot.CPUs, LineLost: r.LineLost}
 	var jumpAt, kernelAt time.Duration
 	var t0, tSMP, tUp float64 = -1, -1, -1
 	for _, l := range g.VM.Lines() {
@@ -185,11 +191,17 @@ func once(g *scenario.Guest, policy, to string) (*sample, error) {
 			tUp = printkTime(l.Text)
 		}
 	}
-	if jumpAt == 0 || kernelAt == 0 || t0 < 0 || tUp < 0 {
-		return nil, fmt.Errorf("console lacks a marker: jump at %v, kernel at %v, printk t0 %v, CPUs up %v", jumpAt, kernelAt, t0, tUp)
+	if kernelAt == 0 || t0 < 0 || tUp < 0 {
+		return nil, fmt.Errorf("console lacks a marker of the next kernel: kernel at %v, printk t0 %v, CPUs up %v", kernelAt, t0, tUp)
 	}
-	smp.RequestToJump = jumpAt - r.Requested
-	smp.JumpToKernel = kernelAt - jumpAt
+	// The old kernel's last line is best effort: a kexec can stop the
+	// CPUs before it leaves the UART.
+	if jumpAt == 0 {
+		smp.JumpLost = true
+	} else {
+		smp.RequestToJump = jumpAt - r.Requested
+		smp.JumpToKernel = kernelAt - jumpAt
+	}
 	smp.CPUsUp = seconds(tUp - t0)
 	if tSMP >= 0 {
 		smp.SMPBringUp = seconds(tUp - tSMP)
@@ -226,13 +238,16 @@ func summarize(policies []string, samples []sample) []summary {
 		var rj, jk, up, smp []time.Duration
 		for _, s := range samples {
 			if s.Policy == p {
-				rj, jk, up, smp = append(rj, s.RequestToJump), append(jk, s.JumpToKernel), append(up, s.CPUsUp), append(smp, s.SMPBringUp)
+				up, smp = append(up, s.CPUsUp), append(smp, s.SMPBringUp)
+				if !s.JumpLost {
+					rj, jk = append(rj, s.RequestToJump), append(jk, s.JumpToKernel)
+				}
 			}
 		}
-		if len(rj) == 0 {
+		if len(up) == 0 {
 			continue
 		}
-		out = append(out, summary{Policy: p, N: len(rj), RequestToJump: scenario.Stats(rj), JumpToKernel: scenario.Stats(jk), CPUsUp: scenario.Stats(up), SMPBringUp: scenario.Stats(smp)})
+		out = append(out, summary{Policy: p, N: len(up), RequestToJump: scenario.Stats(rj), JumpToKernel: scenario.Stats(jk), CPUsUp: scenario.Stats(up), SMPBringUp: scenario.Stats(smp)})
 	}
 	return out
 }

@@ -213,8 +213,12 @@ func run(ctx context.Context, w io.Writer, echo, keep bool) (*result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w (console log %s)", err, vm.LogPath())
 		}
-		done(fmt.Sprintf("generation %d up: reboot request -> kernel %.1fs -> userspace %.1fs (downtime %.1fs), CPUs %s, release %s",
-			step.gen, r.ToKernel().Seconds(), r.KernelToUser().Seconds(), r.Downtime().Seconds(), r.Boot.CPUs, r.Boot.Release))
+		lost := ""
+		if r.LineLost {
+			lost = " (the reboot line never reached the console: counted from the command)"
+		}
+		done(fmt.Sprintf("generation %d up: reboot request -> kernel %.1fs -> userspace %.1fs (downtime %.1fs)%s, CPUs %s, release %s",
+			step.gen, r.ToKernel().Seconds(), r.KernelToUser().Seconds(), r.Downtime().Seconds(), lost, r.Boot.CPUs, r.Boot.Release))
 
 		var st struct {
 			Generation int               `json:"generation"`

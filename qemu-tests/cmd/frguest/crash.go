@@ -71,6 +71,14 @@ func crashStage(ctx context.Context, w io.Writer, c config, sys system) {
 			}
 		}
 	}
+	if mode != crashhandler.ModeDirect {
+		// A two-stage recover kexecs into production: what frguest
+		// printed (the marker the test waits for) must leave the tty
+		// first.
+		if f, ok := w.(*os.File); ok {
+			ttydrain.Drain(f)
+		}
+	}
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, bin, "crash", "recover", "--evidence-dir", "/var/crash/last")
 	cmd.Stdout, cmd.Stderr = w, w
