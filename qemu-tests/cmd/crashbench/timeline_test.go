@@ -180,7 +180,7 @@ func TestSummarizeAndGoals(t *testing.T) {
 		{Method: methodDirect, Round: 1, timing: timing{From: fromPanic, ToCrashKernel: s(2), ToUser: s(6), ToDaemon: s(7), ToReady: s(8)}},
 		{Method: methodDirect, Round: 2, timing: timing{From: fromTrigger, ToCrashKernel: s(4), ToUser: s(10), ToDaemon: s(11), ToReady: s(12)}},
 		{Method: methodDirect, Round: 3, timing: timing{From: fromPanic, ToCrashKernel: s(3), ToUser: s(7), ToDaemon: s(8), ToReady: s(9)}},
-		{Method: methodTwoStage, Round: 1, timing: timing{From: fromPanic, ToCrashKernel: s(0.5), CrashStage: s(5), ToUser: s(15), ToDaemon: s(16), ToReady: s(18)}},
+		{Method: methodTwoStage, Round: 1, timing: timing{From: fromPanic, ToCrashKernel: s(0.5), CrashStage: s(5), SecondJump: s(1.5), ToUser: s(15), ToDaemon: s(16), ToReady: s(18)}},
 		{Method: methodKdump, Round: 1, timing: timing{From: fromPanic, ToCrashKernel: s(6), CrashStage: s(8), ToUser: s(20), ToDaemon: s(20), ToReady: s(21)}, Capture: s(1)},
 	}
 	names := []string{methodUpdate, methodDirect, methodTwoStage, methodKdump, "direct-seg"}
@@ -223,6 +223,7 @@ func TestSummarizeAndGoals(t *testing.T) {
 		{"two-stage: panic -> production userspace <= 0.8x kdump's", "true"},
 		{"direct: panic -> the crash kernel's first line <= 1 s", "false"},
 		{"two-stage: panic -> the crash kernel's first line <= 1 s", "true"},
+		{"two-stage: crash stage's kexec -> production's first line <= 1 s", "false"},
 	}
 	if diff := cmp.Diff(want, gs); diff != "" {
 		t.Errorf("goals (-want +got):\n%s", diff)
@@ -237,7 +238,7 @@ func TestSummarizeAndGoals(t *testing.T) {
 	printSummary(&b, "6.1.0-48-amd64", 3, "vmcore-dmesg", sum)
 	for _, want := range []string{
 		"two-stage  0.50 [0.50-0.50]",
-		"5.00 [5.00-5.00]",
+		"5.00 [5.00-5.00]                   1.50 [1.50-1.50]",
 		"0.75x",
 		"direct: 1 of 3 samples timed from the trigger",
 		"NOT met: 3.00s",
