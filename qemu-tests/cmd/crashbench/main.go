@@ -208,8 +208,12 @@ func run(c config) error {
 			}
 			smp.Round = round
 			samples = append(samples, *smp)
-			fmt.Fprintf(log, "crashbench: round %d %-14s -> crash kernel %6.2fs  stage %6.2fs  -> userspace %6.2fs  -> daemon %6.2fs  -> ready %6.2fs  (from the %s)\n",
-				round, n, smp.ToCrashKernel.Seconds(), smp.CrashStage.Seconds(), smp.ToUser.Seconds(), smp.ToDaemon.Seconds(), smp.ToReady.Seconds(), smp.From)
+			capture := ""
+			if smp.Capture > 0 {
+				capture = fmt.Sprintf(", capture %.2fs", smp.Capture.Seconds())
+			}
+			fmt.Fprintf(log, "crashbench: round %d %-14s -> crash kernel %6.2fs  stage %6.2fs  -> userspace %6.2fs  -> daemon %6.2fs  -> ready %6.2fs  (from the %s%s)\n",
+				round, n, smp.ToCrashKernel.Seconds(), smp.CrashStage.Seconds(), smp.ToUser.Seconds(), smp.ToDaemon.Seconds(), smp.ToReady.Seconds(), smp.From, capture)
 		}
 	}
 	sum := summarize(c.methods, samples)
