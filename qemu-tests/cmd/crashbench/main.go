@@ -144,6 +144,9 @@ func run(c config) error {
 			return fmt.Errorf("unknown method %q (want one of %s)", n, strings.Join(methodNames(), ", "))
 		}
 	}
+	if c.rounds < 1 {
+		return fmt.Errorf("--rounds %d: want at least 1", c.rounds)
+	}
 	if c.capture != "dmesg" && c.capture != "full" {
 		return fmt.Errorf("--kdump-capture %q: want dmesg or full", c.capture)
 	}
