@@ -52,6 +52,10 @@ type CrashArmRequest struct {
 	PanicTimeout int `json:"panic_timeout,omitempty"`
 	// NoFaults leaves the fault-routing sysctls alone.
 	NoFaults bool `json:"no_faults,omitempty"`
+	// Load is the arming system call (crashhandler.LoadSegments or
+	// LoadFile); "" takes segments in direct mode and file in two-stage
+	// mode (see crashLoadMethod).
+	Load crashhandler.LoadMethod `json:"load,omitempty"`
 }
 
 // CrashArmReport says what CrashArm did.
@@ -216,27 +220,56 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*CrashArmRep
 	mopts := a.opts.Machine
 	mopts.Root, mopts.Logger, mopts.Generation = a.opts.Root, a.log, a.state.Generation
 	mopts.HandoffExtra = extra
+	load := a.crashLoadMethod(req.Load, mode)
+	mopts.MemoryMap = mm
 	// The crash image is the production image: its command line is the
 	// manifest's, without the memory map words a restricted generation
 	// added (CrashCmdline puts them back for direct mode).
-	img, err := fastreboot.New(a.cache, mopts).BuildImage(ctx, m, src, fastreboot.BuildOptions{Reason: fastreboot.ReasonCrash})
+	img, err := fastreboot.New(a.cache, mopts).BuildImage(ctx, m, src, fastreboot.BuildOptions{Reason: fastreboot.ReasonCrash, Segments: load.prepare})
 	if err != nil {
 		return nil, fmt.Errorf("crash arm: %w", err)
 	}
 	defer img.Close()
 	copts := a.crashOptions(mode)
+	copts.Load = load.method
 	copts.Cmdline = crashhandler.CmdlineOptions{MemoryMap: mm, ExtraWords: req.Append, PanicTimeout: req.PanicTimeout}
 	copts.Faults.Disable = req.NoFaults
 	st, err := crashhandler.Arm(crashhandler.Image{
 		Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: m.Cmdline, Manifest: m,
-		InitrdUnpackedBytes: img.UnpackedBytes,
+		InitrdUnpackedBytes: img.UnpackedBytes, Segments: img.Segments,
 	}, copts)
 	rep := &CrashArmReport{Armed: err == nil, State: st, Image: &img.Report, MemoryMapFrom: from, Took: time.Since(t0)}
 	if err != nil {
 		return rep, fmt.Errorf("crash arm: %w", err)
 	}
-	a.log.Info("crash path armed", "mode", mode, "image_bytes", st.ImageBytes, "reservation", st.ReservationBytes, "took", rep.Took)
+	a.log.Info("crash path armed", "mode", mode, "load", st.Load, "load_fallback", st.LoadFallback, "image_bytes", st.ImageBytes, "reservation", st.ReservationBytes, "took", rep.Took)
 	return rep, nil
+}
+
+// crashLoad is how CrashArm loads the crash image: the method it asks
+// crashhandler.Arm for, and whether the image is prepared for kexec_load.
+type crashLoad struct {
+	method  crashhandler.LoadMethod
+	prepare bool
+}
+
+// crashLoadMethod picks the crash image's load method: the one asked for,
+// else segments in direct mode (no digest pass and no decompression at
+// panic time) when the Machine's loader can call kexec_load (the real one
+// can), and file otherwise and in two-stage mode (whose crash kernel needs
+// the ELF core header only kexec_file_load builds). The image is prepared for
+// kexec_load only when lockdown allows it; otherwise crashhandler.Arm
+// falls back to file and records why.
+func (a *Agent) crashLoadMethod(asked crashhandler.LoadMethod, mode crashhandler.Mode) crashLoad {
+	method := asked
+	if method == "" {
+		method = crashhandler.LoadFile
+		_, canLoad := a.opts.Machine.Loader.(fastreboot.CrashSegmentsLoader)
+		if mode == crashhandler.ModeDirect && (a.opts.Machine.Loader == nil || canLoad) {
+			method = crashhandler.LoadSegments
+		}
+	}
+	return crashLoad{method: method, prepare: method == crashhandler.LoadSegments && crashhandler.KexecLoadForbidden(a.opts.Root) == nil}
 }
 
 // CrashDisarm unloads the crash image and restores the sysctls.

@@ -53,8 +53,11 @@ Commands:
   manifest diff OLD NEW [--json]   name added, removed and changed modules
   manifest validate [--content] M  check a manifest (and with --content its files)
   crash arm [MANIFEST] [--mode two-stage|direct] [--auto] [--append W]...
-                                   build the crash image from the cache and load it
-                                   (kexec_file_load ON_CRASH); route faults to panic
+        [--load segments|file]     build the crash image from the cache and load it
+                                   (segments, direct mode's default: kexec_load ON_CRASH
+                                   of the kernel decompressed ahead of time, file under
+                                   lockdown; file: kexec_file_load ON_CRASH); route
+                                   faults to panic
   crash disarm|status [--json]     unload it / show it and the last crash
   crash last [--save DIR] [--json] the evidence of the last crash (log, reason, CPU)
   crash recover [--evidence-dir D] in a crash kernel: keep the evidence; two-stage:

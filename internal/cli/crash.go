@@ -14,7 +14,8 @@ import (
 )
 
 const crashUsage = `fastreboot crash arm [MANIFEST] [--mode two-stage|direct] [--auto]
-                   [--append WORD]... [--panic-timeout N] [--no-faults] [--json]
+                   [--append WORD]... [--panic-timeout N] [--no-faults]
+                   [--load segments|file] [--json]
 fastreboot crash disarm [--json]
 fastreboot crash status [--json]
 fastreboot crash last [--save DIR] [--json]
@@ -48,6 +49,7 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 	fs.Var(&appendWords, "append", "")
 	panicTimeout := fs.Int("panic-timeout", 0, "")
 	noFaults := fs.Bool("no-faults", false, "")
+	load := fs.String("load", "", "")
 	asJSON := fs.Bool("json", false, "")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -57,6 +59,9 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 		return usagef("crash arm takes at most one manifest, got %q", pos)
 	}
 	req := agent.CrashArmRequest{Mode: crashhandler.Mode(*mode), Auto: *auto, PanicTimeout: *panicTimeout, NoFaults: *noFaults}
+	if req.Load, err = crashhandler.ParseLoadMethod(*load); err != nil {
+		return usagef("--load: %v", err)
+	}
 	for _, w := range appendWords {
 		req.Append = append(req.Append, strings.Fields(w)...)
 	}
@@ -87,6 +92,11 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 	st := rep.State
 	fmt.Fprintf(e.stdout, "crash path armed: mode %s, image %s (%s), reservation %s (needs %s), memory map from %s, took %s\n",
 		st.Mode, st.Name, human(st.ImageBytes), human(st.ReservationBytes), human(st.Sizing.Total), rep.MemoryMapFrom, ms(rep.Took))
+	if st.LoadFallback != "" {
+		fmt.Fprintf(e.stdout, "loaded with kexec_file_load instead of kexec_load: %s\n", st.LoadFallback)
+	} else if st.Load != "" {
+		fmt.Fprintf(e.stdout, "loaded with the %s method\n", st.Load)
+	}
 	return nil
 }
 

@@ -38,6 +38,11 @@ type Image struct {
 	// InitrdUnpackedBytes: the initrd's unpacked size if known (sizing); 0
 	// estimates it.
 	InitrdUnpackedBytes int64
+	// Segments is the same image prepared for kexec_load (the kernel
+	// decompressed ahead of time), used with Options.Load LoadSegments.
+	// Kernel and Initrd are still needed: they are what Arm falls back to
+	// under lockdown.
+	Segments SegmentsImage
 }
 
 // Options configure Arm, Disarm and Status. The zero value works on the real
@@ -61,6 +66,10 @@ type Options struct {
 	Cmdline CmdlineOptions
 	// Faults choose the sysctls routed to panic.
 	Faults FaultOptions
+	// Load is the arming system call: LoadFile ("" too) or LoadSegments
+	// (direct mode only; needs Image.Segments, falls back to LoadFile
+	// under lockdown, see LoadSegments).
+	Load LoadMethod
 	// Now stamps the state (time.Now when nil).
 	Now func() time.Time
 }
@@ -81,6 +90,9 @@ func (o Options) withDefaults() Options {
 	if o.Mode == "" {
 		o.Mode = ModeTwoStage
 	}
+	if o.Load == "" {
+		o.Load = LoadFile
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -88,7 +100,12 @@ func (o Options) withDefaults() Options {
 }
 
 // Arm loads img as the crash image with kexec_file_load(...,
-// KEXEC_FILE_ON_CRASH) and routes faults to panic.
+// KEXEC_FILE_ON_CRASH), or with Options.Load LoadSegments with
+// kexec_load(..., KEXEC_ON_CRASH) of Image.Segments, and routes faults to
+// panic. LoadSegments falls back to kexec_file_load, logs a warning and
+// records why in State.LoadFallback when lockdown forbids kexec_load
+// (KexecLoadForbidden) or kexec_load returns EPERM; the file image must
+// then fit the reservation too.
 //
 // Before anything changes it checks the image (kernel present, a bzImage
 // with init_size, non-empty initrd), the reservation (ErrNoReservation,
@@ -106,6 +123,10 @@ func Arm(img Image, opts Options) (*State, error) {
 	o := opts.withDefaults()
 	mode := o.Mode
 	if err := mode.valid(); err != nil {
+		return nil, fmt.Errorf("arming crash image: %w", err)
+	}
+	method, fallback, err := o.loadMethod(img)
+	if err != nil {
 		return nil, fmt.Errorf("arming crash image: %w", err)
 	}
 	if img.Kernel == nil {
@@ -140,7 +161,7 @@ func Arm(img Image, opts Options) (*State, error) {
 	} else {
 		cpus, possible = len(topo.Present), len(topo.Possible)
 	}
-	need := RequiredReservation(ImageSize{
+	fileNeed := RequiredReservation(ImageSize{
 		KernelBytes:         kernelBytes,
 		InitrdBytes:         initrdBytes,
 		KernelInitSize:      hdr.InitSize,
@@ -149,6 +170,10 @@ func Arm(img Image, opts Options) (*State, error) {
 		CPUs:                cpus,
 		PossibleCPUs:        possible,
 	}, mode)
+	need := fileNeed
+	if method == LoadSegments {
+		need = SegmentsSizing(img.Segments.ReservationBytes(), mode)
+	}
 	have, err := readCrashSize(o.Root)
 	if err != nil {
 		return nil, fmt.Errorf("arming crash image: %w", err)
@@ -177,23 +202,40 @@ func Arm(img Image, opts Options) (*State, error) {
 		return nil, fmt.Errorf("arming crash image: %w", errors.Join(err, restoreFaults(o.Root, previous, changed)))
 	}
 
-	flags := kexecFileOnCrash
-	if img.Initrd == nil {
-		flags |= kexecFileNoInitramfs
-	}
-	o.Logger.Debug("loading crash image", "mode", mode, "cmdline", cmdline, "need", need.Total, "reservation", have)
-	if err := o.Loader.FileLoad(img.Kernel, img.Initrd, cmdline, flags); err != nil {
-		err = fmt.Errorf("arming crash image: kexec_file_load(ON_CRASH): %w", classifyLoadError(err))
-		if rerr := restoreFaults(o.Root, previous, changed); rerr != nil {
-			err = errors.Join(err, rerr)
+	o.Logger.Debug("loading crash image", "mode", mode, "load", method, "cmdline", cmdline, "need", need.Total, "reservation", have)
+	if method == LoadSegments {
+		err := img.Segments.LoadOnCrash(cmdline)
+		switch {
+		case errors.Is(err, ErrKexecLoadForbidden):
+			fallback = err.Error()
+			o.Logger.Warn("kexec_load refused: arming the crash image with kexec_file_load instead (the purgatory hashes it and the kernel decompresses itself at panic)", "err", err)
+			method, need = LoadFile, fileNeed
+			if have < need.Total {
+				err = fmt.Errorf("arming crash image with kexec_file_load after kexec_load was refused (%s): %w", fallback, &ReservationError{Have: have, Need: need})
+				return nil, errors.Join(err, restoreFaults(o.Root, previous, changed))
+			}
+		case err != nil:
+			err = fmt.Errorf("arming crash image: kexec_load(ON_CRASH): %w", err)
+			return nil, errors.Join(err, restoreFaults(o.Root, previous, changed))
 		}
-		return nil, err
+	}
+	if method == LoadFile {
+		flags := kexecFileOnCrash
+		if img.Initrd == nil {
+			flags |= kexecFileNoInitramfs
+		}
+		if err := o.Loader.FileLoad(img.Kernel, img.Initrd, cmdline, flags); err != nil {
+			err = fmt.Errorf("arming crash image: kexec_file_load(ON_CRASH): %w", classifyLoadError(err))
+			return nil, errors.Join(err, restoreFaults(o.Root, previous, changed))
+		}
 	}
 
 	st := &State{
 		Version:          stateVersion,
 		ArmedAt:          o.Now().UTC(),
 		Mode:             mode,
+		Load:             method,
+		LoadFallback:     fallback,
 		Cmdline:          cmdline,
 		KernelBytes:      kernelBytes,
 		InitrdBytes:      initrdBytes,
@@ -379,4 +421,30 @@ func imageDigest(img Image) (string, error) {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// loadMethod returns the method Arm uses and, when it is LoadFile instead
+// of the LoadSegments asked for, why. LoadSegments needs direct mode and
+// Image.Segments (unless lockdown forbids kexec_load anyway).
+func (o Options) loadMethod(img Image) (LoadMethod, string, error) {
+	switch o.Load {
+	case LoadFile:
+		return LoadFile, "", nil
+	case LoadSegments:
+	default:
+		_, err := ParseLoadMethod(string(o.Load))
+		return "", "", err
+	}
+	if o.Mode != ModeDirect {
+		return "", "", fmt.Errorf("%w: the segments load method arms direct mode only (a %s crash kernel needs the ELF core header that only kexec_file_load builds): use --load file",
+			ErrInvalidImage, o.Mode)
+	}
+	if err := KexecLoadForbidden(o.Root); err != nil {
+		o.Logger.Warn("lockdown forbids kexec_load: arming the crash image with kexec_file_load instead (the purgatory hashes it and the kernel decompresses itself at panic)", "err", err)
+		return LoadFile, err.Error(), nil
+	}
+	if img.Segments == nil {
+		return "", "", fmt.Errorf("%w: the segments load method needs the image prepared for kexec_load (Image.Segments)", ErrInvalidImage)
+	}
+	return LoadSegments, "", nil
 }

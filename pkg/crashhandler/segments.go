@@ -1,0 +1,119 @@
+package crashhandler
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// LoadMethod says which system call arms the crash image.
+type LoadMethod string
+
+const (
+	// LoadFile arms with kexec_file_load(..., KEXEC_FILE_ON_CRASH): the
+	// kernel checks the bzImage's signature where lockdown asks for it;
+	// at panic the purgatory hashes every segment and the bzImage
+	// decompresses itself (5-9 s under TCG before the next kernel's first
+	// line). The only method under lockdown.
+	LoadFile LoadMethod = "file"
+	// LoadSegments arms with kexec_load(..., KEXEC_ON_CRASH) of the kernel
+	// decompressed ahead of time (Image.Segments): at panic no digest is
+	// computed and nothing is decompressed.
+	//
+	// Why skipping the purgatory's digest pass is safe: every byte loaded
+	// was hashed when it entered the sealed module cache (SHA-256 against
+	// the manifest), the decompressed kernel is checked against the digest
+	// recorded for its bzImage before it is loaded, and the kernel copies
+	// the segments into the crash reservation at load time and write-
+	// protects it (arch_kexec_protect_crashkres). The purgatory's pass
+	// only guards against the reservation being overwritten between the
+	// load and the panic. kexec_load checks no signature, so the kernel
+	// refuses it under lockdown: Arm then falls back to LoadFile and says
+	// so (State.LoadFallback).
+	//
+	// Direct mode only: a two-stage crash kernel needs the ELF core header
+	// (/proc/vmcore) that kexec_file_load builds in the kernel and
+	// kexec_load leaves to user space.
+	LoadSegments LoadMethod = "segments"
+)
+
+// ParseLoadMethod parses "file" or "segments"; "" is returned as "" (the
+// caller's default).
+func ParseLoadMethod(s string) (LoadMethod, error) {
+	switch m := LoadMethod(s); m {
+	case "", LoadFile, LoadSegments:
+		return m, nil
+	}
+	return "", fmt.Errorf("crash load method %q: want %q or %q", s, LoadFile, LoadSegments)
+}
+
+// ErrKexecLoadForbidden: the kernel refuses the legacy kexec_load that
+// LoadSegments needs (lockdown, or kexec_load returned EPERM). Arm falls
+// back to LoadFile when it sees it.
+var ErrKexecLoadForbidden = errors.New("kexec_load forbidden")
+
+// SegmentsImage is a crash image prepared for kexec_load(KEXEC_ON_CRASH):
+// the kernel decompressed ahead of time, the initrd, and what the loader
+// places with them. pkg/fastreboot builds it (BuildOptions.Segments); this
+// package only sizes and loads it.
+type SegmentsImage interface {
+	// ReservationBytes is how much of the crash kernel reservation the
+	// image needs: its segments and the room the kernel takes there for
+	// the kexec control page and identity page tables.
+	ReservationBytes() int64
+	// LoadOnCrash places the image with the crash command line inside
+	// the crash kernel reservation and calls kexec_load(...,
+	// KEXEC_ON_CRASH). It calls nothing if the plan fails (an error
+	// matching ErrReservationTooSmall names the size needed), and an
+	// error matching ErrKexecLoadForbidden when the kernel refuses
+	// kexec_load (EPERM).
+	LoadOnCrash(cmdline string) error
+}
+
+// pathLockdown is the lockdown LSM's state under Options.Root.
+const pathLockdown = "sys/kernel/security/lockdown"
+
+// KexecLoadForbidden reports whether lockdown forbids kexec_load: it reads
+// root/sys/kernel/security/lockdown (e.g. "none [integrity]
+// confidentiality"); under integrity or confidentiality the kernel refuses
+// kexec_load (kexec_load_check: security_locked_down(LOCKDOWN_KEXEC)). It
+// returns nil when the file is missing (no lockdown LSM or securityfs:
+// kexec_load itself decides), unreadable or says none, else an error
+// wrapping ErrKexecLoadForbidden and ErrNotPermitted that names the file
+// and the mode.
+func KexecLoadForbidden(root string) error {
+	if root == "" {
+		root = "/"
+	}
+	path := filepath.Join(root, pathLockdown)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	for _, w := range strings.Fields(string(b)) {
+		if len(w) > 2 && w[0] == '[' && w[len(w)-1] == ']' {
+			if mode := w[1 : len(w)-1]; mode != "none" {
+				return fmt.Errorf("%w: %w: %s is %q: the kernel refuses kexec_load under lockdown (Secure Boot)",
+					ErrKexecLoadForbidden, ErrNotPermitted, path, mode)
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// SegmentsSizing is the reservation a LoadSegments image of segBytes (see
+// SegmentsImage.ReservationBytes) needs in mode: the segments themselves,
+// rounded up to ReservationAlign for the advice. A direct crash kernel
+// loaded this way gets the full firmware memory map in its boot
+// parameters, so it needs no boot headroom inside the reservation.
+func SegmentsSizing(segBytes int64, mode Mode) Sizing {
+	return Sizing{
+		Mode:   mode,
+		Method: LoadSegments,
+		Load:   segBytes,
+		Total:  roundUp(segBytes, ReservationAlign),
+	}
+}

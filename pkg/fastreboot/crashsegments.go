@@ -1,0 +1,286 @@
+package fastreboot
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+)
+
+// The crash path's segments method: the image BuildImage prepares with
+// BuildOptions.Segments, armed by crashhandler.Arm with kexec_load(...,
+// KEXEC_ON_CRASH). The kernel accepts such an image only if every segment
+// and the entry lie inside the crash kernel reservation (kernel/kexec.c
+// kimage_alloc_init, kernel/kexec_core.c sanity_check_segment_list), and
+// it copies the segments there at load time, so at panic nothing is
+// copied, hashed or decompressed.
+
+// crashTrampoline is the purgatory of a crash image: u-root's default
+// purgatory is linked to run at 0x3000 (it reads its parameter slots at
+// absolute addresses), outside any crash reservation, so the crash path
+// uses this position-independent one, placed anywhere in the reservation:
+//
+//	0x00  48 8b 35 11 00 00 00   mov  0x11(%rip), %rsi   # boot_params slot (0x18)
+//	0x07  48 8b 05 02 00 00 00   mov  0x02(%rip), %rax   # kernel entry slot (0x10)
+//	0x0e  ff e0                  jmp  *%rax
+//	0x10  kernel entry (8 bytes)
+//	0x18  boot_params address (8 bytes)
+//
+// It needs nothing else: relocate_kernel (arch/x86/kernel/
+// relocate_kernel_64.S) enters it in 64-bit mode on an identity-mapped
+// page table covering the reservation, interrupts off, and the kernel's
+// 64-bit entry (startup_64, arch/x86/kernel/head_64.S) takes its own stack
+// and loads its own GDT and IDT (startup_64_setup_env) before it touches a
+// segment register; it needs only %rsi = the zero page. u-root's default
+// purgatory does the same plus a VGA reset.
+var crashTrampoline = [...]byte{
+	0x48, 0x8b, 0x35, 0x11, 0x00, 0x00, 0x00,
+	0x48, 0x8b, 0x05, 0x02, 0x00, 0x00, 0x00,
+	0xff, 0xe0,
+}
+
+const (
+	trampolineEntrySlot      = 0x10
+	trampolineBootParamsSlot = 0x18
+)
+
+// trampolineFor returns the trampoline page with its slots filled.
+func trampolineFor(kernelEntry, bootParams uint64) []byte {
+	code := make([]byte, 0x20)
+	copy(code, crashTrampoline[:])
+	binary.LittleEndian.PutUint64(code[trampolineEntrySlot:], kernelEntry)
+	binary.LittleEndian.PutUint64(code[trampolineBootParamsSlot:], bootParams)
+	return code
+}
+
+// crashControlRoom is what the kernel takes inside the reservation for a
+// crash image besides its segments: kimage_alloc_crash_control_pages
+// finds the control code page and every page of the identity page table
+// machine_kexec_prepare builds (arch/x86/kernel/machine_kexec_64.c
+// init_pgtable: all of RAM, in 2 MiB pages at worst, so one PMD page a GiB)
+// in the holes between the segments. ramBytes is the machine's RAM.
+func crashControlRoom(ramBytes uint64) uint64 {
+	return 1*mib + pageUp(ramBytes>>30*4096)
+}
+
+// crashReservation returns the crash kernel reservation the kernel checks
+// a crash image's segments against (crashk_res): the largest top-level
+// "Crash kernel" range of /proc/iomem (with crashkernel=X,high there is a
+// second, low one, crashk_low_res, that kexec_load does not accept).
+func crashReservation(iomem []iomemEntry) (physRange, bool) {
+	var best physRange
+	for _, e := range iomem {
+		r := physRange{e.Start, e.End + 1}
+		if e.Start == 0 && e.End == 0 {
+			continue // read without CAP_SYS_ADMIN
+		}
+		if e.Name == iomemCrashKernel && r.End-r.Start > best.End-best.Start {
+			best = r
+		}
+	}
+	return best, !best.empty()
+}
+
+// crashSegmentsBytes is how much of a reservation the crash image of prep
+// with an initrd of initrdBytes takes when placed from an aligned start:
+// the kernel's footprint, the initrd, one page each for the command line,
+// the zero page and the trampoline, and the control room.
+func crashSegmentsBytes(prep *segmentsPrep, initrdBytes int64, ramBytes uint64) uint64 {
+	_, _, footprint := kernelFootprint(prep)
+	return footprint + pageUp(uint64(initrdBytes)) + 3*4096 + crashControlRoom(ramBytes)
+}
+
+// kernelFootprint returns the lowest and highest physical address of the
+// kernel's PT_LOAD segments and the memory it needs from the lowest: the
+// segments' span or init_size, whichever is larger.
+func kernelFootprint(prep *segmentsPrep) (lo, hi, footprint uint64) {
+	lo = ^uint64(0)
+	for _, p := range prep.image.Progs {
+		lo, hi = min(lo, p.Paddr), max(hi, p.Paddr+p.Memsz)
+	}
+	return lo, hi, pageUp(max(hi-lo, uint64(prep.header.InitSize)))
+}
+
+// planCrashSegments places a crash image inside the reservation res, from
+// its start up: the kernel's segments moved together to the first address
+// aligned to kernel_alignment (at least 2 MiB, as startup_64 needs) with
+// init_size of room, then the initrd, the command line, the zero page and
+// the trampoline, each page-aligned; what is left must hold the control
+// room. The zero page gets prep's e820 table: in direct mode the recorded
+// firmware map, all of RAM (the command line's memmap=exactmap words say
+// the same). The initrd must end below initrd_addr_max, the command line
+// and the zero page below 4 GiB. An error matching
+// crashhandler.ErrReservationTooSmall names the size needed.
+func planCrashSegments(prep *segmentsPrep, elfData, initrdData []byte, cmdline string, res physRange, ramBytes uint64) (*segmentsImage, error) {
+	need := crashSegmentsBytes(prep, int64(len(initrdData)), ramBytes)
+	_, _, kernelBytes := kernelFootprint(prep)
+	tooSmall := func(format string, args ...any) error {
+		return fmt.Errorf("%w: crash kernel reservation %#x-%#x (%.1f MiB): %s; the segments image needs %.1f MiB (decompressed kernel %.1f MiB at its init_size, initrd %.1f MiB, control pages %d KiB): raise crashkernel=",
+			crashhandler.ErrReservationTooSmall, res.Start, res.End-1, float64(res.End-res.Start)/mib, fmt.Sprintf(format, args...),
+			float64(need)/mib, float64(kernelBytes)/mib, float64(len(initrdData))/mib, crashControlRoom(ramBytes)>>10)
+	}
+	if res.End-res.Start < need {
+		return nil, tooSmall("too small")
+	}
+	if n := uint32(len(cmdline)); prep.header.CmdLineSize != 0 && n > prep.header.CmdLineSize {
+		return nil, fmt.Errorf("crash command line: %d bytes, the kernel takes at most %d", n, prep.header.CmdLineSize)
+	}
+	img := &segmentsImage{}
+	rep := prep.report
+	cursor := res.Start
+	place := func(name string, buf []byte, size, align, limit uint64) (uint64, error) {
+		at := (cursor + align - 1) &^ (align - 1)
+		end := at + pageUp(size)
+		if end > res.End {
+			return 0, tooSmall("no room for the %s (%d bytes) at %#x", name, size, at)
+		}
+		if end > limit {
+			return 0, fmt.Errorf("%w: the %s would end at %#x, above %#x: the crash kernel reservation is too high for it",
+				ErrNoMemory, name, end, limit)
+		}
+		img.segments = append(img.segments, Segment{Name: name, Buf: buf, Phys: at, Size: pageUp(size)})
+		cursor = end
+		return at, nil
+	}
+
+	// The kernel: its PT_LOAD segments keep their distances, moved by a
+	// multiple of the alignment.
+	lo, _, footprint := kernelFootprint(prep)
+	align := max(uint64(prep.header.Kernelalignment), minKernelAlign)
+	if align&(align-1) != 0 {
+		return nil, fmt.Errorf("kernel_alignment %#x is not a power of two", prep.header.Kernelalignment)
+	}
+	kstart := (res.Start + align - 1) &^ (align - 1)
+	if kstart != lo && prep.header.RelocatableKernel == 0 {
+		return nil, fmt.Errorf("%w: the kernel is linked at %#x and is not relocatable: it cannot run from the crash kernel reservation at %#x", ErrNoMemory, lo, res.Start)
+	}
+	if kstart+footprint > res.End {
+		return nil, tooSmall("no room for the kernel's %d MiB at %#x", footprint>>20, kstart)
+	}
+	delta := kstart - lo
+	for _, p := range prep.image.Progs {
+		img.segments = append(img.segments, Segment{Name: "kernel", Buf: elfData[p.Off : p.Off+p.Filesz], Phys: p.Paddr + delta, Size: p.Memsz})
+	}
+	cursor = kstart + footprint
+	rep.KernelStart, rep.KernelEnd = kstart, kstart+footprint
+	rep.KernelEntry = prep.image.Entry + delta
+	rep.Relocated = delta != 0
+
+	initrdMax := uint64(prep.header.InitrdAddrMax)
+	if initrdMax == 0 {
+		initrdMax = 0x37ffffff // boot.rst: the default for old protocols
+	}
+	var initrdAt uint64
+	if len(initrdData) > 0 {
+		var err error
+		if initrdAt, err = place("initrd", initrdData, uint64(len(initrdData)), 4096, initrdMax+1); err != nil {
+			return nil, err
+		}
+	}
+	cmdAt, err := place("cmdline", append([]byte(cmdline), 0), uint64(len(cmdline)+1), 4096, below4G)
+	if err != nil {
+		return nil, err
+	}
+	bp, efiDropped, err := buildBootParams(bootParamsInput{
+		Running: prep.running, Kernel: prep.kernel, E820: prep.e820,
+		InitrdAddr: initrdAt, InitrdSize: uint64(len(initrdData)), CmdlineAddr: cmdAt,
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep.EFIDropped = efiDropped
+	if rep.BootParams, err = place("boot_params", bp, uint64(len(bp)), 4096, below4G); err != nil {
+		return nil, err
+	}
+	tramp := trampolineFor(rep.KernelEntry, rep.BootParams)
+	if img.entry, err = place("purgatory", tramp, uint64(len(tramp)), 4096, ^uint64(0)); err != nil {
+		return nil, err
+	}
+	if left := res.End - cursor; left < crashControlRoom(ramBytes) {
+		return nil, tooSmall("%d KiB left for the kexec control pages, want %d KiB", left>>10, crashControlRoom(ramBytes)>>10)
+	}
+	img.free = cursor
+	for _, s := range img.segments {
+		if s.Phys&^4095 < res.Start || pageUp(s.Phys+s.Size) > res.End {
+			return nil, fmt.Errorf("internal error: %s segment %#x+%#x outside the reservation %#x-%#x", s.Name, s.Phys, s.Size, res.Start, res.End)
+		}
+	}
+	return img, nil
+}
+
+// CrashSegmentsLoader loads a crash image with kexec_load(...,
+// KEXEC_ON_CRASH). KexecLoader implements it on Linux; a Loader given in
+// Options must implement it for the crash path's segments method.
+type CrashSegmentsLoader interface {
+	// SegmentsLoadOnCrash calls kexec_load(entry, segments,
+	// KEXEC_ON_CRASH|KEXEC_ARCH_DEFAULT). Errors for EPERM must match
+	// ErrKexecLoadForbidden.
+	SegmentsLoadOnCrash(entry uint64, segments []Segment) error
+}
+
+// crashSegments is Image.Segments: a built image prepared for the crash
+// path's kexec_load. It implements crashhandler.SegmentsImage.
+type crashSegments struct {
+	mc     *Machine
+	prep   *segmentsPrep
+	initrd *os.File
+	bytes  int64 // the initrd's
+	ram    uint64
+}
+
+var _ crashhandler.SegmentsImage = (*crashSegments)(nil)
+
+// ReservationBytes implements crashhandler.SegmentsImage.
+func (c *crashSegments) ReservationBytes() int64 {
+	return int64(crashSegmentsBytes(c.prep, c.bytes, c.ram))
+}
+
+// LoadOnCrash implements crashhandler.SegmentsImage: it reads the
+// reservation from Root/proc/iomem, plans the image inside it
+// (planCrashSegments) and calls the loader's SegmentsLoadOnCrash (in a dry
+// run it only plans). The report of the image (Image.Report.Segments)
+// then shows the placement.
+func (c *crashSegments) LoadOnCrash(cmdline string) error {
+	mc := c.mc
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	sl, ok := mc.opts.Loader.(CrashSegmentsLoader)
+	if !ok && !mc.opts.DryRun {
+		return fmt.Errorf("segments load method: the loader %T cannot call kexec_load (it does not implement CrashSegmentsLoader)", mc.opts.Loader)
+	}
+	path := filepath.Join(mc.opts.Root, pathIomem)
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("segments load method: the crash kernel reservation is read from %w", err)
+	}
+	iomem, err := parseIomem(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	res, ok := crashReservation(iomem)
+	if !ok {
+		return fmt.Errorf("%w: %s names no %q range (or it was read without CAP_SYS_ADMIN, which shows every address as 0)",
+			crashhandler.ErrNoReservation, path, iomemCrashKernel)
+	}
+	return c.withMapped(func(elfData, initrdData []byte) error {
+		img, err := planCrashSegments(c.prep, elfData, initrdData, cmdline, res, c.ram)
+		if err != nil {
+			return err
+		}
+		img.fillReport(c.prep.report)
+		c.prep.report.Avoided = []AvoidedRange{{Start: img.free, End: res.End, Why: "left free in the crash kernel reservation for the kexec control page and identity page tables"}}
+		if mc.opts.DryRun {
+			mc.log.Info("dry run: would call kexec_load(ON_CRASH)", "entry", fmt.Sprintf("%#x", img.entry), "segments", len(img.segments))
+			return nil
+		}
+		err = sl.SegmentsLoadOnCrash(img.entry, img.segments)
+		if errors.Is(err, ErrKexecLoadForbidden) {
+			err = fmt.Errorf("%w: %w", crashhandler.ErrKexecLoadForbidden, err)
+		}
+		return err
+	})
+}
