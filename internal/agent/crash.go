@@ -213,6 +213,14 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*CrashArmRep
 	if err != nil {
 		return nil, fmt.Errorf("crash arm: recorded memory map: %w", err)
 	}
+	load := a.crashLoadMethod(req.Load, mode)
+	if load.prepare {
+		// Like a segments Stage, wait for the background derivation of
+		// the decompressed kernel instead of decompressing it a second
+		// time alongside it.
+		a.elfMu.Lock()
+		defer a.elfMu.Unlock()
+	}
 	a.stageMu.Lock()
 	defer a.stageMu.Unlock()
 	extra := a.handoffExtra()
@@ -220,8 +228,7 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*CrashArmRep
 	mopts := a.opts.Machine
 	mopts.Root, mopts.Logger, mopts.Generation = a.opts.Root, a.log, a.state.Generation
 	mopts.HandoffExtra = extra
-	load := a.crashLoadMethod(req.Load, mode)
-	mopts.MemoryMap = mm
+	mopts.MemoryMap, mopts.StateDir = mm, a.opts.StateDir
 	// The crash image is the production image: its command line is the
 	// manifest's, without the memory map words a restricted generation
 	// added (CrashCmdline puts them back for direct mode).
