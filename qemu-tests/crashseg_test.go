@@ -57,7 +57,7 @@ func TestCrashDirectSegments(t *testing.T) {
 			t.Errorf("%s: no \"Linux version\" line between the panic and production's userspace", load)
 		}
 		times = append(times, fmt.Sprintf("%s: panic -> next kernel's first line %.2fs, -> production userspace %.2fs, -> armed and ready %.2fs",
-			load, (kernelAt - r.Trigger).Seconds(), r.toUser().Seconds(), r.toReady().Seconds()))
+			load, (kernelAt-r.Trigger).Seconds(), r.toUser().Seconds(), r.toReady().Seconds()))
 	}
 	t.Logf("CLOSING direct mode, same VM: %s; %s", times[0], times[1])
 }
