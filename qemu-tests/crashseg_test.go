@@ -2,6 +2,7 @@ package qemutests
 
 import (
 	"fmt"
+	"regexp"
 	"testing"
 	"time"
 
@@ -20,7 +21,25 @@ import (
 // and panics again, so that the same VM shows panic -> next kernel's first
 // line and panic -> production userspace for both methods.
 func TestCrashDirectSegments(t *testing.T) {
-	c := startCrashVM(t, crashhandler.ModeDirect, reserveDirect, false)
+	crashLoadStory(t, crashhandler.ModeDirect, reserveDirect)
+}
+
+// TestCrashTwoStageSegments is TestCrashDirectSegments in two-stage mode:
+// the segments image carries the ELF core header built in user space and
+// gives the crash kernel only the reservation as RAM; the crash kernel
+// reads the evidence from /proc/vmcore (its recover line says the vmcore's
+// RAM matched the recorded map) and reloads production with the file
+// method.
+func TestCrashTwoStageSegments(t *testing.T) {
+	crashLoadStory(t, crashhandler.ModeTwoStage, reserveTwoStage)
+}
+
+// vmcoreCheckRE is the two-stage recover's line once /proc/vmcore opened
+// and its RAM matched the recorded memory map.
+var vmcoreCheckRE = regexp.MustCompile(`crash recover: mode two-stage, evidence read in \S+, memory map check ok`)
+
+func crashLoadStory(t *testing.T, mode crashhandler.Mode, reserve string) {
+	c := startCrashVM(t, mode, reserve, false)
 
 	var times []string
 	for i, load := range []crashhandler.LoadMethod{crashhandler.LoadSegments, crashhandler.LoadFile} {
@@ -30,16 +49,16 @@ func TestCrashDirectSegments(t *testing.T) {
 			}
 		}
 		var rep agent.CrashArmReport
-		cmd := fmt.Sprintf("crash arm --mode direct --load %s %s/%s", load, scenario.MountPoint, scenario.ManifestV1)
+		cmd := fmt.Sprintf("crash arm --mode %s --load %s %s/%s", mode, load, scenario.MountPoint, scenario.ManifestV1)
 		if err := c.g.FastrebootJSON(cmd, &rep); err != nil {
 			t.Fatalf("fastreboot %s: %v", cmd, err)
 		}
 		st := rep.State
-		if !rep.Armed || st == nil || st.Mode != crashhandler.ModeDirect || st.Load != load || st.LoadFallback != "" {
-			t.Fatalf("crash arm --load %s: %+v, want armed in direct mode with %s and no fallback", load, rep, load)
+		if !rep.Armed || st == nil || st.Mode != mode || st.Load != load || st.LoadFallback != "" {
+			t.Fatalf("crash arm --load %s: %+v, want armed in %s mode with %s and no fallback", load, rep, mode, load)
 		}
-		t.Logf("armed direct with %s: image %d bytes, reservation %d MiB (needs %d MiB: %s), took %v",
-			load, st.ImageBytes, st.ReservationBytes>>20, st.Sizing.Total>>20, st.Sizing.Breakdown(), rep.Took)
+		t.Logf("armed %s with %s: image %d bytes, reservation %d MiB (needs %d MiB: %s), took %v",
+			mode, load, st.ImageBytes, st.ReservationBytes>>20, st.Sizing.Total>>20, st.Sizing.Breakdown(), rep.Took)
 		if seg := rep.Image.Segments; load == crashhandler.LoadSegments {
 			if seg == nil || len(seg.Segments) == 0 {
 				t.Fatalf("crash arm --load segments: no placement reported: %+v", rep.Image)
@@ -52,6 +71,9 @@ func TestCrashDirectSegments(t *testing.T) {
 		}
 
 		r := c.crash("sysrq "+string(load), "sysrq triggered crash", sysrqCrash(c))
+		if _, ok := firstLineAfter(c.vm, vmcoreCheckRE, r.Trigger); mode == crashhandler.ModeTwoStage && !ok {
+			t.Errorf("%s: the two-stage crash kernel did not read /proc/vmcore (no %q line)", load, vmcoreCheckRE)
+		}
 		kernelAt, ok := firstLineAfter(c.vm, harness.KernelStartRE, r.Trigger)
 		if !ok || kernelAt > r.Start {
 			t.Errorf("%s: no \"Linux version\" line between the panic and production's userspace", load)
@@ -59,7 +81,7 @@ func TestCrashDirectSegments(t *testing.T) {
 		times = append(times, fmt.Sprintf("%s: panic -> next kernel's first line %.2fs, -> production userspace %.2fs, -> armed and ready %.2fs",
 			load, (kernelAt-r.Trigger).Seconds(), r.toUser().Seconds(), r.toReady().Seconds()))
 	}
-	t.Logf("CLOSING direct mode, same VM: %s; %s", times[0], times[1])
+	t.Logf("CLOSING %s mode, same VM: %s; %s", mode, times[0], times[1])
 }
 
 // firstLineAfter returns the time of the first console line matching re

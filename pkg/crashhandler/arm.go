@@ -161,7 +161,7 @@ func Arm(img Image, opts Options) (*State, error) {
 	} else {
 		cpus, possible = len(topo.Present), len(topo.Possible)
 	}
-	fileNeed := RequiredReservation(ImageSize{
+	size := ImageSize{
 		KernelBytes:         kernelBytes,
 		InitrdBytes:         initrdBytes,
 		KernelInitSize:      hdr.InitSize,
@@ -169,10 +169,11 @@ func Arm(img Image, opts Options) (*State, error) {
 		InitrdUnpackedBytes: img.InitrdUnpackedBytes,
 		CPUs:                cpus,
 		PossibleCPUs:        possible,
-	}, mode)
+	}
+	fileNeed := RequiredReservation(size, mode)
 	need := fileNeed
 	if method == LoadSegments {
-		need = SegmentsSizing(img.Segments.ReservationBytes(), mode)
+		need = SegmentsSizing(img.Segments.ReservationBytes(mode, max(possible, 1)), size, mode)
 	}
 	have, err := readCrashSize(o.Root)
 	if err != nil {
@@ -424,8 +425,8 @@ func imageDigest(img Image) (string, error) {
 }
 
 // loadMethod returns the method Arm uses and, when it is LoadFile instead
-// of the LoadSegments asked for, why. LoadSegments needs direct mode and
-// Image.Segments (unless lockdown forbids kexec_load anyway).
+// of the LoadSegments asked for, why. LoadSegments needs Image.Segments
+// (unless lockdown forbids kexec_load anyway).
 func (o Options) loadMethod(img Image) (LoadMethod, string, error) {
 	switch o.Load {
 	case LoadFile:
@@ -434,10 +435,6 @@ func (o Options) loadMethod(img Image) (LoadMethod, string, error) {
 	default:
 		_, err := ParseLoadMethod(string(o.Load))
 		return "", "", err
-	}
-	if o.Mode != ModeDirect {
-		return "", "", fmt.Errorf("%w: the segments load method arms direct mode only (a %s crash kernel needs the ELF core header that only kexec_file_load builds): use --load file",
-			ErrInvalidImage, o.Mode)
 	}
 	if err := KexecLoadForbidden(o.Root); err != nil {
 		o.Logger.Warn("lockdown forbids kexec_load: arming the crash image with kexec_file_load instead (the purgatory hashes it and the kernel decompresses itself at panic)", "err", err)

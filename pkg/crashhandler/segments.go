@@ -33,9 +33,10 @@ const (
 	// refuses it under lockdown: Arm then falls back to LoadFile and says
 	// so (State.LoadFallback).
 	//
-	// Direct mode only: a two-stage crash kernel needs the ELF core header
-	// (/proc/vmcore) that kexec_file_load builds in the kernel and
-	// kexec_load leaves to user space.
+	// In two-stage mode the image carries the ELF core header that
+	// kexec_file_load builds in the kernel and kexec_load leaves to user
+	// space (BuildElfcorehdr), and gives the crash kernel only the
+	// reservation as RAM, as kexec_file_load does.
 	LoadSegments LoadMethod = "segments"
 )
 
@@ -60,9 +61,10 @@ var ErrKexecLoadForbidden = errors.New("kexec_load forbidden")
 // package only sizes and loads it.
 type SegmentsImage interface {
 	// ReservationBytes is how much of the crash kernel reservation the
-	// image needs: its segments and the room the kernel takes there for
-	// the kexec control page and identity page tables.
-	ReservationBytes() int64
+	// image needs in mode on a machine with possibleCPUs: its segments
+	// (with the ELF core header in two-stage mode) and the room the kernel
+	// takes there for the kexec control page and identity page tables.
+	ReservationBytes(mode Mode, possibleCPUs int) int64
 	// LoadOnCrash places the image with the crash command line inside
 	// the crash kernel reservation and calls kexec_load(...,
 	// KEXEC_ON_CRASH). It calls nothing if the plan fails (an error
@@ -105,15 +107,20 @@ func KexecLoadForbidden(root string) error {
 }
 
 // SegmentsSizing is the reservation a LoadSegments image of segBytes (see
-// SegmentsImage.ReservationBytes) needs in mode: the segments themselves,
-// rounded up to ReservationAlign for the advice. A direct crash kernel
-// loaded this way gets the full firmware memory map in its boot
-// parameters, so it needs no boot headroom inside the reservation.
-func SegmentsSizing(segBytes int64, mode Mode) Sizing {
-	return Sizing{
-		Mode:   mode,
-		Method: LoadSegments,
-		Load:   segBytes,
-		Total:  roundUp(segBytes, ReservationAlign),
+// SegmentsImage.ReservationBytes) needs in mode, rounded up to
+// ReservationAlign. A direct crash kernel loaded this way gets the full
+// firmware memory map in its boot parameters, so it needs only the
+// segments. A two-stage crash kernel runs out of the reservation and
+// reloads production with kexec_file_load: it needs the Runtime and Reload
+// of RequiredReservation(img, mode) too, plus their struct pages.
+func SegmentsSizing(segBytes int64, img ImageSize, mode Mode) Sizing {
+	s := Sizing{Mode: mode, Method: LoadSegments, Load: segBytes}
+	if mode != ModeTwoStage {
+		s.Total = roundUp(segBytes, ReservationAlign)
+		return s
 	}
+	f := RequiredReservation(img, mode)
+	s.Runtime, s.Reload = f.Runtime, f.Reload
+	s.Total = roundUp((s.Load+s.Runtime+s.Reload)*64/63, ReservationAlign)
+	return s
 }

@@ -21,7 +21,7 @@ type fakeSegments struct {
 	calls []string
 }
 
-func (s *fakeSegments) ReservationBytes() int64 { return s.bytes }
+func (s *fakeSegments) ReservationBytes(Mode, int) int64 { return s.bytes }
 
 func (s *fakeSegments) LoadOnCrash(cmdline string) error {
 	s.calls = append(s.calls, cmdline)
@@ -68,8 +68,10 @@ func TestArmLoadMethod(t *testing.T) {
 			segErr: fmt.Errorf("%w: no room for the kernel", ErrReservationTooSmall), wantSegCalls: 1, wantErr: ErrReservationTooSmall},
 		{name: "other kexec_load error", reservation: 128 << 20, mode: ModeDirect, load: LoadSegments, segBytes: 70 << 20,
 			segErr: syscall.EADDRNOTAVAIL, wantSegCalls: 1, wantErr: syscall.EADDRNOTAVAIL, wantErrText: []string{"kexec_load(ON_CRASH)"}},
-		{name: "two-stage refuses segments", reservation: 512 << 20, mode: ModeTwoStage, load: LoadSegments, segBytes: 70 << 20,
-			wantErr: ErrInvalidImage, wantErrText: []string{"direct mode only", "--load file"}},
+		{name: "two-stage", reservation: 512 << 20, mode: ModeTwoStage, load: LoadSegments, segBytes: 70 << 20,
+			wantLoad: LoadSegments, wantSegCalls: 1},
+		{name: "two-stage: runtime and reload count", reservation: 256 << 20, mode: ModeTwoStage, load: LoadSegments, segBytes: 70 << 20,
+			wantErr: ErrReservationTooSmall, wantErrText: []string{"crash kernel runtime", "reloading the production image"}},
 		{name: "segments without a prepared image", reservation: 128 << 20, mode: ModeDirect, load: LoadSegments, noSegments: true,
 			wantErr: ErrInvalidImage, wantErrText: []string{"Image.Segments"}},
 		{name: "file", reservation: 128 << 20, mode: ModeDirect, load: LoadFile, segBytes: 70 << 20, wantLoad: LoadFile, wantFile: 1},
@@ -117,7 +119,7 @@ func TestArmLoadMethod(t *testing.T) {
 			if tt.wantSegCalls > 0 && seg.calls[0] != st.Cmdline {
 				t.Errorf("kexec_load command line %q, state says %q", seg.calls[0], st.Cmdline)
 			}
-			wantSizing := SegmentsSizing(tt.segBytes, tt.mode)
+			wantSizing := SegmentsSizing(tt.segBytes, ImageSize{debianKernelBytes, findingsInitrdBytes, debianInitSize, debianKernelAlign, 0, 4, 16}, tt.mode)
 			if st.Load == LoadFile {
 				wantSizing = st.Sizing // the file sizing is TestArm's
 			}
@@ -160,12 +162,21 @@ func TestKexecLoadForbidden(t *testing.T) {
 }
 
 func TestSegmentsSizing(t *testing.T) {
-	s := SegmentsSizing(70<<20+1, ModeDirect)
+	img := ImageSize{debianKernelBytes, findingsInitrdBytes, debianInitSize, debianKernelAlign, 0, 4, 16}
+	s := SegmentsSizing(70<<20+1, img, ModeDirect)
 	want := Sizing{Mode: ModeDirect, Method: LoadSegments, Load: 70<<20 + 1, Total: 80 << 20}
 	if d := cmp.Diff(want, s); d != "" {
 		t.Errorf("(-want +got):\n%s", d)
 	}
 	if !strings.Contains(s.Advice(), "crashkernel=80M") || !strings.Contains(s.Breakdown(), "kexec_load segments") {
 		t.Errorf("advice %q, breakdown %q", s.Advice(), s.Breakdown())
+	}
+	// Two-stage: the file method's runtime and reload on top of the
+	// segments, with their struct pages; never more than the file method
+	// needs for an image whose segments are no larger than its load.
+	file := RequiredReservation(img, ModeTwoStage)
+	s = SegmentsSizing(file.Load, img, ModeTwoStage)
+	if s.Runtime != file.Runtime || s.Reload != file.Reload || s.Total > file.Total || s.Total < file.Total-ReservationAlign {
+		t.Errorf("two-stage segments sizing %+v against the file method's %+v", s, file)
 	}
 }

@@ -99,7 +99,11 @@ func (s Sizing) Advice() string {
 // Breakdown lists the parts of Total.
 func (s Sizing) Breakdown() string {
 	if s.Method == LoadSegments {
-		return fmt.Sprintf("kexec_load segments %s (decompressed kernel at its init_size, initrd, boot data, control pages)", mib(s.Load))
+		b := fmt.Sprintf("kexec_load segments %s (decompressed kernel at its init_size, initrd, boot data, control pages)", mib(s.Load))
+		if s.Mode == ModeTwoStage {
+			b += fmt.Sprintf(" + crash kernel runtime %s + reloading the production image %s", mib(s.Runtime), mib(s.Reload))
+		}
+		return b
 	}
 	if s.Mode == ModeDirect {
 		return fmt.Sprintf("image segments %s + boot headroom %s", mib(s.Load), mib(DirectMargin))

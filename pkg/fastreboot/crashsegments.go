@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 )
@@ -87,10 +88,60 @@ func crashReservation(iomem []iomemEntry) (physRange, bool) {
 // crashSegmentsBytes is how much of a reservation the crash image of prep
 // with an initrd of initrdBytes takes when placed from an aligned start:
 // the kernel's footprint, the initrd, one page each for the command line,
-// the zero page and the trampoline, and the control room.
-func crashSegmentsBytes(prep *segmentsPrep, initrdBytes int64, ramBytes uint64) uint64 {
+// the zero page and the trampoline, the ELF core header of a two-stage
+// image (hdrBytes, 0 in direct mode), and the control room.
+func crashSegmentsBytes(prep *segmentsPrep, initrdBytes int64, hdrBytes, ramBytes uint64) uint64 {
 	_, _, footprint := kernelFootprint(prep)
-	return footprint + pageUp(uint64(initrdBytes)) + 3*4096 + crashControlRoom(ramBytes)
+	return footprint + pageUp(uint64(initrdBytes)) + 3*4096 + pageUp(hdrBytes) + crashControlRoom(ramBytes)
+}
+
+// elfcorehdrBudget bounds the ELF core header of a two-stage image for
+// ReservationBytes, before it is built: the ELF header and one program
+// header per possible CPU, VMCOREINFO, the kernel text and up to 256 RAM
+// ranges.
+func elfcorehdrBudget(possibleCPUs int) uint64 {
+	return pageUp(64 + 56*uint64(possibleCPUs+2+256))
+}
+
+// crashE820 is the e820 table of a two-stage crash kernel, as
+// arch/x86/kernel/crash.c crash_setup_memmap_entries gives it with
+// kexec_file_load: as RAM only the firmware map's RAM below 1 MiB and the
+// reservation, the ELF core header inside it marked reserved; every range
+// of the firmware map that is not RAM (ACPI data and NVS, reserved) as it
+// is. The crash kernel thus runs out of the reservation and leaves the
+// crashed kernel's memory alone for /proc/vmcore.
+func crashE820(fw []e820Entry, res, hdr physRange) []e820Entry {
+	var out []e820Entry
+	add := func(r physRange, typ uint32) {
+		if !r.empty() {
+			out = append(out, e820Entry{Addr: r.Start, Size: r.End - r.Start, Type: typ})
+		}
+	}
+	for _, e := range fw {
+		r := physRange{e.Addr, e.Addr + e.Size}
+		if e.Type != e820RAM {
+			add(r, e.Type)
+			continue
+		}
+		add(r.intersect(physRange{0, mib}), e820RAM)
+	}
+	if hdr.empty() {
+		add(res, e820RAM)
+	} else {
+		add(physRange{res.Start, hdr.Start}, e820RAM)
+		add(hdr, e820Reserved)
+		add(physRange{hdr.End, res.End}, e820RAM)
+	}
+	slices.SortFunc(out, func(a, b e820Entry) int {
+		switch {
+		case a.Addr < b.Addr:
+			return -1
+		case a.Addr > b.Addr:
+			return 1
+		}
+		return 0
+	})
+	return out
 }
 
 // kernelFootprint returns the lowest and highest physical address of the
@@ -114,8 +165,13 @@ func kernelFootprint(prep *segmentsPrep) (lo, hi, footprint uint64) {
 // the same). The initrd must end below initrd_addr_max, the command line
 // and the zero page below 4 GiB. An error matching
 // crashhandler.ErrReservationTooSmall names the size needed.
-func planCrashSegments(prep *segmentsPrep, elfData, initrdData []byte, cmdline string, res physRange, ramBytes uint64) (*segmentsImage, error) {
-	need := crashSegmentsBytes(prep, int64(len(initrdData)), ramBytes)
+//
+// A two-stage image (elfcorehdr not nil) also gets the ELF core header as
+// a segment after the initrd, `elfcorehdr=ADDR` (bytes: the crash kernel's
+// setup_elfcorehdr memparses it) at the end of its command line, and the
+// restricted e820 table of crashE820.
+func planCrashSegments(prep *segmentsPrep, elfData, initrdData []byte, cmdline string, elfcorehdr []byte, res physRange, ramBytes uint64) (*segmentsImage, error) {
+	need := crashSegmentsBytes(prep, int64(len(initrdData)), uint64(len(elfcorehdr)), ramBytes)
 	_, _, kernelBytes := kernelFootprint(prep)
 	tooSmall := func(format string, args ...any) error {
 		return fmt.Errorf("%w: crash kernel reservation %#x-%#x (%.1f MiB): %s; the segments image needs %.1f MiB (decompressed kernel %.1f MiB at its init_size, initrd %.1f MiB, control pages %d KiB): raise crashkernel=",
@@ -124,9 +180,6 @@ func planCrashSegments(prep *segmentsPrep, elfData, initrdData []byte, cmdline s
 	}
 	if res.End-res.Start < need {
 		return nil, tooSmall("too small")
-	}
-	if n := uint32(len(cmdline)); prep.header.CmdLineSize != 0 && n > prep.header.CmdLineSize {
-		return nil, fmt.Errorf("crash command line: %d bytes, the kernel takes at most %d", n, prep.header.CmdLineSize)
 	}
 	img := &segmentsImage{}
 	rep := prep.report
@@ -180,12 +233,27 @@ func planCrashSegments(prep *segmentsPrep, elfData, initrdData []byte, cmdline s
 			return nil, err
 		}
 	}
+	e820 := prep.e820
+	if elfcorehdr != nil {
+		hdrAt, err := place("elfcorehdr", elfcorehdr, uint64(len(elfcorehdr)), 4096, ^uint64(0))
+		if err != nil {
+			return nil, err
+		}
+		cmdline += fmt.Sprintf(" elfcorehdr=%#x", hdrAt)
+		e820 = crashE820(prep.e820, res, physRange{hdrAt, hdrAt + pageUp(uint64(len(elfcorehdr)))})
+		if len(e820) > e820MaxZeroPage {
+			return nil, fmt.Errorf("the crash kernel's memory map has %d ranges, the boot parameters hold %d", len(e820), e820MaxZeroPage)
+		}
+	}
+	if n := uint32(len(cmdline)); prep.header.CmdLineSize != 0 && n > prep.header.CmdLineSize {
+		return nil, fmt.Errorf("%w: crash command line: %d bytes, the kernel takes at most %d", crashhandler.ErrCmdlineTooLong, n, prep.header.CmdLineSize)
+	}
 	cmdAt, err := place("cmdline", append([]byte(cmdline), 0), uint64(len(cmdline)+1), 4096, below4G)
 	if err != nil {
 		return nil, err
 	}
 	bp, efiDropped, err := buildBootParams(bootParamsInput{
-		Running: prep.running, Kernel: prep.kernel, E820: prep.e820,
+		Running: prep.running, Kernel: prep.kernel, E820: e820,
 		InitrdAddr: initrdAt, InitrdSize: uint64(len(initrdData)), CmdlineAddr: cmdAt,
 	})
 	if err != nil {
@@ -234,15 +302,21 @@ type crashSegments struct {
 var _ crashhandler.SegmentsImage = (*crashSegments)(nil)
 
 // ReservationBytes implements crashhandler.SegmentsImage.
-func (c *crashSegments) ReservationBytes() int64 {
-	return int64(crashSegmentsBytes(c.prep, c.bytes, c.ram))
+func (c *crashSegments) ReservationBytes(mode crashhandler.Mode, possibleCPUs int) int64 {
+	var hdr uint64
+	if mode == crashhandler.ModeTwoStage {
+		hdr = elfcorehdrBudget(possibleCPUs)
+	}
+	return int64(crashSegmentsBytes(c.prep, c.bytes, hdr, c.ram))
 }
 
 // LoadOnCrash implements crashhandler.SegmentsImage: it reads the
-// reservation from Root/proc/iomem, plans the image inside it
-// (planCrashSegments) and calls the loader's SegmentsLoadOnCrash (in a dry
-// run it only plans). The report of the image (Image.Report.Segments)
-// then shows the placement.
+// reservation from Root/proc/iomem, for a two-stage image (the command
+// line's fastreboot.crash= marker says) builds the ELF core header from
+// Root (crashhandler.ReadElfcorehdrInput), plans the image inside the
+// reservation (planCrashSegments) and calls the loader's
+// SegmentsLoadOnCrash (in a dry run it only plans). The report of the
+// image (Image.Report.Segments) then shows the placement.
 func (c *crashSegments) LoadOnCrash(cmdline string) error {
 	mc := c.mc
 	mc.mu.Lock()
@@ -266,8 +340,18 @@ func (c *crashSegments) LoadOnCrash(cmdline string) error {
 		return fmt.Errorf("%w: %s names no %q range (or it was read without CAP_SYS_ADMIN, which shows every address as 0)",
 			crashhandler.ErrNoReservation, path, iomemCrashKernel)
 	}
+	var hdr []byte
+	if mode, _ := crashhandler.CrashModeOf(cmdline); mode == crashhandler.ModeTwoStage {
+		in, err := crashhandler.ReadElfcorehdrInput(mc.opts.Root)
+		if err != nil {
+			return err
+		}
+		if hdr, err = crashhandler.BuildElfcorehdr(in); err != nil {
+			return err
+		}
+	}
 	return c.withMapped(func(elfData, initrdData []byte) error {
-		img, err := planCrashSegments(c.prep, elfData, initrdData, cmdline, res, c.ram)
+		img, err := planCrashSegments(c.prep, elfData, initrdData, cmdline, hdr, res, c.ram)
 		if err != nil {
 			return err
 		}

@@ -59,7 +59,7 @@ const crashCmdline = "console=ttyS0 fastreboot.crash=direct memmap=exactmap memm
 // firmware map, and room left for the control pages.
 func TestCrashSegmentsPlan(t *testing.T) {
 	_, l, img := buildCrashSegments(t, "")
-	need := img.Segments.ReservationBytes()
+	need := img.Segments.ReservationBytes(crashhandler.ModeDirect, 16)
 	if err := img.Segments.LoadOnCrash(crashCmdline); err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestCrashSegmentsRefusals(t *testing.T) {
 // exactly ReservationBytes (page-rounded) and no less.
 func TestCrashSegmentsReservationBytes(t *testing.T) {
 	_, _, img := buildCrashSegments(t, "")
-	need := uint64(img.Segments.ReservationBytes())
+	need := uint64(img.Segments.ReservationBytes(crashhandler.ModeDirect, 16))
 	for _, tt := range []struct {
 		size uint64
 		ok   bool
@@ -234,5 +234,118 @@ func TestCrashReservation(t *testing.T) {
 	}
 	if r, ok := crashReservation(iomem); !ok || r != (physRange{0x140000000, 0x160000000}) {
 		t.Errorf("crashReservation = %#x, %v; want the larger (high) one", r, ok)
+	}
+}
+
+// fakeKcore is the start of a /proc/kcore: an ELF64 core header whose
+// PT_LOADs are the kernel text mapping and the direct map.
+func fakeKcore(textVaddr, textPaddr, textSize, pageOffset uint64) string {
+	le := binary.LittleEndian
+	b := make([]byte, 64+2*56)
+	copy(b, "\x7fELF\x02\x01\x01")
+	le.PutUint16(b[16:], 4) // ET_CORE
+	le.PutUint16(b[18:], 62)
+	le.PutUint32(b[20:], 1)
+	le.PutUint64(b[32:], 64)
+	le.PutUint16(b[52:], 64)
+	le.PutUint16(b[54:], 56)
+	le.PutUint16(b[56:], 2)
+	for i, l := range [][3]uint64{{textVaddr, textPaddr, textSize}, {pageOffset + 0x100000, 0x100000, 0x7fedf000}} {
+		p := b[64+i*56:]
+		le.PutUint32(p[0:], 1)
+		le.PutUint64(p[16:], l[0])
+		le.PutUint64(p[24:], l[1])
+		le.PutUint64(p[40:], l[2])
+	}
+	return string(b)
+}
+
+// TestCrashSegmentsTwoStage: a two-stage image carries the ELF core header
+// built from the running kernel (inside the reservation, named by
+// elfcorehdr= at the end of the command line) and gives the crash kernel
+// as RAM only the first 640 KiB and the reservation, the header reserved.
+func TestCrashSegmentsTwoStage(t *testing.T) {
+	const pageOffset = 0xffff9a4b40000000
+	r := newSegmentsRig(t, map[string]string{
+		"sys/devices/system/cpu/possible":              "0-3\n",
+		"sys/devices/system/cpu/present":               "0-1\n",
+		"sys/devices/system/cpu/online":                "0-1\n",
+		"sys/devices/system/cpu/cpu0/crash_notes":      "7dc17000\n",
+		"sys/devices/system/cpu/cpu0/crash_notes_size": "440\n",
+		"sys/devices/system/cpu/cpu1/crash_notes":      "7dc57000\n",
+		"sys/devices/system/cpu/cpu1/crash_notes_size": "440\n",
+		"sys/kernel/vmcoreinfo":                        "0x0000000004a02000 1024\n",
+		"proc/kcore":                                   fakeKcore(0xffffffffa2c00000, 0x20000000, 0x3a00000, pageOffset),
+		pathIomem: "00000000-00000fff : Reserved\n00001000-0009fbff : System RAM\n000f0000-000fffff : System ROM\n" +
+			"00100000-7ffdffff : System RAM\n  20000000-20e00fff : Kernel code\n  30000000-3fffffff : Crash kernel\n" +
+			"7ffe0000-7fffffff : Reserved\n100000000-17fffffff : System RAM\n",
+	})
+	l := &fakeCrashLoader{}
+	r.opts.Loader, r.opts.Load = l, ""
+	img, err := New(r.cache, r.opts).BuildImage(context.Background(), r.m, r.src, BuildOptions{Reason: ReasonCrash, Segments: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	const cmdline = "console=ttyS0 fastreboot.crash=two-stage reset_devices irqpoll"
+	if err := img.Segments.LoadOnCrash(cmdline); err != nil {
+		t.Fatal(err)
+	}
+	res := physRange{0x30000000, 0x40000000}
+	hdr := l.segment(t, "elfcorehdr")
+	if hdr.Phys < res.Start || hdr.Phys+hdr.Size > res.End {
+		t.Errorf("elfcorehdr at %#x+%#x outside the reservation", hdr.Phys, hdr.Size)
+	}
+	if got, want := string(l.segment(t, "cmdline").Buf), fmt.Sprintf("%s elfcorehdr=%#x\x00", cmdline, hdr.Phys); got != want {
+		t.Errorf("cmdline %q, want %q", got, want)
+	}
+	core, err := crashhandler.OpenVmcore(bytes.NewReader(hdr.Buf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notes, loads []crashhandler.Segment
+	for _, s := range core.Segments {
+		if s.Type == 4 {
+			notes = append(notes, s)
+		}
+	}
+	loads = core.Loads()
+	if len(notes) != 3 || notes[0].Paddr != 0x7dc17000 || notes[2].Paddr != 0x4a02000 || notes[2].Filesz != 0x1024 {
+		t.Errorf("PT_NOTEs %+v: want the two CPUs' crash_notes and VMCOREINFO", notes)
+	}
+	wantLoads := []crashhandler.Segment{
+		{Type: 1, Offset: 0x20000000, Vaddr: 0xffffffffa2c00000, Paddr: 0x20000000, Filesz: 0x3a00000, Memsz: 0x3a00000},
+		{Type: 1, Offset: 0x100000, Vaddr: pageOffset + 0x100000, Paddr: 0x100000, Filesz: 0x30000000 - 0x100000, Memsz: 0x30000000 - 0x100000},
+		{Type: 1, Offset: 0x40000000, Vaddr: pageOffset + 0x40000000, Paddr: 0x40000000, Filesz: 0x7ffe0000 - 0x40000000, Memsz: 0x7ffe0000 - 0x40000000},
+		{Type: 1, Offset: 0x100000000, Vaddr: pageOffset + 0x100000000, Paddr: 0x100000000, Filesz: 0x80000000, Memsz: 0x80000000},
+	}
+	if d := cmp.Diff(wantLoads, loads); d != "" {
+		t.Errorf("PT_LOADs (-want +got): the text, RAM of /proc/iomem without the first MiB and the reservation:\n%s", d)
+	}
+
+	bp := l.segment(t, "boot_params")
+	le := binary.LittleEndian
+	var e820 []e820Entry
+	for i := range int(bp.Buf[bpE820Entries]) {
+		o := bpE820Table + i*e820EntrySize
+		e820 = append(e820, e820Entry{le.Uint64(bp.Buf[o:]), le.Uint64(bp.Buf[o+8:]), le.Uint32(bp.Buf[o+16:])})
+	}
+	var ram []physRange
+	for _, e := range e820 {
+		switch e.Type {
+		case e820RAM:
+			ram = append(ram, physRange{e.Addr, e.Addr + e.Size})
+		case e820Reserved:
+			if e.Addr == hdr.Phys && e.Size != pageUp(uint64(len(hdr.Buf))) {
+				t.Errorf("elfcorehdr reserved as %#x+%#x, want its pages", e.Addr, e.Size)
+			}
+		}
+	}
+	wantRAM := []physRange{{0, 0x9fc00}, {res.Start, hdr.Phys}, {hdr.Phys + pageUp(uint64(len(hdr.Buf))), res.End}}
+	if d := cmp.Diff(wantRAM, ram, cmp.AllowUnexported(physRange{})); d != "" {
+		t.Errorf("the crash kernel's RAM (-want +got):\n%s\n(e820 %+v)", d, e820)
+	}
+	if n := img.Segments.ReservationBytes(crashhandler.ModeTwoStage, 4); n <= img.Segments.ReservationBytes(crashhandler.ModeDirect, 4) {
+		t.Errorf("two-stage ReservationBytes %d: no room for the ELF core header", n)
 	}
 }
