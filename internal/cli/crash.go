@@ -160,6 +160,12 @@ func printCrashStatus(w io.Writer, rep *agent.CrashStatusReport) {
 	}
 	fmt.Fprintf(w, "crash path:   %s (mode %s), reservation %s, generation %d (%s)\n",
 		armed, mode, human(rep.ReservationBytes), rep.Generation, rep.Reason)
+	if st := rep.State; st != nil && st.Load != "" {
+		fmt.Fprintf(w, "loaded with:  %s\n", st.Load)
+		if st.LoadFallback != "" {
+			fmt.Fprintf(w, "fallback:     %s\n", st.LoadFallback)
+		}
+	}
 	var routed []string
 	for _, f := range rep.Faults {
 		if f.Routed {
