@@ -53,8 +53,8 @@ type CrashArmRequest struct {
 	// NoFaults leaves the fault-routing sysctls alone.
 	NoFaults bool `json:"no_faults,omitempty"`
 	// Load is the arming system call (crashhandler.LoadSegments or
-	// LoadFile); "" takes segments in direct mode and file in two-stage
-	// mode (see crashLoadMethod).
+	// LoadFile); "" takes segments where the loader can (see
+	// crashLoadMethod).
 	Load crashhandler.LoadMethod `json:"load,omitempty"`
 }
 
@@ -213,7 +213,7 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*CrashArmRep
 	if err != nil {
 		return nil, fmt.Errorf("crash arm: recorded memory map: %w", err)
 	}
-	load := a.crashLoadMethod(req.Load, mode)
+	load := a.crashLoadMethod(req.Load)
 	if load.prepare {
 		// Like a segments Stage, wait for the background derivation of
 		// the decompressed kernel instead of decompressing it a second
@@ -261,18 +261,19 @@ type crashLoad struct {
 }
 
 // crashLoadMethod picks the crash image's load method: the one asked for,
-// else segments in direct mode (no digest pass and no decompression at
-// panic time) when the Machine's loader can call kexec_load (the real one
-// can), and file otherwise and in two-stage mode (whose crash kernel needs
-// the ELF core header only kexec_file_load builds). The image is prepared for
-// kexec_load only when lockdown allows it; otherwise crashhandler.Arm
-// falls back to file and records why.
-func (a *Agent) crashLoadMethod(asked crashhandler.LoadMethod, mode crashhandler.Mode) crashLoad {
+// else segments (no digest pass and no decompression at panic time) when
+// the Machine's loader can call kexec_load (the real one can), and file
+// otherwise. The image is prepared for kexec_load only when lockdown
+// allows it; otherwise crashhandler.Arm falls back to file and records
+// why. A two-stage crash kernel still reloads production with the file
+// method (Recover): deriving the decompressed kernel inside the crash
+// kernel would cost more than the file method's jump.
+func (a *Agent) crashLoadMethod(asked crashhandler.LoadMethod) crashLoad {
 	method := asked
 	if method == "" {
 		method = crashhandler.LoadFile
 		_, canLoad := a.opts.Machine.Loader.(fastreboot.CrashSegmentsLoader)
-		if mode == crashhandler.ModeDirect && (a.opts.Machine.Loader == nil || canLoad) {
+		if a.opts.Machine.Loader == nil || canLoad {
 			method = crashhandler.LoadSegments
 		}
 	}

@@ -54,8 +54,8 @@ Commands:
   manifest validate [--content] M  check a manifest (and with --content its files)
   crash arm [MANIFEST] [--mode two-stage|direct] [--auto] [--append W]...
         [--load segments|file]     build the crash image from the cache and load it
-                                   (segments, direct mode's default: kexec_load ON_CRASH
-                                   of the kernel decompressed ahead of time, file under
+                                   (segments, the default: kexec_load ON_CRASH of the
+                                   kernel decompressed ahead of time, file under
                                    lockdown; file: kexec_file_load ON_CRASH); route
                                    faults to panic
   crash disarm|status [--json]     unload it / show it and the last crash
