@@ -67,8 +67,8 @@ type Options struct {
 	// Faults choose the sysctls routed to panic.
 	Faults FaultOptions
 	// Load is the arming system call: LoadFile ("" too) or LoadSegments
-	// (direct mode only; needs Image.Segments, falls back to LoadFile
-	// under lockdown, see LoadSegments).
+	// (needs Image.Segments; falls back to LoadFile under lockdown, see
+	// LoadSegments).
 	Load LoadMethod
 	// Now stamps the state (time.Now when nil).
 	Now func() time.Time
