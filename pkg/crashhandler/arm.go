@@ -104,7 +104,8 @@ func (o Options) withDefaults() Options {
 // kexec_load(..., KEXEC_ON_CRASH) of Image.Segments, and routes faults to
 // panic. LoadSegments falls back to kexec_file_load, logs a warning and
 // records why in State.LoadFallback when lockdown forbids kexec_load
-// (KexecLoadForbidden) or kexec_load returns EPERM; the file image must
+// (KexecLoadForbidden), kexec_load returns EPERM, or it fails after the
+// kernel freed the armed image (ErrKexecLoadFailed); the file image must
 // then fit the reservation too.
 //
 // Before anything changes it checks the image (kernel present, a bzImage
@@ -207,12 +208,12 @@ func Arm(img Image, opts Options) (*State, error) {
 	if method == LoadSegments {
 		err := img.Segments.LoadOnCrash(cmdline)
 		switch {
-		case errors.Is(err, ErrKexecLoadForbidden):
+		case errors.Is(err, ErrKexecLoadForbidden), errors.Is(err, ErrKexecLoadFailed):
 			fallback = err.Error()
-			o.Logger.Warn("kexec_load refused: arming the crash image with kexec_file_load instead (the purgatory hashes it and the kernel decompresses itself at panic)", "err", err)
+			o.Logger.Warn("kexec_load refused or failed: arming the crash image with kexec_file_load instead (the purgatory hashes it and the kernel decompresses itself at panic)", "err", err)
 			method, need = LoadFile, fileNeed
 			if have < need.Total {
-				err = fmt.Errorf("arming crash image with kexec_file_load after kexec_load was refused (%s): %w", fallback, &ReservationError{Have: have, Need: need})
+				err = fmt.Errorf("arming crash image with kexec_file_load after kexec_load failed (%s): %w", fallback, &ReservationError{Have: have, Need: need})
 				return nil, errors.Join(err, restoreFaults(o.Root, previous, changed))
 			}
 		case err != nil:

@@ -55,6 +55,14 @@ func ParseLoadMethod(s string) (LoadMethod, error) {
 // back to LoadFile when it sees it.
 var ErrKexecLoadForbidden = errors.New("kexec_load forbidden")
 
+// ErrKexecLoadFailed: kexec_load itself failed (past its permission
+// checks). Both kexec_load and kexec_file_load free the armed crash image
+// before they load the new one (kernel/kexec.c do_kexec_load,
+// kernel/kexec_file.c: "Free any current crash dump kernel before we
+// corrupt it"), so nothing is armed any more: Arm then arms the file image
+// instead and says why.
+var ErrKexecLoadFailed = errors.New("kexec_load failed")
+
 // SegmentsImage is a crash image prepared for kexec_load(KEXEC_ON_CRASH):
 // the kernel decompressed ahead of time, the initrd, and what the loader
 // places with them. pkg/fastreboot builds it (BuildOptions.Segments); this
@@ -68,9 +76,9 @@ type SegmentsImage interface {
 	// LoadOnCrash places the image with the crash command line inside
 	// the crash kernel reservation and calls kexec_load(...,
 	// KEXEC_ON_CRASH). It calls nothing if the plan fails (an error
-	// matching ErrReservationTooSmall names the size needed), and an
-	// error matching ErrKexecLoadForbidden when the kernel refuses
-	// kexec_load (EPERM).
+	// matching ErrReservationTooSmall names the size needed). Errors of
+	// the call match ErrKexecLoadForbidden when the kernel refuses
+	// kexec_load (EPERM), else ErrKexecLoadFailed.
 	LoadOnCrash(cmdline string) error
 }
 

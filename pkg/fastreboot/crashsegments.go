@@ -361,9 +361,12 @@ func (c *crashSegments) LoadOnCrash(cmdline string) error {
 			mc.log.Info("dry run: would call kexec_load(ON_CRASH)", "entry", fmt.Sprintf("%#x", img.entry), "segments", len(img.segments))
 			return nil
 		}
-		err = sl.SegmentsLoadOnCrash(img.entry, img.segments)
-		if errors.Is(err, ErrKexecLoadForbidden) {
+		switch err = sl.SegmentsLoadOnCrash(img.entry, img.segments); {
+		case err == nil:
+		case errors.Is(err, ErrKexecLoadForbidden):
 			err = fmt.Errorf("%w: %w", crashhandler.ErrKexecLoadForbidden, err)
+		default:
+			err = fmt.Errorf("%w: %w", crashhandler.ErrKexecLoadFailed, err)
 		}
 		return err
 	})

@@ -169,7 +169,7 @@ func TestCrashSegmentsRefusals(t *testing.T) {
 		{
 			name:      "EADDRNOTAVAIL",
 			loaderErr: kexecLoadError("kexec_load(...)", syscall.EADDRNOTAVAIL),
-			want:      []error{ErrNoMemory},
+			want:      []error{ErrNoMemory, crashhandler.ErrKexecLoadFailed},
 			wantLoads: 1,
 		},
 	}
