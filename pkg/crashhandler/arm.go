@@ -115,11 +115,15 @@ func (o Options) withDefaults() Options {
 // length. Then it sets the sysctls, calls the loader and writes the state
 // file.
 //
-// Nothing is half-armed: the kernel replaces a loaded crash image
-// atomically, so Arm never unloads first; on any failure before or in the
-// load, the previously armed image (if any) stays armed and the sysctls
-// changed by this call are restored. Only a failure to write the state file
-// after a successful load leaves the new image armed (the error says so).
+// Nothing is half-armed: Arm never unloads first, and on any failure
+// before the load the previously armed image (if any) stays armed and the
+// sysctls changed by this call are restored. The kernel itself frees the
+// armed crash image once a load passes its permission checks (both
+// kexec_file_load and kexec_load: the new image goes into the same
+// reservation), so a load that fails after that leaves nothing armed; a
+// failed LoadSegments load is then followed by the file load. Only a
+// failure to write the state file after a successful load leaves the new
+// image armed (the error says so).
 func Arm(img Image, opts Options) (*State, error) {
 	o := opts.withDefaults()
 	mode := o.Mode
