@@ -165,7 +165,8 @@ type Agent struct {
 	// elfMu is held while the decompressed kernel is derived in the
 	// background (PrepareKernelELF): a segments Stage (which would derive
 	// it too) and Evict (which could drop the kernel being read) wait for
-	// it; a file Stage and crash arm do not. Taken before stageMu.
+	// it, as does a crash arm with the segments method; a file Stage and
+	// a file crash arm do not. Taken before stageMu.
 	elfMu sync.Mutex
 
 	mu        sync.Mutex
@@ -229,8 +230,8 @@ func (a *Agent) Close() error {
 // (the generation was booted by a LoadSegments image, whose handoff records
 // the ELF's digest but does not carry the ELF: unpacking it would cost
 // downtime). The next LoadSegments Stage then finds it cached; a segments
-// Stage or an Evict issued meanwhile waits for it, a file Stage or a crash
-// arm does not. It reports whether it started; Info
+// Stage, a segments crash arm or an Evict issued meanwhile waits for it, a
+// file Stage or a file crash arm does not. It reports whether it started; Info
 // shows the progress. The work runs at nice 19 on a thread of its own (on
 // Linux), behind the services the new generation starts. The daemon calls
 // it once resumed.

@@ -57,6 +57,10 @@ type CrashArmRequest struct {
 	// AllowNoRearm arms even when the generation booted after a crash
 	// could not re-arm (crashhandler.ErrNoRearm); the report warns.
 	AllowNoRearm bool `json:"allow_no_rearm,omitempty"`
+	// Load is the arming system call (crashhandler.LoadSegments or
+	// LoadFile); "" takes segments where the loader can (see
+	// crashLoadMethod).
+	Load crashhandler.LoadMethod `json:"load,omitempty"`
 }
 
 // CrashArmReport says what CrashArm did.
@@ -87,6 +91,9 @@ type CrashEstimateRequest struct {
 	// the handoff names, else two-stage. A mode other than the armed one
 	// builds the running image.
 	Mode crashhandler.Mode `json:"mode,omitempty"`
+	// Load is the arming system call to estimate for, as in
+	// CrashArmRequest.
+	Load crashhandler.LoadMethod `json:"load,omitempty"`
 }
 
 // CrashEstimateReport is the reservation an image needs and the one there
@@ -282,9 +289,9 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*CrashArmRep
 	if mode == "" {
 		mode = crashhandler.ModeTwoStage
 	}
-	a.stageMu.Lock()
-	defer a.stageMu.Unlock()
-	b, err := a.buildCrashImage(ctx, req.Manifest, req.Inline, mode)
+	load := a.crashLoadMethod(req.Load)
+	defer a.lockCrashBuild(load)()
+	b, err := a.buildCrashImage(ctx, req.Manifest, req.Inline, mode, load)
 	if err != nil {
 		return nil, fmt.Errorf("crash arm: %w", err)
 	}
@@ -293,6 +300,7 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*CrashArmRep
 	copts.Cmdline = crashhandler.CmdlineOptions{MemoryMap: b.mm, ExtraWords: req.Append, PanicTimeout: req.PanicTimeout}
 	copts.Faults.Disable = req.NoFaults
 	copts.AllowNoRearm = req.AllowNoRearm
+	copts.Load = load.method
 	st, err := crashhandler.Arm(b.image(), copts)
 	rep := &CrashArmReport{Armed: err == nil, State: st, Image: &b.img.Report, MemoryMapFrom: b.from, Took: time.Since(t0)}
 	if err != nil {
@@ -314,7 +322,7 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*CrashArmRep
 	for _, w := range rep.Warnings {
 		a.log.Warn(w)
 	}
-	a.log.Info("crash path armed", "mode", mode, "image_bytes", st.ImageBytes, "reservation", st.ReservationBytes, "took", rep.Took)
+	a.log.Info("crash path armed", "mode", mode, "load", st.Load, "load_fallback", st.LoadFallback, "image_bytes", st.ImageBytes, "reservation", st.ReservationBytes, "took", rep.Took)
 	return rep, nil
 }
 
@@ -335,7 +343,25 @@ type crashBuild struct {
 func (b *crashBuild) image() crashhandler.Image {
 	return crashhandler.Image{
 		Kernel: b.img.Kernel, Initrd: b.img.Initrd, Cmdline: b.cmdline, Manifest: b.m,
-		InitrdUnpackedBytes: b.img.UnpackedBytes,
+		InitrdUnpackedBytes: b.img.UnpackedBytes, Segments: b.img.Segments,
+	}
+}
+
+// lockCrashBuild takes the locks buildCrashImage needs and returns their
+// release: elfMu first when the image is prepared for kexec_load (like a
+// segments Stage, it waits for the background derivation of the
+// decompressed kernel instead of decompressing it a second time alongside
+// it), then stageMu.
+func (a *Agent) lockCrashBuild(load crashLoad) func() {
+	if load.prepare {
+		a.elfMu.Lock()
+	}
+	a.stageMu.Lock()
+	return func() {
+		a.stageMu.Unlock()
+		if load.prepare {
+			a.elfMu.Unlock()
+		}
 	}
 }
 
@@ -343,9 +369,11 @@ func (b *crashBuild) image() crashhandler.Image {
 // manifest or (neither) the image this generation runs, served from the
 // cache: the manifest's initrd pieces plus a handoff with reason crash, the
 // next generation, the recorded memory map, the crash mode and the carried
-// modules. The caller holds stageMu (an Evict must not drop the modules
-// until the image is loaded) and closes b.img.
-func (a *Agent) buildCrashImage(ctx context.Context, path string, inline *bootimage.Manifest, mode crashhandler.Mode) (*crashBuild, error) {
+// modules; with load.prepare, also prepared for kexec_load. The caller
+// holds stageMu (an Evict must not drop the modules until the image is
+// loaded), and elfMu before it when load.prepare (lockCrashBuild), and
+// closes b.img.
+func (a *Agent) buildCrashImage(ctx context.Context, path string, inline *bootimage.Manifest, mode crashhandler.Mode, load crashLoad) (*crashBuild, error) {
 	var (
 		m   *bootimage.Manifest
 		src modcache.Source
@@ -379,12 +407,13 @@ func (a *Agent) buildCrashImage(ctx context.Context, path string, inline *bootim
 	mopts := a.opts.Machine
 	mopts.Root, mopts.Logger, mopts.Generation = a.opts.Root, a.log, a.state.Generation
 	mopts.HandoffExtra = extra
+	mopts.MemoryMap, mopts.StateDir = b.mm, a.opts.StateDir
 	// The crash image is the production image: its command line is the
 	// one Stage would load (the running crashkernel= when the manifest has
 	// none; the memory map words a restricted generation adds are replaced
 	// by CrashCmdline).
 	b.cmdline = a.productionManifest(m).Cmdline
-	if b.img, err = fastreboot.New(a.cache, mopts).BuildImage(ctx, m, src, fastreboot.BuildOptions{Reason: fastreboot.ReasonCrash}); err != nil {
+	if b.img, err = fastreboot.New(a.cache, mopts).BuildImage(ctx, m, src, fastreboot.BuildOptions{Reason: fastreboot.ReasonCrash, Segments: load.prepare}); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -414,20 +443,48 @@ func (a *Agent) CrashEstimate(ctx context.Context, req CrashEstimateRequest) (*C
 	if mode == "" {
 		mode = crashhandler.ModeTwoStage
 	}
-	a.stageMu.Lock()
-	defer a.stageMu.Unlock()
-	b, err := a.buildCrashImage(ctx, req.Manifest, req.Inline, mode)
+	load := a.crashLoadMethod(req.Load)
+	defer a.lockCrashBuild(load)()
+	b, err := a.buildCrashImage(ctx, req.Manifest, req.Inline, mode, load)
 	if err != nil {
 		return nil, fmt.Errorf("crash estimate: %w", err)
 	}
 	defer b.img.Close()
 	copts := a.crashOptions(mode)
+	copts.Load = load.method
 	copts.Cmdline = crashhandler.CmdlineOptions{MemoryMap: b.mm}
 	est, err := crashhandler.EstimateImage(b.image(), copts)
 	if err != nil {
 		return nil, fmt.Errorf("crash estimate %s: %w", b.label, err)
 	}
 	return &CrashEstimateReport{Estimate: *est, From: "built", Image: &b.img.Report}, nil
+}
+
+// crashLoad is how CrashArm loads the crash image: the method it asks
+// crashhandler.Arm for, and whether the image is prepared for kexec_load.
+type crashLoad struct {
+	method  crashhandler.LoadMethod
+	prepare bool
+}
+
+// crashLoadMethod picks the crash image's load method: the one asked for,
+// else segments (no digest pass and no decompression at panic time) when
+// the Machine's loader can call kexec_load (the real one can), and file
+// otherwise. The image is prepared for kexec_load only when lockdown
+// allows it; otherwise crashhandler.Arm falls back to file and records
+// why. A two-stage crash kernel still reloads production with the file
+// method (Recover): deriving the decompressed kernel inside the crash
+// kernel would cost more than the file method's jump.
+func (a *Agent) crashLoadMethod(asked crashhandler.LoadMethod) crashLoad {
+	method := asked
+	if method == "" {
+		method = crashhandler.LoadFile
+		_, canLoad := a.opts.Machine.Loader.(fastreboot.CrashSegmentsLoader)
+		if a.opts.Machine.Loader == nil || canLoad {
+			method = crashhandler.LoadSegments
+		}
+	}
+	return crashLoad{method: method, prepare: method == crashhandler.LoadSegments && crashhandler.KexecLoadForbidden(a.opts.Root) == nil}
 }
 
 // CrashDisarm unloads the crash image and restores the sysctls.

@@ -250,3 +250,48 @@ func (l *flagLoader) FileLoad(kernel, initrd *os.File, cmdline string, flags int
 	}
 	return nil
 }
+
+// TestCrashArmLoadMethod: under lockdown a segments arm is armed with
+// kexec_file_load and says why (nothing is decompressed for it); without
+// --load, direct mode takes the file method when the loader cannot call
+// kexec_load.
+func TestCrashArmLoadMethod(t *testing.T) {
+	tests := []struct {
+		name         string
+		load         crashhandler.LoadMethod
+		lockdown     bool
+		wantFallback string
+	}{
+		{name: "segments under lockdown", load: crashhandler.LoadSegments, lockdown: true, wantFallback: "lockdown"},
+		{name: "default with a loader without kexec_load", load: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			im, _ := testimage.Update()
+			_, p := im.WriteTemp(t)
+			root := crashRoot(t, 384<<20)
+			if tt.lockdown {
+				d := filepath.Join(root, "sys/kernel/security")
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(d, "lockdown"), []byte("none [integrity] confidentiality\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l := &flagLoader{}
+			a := newCrashAgent(t, root, l)
+			rep, err := a.CrashArm(context.Background(), agent.CrashArmRequest{Manifest: p, Mode: crashhandler.ModeDirect, Load: tt.load})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := rep.State
+			if st.Load != crashhandler.LoadFile || l.calls != 1 || l.flags != 2 || !strings.Contains(st.LoadFallback, tt.wantFallback) || (tt.wantFallback == "") != (st.LoadFallback == "") {
+				t.Errorf("load %q fallback %q, kexec_file_load calls %d flags %#x; want file, fallback naming %q", st.Load, st.LoadFallback, l.calls, l.flags, tt.wantFallback)
+			}
+			if rep.Image.Segments != nil {
+				t.Errorf("the image was prepared for kexec_load: %+v", rep.Image.Segments)
+			}
+		})
+	}
+}

@@ -53,13 +53,16 @@ Commands:
   manifest diff OLD NEW [--json]   name added, removed and changed modules
   manifest validate [--content] M  check a manifest (and with --content its files)
   crash arm [MANIFEST] [--mode two-stage|direct] [--auto] [--append W]...
-            [--allow-no-rearm]     build the crash image from the cache and load it
-                                   (kexec_file_load ON_CRASH); route faults to panic.
-                                   Images keep the running crashkernel= unless the
-                                   manifest sets one; refused when the generation
-                                   booted after a crash could not re-arm (no or too
-                                   small crashkernel=) unless --allow-no-rearm
-  crash estimate [MANIFEST] [--mode M] [--json]
+        [--load segments|file]     build the crash image from the cache and load it
+        [--allow-no-rearm]         (segments, the default: kexec_load ON_CRASH of the
+                                   kernel decompressed ahead of time, file under
+                                   lockdown; file: kexec_file_load ON_CRASH); route
+                                   faults to panic. Images keep the running
+                                   crashkernel= unless the manifest sets one; refused
+                                   when the generation booted after a crash could not
+                                   re-arm (no or too small crashkernel=) unless
+                                   --allow-no-rearm
+  crash estimate [MANIFEST] [--mode M] [--load L] [--json]
                                    the crashkernel= the armed image (or MANIFEST)
                                    needs, the current reservation, whether it fits
   crash disarm|status [--json]     unload it / show it and the last crash

@@ -14,8 +14,9 @@ import (
 )
 
 const crashUsage = `fastreboot crash arm [MANIFEST] [--mode two-stage|direct] [--auto]
-                   [--append WORD]... [--panic-timeout N] [--no-faults] [--allow-no-rearm] [--json]
-fastreboot crash estimate [MANIFEST] [--mode two-stage|direct] [--json]
+                   [--append WORD]... [--panic-timeout N] [--no-faults] [--allow-no-rearm]
+                   [--load segments|file] [--json]
+fastreboot crash estimate [MANIFEST] [--mode two-stage|direct] [--load segments|file] [--json]
 fastreboot crash disarm [--json]
 fastreboot crash status [--json]
 fastreboot crash last [--save DIR] [--json]
@@ -52,6 +53,7 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 	panicTimeout := fs.Int("panic-timeout", 0, "")
 	noFaults := fs.Bool("no-faults", false, "")
 	allowNoRearm := fs.Bool("allow-no-rearm", false, "")
+	load := fs.String("load", "", "")
 	asJSON := fs.Bool("json", false, "")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -63,6 +65,9 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 	req := agent.CrashArmRequest{
 		Mode: crashhandler.Mode(*mode), Auto: *auto, PanicTimeout: *panicTimeout, NoFaults: *noFaults,
 		AllowNoRearm: *allowNoRearm,
+	}
+	if req.Load, err = crashhandler.ParseLoadMethod(*load); err != nil {
+		return usagef("--load: %v", err)
 	}
 	for _, w := range appendWords {
 		req.Append = append(req.Append, strings.Fields(w)...)
@@ -97,6 +102,11 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 	st := rep.State
 	fmt.Fprintf(e.stdout, "crash path armed: mode %s, image %s (%s), reservation %s (needs %s), memory map from %s, took %s\n",
 		st.Mode, st.Name, human(st.ImageBytes), human(st.ReservationBytes), human(st.Sizing.Total), rep.MemoryMapFrom, ms(rep.Took))
+	if st.LoadFallback != "" {
+		fmt.Fprintf(e.stdout, "loaded with kexec_file_load instead of kexec_load: %s\n", st.LoadFallback)
+	} else if st.Load != "" {
+		fmt.Fprintf(e.stdout, "loaded with the %s method\n", st.Load)
+	}
 	printWarnings(e.stderr, rep.Warnings)
 	return nil
 }
@@ -106,6 +116,7 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 func crashEstimate(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("crash estimate")
 	mode := fs.String("mode", "", "")
+	load := fs.String("load", "", "")
 	asJSON := fs.Bool("json", false, "")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -115,6 +126,9 @@ func crashEstimate(ctx context.Context, e *env, args []string) error {
 		return usagef("crash estimate takes at most one manifest, got %q", pos)
 	}
 	req := agent.CrashEstimateRequest{Mode: crashhandler.Mode(*mode)}
+	if req.Load, err = crashhandler.ParseLoadMethod(*load); err != nil {
+		return usagef("--load: %v", err)
+	}
 	switch req.Mode {
 	case "", crashhandler.ModeTwoStage, crashhandler.ModeDirect:
 	default:
@@ -226,6 +240,12 @@ func printCrashStatus(w io.Writer, rep *agent.CrashStatusReport) {
 	}
 	fmt.Fprintf(w, "crash path:   %s (mode %s), reservation %s, generation %d (%s)\n",
 		armed, mode, human(rep.ReservationBytes), rep.Generation, rep.Reason)
+	if st := rep.State; st != nil && st.Load != "" {
+		fmt.Fprintf(w, "loaded with:  %s\n", st.Load)
+		if st.LoadFallback != "" {
+			fmt.Fprintf(w, "fallback:     %s\n", st.LoadFallback)
+		}
+	}
 	var routed []string
 	for _, f := range rep.Faults {
 		if f.Routed {

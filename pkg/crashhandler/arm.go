@@ -37,6 +37,11 @@ type Image struct {
 	// InitrdUnpackedBytes: the initrd's unpacked size if known (sizing); 0
 	// estimates it.
 	InitrdUnpackedBytes int64
+	// Segments is the same image prepared for kexec_load (the kernel
+	// decompressed ahead of time), used with Options.Load LoadSegments.
+	// Kernel and Initrd are still needed: they are what Arm falls back to
+	// under lockdown.
+	Segments SegmentsImage
 }
 
 // Options configure Arm, Disarm and Status. The zero value works on the real
@@ -60,6 +65,10 @@ type Options struct {
 	Cmdline CmdlineOptions
 	// Faults choose the sysctls routed to panic.
 	Faults FaultOptions
+	// Load is the arming system call: LoadFile ("" too) or LoadSegments
+	// (needs Image.Segments; falls back to LoadFile under lockdown, see
+	// LoadSegments).
+	Load LoadMethod
 	// Now stamps the state (time.Now when nil).
 	Now func() time.Time
 	// AllowNoRearm arms even when the generation booted after a crash
@@ -84,6 +93,9 @@ func (o Options) withDefaults() Options {
 	if o.Mode == "" {
 		o.Mode = ModeTwoStage
 	}
+	if o.Load == "" {
+		o.Load = LoadFile
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -91,7 +103,13 @@ func (o Options) withDefaults() Options {
 }
 
 // Arm loads img as the crash image with kexec_file_load(...,
-// KEXEC_FILE_ON_CRASH) and routes faults to panic.
+// KEXEC_FILE_ON_CRASH), or with Options.Load LoadSegments with
+// kexec_load(..., KEXEC_ON_CRASH) of Image.Segments, and routes faults to
+// panic. LoadSegments falls back to kexec_file_load, logs a warning and
+// records why in State.LoadFallback when lockdown forbids kexec_load
+// (KexecLoadForbidden), kexec_load returns EPERM, or it fails after the
+// kernel freed the armed image (ErrKexecLoadFailed); the file image must
+// then fit the reservation too.
 //
 // Before anything changes it checks the image (kernel present, a bzImage
 // with init_size, non-empty initrd), the reservation (ErrNoReservation,
@@ -103,11 +121,15 @@ func (o Options) withDefaults() Options {
 // the running crashkernel= with InheritCrashkernel). Then it sets the
 // sysctls, calls the loader and writes the state file.
 //
-// Nothing is half-armed: the kernel replaces a loaded crash image
-// atomically, so Arm never unloads first; on any failure before or in the
-// load, the previously armed image (if any) stays armed and the sysctls
-// changed by this call are restored. Only a failure to write the state file
-// after a successful load leaves the new image armed (the error says so).
+// Nothing is half-armed: Arm never unloads first, and on any failure
+// before the load the previously armed image (if any) stays armed and the
+// sysctls changed by this call are restored. The kernel itself frees the
+// armed crash image once a load passes its permission checks (both
+// kexec_file_load and kexec_load: the new image goes into the same
+// reservation), so a load that fails after that leaves nothing armed; a
+// failed LoadSegments load is then followed by the file load. Only a
+// failure to write the state file after a successful load leaves the new
+// image armed (the error says so).
 func Arm(img Image, opts Options) (*State, error) {
 	o := opts.withDefaults()
 	p, err := o.plan(img)
@@ -130,6 +152,7 @@ func Arm(img Image, opts Options) (*State, error) {
 	}
 	mode, cmdline, need, have, mm := p.mode, p.cmdline, p.need, p.have, p.mm
 	kernelBytes, initrdBytes := p.kernelBytes, p.initrdBytes
+	method, fallback, fileNeed := p.method, p.fallback, p.fileNeed
 
 	prev, err := ReadState(o.StateDir)
 	if err != nil {
@@ -144,23 +167,40 @@ func Arm(img Image, opts Options) (*State, error) {
 		return nil, fmt.Errorf("arming crash image: %w", errors.Join(err, restoreFaults(o.Root, previous, changed)))
 	}
 
-	flags := kexecFileOnCrash
-	if img.Initrd == nil {
-		flags |= kexecFileNoInitramfs
-	}
-	o.Logger.Debug("loading crash image", "mode", mode, "cmdline", cmdline, "need", need.Total, "reservation", have)
-	if err := o.Loader.FileLoad(img.Kernel, img.Initrd, cmdline, flags); err != nil {
-		err = fmt.Errorf("arming crash image: kexec_file_load(ON_CRASH): %w", classifyLoadError(err))
-		if rerr := restoreFaults(o.Root, previous, changed); rerr != nil {
-			err = errors.Join(err, rerr)
+	o.Logger.Debug("loading crash image", "mode", mode, "load", method, "cmdline", cmdline, "need", need.Total, "reservation", have)
+	if method == LoadSegments {
+		err := img.Segments.LoadOnCrash(cmdline)
+		switch {
+		case errors.Is(err, ErrKexecLoadForbidden), errors.Is(err, ErrKexecLoadFailed):
+			fallback = err.Error()
+			o.Logger.Warn("kexec_load refused or failed: arming the crash image with kexec_file_load instead (the purgatory hashes it and the kernel decompresses itself at panic)", "err", err)
+			method, need = LoadFile, fileNeed
+			if have < need.Total {
+				err = fmt.Errorf("arming crash image with kexec_file_load after kexec_load failed (%s): %w", fallback, &ReservationError{Have: have, Need: need})
+				return nil, errors.Join(err, restoreFaults(o.Root, previous, changed))
+			}
+		case err != nil:
+			err = fmt.Errorf("arming crash image: kexec_load(ON_CRASH): %w", err)
+			return nil, errors.Join(err, restoreFaults(o.Root, previous, changed))
 		}
-		return nil, err
+	}
+	if method == LoadFile {
+		flags := kexecFileOnCrash
+		if img.Initrd == nil {
+			flags |= kexecFileNoInitramfs
+		}
+		if err := o.Loader.FileLoad(img.Kernel, img.Initrd, cmdline, flags); err != nil {
+			err = fmt.Errorf("arming crash image: kexec_file_load(ON_CRASH): %w", classifyLoadError(err))
+			return nil, errors.Join(err, restoreFaults(o.Root, previous, changed))
+		}
 	}
 
 	st := &State{
 		Version:          stateVersion,
 		ArmedAt:          o.Now().UTC(),
 		Mode:             mode,
+		Load:             method,
+		LoadFallback:     fallback,
 		Cmdline:          cmdline,
 		KernelBytes:      kernelBytes,
 		InitrdBytes:      initrdBytes,
@@ -347,4 +387,26 @@ func imageDigest(img Image) (string, error) {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// loadMethod returns the method Arm uses and, when it is LoadFile instead
+// of the LoadSegments asked for, why. LoadSegments needs Image.Segments
+// (unless lockdown forbids kexec_load anyway).
+func (o Options) loadMethod(img Image) (LoadMethod, string, error) {
+	switch o.Load {
+	case LoadFile:
+		return LoadFile, "", nil
+	case LoadSegments:
+	default:
+		_, err := ParseLoadMethod(string(o.Load))
+		return "", "", err
+	}
+	if err := KexecLoadForbidden(o.Root); err != nil {
+		o.Logger.Warn("lockdown forbids kexec_load: arming the crash image with kexec_file_load instead (the purgatory hashes it and the kernel decompresses itself at panic)", "err", err)
+		return LoadFile, err.Error(), nil
+	}
+	if img.Segments == nil {
+		return "", "", fmt.Errorf("%w: the segments load method needs the image prepared for kexec_load (Image.Segments)", ErrInvalidImage)
+	}
+	return LoadSegments, "", nil
 }

@@ -150,7 +150,7 @@ func TestArm(t *testing.T) {
 		t.Errorf("panic_on_warn = %s without the option, want 0", v)
 	}
 	want := &State{
-		Version: stateVersion, ArmedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Mode: ModeTwoStage,
+		Version: stateVersion, ArmedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Mode: ModeTwoStage, Load: LoadFile,
 		Cmdline: wantCmdline, Name: "v1", Digest: st.Digest,
 		KernelBytes: debianKernelBytes, InitrdBytes: findingsInitrdBytes, ImageBytes: debianKernelBytes + findingsInitrdBytes,
 		Sizing:           RequiredReservation(ImageSize{debianKernelBytes, findingsInitrdBytes, debianInitSize, debianKernelAlign, 0, 4, 16}, ModeTwoStage),

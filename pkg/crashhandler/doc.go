@@ -44,8 +44,13 @@
 //
 // Two recovery shapes exist ([ModeTwoStage], [ModeDirect]); see [Mode].
 //
+// Direct mode can also be armed with kexec_load (KEXEC_ON_CRASH) of the
+// kernel decompressed ahead of time ([LoadSegments], [SegmentsImage], built
+// by pkg/fastreboot): no digest pass and no decompression at panic time;
+// [Arm] falls back to kexec_file_load under lockdown and records why.
+//
 // Everything under /proc and /sys is read through a root directory that tests
 // replace with a fake tree; the only system call, kexec_file_load, goes
-// through the injectable [Loader]. The package builds on every platform; the
+// through the injectable [Loader] (kexec_load through [SegmentsImage]). The package builds on every platform; the
 // real loader works on Linux only.
 package crashhandler

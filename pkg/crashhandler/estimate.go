@@ -11,11 +11,17 @@ import (
 // changes. Arm and EstimateImage share it, so an estimate is the arm that
 // would happen.
 type plan struct {
-	mode                     Mode
+	mode Mode
+	// method is the load method Arm tries first, fallback why it is not
+	// the one asked for ("" if it is).
+	method                   LoadMethod
+	fallback                 string
 	hdr                      KernelHeader
 	kernelBytes, initrdBytes int64
 	mm                       MemoryMap
-	need                     Sizing
+	// need is what method needs of the reservation, fileNeed what the
+	// file method needs (the fallback when kexec_load fails).
+	need, fileNeed Sizing
 	// have is /sys/kernel/kexec_crash_size; haveErr says why it is unknown.
 	have    int64
 	haveErr error
@@ -38,10 +44,13 @@ func (o Options) plan(img Image) (*plan, error) {
 	if err := p.mode.valid(); err != nil {
 		return nil, err
 	}
+	var err error
+	if p.method, p.fallback, err = o.loadMethod(img); err != nil {
+		return nil, err
+	}
 	if img.Kernel == nil {
 		return nil, fmt.Errorf("%w: no kernel file", ErrInvalidImage)
 	}
-	var err error
 	if p.kernelBytes, err = fileSize(img.Kernel, "kernel"); err != nil {
 		return nil, err
 	}
@@ -66,7 +75,7 @@ func (o Options) plan(img Image) (*plan, error) {
 	} else {
 		cpus, possible = len(topo.Present), len(topo.Possible)
 	}
-	p.need = RequiredReservation(ImageSize{
+	size := ImageSize{
 		KernelBytes:         p.kernelBytes,
 		InitrdBytes:         p.initrdBytes,
 		KernelInitSize:      p.hdr.InitSize,
@@ -74,7 +83,12 @@ func (o Options) plan(img Image) (*plan, error) {
 		InitrdUnpackedBytes: img.InitrdUnpackedBytes,
 		CPUs:                cpus,
 		PossibleCPUs:        possible,
-	}, p.mode)
+	}
+	p.fileNeed = RequiredReservation(size, p.mode)
+	p.need = p.fileNeed
+	if p.method == LoadSegments {
+		p.need = SegmentsSizing(img.Segments.ReservationBytes(p.mode, max(possible, 1)), size, p.mode)
+	}
 	p.have, p.haveErr = readCrashSize(o.Root)
 
 	copts := o.Cmdline

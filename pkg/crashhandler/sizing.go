@@ -75,6 +75,9 @@ type ImageSize struct {
 // Sizing is the outcome of RequiredReservation, in bytes.
 type Sizing struct {
 	Mode Mode `json:"mode"`
+	// Method is LoadSegments for a SegmentsSizing; empty for the file
+	// method's RequiredReservation.
+	Method LoadMethod `json:"method,omitempty"`
 	// Load is what kexec_file_load places into the reservation.
 	Load int64 `json:"load"`
 	// Runtime is what the crash kernel needs to run out of the reservation
@@ -95,6 +98,13 @@ func (s Sizing) Advice() string {
 
 // Breakdown lists the parts of Total.
 func (s Sizing) Breakdown() string {
+	if s.Method == LoadSegments {
+		b := fmt.Sprintf("kexec_load segments %s (decompressed kernel at its init_size, initrd, boot data, control pages)", mib(s.Load))
+		if s.Mode == ModeTwoStage {
+			b += fmt.Sprintf(" + crash kernel runtime %s + reloading the production image %s", mib(s.Runtime), mib(s.Reload))
+		}
+		return b
+	}
 	if s.Mode == ModeDirect {
 		return fmt.Sprintf("image segments %s + boot headroom %s", mib(s.Load), mib(DirectMargin))
 	}

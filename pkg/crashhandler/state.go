@@ -25,8 +25,14 @@ type State struct {
 	Version int       `json:"version"`
 	ArmedAt time.Time `json:"armed_at"`
 	Mode    Mode      `json:"mode"`
-	// Cmdline is the crash command line given to kexec_file_load (the
-	// kernel prepends elfcorehdr=).
+	// Load is the system call that armed the image (LoadFile or
+	// LoadSegments; empty in states written before it was recorded).
+	Load LoadMethod `json:"load,omitempty"`
+	// LoadFallback says why the image was armed with LoadFile when
+	// LoadSegments was asked for (lockdown, or kexec_load refused).
+	LoadFallback string `json:"load_fallback,omitempty"`
+	// Cmdline is the crash command line given to the kernel (with
+	// LoadFile the kernel prepends elfcorehdr=).
 	Cmdline string `json:"cmdline"`
 	// Name is the manifest's name, if any.
 	Name string `json:"name,omitempty"`

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -34,6 +35,11 @@ type Image struct {
 	UnpackedBytes int64
 	// Report says what building it did; Loaded is always false.
 	Report StageReport
+	// Segments is set when the image was built with BuildOptions.Segments:
+	// the same image prepared for the crash path's kexec_load(...,
+	// KEXEC_ON_CRASH), for crashhandler.Image.Segments. Arming it fills
+	// Report.Segments with the placement.
+	Segments crashhandler.SegmentsImage
 }
 
 // UnpackedFactor is the expansion Image.UnpackedBytes assumes for a
@@ -58,6 +64,13 @@ type BuildOptions struct {
 	// Extra is copied into Handoff.Extra (Options.HandoffExtra is merged
 	// in first; Extra wins on equal keys).
 	Extra map[string]json.RawMessage
+	// Segments also prepares the image for the crash path's segments
+	// method (Image.Segments): the checks of LoadSegments (lockdown off,
+	// memory map, the running boot parameters) and the kernel decompressed
+	// ahead of time, from the cache or now (then cached, its digest
+	// recorded and checked as for LoadSegments). The handoff records the
+	// decompressed kernel's digest.
+	Segments bool
 }
 
 // BuildImage makes every module of m cached (reading from src only what is
@@ -94,9 +107,20 @@ func (mc *Machine) BuildImage(ctx context.Context, m *bootimage.Manifest, src mo
 	rep := StageReport{Manifest: m.Name, CmdlineBytes: len(m.Cmdline), Generation: gen, Reason: bo.Reason, DryRun: true}
 	t0 := mc.opts.Now()
 	rep.Timeline.StageStart = t0
-	b, err := mc.build(ctx, m, src, buildSpec{reason: bo.Reason, generation: gen, extra: bo.Extra}, &rep, func(*time.Duration) {})
+	b, err := mc.build(ctx, m, src, buildSpec{reason: bo.Reason, generation: gen, extra: bo.Extra, segments: bo.Segments, crash: true}, &rep, func(*time.Duration) {})
 	if err != nil {
 		return nil, err
+	}
+	var seg crashhandler.SegmentsImage
+	if b.seg != nil {
+		rep.Load = LoadSegments
+		var ram uint64
+		for _, e := range b.seg.e820 {
+			if e.Type == e820RAM {
+				ram += e.Size
+			}
+		}
+		seg = &crashSegments{mc: mc, prep: b.seg, initrd: b.initrd, bytes: rep.InitrdBytes, ram: ram}
 	}
 	rep.Durations.Total = mc.opts.Now().Sub(t0)
 	mm := *m
@@ -108,6 +132,7 @@ func (mc *Machine) BuildImage(ctx context.Context, m *bootimage.Manifest, src mo
 		Manifest:      &mm,
 		UnpackedBytes: b.unpacked + rep.HandoffBytes,
 		Report:        rep,
+		Segments:      seg,
 	}, nil
 }
 
@@ -117,6 +142,8 @@ type buildSpec struct {
 	generation int
 	// extra is merged into Handoff.Extra after Options.HandoffExtra.
 	extra map[string]json.RawMessage
+	// crash: the image is built for the crash path (BuildImage).
+	crash bool
 	// segments prepares the cached decompressed kernel for kexec_load and
 	// records its digest in the handoff. The ELF itself is not carried:
 	// the next kernel would unpack it (tens of MB) inside the downtime,
@@ -179,7 +206,7 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 		}
 	}
 	if spec.segments {
-		if b.seg, err = mc.prepareSegments(ctx, m, kmod, b.kernel); err != nil {
+		if b.seg, err = mc.prepareSegments(ctx, m, kmod, b.kernel, spec.crash); err != nil {
 			return nil, err
 		}
 		rep.Segments = b.seg.report

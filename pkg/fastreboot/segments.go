@@ -52,17 +52,18 @@ type segmentsPrep struct {
 }
 
 // prepareSegments checks that LoadSegments can load m and gathers what it
-// needs: lockdown must be off, the loader must implement SegmentsLoader, the
+// needs: lockdown must be off, the loader must implement SegmentsLoader
+// (CrashSegmentsLoader forCrash, checked when the crash image loads), the
 // firmware map must fit the zero page, /proc/iomem, the command lines and
 // the running zero page must be readable, and the kernel decompressed (from
 // the cache, or now and cached; see Machine.kernelELF).
-func (mc *Machine) prepareSegments(ctx context.Context, m *bootimage.Manifest, kmod bootimage.Module, kernel *modcache.Entry) (*segmentsPrep, error) {
+func (mc *Machine) prepareSegments(ctx context.Context, m *bootimage.Manifest, kmod bootimage.Module, kernel *modcache.Entry, forCrash bool) (*segmentsPrep, error) {
 	root := mc.opts.Root
 	p := func(rel string) string { return filepath.Join(root, rel) }
 	if err := lockdownForbidsKexecLoad(p(pathLockdown)); err != nil {
 		return nil, err
 	}
-	if _, ok := mc.opts.Loader.(SegmentsLoader); !ok && !mc.opts.DryRun {
+	if _, ok := mc.opts.Loader.(SegmentsLoader); !ok && !mc.opts.DryRun && !forCrash {
 		return nil, fmt.Errorf("segments load method: the loader %T cannot call kexec_load (it does not implement SegmentsLoader)", mc.opts.Loader)
 	}
 	fw, fwSource, err := mc.firmwareMap()
@@ -155,6 +156,9 @@ func lockdownForbidsKexecLoad(path string) error {
 type segmentsImage struct {
 	entry    uint64
 	segments []Segment
+	// free is, for a crash image, where the reservation's free tail
+	// (the control room) starts.
+	free uint64
 }
 
 // fillReport records the plan in the report.
@@ -192,3 +196,13 @@ func checkPlacement(segs []Segment, p placement) error {
 
 // pageUp rounds n up to the x86 page size.
 func pageUp(n uint64) uint64 { return (n + 4095) &^ 4095 }
+
+const (
+	mib = 1 << 20
+	// below4G bounds the command line and the zero page: the purgatory
+	// passes the zero page's address, and cmd_line_ptr is read first.
+	below4G = 1 << 32
+	// minKernelAlign is the alignment startup_64 requires of the kernel's
+	// physical address (it computes a 2 MiB page-table load delta).
+	minKernelAlign = 2 * mib
+)

@@ -35,6 +35,45 @@ func (KexecLoader) SegmentsLoad(entry uint64, segments []Segment) error {
 	return kexecLoadError(fmt.Sprintf("kexec_load(entry %#x, %d segments, KEXEC_ARCH_DEFAULT)", entry, len(segments)), ke.Errno)
 }
 
+// SegmentsLoadOnCrash calls kexec_load(2) with KEXEC_ON_CRASH through
+// u-root's kexec.Load; errors as for SegmentsLoad. The kernel accepts the
+// image only if the entry and every segment lie inside the crash kernel
+// reservation (EADDRNOTAVAIL otherwise), and frees the crash image loaded
+// before once the call passed its permission checks: a kexec_load refused
+// with EPERM leaves it armed.
+func (KexecLoader) SegmentsLoadOnCrash(entry uint64, segments []Segment) error {
+	segs := make(kexec.Segments, 0, len(segments))
+	for _, s := range segments {
+		segs = append(segs, kexec.NewSegment(s.Buf, kexec.Range{Start: uintptr(s.Phys), Size: uint(s.Size)}))
+	}
+	err := kexec.Load(uintptr(entry), segs, unix.KEXEC_ON_CRASH)
+	if err == nil {
+		return nil
+	}
+	var ke kexec.ErrKexec
+	if !errors.As(err, &ke) {
+		return fmt.Errorf("kexec_load(entry %#x, %d segments, KEXEC_ON_CRASH): %w", entry, len(segments), err)
+	}
+	return kexecLoadError(fmt.Sprintf("kexec_load(entry %#x, %d segments, KEXEC_ON_CRASH|KEXEC_ARCH_DEFAULT)", entry, len(segments)), ke.Errno)
+}
+
+// withMapped maps the cached kernel ELF and the sealed initrd read-only
+// for the duration of fn (kexec_load copies the segments, so they are
+// unmapped after it).
+func (c *crashSegments) withMapped(fn func(elfData, initrdData []byte) error) error {
+	elfData, unmapELF, err := mapFile(c.prep.elf.entry.File(), c.prep.elf.entry.Size())
+	if err != nil {
+		return fmt.Errorf("decompressed kernel: %w", err)
+	}
+	defer unmapELF()
+	initrdData, unmapInitrd, err := mapFile(c.initrd, c.bytes)
+	if err != nil {
+		return fmt.Errorf("initrd: %w", err)
+	}
+	defer unmapInitrd()
+	return fn(elfData, initrdData)
+}
+
 // kexecLoadError is kexecError with what the errnos mean for kexec_load.
 func kexecLoadError(call string, errno unix.Errno) error {
 	err := kexecError(call, errno)
@@ -106,16 +145,6 @@ func mapFile(f *os.File, size int64) ([]byte, func(), error) {
 	}
 	return b, func() { unix.Munmap(b) }, nil
 }
-
-const (
-	mib = 1 << 20
-	// below4G bounds the command line and the zero page: the purgatory
-	// passes the zero page's address, and cmd_line_ptr is read first.
-	below4G = 1 << 32
-	// minKernelAlign is the alignment startup_64 requires of the kernel's
-	// physical address (it computes a 2 MiB page-table load delta).
-	minKernelAlign = 2 * mib
-)
 
 // planSegments places the image with u-root's kexec.Memory, whose physical
 // map holds only the firmware map's RAM minus the avoided ranges:

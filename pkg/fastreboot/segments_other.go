@@ -17,3 +17,14 @@ func (KexecLoader) SegmentsLoad(entry uint64, segments []Segment) error {
 func (mc *Machine) loadSegments(prep *segmentsPrep, initrd *os.File, cmdline string) error {
 	return fmt.Errorf("segments load method: kexec_load %w on this system", ErrNotSupported)
 }
+
+// SegmentsLoadOnCrash returns ErrNotSupported: kexec_load is Linux-only.
+func (KexecLoader) SegmentsLoadOnCrash(entry uint64, segments []Segment) error {
+	return fmt.Errorf("kexec_load(KEXEC_ON_CRASH): %w on this system", ErrNotSupported)
+}
+
+// withMapped returns ErrNotSupported: the segments are mapped with
+// Linux-only mmap flags.
+func (c *crashSegments) withMapped(fn func(elfData, initrdData []byte) error) error {
+	return fmt.Errorf("segments load method: kexec_load %w on this system", ErrNotSupported)
+}
