@@ -75,6 +75,8 @@ func crashAsUser(t *testing.T, mode crashhandler.Mode, reserve string) {
 	}
 
 	makeUserManifest(c)
+	refuseUnrearmable(c)
+	logEstimate(c)
 	armUser(c)
 
 	// The second crash runs even when the first recovery had failures:
@@ -134,17 +136,24 @@ func startUserVM(t *testing.T, mode crashhandler.Mode, reserve string) *crashVM 
 // it.
 func makeUserManifest(c *crashVM) {
 	c.t.Helper()
+	createManifest(c, userManifest, "user", harness.DefaultCmdline)
+}
+
+// createManifest runs `fastreboot manifest create` in the guest for the v1
+// image from the storage disk, with the given command line, to path.
+func createManifest(c *crashVM, path, name, cmdline string) {
+	c.t.Helper()
 	g := c.g
 	if _, err := g.Run("grep -q ' " + scenario.MountPoint + " ' /proc/mounts || mount -t ext4 -o ro /dev/vda " + scenario.MountPoint); err != nil {
 		c.t.Fatal(err)
 	}
 	m := scenario.MountPoint + "/"
-	cmd := fmt.Sprintf("fastreboot manifest create --name user --kernel %s%s --initrd %s%s --initrd %s%s --initrd %s%s --cmdline %q -o %s",
-		m, scenario.KernelFile, m, scenario.BaseFile, m, scenario.KmodsFile, m, scenario.SiteV1File, harness.DefaultCmdline, userManifest)
+	cmd := fmt.Sprintf("fastreboot manifest create --name %s --kernel %s%s --initrd %s%s --initrd %s%s --initrd %s%s --cmdline %q -o %s",
+		name, m, scenario.KernelFile, m, scenario.BaseFile, m, scenario.KmodsFile, m, scenario.SiteV1File, cmdline, path)
 	if _, err := g.Run(cmd); err != nil {
 		c.t.Fatal(err)
 	}
-	out, err := g.Run("cat " + userManifest)
+	out, err := g.Run("cat " + path)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -152,8 +161,40 @@ func makeUserManifest(c *crashVM) {
 	if err := scenario.DecodeJSON(out, &man); err != nil {
 		c.t.Fatal(err)
 	}
-	if man.Cmdline != harness.DefaultCmdline || len(man.Modules) != 4 {
-		c.t.Fatalf("user manifest: cmdline %q, %d modules; want %q and the kernel with 3 initrd pieces", man.Cmdline, len(man.Modules), harness.DefaultCmdline)
+	if man.Cmdline != cmdline || len(man.Modules) != 4 {
+		c.t.Fatalf("manifest %s: cmdline %q, %d modules; want %q and the kernel with 3 initrd pieces", path, man.Cmdline, len(man.Modules), cmdline)
+	}
+}
+
+// refuseUnrearmable: a manifest whose own crashkernel= is too small for its
+// crash image is honoured, so the generation booted after a crash could not
+// re-arm: `crash arm` refuses it, says what to add and how to arm anyway,
+// and arms nothing.
+func refuseUnrearmable(c *crashVM) {
+	c.t.Helper()
+	const small = "/tmp/small-crashkernel.json"
+	createManifest(c, small, "small", harness.DefaultCmdline+" crashkernel=16M")
+	_, err := c.g.Run(fmt.Sprintf("fastreboot crash arm --mode %s %s", c.mode, small))
+	if err == nil || !strings.Contains(err.Error(), "could not re-arm") || !strings.Contains(err.Error(), "--allow-no-rearm") {
+		c.t.Errorf("arming a manifest with its own crashkernel=16M: %v; want a refusal saying the next generation could not re-arm", err)
+	}
+	if st := c.crashStatus(); st.Armed || st.State != nil {
+		c.t.Errorf("after the refused arm: armed %v state %+v, want nothing armed", st.Armed, st.State)
+	}
+}
+
+// logEstimate logs what `crash estimate` says the user's image needs, and
+// checks that it fits the reservation the test booted with.
+func logEstimate(c *crashVM) {
+	c.t.Helper()
+	var est agent.CrashEstimateReport
+	cmd := fmt.Sprintf("crash estimate --mode %s %s", c.mode, userManifest)
+	if err := c.g.FastrebootJSON(cmd, &est); err != nil {
+		c.t.Fatalf("fastreboot %s: %v", cmd, err)
+	}
+	c.t.Logf("crash estimate (%s, %s): %s (%s), reservation %d MiB, fits %v", c.mode, est.Sizing.Method, est.Crashkernel, est.Breakdown, est.ReservationBytes>>20, est.Fits)
+	if !est.Fits || est.ReservationBytes != c.reserve {
+		c.t.Errorf("crash estimate: fits %v, reservation %d; want it to fit the %d MiB reservation (problems %q)", est.Fits, est.ReservationBytes, c.reserve>>20, est.Problems)
 	}
 }
 
