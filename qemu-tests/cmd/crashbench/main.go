@@ -1,10 +1,13 @@
 // Command crashbench measures, in one QEMU session on the same boot image,
 // how long a crash keeps the machine down, done several ways:
 //
-//   - direct: `fastreboot crash arm --mode direct`, the crash kernel is
-//     production;
-//   - two-stage: `fastreboot crash arm --mode two-stage`, a crash kernel
-//     saves the evidence and kexecs into production;
+//   - direct-seg and direct: `fastreboot crash arm --mode direct --load
+//     segments` (kexec_load(KEXEC_ON_CRASH) of the kernel decompressed
+//     ahead of time, `crash arm`'s default) and `--load file`
+//     (kexec_file_load), the crash kernel is production;
+//   - two-stage-seg and two-stage: `fastreboot crash arm --mode two-stage`
+//     with `--load segments` and `--load file`, a crash kernel saves the
+//     evidence and kexecs into production;
 //   - kdump: the anchor, what kdump-tools does: kexec-tools' `kexec -p` of
 //     the same kernel and initrd with `nr_cpus=1 reset_devices irqpoll`, in
 //     the kdump kernel a capture (kexec-tools' vmcore-dmesg of /proc/vmcore
@@ -16,9 +19,11 @@
 //
 // Each crash is `echo c > /proc/sysrq-trigger`. From the console timestamps
 // it reports panic -> the next kernel's first line, panic -> production's
-// userspace (FRGUEST_START) and panic -> production's daemon answering
-// (frguest's daemon=started: the socket appears once the daemon serves),
-// median [min-max] over the rounds, with ratios against the kdump anchor.
+// userspace (FRGUEST_START), panic -> production's daemon answering
+// (frguest's daemon=started: the socket appears once the daemon serves) and
+// panic -> the crash path armed again (frguest's start-up `crash arm
+// --auto`, confirmed by `crash status` before the next crash), median
+// [min-max] over the rounds, with ratios against the kdump anchor.
 // Every jump is proved by what the next kernel prints (its first line, its
 // command line, the crash stage's marker), never by a line printed right
 // before a kexec.
@@ -60,27 +65,36 @@ const (
 // must show after it.
 type crashMethod struct {
 	shape shape
-	// mode and load are `crash arm --mode` and `--load` ("" = the
-	// default, or --crash-load).
+	// mode and load are `crash arm --mode` and `--load`. Every crash
+	// method names its load: `crash arm` defaults to segments, and a
+	// table row must say which system call armed it.
 	mode, load string
 }
+
+// The crash arm load methods (`crash arm --load`).
+const (
+	loadSegments = "segments"
+	loadFile     = "file"
+)
 
 // crashMethods are the methods --methods may name. A crash arm variant is
 // one line here.
 var crashMethods = map[string]crashMethod{
-	methodDirect:   {shape: shapeDirect, mode: "direct"},
-	methodTwoStage: {shape: shapeTwoStage, mode: "two-stage"},
-	// The crash image loaded with kexec_load of the kernel decompressed
-	// ahead of time (needs `crash arm --load`, issue 10).
-	"direct-seg":    {shape: shapeDirect, mode: "direct", load: "segments"},
-	"two-stage-seg": {shape: shapeTwoStage, mode: "two-stage", load: "segments"},
-	methodKdump:     {shape: shapeKdump},
-	methodUpdate:    {shape: shapeUpdate},
+	// kexec_load(KEXEC_ON_CRASH) of the kernel decompressed ahead of
+	// time: what `crash arm` does by default.
+	"direct-seg":    {shape: shapeDirect, mode: "direct", load: loadSegments},
+	"two-stage-seg": {shape: shapeTwoStage, mode: "two-stage", load: loadSegments},
+	// kexec_file_load(KEXEC_FILE_ON_CRASH) of the bzImage.
+	methodDirect:   {shape: shapeDirect, mode: "direct", load: loadFile},
+	methodTwoStage: {shape: shapeTwoStage, mode: "two-stage", load: loadFile},
+	methodKdump:    {shape: shapeKdump},
+	methodUpdate:   {shape: shapeUpdate},
 }
 
 // defaultMethods runs the anchor first: it ends in a cold boot, the state
-// it needs (see coldBoot), so round 1 needs no extra reboot.
-const defaultMethods = methodKdump + "," + methodUpdate + "," + methodDirect + "," + methodTwoStage
+// it needs (see coldBoot), so round 1 needs no extra reboot. The product's
+// default (segments) comes before the file methods.
+const defaultMethods = methodKdump + "," + methodUpdate + ",direct-seg,two-stage-seg," + methodDirect + "," + methodTwoStage
 
 // Guest paths.
 const (
@@ -104,7 +118,6 @@ type config struct {
 	rounds       int
 	methods      []string
 	asJSON, echo bool
-	crashLoad    string
 	crashkernel  string
 	capture      string
 	pstore       bool
@@ -116,7 +129,6 @@ func main() {
 	list := flag.String("methods", defaultMethods, "methods, comma separated ("+strings.Join(methodNames(), ", ")+")")
 	flag.BoolVar(&c.asJSON, "json", false, "print every sample, the summary and the goals as JSON")
 	flag.BoolVar(&c.echo, "console", false, "echo the guest console")
-	flag.StringVar(&c.crashLoad, "crash-load", "", "pass --load VALUE to `fastreboot crash arm` for methods without their own")
 	flag.StringVar(&c.crashkernel, "crashkernel", "416M", "the cold boot's crashkernel= (big enough for two-stage)")
 	flag.StringVar(&c.capture, "kdump-capture", "dmesg", "what the kdump kernel captures: dmesg (vmcore-dmesg to a disk) or full (also reads all of /proc/vmcore)")
 	flag.BoolVar(&c.pstore, "pstore", true, "give the VM the crash tests' ramoops region (direct mode's evidence)")
@@ -215,8 +227,12 @@ func run(c config) error {
 			if smp.Capture > 0 {
 				capture = fmt.Sprintf(", capture %.2fs", smp.Capture.Seconds())
 			}
-			fmt.Fprintf(log, "crashbench: round %d %-14s -> crash kernel %6.2fs  stage %6.2fs  -> userspace %6.2fs  -> daemon %6.2fs  -> ready %6.2fs  (from the %s%s)\n",
-				round, n, smp.ToCrashKernel.Seconds(), smp.CrashStage.Seconds(), smp.ToUser.Seconds(), smp.ToDaemon.Seconds(), smp.ToReady.Seconds(), smp.From, capture)
+			armed := ""
+			if smp.ToArmed > 0 {
+				armed = fmt.Sprintf(", armed again at %.2fs with %s", smp.ToArmed.Seconds(), smp.RearmLoad)
+			}
+			fmt.Fprintf(log, "crashbench: round %d %-14s -> crash kernel %6.2fs  stage %6.2fs  -> userspace %6.2fs  -> daemon %6.2fs  -> ready %6.2fs  (from the %s%s%s)\n",
+				round, n, smp.ToCrashKernel.Seconds(), smp.CrashStage.Seconds(), smp.ToUser.Seconds(), smp.ToDaemon.Seconds(), smp.ToReady.Seconds(), smp.From, capture, armed)
 		}
 	}
 	sum := summarize(c.methods, samples)
@@ -269,16 +285,18 @@ func (b *bench) once(n string) (*sample, error) {
 	trigger := "echo c > /proc/sysrq-trigger"
 	switch m.shape {
 	case shapeDirect, shapeTwoStage:
-		cmd := fmt.Sprintf("crash arm --mode %s", m.mode)
-		if load := firstNonEmpty(m.load, b.c.crashLoad); load != "" {
-			cmd += " --load " + load
-		}
+		cmd := fmt.Sprintf("crash arm --mode %s --load %s", m.mode, m.load)
 		var rep agent.CrashArmReport
 		if err := g.FastrebootJSON(cmd+" "+manifest, &rep); err != nil {
 			return nil, fmt.Errorf("fastreboot %s: %w", cmd, err)
 		}
 		if !rep.Armed || rep.State == nil || string(rep.State.Mode) != m.mode {
 			return nil, fmt.Errorf("fastreboot %s: not armed in mode %s: %+v", cmd, m.mode, rep)
+		}
+		// A row labelled segments must not be a file image the arm fell
+		// back to.
+		if string(rep.State.Load) != m.load || rep.State.LoadFallback != "" {
+			return nil, fmt.Errorf("fastreboot %s: armed with load %q (fallback: %q), want %s", cmd, rep.State.Load, rep.State.LoadFallback, m.load)
 		}
 	case shapeKdump:
 		// One crash image at a time: fastreboot's goes (a generation
@@ -331,7 +349,33 @@ func (b *bench) once(n string) (*sample, error) {
 		return nil, err
 	}
 	smp.timing = t
+	if t.ToArmed > 0 {
+		if err := waitArmed(g); err != nil {
+			return nil, err
+		}
+	}
 	return smp, nil
+}
+
+// waitArmed waits until `crash status` says a crash image is loaded: the
+// start-up re-arm the console reported must have left the crash path armed
+// before the next method runs (and a crash path armed with segments may
+// still be deriving its decompressed kernel when the console says ready).
+func waitArmed(g *scenario.Guest) error {
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		var st agent.CrashStatusReport
+		if err := g.FastrebootJSON("crash status", &st); err != nil {
+			return err
+		}
+		if st.Armed {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the start-up re-arm reported success but `crash status` says not armed after 5 minutes: %+v", st.StatusReport)
+		}
+		time.Sleep(2 * time.Second)
+	}
 }
 
 // coldBoot reboots through the firmware, outside the measurement, unless
@@ -437,16 +481,6 @@ func kdumpCmdline(production string) string {
 		words = append(words, w)
 	}
 	return strings.Join(append(words, strings.Fields(kdumpAppend)...), " ")
-}
-
-// firstNonEmpty returns the first non-empty string.
-func firstNonEmpty(ss ...string) string {
-	for _, s := range ss {
-		if s != "" {
-			return s
-		}
-	}
-	return ""
 }
 
 // settle waits until the daemon has no background work (after a segments

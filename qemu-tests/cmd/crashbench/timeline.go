@@ -23,6 +23,12 @@ var (
 	panicRE       = regexp.MustCompile(`\] Kernel panic - not syncing`)
 	recoverRE     = regexp.MustCompile(`^FRGUEST_RECOVER mode=(\S+)`)
 	daemonRE      = regexp.MustCompile(`^frguest: daemon=started`)
+	// armRE is frguest's report of the start-up re-arm (`fastreboot crash
+	// arm --auto`, before FRGUEST_READY): state, then the command's
+	// output on one line.
+	armRE = regexp.MustCompile(`^FRGUEST_CRASH_ARM (\S+) took=\S+s: (.*)$`)
+	// armLoadRE is the load method `crash arm` says it armed with.
+	armLoadRE = regexp.MustCompile(`loaded with the (\S+) method`)
 	// rebootingRE is fastreboot's line before reboot(2): a best effort
 	// start of a jump, used only when it arrived.
 	rebootingRE = regexp.MustCompile(`^fastreboot: rebooting through kexec`)
@@ -43,6 +49,14 @@ type bootSeen struct {
 	// RebootingAt is when this kernel said it kexecs (0 if the line did
 	// not arrive).
 	RebootingAt time.Duration
+	// ArmedAt is when frguest reported the start-up re-arm armed the
+	// crash path (0: no re-arm, or it did not arm); ArmLoad is the load
+	// method it said ("file (fallback)" for a segments arm that fell back
+	// to kexec_file_load). Arm is the whole report of a re-arm that did
+	// not arm (failed, or nothing to re-arm).
+	ArmedAt time.Duration
+	ArmLoad string
+	Arm     string
 }
 
 // timeline is what the console showed from a trigger on.
@@ -90,6 +104,19 @@ func readTimeline(lines []harness.Line, from time.Duration) timeline {
 			cur.DaemonAt = l.T
 		case cur.ReadyAt == 0 && harness.ReadyRE.MatchString(l.Text):
 			cur.ReadyAt = l.T
+		case cur.ArmedAt == 0 && cur.Arm == "" && armRE.MatchString(l.Text):
+			m := armRE.FindStringSubmatch(l.Text)
+			if m[1] != "ok" || !strings.Contains(m[2], "crash path armed") {
+				cur.Arm = m[1] + ": " + m[2]
+				continue
+			}
+			cur.ArmedAt = l.T
+			switch lm := armLoadRE.FindStringSubmatch(m[2]); {
+			case strings.Contains(m[2], "loaded with kexec_file_load instead"):
+				cur.ArmLoad = "file (fallback)"
+			case lm != nil:
+				cur.ArmLoad = lm[1]
+			}
 		case rebootingRE.MatchString(l.Text):
 			cur.RebootingAt = l.T
 		}
@@ -150,6 +177,11 @@ type timing struct {
 	// ToReady: panic -> production's FRGUEST_READY (after the start-up
 	// re-arm of the crash path, if any).
 	ToReady time.Duration `json:"to_ready_ns"`
+	// ToArmed: panic -> production's start-up re-arm reported the crash
+	// path armed again (0: production did not re-arm, e.g. after the
+	// kdump anchor's cold boot). RearmLoad is the load it armed with.
+	ToArmed   time.Duration `json:"to_armed_ns,omitempty"`
+	RearmLoad string        `json:"rearm_load,omitempty"`
 }
 
 // measure checks that tl shows the kernels of shape sh and returns the
@@ -202,6 +234,10 @@ func measure(tl timeline, sh shape) (timing, error) {
 			from, t.From = tl.RebootingAt, fromRequest
 		}
 	}
+	if (sh == shapeDirect || sh == shapeTwoStage) && prod.ArmedAt == 0 {
+		// A crash must leave the machine protected again (issue 10).
+		return t, fmt.Errorf("%w: production did not re-arm the crash path (FRGUEST_CRASH_ARM %q)", errTimeline, prod.Arm)
+	}
 	if prod.StartAt == 0 || prod.DaemonAt == 0 || prod.ReadyAt == 0 {
 		return t, fmt.Errorf("%w: production incomplete: userspace at %v, daemon at %v, ready at %v (0: not seen)", errTimeline, prod.StartAt, prod.DaemonAt, prod.ReadyAt)
 	}
@@ -210,6 +246,9 @@ func measure(tl timeline, sh shape) (timing, error) {
 		t.CrashStage = prod.KernelAt - crash.KernelAt
 	}
 	t.ToUser, t.ToDaemon, t.ToReady = prod.StartAt-from, prod.DaemonAt-from, prod.ReadyAt-from
+	if prod.ArmedAt > 0 {
+		t.ToArmed, t.RearmLoad = prod.ArmedAt-from, prod.ArmLoad
+	}
 	return t, nil
 }
 

@@ -53,7 +53,7 @@ var (
 		26.7  FRGUEST_START uptime=3.59
 		28.0  frguest: daemon=started pid=112 socket=/run/fastreboot/fastreboot.sock took=0.90s
 		29.3  frguest: <6>[    0.000000] Linux version 6.1.0-48-amd64 echoed from dmesg
-		29.4  FRGUEST_CRASH_ARM ok took=1.45s: crash path armed
+		29.4  FRGUEST_CRASH_ARM ok took=1.45s: crash path armed: mode two-stage, image v1 (34 MiB), reservation 416 MiB (needs 384 MiB), memory map from handoff, took 1.4s loaded with the segments method
 		29.5  ` + readyOK + `
 		29.6  "[    0.000000] Linux version 6.1.0-48-amd64 quoted in JSON output",`
 
@@ -65,6 +65,7 @@ var (
 		15.0  FRGUEST_START uptime=2.94
 		15.5  FRGUEST_RECOVER mode=direct uptime=3.40
 		17.0  frguest: daemon=started pid=112 socket=/run/fastreboot/fastreboot.sock took=0.90s
+		17.8  FRGUEST_CRASH_ARM ok took=0.80s: warning: no pstore crash path armed: mode direct, image v1 (34 MiB), reservation 416 MiB (needs 200 MiB), memory map from handoff, took 800ms loaded with kexec_file_load instead of kexec_load: lockdown
 		18.0  ` + readyOK
 
 	kdumpConsole = `
@@ -99,10 +100,12 @@ func TestMeasure(t *testing.T) {
 		wantErr bool
 	}{
 		{"two-stage", twoStageConsole, shapeTwoStage, timing{From: fromPanic, ToCrashKernel: s(3.3), CrashStage: s(9.4),
-			SecondJump: s(3.9), ToUser: s(16.6), ToDaemon: s(17.9), ToReady: s(19.4)}, false},
+			SecondJump: s(3.9), ToUser: s(16.6), ToDaemon: s(17.9), ToReady: s(19.4), ToArmed: s(19.3), RearmLoad: "segments"}, false},
 		{"two-stage without the panic line or the rebooting line", dropLines(twoStageConsole, "sysrq triggered crash", "rebooting through"),
-			shapeTwoStage, timing{From: fromTrigger, ToCrashKernel: s(3.4), CrashStage: s(9.4), ToUser: s(16.7), ToDaemon: s(18), ToReady: s(19.5)}, false},
-		{"direct", directConsole, shapeDirect, timing{From: fromPanic, ToCrashKernel: s(2), ToUser: s(4.8), ToDaemon: s(6.8), ToReady: s(7.8)}, false},
+			shapeTwoStage, timing{From: fromTrigger, ToCrashKernel: s(3.4), CrashStage: s(9.4), ToUser: s(16.7), ToDaemon: s(18), ToReady: s(19.5),
+				ToArmed: s(19.4), RearmLoad: "segments"}, false},
+		{"direct", directConsole, shapeDirect, timing{From: fromPanic, ToCrashKernel: s(2), ToUser: s(4.8), ToDaemon: s(6.8), ToReady: s(7.8),
+			ToArmed: s(7.6), RearmLoad: "file (fallback)"}, false},
 		{"kdump", kdumpConsole, shapeKdump, timing{From: fromPanic, ToCrashKernel: s(6), CrashStage: s(7.9), ToUser: s(19.9), ToDaemon: s(20.9), ToReady: s(21)}, false},
 		{"update from the rebooting line", updateConsole, shapeUpdate, timing{From: fromRequest, ToCrashKernel: s(4), ToUser: s(8), ToDaemon: s(9), ToReady: s(11)}, false},
 		{"update from the request when the line was lost", dropLines(updateConsole, "rebooting through"), shapeUpdate,
@@ -117,6 +120,9 @@ func TestMeasure(t *testing.T) {
 		{"kdump: the kdump kernel reached no userspace", dropLines(kdumpConsole, "uptime=3.10"), shapeKdump, timing{}, true},
 		{"kdump: the second kernel is a kdump kernel too", strings.ReplaceAll(kdumpConsole, "crashkernel=416M", "crashbench.kdump"), shapeKdump, timing{}, true},
 		{"update into a crash kernel", directConsole, shapeUpdate, timing{}, true},
+		{"direct: production did not re-arm", dropLines(directConsole, "FRGUEST_CRASH_ARM"), shapeDirect, timing{}, true},
+		{"two-stage: the re-arm failed", strings.ReplaceAll(twoStageConsole, "FRGUEST_CRASH_ARM ok", "FRGUEST_CRASH_ARM failed"), shapeTwoStage, timing{}, true},
+		{"direct: the re-arm found nothing to arm", strings.ReplaceAll(directConsole, "crash path armed", "crash path not armed"), shapeDirect, timing{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,7 +165,8 @@ func TestReadTimeline(t *testing.T) {
 	tl := readTimeline(consoleLines(t, twoStageConsole), s(10))
 	want := timeline{PanicAt: s(10.1), PanicSeen: true, Boots: []bootSeen{
 		{KernelAt: s(13.4), Cmdline: "elfcorehdr=0x65000000 console=ttyS0 fastreboot.crash=two-stage", StartAt: s(16.5), Recover: "two-stage", RebootingAt: s(18.9)},
-		{KernelAt: s(22.8), Cmdline: "console=ttyS0 panic=-1 crashkernel=416M", StartAt: s(26.7), DaemonAt: s(28), ReadyAt: s(29.5)},
+		{KernelAt: s(22.8), Cmdline: "console=ttyS0 panic=-1 crashkernel=416M", StartAt: s(26.7), DaemonAt: s(28), ReadyAt: s(29.5),
+			ArmedAt: s(29.4), ArmLoad: "segments"},
 	}}
 	if diff := cmp.Diff(want, tl, cmp.Comparer(near)); diff != "" {
 		t.Errorf("readTimeline (-want +got):\n%s", diff)
@@ -177,33 +184,40 @@ func TestKdumpCmdline(t *testing.T) {
 func TestSummarizeAndGoals(t *testing.T) {
 	samples := []sample{
 		{Method: methodUpdate, Round: 1, timing: timing{From: fromRequest, ToCrashKernel: s(4), ToUser: s(8), ToDaemon: s(9), ToReady: s(11)}},
-		{Method: methodDirect, Round: 1, timing: timing{From: fromPanic, ToCrashKernel: s(2), ToUser: s(6), ToDaemon: s(7), ToReady: s(8)}},
-		{Method: methodDirect, Round: 2, timing: timing{From: fromTrigger, ToCrashKernel: s(4), ToUser: s(10), ToDaemon: s(11), ToReady: s(12)}},
-		{Method: methodDirect, Round: 3, timing: timing{From: fromPanic, ToCrashKernel: s(3), ToUser: s(7), ToDaemon: s(8), ToReady: s(9)}},
-		{Method: methodTwoStage, Round: 1, timing: timing{From: fromPanic, ToCrashKernel: s(0.5), CrashStage: s(5), SecondJump: s(1.5), ToUser: s(15), ToDaemon: s(16), ToReady: s(18)}},
+		{Method: methodDirect, Round: 1, timing: timing{From: fromPanic, ToCrashKernel: s(2), ToUser: s(6), ToDaemon: s(7), ToReady: s(8), ToArmed: s(7.5), RearmLoad: "segments"}},
+		{Method: methodDirect, Round: 2, timing: timing{From: fromTrigger, ToCrashKernel: s(4), ToUser: s(10), ToDaemon: s(11), ToReady: s(12), ToArmed: s(11.5), RearmLoad: "segments"}},
+		{Method: methodDirect, Round: 3, timing: timing{From: fromPanic, ToCrashKernel: s(3), ToUser: s(7), ToDaemon: s(8), ToReady: s(9), ToArmed: s(8.5), RearmLoad: "file (fallback)"}},
+		{Method: "two-stage-seg", Round: 1, timing: timing{From: fromPanic, ToCrashKernel: s(0.5), CrashStage: s(5), SecondJump: s(1.5), ToUser: s(15), ToDaemon: s(16), ToReady: s(18), ToArmed: s(17.5), RearmLoad: "segments"}},
+		{Method: "direct-seg", Round: 1, timing: timing{From: fromPanic, ToCrashKernel: s(0.7), ToUser: s(9), ToDaemon: s(10), ToReady: s(12), ToArmed: s(11.5), RearmLoad: "segments"}},
 		{Method: methodKdump, Round: 1, timing: timing{From: fromPanic, ToCrashKernel: s(6), CrashStage: s(8), ToUser: s(20), ToDaemon: s(20), ToReady: s(21)}, Capture: s(1)},
 	}
-	names := []string{methodUpdate, methodDirect, methodTwoStage, methodKdump, "direct-seg"}
+	names := []string{methodUpdate, methodDirect, "two-stage-seg", methodKdump, "direct-seg", methodTwoStage}
 	sum := summarize(names, samples)
 	var got []string
 	for _, sm := range sum {
 		got = append(got, sm.Method)
 	}
-	if diff := cmp.Diff([]string{methodUpdate, methodDirect, methodTwoStage, methodKdump}, got); diff != "" {
+	if diff := cmp.Diff([]string{methodUpdate, methodDirect, "two-stage-seg", methodKdump, "direct-seg"}, got); diff != "" {
 		t.Errorf("methods summarized (-want +got):\n%s", diff)
 	}
 	d := sum[1]
 	if d.N != 3 || d.ToUser.Median != s(7) || d.ToUser.Min != s(6) || d.ToUser.Max != s(10) || d.FromTrigger != 1 || d.CrashStage != nil {
 		t.Errorf("direct summary %+v", d)
 	}
+	if d.ToArmed == nil || d.ToArmed.Median != s(8.5) || !cmp.Equal(d.RearmLoads, []string{"file (fallback)", "segments"}) {
+		t.Errorf("direct armed again %+v with %q, want 8.5 s with both loads", d.ToArmed, d.RearmLoads)
+	}
+	if sum[0].ToArmed != nil || sum[3].ToArmed != nil {
+		t.Errorf("update and kdump armed again %+v %+v, want none (no re-arm seen)", sum[0].ToArmed, sum[3].ToArmed)
+	}
 	if r := sum[2].UserVsKdump; r < 0.749 || r > 0.751 {
-		t.Errorf("two-stage userspace vs kdump %.3f, want 0.75", r)
+		t.Errorf("two-stage-seg userspace vs kdump %.3f, want 0.75", r)
 	}
 	if r := sum[3].DaemonVsKdump; r != 1 {
 		t.Errorf("kdump vs itself %.3f, want 1", r)
 	}
 	if sum[2].CrashStage == nil || sum[2].CrashStage.Median != s(5) {
-		t.Errorf("two-stage crash stage %+v, want 5 s", sum[2].CrashStage)
+		t.Errorf("two-stage-seg crash stage %+v, want 5 s", sum[2].CrashStage)
 	}
 
 	type g struct {
@@ -218,30 +232,34 @@ func TestSummarizeAndGoals(t *testing.T) {
 		}
 		gs = append(gs, g{x.What, met})
 	}
+	// The file methods get no jump goal: the 1 s is asked of segments.
 	want := []g{
 		{"direct: panic -> production userspace <= the update's request -> userspace", "true"},
-		{"two-stage: panic -> production userspace <= 0.8x kdump's", "true"},
-		{"direct: panic -> the crash kernel's first line <= 1 s", "false"},
-		{"two-stage: panic -> the crash kernel's first line <= 1 s", "true"},
-		{"two-stage: crash stage's kexec -> production's first line <= 1 s", "false"},
+		{"two-stage-seg: panic -> production userspace <= 0.8x kdump's", "true"},
+		{"direct-seg: panic -> production userspace <= the update's request -> userspace", "false"},
+		{"two-stage-seg: panic -> the crash kernel's first line <= 1 s", "true"},
+		{"two-stage-seg: crash stage's kexec -> production's first line <= 1 s", "false"},
+		{"direct-seg: panic -> the crash kernel's first line <= 1 s", "true"},
 	}
 	if diff := cmp.Diff(want, gs); diff != "" {
 		t.Errorf("goals (-want +got):\n%s", diff)
 	}
 	// Without the anchor: no ratios, the two-stage goal cannot be judged.
-	noAnchor := summarize([]string{methodTwoStage}, samples)
-	if noAnchor[0].UserVsKdump != 0 || goals(noAnchor)[1].Met != nil {
-		t.Errorf("without kdump: ratio %v, goal %+v; want none", noAnchor[0].UserVsKdump, goals(noAnchor)[1])
+	noAnchor := summarize([]string{"two-stage-seg"}, samples)
+	if noAnchor[0].UserVsKdump != 0 || goals(noAnchor)[0].Met != nil {
+		t.Errorf("without kdump: ratio %v, goal %+v; want none", noAnchor[0].UserVsKdump, goals(noAnchor)[0])
 	}
 
 	var b strings.Builder
 	printSummary(&b, "6.1.0-48-amd64", 3, "vmcore-dmesg", sum)
 	for _, want := range []string{
-		"two-stage  0.50 [0.50-0.50]",
+		"two-stage-seg  segments  0.50 [0.50-0.50]",
 		"5.00 [5.00-5.00]                   1.50 [1.50-1.50]",
+		"8.50 [7.50-11.50] (file (fallback),segments)",
 		"0.75x",
 		"direct: 1 of 3 samples timed from the trigger",
-		"NOT met: 3.00s",
+		"NOT met: 9.00s vs 8.00s",
+		"NOT met: 1.50s",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, b.String())
@@ -253,6 +271,17 @@ func TestMethodsKnown(t *testing.T) {
 	for _, n := range strings.Split(defaultMethods, ",") {
 		if _, ok := crashMethods[n]; !ok {
 			t.Errorf("default method %q unknown", n)
+		}
+	}
+	// Every crash method names the load `crash arm` gets: the default
+	// would leave a table row ambiguous.
+	for n, m := range crashMethods {
+		crash := m.shape == shapeDirect || m.shape == shapeTwoStage
+		if crash != (m.load == loadSegments || m.load == loadFile) {
+			t.Errorf("method %q: shape %v, load %q; want an explicit load exactly for the crash methods", n, m.shape, m.load)
+		}
+		if crash && strings.HasSuffix(n, "-seg") != (m.load == loadSegments) {
+			t.Errorf("method %q: load %q does not match its name", n, m.load)
 		}
 	}
 }
