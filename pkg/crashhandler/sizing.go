@@ -70,6 +70,11 @@ type ImageSize struct {
 	// hot-plug slots too (0: as many as CPUs).
 	CPUs         int `json:"cpus,omitempty"`
 	PossibleCPUs int `json:"possible_cpus,omitempty"`
+	// ReloadInitrdBytes is the initrd of the production image a two-stage
+	// crash kernel loads again, when it is not InitrdBytes (a minimal crash
+	// initramfs holds the crash stage's program instead of production's
+	// initrd pieces); 0 means InitrdBytes.
+	ReloadInitrdBytes int64 `json:"reload_initrd_bytes,omitempty"`
 }
 
 // Sizing is the outcome of RequiredReservation, in bytes.
@@ -169,8 +174,12 @@ func RequiredReservation(img ImageSize, mode Mode) Sizing {
 		s.Runtime = TwoStageBase + pageAlign(unpacked)
 		cpus := max(img.CPUs, 1)
 		s.Runtime += int64(cpus-1)*PerCPUBudget + int64(max(img.PossibleCPUs-cpus, 0))*PossibleCPUBudget
-		image := pageAlign(img.KernelBytes) + initrd
-		s.Reload = 2*image + pageAlign(img.KernelInitSize) + initrd
+		reload := initrd
+		if img.ReloadInitrdBytes > 0 {
+			reload = pageAlign(img.ReloadInitrdBytes)
+		}
+		image := pageAlign(img.KernelBytes) + reload
+		s.Reload = 2*image + pageAlign(img.KernelInitSize) + reload
 		sum = s.Load + s.Runtime + s.Reload
 	}
 	// struct page: 64 bytes per 4 KiB page managed.
