@@ -847,6 +847,11 @@ func Recover(ctx context.Context, opts Options, ro RecoverOptions) (*RecoverRepo
 	// Production must bring back the CPUs of the kernel that crashed, not
 	// the one CPU this stage runs on.
 	mopts.CPURecord = a.state.CPURecord
+	// Staging production is the cache's last use in the crash kernel:
+	// once the initrd is assembled it holds every module, and the
+	// cache's copies would only take reservation while kexec_file_load
+	// reads the image in (see crashhandler.RequiredReservation).
+	mopts.ReleaseCache = true
 	staged, err := fastreboot.New(a.cache, mopts).Stage(ctx, &prod, noStorage{}, fastreboot.ReasonCrash)
 	rep.Staged = &staged
 	rep.Took = time.Since(t0)

@@ -145,3 +145,35 @@ func TestBuildImageCrashInit(t *testing.T) {
 		t.Errorf("unpacked %d, want the uncompressed initrd's %d", img.UnpackedBytes, img.Report.InitrdBytes)
 	}
 }
+
+// TestStageReleaseCache: with Options.ReleaseCache the cache keeps only the
+// kernel (the load's kernel fd) once the initrd is assembled, and the
+// loaded initrd still holds every piece and carried module.
+func TestStageReleaseCache(t *testing.T) {
+	im := testimage.Default()
+	m, dir := im.WriteTempDir(t)
+	cache := newCache(t)
+	for _, release := range []bool{false, true} {
+		loader := &fakeLoader{}
+		mc := New(cache, Options{Root: fakeTree(t, goodTree), Loader: loader, ReleaseCache: release})
+		rep, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), ReasonCrash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, img := loader.state()
+		h, mods := handoffFromPiece(t, img.initrd[len(padded(im)):])
+		if !bytes.HasPrefix(img.initrd, padded(im)) || len(h.Carried) != len(m.Modules) || len(mods) != len(m.Modules) {
+			t.Errorf("release %v: loaded initrd lacks pieces or carried modules (%d of %d carried)", release, len(mods), len(m.Modules))
+		}
+		want := len(m.Modules)
+		if release {
+			want = 1
+		}
+		if got := cache.Stats().Modules; got != want || rep.CarriedModules != len(m.Modules) {
+			t.Errorf("release %v: cache holds %d modules after the stage, want %d", release, got, want)
+		}
+		if _, err := cache.Get(m.Kernel().SHA256); err != nil {
+			t.Errorf("release %v: the kernel left the cache: %v", release, err)
+		}
+	}
+}
