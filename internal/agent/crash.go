@@ -418,10 +418,19 @@ type crashBuild struct {
 }
 
 func (b *crashBuild) image() crashhandler.Image {
-	return crashhandler.Image{
+	img := crashhandler.Image{
 		Kernel: b.img.Kernel, Initrd: b.img.Initrd, Cmdline: b.cmdline, Manifest: b.m,
-		InitrdUnpackedBytes: b.img.UnpackedBytes, ReloadInitrdBytes: b.img.ReloadInitrdBytes, Segments: b.img.Segments,
+		InitrdUnpackedBytes: b.img.UnpackedBytes, Segments: b.img.Segments,
 	}
+	if b.initrd == CrashInitrdMinimal {
+		// The sizing of a minimal crash initramfs: production's initrd
+		// is what the crash kernel reloads, and of the rootfs only the
+		// crash init piece stays (the carried modules move into the
+		// cache, which the reload releases but the kernel).
+		img.ReloadInitrdBytes = b.img.ReloadInitrdBytes
+		img.InitrdUnpackedBytes = b.img.Report.PiecesBytes
+	}
+	return img
 }
 
 // lockCrashBuild takes the locks buildCrashImage needs and returns their
