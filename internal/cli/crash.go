@@ -107,6 +107,9 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 	st := rep.State
 	fmt.Fprintf(e.stdout, "crash path armed: mode %s, image %s (%s), reservation %s (needs %s), memory map from %s, took %s\n",
 		st.Mode, st.Name, human(st.ImageBytes), human(st.ReservationBytes), human(st.Sizing.Total), rep.MemoryMapFrom, ms(rep.Took))
+	if rep.Initrd == agent.CrashInitrdMinimal {
+		fmt.Fprintln(e.stdout, "crash initrd: minimal (fastreboot as /init and the carried modules)")
+	}
 	if st.LoadFallback != "" {
 		fmt.Fprintf(e.stdout, "loaded with kexec_file_load instead of kexec_load: %s\n", st.LoadFallback)
 	} else if st.Load != "" {

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
@@ -153,5 +154,51 @@ func TestCrashInitDelay(t *testing.T) {
 		if got := crashInitDelay(tt.cmdline); got != tt.want {
 			t.Errorf("crashInitDelay(%q) = %v, want %v", tt.cmdline, got, tt.want)
 		}
+	}
+}
+
+// TestCrashArmInitrdFlag: --initrd reaches the agent (minimal builds the
+// crash init piece of Root/proc/self/exe, and crash estimate says which
+// initrd it sized), and bad values are usage errors with nothing loaded.
+func TestCrashArmInitrdFlag(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		text string
+	}{
+		{"unknown initrd", []string{"crash", "arm", "--initrd", "tiny", "MANIFEST"}, `"tiny"`},
+		{"minimal in direct mode", []string{"crash", "arm", "--mode", "direct", "--initrd", "minimal", "MANIFEST"}, "only for --mode two-stage"},
+		{"estimate: unknown initrd", []string{"crash", "estimate", "--initrd", "tiny", "MANIFEST"}, `"tiny"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.writeRoot(crashFiles("402653184"))
+			v1, _ := testimage.Update()
+			_, p := v1.WriteTemp(t)
+			for i, a := range tc.args {
+				if a == "MANIFEST" {
+					tc.args[i] = p
+				}
+			}
+			if r := h.run(tc.args...); r.code != ExitUsage || !strings.Contains(r.stderr, tc.text) || h.loader.Calls() != 0 {
+				t.Errorf("exit %d stderr %q, %d loads; want a usage error naming %s and nothing loaded", r.code, r.stderr, h.loader.Calls(), tc.text)
+			}
+		})
+	}
+
+	h := newHarness(t)
+	files := crashFiles("402653184")
+	files["proc/self/exe"] = strings.Repeat("fastreboot binary ", 100)
+	h.writeRoot(files)
+	v1, _ := testimage.Update()
+	_, p := v1.WriteTemp(t)
+	var est agent.CrashEstimateReport
+	decode(t, h.run("crash", "estimate", "--mode", "two-stage", "--initrd", "minimal", p, "--json"), &est)
+	if est.Initrd != agent.CrashInitrdMinimal || !est.Sizing.Minimal {
+		t.Errorf("estimate --initrd minimal: initrd %q, sizing %+v", est.Initrd, est.Sizing)
+	}
+	r := h.run("crash", "arm", "--mode", "two-stage", "--initrd", "minimal", p)
+	if r.code != ExitOK || !strings.Contains(r.stdout, "crash initrd: minimal") || h.loader.Calls() != 1 {
+		t.Errorf("crash arm --initrd minimal: exit %d stdout %q stderr %q, %d loads", r.code, r.stdout, r.stderr, h.loader.Calls())
 	}
 }
