@@ -29,7 +29,7 @@ const issue10Goal = 256 << 20
 var (
 	// The crash stage's line of fastreboot running as PID 1 (cli.CrashInit).
 	crashStageRE     = regexp.MustCompile(`^fastreboot: crash stage mode=(\S+) uptime=(\S+) memtotal_kb=(\d+) memfree_kb=(\d+) memavailable_kb=(\d+)`)
-	crashRecoveredRE = regexp.MustCompile(`^fastreboot: crash stage recovered: .* took=?\s*([0-9.]+)s; min_memfree_kb=(-?\d+) memfree_kb=(\d+)`)
+	crashRecoveredRE = regexp.MustCompile(`^fastreboot: crash stage recovered: .* took=?\s*([0-9.]+)s; min_memfree_kb=(-?\d+) memfree_kb=(\d+)(?: rss_anon_kb=(-?\d+))?`)
 	crashFinishedRE  = regexp.MustCompile(`^fastreboot: crash stage (?:recovered|failed)`)
 )
 
@@ -123,8 +123,8 @@ func TestCrashMinimalInitrd(t *testing.T) {
 		t.Fatalf("crash stage line %q does not parse", rec.Text)
 	}
 	minFree, _ := strconv.ParseInt(m[2], 10, 64)
-	t.Logf("crash kernel (crashkernel=%s): MemTotal %d kB, MemFree %d kB at the crash stage's start, lowest MemFree while recovering %d kB (%.1f MiB used by the recovery), crash stage took %ss",
-		reserve, memTotal, memFree, minFree, float64(memFree-minFree)/1024, m[1])
+	t.Logf("crash kernel (crashkernel=%s): MemTotal %d kB, MemFree %d kB at the crash stage's start, lowest MemFree while recovering %d kB (%.1f MiB used by the recovery), PID 1's RssAnon %s kB at the end, crash stage took %ss",
+		reserve, memTotal, memFree, minFree, float64(memFree-minFree)/1024, m[4], m[1])
 
 	j, err := c.vm.WaitReboot(rec.At, kexecRE, 5*time.Minute)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,6 +59,9 @@ type initSystem struct {
 // reboots through the firmware. It returns only if that reboot fails too
 // (PID 1 then exits and the kernel panics, which reboots after panic=N).
 func CrashInit(ctx context.Context, stdout io.Writer) int {
+	// The crash stage runs in the crash reservation: a small Go heap is
+	// worth the extra collections.
+	debug.SetGCPercent(20)
 	return crashInit(ctx, stdout, "/", hostInitSystem())
 }
 
@@ -118,8 +122,9 @@ func crashInit(ctx context.Context, w io.Writer, root string, sys initSystem) in
 			initrd = rep.Staged.InitrdBytes
 		}
 		mem = readMeminfoKB(root)
-		fmt.Fprintf(w, "%s recovered: evidence from %q in %.2fs, production initrd %d bytes staged, took %.2fs; min_memfree_kb=%d memfree_kb=%d uptime=%s\n",
-			CrashStageMarker, rep.EvidenceFrom, rep.EvidenceAt.Seconds(), initrd, rep.Took.Seconds(), minFree, mem["MemFree"], procUptime(root))
+		fmt.Fprintf(w, "%s recovered: evidence from %q in %.2fs, production initrd %d bytes staged, took %.2fs; min_memfree_kb=%d memfree_kb=%d rss_anon_kb=%d uptime=%s\n",
+			CrashStageMarker, rep.EvidenceFrom, rep.EvidenceAt.Seconds(), initrd, rep.Took.Seconds(), minFree, mem["MemFree"],
+			readStatusKB(root, "RssAnon"), procUptime(root))
 	}
 	if err != nil {
 		return fail(err.Error())
@@ -192,6 +197,20 @@ func readMeminfoKB(root string) map[string]int64 {
 		}
 	}
 	return out
+}
+
+// readStatusKB returns a kB field of root/proc/self/status (-1 if absent).
+func readStatusKB(root, field string) int64 {
+	for _, l := range strings.Split(readFileString(filepath.Join(root, "proc/self/status")), "\n") {
+		if rest, ok := strings.CutPrefix(l, field+":"); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					return n
+				}
+			}
+		}
+	}
+	return -1
 }
 
 // memSampler records the lowest MemFree seen while the crash stage runs.
