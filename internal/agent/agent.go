@@ -147,6 +147,10 @@ type Options struct {
 	// is ready (fastreboot.ResumeOptions.EagerVerify), as before their
 	// verification was deferred; for comparison.
 	EagerVerify bool
+	// CrashInit is the program a minimal crash initramfs runs as /init
+	// (CrashInitrdMinimal); "" means Root/proc/self/exe, the running
+	// fastreboot binary.
+	CrashInit string
 }
 
 // Agent owns a module cache and stages images from it.
@@ -175,6 +179,9 @@ type Agent struct {
 	staged    *bootimage.Manifest // what the last Stage loaded
 	report    *fastreboot.StageReport
 	kernelELF *KernelELFStatus
+	// crashInitrd is the initrd choice of the last successful CrashArm
+	// ("" if none): every handoff carries it (ExtraCrashInitrd).
+	crashInitrd CrashInitrd
 
 	background sync.WaitGroup // PrepareKernelELF, VerifyCarried; Close waits for them
 }

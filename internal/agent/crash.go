@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -27,6 +28,9 @@ const (
 	ExtraMemoryMap     = "memory_map"
 	ExtraCrashMode     = "crash_mode"
 	ExtraCrashEvidence = "crash_evidence"
+	// ExtraCrashInitrd is the crash image's initrd choice (CrashInitrd),
+	// so that a re-arm after a crash (crash arm --auto) builds the same.
+	ExtraCrashInitrd = "crash_initrd"
 )
 
 // CrashEvidenceDir is where the evidence of the last crash is kept, under
@@ -36,6 +40,34 @@ const CrashEvidenceDir = "crash"
 // ErrNotCrashKernel: Recover ran in a kernel that was not started by the
 // crash path (its command line has no fastreboot.crash= marker).
 var ErrNotCrashKernel = errors.New("not a crash kernel (no fastreboot.crash= on the command line)")
+
+// CrashInitrd is what the initrd of a two-stage crash image holds.
+type CrashInitrd string
+
+// The crash image's initrd choices.
+const (
+	// CrashInitrdImage: the production image's initrd pieces and the
+	// handoff piece; the crash kernel runs production's init, which must
+	// run `fastreboot crash recover` (the default).
+	CrashInitrdImage CrashInitrd = "image"
+	// CrashInitrdMinimal: only a piece whose /init is the fastreboot
+	// binary itself (fastreboot.WriteCrashInitPiece) and the handoff
+	// piece with the carried modules: the crash kernel runs fastreboot as
+	// PID 1, which recovers and kexecs into production. Two-stage only:
+	// a direct crash kernel is production and needs its initrd.
+	CrashInitrdMinimal CrashInitrd = "minimal"
+)
+
+// ParseCrashInitrd parses a --initrd value; "" is CrashInitrdImage.
+func ParseCrashInitrd(s string) (CrashInitrd, error) {
+	switch c := CrashInitrd(s); c {
+	case "":
+		return CrashInitrdImage, nil
+	case CrashInitrdImage, CrashInitrdMinimal:
+		return c, nil
+	}
+	return "", fmt.Errorf("crash initrd %q: want %s or %s", s, CrashInitrdMinimal, CrashInitrdImage)
+}
 
 // CrashArmRequest says what to arm: a manifest file (or inline), or
 // nothing for the image this generation runs, served from the cache.
@@ -61,6 +93,11 @@ type CrashArmRequest struct {
 	// LoadFile); "" takes segments where the loader can (see
 	// crashLoadMethod).
 	Load crashhandler.LoadMethod `json:"load,omitempty"`
+	// Initrd is what the crash image's initrd holds; "" takes, in
+	// two-stage mode, the choice this generation last armed with or its
+	// handoff names (ExtraCrashInitrd), else CrashInitrdImage.
+	// CrashInitrdMinimal needs two-stage mode.
+	Initrd CrashInitrd `json:"initrd,omitempty"`
 }
 
 // CrashArmReport says what CrashArm did.
@@ -73,8 +110,10 @@ type CrashArmReport struct {
 	// modules and a handoff with reason crash).
 	Image *fastreboot.StageReport `json:"image,omitempty"`
 	// MemoryMapFrom is "handoff" or "firmware".
-	MemoryMapFrom string        `json:"memory_map_from,omitempty"`
-	Took          time.Duration `json:"took_ns"`
+	MemoryMapFrom string `json:"memory_map_from,omitempty"`
+	// Initrd is what the crash image's initrd holds.
+	Initrd CrashInitrd   `json:"initrd,omitempty"`
+	Took   time.Duration `json:"took_ns"`
 	// Warnings say what the armed path cannot do: problems the request
 	// chose to accept (AllowNoRearm), or no evidence of a crash of this
 	// generation (no pstore backend).
@@ -94,6 +133,10 @@ type CrashEstimateRequest struct {
 	// Load is the arming system call to estimate for, as in
 	// CrashArmRequest.
 	Load crashhandler.LoadMethod `json:"load,omitempty"`
+	// Initrd is the crash image's initrd to estimate for, as in
+	// CrashArmRequest (a built image only: the armed image's estimate is
+	// what it was armed with).
+	Initrd CrashInitrd `json:"initrd,omitempty"`
 }
 
 // CrashEstimateReport is the reservation an image needs and the one there
@@ -106,6 +149,8 @@ type CrashEstimateReport struct {
 	From string `json:"from"`
 	// Image is the build of the crash image (From "built").
 	Image *fastreboot.StageReport `json:"image,omitempty"`
+	// Initrd is what the built crash image's initrd holds (From "built").
+	Initrd CrashInitrd `json:"initrd,omitempty"`
 }
 
 // CrashStatusReport is the crash path of the running generation.
@@ -257,7 +302,29 @@ func (a *Agent) handoffExtra() map[string]json.RawMessage {
 	if ev := LastCrash(a.opts.Root, a.opts.StateDir); ev != nil {
 		extra[ExtraCrashEvidence], _ = json.Marshal(ev)
 	}
+	if c := a.armedInitrd(); c != "" {
+		extra[ExtraCrashInitrd], _ = json.Marshal(c)
+	}
 	return extra
+}
+
+// armedInitrd is the crash initrd choice this generation armed with, else
+// the one its handoff names ("" if neither).
+func (a *Agent) armedInitrd() CrashInitrd {
+	a.mu.Lock()
+	c := a.crashInitrd
+	a.mu.Unlock()
+	if c != "" {
+		return c
+	}
+	if h := a.handoff(); h != nil {
+		if raw, ok := h.Extra[ExtraCrashInitrd]; ok && json.Unmarshal(raw, &c) == nil {
+			if c, err := ParseCrashInitrd(string(c)); err == nil {
+				return c
+			}
+		}
+	}
+	return ""
 }
 
 // handoffMode is the crash mode the handoff names ("" if none).
@@ -290,8 +357,13 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*CrashArmRep
 		mode = crashhandler.ModeTwoStage
 	}
 	load := a.crashLoadMethod(req.Load)
+	initrd := req.Initrd
+	if initrd == "" && mode == crashhandler.ModeTwoStage {
+		// The previous generation's choice (a re-arm after a crash).
+		initrd = a.armedInitrd()
+	}
 	defer a.lockCrashBuild(load)()
-	b, err := a.buildCrashImage(ctx, req.Manifest, req.Inline, mode, load)
+	b, err := a.buildCrashImage(ctx, req.Manifest, req.Inline, mode, load, initrd)
 	if err != nil {
 		return nil, fmt.Errorf("crash arm: %w", err)
 	}
@@ -302,7 +374,7 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*CrashArmRep
 	copts.AllowNoRearm = req.AllowNoRearm
 	copts.Load = load.method
 	st, err := crashhandler.Arm(b.image(), copts)
-	rep := &CrashArmReport{Armed: err == nil, State: st, Image: &b.img.Report, MemoryMapFrom: b.from, Took: time.Since(t0)}
+	rep := &CrashArmReport{Armed: err == nil, State: st, Image: &b.img.Report, MemoryMapFrom: b.from, Initrd: b.initrd, Took: time.Since(t0)}
 	if err != nil {
 		if errors.Is(err, crashhandler.ErrNoRearm) {
 			return rep, fmt.Errorf("crash arm %s: %w (or arm anyway with --allow-no-rearm)", b.label, err)
@@ -312,6 +384,9 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*CrashArmRep
 	if st != nil {
 		rep.Warnings = st.Warnings
 	}
+	a.mu.Lock()
+	a.crashInitrd = b.initrd
+	a.mu.Unlock()
 	// The crash kernel keeps the pstore region of b.cmdline: in direct
 	// mode it is the next production kernel, in two-stage mode it hands
 	// the region's words on (ProductionCmdline keeps them).
@@ -338,13 +413,24 @@ type crashBuild struct {
 	label string
 	mm    crashhandler.MemoryMap
 	from  string
+	// initrd is what the image's initrd holds.
+	initrd CrashInitrd
 }
 
 func (b *crashBuild) image() crashhandler.Image {
-	return crashhandler.Image{
+	img := crashhandler.Image{
 		Kernel: b.img.Kernel, Initrd: b.img.Initrd, Cmdline: b.cmdline, Manifest: b.m,
 		InitrdUnpackedBytes: b.img.UnpackedBytes, Segments: b.img.Segments,
 	}
+	if b.initrd == CrashInitrdMinimal {
+		// The sizing of a minimal crash initramfs: production's initrd
+		// is what the crash kernel reloads, and of the rootfs only the
+		// crash init piece stays (the carried modules move into the
+		// cache, which the reload releases but the kernel).
+		img.ReloadInitrdBytes = b.img.ReloadInitrdBytes
+		img.InitrdUnpackedBytes = b.img.Report.PiecesBytes
+	}
+	return img
 }
 
 // lockCrashBuild takes the locks buildCrashImage needs and returns their
@@ -373,11 +459,18 @@ func (a *Agent) lockCrashBuild(load crashLoad) func() {
 // holds stageMu (an Evict must not drop the modules until the image is
 // loaded), and elfMu before it when load.prepare (lockCrashBuild), and
 // closes b.img.
-func (a *Agent) buildCrashImage(ctx context.Context, path string, inline *bootimage.Manifest, mode crashhandler.Mode, load crashLoad) (*crashBuild, error) {
+func (a *Agent) buildCrashImage(ctx context.Context, path string, inline *bootimage.Manifest, mode crashhandler.Mode, load crashLoad, initrd CrashInitrd) (*crashBuild, error) {
+	initrd, err := ParseCrashInitrd(string(initrd))
+	if err != nil {
+		return nil, err
+	}
+	if initrd == CrashInitrdMinimal && mode != crashhandler.ModeTwoStage {
+		return nil, fmt.Errorf("crash initrd %s: only for %s mode (a %s crash kernel is production and runs its initrd)",
+			initrd, crashhandler.ModeTwoStage, mode)
+	}
 	var (
 		m   *bootimage.Manifest
 		src modcache.Source
-		err error
 	)
 	if path != "" || inline != nil {
 		if m, src, err = resolve(path, inline); err != nil {
@@ -392,7 +485,7 @@ func (a *Agent) buildCrashImage(ctx context.Context, path string, inline *bootim
 		}
 		src = noStorage{}
 	}
-	b := &crashBuild{m: m, label: path}
+	b := &crashBuild{m: m, label: path, initrd: initrd}
 	if b.label == "" {
 		b.label = fmt.Sprintf("image %q", m.Name)
 	}
@@ -401,6 +494,7 @@ func (a *Agent) buildCrashImage(ctx context.Context, path string, inline *bootim
 	}
 	extra := a.handoffExtra()
 	extra[ExtraCrashMode], _ = json.Marshal(mode)
+	extra[ExtraCrashInitrd], _ = json.Marshal(initrd)
 	// The crash handoff names this crash (reason crash, the generation);
 	// an older crash's evidence would only be mistaken for it.
 	delete(extra, ExtraCrashEvidence)
@@ -413,21 +507,49 @@ func (a *Agent) buildCrashImage(ctx context.Context, path string, inline *bootim
 	// none; the memory map words a restricted generation adds are replaced
 	// by CrashCmdline).
 	b.cmdline = a.productionManifest(m).Cmdline
-	if b.img, err = fastreboot.New(a.cache, mopts).BuildImage(ctx, m, src, fastreboot.BuildOptions{Reason: fastreboot.ReasonCrash, Segments: load.prepare}); err != nil {
+	bo := fastreboot.BuildOptions{Reason: fastreboot.ReasonCrash, Segments: load.prepare}
+	if initrd == CrashInitrdMinimal {
+		exe, err := a.crashInit()
+		if err != nil {
+			return nil, err
+		}
+		defer exe.Close()
+		fi, err := exe.Stat()
+		if err != nil {
+			return nil, fmt.Errorf("crash init program: %w", err)
+		}
+		bo.CrashInit = io.NewSectionReader(exe, 0, fi.Size())
+	}
+	if b.img, err = fastreboot.New(a.cache, mopts).BuildImage(ctx, m, src, bo); err != nil {
 		return nil, err
 	}
 	return b, nil
+}
+
+// crashInit opens the program a minimal crash initramfs runs as /init:
+// Options.CrashInit, else the running binary (Root/proc/self/exe).
+func (a *Agent) crashInit() (*os.File, error) {
+	path := a.opts.CrashInit
+	if path == "" {
+		path = filepath.Join(a.opts.Root, "proc/self/exe")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("crash init program (the fastreboot binary): %w", err)
+	}
+	return f, nil
 }
 
 // CrashEstimate implements Service: like kdumpctl estimate, it reports the
 // crashkernel= an image needs (crashhandler.RequiredReservation with its
 // breakdown), the current reservation and whether the image fits, and
 // whether the generation booted after a crash could re-arm. Without a
-// manifest it reports the armed image from its recorded sizing; a manifest
-// (or the running image, when nothing is armed) is built exactly as
-// CrashArm builds it, and nothing is loaded.
+// manifest or initrd choice it reports the armed image from its recorded
+// sizing; a manifest (or the running image, when nothing is armed or an
+// initrd is named) is built exactly as CrashArm builds it, and nothing is
+// loaded.
 func (a *Agent) CrashEstimate(ctx context.Context, req CrashEstimateRequest) (*CrashEstimateReport, error) {
-	if req.Manifest == "" && req.Inline == nil {
+	if req.Manifest == "" && req.Inline == nil && req.Initrd == "" {
 		est, err := crashhandler.EstimateArmed(a.crashOptions(""))
 		switch {
 		case err == nil && (req.Mode == "" || req.Mode == est.Mode):
@@ -445,7 +567,7 @@ func (a *Agent) CrashEstimate(ctx context.Context, req CrashEstimateRequest) (*C
 	}
 	load := a.crashLoadMethod(req.Load)
 	defer a.lockCrashBuild(load)()
-	b, err := a.buildCrashImage(ctx, req.Manifest, req.Inline, mode, load)
+	b, err := a.buildCrashImage(ctx, req.Manifest, req.Inline, mode, load, req.Initrd)
 	if err != nil {
 		return nil, fmt.Errorf("crash estimate: %w", err)
 	}
@@ -457,7 +579,7 @@ func (a *Agent) CrashEstimate(ctx context.Context, req CrashEstimateRequest) (*C
 	if err != nil {
 		return nil, fmt.Errorf("crash estimate %s: %w", b.label, err)
 	}
-	return &CrashEstimateReport{Estimate: *est, From: "built", Image: &b.img.Report}, nil
+	return &CrashEstimateReport{Estimate: *est, From: "built", Image: &b.img.Report, Initrd: b.initrd}, nil
 }
 
 // crashLoad is how CrashArm loads the crash image: the method it asks
@@ -734,6 +856,11 @@ func Recover(ctx context.Context, opts Options, ro RecoverOptions) (*RecoverRepo
 	// Production must bring back the CPUs of the kernel that crashed, not
 	// the one CPU this stage runs on.
 	mopts.CPURecord = a.state.CPURecord
+	// Staging production is the cache's last use in the crash kernel:
+	// once the initrd is assembled it holds every module, and the
+	// cache's copies would only take reservation while kexec_file_load
+	// reads the image in (see crashhandler.RequiredReservation).
+	mopts.ReleaseCache = true
 	staged, err := fastreboot.New(a.cache, mopts).Stage(ctx, &prod, noStorage{}, fastreboot.ReasonCrash)
 	rep.Staged = &staged
 	rep.Took = time.Since(t0)

@@ -62,7 +62,13 @@ Commands:
                                    when the generation booted after a crash could not
                                    re-arm (no or too small crashkernel=) unless
                                    --allow-no-rearm
-  crash estimate [MANIFEST] [--mode M] [--load L] [--json]
+        [--initrd image|minimal]   the crash image's initrd: image (default) the
+                                   production initrd, whose init must run crash
+                                   recover; minimal (two-stage only) just the
+                                   fastreboot binary as /init and the carried
+                                   modules: it recovers and kexecs into production
+                                   as PID 1, in a smaller reservation
+  crash estimate [MANIFEST] [--mode M] [--load L] [--initrd I] [--json]
                                    the crashkernel= the armed image (or MANIFEST)
                                    needs, the current reservation, whether it fits
   crash disarm|status [--json]     unload it / show it and the last crash
@@ -147,7 +153,13 @@ var commands = map[string]command{
 }
 
 // Main runs the command line args and returns the exit code.
+//
+// Run as PID 1 without arguments (the /init of a minimal crash
+// initramfs), it is the crash stage instead: see CrashInit.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 && isInit() {
+		return CrashInit(ctx, stdout)
+	}
 	return run(ctx, args, stdout, stderr, config{})
 }
 

@@ -15,8 +15,9 @@ import (
 
 const crashUsage = `fastreboot crash arm [MANIFEST] [--mode two-stage|direct] [--auto]
                    [--append WORD]... [--panic-timeout N] [--no-faults] [--allow-no-rearm]
-                   [--load segments|file] [--json]
-fastreboot crash estimate [MANIFEST] [--mode two-stage|direct] [--load segments|file] [--json]
+                   [--load segments|file] [--initrd image|minimal] [--json]
+fastreboot crash estimate [MANIFEST] [--mode two-stage|direct] [--load segments|file]
+                   [--initrd image|minimal] [--json]
 fastreboot crash disarm [--json]
 fastreboot crash status [--json]
 fastreboot crash last [--save DIR] [--json]
@@ -54,6 +55,7 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 	noFaults := fs.Bool("no-faults", false, "")
 	allowNoRearm := fs.Bool("allow-no-rearm", false, "")
 	load := fs.String("load", "", "")
+	initrd := fs.String("initrd", "", "")
 	asJSON := fs.Bool("json", false, "")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -68,6 +70,9 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 	}
 	if req.Load, err = crashhandler.ParseLoadMethod(*load); err != nil {
 		return usagef("--load: %v", err)
+	}
+	if req.Initrd, err = parseInitrdFlag(*initrd, req.Mode); err != nil {
+		return err
 	}
 	for _, w := range appendWords {
 		req.Append = append(req.Append, strings.Fields(w)...)
@@ -102,6 +107,9 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 	st := rep.State
 	fmt.Fprintf(e.stdout, "crash path armed: mode %s, image %s (%s), reservation %s (needs %s), memory map from %s, took %s\n",
 		st.Mode, st.Name, human(st.ImageBytes), human(st.ReservationBytes), human(st.Sizing.Total), rep.MemoryMapFrom, ms(rep.Took))
+	if rep.Initrd == agent.CrashInitrdMinimal {
+		fmt.Fprintln(e.stdout, "crash initrd: minimal (fastreboot as /init and the carried modules)")
+	}
 	if st.LoadFallback != "" {
 		fmt.Fprintf(e.stdout, "loaded with kexec_file_load instead of kexec_load: %s\n", st.LoadFallback)
 	} else if st.Load != "" {
@@ -117,6 +125,7 @@ func crashEstimate(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("crash estimate")
 	mode := fs.String("mode", "", "")
 	load := fs.String("load", "", "")
+	initrd := fs.String("initrd", "", "")
 	asJSON := fs.Bool("json", false, "")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -128,6 +137,9 @@ func crashEstimate(ctx context.Context, e *env, args []string) error {
 	req := agent.CrashEstimateRequest{Mode: crashhandler.Mode(*mode)}
 	if req.Load, err = crashhandler.ParseLoadMethod(*load); err != nil {
 		return usagef("--load: %v", err)
+	}
+	if req.Initrd, err = parseInitrdFlag(*initrd, req.Mode); err != nil {
+		return err
 	}
 	switch req.Mode {
 	case "", crashhandler.ModeTwoStage, crashhandler.ModeDirect:
@@ -153,12 +165,32 @@ func crashEstimate(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// parseInitrdFlag checks --initrd: "" (the request's default), image or
+// minimal, and minimal only with two-stage (or the default mode, which the
+// agent checks once it knows it).
+func parseInitrdFlag(s string, mode crashhandler.Mode) (agent.CrashInitrd, error) {
+	if s == "" {
+		return "", nil
+	}
+	c, err := agent.ParseCrashInitrd(s)
+	if err != nil {
+		return "", usagef("--initrd: %v", err)
+	}
+	if c == agent.CrashInitrdMinimal && mode == crashhandler.ModeDirect {
+		return "", usagef("--initrd %s: only for --mode %s (a direct crash kernel is production and runs its initrd)", c, crashhandler.ModeTwoStage)
+	}
+	return c, nil
+}
+
 func printEstimate(w io.Writer, rep *agent.CrashEstimateReport) {
 	from := "the armed image"
 	if rep.From != "armed" {
 		from = "built from the cache, not loaded"
 	}
 	fmt.Fprintf(w, "image:        %s (%s), kernel %s, initrd %s\n", rep.Name, from, human(rep.KernelBytes), human(rep.InitrdBytes))
+	if rep.Initrd != "" {
+		fmt.Fprintf(w, "crash initrd: %s\n", rep.Initrd)
+	}
 	fmt.Fprintf(w, "needs:        %s in %s mode (%s)\n", rep.Crashkernel, rep.Mode, rep.Breakdown)
 	switch {
 	case !rep.Supported:

@@ -37,6 +37,10 @@ type Image struct {
 	// InitrdUnpackedBytes: the initrd's unpacked size if known (sizing); 0
 	// estimates it.
 	InitrdUnpackedBytes int64
+	// ReloadInitrdBytes is the initrd a two-stage crash kernel assembles
+	// to stage production again, when it differs from Initrd (a minimal
+	// crash initramfs); 0 means Initrd's size.
+	ReloadInitrdBytes int64
 	// Segments is the same image prepared for kexec_load (the kernel
 	// decompressed ahead of time), used with Options.Load LoadSegments.
 	// Kernel and Initrd are still needed: they are what Arm falls back to

@@ -230,7 +230,7 @@ func TestEstimateImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	need := RequiredReservation(ImageSize{debianKernelBytes, findingsInitrdBytes, debianInitSize, debianKernelAlign, 0, 4, 16}, ModeTwoStage)
+	need := RequiredReservation(ImageSize{debianKernelBytes, findingsInitrdBytes, debianInitSize, debianKernelAlign, 0, 4, 16, 0}, ModeTwoStage)
 	if est.Sizing != need || est.Crashkernel != fmt.Sprintf("crashkernel=%dM", need.Total>>20) || est.Fits || !est.Supported || est.ReservationBytes != 256<<20 {
 		t.Errorf("estimate %+v, want the sizing %+v, not fitting in 256 MiB", est, need)
 	}

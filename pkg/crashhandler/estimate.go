@@ -81,6 +81,7 @@ func (o Options) plan(img Image) (*plan, error) {
 		KernelInitSize:      p.hdr.InitSize,
 		KernelAlign:         p.hdr.Alignment,
 		InitrdUnpackedBytes: img.InitrdUnpackedBytes,
+		ReloadInitrdBytes:   img.ReloadInitrdBytes,
 		CPUs:                cpus,
 		PossibleCPUs:        possible,
 	}

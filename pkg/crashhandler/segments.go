@@ -120,7 +120,9 @@ func KexecLoadForbidden(root string) error {
 // firmware memory map in its boot parameters, so it needs only the
 // segments. A two-stage crash kernel runs out of the reservation and
 // reloads production with kexec_file_load: it needs the Runtime and Reload
-// of RequiredReservation(img, mode) too, plus their struct pages.
+// of RequiredReservation(img, mode) too (with a minimal crash initramfs,
+// the larger of the segments and them: see RequiredReservation), plus
+// their struct pages.
 func SegmentsSizing(segBytes int64, img ImageSize, mode Mode) Sizing {
 	s := Sizing{Mode: mode, Method: LoadSegments, Load: segBytes}
 	if mode != ModeTwoStage {
@@ -128,7 +130,11 @@ func SegmentsSizing(segBytes int64, img ImageSize, mode Mode) Sizing {
 		return s
 	}
 	f := RequiredReservation(img, mode)
-	s.Runtime, s.Reload = f.Runtime, f.Reload
-	s.Total = roundUp((s.Load+s.Runtime+s.Reload)*64/63, ReservationAlign)
+	s.Runtime, s.Reload, s.Minimal = f.Runtime, f.Reload, f.Minimal
+	sum := s.Load + s.Runtime + s.Reload
+	if s.Minimal {
+		sum = max(s.Load, s.Runtime+s.Reload)
+	}
+	s.Total = roundUp(sum*64/63, ReservationAlign)
 	return s
 }

@@ -45,6 +45,33 @@ const (
 	// InitrdExpansion estimates the unpacked size of a compressed initrd
 	// when the caller does not give it (Image.InitrdUnpackedBytes).
 	InitrdExpansion = 3
+	// MinimalResident is what a two-stage crash kernel booted from a
+	// minimal crash initramfs (ImageSize.ReloadInitrdBytes set) never
+	// gets as RAM besides its struct pages: the kernel image with its
+	// bss, the first per-CPU chunk, the elfcorehdr, firmware areas.
+	// Measured (Debian 6.1, QEMU q35, -smp 4,maxcpus=16, the crash
+	// kernel from TestCrashMinimalInitrd in a 416 MiB reservation): 426612
+	// kB of physical pages, MemTotal 365496 kB: 59.7 MiB, of which 6.5
+	// MiB struct pages (counted by the 64/63 factor).
+	MinimalResident = 54 << 20
+	// MinimalStageBase is what that crash kernel and the fastreboot
+	// process running as its PID 1 use besides the rootfs, the CPU
+	// budgets and the reload: slab, page tables, kernel stacks, the Go
+	// runtime. Measured alongside MinimalResident: MemFree 309424 kB at
+	// the crash stage's start, so 54.8 MiB in use, of which 25.2 MiB the
+	// unpacked crash initramfs and 12 MiB the budgets of 4 CPUs and 12
+	// hot-plug slots: 17.6 MiB.
+	MinimalStageBase = 18 << 20
+	// MinimalHeadroom is the free memory that crash kernel must keep at
+	// its peak: the page allocator's watermarks and per-CPU lists, and
+	// what the sampling of MemFree every 20 ms misses. In a 256 MiB
+	// reservation the model without it left 4.8 MiB free at the peak,
+	// and kexec_file_load's destination pages ran out: "System is
+	// deadlocked on memory" (the OOM killer spares PID 1). In 272 MiB
+	// (MemTotal 220088 kB, MemFree 164068 kB at the stage's start) the
+	// lowest MemFree sampled was 14896 kB: 145.7 MiB used by the recovery,
+	// 5 MiB more than the 416 MiB run sampled and the model counts.
+	MinimalHeadroom = 8 << 20
 	// ReservationAlign: advice is rounded up to this (x86 places the
 	// reservation on a 16 MiB boundary, CRASH_ALIGN).
 	ReservationAlign = 16 << 20
@@ -70,6 +97,11 @@ type ImageSize struct {
 	// hot-plug slots too (0: as many as CPUs).
 	CPUs         int `json:"cpus,omitempty"`
 	PossibleCPUs int `json:"possible_cpus,omitempty"`
+	// ReloadInitrdBytes is the initrd of the production image a two-stage
+	// crash kernel loads again, when it is not InitrdBytes (a minimal crash
+	// initramfs holds the crash stage's program instead of production's
+	// initrd pieces); 0 means InitrdBytes.
+	ReloadInitrdBytes int64 `json:"reload_initrd_bytes,omitempty"`
 }
 
 // Sizing is the outcome of RequiredReservation, in bytes.
@@ -89,6 +121,9 @@ type Sizing struct {
 	// Total is the reservation to ask for: (Load+Runtime+Reload) plus the
 	// struct page overhead, rounded up to ReservationAlign.
 	Total int64 `json:"total"`
+	// Minimal: sized for a minimal crash initramfs, Total counts
+	// max(Load, Runtime+Reload) (see RequiredReservation).
+	Minimal bool `json:"minimal_initrd,omitempty"`
 }
 
 // Advice says what to put on the kernel command line.
@@ -98,6 +133,14 @@ func (s Sizing) Advice() string {
 
 // Breakdown lists the parts of Total.
 func (s Sizing) Breakdown() string {
+	if s.Minimal {
+		load := "image segments"
+		if s.Method == LoadSegments {
+			load = "kexec_load segments"
+		}
+		return fmt.Sprintf("the larger of %s %s (armed) and, at the crash stage's peak, crash kernel runtime %s (resident kernel, its allocations, the crash init program) + reloading the production image %s",
+			load, mib(s.Load), mib(s.Runtime), mib(s.Reload))
+	}
 	if s.Method == LoadSegments {
 		b := fmt.Sprintf("kexec_load segments %s (decompressed kernel at its init_size, initrd, boot data, control pages)", mib(s.Load))
 		if s.Mode == ModeTwoStage {
@@ -142,7 +185,33 @@ func (s Sizing) Breakdown() string {
 //	                                                     allocates every page of a segment's memsz
 //	Total   = Load + Runtime + Reload
 //
-// In both modes Total is divided by (1 - 64/4096) for the struct page of
+// Two-stage with a minimal crash initramfs (ReloadInitrdBytes set: the
+// crash initrd is the crash init piece and the handoff piece, see
+// fastreboot.BuildOptions.CrashInit), sized from what the crash kernel was
+// measured to use rather than adding every phase. Load must fit when the
+// image is armed; once the crash kernel runs, its initrd segment is freed
+// after unpacking and its kernel segment shrinks to the kernel image, so
+// they are not counted again. The crash stage moves the carried modules
+// into the cache, and Stage releases all but the kernel once production's
+// initrd (R = ReloadInitrdBytes) is assembled (Options.ReleaseCache), so
+// at the peak, the end of kexec_file_load, it holds:
+//
+//	Runtime = MinimalResident + MinimalStageBase + MinimalHeadroom + CPU budgets
+//	        + unpacked crash init piece (InitrdUnpackedBytes: the binary)
+//	Reload  = kernel + R                  the cache's kernel, the assembled initrd
+//	        + kernel + R                  kernel_read_file copies
+//	        + PAGE_ALIGN(init_size) + R   destination pages
+//	Total   = max(Load, Runtime + Reload)
+//
+// Measured (TestCrashMinimalInitrd, 416 MiB reservation, kernel 8.2 MB,
+// R 27.3 MB, init_size 63.6 MiB): the lowest MemFree while recovering was
+// 165204 kB, 140.8 MiB below the stage's start, where this model counts
+// 140.5 MiB; in all 255 MiB of the reservation in use at the peak, which
+// is 252.5 MiB in a 256 MiB reservation (2.5 MiB fewer struct pages); there
+// the crash stage ran out of memory (see MinimalHeadroom): the test image
+// needs 272 MiB, where it recovered with 14.5 MiB to spare.
+//
+// In every case Total is divided by (1 - 64/4096) for the struct page of
 // every page the crash kernel manages, and rounded up to ReservationAlign.
 //
 // Check against FINDINGS (Debian 6.1: init_size 63.6 MiB, 8 MB kernel,
@@ -169,9 +238,18 @@ func RequiredReservation(img ImageSize, mode Mode) Sizing {
 		s.Runtime = TwoStageBase + pageAlign(unpacked)
 		cpus := max(img.CPUs, 1)
 		s.Runtime += int64(cpus-1)*PerCPUBudget + int64(max(img.PossibleCPUs-cpus, 0))*PossibleCPUBudget
-		image := pageAlign(img.KernelBytes) + initrd
-		s.Reload = 2*image + pageAlign(img.KernelInitSize) + initrd
+		reload := initrd
+		if img.ReloadInitrdBytes > 0 {
+			reload = pageAlign(img.ReloadInitrdBytes)
+		}
+		image := pageAlign(img.KernelBytes) + reload
+		s.Reload = 2*image + pageAlign(img.KernelInitSize) + reload
 		sum = s.Load + s.Runtime + s.Reload
+		if img.ReloadInitrdBytes > 0 {
+			s.Minimal = true
+			s.Runtime += MinimalResident + MinimalStageBase + MinimalHeadroom - TwoStageBase
+			sum = max(s.Load, s.Runtime+s.Reload)
+		}
 	}
 	// struct page: 64 bytes per 4 KiB page managed.
 	sum = sum * 64 / 63

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -132,5 +133,38 @@ func TestReadKernelHeader(t *testing.T) {
 		if _, err := ReadKernelHeader(bytes.NewReader(b)); !errors.Is(err, ErrInvalidImage) {
 			t.Errorf("%s: error = %v, want ErrInvalidImage", name, err)
 		}
+	}
+}
+
+// TestRequiredReservationMinimal: the minimal crash initramfs is sized from
+// what TestCrashMinimalInitrd measured: the test image (kernel 8222656
+// bytes, crash init piece 8676516, production initrd 27253192, 4 CPUs and
+// 12 hot-plug slots) needs crashkernel=272M in two-stage mode with either
+// load method (256M ran out of memory), and Total is the larger of the
+// load and the peak.
+func TestRequiredReservationMinimal(t *testing.T) {
+	img := ImageSize{
+		KernelBytes: 8222656, InitrdBytes: 26416672, KernelInitSize: debianInitSize, KernelAlign: debianKernelAlign,
+		InitrdUnpackedBytes: 8676516, CPUs: 4, PossibleCPUs: 16, ReloadInitrdBytes: 27253192,
+	}
+	file := RequiredReservation(img, ModeTwoStage)
+	seg := SegmentsSizing(95019008, img, ModeTwoStage)
+	for _, s := range []Sizing{file, seg} {
+		if !s.Minimal || s.Total != 272<<20 || s.Total < s.Runtime+s.Reload || s.Total < s.Load {
+			t.Errorf("%s sizing %+v: want minimal, 272 MiB and at least max(load, runtime+reload)", s.Method, s)
+		}
+		if b := s.Breakdown(); !strings.Contains(b, "the larger of") {
+			t.Errorf("breakdown %q", b)
+		}
+	}
+	full := img
+	full.ReloadInitrdBytes, full.InitrdUnpackedBytes = 0, 0
+	if f := RequiredReservation(full, ModeTwoStage); f.Minimal || f.Total <= file.Total {
+		t.Errorf("the image's own initrd: %+v, want more than the minimal %+v", f, file)
+	}
+	// A big reservation's load alone decides.
+	big := SegmentsSizing(400<<20, img, ModeTwoStage)
+	if big.Total != roundUp((400<<20)*64/63, ReservationAlign) {
+		t.Errorf("segments of 400 MiB: total %s", mib(big.Total))
 	}
 }

@@ -35,6 +35,12 @@ type Image struct {
 	UnpackedBytes int64
 	// Report says what building it did; Loaded is always false.
 	Report StageReport
+	// ReloadInitrdBytes is the size of the initrd a two-stage crash
+	// kernel assembles when it stages this image again as production
+	// (the manifest's pieces and the handoff piece): Initrd's size, but
+	// for an image built with BuildOptions.CrashInit, whose initrd holds
+	// the crash init piece instead of the manifest's pieces.
+	ReloadInitrdBytes int64
 	// Segments is set when the image was built with BuildOptions.Segments:
 	// the same image prepared for the crash path's kexec_load(...,
 	// KEXEC_ON_CRASH), for crashhandler.Image.Segments. Arming it fills
@@ -71,6 +77,12 @@ type BuildOptions struct {
 	// recorded and checked as for LoadSegments). The handoff records the
 	// decompressed kernel's digest.
 	Segments bool
+	// CrashInit, if set, is the program a minimal two-stage crash image
+	// runs as PID 1 (the fastreboot binary): the initrd is then the crash
+	// init piece (WriteCrashInitPiece) and the handoff piece, which still
+	// carries every module of the manifest, instead of the manifest's
+	// initrd pieces and the handoff piece.
+	CrashInit Piece
 }
 
 // BuildImage makes every module of m cached (reading from src only what is
@@ -107,7 +119,7 @@ func (mc *Machine) BuildImage(ctx context.Context, m *bootimage.Manifest, src mo
 	rep := StageReport{Manifest: m.Name, CmdlineBytes: len(m.Cmdline), Generation: gen, Reason: bo.Reason, DryRun: true}
 	t0 := mc.opts.Now()
 	rep.Timeline.StageStart = t0
-	b, err := mc.build(ctx, m, src, buildSpec{reason: bo.Reason, generation: gen, extra: bo.Extra, segments: bo.Segments, crash: true}, &rep, func(*time.Duration) {})
+	b, err := mc.build(ctx, m, src, buildSpec{reason: bo.Reason, generation: gen, extra: bo.Extra, segments: bo.Segments, crash: true, crashInit: bo.CrashInit}, &rep, func(*time.Duration) {})
 	if err != nil {
 		return nil, err
 	}
@@ -131,8 +143,11 @@ func (mc *Machine) BuildImage(ctx context.Context, m *bootimage.Manifest, src mo
 		Cmdline:       m.Cmdline,
 		Manifest:      &mm,
 		UnpackedBytes: b.unpacked + rep.HandoffBytes,
-		Report:        rep,
-		Segments:      seg,
+		// The production initrd: its pieces, each padded to 4 bytes, and
+		// a handoff piece the size of this one.
+		ReloadInitrdBytes: b.piecesPadded + rep.HandoffBytes,
+		Report:            rep,
+		Segments:          seg,
 	}, nil
 }
 
@@ -151,6 +166,9 @@ type buildSpec struct {
 	// boot (see Machine.PrepareKernelELF) and is checked against the
 	// recorded digest.
 	segments bool
+	// crashInit replaces the manifest's initrd pieces with the crash
+	// init piece of this program (BuildOptions.CrashInit).
+	crashInit Piece
 }
 
 // built is an image build produced: the cached kernel, the new sealed initrd
@@ -160,6 +178,9 @@ type built struct {
 	initrd   *os.File
 	seg      *segmentsPrep
 	unpacked int64
+	// piecesPadded is the manifest's initrd pieces, each padded to 4
+	// bytes, whether or not they were assembled.
+	piecesPadded int64
 }
 
 // build is the part Stage and BuildImage share: validate m, make its modules
@@ -199,6 +220,10 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 		}
 		pieces = append(pieces, e)
 		blobs = append(blobs, e)
+		b.piecesPadded += (e.Size() + 3) &^ 3
+		if spec.crashInit != nil {
+			continue
+		}
 		if isNewc(e) {
 			b.unpacked += e.Size()
 		} else {
@@ -222,11 +247,23 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 		}
 	}()
 	a := &assembler{dst: b.initrd}
-	for i, mod := range m.Initrds() {
-		if err := a.appendPiece(mod.Name, pieces[i]); err != nil {
+	if spec.crashInit != nil {
+		n, err := WriteCrashInitPiece(a, spec.crashInit, spec.crashInit.Size())
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", b.initrd.Name(), err)
+		}
+		if err := a.pad4(); err != nil {
 			return nil, err
 		}
-		rep.PiecesBytes += mod.Size
+		rep.PiecesBytes = n
+		b.unpacked = n
+	} else {
+		for i, mod := range m.Initrds() {
+			if err := a.appendPiece(mod.Name, pieces[i]); err != nil {
+				return nil, err
+			}
+			rep.PiecesBytes += mod.Size
+		}
 	}
 	lap(&rep.Durations.Assemble)
 

@@ -115,6 +115,13 @@ type Options struct {
 	// StateDir holds the decompressed kernel index of LoadSegments
 	// (KernelELFIndexFile); "" means DefaultStateDir.
 	StateDir string
+	// ReleaseCache makes Stage evict every module but the kernel from the
+	// cache once the initrd is assembled, before the load: the assembled
+	// initrd holds them all (the pieces, and the handoff's carried copies),
+	// so the cache's copies only take RAM while the kernel copies the
+	// image in. For a stage that is the cache's last use: a two-stage
+	// crash kernel, which runs in the crash reservation.
+	ReleaseCache bool
 }
 
 // Machine stages boot images from a module cache and reboots into them.
@@ -334,6 +341,10 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 	// is not needed after the call, whatever its outcome.
 	defer b.initrd.Close()
 	kernel, initrd, seg, kmod := b.kernel, b.initrd, b.seg, m.Kernel()
+	if mc.opts.ReleaseCache {
+		ev := mc.cache.Evict(&bootimage.Manifest{Modules: []bootimage.Module{kmod}})
+		mc.log.Info("released the cached modules the assembled initrd holds", "modules", ev.Modules, "bytes", ev.Bytes)
+	}
 
 	if err := ctx.Err(); err != nil {
 		return rep, err

@@ -1,0 +1,108 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/internal/testimage"
+	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+)
+
+// TestCrashArmMinimalInitrd: --initrd minimal arms a crash image whose
+// initrd is the crash init piece (the given program as /init) and the
+// handoff piece, sized smaller than the image's initrd; the handoff names
+// the choice, and a two-stage crash kernel's Recover restages production
+// with production's own initrd and a handoff that still names it (so the
+// re-arm after the crash builds the minimal initramfs again). Direct mode
+// refuses it with nothing loaded.
+func TestCrashArmMinimalInitrd(t *testing.T) {
+	ctx := context.Background()
+	im, _ := testimage.Update()
+	_, p := im.WriteTemp(t)
+	root := crashRoot(t, 384<<20)
+	exe := filepath.Join(t.TempDir(), "fastreboot")
+	prog := bytes.Repeat([]byte("static fastreboot binary "), 4000)
+	if err := os.WriteFile(exe, prog, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l := &flagLoader{}
+	a, err := agent.New(ctx, agent.Options{Root: root, StateDir: t.TempDir(), CrashInit: exe, Machine: fastreboot.Options{
+		Loader: l, Probe: func() error { return errors.New("probe must not run in tests") },
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+
+	if _, err := a.CrashArm(ctx, agent.CrashArmRequest{Manifest: p, Mode: crashhandler.ModeDirect, Initrd: agent.CrashInitrdMinimal}); err == nil ||
+		!strings.Contains(err.Error(), "only for two-stage") || l.calls != 0 {
+		t.Errorf("direct with the minimal initrd: %v, %d loads; want refused, nothing loaded", err, l.calls)
+	}
+	if _, err := a.CrashArm(ctx, agent.CrashArmRequest{Manifest: p, Initrd: "tiny"}); err == nil || !strings.Contains(err.Error(), `"tiny"`) {
+		t.Errorf("initrd tiny: %v, want an error naming it", err)
+	}
+
+	image, err := a.CrashEstimate(ctx, agent.CrashEstimateRequest{Manifest: p, Mode: crashhandler.ModeTwoStage, Initrd: agent.CrashInitrdImage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := a.CrashArm(ctx, agent.CrashArmRequest{Manifest: p, Mode: crashhandler.ModeTwoStage, Initrd: agent.CrashInitrdMinimal})
+	if err != nil {
+		t.Fatalf("CrashArm --initrd minimal: %v", err)
+	}
+	if rep.Initrd != agent.CrashInitrdMinimal {
+		t.Errorf("report initrd %q", rep.Initrd)
+	}
+	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(l.initrd[:rep.Image.PiecesBytes])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotInit bool
+	for _, r := range recs {
+		if r.Name == fastreboot.CrashInitPath {
+			b := make([]byte, r.FileSize)
+			r.ReadAt(b, 0)
+			gotInit = bytes.Equal(b, prog) && r.Mode == cpio.S_IFREG|0o755
+		}
+	}
+	if !gotInit {
+		t.Errorf("the crash initrd's first piece has no /init with the program: %v", recs)
+	}
+	if h := handoffOf(t, l.initrd, rep.Image); string(h.Extra[agent.ExtraCrashInitrd]) != `"minimal"` || len(h.Carried) != len(h.Manifest.Modules) {
+		t.Errorf("crash handoff: initrd %s, carried %d of %d modules", h.Extra[agent.ExtraCrashInitrd], len(h.Carried), len(h.Manifest.Modules))
+	}
+	// The reload is production's image whatever the crash initrd holds.
+	if s := rep.State.Sizing; s.Reload != image.Sizing.Reload || s.Reload == 0 {
+		t.Errorf("minimal sizing %+v, image %+v: want the same reload (production's initrd)", s, image.Sizing)
+	}
+
+	// The crash kernel: the handoff unpacked, Recover restages production.
+	crash := crashRoot(t, 0)
+	withCmdline(t, crash, "elfcorehdr=0x7f000000 "+l.cmdline)
+	unpackHandoff(t, l.initrd, rep.Image, crash)
+	prod := &flagLoader{}
+	rr, err := agent.Recover(ctx, agent.Options{Root: crash, StateDir: t.TempDir(), Machine: fastreboot.Options{
+		Loader: prod, Probe: func() error { return errors.New("probe must not run in tests") },
+	}}, agent.RecoverOptions{})
+	if err != nil {
+		t.Fatalf("Recover: %v", err)
+	}
+	if !bytes.HasPrefix(prod.initrd, im.Initrds[0].Data) {
+		t.Error("production was restaged without its own initrd pieces")
+	}
+	h := handoffOf(t, prod.initrd, rr.Staged)
+	var got agent.CrashInitrd
+	if err := json.Unmarshal(h.Extra[agent.ExtraCrashInitrd], &got); err != nil || got != agent.CrashInitrdMinimal {
+		t.Errorf("production's handoff names crash initrd %q (%v), want minimal", got, err)
+	}
+}

@@ -1,0 +1,39 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+)
+
+// hostInitSystem is the real kernel: mount(2), agent.Recover, the kexec
+// reboot of a fastreboot.Machine and reboot(LINUX_REBOOT_CMD_RESTART).
+func hostInitSystem() initSystem {
+	return initSystem{
+		mount: func(source, target, fstype string) error {
+			if err := unix.Mount(source, target, fstype, 0, ""); err != nil && err != unix.EBUSY {
+				return fmt.Errorf("mount(%q, %q, %q): %w", source, target, fstype, err)
+			}
+			return nil
+		},
+		recover: agent.Recover,
+		kexec: func(ctx context.Context) error {
+			return fastreboot.New(nil, fastreboot.Options{}).Reboot(ctx)
+		},
+		firmware: func() error {
+			unix.Sync()
+			if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
+				return fmt.Errorf("reboot(LINUX_REBOOT_CMD_RESTART): %w", err)
+			}
+			return nil
+		},
+		sleep: sleepFor,
+	}
+}
+
+// isInit reports whether this process is PID 1.
+func isInit() bool { return unix.Getpid() == 1 }
