@@ -41,7 +41,6 @@ const (
 )
 
 var (
-	recoverRE   = regexp.MustCompile(`^FRGUEST_RECOVER mode=(\S+)`)
 	kexecRE     = regexp.MustCompile(`^fastreboot: rebooting through kexec`)
 	crashArmRE  = regexp.MustCompile(`^FRGUEST_CRASH_ARM (\S+) took=(\S+)s`)
 	panicLineRE = regexp.MustCompile(`Kernel panic - not syncing`)
@@ -140,7 +139,7 @@ func (c *crashVM) crash(fault, wantReason string, provoke func() error) recovery
 	if err := provoke(); err != nil {
 		c.t.Fatalf("%s: provoking: %v", fault, err)
 	}
-	m, err := c.vm.Expect(5*time.Minute, recoverRE)
+	m, err := c.vm.Expect(5*time.Minute, harness.CrashStageRE)
 	if err != nil {
 		c.t.Fatalf("%s: no crash kernel userspace: %v", fault, err)
 	}
@@ -421,7 +420,11 @@ func recoverySummary(rs []recovery) string {
 func TestCrashKernelPanics(t *testing.T) {
 	c := startCrashVM(t, crashhandler.ModeTwoStage, reserveTwoStage, true)
 	var rep agent.CrashArmReport
-	cmd := fmt.Sprintf("crash arm --mode two-stage --panic-timeout 3 --append frguest.crashpanic %s/%s", scenario.MountPoint, scenario.ManifestV1)
+	// --initrd image: the panic comes from frguest's frguest.crashpanic
+	// hook, which runs only when the crash kernel runs production's
+	// initramfs (frguest as init); the minimal crash initramfs, two-stage
+	// mode's default, runs fastreboot as /init and ignores the word.
+	cmd := fmt.Sprintf("crash arm --mode two-stage --initrd image --panic-timeout 3 --append frguest.crashpanic %s/%s", scenario.MountPoint, scenario.ManifestV1)
 	if err := c.g.FastrebootJSON(cmd, &rep); err != nil || !rep.Armed {
 		t.Fatalf("fastreboot %s: %v", cmd, err)
 	}
@@ -432,7 +435,7 @@ func TestCrashKernelPanics(t *testing.T) {
 	if err := c.vm.SendLine("echo c > /proc/sysrq-trigger"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.vm.Expect(3*time.Minute, recoverRE); err != nil {
+	if _, err := c.vm.Expect(3*time.Minute, harness.CrashStageRE); err != nil {
 		t.Fatalf("no crash kernel: %v", err)
 	}
 	boot, err := c.vm.WaitBoot(4 * time.Minute)

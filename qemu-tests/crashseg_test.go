@@ -35,8 +35,9 @@ func TestCrashTwoStageSegments(t *testing.T) {
 }
 
 // vmcoreCheckRE is the two-stage recover's line once /proc/vmcore opened
-// and its RAM matched the recorded memory map.
-var vmcoreCheckRE = regexp.MustCompile(`crash recover: mode two-stage, evidence read in \S+, memory map check ok`)
+// and its RAM matched the recorded memory map: `crash recover`'s (run by
+// frguest, crash arm --initrd image) or the minimal crash stage's.
+var vmcoreCheckRE = regexp.MustCompile(`crash recover: mode two-stage, evidence read in \S+, memory map check ok|fastreboot: crash stage recovered: evidence from "[^"]*vmcore" in \S+, memory map check ok`)
 
 func crashLoadStory(t *testing.T, mode crashhandler.Mode, reserve string) {
 	c := startCrashVM(t, mode, reserve, false)

@@ -122,8 +122,8 @@ func crashInit(ctx context.Context, w io.Writer, root string, sys initSystem) in
 			initrd = rep.Staged.InitrdBytes
 		}
 		mem = readMeminfoKB(root)
-		fmt.Fprintf(w, "%s recovered: evidence from %q in %.2fs, production initrd %d bytes staged, took %.2fs; min_memfree_kb=%d memfree_kb=%d rss_anon_kb=%d uptime=%s\n",
-			CrashStageMarker, rep.EvidenceFrom, rep.EvidenceAt.Seconds(), initrd, rep.Took.Seconds(), minFree, mem["MemFree"],
+		fmt.Fprintf(w, "%s recovered: evidence from %q in %.2fs, memory map check %s, production initrd %d bytes staged, took %.2fs; min_memfree_kb=%d memfree_kb=%d rss_anon_kb=%d uptime=%s\n",
+			CrashStageMarker, rep.EvidenceFrom, rep.EvidenceAt.Seconds(), rep.MemoryMapCheck, initrd, rep.Took.Seconds(), minFree, mem["MemFree"],
 			readStatusKB(root, "RssAnon"), procUptime(root))
 	}
 	if err != nil {

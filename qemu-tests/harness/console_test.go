@@ -216,3 +216,27 @@ func FuzzParseReady(f *testing.F) {
 		}
 	})
 }
+
+// TestCrashStageRE: both crash stages' first lines give their mode; the
+// minimal stage's later lines and other fastreboot lines do not match.
+func TestCrashStageRE(t *testing.T) {
+	for _, tt := range []struct {
+		line, mode string // mode "": no match
+	}{
+		{"FRGUEST_RECOVER mode=two-stage uptime=2.94", "two-stage"},
+		{"FRGUEST_RECOVER mode=direct uptime=3.40", "direct"},
+		{"fastreboot: crash stage mode=two-stage uptime=2.71 memtotal_kb=215000 memfree_kb=170000 memavailable_kb=160000", "two-stage"},
+		{`fastreboot: crash stage recovered: evidence from "vmcore" in 0.50s`, ""},
+		{"fastreboot: crash stage failed: no handoff; rebooting through the firmware in 10s", ""},
+		{"fastreboot: rebooting through kexec at 2026-12-04T16:26:37Z", ""},
+		{"frguest: FRGUEST_RECOVER mode=two-stage", ""},
+	} {
+		var got string
+		if m := CrashStageRE.FindStringSubmatch(tt.line); m != nil {
+			got = m[1]
+		}
+		if got != tt.mode {
+			t.Errorf("CrashStageRE on %q: mode %q, want %q", tt.line, got, tt.mode)
+		}
+	}
+}

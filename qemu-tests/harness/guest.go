@@ -19,6 +19,13 @@ var (
 	StartRE = regexp.MustCompile(`^FRGUEST_START uptime=(\S+)`)
 	// ReadyRE matches frguest's last line, printed before the shell starts.
 	ReadyRE = regexp.MustCompile(`^FRGUEST_READY .*`)
+	// CrashStageRE matches the line a crash stage prints as it begins, with
+	// its crash mode as Groups[1]: frguest's FRGUEST_RECOVER (a crash
+	// kernel running production's initramfs, crash arm --initrd image, and
+	// every direct crash kernel) or the minimal crash initramfs's own
+	// "fastreboot: crash stage mode=M" (fastreboot as PID 1, two-stage
+	// mode's default).
+	CrashStageRE = regexp.MustCompile(`^(?:FRGUEST_RECOVER|fastreboot: crash stage) mode=(\S+)`)
 	// KernelStartRE matches the first line the kernel prints.
 	KernelStartRE = regexp.MustCompile(`Linux version \d`)
 )

@@ -21,7 +21,6 @@ var (
 	kernelFirstRE = regexp.MustCompile(`(?:^|[^">])\[ *0\.000000\] Linux version \d`)
 	cmdlineRE     = regexp.MustCompile(`\] Kernel command line: (.*)$`)
 	panicRE       = regexp.MustCompile(`\] Kernel panic - not syncing`)
-	recoverRE     = regexp.MustCompile(`^FRGUEST_RECOVER mode=(\S+)`)
 	daemonRE      = regexp.MustCompile(`^frguest: daemon=started`)
 	// armRE is frguest's report of the start-up re-arm (`fastreboot crash
 	// arm --auto`, before FRGUEST_READY): state, then the command's
@@ -43,7 +42,9 @@ type bootSeen struct {
 	// socket exists, so the daemon answers) and ReadyAt (FRGUEST_READY,
 	// after the start-up re-arm) are 0 when not seen.
 	StartAt, DaemonAt, ReadyAt time.Duration
-	// Recover is the crash mode of FRGUEST_RECOVER ("" outside the crash
+	// Recover is the crash mode of the crash stage's first line
+	// (harness.CrashStageRE: frguest's FRGUEST_RECOVER or the minimal
+	// crash initramfs's "fastreboot: crash stage"; "" outside the crash
 	// stage).
 	Recover string
 	// RebootingAt is when this kernel said it kexecs (0 if the line did
@@ -98,8 +99,8 @@ func readTimeline(lines []harness.Line, from time.Duration) timeline {
 			cur.Cmdline = cmdlineRE.FindStringSubmatch(l.Text)[1]
 		case cur.StartAt == 0 && harness.StartRE.MatchString(l.Text):
 			cur.StartAt = l.T
-		case cur.Recover == "" && recoverRE.MatchString(l.Text):
-			cur.Recover = recoverRE.FindStringSubmatch(l.Text)[1]
+		case cur.Recover == "" && harness.CrashStageRE.MatchString(l.Text):
+			cur.Recover = harness.CrashStageRE.FindStringSubmatch(l.Text)[1]
 		case cur.DaemonAt == 0 && daemonRE.MatchString(l.Text):
 			cur.DaemonAt = l.T
 		case cur.ReadyAt == 0 && harness.ReadyRE.MatchString(l.Text):
@@ -128,11 +129,11 @@ func readTimeline(lines []harness.Line, from time.Duration) timeline {
 type shape int
 
 const (
-	// shapeDirect: the crash kernel is production (FRGUEST_RECOVER
+	// shapeDirect: the crash kernel is production (its crash stage says
 	// mode=direct, then the daemon).
 	shapeDirect shape = iota
-	// shapeTwoStage: a crash kernel (FRGUEST_RECOVER mode=two-stage) that
-	// kexecs into production.
+	// shapeTwoStage: a crash kernel (its crash stage says mode=two-stage)
+	// that kexecs into production.
 	shapeTwoStage
 	// shapeKdump: a kdump kernel (its command line carries kdumpWord),
 	// then a firmware reboot into production.
@@ -202,11 +203,11 @@ func measure(tl timeline, sh shape) (timing, error) {
 	switch sh {
 	case shapeDirect:
 		if crash.Recover != "direct" {
-			return t, fmt.Errorf("%w: the crash kernel ran no direct crash stage (FRGUEST_RECOVER mode=%q)", errTimeline, crash.Recover)
+			return t, fmt.Errorf("%w: the crash kernel ran no direct crash stage (crash stage mode=%q)", errTimeline, crash.Recover)
 		}
 	case shapeTwoStage:
 		if crash.Recover != "two-stage" {
-			return t, fmt.Errorf("%w: the first kernel ran no two-stage crash stage (FRGUEST_RECOVER mode=%q)", errTimeline, crash.Recover)
+			return t, fmt.Errorf("%w: the first kernel ran no two-stage crash stage (crash stage mode=%q)", errTimeline, crash.Recover)
 		}
 		if prod.Recover != "" {
 			return t, fmt.Errorf("%w: the second kernel is a crash kernel too (mode %s)", errTimeline, prod.Recover)

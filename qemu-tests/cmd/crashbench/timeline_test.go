@@ -57,6 +57,24 @@ var (
 		29.5  ` + readyOK + `
 		29.6  "[    0.000000] Linux version 6.1.0-48-amd64 quoted in JSON output",`
 
+	// twoStageMinimalConsole: the minimal crash initramfs (fastreboot as
+	// PID 1, two-stage mode's default) prints its own crash stage line and
+	// no FRGUEST_START.
+	twoStageMinimalConsole = `
+		6.7   FRGUEST_READY uptime=3.52 release=v1 cpus=0-3 memtotal_kb=1583656 modules=13/14 daemon=started
+		10.0  echo c > /proc/sysrq-trigger
+		10.1  [    6.615266] Kernel panic - not syncing: sysrq triggered crash
+		10.3  ` + banner + `
+		10.4  [    0.098301] Kernel command line: elfcorehdr=0x65000000 console=ttyS0 fastreboot.crash=two-stage
+		12.5  fastreboot: crash stage mode=two-stage uptime=2.01 memtotal_kb=215000 memfree_kb=170000 memavailable_kb=160000
+		14.0  fastreboot: rebooting through kexec at 2026-12-04T16:26:37.90937533Z (crash stage took 1.50s)
+		15.0  ` + banner + `
+		15.1  [    0.134575] Kernel command line: console=ttyS0 panic=-1 crashkernel=416M
+		18.1  FRGUEST_START uptime=3.59
+		19.1  frguest: daemon=started pid=112 socket=/run/fastreboot/fastreboot.sock took=0.90s
+		20.1  FRGUEST_CRASH_ARM ok took=1.00s: crash path armed: mode two-stage, image v1 (34 MiB), reservation 416 MiB (needs 272 MiB), memory map from handoff, took 1s crash initrd: minimal (fastreboot as /init and the carried modules) loaded with the segments method
+		20.2  ` + readyOK
+
 	directConsole = `
 		10.0  echo c > /proc/sysrq-trigger
 		10.2  [    6.615266] Kernel panic - not syncing: sysrq triggered crash
@@ -104,6 +122,9 @@ func TestMeasure(t *testing.T) {
 		{"two-stage without the panic line or the rebooting line", dropLines(twoStageConsole, "sysrq triggered crash", "rebooting through"),
 			shapeTwoStage, timing{From: fromTrigger, ToCrashKernel: s(3.4), CrashStage: s(9.4), ToUser: s(16.7), ToDaemon: s(18), ToReady: s(19.5),
 				ToArmed: s(19.4), RearmLoad: "segments"}, false},
+		{"two-stage, minimal crash initramfs", twoStageMinimalConsole, shapeTwoStage, timing{From: fromPanic, ToCrashKernel: s(0.2), CrashStage: s(4.7),
+			SecondJump: s(1), ToUser: s(8), ToDaemon: s(9), ToReady: s(10.1), ToArmed: s(10), RearmLoad: "segments"}, false},
+		{"two-stage, minimal: the crash stage never began", dropLines(twoStageMinimalConsole, "crash stage mode="), shapeTwoStage, timing{}, true},
 		{"direct", directConsole, shapeDirect, timing{From: fromPanic, ToCrashKernel: s(2), ToUser: s(4.8), ToDaemon: s(6.8), ToReady: s(7.8),
 			ToArmed: s(7.6), RearmLoad: "file (fallback)"}, false},
 		{"kdump", kdumpConsole, shapeKdump, timing{From: fromPanic, ToCrashKernel: s(6), CrashStage: s(7.9), ToUser: s(19.9), ToDaemon: s(20.9), ToReady: s(21)}, false},
