@@ -48,22 +48,34 @@ type CrashInitrd string
 const (
 	// CrashInitrdImage: the production image's initrd pieces and the
 	// handoff piece; the crash kernel runs production's init, which must
-	// run `fastreboot crash recover` (the default).
+	// run `fastreboot crash recover` (direct mode's only choice: its crash
+	// kernel is production).
 	CrashInitrdImage CrashInitrd = "image"
 	// CrashInitrdMinimal: only a piece whose /init is the fastreboot
 	// binary itself (fastreboot.WriteCrashInitPiece) and the handoff
 	// piece with the carried modules: the crash kernel runs fastreboot as
-	// PID 1, which recovers and kexecs into production. Two-stage only:
-	// a direct crash kernel is production and needs its initrd.
+	// PID 1, which recovers and kexecs into production (two-stage mode's
+	// default: it needs no cooperation from production's init and a
+	// smaller reservation). Two-stage only: a direct crash kernel is
+	// production and needs its initrd.
 	CrashInitrdMinimal CrashInitrd = "minimal"
 )
 
-// ParseCrashInitrd parses a --initrd value; "" is CrashInitrdImage.
+// DefaultCrashInitrd is the crash initrd a request that names none gets in
+// mode: CrashInitrdMinimal in two-stage mode, CrashInitrdImage otherwise
+// (a direct crash kernel is production and runs production's initrd).
+func DefaultCrashInitrd(mode crashhandler.Mode) CrashInitrd {
+	if mode == crashhandler.ModeTwoStage {
+		return CrashInitrdMinimal
+	}
+	return CrashInitrdImage
+}
+
+// ParseCrashInitrd parses a --initrd value; "" stays "", the mode's
+// default (DefaultCrashInitrd).
 func ParseCrashInitrd(s string) (CrashInitrd, error) {
 	switch c := CrashInitrd(s); c {
-	case "":
-		return CrashInitrdImage, nil
-	case CrashInitrdImage, CrashInitrdMinimal:
+	case "", CrashInitrdImage, CrashInitrdMinimal:
 		return c, nil
 	}
 	return "", fmt.Errorf("crash initrd %q: want %s or %s", s, CrashInitrdMinimal, CrashInitrdImage)
@@ -95,7 +107,8 @@ type CrashArmRequest struct {
 	Load crashhandler.LoadMethod `json:"load,omitempty"`
 	// Initrd is what the crash image's initrd holds; "" takes, in
 	// two-stage mode, the choice this generation last armed with or its
-	// handoff names (ExtraCrashInitrd), else CrashInitrdImage.
+	// handoff names (ExtraCrashInitrd), else the mode's default
+	// (DefaultCrashInitrd: minimal in two-stage mode, image in direct).
 	// CrashInitrdMinimal needs two-stage mode.
 	Initrd CrashInitrd `json:"initrd,omitempty"`
 }
@@ -463,6 +476,9 @@ func (a *Agent) buildCrashImage(ctx context.Context, path string, inline *bootim
 	initrd, err := ParseCrashInitrd(string(initrd))
 	if err != nil {
 		return nil, err
+	}
+	if initrd == "" {
+		initrd = DefaultCrashInitrd(mode)
 	}
 	if initrd == CrashInitrdMinimal && mode != crashhandler.ModeTwoStage {
 		return nil, fmt.Errorf("crash initrd %s: only for %s mode (a %s crash kernel is production and runs its initrd)",

@@ -40,6 +40,9 @@ func crashRoot(t *testing.T, reserve int64) string {
 	}
 	w("proc/meminfo", "MemTotal:        2000000 kB\n")
 	w("proc/cmdline", "console=ttyS0 crashkernel=384M\n")
+	// The program a minimal crash initramfs (two-stage mode's default)
+	// runs as /init.
+	w("proc/self/exe", strings.Repeat("static fastreboot binary ", 400))
 	for i, e := range []struct{ start, end, typ string }{
 		{"0x0", "0x9fbff", crashhandler.TypeRAM},
 		{"0x9fc00", "0x9ffff", crashhandler.TypeReserved},

@@ -106,3 +106,82 @@ func TestCrashArmMinimalInitrd(t *testing.T) {
 		t.Errorf("production's handoff names crash initrd %q (%v), want minimal", got, err)
 	}
 }
+
+// TestCrashInitrdDefault: a request that names no crash initrd gets the
+// minimal one in two-stage mode (also when it names no mode) and
+// production's in direct mode, while a re-arm (--auto, or any request
+// without --initrd in two-stage mode) keeps the choice the handoff records.
+// Whatever was chosen is what the crash image's handoff names.
+func TestCrashInitrdDefault(t *testing.T) {
+	im, _ := testimage.Update()
+	_, p := im.WriteTemp(t)
+	for _, tc := range []struct {
+		name string
+		// handoffMode and handoffInitrd are what the previous
+		// generation's handoff records ("": no handoff / not recorded).
+		handoffMode   crashhandler.Mode
+		handoffInitrd agent.CrashInitrd
+		req           agent.CrashArmRequest
+		want          agent.CrashInitrd
+	}{
+		{name: "two-stage", req: agent.CrashArmRequest{Mode: crashhandler.ModeTwoStage}, want: agent.CrashInitrdMinimal},
+		{name: "no mode: two-stage", want: agent.CrashInitrdMinimal},
+		{name: "direct", req: agent.CrashArmRequest{Mode: crashhandler.ModeDirect}, want: agent.CrashInitrdImage},
+		{name: "two-stage, image named", req: agent.CrashArmRequest{Mode: crashhandler.ModeTwoStage, Initrd: agent.CrashInitrdImage}, want: agent.CrashInitrdImage},
+		{name: "auto keeps the handoff's image", handoffMode: crashhandler.ModeTwoStage, handoffInitrd: agent.CrashInitrdImage,
+			req: agent.CrashArmRequest{Auto: true}, want: agent.CrashInitrdImage},
+		{name: "auto keeps the handoff's minimal", handoffMode: crashhandler.ModeTwoStage, handoffInitrd: agent.CrashInitrdMinimal,
+			req: agent.CrashArmRequest{Auto: true}, want: agent.CrashInitrdMinimal},
+		{name: "auto, handoff names no initrd: the mode's default", handoffMode: crashhandler.ModeTwoStage,
+			req: agent.CrashArmRequest{Auto: true}, want: agent.CrashInitrdMinimal},
+		{name: "auto in direct mode", handoffMode: crashhandler.ModeDirect, handoffInitrd: agent.CrashInitrdImage,
+			req: agent.CrashArmRequest{Auto: true}, want: agent.CrashInitrdImage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := crashRoot(t, 384<<20)
+			if tc.handoffMode != "" {
+				h := fastreboot.Handoff{Version: fastreboot.HandoffVersion, Generation: 2, Reason: fastreboot.ReasonUpdate, Manifest: *im.Manifest(),
+					Extra: map[string]json.RawMessage{}}
+				h.Extra[agent.ExtraCrashMode], _ = json.Marshal(tc.handoffMode)
+				if tc.handoffInitrd != "" {
+					h.Extra[agent.ExtraCrashInitrd], _ = json.Marshal(tc.handoffInitrd)
+				}
+				b, err := json.Marshal(h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				writeRootFile(t, root, fastreboot.HandoffFile, string(b))
+			}
+			l := &flagLoader{}
+			a := newCrashAgent(t, root, l)
+			req := tc.req
+			req.Manifest = p
+			rep, err := a.CrashArm(context.Background(), req)
+			if err != nil || !rep.Armed {
+				t.Fatalf("CrashArm(%+v) = %+v, %v; want armed", req, rep, err)
+			}
+			h := handoffOf(t, l.initrd, rep.Image)
+			var named agent.CrashInitrd
+			json.Unmarshal(h.Extra[agent.ExtraCrashInitrd], &named)
+			if rep.Initrd != tc.want || named != tc.want {
+				t.Errorf("crash initrd: report %q, crash handoff %q; want %q", rep.Initrd, named, tc.want)
+			}
+		})
+	}
+}
+
+// TestDefaultCrashInitrd: minimal in two-stage mode, production's initrd
+// otherwise; ParseCrashInitrd leaves "" to it.
+func TestDefaultCrashInitrd(t *testing.T) {
+	for mode, want := range map[crashhandler.Mode]agent.CrashInitrd{
+		crashhandler.ModeTwoStage: agent.CrashInitrdMinimal,
+		crashhandler.ModeDirect:   agent.CrashInitrdImage,
+	} {
+		if got := agent.DefaultCrashInitrd(mode); got != want {
+			t.Errorf("DefaultCrashInitrd(%s) = %q, want %q", mode, got, want)
+		}
+	}
+	if c, err := agent.ParseCrashInitrd(""); c != "" || err != nil {
+		t.Errorf(`ParseCrashInitrd("") = %q, %v; want "", nil (the mode's default)`, c, err)
+	}
+}

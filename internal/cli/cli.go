@@ -62,12 +62,15 @@ Commands:
                                    when the generation booted after a crash could not
                                    re-arm (no or too small crashkernel=) unless
                                    --allow-no-rearm
-        [--initrd image|minimal]   the crash image's initrd: image (default) the
+        [--initrd minimal|image]   the crash image's initrd: minimal (two-stage's
+                                   default) just the fastreboot binary as /init
+                                   and the carried modules: it recovers and kexecs
+                                   into production as PID 1, with any production
+                                   initramfs, in a smaller reservation; image the
                                    production initrd, whose init must run crash
-                                   recover; minimal (two-stage only) just the
-                                   fastreboot binary as /init and the carried
-                                   modules: it recovers and kexecs into production
-                                   as PID 1, in a smaller reservation
+                                   recover (direct mode's only choice: its crash
+                                   kernel is production); --auto keeps the choice
+                                   the handoff records
   crash estimate [MANIFEST] [--mode M] [--load L] [--initrd I] [--json]
                                    the crashkernel= the armed image (or MANIFEST)
                                    needs, the current reservation, whether it fits

@@ -15,9 +15,9 @@ import (
 
 const crashUsage = `fastreboot crash arm [MANIFEST] [--mode two-stage|direct] [--auto]
                    [--append WORD]... [--panic-timeout N] [--no-faults] [--allow-no-rearm]
-                   [--load segments|file] [--initrd image|minimal] [--json]
+                   [--load segments|file] [--initrd minimal|image] [--json]
 fastreboot crash estimate [MANIFEST] [--mode two-stage|direct] [--load segments|file]
-                   [--initrd image|minimal] [--json]
+                   [--initrd minimal|image] [--json]
 fastreboot crash disarm [--json]
 fastreboot crash status [--json]
 fastreboot crash last [--save DIR] [--json]
@@ -165,9 +165,10 @@ func crashEstimate(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// parseInitrdFlag checks --initrd: "" (the request's default), image or
-// minimal, and minimal only with two-stage (or the default mode, which the
-// agent checks once it knows it).
+// parseInitrdFlag checks --initrd: "" (the request's default: the choice
+// the handoff records, else minimal in two-stage mode and image in direct
+// mode), image or minimal, and minimal only with two-stage (or the default
+// mode, which the agent checks once it knows it).
 func parseInitrdFlag(s string, mode crashhandler.Mode) (agent.CrashInitrd, error) {
 	if s == "" {
 		return "", nil

@@ -22,6 +22,9 @@ func crashFiles(reserve string) map[string]string {
 		"proc/meminfo":                "MemTotal:        2000000 kB\n",
 		"sys/firmware/memmap/0/start": "0x0\n", "sys/firmware/memmap/0/end": "0x9fbff\n", "sys/firmware/memmap/0/type": "System RAM\n",
 		"sys/firmware/memmap/1/start": "0x100000\n", "sys/firmware/memmap/1/end": "0x7ffdefff\n", "sys/firmware/memmap/1/type": "System RAM\n",
+		// The program a minimal crash initramfs (two-stage mode's
+		// default) runs as /init.
+		"proc/self/exe": strings.Repeat("fastreboot binary ", 100),
 	}
 	for _, n := range crashhandler.DefaultFaults {
 		files[filepath.Join("proc/sys", strings.ReplaceAll(n, ".", "/"))] = "0\n"

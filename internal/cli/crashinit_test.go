@@ -202,3 +202,32 @@ func TestCrashArmInitrdFlag(t *testing.T) {
 		t.Errorf("crash arm --initrd minimal: exit %d stdout %q stderr %q, %d loads", r.code, r.stdout, r.stderr, h.loader.Calls())
 	}
 }
+
+// TestCrashInitrdDefaultFlag: without --initrd, two-stage mode (named or
+// the default) arms and estimates the minimal crash initramfs, direct mode
+// production's.
+func TestCrashInitrdDefaultFlag(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mode []string
+		want agent.CrashInitrd
+	}{
+		{"no mode", nil, agent.CrashInitrdMinimal},
+		{"two-stage", []string{"--mode", "two-stage"}, agent.CrashInitrdMinimal},
+		{"direct", []string{"--mode", "direct"}, agent.CrashInitrdImage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.writeRoot(crashFiles("402653184"))
+			v1, _ := testimage.Update()
+			_, p := v1.WriteTemp(t)
+			var est agent.CrashEstimateReport
+			decode(t, h.run(append(append([]string{"crash", "estimate"}, tc.mode...), p, "--json")...), &est)
+			var rep agent.CrashArmReport
+			decode(t, h.run(append(append([]string{"crash", "arm"}, tc.mode...), p, "--json")...), &rep)
+			if est.Initrd != tc.want || rep.Initrd != tc.want || !rep.Armed {
+				t.Errorf("crash estimate/arm %v: initrd %q/%q (armed %v), want %q", tc.mode, est.Initrd, rep.Initrd, rep.Armed, tc.want)
+			}
+		})
+	}
+}
