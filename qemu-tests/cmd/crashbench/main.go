@@ -6,8 +6,9 @@
 //     ahead of time, `crash arm`'s default) and `--load file`
 //     (kexec_file_load), the crash kernel is production;
 //   - two-stage-seg and two-stage: `fastreboot crash arm --mode two-stage`
-//     with `--load segments` and `--load file`, a crash kernel saves the
-//     evidence and kexecs into production;
+//     with `--load segments` and `--load file`, a crash kernel (running
+//     the minimal crash initramfs, two-stage mode's default: fastreboot as
+//     /init) saves the evidence and kexecs into production;
 //   - kdump: the anchor, what kdump-tools does: kexec-tools' `kexec -p` of
 //     the same kernel and initrd with `nr_cpus=1 reset_devices irqpoll`, in
 //     the kdump kernel a capture (kexec-tools' vmcore-dmesg of /proc/vmcore
