@@ -44,6 +44,7 @@ var (
 	kexecRE     = regexp.MustCompile(`^fastreboot: rebooting through kexec`)
 	crashArmRE  = regexp.MustCompile(`^FRGUEST_CRASH_ARM (\S+) took=(\S+)s`)
 	panicLineRE = regexp.MustCompile(`Kernel panic - not syncing`)
+	physflatRE  = regexp.MustCompile(`APIC routing to physical flat`)
 	broughtUpRE = regexp.MustCompile(`smp: Brought up \d+ nodes?, (\d+) CPUs?`)
 )
 
@@ -183,6 +184,12 @@ func (c *crashVM) crash(fault, wantReason string, provoke func() error) recovery
 		since, _ := lastLineBefore(c.vm, harness.ReadyRE, 0, r.Trigger)
 		if _, ok := lastLineBefore(c.vm, harness.KernelStartRE, since, m.At); !ok {
 			c.t.Errorf("%s: no kernel banner between the fault and %q: no crash kernel booted", fault, m.Text)
+		}
+		// The direct crash kernel routes interrupts in physical mode
+		// (possible_cpus=9 where the VM has no hot-plug slots), so that
+		// nothing reaches the CPUs the panic left halted.
+		if _, ok := lastLineBefore(c.vm, physflatRE, since, m.At); !ok {
+			c.t.Errorf("%s: the direct crash kernel did not switch to physical APIC routing (no %q line)", fault, physflatRE)
 		}
 		// The direct crash kernel is production: its FRGUEST_START came
 		// just before the recover marker.

@@ -60,6 +60,49 @@ type CmdlineOptions struct {
 	// MemoryMap is the firmware memory map. Direct mode needs it; in
 	// two-stage mode it only identifies stale map words to drop.
 	MemoryMap MemoryMap
+	// PossibleCPUs is the number of possible CPUs of the running system
+	// (0: unknown). Direct mode raises it past flatAPICMaxCPUs with
+	// possible_cpus= (see physicalAPICWord).
+	PossibleCPUs int
+}
+
+// flatAPICMaxCPUs: an x86-64 kernel with at most this many possible CPUs
+// routes interrupts in flat logical destination mode (xAPIC; 6.1
+// arch/x86/kernel/apic/apic_flat_64.c: physflat_probe wants
+// num_possible_cpus() > 8), where each CPU's logical APIC id is one bit
+// given out in the order the kernel brings CPUs up, so a new kernel's
+// boot CPU gets logical id 1.
+const flatAPICMaxCPUs = 8
+
+// physicalAPICWord returns the word that makes a direct crash kernel route
+// interrupts in physical destination mode on a machine with possible CPUs
+// (possible_cpus=N with N past flatAPICMaxCPUs; "" when the machine has more
+// already, or when the count is unknown).
+//
+// Why: a panic leaves the other CPUs halted with interrupts off in the
+// crashed kernel's NMI handler, and a direct crash kernel reuses the
+// crashed kernel's memory before it takes them back with INIT at SMP
+// bring-up. In flat logical mode the crashed kernel's boot CPU still holds
+// logical id 1, the id the new kernel's boot CPU gets, so the interrupts the
+// new kernel aims at itself (the APIC timer calibration) also reach the
+// halted CPU. Hardware keeps such a CPU halted, but QEMU TCG wakes it now
+// and then, into memory the new kernel has already reused: the new kernel
+// dies ("kernel BUG at mm/vmalloc.c", seen in the QEMU test of a direct
+// crash set up as a user would, -smp 4). In physical mode nothing is
+// addressed to the halted CPU. possible_cpus= is honoured by x86
+// (arch/x86/kernel/smpboot.c prefill_possible_map, in setup_arch, before
+// the APIC driver is chosen); each extra possible CPU costs its per-CPU
+// area (about 260 KiB).
+func physicalAPICWord(possible int, words []string) string {
+	if possible <= 0 || possible > flatAPICMaxCPUs {
+		return ""
+	}
+	for _, w := range words {
+		if k, _, _ := strings.Cut(w, "="); k == "possible_cpus" {
+			return ""
+		}
+	}
+	return "possible_cpus=" + strconv.Itoa(flatAPICMaxCPUs+1)
 }
 
 // twoStageStrip are production words a two-stage crash kernel must not
@@ -92,7 +135,9 @@ var twoStageStrip = map[string]bool{
 // containing "crashkernel=") into fastreboot.orig= words that
 // ProductionCmdline turns back.
 //
-// Direct appends the full memory map (memmap=exactmap ...) and keeps
+// Direct appends the full memory map (memmap=exactmap ...), after the
+// marker possible_cpus= on a machine with at most 8 possible CPUs (see
+// physicalAPICWord), and keeps
 // crashkernel=: the direct crash kernel owns all RAM once its memmap= words
 // are parsed (early in setup_arch, before reserve_crashkernel), becomes the
 // production system and must be able to re-arm (FINDINGS: each generation
@@ -125,6 +170,9 @@ func CrashCmdline(prod string, mode Mode, opts CmdlineOptions) string {
 	}
 	out = append(out, userMap...)
 	out = append(out, markerKey+"="+string(mode))
+	if w := physicalAPICWord(opts.PossibleCPUs, words); mode == ModeDirect && w != "" {
+		out = append(out, w)
+	}
 	if mode == ModeTwoStage {
 		out = append(out, twoStageWords...)
 		switch t := opts.PanicTimeout; {

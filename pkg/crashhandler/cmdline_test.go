@@ -168,3 +168,36 @@ func FuzzCmdlineRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// TestCrashCmdlinePhysicalAPIC: a direct crash kernel on a machine with at
+// most 8 possible CPUs gets possible_cpus=9 after the marker (physical APIC
+// destination mode, see physicalAPICWord); more CPUs, an unknown count, a
+// user's own possible_cpus= or two-stage mode add nothing, and the next
+// production line drops it with the other crash-only words.
+func TestCrashCmdlinePhysicalAPIC(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		prod     string
+		mode     Mode
+		possible int
+		want     bool
+	}{
+		{"4 CPUs", "console=ttyS0", ModeDirect, 4, true},
+		{"8 CPUs", "console=ttyS0", ModeDirect, 8, true},
+		{"9 CPUs", "console=ttyS0", ModeDirect, 9, false},
+		{"unknown", "console=ttyS0", ModeDirect, 0, false},
+		{"user's own", "console=ttyS0 possible_cpus=4", ModeDirect, 4, false},
+		{"two-stage", "console=ttyS0", ModeTwoStage, 4, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := CrashCmdline(tc.prod, tc.mode, CmdlineOptions{PossibleCPUs: tc.possible})
+			after := got[strings.Index(got, markerKey):]
+			if has := strings.Contains(after, "possible_cpus=9"); has != tc.want {
+				t.Errorf("CrashCmdline = %q: possible_cpus=9 after the marker %v, want %v", got, has, tc.want)
+			}
+			if next := ProductionCmdline(got, nil); strings.Contains(next, "possible_cpus=9") {
+				t.Errorf("ProductionCmdline(%q) = %q keeps possible_cpus=9", got, next)
+			}
+		})
+	}
+}

@@ -94,6 +94,7 @@ func (o Options) plan(img Image) (*plan, error) {
 
 	copts := o.Cmdline
 	copts.MemoryMap = p.mm
+	copts.PossibleCPUs = possible
 	p.cmdline = CrashCmdline(img.Cmdline, p.mode, copts)
 	p.cmdlineErr = checkCrashCmdline(p.cmdline, p.hdr)
 
