@@ -229,7 +229,9 @@ func TestArmDirectAndOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "console=ttyS0 crashkernel=128M " + qemuMapWords + " fastreboot.crash=direct x=1"
+	// The fake machine has 16 possible CPUs: possible_cpus=16 keeps
+	// that count and physical APIC mode (physicalAPICWord).
+	want := "console=ttyS0 crashkernel=128M " + qemuMapWords + " fastreboot.crash=direct possible_cpus=16 x=1"
 	if d := cmp.Diff([]loadCall{{"vmlinuz", "", want, kexecFileOnCrash | kexecFileNoInitramfs}}, e.kernel.calls); d != "" {
 		t.Errorf("loader calls (-want +got):\n%s", d)
 	}

@@ -75,9 +75,12 @@ type CmdlineOptions struct {
 const flatAPICMaxCPUs = 8
 
 // physicalAPICWord returns the word that makes a direct crash kernel route
-// interrupts in physical destination mode on a machine with possible CPUs
-// (possible_cpus=N with N past flatAPICMaxCPUs; "" when the machine has more
-// already, or when the count is unknown).
+// interrupts in physical destination mode on a machine with possible CPUs:
+// possible_cpus=N with N the larger of possible and flatAPICMaxCPUs+1 (""
+// when the count is unknown or words set possible_cpus= already). It is
+// given even where possible is past flatAPICMaxCPUs, because a direct crash
+// kernel becomes production: when it arms the next crash image it counts
+// the possible CPUs its own possible_cpus= made, not the firmware's.
 //
 // Why: a panic leaves the other CPUs halted with interrupts off in the
 // crashed kernel's NMI handler, and a direct crash kernel reuses the
@@ -94,7 +97,7 @@ const flatAPICMaxCPUs = 8
 // the APIC driver is chosen); each extra possible CPU costs its per-CPU
 // area (about 260 KiB).
 func physicalAPICWord(possible int, words []string) string {
-	if possible <= 0 || possible > flatAPICMaxCPUs {
+	if possible <= 0 {
 		return ""
 	}
 	for _, w := range words {
@@ -102,7 +105,7 @@ func physicalAPICWord(possible int, words []string) string {
 			return ""
 		}
 	}
-	return "possible_cpus=" + strconv.Itoa(flatAPICMaxCPUs+1)
+	return "possible_cpus=" + strconv.Itoa(max(possible, flatAPICMaxCPUs+1))
 }
 
 // twoStageStrip are production words a two-stage crash kernel must not
@@ -136,8 +139,7 @@ var twoStageStrip = map[string]bool{
 // ProductionCmdline turns back.
 //
 // Direct appends the full memory map (memmap=exactmap ...), after the
-// marker possible_cpus= on a machine with at most 8 possible CPUs (see
-// physicalAPICWord), and keeps
+// marker possible_cpus= of at least 9 (see physicalAPICWord), and keeps
 // crashkernel=: the direct crash kernel owns all RAM once its memmap= words
 // are parsed (early in setup_arch, before reserve_crashkernel), becomes the
 // production system and must be able to re-arm (FINDINGS: each generation
