@@ -18,5 +18,5 @@ go test -count=1 $(go list ./... | grep -v '/qemu-tests$')
 
 # The QEMU boot tests (one package, so -v streams progress as it happens).
 # They must not skip here: a missing QEMU or kernel is a failure.
-echo "test.sh: QEMU boot tests (single-threaded TCG, about 13 minutes on 2 cores)"
+echo "test.sh: QEMU boot tests (single-threaded TCG, about 20 minutes on 2 cores)"
 FASTREBOOT_REQUIRE_QEMU=1 go test -count=1 -v -timeout 75m ./qemu-tests/
