@@ -139,6 +139,13 @@ func parseCrashkernelValue(v string, ram uint64) (uint64, error) {
 	}
 }
 
+// ParseMemSize reads a size or address as the kernel's memparse does (a
+// base prefix 0x or 0, then an optional K, M, G, T, P or E suffix), as in
+// crashkernel=, memmap= and ramoops.mem_address= words, and returns it with
+// the rest of s; ok is false if s starts with no number or the value is out
+// of range (above 2^62).
+func ParseMemSize(s string) (val uint64, rest string, ok bool) { return memparse(s) }
+
 // memparse reads a number as the kernel's memparse does (base prefix 0x
 // or 0 as simple_strtoull, then an optional K, M, G, T, P or E), and
 // returns it with the rest of s; ok is false if s starts with no number.

@@ -167,69 +167,13 @@ func (cm *cmdlineMemory) addMemmap(s string) error {
 	return nil
 }
 
-// memparse parses a number as the kernel's memparse does (base 16 with 0x,
-// 8 with a leading 0, else 10) followed by an optional K, M, G, T, P or E.
-// It returns the rest of s after the number and suffix.
+// memparse is crashhandler.ParseMemSize with an error naming s.
 func memparse(s string) (uint64, string, error) {
-	i := 0
-	base := 10
-	switch {
-	case len(s) > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X'):
-		base, i = 16, 2
-	case len(s) > 1 && s[0] == '0':
-		base, i = 8, 1
+	n, rest, ok := crashhandler.ParseMemSize(s)
+	if !ok {
+		return 0, s, fmt.Errorf("%q: not a size (or out of range)", s)
 	}
-	j := i
-	for j < len(s) && digitValue(s[j]) < base {
-		j++
-	}
-	if j == i && !(base == 8 && i == 1) {
-		return 0, s, fmt.Errorf("%q: no number", s)
-	}
-	var n uint64
-	if j > i {
-		v, err := strconv.ParseUint(s[i:j], base, 64)
-		if err != nil {
-			return 0, s, fmt.Errorf("%q: %w", s, err)
-		}
-		n = v
-	}
-	shift := 0
-	if j < len(s) {
-		switch s[j] {
-		case 'K', 'k':
-			shift = 10
-		case 'M', 'm':
-			shift = 20
-		case 'G', 'g':
-			shift = 30
-		case 'T', 't':
-			shift = 40
-		case 'P', 'p':
-			shift = 50
-		case 'E', 'e':
-			shift = 60
-		}
-		if shift != 0 {
-			j++
-		}
-	}
-	if shift != 0 && n > ^uint64(0)>>shift {
-		return 0, s, fmt.Errorf("%q: too large", s)
-	}
-	return n << shift, s[j:], nil
-}
-
-func digitValue(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'a' && c <= 'f':
-		return int(c-'a') + 10
-	case c >= 'A' && c <= 'F':
-		return int(c-'A') + 10
-	}
-	return 99
+	return n, rest, nil
 }
 
 // placement is where kexec segments may go: RAM of the firmware memory map,
