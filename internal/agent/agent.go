@@ -13,6 +13,7 @@ import (
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
@@ -41,14 +42,14 @@ type Service interface {
 	// manifest references.
 	Evict(ctx context.Context) (*modcache.EvictReport, error)
 	// CrashArm builds the crash image from the cache and arms it.
-	CrashArm(ctx context.Context, req CrashArmRequest) (*CrashArmReport, error)
+	CrashArm(ctx context.Context, req CrashArmRequest) (*crashpath.ArmReport, error)
 	// CrashDisarm unloads it and restores the fault-routing sysctls.
-	CrashDisarm(ctx context.Context) (*CrashStatusReport, error)
+	CrashDisarm(ctx context.Context) (*crashpath.StatusReport, error)
 	// CrashStatus reports the crash path and the last crash.
-	CrashStatus(ctx context.Context) (*CrashStatusReport, error)
+	CrashStatus(ctx context.Context) (*crashpath.StatusReport, error)
 	// CrashEstimate says which crashkernel= the armed or a given image
 	// needs, without arming anything.
-	CrashEstimate(ctx context.Context, req CrashEstimateRequest) (*CrashEstimateReport, error)
+	CrashEstimate(ctx context.Context, req CrashEstimateRequest) (*crashpath.EstimateReport, error)
 }
 
 // SyncRequest names a manifest file; its modules are read relative to its
@@ -148,7 +149,7 @@ type Options struct {
 	// verification was deferred; for comparison.
 	EagerVerify bool
 	// CrashInit is the program a minimal crash initramfs runs as /init
-	// (CrashInitrdMinimal); "" means Root/proc/self/exe, the running
+	// (crashpath.InitrdMinimal); "" means Root/proc/self/exe, the running
 	// fastreboot binary.
 	CrashInit string
 }
@@ -179,9 +180,9 @@ type Agent struct {
 	staged    *bootimage.Manifest // what the last Stage loaded
 	report    *fastreboot.StageReport
 	kernelELF *KernelELFStatus
-	// crashInitrd is the initrd choice of the last successful CrashArm
-	// ("" if none): every handoff carries it (ExtraCrashInitrd).
-	crashInitrd CrashInitrd
+
+	// crash is the generation's crash path over the cache.
+	crash *crashpath.Path
 
 	background sync.WaitGroup // PrepareKernelELF, VerifyCarried; Close waits for them
 }
@@ -220,6 +221,14 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.current = a.state.Manifest
+	cfg := crashConfig(opts)
+	cfg.Logger, cfg.Cache, cfg.State, cfg.Lock = log, cache, a.state, a.lockCrashBuild
+	cfg.Current = func() *bootimage.Manifest {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.current
+	}
+	a.crash = crashpath.New(cfg)
 	return a, nil
 }
 
@@ -310,7 +319,7 @@ func (a *Agent) machine(dryRun, noCarry bool, load fastreboot.LoadMethod) *fastr
 	o.Logger = a.log
 	o.Generation = a.state.Generation
 	o.DryRun = o.DryRun || dryRun
-	o.HandoffExtra = a.handoffExtra()
+	o.HandoffExtra = a.crash.HandoffExtra()
 	if noCarry {
 		o.Carry = fastreboot.CarryNone
 	}
@@ -318,7 +327,7 @@ func (a *Agent) machine(dryRun, noCarry bool, load fastreboot.LoadMethod) *fastr
 		o.Load = load
 	}
 	o.StateDir = a.opts.StateDir
-	if mm, _, err := a.memoryMap(); err == nil {
+	if mm, _, err := a.crash.MemoryMap(); err == nil {
 		o.MemoryMap = mm
 	}
 	return fastreboot.New(a.cache, o)
@@ -400,7 +409,7 @@ func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageR
 	}
 	a.stageMu.Lock()
 	defer a.stageMu.Unlock()
-	rep, err := a.machine(req.DryRun, req.NoCarry, req.Load).Stage(ctx, a.productionManifest(m), src, reason)
+	rep, err := a.machine(req.DryRun, req.NoCarry, req.Load).Stage(ctx, a.crash.ProductionManifest(m), src, reason)
 	if err != nil {
 		return &rep, err
 	}
