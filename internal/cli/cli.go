@@ -228,28 +228,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, cfg confi
 	// whatever happened: when the command failed before printing its
 	// report, that document is the error.
 	if wantsJSON(rest[1:]) && out.n == 0 {
-		printJSON(stdout, errorReport{Error: errorBody{
-			Command: rest[0], Message: err.Error(), Kinds: agent.Kinds(err), ExitCode: code,
-		}})
+		printJSON(stdout, errorDoc(rest[0], err.Error(), agent.Kinds(err), code))
 	}
 	return code
-}
-
-// errorReport is what a failed command prints on stdout under --json.
-type errorReport struct {
-	Error errorBody `json:"error"`
-}
-
-type errorBody struct {
-	// Command is the subcommand that failed ("stage", "crash", ...).
-	Command string `json:"command"`
-	// Message is the error, as printed on stderr.
-	Message string `json:"message"`
-	// Kinds names the sentinel errors it wraps (agent.Kinds), for programs
-	// that act on the kind of failure rather than its wording.
-	Kinds []string `json:"kinds,omitempty"`
-	// ExitCode is the process's exit code.
-	ExitCode int `json:"exit_code"`
 }
 
 // wantsJSON reports whether a subcommand's arguments ask for --json (before

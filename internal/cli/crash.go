@@ -95,7 +95,7 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *asJSON {
-		return printJSON(e.stdout, rep)
+		return printJSON(e.stdout, crashArmDoc(rep))
 	}
 	for _, w := range rep.Warnings {
 		fmt.Fprintf(e.stderr, "warning: %s\n", w)
@@ -159,7 +159,7 @@ func crashEstimate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *asJSON {
-		return printJSON(e.stdout, rep)
+		return printJSON(e.stdout, crashEstimateDoc(rep))
 	}
 	printEstimate(e.stdout, rep)
 	return nil
@@ -233,7 +233,7 @@ func crashDisarm(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *asJSON {
-		return printJSON(e.stdout, rep)
+		return printJSON(e.stdout, crashStatusDoc(schemaCrashDisarm, rep))
 	}
 	fmt.Fprintln(e.stdout, "crash path disarmed; fault-routing sysctls restored")
 	return nil
@@ -256,7 +256,7 @@ func crashStatus(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *asJSON {
-		return printJSON(e.stdout, rep)
+		return printJSON(e.stdout, crashStatusDoc(schemaCrashStatus, rep))
 	}
 	printCrashStatus(e.stdout, rep)
 	return nil
@@ -350,7 +350,7 @@ func crashLast(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	if *asJSON {
-		return printJSON(e.stdout, ev)
+		return printJSON(e.stdout, crashLastDoc(ev))
 	}
 	printEvidence(e.stdout, ev)
 	for _, l := range ev.Log {
@@ -377,7 +377,7 @@ func crashRecover(ctx context.Context, e *env, args []string) error {
 	rep, err := agent.Recover(ctx, opts, agent.RecoverOptions{EvidenceDir: *evDir})
 	if rep != nil {
 		if *asJSON {
-			printJSON(e.stdout, rep)
+			printJSON(e.stdout, crashRecoverDoc(rep))
 		} else {
 			if rep.EvidenceError != "" {
 				fmt.Fprintf(e.stdout, "no evidence: %s\n", rep.EvidenceError)

@@ -91,7 +91,7 @@ func manifestDiff(e *env, args []string) error {
 	}
 	d := bootimage.Diff(old, nw)
 	if *asJSON {
-		return printJSON(e.stdout, d)
+		return printJSON(e.stdout, manifestDiffDoc(d))
 	}
 	if d.Empty() {
 		fmt.Fprintln(e.stdout, "no difference")
@@ -134,7 +134,7 @@ func manifestValidate(ctx context.Context, e *env, args []string) error {
 		result.Content = &rep
 	}
 	if *asJSON {
-		return printJSON(e.stdout, result)
+		return printJSON(e.stdout, manifestValidateDoc(result.Manifest, result.Modules, result.Content))
 	}
 	fmt.Fprintf(e.stdout, "%s: valid (%d modules", pos[0], len(m.Modules))
 	if *content {

@@ -163,7 +163,7 @@ func stage(ctx context.Context, e *env, req agent.StageRequest, asJSON bool) (*f
 		return rep, err
 	}
 	if asJSON {
-		return rep, printJSON(e.stdout, rep)
+		return rep, printJSON(e.stdout, stageDoc(rep))
 	}
 	w := e.stdout
 	verb := "loaded"
@@ -249,7 +249,7 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 		plan.Staged = staged
 	}
 	if *asJSON {
-		if err := printJSON(e.stdout, plan); err != nil {
+		if err := printJSON(e.stdout, rebootDoc(plan)); err != nil {
 			return err
 		}
 	} else if *dryRun {

@@ -104,7 +104,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		rep.Problems = append(rep.Problems, rearmProblems(cs, rep.Agent)...)
 	}
 	if *asJSON {
-		if err := printJSON(e.stdout, rep); err != nil {
+		if err := printJSON(e.stdout, statusDoc(&rep)); err != nil {
 			return err
 		}
 	} else {
