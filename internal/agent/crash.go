@@ -375,7 +375,8 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*CrashArmRep
 		// The previous generation's choice (a re-arm after a crash).
 		initrd = a.armedInitrd()
 	}
-	defer a.lockCrashBuild(load)()
+	a.op.Lock()
+	defer a.op.Unlock()
 	b, err := a.buildCrashImage(ctx, req.Manifest, req.Inline, mode, load, initrd)
 	if err != nil {
 		return nil, fmt.Errorf("crash arm: %w", err)
@@ -446,32 +447,15 @@ func (b *crashBuild) image() crashhandler.Image {
 	return img
 }
 
-// lockCrashBuild takes the locks buildCrashImage needs and returns their
-// release: elfMu first when the image is prepared for kexec_load (like a
-// segments Stage, it waits for the background derivation of the
-// decompressed kernel instead of decompressing it a second time alongside
-// it), then stageMu.
-func (a *Agent) lockCrashBuild(load crashLoad) func() {
-	if load.prepare {
-		a.elfMu.Lock()
-	}
-	a.stageMu.Lock()
-	return func() {
-		a.stageMu.Unlock()
-		if load.prepare {
-			a.elfMu.Unlock()
-		}
-	}
-}
-
 // buildCrashImage builds the crash image of a manifest file, an inline
 // manifest or (neither) the image this generation runs, served from the
 // cache: the manifest's initrd pieces plus a handoff with reason crash, the
 // next generation, the recorded memory map, the crash mode and the carried
-// modules; with load.prepare, also prepared for kexec_load. The caller
-// holds stageMu (an Evict must not drop the modules until the image is
-// loaded), and elfMu before it when load.prepare (lockCrashBuild), and
-// closes b.img.
+// modules; with load.prepare, also prepared for kexec_load (like a segments
+// Stage, the Machine waits for a background derivation of the decompressed
+// kernel instead of decompressing it a second time alongside it). The
+// caller holds op (an Evict must not drop the modules until the image is
+// loaded) and closes b.img.
 func (a *Agent) buildCrashImage(ctx context.Context, path string, inline *bootimage.Manifest, mode crashhandler.Mode, load crashLoad, initrd CrashInitrd) (*crashBuild, error) {
 	initrd, err := ParseCrashInitrd(string(initrd))
 	if err != nil {
@@ -514,16 +498,14 @@ func (a *Agent) buildCrashImage(ctx context.Context, path string, inline *bootim
 	// The crash handoff names this crash (reason crash, the generation);
 	// an older crash's evidence would only be mistaken for it.
 	delete(extra, ExtraCrashEvidence)
-	mopts := a.opts.Machine
-	mopts.Root, mopts.Logger, mopts.Generation = a.opts.Root, a.log, a.state.Generation
-	mopts.HandoffExtra = extra
-	mopts.MemoryMap, mopts.StateDir = b.mm, a.opts.StateDir
 	// The crash image is the production image: its command line is the
 	// one Stage would load (the running crashkernel= when the manifest has
 	// none; the memory map words a restricted generation adds are replaced
 	// by CrashCmdline).
 	b.cmdline = a.productionManifest(m).Cmdline
-	bo := fastreboot.BuildOptions{Reason: fastreboot.ReasonCrash, Segments: load.prepare}
+	bo := fastreboot.BuildOptions{
+		Reason: fastreboot.ReasonCrash, Generation: a.state.Generation, HandoffExtra: extra, MemoryMap: b.mm, Segments: load.prepare,
+	}
 	if initrd == CrashInitrdMinimal {
 		exe, err := a.crashInit()
 		if err != nil {
@@ -536,7 +518,7 @@ func (a *Agent) buildCrashImage(ctx context.Context, path string, inline *bootim
 		}
 		bo.CrashInit = io.NewSectionReader(exe, 0, fi.Size())
 	}
-	if b.img, err = fastreboot.New(a.cache, mopts).BuildImage(ctx, m, src, bo); err != nil {
+	if b.img, err = a.mc.BuildImage(ctx, m, src, bo); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -582,7 +564,8 @@ func (a *Agent) CrashEstimate(ctx context.Context, req CrashEstimateRequest) (*C
 		mode = crashhandler.ModeTwoStage
 	}
 	load := a.crashLoadMethod(req.Load)
-	defer a.lockCrashBuild(load)()
+	a.op.Lock()
+	defer a.op.Unlock()
 	b, err := a.buildCrashImage(ctx, req.Manifest, req.Inline, mode, load, req.Initrd)
 	if err != nil {
 		return nil, fmt.Errorf("crash estimate: %w", err)
@@ -866,18 +849,19 @@ func Recover(ctx context.Context, opts Options, ro RecoverOptions) (*RecoverRepo
 	extra := a.handoffExtra()
 	extra[ExtraCrashMode], _ = json.Marshal(mode)
 	extra[ExtraCrashEvidence], _ = json.Marshal(ev)
-	mopts := opts.Machine
-	mopts.Root, mopts.Logger, mopts.HandoffExtra = opts.Root, a.log, extra
-	mopts.Generation = max(a.state.Generation-1, 1)
-	// Production must bring back the CPUs of the kernel that crashed, not
-	// the one CPU this stage runs on.
-	mopts.CPURecord = a.state.CPURecord
-	// Staging production is the cache's last use in the crash kernel:
-	// once the initrd is assembled it holds every module, and the
-	// cache's copies would only take reservation while kexec_file_load
-	// reads the image in (see crashhandler.RequiredReservation).
-	mopts.ReleaseCache = true
-	staged, err := fastreboot.New(a.cache, mopts).Stage(ctx, &prod, noStorage{}, fastreboot.ReasonCrash)
+	so := fastreboot.StageOptions{
+		Reason: fastreboot.ReasonCrash, Generation: max(a.state.Generation-1, 1), HandoffExtra: extra, MemoryMap: mm,
+		// Production must bring back the CPUs of the kernel that
+		// crashed, not the one CPU this stage runs on.
+		CPURecord: a.state.CPURecord,
+		// Staging production is the cache's last use in the crash
+		// kernel: once the initrd is assembled it holds every module,
+		// and the cache's copies would only take reservation while
+		// kexec_file_load reads the image in (see
+		// crashhandler.RequiredReservation).
+		ReleaseCache: true,
+	}
+	staged, err := a.mc.Stage(ctx, &prod, noStorage{}, so)
 	rep.Staged = &staged
 	rep.Took = time.Since(t0)
 	if err != nil {

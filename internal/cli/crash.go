@@ -401,5 +401,5 @@ func crashRecover(ctx context.Context, e *env, args []string) error {
 	mc := fastreboot.New(nil, mopts)
 	fmt.Fprintf(e.stdout, "fastreboot: rebooting through kexec at %s\n", time.Now().UTC().Format(time.RFC3339Nano))
 	drain(e.stdout)
-	return mc.Reboot(ctx)
+	return mc.Reboot(ctx, fastreboot.RebootOptions{})
 }

@@ -206,13 +206,13 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	opts := e.cfg.machine
-	opts.Root, opts.Logger, opts.DryRun = e.root, e.log, *dryRun
-	opts.StopCPUs = stopCPUs
+	opts.Root, opts.Logger = e.root, e.log
+	ro := fastreboot.RebootOptions{DryRun: *dryRun, StopCPUs: stopCPUs}
 	switch *fallback {
 	case "refuse":
-		opts.Fallback = fastreboot.FallbackRefuse
+		ro.Fallback = fastreboot.FallbackRefuse
 	case "firmware":
-		opts.Fallback = fastreboot.FallbackFirmware
+		ro.Fallback = fastreboot.FallbackFirmware
 	default:
 		return usagef("--fallback %q: want refuse or firmware", *fallback)
 	}
@@ -235,7 +235,7 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	m := fastreboot.New(nil, opts)
-	plan, err := m.PlanReboot()
+	plan, err := m.PlanReboot(ro)
 	if err != nil && staged != nil && staged.DryRun && errors.Is(err, fastreboot.ErrNotLoaded) {
 		// The image was built in a dry run (by the daemon or an agent of
 		// this process, not by m), so it is not loaded: plan as if it were.
@@ -264,7 +264,7 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 	drain(e.stdout)
-	return m.Reboot(ctx)
+	return m.Reboot(ctx, ro)
 }
 
 func because(why string) string {

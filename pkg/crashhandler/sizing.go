@@ -193,7 +193,7 @@ func (s Sizing) Breakdown() string {
 // after unpacking and its kernel segment shrinks to the kernel image, so
 // they are not counted again. The crash stage moves the carried modules
 // into the cache, and Stage releases all but the kernel once production's
-// initrd (R = ReloadInitrdBytes) is assembled (Options.ReleaseCache), so
+// initrd (R = ReloadInitrdBytes) is assembled (fastreboot.StageOptions.ReleaseCache), so
 // at the peak, the end of kexec_file_load, it holds:
 //
 //	Runtime = MinimalResident + MinimalStageBase + MinimalHeadroom + CPU budgets

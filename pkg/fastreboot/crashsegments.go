@@ -297,6 +297,7 @@ type crashSegments struct {
 	initrd *os.File
 	bytes  int64 // the initrd's
 	ram    uint64
+	dryRun bool // BuildOptions.DryRun
 }
 
 var _ crashhandler.SegmentsImage = (*crashSegments)(nil)
@@ -322,7 +323,7 @@ func (c *crashSegments) LoadOnCrash(cmdline string) error {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	sl, ok := mc.opts.Loader.(CrashSegmentsLoader)
-	if !ok && !mc.opts.DryRun {
+	if !ok && !c.dryRun {
 		return fmt.Errorf("segments load method: the loader %T cannot call kexec_load (it does not implement CrashSegmentsLoader)", mc.opts.Loader)
 	}
 	path := filepath.Join(mc.opts.Root, pathIomem)
@@ -357,7 +358,7 @@ func (c *crashSegments) LoadOnCrash(cmdline string) error {
 		}
 		img.fillReport(c.prep.report)
 		c.prep.report.Avoided = []AvoidedRange{{Start: img.free, End: res.End, Why: "left free in the crash kernel reservation for the kexec control page and identity page tables"}}
-		if mc.opts.DryRun {
+		if c.dryRun {
 			mc.log.Info("dry run: would call kexec_load(ON_CRASH)", "entry", fmt.Sprintf("%#x", img.entry), "segments", len(img.segments))
 			return nil
 		}

@@ -38,8 +38,8 @@ func buildCrashSegments(t *testing.T, iomem string) (*segmentsRig, *fakeCrashLoa
 	}
 	r := newSegmentsRig(t, changes)
 	l := &fakeCrashLoader{}
-	r.opts.Loader, r.opts.Load = l, ""
-	img, err := New(r.cache, r.opts).BuildImage(context.Background(), r.m, r.src, BuildOptions{Reason: ReasonCrash, Segments: true})
+	r.opts.Loader = l
+	img, err := New(r.cache, r.opts).BuildImage(context.Background(), r.m, r.src, BuildOptions{Reason: ReasonCrash, Segments: true, MemoryMap: r.so.MemoryMap})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,8 +216,7 @@ func TestCrashSegmentsReservationBytes(t *testing.T) {
 
 func TestCrashSegmentsNeedsCrashLoader(t *testing.T) {
 	r := newSegmentsRig(t, nil)
-	r.opts.Load = ""
-	img, err := New(r.cache, r.opts).BuildImage(context.Background(), r.m, r.src, BuildOptions{Reason: ReasonCrash, Segments: true})
+	img, err := New(r.cache, r.opts).BuildImage(context.Background(), r.m, r.src, BuildOptions{Reason: ReasonCrash, Segments: true, MemoryMap: r.so.MemoryMap})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,8 +280,8 @@ func TestCrashSegmentsTwoStage(t *testing.T) {
 			"7ffe0000-7fffffff : Reserved\n100000000-17fffffff : System RAM\n",
 	})
 	l := &fakeCrashLoader{}
-	r.opts.Loader, r.opts.Load = l, ""
-	img, err := New(r.cache, r.opts).BuildImage(context.Background(), r.m, r.src, BuildOptions{Reason: ReasonCrash, Segments: true})
+	r.opts.Loader = l
+	img, err := New(r.cache, r.opts).BuildImage(context.Background(), r.m, r.src, BuildOptions{Reason: ReasonCrash, Segments: true, MemoryMap: r.so.MemoryMap})
 	if err != nil {
 		t.Fatal(err)
 	}

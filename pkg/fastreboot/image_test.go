@@ -13,18 +13,17 @@ import (
 
 // TestBuildImage builds an image without loading it: the initrd holds the
 // pieces and a handoff with the given reason, generation and extra fields
-// (Options.HandoffExtra merged with BuildOptions.Extra), sealed.
+// (BuildOptions.HandoffExtra), sealed.
 func TestBuildImage(t *testing.T) {
 	im := testimage.Default()
 	m, dir := im.WriteTempDir(t)
 	loader := &fakeLoader{}
 	mc := New(newCache(t), Options{
 		Root: fakeTree(t, goodTree), Loader: loader, Now: stepClock(t0, time.Millisecond), Logger: testLogger(t),
-		Generation:   3,
-		HandoffExtra: map[string]json.RawMessage{"memory_map": json.RawMessage(`[]`), "crash_mode": json.RawMessage(`"x"`)},
 	})
 	img, err := mc.BuildImage(context.Background(), m, modcache.DirSource(dir), BuildOptions{
-		Reason: ReasonCrash, Extra: map[string]json.RawMessage{"crash_mode": json.RawMessage(`"direct"`)},
+		Reason: ReasonCrash, Generation: 3,
+		HandoffExtra: map[string]json.RawMessage{"memory_map": json.RawMessage(`[]`), "crash_mode": json.RawMessage(`"direct"`)},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -274,7 +274,12 @@ type kernelELFResult struct {
 //   - without a record, an ELF derived from kmod in this generation is used
 //     and recorded, or kmod is decompressed, the ELF added to the cache
 //     (checked by the cache's Check) and its digest recorded.
+//
+// It holds mc.elfMu: one derivation at a time, and a second caller finds
+// the first one's ELF cached.
 func (mc *Machine) kernelELF(ctx context.Context, kmod bootimage.Module, kernel *modcache.Entry) (kernelELFResult, error) {
+	mc.elfMu.Lock()
+	defer mc.elfMu.Unlock()
 	var res kernelELFResult
 	dir := mc.opts.StateDir
 	index := filepath.Join(dir, KernelELFIndexFile)
@@ -345,10 +350,10 @@ func (mc *Machine) kernelELF(ctx context.Context, kmod bootimage.Module, kernel 
 // carried bzImage once booted (checked against the recorded digest;
 // ErrKernelELFMismatch if it differs). The kernel must be cached already.
 // It reports the ELF and whether it was decompressed now, and how long
-// that took. It takes the Machine's lock, as Stage does.
+// that took. It does not wait for a Stage or BuildImage under way, nor
+// they for it, unless they derive the decompressed kernel too (LoadSegments,
+// BuildOptions.Segments): they then wait for it and find its ELF cached.
 func (mc *Machine) PrepareKernelELF(ctx context.Context, m *bootimage.Manifest) (rec KernelELF, decompressed bool, took time.Duration, err error) {
-	mc.mu.Lock()
-	defer mc.mu.Unlock()
 	if m == nil {
 		return rec, false, 0, fmt.Errorf("prepare decompressed kernel: %w: nil manifest", bootimage.ErrInvalid)
 	}

@@ -72,7 +72,7 @@ type State struct {
 	CPUs      *cpustop.Report `json:"cpus,omitempty"`
 	CPUsError string          `json:"cpus_error,omitempty"`
 	// CPURecord is the handoff's record itself, so that a crash stage
-	// running on fewer CPUs can pass it on (Options.CPURecord).
+	// running on fewer CPUs can pass it on (StageOptions.CPURecord).
 	CPURecord *cpustop.Record `json:"cpu_record,omitempty"`
 }
 

@@ -24,15 +24,15 @@ const (
 	pathMemmap     = "sys/firmware/memmap"
 )
 
-// memoryMapRecorded is SegmentsReport.MemoryMap for Options.MemoryMap.
+// memoryMapRecorded is SegmentsReport.MemoryMap for StageOptions.MemoryMap.
 const memoryMapRecorded = "recorded"
 
-// firmwareMap returns the firmware memory map: Options.MemoryMap, the one
-// recorded while the system was healthy, or else the one under Root, and
-// says which.
-func (mc *Machine) firmwareMap() (crashhandler.MemoryMap, string, error) {
-	if len(mc.opts.MemoryMap) > 0 {
-		return mc.opts.MemoryMap, memoryMapRecorded, nil
+// firmwareMap returns the firmware memory map: recorded, the one recorded
+// while the system was healthy (StageOptions.MemoryMap), or else the one
+// under Root, and says which.
+func (mc *Machine) firmwareMap(recorded crashhandler.MemoryMap) (crashhandler.MemoryMap, string, error) {
+	if len(recorded) > 0 {
+		return recorded, memoryMapRecorded, nil
 	}
 	mm, err := crashhandler.ReadFirmwareMemoryMap(mc.opts.Root)
 	return mm, filepath.Join(mc.opts.Root, pathMemmap), err
@@ -57,16 +57,17 @@ type segmentsPrep struct {
 // firmware map must fit the zero page, /proc/iomem, the command lines and
 // the running zero page must be readable, and the kernel decompressed (from
 // the cache, or now and cached; see Machine.kernelELF).
-func (mc *Machine) prepareSegments(ctx context.Context, m *bootimage.Manifest, kmod bootimage.Module, kernel *modcache.Entry, forCrash bool) (*segmentsPrep, error) {
+func (mc *Machine) prepareSegments(ctx context.Context, m *bootimage.Manifest, kmod bootimage.Module, kernel *modcache.Entry, spec buildSpec) (*segmentsPrep, error) {
+	forCrash := spec.crash
 	root := mc.opts.Root
 	p := func(rel string) string { return filepath.Join(root, rel) }
 	if err := lockdownForbidsKexecLoad(p(pathLockdown)); err != nil {
 		return nil, err
 	}
-	if _, ok := mc.opts.Loader.(SegmentsLoader); !ok && !mc.opts.DryRun && !forCrash {
+	if _, ok := mc.opts.Loader.(SegmentsLoader); !ok && !spec.dryRun && !forCrash {
 		return nil, fmt.Errorf("segments load method: the loader %T cannot call kexec_load (it does not implement SegmentsLoader)", mc.opts.Loader)
 	}
-	fw, fwSource, err := mc.firmwareMap()
+	fw, fwSource, err := mc.firmwareMap(spec.memoryMap)
 	if err != nil {
 		return nil, fmt.Errorf("segments load method: the next kernel's e820 table: %w", err)
 	}

@@ -98,7 +98,7 @@ func kexecLoadError(call string, errno unix.Errno) error {
 
 // loadSegments maps the cached kernel ELF and the sealed initrd, places the
 // segments and calls kexec_load, or, in a dry run, only plans them.
-func (mc *Machine) loadSegments(prep *segmentsPrep, initrd *os.File, cmdline string) error {
+func (mc *Machine) loadSegments(prep *segmentsPrep, initrd *os.File, cmdline string, dryRun bool) error {
 	elfData, unmapELF, err := mapFile(prep.elf.entry.File(), prep.elf.entry.Size())
 	if err != nil {
 		return fmt.Errorf("decompressed kernel: %w", err)
@@ -123,7 +123,7 @@ func (mc *Machine) loadSegments(prep *segmentsPrep, initrd *os.File, cmdline str
 		mc.log.Warn("segments load method: the running kernel was booted through EFI; the next kernel gets no EFI runtime services " +
 			"(kexec_load cannot pass their mapping as kexec_file_load does) and finds ACPI through the recorded RSDP address")
 	}
-	if mc.opts.DryRun {
+	if dryRun {
 		mc.log.Info("dry run: would call kexec_load", "entry", fmt.Sprintf("%#x", img.entry),
 			"kernel_entry", fmt.Sprintf("%#x", prep.report.KernelEntry), "segments", len(img.segments))
 		return nil

@@ -105,6 +105,7 @@ type segmentsRig struct {
 	cache  *modcache.Cache
 	loader *fakeSegmentsLoader
 	opts   Options
+	so     StageOptions
 }
 
 func newSegmentsRig(t *testing.T, treeChanges map[string]string) *segmentsRig {
@@ -115,20 +116,19 @@ func newSegmentsRig(t *testing.T, treeChanges map[string]string) *segmentsRig {
 	m, dir := im.WriteTempDir(t)
 	r := &segmentsRig{im: im, m: m, src: modcache.DirSource(dir), cache: newSegmentsCache(t), loader: &fakeSegmentsLoader{}}
 	r.opts = Options{
-		Root:      segmentsTree(t, treeChanges),
-		Loader:    r.loader,
-		Load:      LoadSegments,
-		MemoryMap: qemuMap,
-		StateDir:  t.TempDir(),
-		Now:       stepClock(t0, time.Millisecond),
-		Logger:    testLogger(t),
+		Root:     segmentsTree(t, treeChanges),
+		Loader:   r.loader,
+		StateDir: t.TempDir(),
+		Now:      stepClock(t0, time.Millisecond),
+		Logger:   testLogger(t),
 	}
+	r.so = StageOptions{Reason: ReasonUpdate, Load: LoadSegments, MemoryMap: qemuMap}
 	return r
 }
 
 func (r *segmentsRig) stage(t *testing.T) (StageReport, error) {
 	t.Helper()
-	return New(r.cache, r.opts).Stage(context.Background(), r.m, r.src, ReasonUpdate)
+	return New(r.cache, r.opts).Stage(context.Background(), r.m, r.src, r.so)
 }
 
 func elfOf(t *testing.T, kernel []byte) []byte {
@@ -290,7 +290,7 @@ func TestStageSegmentsRelocatesKernel(t *testing.T) {
 
 func TestStageSegmentsNoRoom(t *testing.T) {
 	r := newSegmentsRig(t, nil)
-	r.opts.MemoryMap = crashhandler.MemoryMap{{Start: 0, End: 0x9fbff, Type: crashhandler.TypeRAM}, {Start: 0x100000, End: 0x13fffff, Type: crashhandler.TypeRAM}}
+	r.so.MemoryMap = crashhandler.MemoryMap{{Start: 0, End: 0x9fbff, Type: crashhandler.TypeRAM}, {Start: 0x100000, End: 0x13fffff, Type: crashhandler.TypeRAM}}
 	_, err := r.stage(t)
 	if !errors.Is(err, ErrNoMemory) || !strings.Contains(err.Error(), "kernel") || r.loader.loads != 0 {
 		t.Errorf("20 MiB of RAM: err = %v, loads %d; want ErrNoMemory naming the kernel and no load", err, r.loader.loads)
@@ -403,8 +403,8 @@ func TestKexecLoadError(t *testing.T) {
 
 func TestStageSegmentsDryRunAndCarryNone(t *testing.T) {
 	r := newSegmentsRig(t, nil)
-	r.opts.DryRun = true
-	r.opts.Carry = CarryNone
+	r.so.DryRun = true
+	r.so.Carry = CarryNone
 	rep, err := r.stage(t)
 	if err != nil {
 		t.Fatal(err)
@@ -470,7 +470,7 @@ func TestResumeRecordsKernelELF(t *testing.T) {
 		r2 := *r
 		r2.cache = cache
 		r2.opts.StateDir = stateDir
-		r2.opts.Generation = 2
+		r2.so.Generation = 2
 		r2.src = &countingSource{src: r.src, fail: true}
 		return &r2, st
 	}

@@ -14,7 +14,7 @@ func (KexecLoader) SegmentsLoad(entry uint64, segments []Segment) error {
 
 // loadSegments returns ErrNotSupported: the segments are planned with
 // u-root's Linux-only kexec package.
-func (mc *Machine) loadSegments(prep *segmentsPrep, initrd *os.File, cmdline string) error {
+func (mc *Machine) loadSegments(prep *segmentsPrep, initrd *os.File, cmdline string, dryRun bool) error {
 	return fmt.Errorf("segments load method: kexec_load %w on this system", ErrNotSupported)
 }
 
