@@ -1,8 +1,6 @@
 package crashhandler
 
 import (
-	"bufio"
-	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -10,9 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // Evidence by default: a direct-mode crash kernel cannot read the crashed
@@ -155,7 +153,7 @@ type Ramoops struct {
 // MODULE.PARAM words itself only to built-in modules.
 func (r Ramoops) Words() []string {
 	return []string{
-		fmt.Sprintf("memmap=%s$%#x", memSize(r.Size), r.Address),
+		fmt.Sprintf("memmap=%s$%#x", memmap.FormatSize(r.Size), r.Address),
 		fmt.Sprintf("ramoops.mem_address=%#x", r.Address),
 		fmt.Sprintf("ramoops.mem_size=%#x", r.Size),
 		fmt.Sprintf("ramoops.record_size=%#x", r.RecordSize),
@@ -180,7 +178,7 @@ func RamoopsWords(cmdline string) []string {
 func ramoopsAddress(words []string) (uint64, bool) {
 	for _, w := range words {
 		if v, ok := strings.CutPrefix(w, "ramoops.mem_address="); ok {
-			n, rest, ok := memparse(v)
+			n, rest, ok := memmap.ParseSize(v)
 			if ok && rest == "" {
 				return n, true
 			}
@@ -199,11 +197,11 @@ func keptRegionWords(words []string, addr uint64) []string {
 		if !ok {
 			continue
 		}
-		size, rest, ok := memparse(v)
+		size, rest, ok := memmap.ParseSize(v)
 		if !ok || rest == "" || (rest[0] != '$' && rest[0] != '!') {
 			continue
 		}
-		start, rest, ok := memparse(rest[1:])
+		start, rest, ok := memmap.ParseSize(rest[1:])
 		if ok && rest == "" && start <= addr && addr < start+size {
 			out = append(out, w)
 		}
@@ -346,34 +344,21 @@ func PlaceRamoops(fw MemoryMap, iomem io.Reader, size uint64) (uint64, error) {
 	if size == 0 {
 		size = DefaultRamoopsSize
 	}
-	res, err := parseIomemRAM(iomem)
+	res, err := memmap.ParseIomem(iomem)
 	if err != nil {
 		return 0, err
 	}
-	if len(res.ram) == 0 {
+	ram := res.RAM()
+	if len(ram) == 0 {
 		return 0, fmt.Errorf("%w: /proc/iomem shows no System RAM (read without CAP_SYS_ADMIN it shows every address as 0)", ErrNoRamoopsRoom)
 	}
-	var free []addrRange
-	for _, r := range fw {
-		if r.Type != TypeRAM {
-			continue
-		}
-		for _, s := range res.ram {
-			if i := (addrRange{r.Start, r.End + 1}).intersect(s); !i.empty() {
-				free = append(free, i)
-			}
-		}
-	}
-	for _, c := range res.crash {
-		free = subtract(free, c)
-	}
-	free = mergeRanges(free)
+	free := memmap.Merge(memmap.Subtract(memmap.IntersectAll(fw.RAM(), ram), res.CrashKernel()...))
 	best := uint64(0)
 	found := false
 	for _, r := range free {
-		start := max(r.start, ramoopsFloor)
+		start := max(r.Start, ramoopsFloor)
 		start = (start + ramoopsAlign - 1) &^ (ramoopsAlign - 1)
-		if start+size > r.end || start+size < start {
+		if start+size > r.End || start+size < start {
 			continue
 		}
 		if !found || start < best {
@@ -384,87 +369,4 @@ func PlaceRamoops(fw MemoryMap, iomem io.Reader, size uint64) (uint64, error) {
 		return 0, fmt.Errorf("%w: no %d bytes of System RAM above 1 MiB outside the crash kernel reservation", ErrNoRamoopsRoom, size)
 	}
 	return best, nil
-}
-
-// addrRange is [start, end).
-type addrRange struct{ start, end uint64 }
-
-func (r addrRange) empty() bool { return r.end <= r.start }
-
-func (r addrRange) intersect(o addrRange) addrRange {
-	return addrRange{max(r.start, o.start), min(r.end, o.end)}
-}
-
-// subtract removes cut from every range of rs.
-func subtract(rs []addrRange, cut addrRange) []addrRange {
-	var out []addrRange
-	for _, r := range rs {
-		if r.intersect(cut).empty() {
-			out = append(out, r)
-			continue
-		}
-		if lo := (addrRange{r.start, cut.start}); !lo.empty() {
-			out = append(out, lo)
-		}
-		if hi := (addrRange{cut.end, r.end}); !hi.empty() {
-			out = append(out, hi)
-		}
-	}
-	return out
-}
-
-// mergeRanges sorts rs and joins ranges that overlap or touch (the
-// firmware map may list adjacent RAM ranges).
-func mergeRanges(rs []addrRange) []addrRange {
-	rs = append([]addrRange(nil), rs...)
-	slices.SortFunc(rs, func(a, b addrRange) int { return cmp.Compare(a.start, b.start) })
-	var out []addrRange
-	for _, r := range rs {
-		if n := len(out); n > 0 && r.start <= out[n-1].end {
-			out[n-1].end = max(out[n-1].end, r.end)
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
-}
-
-type iomemRAM struct {
-	ram, crash []addrRange
-}
-
-// parseIomemRAM reads /proc/iomem ("START-END : NAME", two spaces of
-// indent per nesting level): the top-level System RAM resources and every
-// "Crash kernel" resource (nested inside System RAM).
-func parseIomemRAM(r io.Reader) (iomemRAM, error) {
-	var out iomemRAM
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
-		body := strings.TrimLeft(line, " ")
-		rng, name, ok := strings.Cut(body, " : ")
-		if !ok {
-			continue
-		}
-		lo, hi, ok := strings.Cut(rng, "-")
-		if !ok {
-			continue
-		}
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil || end <= start {
-			continue
-		}
-		rr := addrRange{start, end + 1}
-		switch name = strings.TrimSpace(name); {
-		case name == "Crash kernel":
-			out.crash = append(out.crash, rr)
-		case name == TypeRAM && len(line) == len(body):
-			out.ram = append(out.ram, rr)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return out, fmt.Errorf("reading /proc/iomem: %w", err)
-	}
-	return out, nil
 }

@@ -69,10 +69,10 @@ func TestPostNotifiers(t *testing.T) {
 
 func TestPlaceRamoops(t *testing.T) {
 	holeMap := MemoryMap{
-		{0x0, 0x9fbff, TypeRAM},
-		{0x100000, 0x2fffff, TypeRAM},
-		{0x300000, 0x3fffff, TypeReserved},
-		{0x400000, 0x7ffdefff, TypeRAM},
+		{Start: 0x0, End: 0x9fbff, Type: TypeRAM},
+		{Start: 0x100000, End: 0x2fffff, Type: TypeRAM},
+		{Start: 0x300000, End: 0x3fffff, Type: TypeReserved},
+		{Start: 0x400000, End: 0x7ffdefff, Type: TypeRAM},
 	}
 	for _, tc := range []struct {
 		name  string
@@ -91,10 +91,10 @@ func TestPlaceRamoops(t *testing.T) {
 			0x4100000, nil},
 		{"firmware reserved hole", holeMap, qemuIomem, 0x100000, nil},
 		{"firmware hole where 1 MiB does not fit",
-			MemoryMap{{0x0, 0x9fbff, TypeRAM}, {0x100000, 0x17ffff, TypeReserved}, {0x180000, 0x27ffff, TypeRAM}, {0x280000, 0x7ffdefff, TypeRAM}},
+			MemoryMap{{Start: 0x0, End: 0x9fbff, Type: TypeRAM}, {Start: 0x100000, End: 0x17ffff, Type: TypeReserved}, {Start: 0x180000, End: 0x27ffff, Type: TypeRAM}, {Start: 0x280000, End: 0x7ffdefff, Type: TypeRAM}},
 			qemuIomem, 0x200000, nil},
 		{"iomem read without CAP_SYS_ADMIN", qemuMemoryMap(), "00000000-00000000 : System RAM\n", 0, ErrNoRamoopsRoom},
-		{"no RAM above 1 MiB", MemoryMap{{0x0, 0x9fbff, TypeRAM}}, qemuIomem, 0, ErrNoRamoopsRoom},
+		{"no RAM above 1 MiB", MemoryMap{{Start: 0x0, End: 0x9fbff, Type: TypeRAM}}, qemuIomem, 0, ErrNoRamoopsRoom},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := PlaceRamoops(tc.fw, strings.NewReader(tc.iomem), DefaultRamoopsSize)

@@ -13,6 +13,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -137,7 +138,7 @@ func (mc *Machine) BuildImage(ctx context.Context, m *bootimage.Manifest, src mo
 		rep.Load = LoadSegments
 		var ram uint64
 		for _, e := range b.seg.e820 {
-			if e.Type == e820RAM {
+			if e.Type == memmap.E820RAM {
 				ram += e.Size
 			}
 		}

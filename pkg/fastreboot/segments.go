@@ -12,7 +12,7 @@ import (
 	"github.com/u-root/u-root/pkg/boot/bzimage"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
-	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -30,11 +30,11 @@ const memoryMapRecorded = "recorded"
 // firmwareMap returns the firmware memory map: recorded, the one recorded
 // while the system was healthy (StageOptions.MemoryMap), or else the one
 // under Root, and says which.
-func (mc *Machine) firmwareMap(recorded crashhandler.MemoryMap) (crashhandler.MemoryMap, string, error) {
+func (mc *Machine) firmwareMap(recorded memmap.Map) (memmap.Map, string, error) {
 	if len(recorded) > 0 {
 		return recorded, memoryMapRecorded, nil
 	}
-	mm, err := crashhandler.ReadFirmwareMemoryMap(mc.opts.Root)
+	mm, err := memmap.ReadFirmware(mc.opts.Root)
 	return mm, filepath.Join(mc.opts.Root, pathMemmap), err
 }
 
@@ -89,14 +89,9 @@ func (mc *Machine) prepareSegments(ctx context.Context, m *bootimage.Manifest, k
 	}
 	prep.report.E820Entries = len(prep.e820)
 
-	f, err := os.Open(p(pathIomem))
+	iomem, err := memmap.ReadIomem(root)
 	if err != nil {
 		return nil, fmt.Errorf("segments load method: the crash kernel reservation and kept regions are read from %w", err)
-	}
-	iomem, err := parseIomem(f)
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p(pathIomem), err)
 	}
 	cmdlines := map[string]cmdlineMemory{}
 	next, err := parseCmdlineMemory(m.Cmdline)
@@ -175,10 +170,10 @@ func (img *segmentsImage) fillReport(r *SegmentsReport) {
 // segment inside one RAM range and clear of every avoided range.
 func checkPlacement(segs []Segment, p placement) error {
 	for _, s := range segs {
-		r := physRange{s.Phys, s.Phys + s.Size}
+		r := memmap.Range{Start: s.Phys, End: s.Phys + s.Size}
 		inRAM := false
 		for _, ram := range p.RAM {
-			if ram.Start <= r.Start && r.End <= ram.End {
+			if ram.Covers(r) {
 				inRAM = true
 				break
 			}
@@ -187,7 +182,7 @@ func checkPlacement(segs []Segment, p placement) error {
 			return fmt.Errorf("%w: %s segment %#x-%#x is not inside the firmware map's RAM", ErrNoMemory, s.Name, r.Start, r.End)
 		}
 		for _, a := range p.Avoid {
-			if !r.intersect(physRange{a.Start, a.End}).empty() {
+			if r.Overlaps(memmap.Range{Start: a.Start, End: a.End}) {
 				return fmt.Errorf("%w: %s segment %#x-%#x overlaps %#x-%#x (%s)", ErrNoMemory, s.Name, r.Start, r.End, a.Start, a.End, a.Why)
 			}
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -216,11 +217,11 @@ func TestStageSegments(t *testing.T) {
 	// Every segment in firmware RAM, none in the crash reservation or the
 	// kept region, none below 1 MiB but the purgatory.
 	for _, seg := range l.segs {
-		if err := checkPlacement([]Segment{seg}, placement{RAM: []physRange{{0, 0x9fc00}, {0x100000, 0x7ffe0000}, {0x100000000, 0x180000000}}}); err != nil {
+		if err := checkPlacement([]Segment{seg}, placement{RAM: []memmap.Range{{Start: 0, End: 0x9fc00}, {Start: 0x100000, End: 0x7ffe0000}, {Start: 0x100000000, End: 0x180000000}}}); err != nil {
 			t.Error(err)
 		}
-		for _, bad := range []physRange{{0x30000000, 0x40000000}, {0x40000000, 0x41000000}} {
-			if !bad.intersect(physRange{seg.Phys, seg.Phys + seg.Size}).empty() {
+		for _, bad := range []memmap.Range{{Start: 0x30000000, End: 0x40000000}, {Start: 0x40000000, End: 0x41000000}} {
+			if !bad.Intersect(memmap.Range{Start: seg.Phys, End: seg.Phys + seg.Size}).Empty() {
 				t.Errorf("%s segment %#x+%#x overlaps %#x-%#x", seg.Name, seg.Phys, seg.Size, bad.Start, bad.End)
 			}
 		}
@@ -282,7 +283,7 @@ func TestStageSegmentsRelocatesKernel(t *testing.T) {
 	}
 	// No other segment inside the kernel's footprint.
 	for _, seg := range r.loader.segs {
-		if seg.Name != "kernel" && !(physRange{s.KernelStart, s.KernelEnd}).intersect(physRange{seg.Phys, seg.Phys + seg.Size}).empty() {
+		if seg.Name != "kernel" && !(memmap.Range{Start: s.KernelStart, End: s.KernelEnd}).Intersect(memmap.Range{Start: seg.Phys, End: seg.Phys + seg.Size}).Empty() {
 			t.Errorf("%s segment %#x inside the kernel's footprint %#x-%#x", seg.Name, seg.Phys, s.KernelStart, s.KernelEnd)
 		}
 	}
