@@ -241,3 +241,44 @@ func TestReadmeLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestStandsAlone checks that no code or doc cites a design file outside
+// the repository: the facts the code relies on are written here
+// (docs/kernel-facts.md, docs/architecture.md, the doc comments).
+func TestStandsAlone(t *testing.T) {
+	root := repoRoot(t)
+	outside := regexp.MustCompile(`\.\.` + `/shared|shared` + `/design|\bFIND` + `INGS\b|\bARCHITECTURE` + `\.md|design` + `/[A-Z]+\.md`)
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if strings.HasPrefix(d.Name(), ".") && path != root && d.Name() != ".ci" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch filepath.Ext(path) {
+		case ".go", ".md", ".sh", ".txt", ".yml", ".yaml", ".toml", "":
+		default:
+			return nil
+		}
+		if fi, err := d.Info(); err != nil || fi.Size() > 1<<20 {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if outside.MatchString(line) {
+				rel, _ := filepath.Rel(root, path)
+				t.Errorf("%s:%d cites a file outside the repository (write the fact into docs/kernel-facts.md or the comment): %s", rel, i+1, strings.TrimSpace(line))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -13,7 +13,7 @@ func cmdCache(ctx context.Context, e *env, args []string) error {
 	}
 	sub := args[0]
 	fs := newFlags("cache " + sub)
-	asJSON := fs.Bool("json", false, "")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args[1:])
 	if err != nil {
 		return err

@@ -47,16 +47,16 @@ func cmdCrash(ctx context.Context, e *env, args []string) error {
 
 func crashArm(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("crash arm")
-	mode := fs.String("mode", "", "")
-	auto := fs.Bool("auto", false, "")
+	mode := fs.String("mode", "", "crash mode: two-stage (a crash kernel keeps the evidence and reboots into production) or direct (the crash kernel is production); default two-stage, or what is armed")
+	auto := fs.Bool("auto", false, "arm again as the handoff records (mode, initrd), or do nothing when nothing was armed")
 	var appendWords stringList
-	fs.Var(&appendWords, "append", "")
-	panicTimeout := fs.Int("panic-timeout", 0, "")
-	noFaults := fs.Bool("no-faults", false, "")
-	allowNoRearm := fs.Bool("allow-no-rearm", false, "")
-	load := fs.String("load", "", "")
-	initrd := fs.String("initrd", "", "")
-	asJSON := fs.Bool("json", false, "")
+	fs.Var(&appendWords, "append", "`WORDS` to add to the crash kernel's command line (repeatable)")
+	panicTimeout := fs.Int("panic-timeout", 0, "panic=N for the crash kernel: reboot through the firmware N seconds after a panic of its own (0: the default)")
+	noFaults := fs.Bool("no-faults", false, "do not route faults (NMI, oops, hung task, lockups) to panic")
+	allowNoRearm := fs.Bool("allow-no-rearm", false, "arm even when the generation after a crash could not re-arm (no or too small crashkernel=)")
+	load := fs.String("load", "", "segments (kexec_load of the kernel decompressed ahead of time; file under lockdown) or file (kexec_file_load); default segments")
+	initrd := fs.String("initrd", "", "the crash image's initrd: minimal (fastreboot as /init and the carried modules; two-stage only) or image (production's); default minimal for two-stage")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -123,10 +123,10 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 // needs, like kdumpctl estimate.
 func crashEstimate(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("crash estimate")
-	mode := fs.String("mode", "", "")
-	load := fs.String("load", "", "")
-	initrd := fs.String("initrd", "", "")
-	asJSON := fs.Bool("json", false, "")
+	mode := fs.String("mode", "", "crash mode: two-stage (a crash kernel keeps the evidence and reboots into production) or direct (the crash kernel is production); default two-stage, or what is armed")
+	load := fs.String("load", "", "segments (kexec_load of the kernel decompressed ahead of time; file under lockdown) or file (kexec_file_load); default segments")
+	initrd := fs.String("initrd", "", "the crash image's initrd: minimal (fastreboot as /init and the carried modules; two-stage only) or image (production's); default minimal for two-stage")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -215,7 +215,7 @@ func printEstimate(w io.Writer, rep *agent.CrashEstimateReport) {
 
 func crashDisarm(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("crash disarm")
-	asJSON := fs.Bool("json", false, "")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -241,7 +241,7 @@ func crashDisarm(ctx context.Context, e *env, args []string) error {
 
 func crashStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("crash status")
-	asJSON := fs.Bool("json", false, "")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -331,8 +331,8 @@ func printEvidence(w io.Writer, ev *crashhandler.Evidence) {
 
 func crashLast(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("crash last")
-	save := fs.String("save", "", "")
-	asJSON := fs.Bool("json", false, "")
+	save := fs.String("save", "", "also write the evidence (log, report) into this directory")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -363,9 +363,9 @@ func crashLast(ctx context.Context, e *env, args []string) error {
 // started, before anything else.
 func crashRecover(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("crash recover")
-	evDir := fs.String("evidence-dir", "", "")
-	noReboot := fs.Bool("no-reboot", false, "")
-	asJSON := fs.Bool("json", false, "")
+	evDir := fs.String("evidence-dir", "", "where to keep the evidence (default: under the state directory)")
+	noReboot := fs.Bool("no-reboot", false, "two-stage: restage production but do not kexec into it")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err

@@ -29,7 +29,7 @@ const verifyCarriedWord = "fastreboot.verify_carried=eager"
 // the difference.
 func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("daemon")
-	verify := fs.String("verify-carried", "", "")
+	verify := fs.String("verify-carried", "", "lazy (adopt the carried modules at once, hash them in the background) or eager (hash them before serving); default lazy unless the command line has fastreboot.verify_carried=eager")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err

@@ -142,8 +142,9 @@ var twoStageStrip = map[string]bool{
 // marker possible_cpus= of at least 9 (see physicalAPICWord), and keeps
 // crashkernel=: the direct crash kernel owns all RAM once its memmap= words
 // are parsed (early in setup_arch, before reserve_crashkernel), becomes the
-// production system and must be able to re-arm (FINDINGS: each generation
-// re-adds crashkernel=).
+// production system and must be able to re-arm (each generation must add
+// crashkernel= again, or the next crash has nowhere to go:
+// docs/kernel-facts.md, Recovery modes).
 func CrashCmdline(prod string, mode Mode, opts CmdlineOptions) string {
 	if mode != ModeDirect {
 		mode = ModeTwoStage

@@ -25,8 +25,9 @@ const (
 	LoaderBudget = 1 << 20
 	// TwoStageBase is what a two-stage crash kernel with one CPU uses
 	// besides its image, its rootfs and the reload: slab, page tables,
-	// per-CPU areas, the recovery program's heap and stacks. FINDINGS: 512M
-	// left MemTotal 465 MB to a Debian 6.1 crash kernel.
+	// per-CPU areas, the recovery program's heap and stacks. A 512M
+	// reservation left MemTotal 465 MB to a Debian 6.1 crash kernel
+	// (docs/kernel-facts.md, Crash kernel memory).
 	TwoStageBase = 64 << 20
 	// PerCPUBudget is what each further CPU costs a two-stage crash kernel,
 	// which brings every CPU up (see twoStageWords): per-CPU areas, the
@@ -214,10 +215,10 @@ func (s Sizing) Breakdown() string {
 // In every case Total is divided by (1 - 64/4096) for the struct page of
 // every page the crash kernel manages, and rounded up to ReservationAlign.
 //
-// Check against FINDINGS (Debian 6.1: init_size 63.6 MiB, 8 MB kernel,
-// 14 MB initrd): two-stage needs 320 MiB (192M ran out of memory while the
-// crash kernel loaded the image, 512M worked); direct needs 112 MiB (128M
-// worked).
+// Check against what ran on Debian 6.1 (init_size 63.6 MiB, 8 MB kernel,
+// 14 MB initrd; docs/kernel-facts.md, Crash kernel memory): two-stage needs
+// 320 MiB (192M ran out of memory while the crash kernel loaded the image,
+// 512M worked); direct needs 112 MiB (128M worked).
 func RequiredReservation(img ImageSize, mode Mode) Sizing {
 	if mode == "" {
 		mode = ModeTwoStage

@@ -10,8 +10,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// Debian bookworm 6.1.0-56-amd64 (FINDINGS): its bzImage and the 22 MB
-// image FINDINGS measured.
+// Debian bookworm 6.1.0-56-amd64: its bzImage and the 22 MB image whose
+// crash kernel memory was measured (docs/kernel-facts.md, Crash kernel
+// memory).
 const (
 	debianKernelBytes   = 8247232
 	debianInitSize      = 0x3f98000
@@ -23,13 +24,13 @@ func TestRequiredReservationMatchesFindings(t *testing.T) {
 	img := ImageSize{KernelBytes: debianKernelBytes, InitrdBytes: findingsInitrdBytes, KernelInitSize: debianInitSize, KernelAlign: debianKernelAlign}
 
 	two := RequiredReservation(img, ModeTwoStage)
-	// FINDINGS: 192M ran out of memory loading the image from the crash
+	// Measured: 192M ran out of memory loading the image from the crash
 	// kernel; 512M worked.
 	if two.Total <= 192<<20 || two.Total > 512<<20 {
 		t.Errorf("two-stage Total = %s, want in (192 MiB, 512 MiB]", mib(two.Total))
 	}
 	direct := RequiredReservation(img, ModeDirect)
-	// FINDINGS: direct ran with crashkernel=128M.
+	// Measured: direct ran with crashkernel=128M.
 	if direct.Total > 128<<20 || direct.Total < img.KernelInitSize+img.InitrdBytes {
 		t.Errorf("direct Total = %s, want between the image and 128 MiB", mib(direct.Total))
 	}
