@@ -21,6 +21,7 @@ import (
 
 	"github.com/u-root/u-root/pkg/boot/bzimage"
 
+	"github.com/fastreboot/fastreboot/internal/atomicfile"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
@@ -233,27 +234,13 @@ func recordKernelELFs(dir string, recs ...KernelELF) error {
 	return writeFileAtomic(dir, KernelELFIndexFile, append(js, '\n'))
 }
 
-// writeFileAtomic writes dir/name through a temporary file and a rename,
+// writeFileAtomic writes dir/name mode 0600 (atomicfile.WriteFile),
 // creating dir if needed.
 func writeFileAtomic(dir, name string, data []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+name+"-*")
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("%s: %w", f.Name(), err)
-	}
-	if err := os.Rename(f.Name(), filepath.Join(dir, name)); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return nil
+	return atomicfile.WriteFile(filepath.Join(dir, name), data, 0o600)
 }
 
 // kernelELFResult is what kernelELF found or made.
