@@ -1,10 +1,11 @@
 package crashhandler
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 )
 
 // Budgets used by RequiredReservation. They are exported so that reports can
@@ -276,44 +277,29 @@ type KernelHeader struct {
 	CmdlineSize int64  `json:"cmdline_size"`
 }
 
-// Setup header offsets (boot.rst).
-const (
-	hdrBootFlag    = 0x1fe
-	hdrMagic       = 0x202
-	hdrVersion     = 0x206
-	hdrAlignment   = 0x230
-	hdrXLoadflags  = 0x236
-	hdrCmdlineSize = 0x238
-	hdrInitSize    = 0x260
-	hdrEnd         = 0x264
-	xlfKernel64    = 1 << 0
-)
+// xlfKernel64 is XLF_KERNEL_64 in xloadflags: a 64-bit entry point.
+const xlfKernel64 = 1 << 0
 
-// ReadKernelHeader reads the setup header of an x86 bzImage. It checks what
-// the kernel's bzImage64_probe checks for kexec_file_load (magic, boot flag,
-// protocol >= 2.12, XLF_KERNEL_64) and wraps ErrInvalidImage otherwise.
+// ReadKernelHeader reads the setup header of an x86 bzImage
+// (bootimage.ReadSetupHeader). It checks what the kernel's bzImage64_probe
+// checks for kexec_file_load (magic, boot flag, protocol >= 2.12,
+// XLF_KERNEL_64) and a non-zero init_size, and wraps ErrInvalidImage
+// otherwise.
 func ReadKernelHeader(r io.ReaderAt) (KernelHeader, error) {
-	var b [hdrEnd]byte
-	if n, err := r.ReadAt(b[:], 0); n < len(b) {
-		if err == nil || err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return KernelHeader{}, fmt.Errorf("%w: reading bzImage setup header: %w", ErrInvalidImage, err)
-	}
-	le := binary.LittleEndian
-	if string(b[hdrMagic:hdrMagic+4]) != "HdrS" || le.Uint16(b[hdrBootFlag:]) != 0xaa55 {
-		return KernelHeader{}, fmt.Errorf("%w: not an x86 bzImage (no HdrS setup header)", ErrInvalidImage)
+	b, err := bootimage.ReadSetupHeader(r)
+	if err != nil {
+		return KernelHeader{}, fmt.Errorf("%w: %w", ErrInvalidImage, err)
 	}
 	h := KernelHeader{
-		Version:     le.Uint16(b[hdrVersion:]),
-		Alignment:   int64(le.Uint32(b[hdrAlignment:])),
-		CmdlineSize: int64(le.Uint32(b[hdrCmdlineSize:])),
-		InitSize:    int64(le.Uint32(b[hdrInitSize:])),
+		Version:     b.Protocolversion,
+		Alignment:   int64(b.Kernelalignment),
+		CmdlineSize: int64(b.CmdLineSize),
+		InitSize:    int64(b.InitSize),
 	}
 	if h.Version < 0x020c {
 		return h, fmt.Errorf("%w: boot protocol %d.%02d, kexec_file_load needs >= 2.12", ErrInvalidImage, h.Version>>8, h.Version&0xff)
 	}
-	if le.Uint16(b[hdrXLoadflags:])&xlfKernel64 == 0 {
+	if b.XLoadFlags&xlfKernel64 == 0 {
 		return h, fmt.Errorf("%w: bzImage has no 64-bit entry point (XLF_KERNEL_64)", ErrInvalidImage)
 	}
 	if h.InitSize == 0 {

@@ -93,6 +93,17 @@ func TestRequiredReservationPerCPU(t *testing.T) {
 }
 
 // fakeBzImage returns a setup header like Debian's 6.1 bzImage.
+// Setup header offsets (Documentation/arch/x86/boot.rst).
+const (
+	hdrBootFlag    = 0x1fe
+	hdrMagic       = 0x202
+	hdrVersion     = 0x206
+	hdrAlignment   = 0x230
+	hdrXLoadflags  = 0x236
+	hdrCmdlineSize = 0x238
+	hdrInitSize    = 0x260
+)
+
 func fakeBzImage() []byte {
 	b := make([]byte, 0x300)
 	b[0x1f1] = 39
@@ -128,7 +139,7 @@ func TestReadKernelHeader(t *testing.T) {
 		"no boot flag":   mut(hdrBootFlag, 0),
 		"protocol 2.10":  mut(hdrVersion, 0x020a),
 		"32-bit only":    mut(hdrXLoadflags, 0x7e),
-		"zero init_size": append(fakeBzImage()[:hdrInitSize], 0, 0, 0, 0),
+		"zero init_size": func() []byte { b := fakeBzImage(); binary.LittleEndian.PutUint32(b[hdrInitSize:], 0); return b }(),
 		"ELF vmlinux":    append([]byte("\x7fELF"), make([]byte, 0x300)...),
 	} {
 		if _, err := ReadKernelHeader(bytes.NewReader(b)); !errors.Is(err, ErrInvalidImage) {

@@ -77,7 +77,7 @@ func (mc *Machine) prepareSegments(ctx context.Context, m *bootimage.Manifest, k
 	if _, err := kernel.ReadAt(prep.kernel, 0); err != nil {
 		return nil, fmt.Errorf("kernel %q: reading its setup header: %w", kmod.Name, err)
 	}
-	if err := prep.header.UnmarshalBinary(prep.kernel); err != nil {
+	if prep.header, err = bootimage.ReadSetupHeader(bytes.NewReader(prep.kernel)); err != nil {
 		return nil, fmt.Errorf("kernel %q: setup header: %w", kmod.Name, err)
 	}
 	if n := uint32(len(m.Cmdline)); prep.header.CmdLineSize != 0 && n > prep.header.CmdLineSize {
