@@ -10,6 +10,16 @@ kernel_dir=$(./scripts/fetch-kernel.sh)
 echo "test.sh: kernel at ${kernel_dir}"
 
 export PATH="$PATH:/usr/local/go/bin"
+
+# Cross checks: the library must build, and its tests compile, off
+# linux/amd64 (the segments load method is linux/amd64 only and stubbed
+# with ErrNotSupported elsewhere). go vet compiles the tests.
+for target in darwin/amd64 linux/arm64; do
+	echo "test.sh: GOOS=${target%/*} GOARCH=${target#*/} go build ./... && go vet ./..."
+	GOOS=${target%/*} GOARCH=${target#*/} go build ./...
+	GOOS=${target%/*} GOARCH=${target#*/} go vet ./...
+done
+
 echo "test.sh: go vet ./..."
 go vet ./...
 

@@ -39,7 +39,7 @@ func TestBuildImage(t *testing.T) {
 	if want := padded(im); !bytes.HasPrefix(initrd, want) {
 		t.Errorf("initrd does not start with the padded pieces")
 	}
-	if seals, err := sealsOf(img.Initrd); err != nil || seals == 0 && sealAll != 0 {
+	if seals, err := sealsOf(img.Initrd); err != nil || seals == 0 && sealAllValue != 0 {
 		t.Errorf("initrd seals %#x, %v", seals, err)
 	}
 	h, _ := handoffFromPiece(t, initrd[int64(len(initrd))-img.Report.HandoffBytes:])

@@ -61,6 +61,9 @@ func (mc *Machine) prepareSegments(ctx context.Context, m *bootimage.Manifest, k
 	forCrash := spec.crash
 	root := mc.opts.Root
 	p := func(rel string) string { return filepath.Join(root, rel) }
+	if err := segmentsSupported(); err != nil {
+		return nil, err
+	}
 	if err := lockdownForbidsKexecLoad(p(pathLockdown)); err != nil {
 		return nil, err
 	}

@@ -1,3 +1,12 @@
+//go:build linux && amd64
+
+// The segments load method is x86-64 only: it writes the x86 boot protocol's
+// zero page (bootparams.go), jumps through an x86-64 purgatory or trampoline
+// and places the kernel from its x86-64 ELF. segments_other.go stubs it with
+// ErrNotSupported elsewhere; the planning helpers it shares with the crash
+// path (placement, e820, zero page, trampoline bytes) stay portable and are
+// tested on every platform.
+
 package fastreboot
 
 import (
@@ -13,6 +22,9 @@ import (
 	"github.com/u-root/u-root/pkg/boot/purgatory"
 	"golang.org/x/sys/unix"
 )
+
+// segmentsSupported reports that this platform has the segments load method.
+func segmentsSupported() error { return nil }
 
 // SegmentsLoad calls kexec_load(2) through u-root's kexec.Load, which
 // page-aligns the segments and checks that they do not overlap and that the
