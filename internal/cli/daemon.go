@@ -7,10 +7,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 )
 
 // verifyCarriedWord on the kernel command line is the daemon's
@@ -44,7 +44,8 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	case "lazy":
 	case "":
 		b, _ := os.ReadFile(filepath.Join(e.root, "proc/cmdline"))
-		eager = slices.Contains(strings.Fields(string(b)), verifyCarriedWord)
+		params, _ := bootimage.SplitCmdline(string(b))
+		eager = slices.Contains(params, verifyCarriedWord)
 	default:
 		return usagef("--verify-carried %q: want lazy or eager", *verify)
 	}

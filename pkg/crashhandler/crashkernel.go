@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
@@ -37,7 +38,7 @@ var errRAMUnknown = errors.New("the range form needs the machine's RAM size")
 // A line without any crashkernel word gives the zero Crashkernel and no
 // error; a word the kernel would reject gives an error naming it.
 func ParseCrashkernel(cmdline string, ramBytes uint64) (Crashkernel, error) {
-	words, _ := splitInitArgs(splitCmdline(cmdline))
+	words, _ := bootimage.SplitCmdline(cmdline)
 	var plain, high string
 	for _, w := range crashkernelWords(words) {
 		switch {

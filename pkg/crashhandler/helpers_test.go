@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 )
 
 func writeFile(t testing.TB, path, content string) {
@@ -50,4 +52,10 @@ func writeMemoryMap(t testing.TB, root string, mm MemoryMap) {
 		writeFile(t, filepath.Join(dir, "end"), fmt.Sprintf("0x%x\n", r.End))
 		writeFile(t, filepath.Join(dir, "type"), r.Type+"\n")
 	}
+}
+
+// splitCmdline is the kernel parameters of s (bootimage.SplitCmdline).
+func splitCmdline(s string) []string {
+	params, _ := bootimage.SplitCmdline(s)
+	return params
 }

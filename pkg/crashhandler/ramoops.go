@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
@@ -164,7 +165,7 @@ func (r Ramoops) Words() []string {
 // RamoopsWords returns the ramoops.* words of a command line (before any
 // "--"), in order.
 func RamoopsWords(cmdline string) []string {
-	words, _ := splitInitArgs(splitCmdline(cmdline))
+	words, _ := bootimage.SplitCmdline(cmdline)
 	var out []string
 	for _, w := range words {
 		if strings.HasPrefix(w, "ramoops.") {
@@ -233,7 +234,7 @@ func keptRegionWords(words []string, addr uint64) []string {
 // (which would otherwise erase it). On error the line is returned
 // unchanged with the error.
 func EvidenceCmdline(next string, opts PstoreOptions) (string, error) {
-	words, initArgs := splitInitArgs(splitCmdline(next))
+	words, initArgs := bootimage.SplitCmdline(next)
 	var add []string
 	if _, ok := ramoopsAddress(words); !ok {
 		region, err := evidenceRegionWords(opts)
@@ -255,7 +256,7 @@ func EvidenceCmdline(next string, opts PstoreOptions) (string, error) {
 		return next, nil
 	}
 	opts.log().Info("the next image keeps a pstore region for crash evidence", "words", strings.Join(out, " "))
-	return joinCmdline(append(append([]string(nil), words...), out...), initArgs), nil
+	return bootimage.JoinCmdline(append(append([]string(nil), words...), out...), initArgs), nil
 }
 
 // evidenceRegionWords returns the words naming a ramoops region for a line
@@ -267,7 +268,7 @@ func evidenceRegionWords(opts PstoreOptions) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pstore region: the running command line: %w", err)
 	}
-	running, _ := splitInitArgs(splitCmdline(strings.TrimSpace(string(b))))
+	running, _ := bootimage.SplitCmdline(string(b))
 	if addr, ok := ramoopsAddress(running); ok {
 		out := keptRegionWords(running, addr)
 		for _, w := range running {

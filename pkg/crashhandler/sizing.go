@@ -329,7 +329,8 @@ func checkCrashCmdline(cmdline string, h KernelHeader) error {
 
 func memmapShare(cmdline string) string {
 	n := 0
-	for _, w := range splitCmdline(cmdline) {
+	params, _ := bootimage.SplitCmdline(cmdline)
+	for _, w := range params {
 		if strings.HasPrefix(w, "memmap=") {
 			n += len(w) + 1
 		}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
@@ -29,10 +30,8 @@ type cmdlineMemory struct {
 // error: the region it would keep could not be kept away from.
 func parseCmdlineMemory(cmdline string) (cmdlineMemory, error) {
 	var cm cmdlineMemory
-	for _, w := range strings.Fields(cmdline) {
-		if w == "--" {
-			break
-		}
+	params, _ := bootimage.SplitCmdline(cmdline)
+	for _, w := range params {
 		w = strings.Trim(w, `"`)
 		key, val, ok := strings.Cut(w, "=")
 		if !ok {

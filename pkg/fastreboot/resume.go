@@ -12,11 +12,14 @@ import (
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
+	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
-// DefaultStateDir is where Resume saves the generation's State.
-const DefaultStateDir = "/run/fastreboot"
+// DefaultStateDir is where Resume saves the generation's State: the one
+// state directory of the library, shared with the crash path
+// (crashhandler.DefaultStateDir, on tmpfs).
+const DefaultStateDir = crashhandler.DefaultStateDir
 
 // StateFile is the name of the state file in the state directory.
 const StateFile = "state.json"

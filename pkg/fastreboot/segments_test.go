@@ -71,6 +71,8 @@ func TestParseCmdlineMemory(t *testing.T) {
 		},
 		{name: "limits", cmdline: "mem=2G memmap=1G mem=nopentium", want: cmdlineMemory{Limit: 1 << 30}},
 		{name: "init args ignored", cmdline: "quiet -- memmap=1G$0", want: cmdlineMemory{}},
+		{name: "-- inside quotes is a word", cmdline: `dyndbg="a -- b" memmap=16M$0x40000000`,
+			want: cmdlineMemory{Kept: []memmap.Range{{Start: 0x40000000, End: 0x41000000}}}},
 		{name: "bad memmap", cmdline: "memmap=16M^0x1000", wantErr: `"memmap=16M^0x1000"`},
 		{name: "bad mem", cmdline: "mem=lots", wantErr: `"mem=lots"`},
 	} {
