@@ -282,3 +282,33 @@ func TestStandsAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReadmeGoVersion checks that the Go version the README asks for is
+// go.mod's (the go line, without the patch release), and that it names no
+// other "Go 1.N".
+func TestReadmeGoVersion(t *testing.T) {
+	root := repoRoot(t)
+	mod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^go (1\.\d+)(\.\d+)?$`).FindSubmatch(mod)
+	if m == nil {
+		t.Fatal("go.mod: no go line")
+	}
+	want := string(m[1])
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, v := range regexp.MustCompile(`\bGo (1\.\d+)`).FindAllSubmatch(readme, -1) {
+		if string(v[1]) != want {
+			t.Errorf("README.md asks for Go %s, go.mod for %s", v[1], want)
+		}
+		found = true
+	}
+	if !found {
+		t.Errorf("README.md does not say which Go it needs (go.mod: %s)", want)
+	}
+}
