@@ -3,7 +3,6 @@ package crashhandler
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -285,12 +284,11 @@ func evidenceRegionWords(opts PstoreOptions) ([]string, error) {
 	if backend != "" {
 		return nil, nil
 	}
-	f, err := os.Open(filepath.Join(root, procIomem))
+	iomem, err := memmap.ReadIomem(root)
 	if err != nil {
 		return nil, fmt.Errorf("pstore region: %w", err)
 	}
-	defer f.Close()
-	addr, err := PlaceRamoops(opts.MemoryMap, f, DefaultRamoopsSize)
+	addr, err := PlaceRamoops(opts.MemoryMap, iomem, DefaultRamoopsSize)
 	if err != nil {
 		return nil, fmt.Errorf("pstore region: %w", err)
 	}
@@ -318,7 +316,7 @@ func hasKey(words []string, key string) bool {
 // PlaceRamoops chooses where a new ramoops region of size bytes goes: the
 // lowest ramoopsAlign-aligned address at or above 1 MiB whose whole region
 // is System RAM both in the firmware map fw and among the top-level
-// "System RAM" resources of iomem (/proc/iomem: it leaves out what the
+// "System RAM" resources of iomem (memmap.ReadIomem: it leaves out what the
 // running kernel keeps, e.g. other memmap= regions), outside every "Crash
 // kernel" resource (the crashkernel= reservation, where the crash image
 // lives). Given the same map, it always answers the same address.
@@ -341,19 +339,15 @@ func hasKey(words []string, key string) bool {
 // 1 MiB is where none of them goes. Once a kernel runs with the region's
 // memmap= word, the region is reserved and no segment can land on it at
 // all.
-func PlaceRamoops(fw MemoryMap, iomem io.Reader, size uint64) (uint64, error) {
+func PlaceRamoops(fw MemoryMap, iomem memmap.Iomem, size uint64) (uint64, error) {
 	if size == 0 {
 		size = DefaultRamoopsSize
 	}
-	res, err := memmap.ParseIomem(iomem)
-	if err != nil {
-		return 0, err
-	}
-	ram := res.RAM()
+	ram := iomem.RAM()
 	if len(ram) == 0 {
 		return 0, fmt.Errorf("%w: /proc/iomem shows no System RAM (read without CAP_SYS_ADMIN it shows every address as 0)", ErrNoRamoopsRoom)
 	}
-	free := memmap.Merge(memmap.Subtract(memmap.IntersectAll(fw.RAM(), ram), res.CrashKernel()...))
+	free := memmap.Merge(memmap.Subtract(memmap.IntersectAll(fw.RAM(), ram), iomem.CrashKernel()...))
 	best := uint64(0)
 	found := false
 	for _, r := range free {

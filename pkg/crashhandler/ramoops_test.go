@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -97,7 +98,7 @@ func TestPlaceRamoops(t *testing.T) {
 		{"no RAM above 1 MiB", MemoryMap{{Start: 0x0, End: 0x9fbff, Type: TypeRAM}}, qemuIomem, 0, ErrNoRamoopsRoom},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := PlaceRamoops(tc.fw, strings.NewReader(tc.iomem), DefaultRamoopsSize)
+			got, err := PlaceRamoops(tc.fw, mustParseIomem(t, tc.iomem), DefaultRamoopsSize)
 			if !errors.Is(err, tc.err) || got != tc.want {
 				t.Errorf("PlaceRamoops = %#x, %v; want %#x, %v", got, err, tc.want, tc.err)
 			}
@@ -337,7 +338,7 @@ func FuzzPlaceRamoops(f *testing.F) {
 	f.Add(qemuIomem, "quiet memmap=1M$0x7f000000 ramoops.mem_address=0x7f000000")
 	f.Add("00100000-0010ffff : System RAM\n", "ramoops.mem_address=0x")
 	f.Fuzz(func(t *testing.T, iomem, cmdline string) {
-		addr, err := PlaceRamoops(qemuMemoryMap(), strings.NewReader(iomem), DefaultRamoopsSize)
+		addr, err := PlaceRamoops(qemuMemoryMap(), mustParseIomem(t, iomem), DefaultRamoopsSize)
 		if err == nil && (addr < ramoopsFloor || addr%ramoopsAlign != 0) {
 			t.Errorf("PlaceRamoops = %#x", addr)
 		}
@@ -346,4 +347,13 @@ func FuzzPlaceRamoops(f *testing.F) {
 			keptRegionWords(words, a)
 		}
 	})
+}
+
+func mustParseIomem(t testing.TB, s string) memmap.Iomem {
+	t.Helper()
+	m, err := memmap.ParseIomem(strings.NewReader(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -72,7 +72,7 @@ type BuildOptions struct {
 	Generation int
 	// Carry, MemoryMap, HandoffExtra and CPURecord are as in StageOptions.
 	Carry        Carry
-	MemoryMap    crashhandler.MemoryMap
+	MemoryMap    memmap.Map
 	HandoffExtra map[string]json.RawMessage
 	CPURecord    *cpustop.Record
 	// DryRun makes the Segments image plan its placement when it is
@@ -171,7 +171,7 @@ type buildSpec struct {
 	carry     Carry
 	cpuRecord *cpustop.Record
 	// memoryMap is the recorded firmware map (StageOptions.MemoryMap).
-	memoryMap crashhandler.MemoryMap
+	memoryMap memmap.Map
 	dryRun    bool
 	// crash: the image is built for the crash path (BuildImage).
 	crash bool

@@ -12,7 +12,7 @@ import (
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
-	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -111,7 +111,7 @@ type StageOptions struct {
 	// Root/sys/firmware/memmap, which is right on a cold boot and after
 	// normal kexecs, but after a crash shows the crash kernel's restricted
 	// map: pass the recorded one then.
-	MemoryMap crashhandler.MemoryMap
+	MemoryMap memmap.Map
 	// HandoffExtra is copied into the handoff's Extra (e.g. the recorded
 	// firmware memory map and the crash mode, which every later
 	// generation must repeat).

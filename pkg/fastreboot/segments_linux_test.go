@@ -21,7 +21,6 @@ import (
 
 	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
-	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
@@ -293,7 +292,7 @@ func TestStageSegmentsRelocatesKernel(t *testing.T) {
 
 func TestStageSegmentsNoRoom(t *testing.T) {
 	r := newSegmentsRig(t, nil)
-	r.so.MemoryMap = crashhandler.MemoryMap{{Start: 0, End: 0x9fbff, Type: crashhandler.TypeRAM}, {Start: 0x100000, End: 0x13fffff, Type: crashhandler.TypeRAM}}
+	r.so.MemoryMap = memmap.Map{{Start: 0, End: 0x9fbff, Type: memmap.TypeRAM}, {Start: 0x100000, End: 0x13fffff, Type: memmap.TypeRAM}}
 	_, err := r.stage(t)
 	if !errors.Is(err, ErrNoMemory) || !strings.Contains(err.Error(), "kernel") || r.loader.loads != 0 {
 		t.Errorf("20 MiB of RAM: err = %v, loads %d; want ErrNoMemory naming the kernel and no load", err, r.loader.loads)

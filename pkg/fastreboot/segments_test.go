@@ -10,7 +10,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fastreboot/fastreboot/internal/testimage"
-	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
@@ -111,14 +110,14 @@ func FuzzParseCmdlineMemory(f *testing.F) {
 }
 
 // qemuMap is the firmware memory map of a 2 GiB q35 guest under SeaBIOS.
-var qemuMap = crashhandler.MemoryMap{
-	{Start: 0, End: 0x9fbff, Type: crashhandler.TypeRAM},
-	{Start: 0x9fc00, End: 0x9ffff, Type: crashhandler.TypeReserved},
-	{Start: 0xf0000, End: 0xfffff, Type: crashhandler.TypeReserved},
-	{Start: 0x100000, End: 0x7ffdffff, Type: crashhandler.TypeRAM},
-	{Start: 0x7ffe0000, End: 0x7fffffff, Type: crashhandler.TypeReserved},
-	{Start: 0xb0000000, End: 0xbfffffff, Type: crashhandler.TypeReserved},
-	{Start: 0x100000000, End: 0x17fffffff, Type: crashhandler.TypeRAM},
+var qemuMap = memmap.Map{
+	{Start: 0, End: 0x9fbff, Type: memmap.TypeRAM},
+	{Start: 0x9fc00, End: 0x9ffff, Type: memmap.TypeReserved},
+	{Start: 0xf0000, End: 0xfffff, Type: memmap.TypeReserved},
+	{Start: 0x100000, End: 0x7ffdffff, Type: memmap.TypeRAM},
+	{Start: 0x7ffe0000, End: 0x7fffffff, Type: memmap.TypeReserved},
+	{Start: 0xb0000000, End: 0xbfffffff, Type: memmap.TypeReserved},
+	{Start: 0x100000000, End: 0x17fffffff, Type: memmap.TypeRAM},
 }
 
 func TestNewPlacement(t *testing.T) {
@@ -152,12 +151,12 @@ func TestNewPlacement(t *testing.T) {
 }
 
 func TestE820Table(t *testing.T) {
-	mm := append(crashhandler.MemoryMap{
-		{Start: 0x180000000, End: 0x1bfffffff, Type: crashhandler.TypeRAM}, // adjacent to the last RAM: merged
-		{Start: 0x200000000, End: 0x2000fffff, Type: crashhandler.TypePRAM},
+	mm := append(memmap.Map{
+		{Start: 0x180000000, End: 0x1bfffffff, Type: memmap.TypeRAM}, // adjacent to the last RAM: merged
+		{Start: 0x200000000, End: 0x2000fffff, Type: memmap.TypePRAM},
 		{Start: 0x200100000, End: 0x2001fffff, Type: "Something new"},
-		{Start: 0x200200000, End: 0x2002fffff, Type: crashhandler.TypeNVS},
-		{Start: 0x200300000, End: 0x2003fffff, Type: crashhandler.TypeACPI},
+		{Start: 0x200200000, End: 0x2002fffff, Type: memmap.TypeNVS},
+		{Start: 0x200300000, End: 0x2003fffff, Type: memmap.TypeACPI},
 	}, qemuMap...)
 	got, err := e820Table(mm)
 	if err != nil {
@@ -180,13 +179,13 @@ func TestE820Table(t *testing.T) {
 		t.Errorf("e820Table (-want +got):\n%s", diff)
 	}
 
-	var many crashhandler.MemoryMap
+	var many memmap.Map
 	for i := uint64(0); i < 130; i++ {
-		typ := crashhandler.TypeRAM
+		typ := memmap.TypeRAM
 		if i%2 == 1 {
-			typ = crashhandler.TypeReserved
+			typ = memmap.TypeReserved
 		}
-		many = append(many, crashhandler.MemoryRange{Start: i << 20, End: i<<20 | 0xfffff, Type: typ})
+		many = append(many, memmap.Entry{Start: i << 20, End: i<<20 | 0xfffff, Type: typ})
 	}
 	if _, err := e820Table(many); err == nil || !strings.Contains(err.Error(), "130 ranges") {
 		t.Errorf("130 ranges: err = %v, want a refusal naming the count", err)
