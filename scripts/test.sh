@@ -20,6 +20,12 @@ for target in darwin/amd64 linux/arm64; do
 	GOOS=${target%/*} GOARCH=${target#*/} go vet ./...
 done
 
+# Both go.mod files are tidy: the library's lists only what pkg/, internal/
+# and cmd/ use (a harness requirement put back there would be removed).
+echo "test.sh: go mod tidy -diff (the library's module and qemu-tests')"
+go mod tidy -diff
+(cd qemu-tests && go mod tidy -diff)
+
 # The library's importers build none of the test harness: a scratch module
 # that imports pkg/fastreboot (replace => this tree) must have no package of
 # mkuimage, gobusybox or bubbletea in its build graph (go list -deps). Its
