@@ -35,7 +35,7 @@ const (
 // (QEMU debug log, see harness.DebugLogPath) instead of exiting. It takes
 // ~25 s per crash under TCG, so it only runs when asked:
 //
-//	FASTREBOOT_CRASH_SOAK=200 go test -run TestCrashSoak -timeout 3h ./qemu-tests/
+//	cd qemu-tests && FASTREBOOT_CRASH_SOAK=200 go test -run TestCrashSoak -timeout 3h ./
 func TestCrashSoak(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv(EnvCrashSoak))
 	if n <= 0 {

@@ -16,4 +16,7 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh >&2
 ./scripts/fetch-kernel.sh >/dev/null
 export PATH="$PATH:/usr/local/go/bin"
-exec go run ./qemu-tests/cmd/crashbench "$@"
+# qemu-tests/ is its own Go module (it holds mkuimage, gobusybox and
+# u-root's commands for the guest's initramfs): run from inside it.
+cd qemu-tests
+exec go run ./cmd/crashbench "$@"

@@ -241,3 +241,74 @@ func TestReadmeLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestStandsAlone checks that no code or doc cites a design file outside
+// the repository: the facts the code relies on are written here
+// (docs/kernel-facts.md, docs/architecture.md, the doc comments).
+func TestStandsAlone(t *testing.T) {
+	root := repoRoot(t)
+	outside := regexp.MustCompile(`\.\.` + `/shared|shared` + `/design|\bFIND` + `INGS\b|\bARCHITECTURE` + `\.md|design` + `/[A-Z]+\.md`)
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if strings.HasPrefix(d.Name(), ".") && path != root && d.Name() != ".ci" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch filepath.Ext(path) {
+		case ".go", ".md", ".sh", ".txt", ".yml", ".yaml", ".toml", "":
+		default:
+			return nil
+		}
+		if fi, err := d.Info(); err != nil || fi.Size() > 1<<20 {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if outside.MatchString(line) {
+				rel, _ := filepath.Rel(root, path)
+				t.Errorf("%s:%d cites a file outside the repository (write the fact into docs/kernel-facts.md or the comment): %s", rel, i+1, strings.TrimSpace(line))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReadmeGoVersion checks that the Go version the README asks for is
+// go.mod's (the go line, without the patch release), and that it names no
+// other "Go 1.N".
+func TestReadmeGoVersion(t *testing.T) {
+	root := repoRoot(t)
+	mod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^go (1\.\d+)(\.\d+)?$`).FindSubmatch(mod)
+	if m == nil {
+		t.Fatal("go.mod: no go line")
+	}
+	want := string(m[1])
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, v := range regexp.MustCompile(`\bGo (1\.\d+)`).FindAllSubmatch(readme, -1) {
+		if string(v[1]) != want {
+			t.Errorf("README.md asks for Go %s, go.mod for %s", v[1], want)
+		}
+		found = true
+	}
+	if !found {
+		t.Errorf("README.md does not say which Go it needs (go.mod: %s)", want)
+	}
+}

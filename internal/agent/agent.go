@@ -137,8 +137,8 @@ type Options struct {
 	// starts (the daemon does; an in-process agent only reads the saved
 	// state, so that it never consumes the handoff files).
 	Resume bool
-	// Machine is the template for the fastreboot.Machine; Root, Logger,
-	// Generation, DryRun and Carry are set by the agent.
+	// Machine configures the agent's fastreboot.Machine; Root, Logger and
+	// StateDir are set by the agent.
 	Machine fastreboot.Options
 	// Pstore is the template for the pstore functions (the module loader
 	// and the mount of pstore; nil: the kernel's); Root, MemoryMap and
@@ -161,17 +161,20 @@ type Agent struct {
 	cache   *modcache.Cache
 	state   *fastreboot.State
 	started time.Time
+	// mc stages every image of this agent; it runs its calls one at a
+	// time, and a segments Stage or crash build waits inside it for a
+	// background derivation of the decompressed kernel.
+	mc *fastreboot.Machine
 
-	// stageMu makes Stage and Evict run one at a time: each Stage builds a
-	// new fastreboot.Machine, whose own lock does not serialize them, and
-	// an Evict during a Stage could drop the modules being staged.
-	stageMu sync.Mutex
-	op      sync.Mutex
+	// op makes the requests that use or change the cache's content run
+	// one at a time: Sync, Stage, Verify, Evict, and a crash arm or
+	// estimate from its build until crashhandler has loaded the image (the
+	// load is outside the Machine, and an Evict meanwhile would drop the
+	// modules the built image reads). Taken before elfMu.
+	op sync.Mutex
 	// elfMu is held while the decompressed kernel is derived in the
-	// background (PrepareKernelELF): a segments Stage (which would derive
-	// it too) and Evict (which could drop the kernel being read) wait for
-	// it, as does a crash arm with the segments method; a file Stage and
-	// a file crash arm do not. Taken before stageMu.
+	// background (PrepareKernelELF): Evict waits for it, as it could drop
+	// the kernel being read. (Stages wait for it inside the Machine.)
 	elfMu sync.Mutex
 
 	mu        sync.Mutex
@@ -181,7 +184,7 @@ type Agent struct {
 	report    *fastreboot.StageReport
 	kernelELF *KernelELFStatus
 
-	// crash is the generation's crash path over the cache.
+	// crash is the generation's crash path over the cache and mc.
 	crash *crashpath.Path
 
 	background sync.WaitGroup // PrepareKernelELF, VerifyCarried; Close waits for them
@@ -204,7 +207,9 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	// fastreboot.CheckModule is bootimage.CheckModule that also accepts
 	// the decompressed kernels the segments load method caches.
 	cache := modcache.New(modcache.Options{Logger: log, Check: fastreboot.CheckModule})
-	a := &Agent{opts: opts, log: log, cache: cache, started: time.Now()}
+	mo := opts.Machine
+	mo.Root, mo.Logger, mo.StateDir = opts.Root, log, opts.StateDir
+	a := &Agent{opts: opts, log: log, cache: cache, started: time.Now(), mc: fastreboot.New(cache, mo)}
 	var err error
 	if opts.Resume {
 		a.state, err = fastreboot.Resume(ctx, cache, fastreboot.ResumeOptions{
@@ -222,11 +227,17 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	}
 	a.current = a.state.Manifest
 	cfg := crashConfig(opts)
-	cfg.Logger, cfg.Cache, cfg.State, cfg.Lock = log, cache, a.state, a.lockCrashBuild
+	cfg.Logger, cfg.Cache, cfg.Machine, cfg.State = log, cache, a.mc, a.state
 	cfg.Current = func() *bootimage.Manifest {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		return a.current
+	}
+	// A crash arm or estimate holds op from its build until the image is
+	// loaded.
+	cfg.Lock = func() func() {
+		a.op.Lock()
+		return a.op.Unlock
 	}
 	a.crash = crashpath.New(cfg)
 	return a, nil
@@ -268,7 +279,7 @@ func (a *Agent) PrepareKernelELF(ctx context.Context) bool {
 		}
 		a.elfMu.Lock()
 		defer a.elfMu.Unlock()
-		rec, decompressed, took, err := a.machine(false, false, fastreboot.LoadSegments).PrepareKernelELF(ctx, m)
+		rec, decompressed, took, err := a.mc.PrepareKernelELF(ctx, m)
 		st := &KernelELFStatus{State: KernelELFReady, ELF: rec, Decompressed: decompressed, Took: took}
 		if err != nil {
 			st = &KernelELFStatus{State: KernelELFFailed, Error: err.Error()}
@@ -313,24 +324,15 @@ func (a *Agent) VerifyCarried(ctx context.Context) bool {
 	return true
 }
 
-func (a *Agent) machine(dryRun, noCarry bool, load fastreboot.LoadMethod) *fastreboot.Machine {
-	o := a.opts.Machine
-	o.Root = a.opts.Root
-	o.Logger = a.log
-	o.Generation = a.state.Generation
-	o.DryRun = o.DryRun || dryRun
-	o.HandoffExtra = a.crash.HandoffExtra()
-	if noCarry {
-		o.Carry = fastreboot.CarryNone
-	}
-	if load != "" {
-		o.Load = load
-	}
-	o.StateDir = a.opts.StateDir
+// stageOptions are the options of a Stage of this generation: what every
+// handoff repeats (crashpath.Path.HandoffExtra) and the recorded memory
+// map, if readable.
+func (a *Agent) stageOptions(reason fastreboot.Reason) fastreboot.StageOptions {
+	so := fastreboot.StageOptions{Reason: reason, Generation: a.state.Generation, HandoffExtra: a.crash.HandoffExtra()}
 	if mm, _, err := a.crash.MemoryMap(); err == nil {
-		o.MemoryMap = mm
+		so.MemoryMap = mm
 	}
-	return fastreboot.New(a.cache, o)
+	return so
 }
 
 // Info implements Service.
@@ -403,13 +405,12 @@ func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageR
 			return nil, fmt.Errorf("stage: %w", err)
 		}
 	}
-	if req.Load == fastreboot.LoadSegments || req.Load == "" && a.opts.Machine.Load == fastreboot.LoadSegments {
-		a.elfMu.Lock()
-		defer a.elfMu.Unlock()
+	so := a.stageOptions(reason)
+	so.DryRun, so.Load = req.DryRun, req.Load
+	if req.NoCarry {
+		so.Carry = fastreboot.CarryNone
 	}
-	a.stageMu.Lock()
-	defer a.stageMu.Unlock()
-	rep, err := a.machine(req.DryRun, req.NoCarry, req.Load).Stage(ctx, a.crash.ProductionManifest(m), src, reason)
+	rep, err := a.mc.Stage(ctx, a.crash.ProductionManifest(m), src, so)
 	if err != nil {
 		return &rep, err
 	}
@@ -448,8 +449,6 @@ func (a *Agent) Evict(ctx context.Context) (*modcache.EvictReport, error) {
 	defer a.op.Unlock()
 	a.elfMu.Lock()
 	defer a.elfMu.Unlock()
-	a.stageMu.Lock()
-	defer a.stageMu.Unlock()
 	a.mu.Lock()
 	var keep []*bootimage.Manifest
 	for _, m := range []*bootimage.Manifest{a.current, a.staged} {

@@ -42,11 +42,11 @@ type CrashEstimateRequest struct {
 }
 
 // crashConfig is the crashpath configuration of an agent with these
-// options (Cache, State, Current and Lock are the agent's own).
+// options (Cache, Machine, State, Current and Lock are the agent's own).
 func crashConfig(opts Options) crashpath.Config {
 	return crashpath.Config{
 		Root: opts.Root, StateDir: opts.StateDir, Logger: opts.Logger,
-		Machine: opts.Machine, Pstore: opts.Pstore, CrashInit: opts.CrashInit,
+		MachineOptions: opts.Machine, Pstore: opts.Pstore, CrashInit: opts.CrashInit,
 	}
 }
 
@@ -58,25 +58,6 @@ func target(path string, inline *bootimage.Manifest) (crashpath.Target, error) {
 	}
 	m, src, err := resolve(path, inline)
 	return crashpath.Target{Manifest: m, Source: src, Label: path}, err
-}
-
-// lockCrashBuild takes the locks a crash image build needs and returns
-// their release: elfMu first when the image is prepared for kexec_load
-// (like a segments Stage, it waits for the background derivation of the
-// decompressed kernel instead of decompressing it a second time alongside
-// it), then stageMu (an Evict must not drop the modules until the image is
-// loaded).
-func (a *Agent) lockCrashBuild(segments bool) func() {
-	if segments {
-		a.elfMu.Lock()
-	}
-	a.stageMu.Lock()
-	return func() {
-		a.stageMu.Unlock()
-		if segments {
-			a.elfMu.Unlock()
-		}
-	}
 }
 
 // CrashArm implements Service (crashpath.Path.Arm).

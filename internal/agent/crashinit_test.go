@@ -92,7 +92,7 @@ func TestCrashArmMinimalInitrd(t *testing.T) {
 	withCmdline(t, crash, "elfcorehdr=0x7f000000 "+l.cmdline)
 	unpackHandoff(t, l.initrd, rep.Image, crash)
 	prod := &flagLoader{}
-	rr, err := crashpath.Recover(ctx, crashpath.Config{Root: crash, StateDir: t.TempDir(), Machine: fastreboot.Options{
+	rr, err := crashpath.Recover(ctx, crashpath.Config{Root: crash, StateDir: t.TempDir(), MachineOptions: fastreboot.Options{
 		Loader: prod, Probe: func() error { return errors.New("probe must not run in tests") },
 	}}, crashpath.RecoverOptions{})
 	if err != nil {

@@ -13,7 +13,7 @@ func cmdCache(ctx context.Context, e *env, args []string) error {
 	}
 	sub := args[0]
 	fs := newFlags("cache " + sub)
-	asJSON := fs.Bool("json", false, "")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args[1:])
 	if err != nil {
 		return err
@@ -43,7 +43,7 @@ func cmdCache(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		if *asJSON {
-			return printJSON(w, l)
+			return printJSON(w, cacheLsDoc(l))
 		}
 		for _, m := range l.Modules {
 			fmt.Fprintf(w, "%s  %10s  %-8s %s\n", m.Digest, human(m.Size), m.Origin, strings.Join(m.Names, ","))
@@ -53,7 +53,7 @@ func cmdCache(ctx context.Context, e *env, args []string) error {
 	case "verify":
 		r, err := svc.Verify(ctx)
 		if *asJSON && r != nil {
-			if perr := printJSON(w, r); perr != nil {
+			if perr := printJSON(w, cacheVerifyDoc(r)); perr != nil {
 				return perr
 			}
 		}
@@ -70,7 +70,7 @@ func cmdCache(ctx context.Context, e *env, args []string) error {
 		}
 		r, err := svc.Sync(ctx, agentSync(p))
 		if *asJSON && r != nil {
-			if perr := printJSON(w, r); perr != nil {
+			if perr := printJSON(w, cacheSyncDoc(r)); perr != nil {
 				return perr
 			}
 		}
@@ -90,7 +90,7 @@ func cmdCache(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		if *asJSON {
-			return printJSON(w, r)
+			return printJSON(w, cacheEvictDoc(r))
 		}
 		fmt.Fprintf(w, "evicted %d modules (%s)\n", r.Modules, human(r.Bytes))
 	}

@@ -82,21 +82,16 @@ Commands:
                                    from the handoff (verified in the background at
                                    low priority, and before any use) and serve the
                                    other commands
-  help                             this text
-
-Global flags:
-  --socket PATH     daemon socket (default ` + agent.DefaultSocket + `)
-  --state-dir DIR   generation state (default ` + fastreboot.DefaultStateDir + `)
-  --root DIR        where proc/, sys/ and the handoff are (default /; for tests)
-  --no-daemon       do not use the daemon: stage from a cache of this process only
-  -v                log what the library does to stderr
+  help [COMMAND]                   this text, or a command's usage and flags
+                                   (also COMMAND -h)
 
 Without a daemon, stage and cache commands work on a cache that lives only as
 long as the command: everything is read from storage.
 
-With --json, a command that fails before printing its report prints instead
-{"error": {"command", "message", "kinds", "exit_code"}} on stdout (the message
-is also on stderr); kinds name the kind of failure (e.g.
+With --json, a command prints one JSON document whose "schema" names its
+shape and version (docs/json.md). One that fails before printing its report
+prints instead {"schema": "fastreboot.error.v1", "error": {"command",
+"message", "kinds", "exit_code"}} on stdout (the message is also on stderr); kinds name the kind of failure (e.g.
 "modcache.digest_mismatch", "crashhandler.reservation_too_small").
 
 Exit codes:
@@ -108,6 +103,27 @@ Exit codes:
      jump that did not come back, an armed crash path or a staged image whose
      next generation could not re-arm for lack of crashkernel=)
 `
+
+// globalFlags returns the flags before the command, which set e's fields,
+// and -v.
+func globalFlags(e *env) (*flag.FlagSet, *bool) {
+	fs := flag.NewFlagSet("fastreboot", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&e.socket, "socket", agent.DefaultSocket, "the daemon's socket")
+	fs.StringVar(&e.stateDir, "state-dir", fastreboot.DefaultStateDir, "where the generation's state is saved")
+	fs.StringVar(&e.root, "root", "/", "the directory holding proc/, sys/ and the handoff (for tests)")
+	fs.BoolVar(&e.noDaemon, "no-daemon", false, "do not use the daemon: stage and cache commands work on a cache of this process only")
+	verbose := fs.Bool("v", false, "log what the library does to stderr")
+	return fs, verbose
+}
+
+// printMainUsage prints `fastreboot help`: the commands, then the global
+// flags with their usage.
+func printMainUsage(w io.Writer) {
+	fmt.Fprint(w, usageText)
+	fs, _ := globalFlags(&env{})
+	printFlags(w, "Global flags", fs)
+}
 
 // env is what every command gets: parsed global flags and the writers.
 type env struct {
@@ -168,19 +184,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, cfg config) int {
 	e := &env{stdout: stdout, stderr: stderr, cfg: cfg}
-	fs := flag.NewFlagSet("fastreboot", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&e.socket, "socket", agent.DefaultSocket, "")
-	fs.StringVar(&e.stateDir, "state-dir", fastreboot.DefaultStateDir, "")
-	fs.StringVar(&e.root, "root", "/", "")
-	fs.BoolVar(&e.noDaemon, "no-daemon", false, "")
-	verbose := fs.Bool("v", false, "")
+	fs, verbose := globalFlags(e)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usageText)
+			printMainUsage(stdout)
 			return ExitOK
 		}
-		fmt.Fprintf(stderr, "fastreboot: %v\n\n%s", err, usageText)
+		fmt.Fprintf(stderr, "fastreboot: %v\n\n", err)
+		printMainUsage(stderr)
 		return ExitUsage
 	}
 	level := slog.LevelWarn
@@ -191,17 +202,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, cfg confi
 
 	rest := fs.Args()
 	if len(rest) == 0 {
-		fmt.Fprintf(stderr, "fastreboot: no command given\n\n%s", usageText)
+		fmt.Fprintf(stderr, "fastreboot: no command given\n\n")
+		printMainUsage(stderr)
 		return ExitUsage
 	}
 	if rest[0] == "help" || rest[0] == "-h" || rest[0] == "--help" {
-		fmt.Fprint(stdout, usageText)
+		var words []string
+		if rest[0] == "help" {
+			words = rest[1:]
+		}
+		if err := printHelp(ctx, e, stdout, words); err != nil {
+			fmt.Fprintf(stderr, "fastreboot help: %v\n", err)
+			return ExitUsage
+		}
 		return ExitOK
 	}
 	cmd, ok := commands[rest[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "fastreboot: unknown command %q (commands: %s)\n", rest[0], strings.Join(commandNames(), ", "))
 		return ExitUsage
+	}
+	if _, group := commandGroups[rest[0]]; group && len(rest) > 1 && isHelpWord(rest[1]) {
+		printHelp(ctx, e, stdout, rest[:1])
+		return ExitOK
 	}
 	out := &countingWriter{w: stdout}
 	e.stdout = out
@@ -213,7 +236,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, cfg confi
 	case err == nil:
 		return ExitOK
 	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stdout, usageText)
+		var he helpError
+		if errors.As(err, &he) {
+			printUsage(stdout, he.fs)
+		} else {
+			printMainUsage(stdout)
+		}
 		return ExitOK
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "fastreboot %s: %v (see fastreboot help)\n", rest[0], err)
@@ -228,28 +256,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, cfg confi
 	// whatever happened: when the command failed before printing its
 	// report, that document is the error.
 	if wantsJSON(rest[1:]) && out.n == 0 {
-		printJSON(stdout, errorReport{Error: errorBody{
-			Command: rest[0], Message: err.Error(), Kinds: agent.Kinds(err), ExitCode: code,
-		}})
+		printJSON(stdout, errorDoc(rest[0], err.Error(), agent.Kinds(err), code))
 	}
 	return code
 }
 
-// errorReport is what a failed command prints on stdout under --json.
-type errorReport struct {
-	Error errorBody `json:"error"`
-}
-
-type errorBody struct {
-	// Command is the subcommand that failed ("stage", "crash", ...).
-	Command string `json:"command"`
-	// Message is the error, as printed on stderr.
-	Message string `json:"message"`
-	// Kinds names the sentinel errors it wraps (agent.Kinds), for programs
-	// that act on the kind of failure rather than its wording.
-	Kinds []string `json:"kinds,omitempty"`
-	// ExitCode is the process's exit code.
-	ExitCode int `json:"exit_code"`
+// isHelpWord reports whether a command's first argument asks for its help.
+func isHelpWord(a string) bool {
+	return a == "-h" || a == "--help" || a == "-help" || a == "help"
 }
 
 // wantsJSON reports whether a subcommand's arguments ask for --json (before
@@ -320,7 +334,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
+				return nil, helpError{fs}
 			}
 			return nil, usagef("%v", err)
 		}

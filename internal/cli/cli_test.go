@@ -514,7 +514,7 @@ func TestStageBadInputs(t *testing.T) {
 				// The same failure under --json: one JSON document on
 				// stdout, the error, with the kinds it wraps.
 				r = h.run(append(append(append(global, "stage"), args...), "--json")...)
-				var rep errorReport
+				var rep errorV1
 				decodeStdout(t, r, &rep)
 				if r.code != ExitFailed || rep.Error.ExitCode != ExitFailed || rep.Error.Command != "stage" {
 					t.Errorf("--json: exit %d, error %+v, want exit %d for stage", r.code, rep.Error, ExitFailed)
@@ -540,7 +540,7 @@ func TestStageBadInputs(t *testing.T) {
 func TestJSONUsageError(t *testing.T) {
 	h := newHarness(t)
 	r := h.run("stage", "a.json", "b.json", "--json")
-	var rep errorReport
+	var rep errorV1
 	decodeStdout(t, r, &rep)
 	if r.code != ExitUsage || rep.Error.ExitCode != ExitUsage || rep.Error.Command != "stage" || !strings.HasPrefix(rep.Error.Message, "one manifest at a time") {
 		t.Errorf("exit %d, error %+v, want a stage usage error (exit %d): one manifest at a time", r.code, rep.Error, ExitUsage)

@@ -48,16 +48,16 @@ func cmdCrash(ctx context.Context, e *env, args []string) error {
 
 func crashArm(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("crash arm")
-	mode := fs.String("mode", "", "")
-	auto := fs.Bool("auto", false, "")
+	mode := fs.String("mode", "", "crash mode: two-stage (a crash kernel keeps the evidence and reboots into production) or direct (the crash kernel is production); default two-stage, or what is armed")
+	auto := fs.Bool("auto", false, "arm again as the handoff records (mode, initrd), or do nothing when nothing was armed")
 	var appendWords stringList
-	fs.Var(&appendWords, "append", "")
-	panicTimeout := fs.Int("panic-timeout", 0, "")
-	noFaults := fs.Bool("no-faults", false, "")
-	allowNoRearm := fs.Bool("allow-no-rearm", false, "")
-	load := fs.String("load", "", "")
-	initrd := fs.String("initrd", "", "")
-	asJSON := fs.Bool("json", false, "")
+	fs.Var(&appendWords, "append", "`WORDS` to add to the crash kernel's command line (repeatable)")
+	panicTimeout := fs.Int("panic-timeout", 0, "panic=N for the crash kernel: reboot through the firmware N seconds after a panic of its own (0: the default)")
+	noFaults := fs.Bool("no-faults", false, "do not route faults (NMI, oops, hung task, lockups) to panic")
+	allowNoRearm := fs.Bool("allow-no-rearm", false, "arm even when the generation after a crash could not re-arm (no or too small crashkernel=)")
+	load := fs.String("load", "", "segments (kexec_load of the kernel decompressed ahead of time; file under lockdown) or file (kexec_file_load); default segments")
+	initrd := fs.String("initrd", "", "the crash image's initrd: minimal (fastreboot as /init and the carried modules; two-stage only) or image (production's); default minimal for two-stage")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -96,7 +96,7 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *asJSON {
-		return printJSON(e.stdout, rep)
+		return printJSON(e.stdout, crashArmDoc(rep))
 	}
 	for _, w := range rep.Warnings {
 		fmt.Fprintf(e.stderr, "warning: %s\n", w)
@@ -124,10 +124,10 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 // needs, like kdumpctl estimate.
 func crashEstimate(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("crash estimate")
-	mode := fs.String("mode", "", "")
-	load := fs.String("load", "", "")
-	initrd := fs.String("initrd", "", "")
-	asJSON := fs.Bool("json", false, "")
+	mode := fs.String("mode", "", "crash mode: two-stage (a crash kernel keeps the evidence and reboots into production) or direct (the crash kernel is production); default two-stage, or what is armed")
+	load := fs.String("load", "", "segments (kexec_load of the kernel decompressed ahead of time; file under lockdown) or file (kexec_file_load); default segments")
+	initrd := fs.String("initrd", "", "the crash image's initrd: minimal (fastreboot as /init and the carried modules; two-stage only) or image (production's); default minimal for two-stage")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -160,7 +160,7 @@ func crashEstimate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *asJSON {
-		return printJSON(e.stdout, rep)
+		return printJSON(e.stdout, crashEstimateDoc(rep))
 	}
 	printEstimate(e.stdout, rep)
 	return nil
@@ -216,7 +216,7 @@ func printEstimate(w io.Writer, rep *crashpath.EstimateReport) {
 
 func crashDisarm(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("crash disarm")
-	asJSON := fs.Bool("json", false, "")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -234,7 +234,7 @@ func crashDisarm(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *asJSON {
-		return printJSON(e.stdout, rep)
+		return printJSON(e.stdout, crashStatusDoc(schemaCrashDisarm, rep))
 	}
 	fmt.Fprintln(e.stdout, "crash path disarmed; fault-routing sysctls restored")
 	return nil
@@ -242,7 +242,7 @@ func crashDisarm(ctx context.Context, e *env, args []string) error {
 
 func crashStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("crash status")
-	asJSON := fs.Bool("json", false, "")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -257,7 +257,7 @@ func crashStatus(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *asJSON {
-		return printJSON(e.stdout, rep)
+		return printJSON(e.stdout, crashStatusDoc(schemaCrashStatus, rep))
 	}
 	printCrashStatus(e.stdout, rep)
 	return nil
@@ -332,8 +332,8 @@ func printEvidence(w io.Writer, ev *crashhandler.Evidence) {
 
 func crashLast(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("crash last")
-	save := fs.String("save", "", "")
-	asJSON := fs.Bool("json", false, "")
+	save := fs.String("save", "", "also write the evidence (log, report) into this directory")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -351,7 +351,7 @@ func crashLast(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	if *asJSON {
-		return printJSON(e.stdout, ev)
+		return printJSON(e.stdout, crashLastDoc(ev))
 	}
 	printEvidence(e.stdout, ev)
 	for _, l := range ev.Log {
@@ -364,9 +364,9 @@ func crashLast(ctx context.Context, e *env, args []string) error {
 // started, before anything else.
 func crashRecover(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("crash recover")
-	evDir := fs.String("evidence-dir", "", "")
-	noReboot := fs.Bool("no-reboot", false, "")
-	asJSON := fs.Bool("json", false, "")
+	evDir := fs.String("evidence-dir", "", "where to keep the evidence (default: under the state directory)")
+	noReboot := fs.Bool("no-reboot", false, "two-stage: restage production but do not kexec into it")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -374,11 +374,11 @@ func crashRecover(ctx context.Context, e *env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("crash recover takes no arguments, got %q", pos)
 	}
-	opts := crashpath.Config{Root: e.root, StateDir: e.stateDir, Logger: e.log, Machine: e.cfg.machine}
+	opts := crashpath.Config{Root: e.root, StateDir: e.stateDir, Logger: e.log, MachineOptions: e.cfg.machine}
 	rep, err := crashpath.Recover(ctx, opts, crashpath.RecoverOptions{EvidenceDir: *evDir})
 	if rep != nil {
 		if *asJSON {
-			printJSON(e.stdout, rep)
+			printJSON(e.stdout, crashRecoverDoc(rep))
 		} else {
 			if rep.EvidenceError != "" {
 				fmt.Fprintf(e.stdout, "no evidence: %s\n", rep.EvidenceError)
@@ -402,5 +402,5 @@ func crashRecover(ctx context.Context, e *env, args []string) error {
 	mc := fastreboot.New(nil, mopts)
 	fmt.Fprintf(e.stdout, "fastreboot: rebooting through kexec at %s\n", time.Now().UTC().Format(time.RFC3339Nano))
 	drain(e.stdout)
-	return mc.Reboot(ctx)
+	return mc.Reboot(ctx, fastreboot.RebootOptions{})
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
@@ -141,7 +142,8 @@ func crashInit(ctx context.Context, w io.Writer, root string, sys initSystem) in
 // forever on a panic).
 func crashInitDelay(cmdline string) time.Duration {
 	d := DefaultCrashInitDelay
-	for _, w := range strings.Fields(cmdline) {
+	params, _ := bootimage.SplitCmdline(cmdline)
+	for _, w := range params {
 		v, ok := strings.CutPrefix(w, "panic=")
 		if !ok {
 			continue

@@ -22,7 +22,7 @@ func hostInitSystem() initSystem {
 		},
 		recover: crashpath.Recover,
 		kexec: func(ctx context.Context) error {
-			return fastreboot.New(nil, fastreboot.Options{}).Reboot(ctx)
+			return fastreboot.New(nil, fastreboot.Options{}).Reboot(ctx, fastreboot.RebootOptions{})
 		},
 		firmware: func() error {
 			unix.Sync()

@@ -149,6 +149,7 @@ func TestCrashInitDelay(t *testing.T) {
 		{"panic=-1", 0},
 		{"panic=x", DefaultCrashInitDelay},
 		{"panic=3 quiet panic=9", 9 * time.Second},
+		{"panic=3 -- panic=9", 3 * time.Second}, // after "--": init's, not the kernel's
 		{"oops=panic", DefaultCrashInitDelay},
 	} {
 		if got := crashInitDelay(tt.cmdline); got != tt.want {

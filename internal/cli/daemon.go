@@ -7,10 +7,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 )
 
 // verifyCarriedWord on the kernel command line is the daemon's
@@ -29,7 +29,7 @@ const verifyCarriedWord = "fastreboot.verify_carried=eager"
 // the difference.
 func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("daemon")
-	verify := fs.String("verify-carried", "", "")
+	verify := fs.String("verify-carried", "", "lazy (adopt the carried modules at once, hash them in the background) or eager (hash them before serving); default lazy unless the command line has fastreboot.verify_carried=eager")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -44,7 +44,8 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	case "lazy":
 	case "":
 		b, _ := os.ReadFile(filepath.Join(e.root, "proc/cmdline"))
-		eager = slices.Contains(strings.Fields(string(b)), verifyCarriedWord)
+		params, _ := bootimage.SplitCmdline(string(b))
+		eager = slices.Contains(params, verifyCarriedWord)
 	default:
 		return usagef("--verify-carried %q: want lazy or eager", *verify)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -208,10 +209,32 @@ func decode(t *testing.T, r result, v any) {
 	decodeStdout(t, r, v)
 }
 
-// decodeStdout decodes the one JSON value r printed, whatever its exit code.
+// decodeStdout decodes the one JSON value r printed, whatever its exit
+// code. Every --json document names its schema (docs/json.md); a test that
+// decodes into a library type (the v1 documents keep the fields the
+// library's types printed before the schemas existed) gets the document
+// without its "schema", still strictly: a field the type does not know
+// fails.
 func decodeStdout(t *testing.T, r result, v any) {
 	t.Helper()
-	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatalf("decoding %q: %v", r.stdout, err)
+	}
+	var schema string
+	if err := json.Unmarshal(doc["schema"], &schema); err != nil || !strings.HasPrefix(schema, "fastreboot.") || !strings.HasSuffix(schema, ".v1") {
+		t.Errorf("--json output without a schema \"fastreboot.*.v1\": %q", r.stdout)
+	}
+	in := r.stdout
+	if !hasSchemaField(v) {
+		delete(doc, "schema")
+		b, err := json.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in = string(b)
+	}
+	dec := json.NewDecoder(strings.NewReader(in))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		t.Fatalf("decoding %q: %v", r.stdout, err)
@@ -223,3 +246,14 @@ func decodeStdout(t *testing.T, r result, v any) {
 
 // jsonOf encodes a manifest without validating it, to write bad ones.
 func jsonOf(m *bootimage.Manifest) ([]byte, error) { return json.MarshalIndent(m, "", "  ") }
+
+// hasSchemaField reports whether *v is a struct with a "schema" field (a
+// --json document type of this package).
+func hasSchemaField(v any) bool {
+	t := reflect.TypeOf(v)
+	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return false
+	}
+	f, ok := t.Elem().FieldByName("Schema")
+	return ok && f.Tag.Get("json") == "schema"
+}

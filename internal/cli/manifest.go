@@ -32,8 +32,8 @@ func manifestCreate(e *env, args []string) error {
 	fs := newFlags("manifest create")
 	var img imageFlags
 	addImageFlags(fs, &img)
-	out := fs.String("o", "", "")
-	relative := fs.Bool("relative", false, "")
+	out := fs.String("o", "", "write the manifest to this file instead of stdout")
+	relative := fs.Bool("relative", false, "with -o: module sources relative to the manifest's directory")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -73,7 +73,7 @@ func manifestCreate(e *env, args []string) error {
 
 func manifestDiff(e *env, args []string) error {
 	fs := newFlags("manifest diff")
-	asJSON := fs.Bool("json", false, "")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -91,7 +91,7 @@ func manifestDiff(e *env, args []string) error {
 	}
 	d := bootimage.Diff(old, nw)
 	if *asJSON {
-		return printJSON(e.stdout, d)
+		return printJSON(e.stdout, manifestDiffDoc(d))
 	}
 	if d.Empty() {
 		fmt.Fprintln(e.stdout, "no difference")
@@ -105,8 +105,8 @@ func manifestDiff(e *env, args []string) error {
 // module from its source, checking size, digest and content.
 func manifestValidate(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("manifest validate")
-	content := fs.Bool("content", false, "")
-	asJSON := fs.Bool("json", false, "")
+	content := fs.Bool("content", false, "also read every module and check its size, digest and format")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -134,7 +134,7 @@ func manifestValidate(ctx context.Context, e *env, args []string) error {
 		result.Content = &rep
 	}
 	if *asJSON {
-		return printJSON(e.stdout, result)
+		return printJSON(e.stdout, manifestValidateDoc(result.Manifest, result.Modules, result.Content))
 	}
 	fmt.Fprintf(e.stdout, "%s: valid (%d modules", pos[0], len(m.Modules))
 	if *content {

@@ -27,11 +27,11 @@ type imageFlags struct {
 }
 
 func addImageFlags(fs *flag.FlagSet, f *imageFlags) {
-	fs.StringVar(&f.kernel, "kernel", "", "")
-	fs.Var(&f.initrds, "initrd", "")
-	fs.StringVar(&f.cmdline, "cmdline", "", "")
-	fs.StringVar(&f.appendTo, "append", "", "")
-	fs.StringVar(&f.name, "name", "", "")
+	fs.StringVar(&f.kernel, "kernel", "", "the kernel (bzImage) of an image given by its files")
+	fs.Var(&f.initrds, "initrd", "an initrd `PIECE`, in unpack order (repeatable)")
+	fs.StringVar(&f.cmdline, "cmdline", "", "the command line of the image (default: the running one, see --append)")
+	fs.StringVar(&f.appendTo, "append", "", "words added to the running command line (instead of --cmdline)")
+	fs.StringVar(&f.name, "name", "", "the image's name")
 }
 
 // manifest builds the manifest the flags describe: each file is hashed and
@@ -81,12 +81,12 @@ func cmdStage(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("stage")
 	var img imageFlags
 	addImageFlags(fs, &img)
-	current := fs.Bool("current", false, "")
-	dryRun := fs.Bool("dry-run", false, "")
-	noCarry := fs.Bool("no-carry", false, "")
-	reason := fs.String("reason", string(fastreboot.ReasonUpdate), "")
-	load := fs.String("load", string(fastreboot.LoadFile), "")
-	asJSON := fs.Bool("json", false, "")
+	current := fs.Bool("current", false, "restage what this generation runs, from the cache alone")
+	dryRun := fs.Bool("dry-run", false, "build everything, load and reboot nothing")
+	noCarry := fs.Bool("no-carry", false, "do not carry the cache into the next kernel (it reads its modules from storage)")
+	reason := fs.String("reason", string(fastreboot.ReasonUpdate), "why the next generation boots: update, manual or crash")
+	load := fs.String("load", string(fastreboot.LoadFile), "file (kexec_file_load) or segments (kexec_load of the kernel decompressed once and cached; refused under lockdown)")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -163,7 +163,7 @@ func stage(ctx context.Context, e *env, req agent.StageRequest, asJSON bool) (*f
 		return rep, err
 	}
 	if asJSON {
-		return rep, printJSON(e.stdout, rep)
+		return rep, printJSON(e.stdout, stageDoc(rep))
 	}
 	w := e.stdout
 	verb := "loaded"
@@ -196,23 +196,23 @@ func stage(ctx context.Context, e *env, req agent.StageRequest, asJSON bool) (*f
 
 func cmdReboot(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("reboot")
-	dryRun := fs.Bool("dry-run", false, "")
-	fallback := fs.String("fallback", "refuse", "")
+	dryRun := fs.Bool("dry-run", false, "print the plan, sync and reboot nothing (a MANIFEST is staged as a dry run)")
+	fallback := fs.String("fallback", "refuse", "when nothing is loaded: refuse, or firmware (reboot through the firmware)")
 	stopCPUs := cpustop.DefaultPolicy
-	fs.Var(&stopCPUs, "stop-cpus", "")
-	asJSON := fs.Bool("json", false, "")
+	fs.Var(&stopCPUs, "stop-cpus", "`POLICY`: kernel (the kernel stops the other CPUs) or hotplug (take them offline first, back online if the reboot fails)")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	opts := e.cfg.machine
-	opts.Root, opts.Logger, opts.DryRun = e.root, e.log, *dryRun
-	opts.StopCPUs = stopCPUs
+	opts.Root, opts.Logger = e.root, e.log
+	ro := fastreboot.RebootOptions{DryRun: *dryRun, StopCPUs: stopCPUs}
 	switch *fallback {
 	case "refuse":
-		opts.Fallback = fastreboot.FallbackRefuse
+		ro.Fallback = fastreboot.FallbackRefuse
 	case "firmware":
-		opts.Fallback = fastreboot.FallbackFirmware
+		ro.Fallback = fastreboot.FallbackFirmware
 	default:
 		return usagef("--fallback %q: want refuse or firmware", *fallback)
 	}
@@ -235,7 +235,7 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	m := fastreboot.New(nil, opts)
-	plan, err := m.PlanReboot()
+	plan, err := m.PlanReboot(ro)
 	if err != nil && staged != nil && staged.DryRun && errors.Is(err, fastreboot.ErrNotLoaded) {
 		// The image was built in a dry run (by the daemon or an agent of
 		// this process, not by m), so it is not loaded: plan as if it were.
@@ -249,7 +249,7 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 		plan.Staged = staged
 	}
 	if *asJSON {
-		if err := printJSON(e.stdout, plan); err != nil {
+		if err := printJSON(e.stdout, rebootDoc(plan)); err != nil {
 			return err
 		}
 	} else if *dryRun {
@@ -264,7 +264,7 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 	drain(e.stdout)
-	return m.Reboot(ctx)
+	return m.Reboot(ctx, ro)
 }
 
 func because(why string) string {

@@ -47,8 +47,8 @@ type timeline struct {
 
 func cmdStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("status")
-	asJSON := fs.Bool("json", false, "")
-	check := fs.Bool("check", false, "")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (schema fastreboot.status.v1, docs/json.md)")
+	check := fs.Bool("check", false, "exit 3 when a problem is found")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -105,7 +105,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		rep.Problems = append(rep.Problems, rearmProblems(cs, rep.Agent)...)
 	}
 	if *asJSON {
-		if err := printJSON(e.stdout, rep); err != nil {
+		if err := printJSON(e.stdout, statusDoc(&rep)); err != nil {
 			return err
 		}
 	} else {

@@ -42,6 +42,35 @@ type KernelInfo struct {
 	InitSize uint32
 }
 
+// ReadSetupHeader reads the x86 boot protocol setup header at the start of
+// the bzImage in r (Documentation/arch/x86/boot.rst; u-root's
+// bzimage.LinuxHeader parses it) and checks only that it is one: the
+// "HdrS" magic at 0x202 and the 0xAA55 boot flag at 0x1fe. What a loader
+// needs beyond that is the caller's to check (InspectKernel checks what
+// kexec_file_load needs). Failures wrap ErrNotBzImage; read errors from r
+// are returned as they are. It is the one reader of the header: the update
+// path, the segments load method and the crash path's sizing use it.
+func ReadSetupHeader(r io.ReaderAt) (bzimage.LinuxHeader, error) {
+	var h bzimage.LinuxHeader
+	buf := make([]byte, setupHeaderEnd)
+	if n, err := r.ReadAt(buf, 0); n < len(buf) {
+		if err == nil || errors.Is(err, io.EOF) {
+			return h, fmt.Errorf("%w: truncated: read %d bytes of the %d-byte setup header", ErrNotBzImage, n, len(buf))
+		}
+		return h, fmt.Errorf("read bzImage setup header: %w", err)
+	}
+	if err := h.UnmarshalBinary(buf); err != nil {
+		return h, fmt.Errorf("%w: setup header: %v", ErrNotBzImage, err)
+	}
+	if h.HeaderMagic != bzimage.HeaderMagic {
+		return h, fmt.Errorf("%w: no %q magic at offset 0x202 (found % x)", ErrNotBzImage, bzimage.HeaderMagic[:], h.HeaderMagic[:])
+	}
+	if h.Bootsectormagic != bootFlag {
+		return h, fmt.Errorf("%w: no x86 boot sector signature 0x%04x at offset 0x1fe (found 0x%04x)", ErrNotBzImage, bootFlag, h.Bootsectormagic)
+	}
+	return h, nil
+}
+
 // InspectKernel reads the x86 setup header of the bzImage in r (size bytes
 // long) and checks what kexec_file_load (arch/x86/kernel/kexec-bzimage64.c)
 // needs: the "HdrS" magic and 0xAA55 boot flag, boot protocol 2.12 or
@@ -57,23 +86,9 @@ func InspectKernel(r io.ReaderAt, size int64) (*KernelInfo, error) {
 	if size < 2*sectorSize {
 		return nil, fmt.Errorf("%w: %d bytes, shorter than a setup header (%d)", ErrNotBzImage, size, 2*sectorSize)
 	}
-	buf := make([]byte, setupHeaderEnd)
-	if n, err := r.ReadAt(buf, 0); n < len(buf) {
-		if err == nil || errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%w: truncated: read %d bytes of the %d-byte setup header", ErrNotBzImage, n, len(buf))
-		}
-		return nil, fmt.Errorf("read bzImage setup header: %w", err)
-	}
-	var h bzimage.LinuxHeader
-	if err := h.UnmarshalBinary(buf); err != nil {
-		return nil, fmt.Errorf("%w: setup header: %v", ErrNotBzImage, err)
-	}
-
-	if h.HeaderMagic != bzimage.HeaderMagic {
-		return nil, fmt.Errorf("%w: no %q magic at offset 0x202 (found % x)", ErrNotBzImage, bzimage.HeaderMagic[:], h.HeaderMagic[:])
-	}
-	if h.Bootsectormagic != bootFlag {
-		return nil, fmt.Errorf("%w: no x86 boot sector signature 0x%04x at offset 0x1fe (found 0x%04x)", ErrNotBzImage, bootFlag, h.Bootsectormagic)
+	h, err := ReadSetupHeader(r)
+	if err != nil {
+		return nil, err
 	}
 	if h.Protocolversion < minProtocol {
 		return nil, fmt.Errorf("%w: boot protocol %s, kexec_file_load needs %s or later", ErrNotBzImage, protocolString(h.Protocolversion), protocolString(minProtocol))

@@ -151,3 +151,32 @@ func TestCheckKernelReal(t *testing.T) {
 		})
 	}
 }
+
+func TestReadSetupHeader(t *testing.T) {
+	k := fakeBzImage(nil)
+	h, err := ReadSetupHeader(bytes.NewReader(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Protocolversion != 0x020F || h.Kernelalignment != 0x200000 || h.InitSize != 0x1000000 || h.CmdLineSize != MaxCmdline-1 {
+		t.Errorf("header %+v", h)
+	}
+	// Only the magic and the boot flag are checked: a kernel InspectKernel
+	// refuses (not relocatable) still has a header.
+	nr := fakeBzImage(func(h *bzimage.LinuxHeader) { h.RelocatableKernel = 0 })
+	if _, err := ReadSetupHeader(bytes.NewReader(nr)); err != nil {
+		t.Errorf("not relocatable: %v", err)
+	}
+	if _, err := InspectKernel(bytes.NewReader(nr), int64(len(nr))); !errors.Is(err, ErrNotBzImage) {
+		t.Errorf("InspectKernel, not relocatable: %v, want ErrNotBzImage", err)
+	}
+	for name, b := range map[string][]byte{
+		"truncated":    k[:0x200],
+		"no HdrS":      fakeBzImage(func(h *bzimage.LinuxHeader) { h.HeaderMagic = [4]byte{} }),
+		"no boot flag": fakeBzImage(func(h *bzimage.LinuxHeader) { h.Bootsectormagic = 0 }),
+	} {
+		if _, err := ReadSetupHeader(bytes.NewReader(b)); !errors.Is(err, ErrNotBzImage) {
+			t.Errorf("%s: error = %v, want ErrNotBzImage", name, err)
+		}
+	}
+}

@@ -32,7 +32,7 @@ var droppedKeys = map[string]string{
 // quotes) and joined with single spaces; a "--" and the init arguments
 // after it are kept as they are.
 func CleanCmdline(s string) string {
-	words, rest := splitCmdline(s)
+	words, initArgs := SplitCmdline(s)
 	var kept []string
 	crash := false
 	for _, w := range words {
@@ -47,13 +47,7 @@ func CleanCmdline(s string) string {
 		}
 		kept = append(kept, w)
 	}
-	if rest != "" {
-		kept = append(kept, "--")
-		if r := strings.TrimSpace(rest); r != "" {
-			kept = append(kept, r)
-		}
-	}
-	return strings.Join(kept, " ")
+	return JoinCmdline(kept, initArgs)
 }
 
 // cmdlineKey is the parameter name of a word: before "=", without a
@@ -66,17 +60,21 @@ func cmdlineKey(w string) string {
 	return strings.TrimSuffix(w, `"`)
 }
 
-// splitCmdline splits s into kernel parameters the way the kernel's
-// next_arg does, stopping at a bare "--". rest is what follows the "--"
-// ("" if there is none; " " if it is followed by nothing).
-func splitCmdline(s string) (words []string, rest string) {
+// SplitCmdline splits the command line s into kernel parameters the way
+// the kernel's next_arg does (lib/cmdline.c: words separated by white
+// space outside double quotes; the quotes stay in the word), stopping at
+// a bare "--". initArgs is that "--" and what follows it, which the kernel
+// passes to init: "--" alone, or "-- " and the rest with its outer white
+// space trimmed and its inner spacing kept; "" if s has no "--". A "--"
+// inside quotes is part of a word.
+func SplitCmdline(s string) (params []string, initArgs string) {
 	i := 0
 	for {
 		for i < len(s) && isCmdlineSpace(s[i]) {
 			i++
 		}
 		if i == len(s) {
-			return words, ""
+			return params, ""
 		}
 		start := i
 		quoted := false
@@ -88,12 +86,28 @@ func splitCmdline(s string) (words []string, rest string) {
 		}
 		w := s[start:i]
 		if w == "--" {
-			return words, " " + s[i:]
+			if rest := strings.TrimFunc(s[i:], isCmdlineSpaceRune); rest != "" {
+				return params, "-- " + rest
+			}
+			return params, "--"
 		}
-		words = append(words, w)
+		params = append(params, w)
 	}
 }
 
-func isCmdlineSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
+// JoinCmdline is the inverse of SplitCmdline: params joined by single
+// spaces, then initArgs.
+func JoinCmdline(params []string, initArgs string) string {
+	if initArgs != "" {
+		params = append(params[:len(params):len(params)], initArgs)
+	}
+	return strings.Join(params, " ")
 }
+
+// isCmdlineSpace is the kernel's isspace for a command line (and NUL,
+// which ends one).
+func isCmdlineSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f' || c == 0
+}
+
+func isCmdlineSpaceRune(r rune) bool { return r < 0x80 && isCmdlineSpace(byte(r)) }

@@ -1,6 +1,11 @@
 package bootimage
 
-import "testing"
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
 
 func TestCleanCmdline(t *testing.T) {
 	tests := []struct {
@@ -28,5 +33,33 @@ func TestCleanCmdline(t *testing.T) {
 				t.Errorf("CleanCmdline(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestSplitCmdline(t *testing.T) {
+	for _, tc := range []struct {
+		in       string
+		params   []string
+		initArgs string
+	}{
+		{"  a  b=\"c d\"\te \"f g\"=h\n", []string{"a", `b="c d"`, "e", `"f g"=h`}, ""},
+		{"a\x00b\vc\fd", []string{"a", "b", "c", "d"}, ""},
+		{"quiet -- single  user \n", []string{"quiet"}, "-- single  user"},
+		{"quiet --", []string{"quiet"}, "--"},
+		{"quiet --  ", []string{"quiet"}, "--"},
+		{"-- x", nil, "-- x"},
+		{`x="a -- b" y`, []string{`x="a -- b"`, "y"}, ""},
+		{"a --b c", []string{"a", "--b", "c"}, ""},
+		{"", nil, ""},
+	} {
+		params, initArgs := SplitCmdline(tc.in)
+		if d := cmp.Diff(tc.params, params); d != "" || initArgs != tc.initArgs {
+			t.Errorf("SplitCmdline(%q): init args %q, want %q; params (-want +got):\n%s", tc.in, initArgs, tc.initArgs, d)
+		}
+		want := strings.Join(append(append([]string(nil), tc.params...), tc.initArgs), " ")
+		want = strings.TrimSpace(want)
+		if got := JoinCmdline(params, initArgs); got != want {
+			t.Errorf("JoinCmdline(SplitCmdline(%q)) = %q, want %q", tc.in, got, want)
+		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 )
 
 // Command line words the crash path adds and recognises.
@@ -142,13 +144,14 @@ var twoStageStrip = map[string]bool{
 // marker possible_cpus= of at least 9 (see physicalAPICWord), and keeps
 // crashkernel=: the direct crash kernel owns all RAM once its memmap= words
 // are parsed (early in setup_arch, before reserve_crashkernel), becomes the
-// production system and must be able to re-arm (FINDINGS: each generation
-// re-adds crashkernel=).
+// production system and must be able to re-arm (each generation must add
+// crashkernel= again, or the next crash has nowhere to go:
+// docs/kernel-facts.md, Recovery modes).
 func CrashCmdline(prod string, mode Mode, opts CmdlineOptions) string {
 	if mode != ModeDirect {
 		mode = ModeTwoStage
 	}
-	words, initArgs := splitInitArgs(splitCmdline(prod))
+	words, initArgs := bootimage.SplitCmdline(prod)
 	generated := wordSet(opts.MemoryMap.CmdlineWords())
 	var kept, userMap, saved []string
 	for _, w := range words {
@@ -186,7 +189,7 @@ func CrashCmdline(prod string, mode Mode, opts CmdlineOptions) string {
 	}
 	out = append(out, opts.ExtraWords...)
 	out = append(out, saved...)
-	return joinCmdline(out, initArgs)
+	return bootimage.JoinCmdline(out, initArgs)
 }
 
 // ProductionCmdline turns a crash kernel's command line (as in its
@@ -207,7 +210,7 @@ func CrashCmdline(prod string, mode Mode, opts CmdlineOptions) string {
 // reset_devices, irqpoll and nr_cpus=1 and gets the map; panic= is kept
 // since it cannot be told apart from a production setting.
 func ProductionCmdline(crash string, mm MemoryMap) string {
-	words, initArgs := splitInitArgs(splitCmdline(crash))
+	words, initArgs := bootimage.SplitCmdline(crash)
 	var restored []string
 	marked := false
 	for i, w := range words {
@@ -241,7 +244,7 @@ func ProductionCmdline(crash string, mm MemoryMap) string {
 	out := append(kept, restored...)
 	out = append(out, mm.CmdlineWords()...)
 	out = append(out, userMap...)
-	return joinCmdline(out, initArgs)
+	return bootimage.JoinCmdline(out, initArgs)
 }
 
 // escapeWord %-escapes the bytes that must not appear in a saved word.
@@ -272,53 +275,11 @@ func wordSet(ws []string) map[string]bool {
 	return m
 }
 
-// splitCmdline splits a command line into words the way the kernel's
-// next_arg does: on spaces, except inside double quotes.
-func splitCmdline(s string) []string {
-	var words []string
-	var b strings.Builder
-	inQuote := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"':
-			inQuote = !inQuote
-			b.WriteByte(c)
-		case !inQuote && (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0):
-			if b.Len() > 0 {
-				words = append(words, b.String())
-				b.Reset()
-			}
-		default:
-			b.WriteByte(c)
-		}
-	}
-	if b.Len() > 0 {
-		words = append(words, b.String())
-	}
-	return words
-}
-
-// splitInitArgs separates the words after "--", which the kernel passes to
-// init instead of parsing.
-func splitInitArgs(words []string) (kernel, initArgs []string) {
-	for i, w := range words {
-		if w == "--" {
-			return words[:i], words[i:]
-		}
-	}
-	return words, nil
-}
-
-func joinCmdline(words, initArgs []string) string {
-	return strings.Join(append(append([]string(nil), words...), initArgs...), " ")
-}
-
 // CrashModeOf reports whether a command line (e.g. /proc/cmdline) is one
 // CrashCmdline made, and for which mode: the crash kernel's early-boot code
 // uses it to pick its path.
 func CrashModeOf(cmdline string) (Mode, bool) {
-	words, _ := splitInitArgs(splitCmdline(cmdline))
+	words, _ := bootimage.SplitCmdline(cmdline)
 	for _, w := range words {
 		if k, v, _ := strings.Cut(w, "="); k == markerKey {
 			return Mode(v), true
@@ -344,7 +305,7 @@ const crashkernelKey = "crashkernel"
 // fastreboot.orig= words (see CrashCmdline), the saved words are taken.
 // Only kernel words count: the words after "--" go to init.
 func InheritCrashkernel(next, running string) string {
-	words, initArgs := splitInitArgs(splitCmdline(next))
+	words, initArgs := bootimage.SplitCmdline(next)
 	if len(crashkernelWords(words)) > 0 {
 		return next
 	}
@@ -352,7 +313,7 @@ func InheritCrashkernel(next, running string) string {
 	if len(inherit) == 0 {
 		return next
 	}
-	return joinCmdline(append(slices.Clip(words), inherit...), initArgs)
+	return bootimage.JoinCmdline(append(slices.Clip(words), inherit...), initArgs)
 }
 
 // crashkernelWords returns the words whose key is crashkernel.
@@ -370,7 +331,7 @@ func crashkernelWords(words []string) []string {
 // command line: its own, and those a two-stage crash line saved after its
 // marker.
 func runningCrashkernel(running string) []string {
-	words, _ := splitInitArgs(splitCmdline(running))
+	words, _ := bootimage.SplitCmdline(running)
 	var out []string
 	marked := false
 	for _, w := range words {

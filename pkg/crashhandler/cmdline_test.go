@@ -123,13 +123,6 @@ func TestCrashModeOf(t *testing.T) {
 	}
 }
 
-func TestSplitCmdline(t *testing.T) {
-	got := splitCmdline("  a  b=\"c d\"\te \"f g\"=h\n")
-	if d := cmp.Diff([]string{"a", `b="c d"`, "e", `"f g"=h`}, got); d != "" {
-		t.Errorf("words (-want +got):\n%s", d)
-	}
-}
-
 // The two-stage round trip gives back the production words (order aside)
 // plus the memory map.
 func FuzzCmdlineRoundTrip(f *testing.F) {

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // Crashkernel is the reservation a command line asks for, as x86's
@@ -21,10 +24,6 @@ type Crashkernel struct {
 	High bool `json:"high,omitempty"`
 }
 
-// maxSize bounds the sizes memparse accepts: larger values (or more
-// digits than fit in 64 bits) are refused rather than wrapped.
-const maxSize = 1<<62 - 1
-
 // errRAMUnknown: a range form cannot be evaluated without the RAM size.
 var errRAMUnknown = errors.New("the range form needs the machine's RAM size")
 
@@ -39,7 +38,7 @@ var errRAMUnknown = errors.New("the range form needs the machine's RAM size")
 // A line without any crashkernel word gives the zero Crashkernel and no
 // error; a word the kernel would reject gives an error naming it.
 func ParseCrashkernel(cmdline string, ramBytes uint64) (Crashkernel, error) {
-	words, _ := splitInitArgs(splitCmdline(cmdline))
+	words, _ := bootimage.SplitCmdline(cmdline)
 	var plain, high string
 	for _, w := range crashkernelWords(words) {
 		switch {
@@ -62,7 +61,7 @@ func ParseCrashkernel(cmdline string, ramBytes uint64) (Crashkernel, error) {
 	}
 	if high != "" {
 		v := strings.TrimSuffix(strings.TrimPrefix(high, crashkernelKey+"="), ",high")
-		size, rest, ok := memparse(v)
+		size, rest, ok := memmap.ParseSize(v)
 		switch {
 		case !ok || rest != "":
 			return Crashkernel{Word: high}, errors.Join(plainErr, fmt.Errorf("%s: not SIZE[KMG],high", high))
@@ -82,12 +81,12 @@ func ParseCrashkernel(cmdline string, ramBytes uint64) (Crashkernel, error) {
 func parseCrashkernelValue(v string, ram uint64) (uint64, error) {
 	colon := strings.IndexByte(v, ':')
 	if colon < 0 {
-		size, rest, ok := memparse(v)
+		size, rest, ok := memmap.ParseSize(v)
 		if !ok {
 			return 0, errors.New("memory value expected")
 		}
 		if rest != "" && rest[0] == '@' {
-			if _, rest, ok = memparse(rest[1:]); !ok || rest != "" {
+			if _, rest, ok = memmap.ParseSize(rest[1:]); !ok || rest != "" {
 				return 0, errors.New("offset: memory value expected after '@'")
 			}
 		}
@@ -101,7 +100,7 @@ func parseCrashkernelValue(v string, ram uint64) (uint64, error) {
 	}
 	cur := v
 	for {
-		start, rest, ok := memparse(cur)
+		start, rest, ok := memmap.ParseSize(cur)
 		if !ok {
 			return 0, errors.New("range: memory value expected")
 		}
@@ -111,7 +110,7 @@ func parseCrashkernelValue(v string, ram uint64) (uint64, error) {
 		rest = rest[1:]
 		end := ^uint64(0)
 		if rest != "" && rest[0] != ':' {
-			if end, rest, ok = memparse(rest); !ok {
+			if end, rest, ok = memmap.ParseSize(rest); !ok {
 				return 0, errors.New("range: memory value expected after '-'")
 			}
 			if end <= start {
@@ -121,7 +120,7 @@ func parseCrashkernelValue(v string, ram uint64) (uint64, error) {
 		if rest == "" || rest[0] != ':' {
 			return 0, errors.New("range: ':' expected")
 		}
-		size, after, ok := memparse(rest[1:])
+		size, after, ok := memmap.ParseSize(rest[1:])
 		if !ok {
 			return 0, errors.New("range: size expected after ':'")
 		}
@@ -137,77 +136,6 @@ func parseCrashkernelValue(v string, ram uint64) (uint64, error) {
 		}
 		cur = after[1:]
 	}
-}
-
-// ParseMemSize reads a size or address as the kernel's memparse does (a
-// base prefix 0x or 0, then an optional K, M, G, T, P or E suffix), as in
-// crashkernel=, memmap= and ramoops.mem_address= words, and returns it with
-// the rest of s; ok is false if s starts with no number or the value is out
-// of range (above 2^62).
-func ParseMemSize(s string) (val uint64, rest string, ok bool) { return memparse(s) }
-
-// memparse reads a number as the kernel's memparse does (base prefix 0x
-// or 0 as simple_strtoull, then an optional K, M, G, T, P or E), and
-// returns it with the rest of s; ok is false if s starts with no number.
-func memparse(s string) (val uint64, rest string, ok bool) {
-	base, i := uint64(10), 0
-	switch {
-	case len(s) > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && hexDigit(s[2]) >= 0:
-		base, i = 16, 2
-	case len(s) > 0 && s[0] == '0':
-		base = 8
-	}
-	start := i
-	for ; i < len(s); i++ {
-		d := hexDigit(s[i])
-		if d < 0 || uint64(d) >= base {
-			break
-		}
-		val = val*base + uint64(d)
-	}
-	if i == start {
-		return 0, s, false
-	}
-	if i-start > 16 {
-		// More than 2^64: refused as if it were no number.
-		return 0, s, false
-	}
-	shift := 0
-	if i < len(s) {
-		switch s[i] {
-		case 'E', 'e':
-			shift = 60
-		case 'P', 'p':
-			shift = 50
-		case 'T', 't':
-			shift = 40
-		case 'G', 'g':
-			shift = 30
-		case 'M', 'm':
-			shift = 20
-		case 'K', 'k':
-			shift = 10
-		}
-		if shift > 0 {
-			i++
-		}
-	}
-	if val > maxSize>>shift {
-		return 0, s, false
-	}
-	return val << shift, s[i:], true
-}
-
-func hexDigit(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'a' && c <= 'f':
-		return int(c-'a') + 10
-	case c >= 'A' && c <= 'F':
-		return int(c-'A') + 10
-	}
-	return -1
 }
 
 // NextCmdline is the production command line the crash path boots after a

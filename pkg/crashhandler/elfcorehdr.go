@@ -1,7 +1,6 @@
 package crashhandler
 
 import (
-	"bufio"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
@@ -13,13 +12,8 @@ import (
 	"strings"
 
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
-
-// PhysRange is the physical address range [Start, End).
-type PhysRange struct {
-	Start uint64 `json:"start"`
-	End   uint64 `json:"end"`
-}
 
 // ElfcorehdrInput is what the ELF core header of a crash image describes
 // (the running kernel, which is the one that will crash). kexec_file_load
@@ -71,7 +65,7 @@ func ReadElfcorehdrInput(root string) (ElfcorehdrInput, error) {
 	}
 	for _, cpu := range topo.Possible {
 		dir := p(fmt.Sprintf("sys/devices/system/cpu/cpu%d", cpu))
-		addr, err := readSysHex(filepath.Join(dir, "crash_notes"))
+		addr, err := memmap.ReadHex(filepath.Join(dir, "crash_notes"))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
@@ -86,7 +80,7 @@ func ReadElfcorehdrInput(root string) (ElfcorehdrInput, error) {
 		if err != nil || size == 0 {
 			return in, fmt.Errorf("ELF core header: %s: %q is not a size", filepath.Join(dir, "crash_notes_size"), b)
 		}
-		in.CPUNotes = append(in.CPUNotes, PhysRange{addr, addr + size})
+		in.CPUNotes = append(in.CPUNotes, PhysRange{Start: addr, End: addr + size})
 	}
 	if len(in.CPUNotes) == 0 {
 		return in, fmt.Errorf("ELF core header: no CPU has %s", p("sys/devices/system/cpu/cpuN/crash_notes"))
@@ -106,38 +100,13 @@ func ReadElfcorehdrInput(root string) (ElfcorehdrInput, error) {
 	if err != nil || vsize == 0 {
 		return in, fmt.Errorf("ELF core header: %s: %q is not \"ADDR SIZE\"", p("sys/kernel/vmcoreinfo"), b)
 	}
-	in.VMCOREINFO = PhysRange{vaddr, vaddr + vsize}
+	in.VMCOREINFO = PhysRange{Start: vaddr, End: vaddr + vsize}
 
-	f, err := os.Open(p("proc/iomem"))
+	iomem, err := memmap.ReadIomem(root)
 	if err != nil {
 		return in, fmt.Errorf("ELF core header: %w", err)
 	}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		body := strings.TrimLeft(line, " ")
-		rng, name, ok := strings.Cut(body, " : ")
-		lo, hi, ok2 := strings.Cut(rng, "-")
-		if !ok || !ok2 {
-			continue
-		}
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil || end <= start {
-			continue // end == start: read without CAP_SYS_ADMIN
-		}
-		r := PhysRange{start, end + 1}
-		switch name = strings.TrimSpace(name); {
-		case name == TypeRAM && len(line) == len(body):
-			in.RAM = append(in.RAM, r)
-		case name == "Crash kernel":
-			in.Exclude = append(in.Exclude, r)
-		}
-	}
-	f.Close()
-	if err := sc.Err(); err != nil {
-		return in, fmt.Errorf("ELF core header: %s: %w", p("proc/iomem"), err)
-	}
+	in.RAM, in.Exclude = iomem.RAM(), iomem.CrashKernel()
 	if len(in.RAM) == 0 {
 		return in, fmt.Errorf("ELF core header: %s shows no System RAM (read without CAP_SYS_ADMIN?)", p("proc/iomem"))
 	}
@@ -158,7 +127,7 @@ func ReadElfcorehdrInput(root string) (ElfcorehdrInput, error) {
 		switch {
 		case ph.Vaddr >= startKernelMap && in.KernelText.End == 0:
 			in.KernelTextVaddr = ph.Vaddr
-			in.KernelText = PhysRange{ph.Paddr, ph.Paddr + ph.Memsz}
+			in.KernelText = PhysRange{Start: ph.Paddr, End: ph.Paddr + ph.Memsz}
 		case ph.Vaddr < startKernelMap && in.PageOffset == 0:
 			in.PageOffset = ph.Vaddr - ph.Paddr
 		}
@@ -167,19 +136,6 @@ func ReadElfcorehdrInput(root string) (ElfcorehdrInput, error) {
 		return in, fmt.Errorf("ELF core header: %s has no kernel text or direct map segment with a physical address", kf.Name())
 	}
 	return in, nil
-}
-
-// readSysHex reads a hexadecimal address file (crash_notes: "%llx").
-func readSysHex(path string) (uint64, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	v, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(string(b)), "0x"), 16, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %q is not a hexadecimal address", path, b)
-	}
-	return v, nil
 }
 
 // ELF constants of the header.
@@ -217,8 +173,8 @@ func BuildElfcorehdr(in ElfcorehdrInput) ([]byte, error) {
 	const rwx = 7
 	t := in.KernelText
 	ph = append(ph, phdr{typ: ptLoadType, flags: rwx, off: t.Start, vaddr: in.KernelTextVaddr, paddr: t.Start, filesz: t.End - t.Start, memsz: t.End - t.Start})
-	exclude := append(slices.Clone(in.Exclude), PhysRange{0, lowMemory})
-	for _, r := range subtractRanges(in.RAM, exclude) {
+	exclude := append(slices.Clone(in.Exclude), PhysRange{Start: 0, End: lowMemory})
+	for _, r := range memmap.Subtract(in.RAM, exclude...) {
 		ph = append(ph, phdr{typ: ptLoadType, flags: rwx, off: r.Start, vaddr: in.PageOffset + r.Start, paddr: r.Start, filesz: r.End - r.Start, memsz: r.End - r.Start})
 	}
 	if len(ph) >= 0xffff {
@@ -246,36 +202,4 @@ func BuildElfcorehdr(in ElfcorehdrInput) ([]byte, error) {
 		le.PutUint64(o[40:], p.memsz)
 	}
 	return b, nil
-}
-
-// subtractRanges returns the parts of rs outside every range of minus,
-// sorted.
-func subtractRanges(rs, minus []PhysRange) []PhysRange {
-	out := slices.Clone(rs)
-	for _, m := range minus {
-		var next []PhysRange
-		for _, r := range out {
-			if m.End <= r.Start || m.Start >= r.End {
-				next = append(next, r)
-				continue
-			}
-			if r.Start < m.Start {
-				next = append(next, PhysRange{r.Start, m.Start})
-			}
-			if m.End < r.End {
-				next = append(next, PhysRange{m.End, r.End})
-			}
-		}
-		out = next
-	}
-	slices.SortFunc(out, func(a, b PhysRange) int {
-		switch {
-		case a.Start < b.Start:
-			return -1
-		case a.Start > b.Start:
-			return 1
-		}
-		return 0
-	})
-	return out
 }

@@ -43,18 +43,18 @@ func TestBuildElfcorehdrReadBack(t *testing.T) {
 	}
 	phys := map[uint64][]byte{}
 	in := ElfcorehdrInput{
-		RAM:     []PhysRange{{0, 0x9fc00}, {0x100000, 0x4000000}},
-		Exclude: []PhysRange{{0x3000000, 0x3800000}},
+		RAM:     []PhysRange{{Start: 0, End: 0x9fc00}, {Start: 0x100000, End: 0x4000000}},
+		Exclude: []PhysRange{{Start: 0x3000000, End: 0x3800000}},
 	}
 	for i, n := range notes {
 		b := noteBytes(n)
 		if n.Name == "VMCOREINFO" {
-			in.VMCOREINFO = PhysRange{0x30000, 0x30000 + uint64(len(b))}
+			in.VMCOREINFO = PhysRange{Start: 0x30000, End: 0x30000 + uint64(len(b))}
 			phys[0x30000] = b
 			continue
 		}
 		at := uint64(0x10000 + i*0x1000)
-		in.CPUNotes = append(in.CPUNotes, PhysRange{at, at + uint64(len(b))})
+		in.CPUNotes = append(in.CPUNotes, PhysRange{Start: at, End: at + uint64(len(b))})
 		phys[at] = b
 	}
 	core := sysrqCrashVmcore()
@@ -62,7 +62,7 @@ func TestBuildElfcorehdrReadBack(t *testing.T) {
 		data := core[l.Offset : l.Offset+l.Filesz]
 		phys[l.Paddr] = data
 		if l.Vaddr >= startKernelMap {
-			in.KernelTextVaddr, in.KernelText = l.Vaddr, PhysRange{l.Paddr, l.Paddr + l.Memsz}
+			in.KernelTextVaddr, in.KernelText = l.Vaddr, PhysRange{Start: l.Paddr, End: l.Paddr + l.Memsz}
 		} else {
 			in.PageOffset = l.Vaddr - l.Paddr
 		}
@@ -101,9 +101,9 @@ func TestBuildElfcorehdrReadBack(t *testing.T) {
 		if l.Vaddr < startKernelMap && l.Vaddr != in.PageOffset+l.Paddr {
 			t.Errorf("PT_LOAD %+v: vaddr not in the direct map at %#x", l, in.PageOffset)
 		}
-		loads = append(loads, PhysRange{l.Paddr, l.Paddr + l.Memsz})
+		loads = append(loads, PhysRange{Start: l.Paddr, End: l.Paddr + l.Memsz})
 	}
-	want := []PhysRange{in.KernelText, {0x100000, 0x3000000}, {0x3800000, 0x4000000}}
+	want := []PhysRange{in.KernelText, {Start: 0x100000, End: 0x3000000}, {Start: 0x3800000, End: 0x4000000}}
 	if d := cmp.Diff(want, loads); d != "" {
 		t.Errorf("PT_LOADs (-want +got): the text, then RAM without the first MiB and the reservation:\n%s", d)
 	}
@@ -154,13 +154,13 @@ func TestReadElfcorehdrInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := ElfcorehdrInput{
-		CPUNotes:        []PhysRange{{0x7dc17000, 0x7dc17000 + 440}, {0x7dc57000, 0x7dc57000 + 440}},
-		VMCOREINFO:      PhysRange{0x4a02000, 0x4a02000 + 0x1024},
+		CPUNotes:        []PhysRange{{Start: 0x7dc17000, End: 0x7dc17000 + 440}, {Start: 0x7dc57000, End: 0x7dc57000 + 440}},
+		VMCOREINFO:      PhysRange{Start: 0x4a02000, End: 0x4a02000 + 0x1024},
 		KernelTextVaddr: 0xffffffffa2c00000,
-		KernelText:      PhysRange{0x20000000, 0x23a00000},
+		KernelText:      PhysRange{Start: 0x20000000, End: 0x23a00000},
 		PageOffset:      pageOffset,
-		RAM:             []PhysRange{{0x1000, 0x9fc00}, {0x100000, 0x7ffdf000}},
-		Exclude:         []PhysRange{{0x77000000, 0x7f000000}},
+		RAM:             []PhysRange{{Start: 0x1000, End: 0x9fc00}, {Start: 0x100000, End: 0x7ffdf000}},
+		Exclude:         []PhysRange{{Start: 0x77000000, End: 0x7f000000}},
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("(-want +got):\n%s", d)

@@ -3,6 +3,8 @@ package crashhandler
 import (
 	"errors"
 	"fmt"
+
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // Sentinel errors. Callers test them with errors.Is; the errors returned wrap
@@ -31,7 +33,7 @@ var (
 	ErrCmdlineTooLong = errors.New("crash command line too long")
 	// ErrNoMemoryMap: direct mode needs the firmware memory map and none was
 	// given or readable.
-	ErrNoMemoryMap = errors.New("no firmware memory map")
+	ErrNoMemoryMap = memmap.ErrNoFirmwareMap
 	// ErrNotPermitted: the kernel refused the load (no CAP_SYS_BOOT,
 	// kernel.kexec_load_disabled, lockdown or a rejected signature).
 	ErrNotPermitted = errors.New("crash kexec not permitted")

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fastreboot/fastreboot/internal/atomicfile"
 )
 
 // Evidence is what the crash kernel keeps of the crashed one.
@@ -308,7 +310,8 @@ const (
 )
 
 // Save writes dir/evidence.json and dir/log.txt (the whole log), each
-// atomically, creating dir.
+// atomically and mode 0600 (the log may hold what only root should read),
+// creating dir.
 func (e *Evidence) Save(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("saving crash evidence: %w", err)
@@ -317,7 +320,7 @@ func (e *Evidence) Save(dir string) error {
 	if err != nil {
 		return fmt.Errorf("saving crash evidence: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, EvidenceFile), append(b, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, EvidenceFile), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("saving crash evidence: %w", err)
 	}
 	log := e.fullLog
@@ -329,7 +332,7 @@ func (e *Evidence) Save(dir string) error {
 		sb.WriteString(l)
 		sb.WriteByte('\n')
 	}
-	if err := writeFileAtomic(filepath.Join(dir, LogFile), []byte(sb.String())); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, LogFile), []byte(sb.String()), 0o600); err != nil {
 		return fmt.Errorf("saving crash evidence: %w", err)
 	}
 	return nil

@@ -11,7 +11,7 @@ import (
 )
 
 // Sysctls that turn faults into a panic, and so into the crash image. All
-// are 0 on Debian by default (FINDINGS).
+// are 0 on Debian by default (docs/kernel-facts.md, Faults routed to panic).
 const (
 	SysctlUnknownNMIPanic     = "kernel.unknown_nmi_panic"
 	SysctlPanicOnUnrecovNMI   = "kernel.panic_on_unrecovered_nmi"

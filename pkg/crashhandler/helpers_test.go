@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 )
 
 func writeFile(t testing.TB, path, content string) {
@@ -29,15 +31,15 @@ func readFile(t testing.TB, path string) string {
 // qemuMemoryMap is /sys/firmware/memmap of a QEMU q35 guest with 2 GiB.
 func qemuMemoryMap() MemoryMap {
 	return MemoryMap{
-		{0x0, 0x9fbff, TypeRAM},
-		{0x9fc00, 0x9ffff, TypeReserved},
-		{0xf0000, 0xfffff, TypeReserved},
-		{0x100000, 0x7ffdefff, TypeRAM},
-		{0x7ffdf000, 0x7fffffff, TypeReserved},
-		{0xb0000000, 0xbfffffff, TypeReserved},
-		{0xfed1c000, 0xfed1ffff, TypeReserved},
-		{0xfeffc000, 0xfeffffff, TypeReserved},
-		{0xfffc0000, 0xffffffff, TypeReserved},
+		{Start: 0x0, End: 0x9fbff, Type: TypeRAM},
+		{Start: 0x9fc00, End: 0x9ffff, Type: TypeReserved},
+		{Start: 0xf0000, End: 0xfffff, Type: TypeReserved},
+		{Start: 0x100000, End: 0x7ffdefff, Type: TypeRAM},
+		{Start: 0x7ffdf000, End: 0x7fffffff, Type: TypeReserved},
+		{Start: 0xb0000000, End: 0xbfffffff, Type: TypeReserved},
+		{Start: 0xfed1c000, End: 0xfed1ffff, Type: TypeReserved},
+		{Start: 0xfeffc000, End: 0xfeffffff, Type: TypeReserved},
+		{Start: 0xfffc0000, End: 0xffffffff, Type: TypeReserved},
 	}
 }
 
@@ -50,4 +52,10 @@ func writeMemoryMap(t testing.TB, root string, mm MemoryMap) {
 		writeFile(t, filepath.Join(dir, "end"), fmt.Sprintf("0x%x\n", r.End))
 		writeFile(t, filepath.Join(dir, "type"), r.Type+"\n")
 	}
+}
+
+// splitCmdline is the kernel parameters of s (bootimage.SplitCmdline).
+func splitCmdline(s string) []string {
+	params, _ := bootimage.SplitCmdline(s)
+	return params
 }

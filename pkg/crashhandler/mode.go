@@ -2,7 +2,8 @@ package crashhandler
 
 import "fmt"
 
-// Mode is the recovery shape of the crash image (FINDINGS "Crash path").
+// Mode is the recovery shape of the crash image. Both shapes ran on Debian's
+// 6.1 kernel (docs/kernel-facts.md, Recovery modes).
 type Mode string
 
 const (

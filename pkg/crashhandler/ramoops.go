@@ -1,18 +1,16 @@
 package crashhandler
 
 import (
-	"bufio"
-	"cmp"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // Evidence by default: a direct-mode crash kernel cannot read the crashed
@@ -155,7 +153,7 @@ type Ramoops struct {
 // MODULE.PARAM words itself only to built-in modules.
 func (r Ramoops) Words() []string {
 	return []string{
-		fmt.Sprintf("memmap=%s$%#x", memSize(r.Size), r.Address),
+		fmt.Sprintf("memmap=%s$%#x", memmap.FormatSize(r.Size), r.Address),
 		fmt.Sprintf("ramoops.mem_address=%#x", r.Address),
 		fmt.Sprintf("ramoops.mem_size=%#x", r.Size),
 		fmt.Sprintf("ramoops.record_size=%#x", r.RecordSize),
@@ -166,7 +164,7 @@ func (r Ramoops) Words() []string {
 // RamoopsWords returns the ramoops.* words of a command line (before any
 // "--"), in order.
 func RamoopsWords(cmdline string) []string {
-	words, _ := splitInitArgs(splitCmdline(cmdline))
+	words, _ := bootimage.SplitCmdline(cmdline)
 	var out []string
 	for _, w := range words {
 		if strings.HasPrefix(w, "ramoops.") {
@@ -180,7 +178,7 @@ func RamoopsWords(cmdline string) []string {
 func ramoopsAddress(words []string) (uint64, bool) {
 	for _, w := range words {
 		if v, ok := strings.CutPrefix(w, "ramoops.mem_address="); ok {
-			n, rest, ok := memparse(v)
+			n, rest, ok := memmap.ParseSize(v)
 			if ok && rest == "" {
 				return n, true
 			}
@@ -199,11 +197,11 @@ func keptRegionWords(words []string, addr uint64) []string {
 		if !ok {
 			continue
 		}
-		size, rest, ok := memparse(v)
+		size, rest, ok := memmap.ParseSize(v)
 		if !ok || rest == "" || (rest[0] != '$' && rest[0] != '!') {
 			continue
 		}
-		start, rest, ok := memparse(rest[1:])
+		start, rest, ok := memmap.ParseSize(rest[1:])
 		if ok && rest == "" && start <= addr && addr < start+size {
 			out = append(out, w)
 		}
@@ -235,7 +233,7 @@ func keptRegionWords(words []string, addr uint64) []string {
 // (which would otherwise erase it). On error the line is returned
 // unchanged with the error.
 func EvidenceCmdline(next string, opts PstoreOptions) (string, error) {
-	words, initArgs := splitInitArgs(splitCmdline(next))
+	words, initArgs := bootimage.SplitCmdline(next)
 	var add []string
 	if _, ok := ramoopsAddress(words); !ok {
 		region, err := evidenceRegionWords(opts)
@@ -257,7 +255,7 @@ func EvidenceCmdline(next string, opts PstoreOptions) (string, error) {
 		return next, nil
 	}
 	opts.log().Info("the next image keeps a pstore region for crash evidence", "words", strings.Join(out, " "))
-	return joinCmdline(append(append([]string(nil), words...), out...), initArgs), nil
+	return bootimage.JoinCmdline(append(append([]string(nil), words...), out...), initArgs), nil
 }
 
 // evidenceRegionWords returns the words naming a ramoops region for a line
@@ -269,7 +267,7 @@ func evidenceRegionWords(opts PstoreOptions) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pstore region: the running command line: %w", err)
 	}
-	running, _ := splitInitArgs(splitCmdline(strings.TrimSpace(string(b))))
+	running, _ := bootimage.SplitCmdline(string(b))
 	if addr, ok := ramoopsAddress(running); ok {
 		out := keptRegionWords(running, addr)
 		for _, w := range running {
@@ -286,12 +284,11 @@ func evidenceRegionWords(opts PstoreOptions) ([]string, error) {
 	if backend != "" {
 		return nil, nil
 	}
-	f, err := os.Open(filepath.Join(root, procIomem))
+	iomem, err := memmap.ReadIomem(root)
 	if err != nil {
 		return nil, fmt.Errorf("pstore region: %w", err)
 	}
-	defer f.Close()
-	addr, err := PlaceRamoops(opts.MemoryMap, f, DefaultRamoopsSize)
+	addr, err := PlaceRamoops(opts.MemoryMap, iomem, DefaultRamoopsSize)
 	if err != nil {
 		return nil, fmt.Errorf("pstore region: %w", err)
 	}
@@ -319,7 +316,7 @@ func hasKey(words []string, key string) bool {
 // PlaceRamoops chooses where a new ramoops region of size bytes goes: the
 // lowest ramoopsAlign-aligned address at or above 1 MiB whose whole region
 // is System RAM both in the firmware map fw and among the top-level
-// "System RAM" resources of iomem (/proc/iomem: it leaves out what the
+// "System RAM" resources of iomem (memmap.ReadIomem: it leaves out what the
 // running kernel keeps, e.g. other memmap= regions), outside every "Crash
 // kernel" resource (the crashkernel= reservation, where the crash image
 // lives). Given the same map, it always answers the same address.
@@ -342,38 +339,21 @@ func hasKey(words []string, key string) bool {
 // 1 MiB is where none of them goes. Once a kernel runs with the region's
 // memmap= word, the region is reserved and no segment can land on it at
 // all.
-func PlaceRamoops(fw MemoryMap, iomem io.Reader, size uint64) (uint64, error) {
+func PlaceRamoops(fw MemoryMap, iomem memmap.Iomem, size uint64) (uint64, error) {
 	if size == 0 {
 		size = DefaultRamoopsSize
 	}
-	res, err := parseIomemRAM(iomem)
-	if err != nil {
-		return 0, err
-	}
-	if len(res.ram) == 0 {
+	ram := iomem.RAM()
+	if len(ram) == 0 {
 		return 0, fmt.Errorf("%w: /proc/iomem shows no System RAM (read without CAP_SYS_ADMIN it shows every address as 0)", ErrNoRamoopsRoom)
 	}
-	var free []addrRange
-	for _, r := range fw {
-		if r.Type != TypeRAM {
-			continue
-		}
-		for _, s := range res.ram {
-			if i := (addrRange{r.Start, r.End + 1}).intersect(s); !i.empty() {
-				free = append(free, i)
-			}
-		}
-	}
-	for _, c := range res.crash {
-		free = subtract(free, c)
-	}
-	free = mergeRanges(free)
+	free := memmap.Merge(memmap.Subtract(memmap.IntersectAll(fw.RAM(), ram), iomem.CrashKernel()...))
 	best := uint64(0)
 	found := false
 	for _, r := range free {
-		start := max(r.start, ramoopsFloor)
+		start := max(r.Start, ramoopsFloor)
 		start = (start + ramoopsAlign - 1) &^ (ramoopsAlign - 1)
-		if start+size > r.end || start+size < start {
+		if start+size > r.End || start+size < start {
 			continue
 		}
 		if !found || start < best {
@@ -384,87 +364,4 @@ func PlaceRamoops(fw MemoryMap, iomem io.Reader, size uint64) (uint64, error) {
 		return 0, fmt.Errorf("%w: no %d bytes of System RAM above 1 MiB outside the crash kernel reservation", ErrNoRamoopsRoom, size)
 	}
 	return best, nil
-}
-
-// addrRange is [start, end).
-type addrRange struct{ start, end uint64 }
-
-func (r addrRange) empty() bool { return r.end <= r.start }
-
-func (r addrRange) intersect(o addrRange) addrRange {
-	return addrRange{max(r.start, o.start), min(r.end, o.end)}
-}
-
-// subtract removes cut from every range of rs.
-func subtract(rs []addrRange, cut addrRange) []addrRange {
-	var out []addrRange
-	for _, r := range rs {
-		if r.intersect(cut).empty() {
-			out = append(out, r)
-			continue
-		}
-		if lo := (addrRange{r.start, cut.start}); !lo.empty() {
-			out = append(out, lo)
-		}
-		if hi := (addrRange{cut.end, r.end}); !hi.empty() {
-			out = append(out, hi)
-		}
-	}
-	return out
-}
-
-// mergeRanges sorts rs and joins ranges that overlap or touch (the
-// firmware map may list adjacent RAM ranges).
-func mergeRanges(rs []addrRange) []addrRange {
-	rs = append([]addrRange(nil), rs...)
-	slices.SortFunc(rs, func(a, b addrRange) int { return cmp.Compare(a.start, b.start) })
-	var out []addrRange
-	for _, r := range rs {
-		if n := len(out); n > 0 && r.start <= out[n-1].end {
-			out[n-1].end = max(out[n-1].end, r.end)
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
-}
-
-type iomemRAM struct {
-	ram, crash []addrRange
-}
-
-// parseIomemRAM reads /proc/iomem ("START-END : NAME", two spaces of
-// indent per nesting level): the top-level System RAM resources and every
-// "Crash kernel" resource (nested inside System RAM).
-func parseIomemRAM(r io.Reader) (iomemRAM, error) {
-	var out iomemRAM
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
-		body := strings.TrimLeft(line, " ")
-		rng, name, ok := strings.Cut(body, " : ")
-		if !ok {
-			continue
-		}
-		lo, hi, ok := strings.Cut(rng, "-")
-		if !ok {
-			continue
-		}
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil || end <= start {
-			continue
-		}
-		rr := addrRange{start, end + 1}
-		switch name = strings.TrimSpace(name); {
-		case name == "Crash kernel":
-			out.crash = append(out.crash, rr)
-		case name == TypeRAM && len(line) == len(body):
-			out.ram = append(out.ram, rr)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return out, fmt.Errorf("reading /proc/iomem: %w", err)
-	}
-	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -69,10 +70,10 @@ func TestPostNotifiers(t *testing.T) {
 
 func TestPlaceRamoops(t *testing.T) {
 	holeMap := MemoryMap{
-		{0x0, 0x9fbff, TypeRAM},
-		{0x100000, 0x2fffff, TypeRAM},
-		{0x300000, 0x3fffff, TypeReserved},
-		{0x400000, 0x7ffdefff, TypeRAM},
+		{Start: 0x0, End: 0x9fbff, Type: TypeRAM},
+		{Start: 0x100000, End: 0x2fffff, Type: TypeRAM},
+		{Start: 0x300000, End: 0x3fffff, Type: TypeReserved},
+		{Start: 0x400000, End: 0x7ffdefff, Type: TypeRAM},
 	}
 	for _, tc := range []struct {
 		name  string
@@ -91,13 +92,13 @@ func TestPlaceRamoops(t *testing.T) {
 			0x4100000, nil},
 		{"firmware reserved hole", holeMap, qemuIomem, 0x100000, nil},
 		{"firmware hole where 1 MiB does not fit",
-			MemoryMap{{0x0, 0x9fbff, TypeRAM}, {0x100000, 0x17ffff, TypeReserved}, {0x180000, 0x27ffff, TypeRAM}, {0x280000, 0x7ffdefff, TypeRAM}},
+			MemoryMap{{Start: 0x0, End: 0x9fbff, Type: TypeRAM}, {Start: 0x100000, End: 0x17ffff, Type: TypeReserved}, {Start: 0x180000, End: 0x27ffff, Type: TypeRAM}, {Start: 0x280000, End: 0x7ffdefff, Type: TypeRAM}},
 			qemuIomem, 0x200000, nil},
 		{"iomem read without CAP_SYS_ADMIN", qemuMemoryMap(), "00000000-00000000 : System RAM\n", 0, ErrNoRamoopsRoom},
-		{"no RAM above 1 MiB", MemoryMap{{0x0, 0x9fbff, TypeRAM}}, qemuIomem, 0, ErrNoRamoopsRoom},
+		{"no RAM above 1 MiB", MemoryMap{{Start: 0x0, End: 0x9fbff, Type: TypeRAM}}, qemuIomem, 0, ErrNoRamoopsRoom},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := PlaceRamoops(tc.fw, strings.NewReader(tc.iomem), DefaultRamoopsSize)
+			got, err := PlaceRamoops(tc.fw, mustParseIomem(t, tc.iomem), DefaultRamoopsSize)
 			if !errors.Is(err, tc.err) || got != tc.want {
 				t.Errorf("PlaceRamoops = %#x, %v; want %#x, %v", got, err, tc.want, tc.err)
 			}
@@ -337,7 +338,7 @@ func FuzzPlaceRamoops(f *testing.F) {
 	f.Add(qemuIomem, "quiet memmap=1M$0x7f000000 ramoops.mem_address=0x7f000000")
 	f.Add("00100000-0010ffff : System RAM\n", "ramoops.mem_address=0x")
 	f.Fuzz(func(t *testing.T, iomem, cmdline string) {
-		addr, err := PlaceRamoops(qemuMemoryMap(), strings.NewReader(iomem), DefaultRamoopsSize)
+		addr, err := PlaceRamoops(qemuMemoryMap(), mustParseIomem(t, iomem), DefaultRamoopsSize)
 		if err == nil && (addr < ramoopsFloor || addr%ramoopsAlign != 0) {
 			t.Errorf("PlaceRamoops = %#x", addr)
 		}
@@ -346,4 +347,13 @@ func FuzzPlaceRamoops(f *testing.F) {
 			keptRegionWords(words, a)
 		}
 	})
+}
+
+func mustParseIomem(t testing.TB, s string) memmap.Iomem {
+	t.Helper()
+	m, err := memmap.ParseIomem(strings.NewReader(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

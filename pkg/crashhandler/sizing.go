@@ -1,10 +1,11 @@
 package crashhandler
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 )
 
 // Budgets used by RequiredReservation. They are exported so that reports can
@@ -25,8 +26,9 @@ const (
 	LoaderBudget = 1 << 20
 	// TwoStageBase is what a two-stage crash kernel with one CPU uses
 	// besides its image, its rootfs and the reload: slab, page tables,
-	// per-CPU areas, the recovery program's heap and stacks. FINDINGS: 512M
-	// left MemTotal 465 MB to a Debian 6.1 crash kernel.
+	// per-CPU areas, the recovery program's heap and stacks. A 512M
+	// reservation left MemTotal 465 MB to a Debian 6.1 crash kernel
+	// (docs/kernel-facts.md, Crash kernel memory).
 	TwoStageBase = 64 << 20
 	// PerCPUBudget is what each further CPU costs a two-stage crash kernel,
 	// which brings every CPU up (see twoStageWords): per-CPU areas, the
@@ -193,7 +195,7 @@ func (s Sizing) Breakdown() string {
 // after unpacking and its kernel segment shrinks to the kernel image, so
 // they are not counted again. The crash stage moves the carried modules
 // into the cache, and Stage releases all but the kernel once production's
-// initrd (R = ReloadInitrdBytes) is assembled (Options.ReleaseCache), so
+// initrd (R = ReloadInitrdBytes) is assembled (fastreboot.StageOptions.ReleaseCache), so
 // at the peak, the end of kexec_file_load, it holds:
 //
 //	Runtime = MinimalResident + MinimalStageBase + MinimalHeadroom + CPU budgets
@@ -214,10 +216,10 @@ func (s Sizing) Breakdown() string {
 // In every case Total is divided by (1 - 64/4096) for the struct page of
 // every page the crash kernel manages, and rounded up to ReservationAlign.
 //
-// Check against FINDINGS (Debian 6.1: init_size 63.6 MiB, 8 MB kernel,
-// 14 MB initrd): two-stage needs 320 MiB (192M ran out of memory while the
-// crash kernel loaded the image, 512M worked); direct needs 112 MiB (128M
-// worked).
+// Check against what ran on Debian 6.1 (init_size 63.6 MiB, 8 MB kernel,
+// 14 MB initrd; docs/kernel-facts.md, Crash kernel memory): two-stage needs
+// 320 MiB (192M ran out of memory while the crash kernel loaded the image,
+// 512M worked); direct needs 112 MiB (128M worked).
 func RequiredReservation(img ImageSize, mode Mode) Sizing {
 	if mode == "" {
 		mode = ModeTwoStage
@@ -275,44 +277,29 @@ type KernelHeader struct {
 	CmdlineSize int64  `json:"cmdline_size"`
 }
 
-// Setup header offsets (boot.rst).
-const (
-	hdrBootFlag    = 0x1fe
-	hdrMagic       = 0x202
-	hdrVersion     = 0x206
-	hdrAlignment   = 0x230
-	hdrXLoadflags  = 0x236
-	hdrCmdlineSize = 0x238
-	hdrInitSize    = 0x260
-	hdrEnd         = 0x264
-	xlfKernel64    = 1 << 0
-)
+// xlfKernel64 is XLF_KERNEL_64 in xloadflags: a 64-bit entry point.
+const xlfKernel64 = 1 << 0
 
-// ReadKernelHeader reads the setup header of an x86 bzImage. It checks what
-// the kernel's bzImage64_probe checks for kexec_file_load (magic, boot flag,
-// protocol >= 2.12, XLF_KERNEL_64) and wraps ErrInvalidImage otherwise.
+// ReadKernelHeader reads the setup header of an x86 bzImage
+// (bootimage.ReadSetupHeader). It checks what the kernel's bzImage64_probe
+// checks for kexec_file_load (magic, boot flag, protocol >= 2.12,
+// XLF_KERNEL_64) and a non-zero init_size, and wraps ErrInvalidImage
+// otherwise.
 func ReadKernelHeader(r io.ReaderAt) (KernelHeader, error) {
-	var b [hdrEnd]byte
-	if n, err := r.ReadAt(b[:], 0); n < len(b) {
-		if err == nil || err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return KernelHeader{}, fmt.Errorf("%w: reading bzImage setup header: %w", ErrInvalidImage, err)
-	}
-	le := binary.LittleEndian
-	if string(b[hdrMagic:hdrMagic+4]) != "HdrS" || le.Uint16(b[hdrBootFlag:]) != 0xaa55 {
-		return KernelHeader{}, fmt.Errorf("%w: not an x86 bzImage (no HdrS setup header)", ErrInvalidImage)
+	b, err := bootimage.ReadSetupHeader(r)
+	if err != nil {
+		return KernelHeader{}, fmt.Errorf("%w: %w", ErrInvalidImage, err)
 	}
 	h := KernelHeader{
-		Version:     le.Uint16(b[hdrVersion:]),
-		Alignment:   int64(le.Uint32(b[hdrAlignment:])),
-		CmdlineSize: int64(le.Uint32(b[hdrCmdlineSize:])),
-		InitSize:    int64(le.Uint32(b[hdrInitSize:])),
+		Version:     b.Protocolversion,
+		Alignment:   int64(b.Kernelalignment),
+		CmdlineSize: int64(b.CmdLineSize),
+		InitSize:    int64(b.InitSize),
 	}
 	if h.Version < 0x020c {
 		return h, fmt.Errorf("%w: boot protocol %d.%02d, kexec_file_load needs >= 2.12", ErrInvalidImage, h.Version>>8, h.Version&0xff)
 	}
-	if le.Uint16(b[hdrXLoadflags:])&xlfKernel64 == 0 {
+	if b.XLoadFlags&xlfKernel64 == 0 {
 		return h, fmt.Errorf("%w: bzImage has no 64-bit entry point (XLF_KERNEL_64)", ErrInvalidImage)
 	}
 	if h.InitSize == 0 {
@@ -342,7 +329,8 @@ func checkCrashCmdline(cmdline string, h KernelHeader) error {
 
 func memmapShare(cmdline string) string {
 	n := 0
-	for _, w := range splitCmdline(cmdline) {
+	params, _ := bootimage.SplitCmdline(cmdline)
+	for _, w := range params {
 		if strings.HasPrefix(w, "memmap=") {
 			n += len(w) + 1
 		}

@@ -10,8 +10,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// Debian bookworm 6.1.0-56-amd64 (FINDINGS): its bzImage and the 22 MB
-// image FINDINGS measured.
+// Debian bookworm 6.1.0-56-amd64: its bzImage and the 22 MB image whose
+// crash kernel memory was measured (docs/kernel-facts.md, Crash kernel
+// memory).
 const (
 	debianKernelBytes   = 8247232
 	debianInitSize      = 0x3f98000
@@ -23,13 +24,13 @@ func TestRequiredReservationMatchesFindings(t *testing.T) {
 	img := ImageSize{KernelBytes: debianKernelBytes, InitrdBytes: findingsInitrdBytes, KernelInitSize: debianInitSize, KernelAlign: debianKernelAlign}
 
 	two := RequiredReservation(img, ModeTwoStage)
-	// FINDINGS: 192M ran out of memory loading the image from the crash
+	// Measured: 192M ran out of memory loading the image from the crash
 	// kernel; 512M worked.
 	if two.Total <= 192<<20 || two.Total > 512<<20 {
 		t.Errorf("two-stage Total = %s, want in (192 MiB, 512 MiB]", mib(two.Total))
 	}
 	direct := RequiredReservation(img, ModeDirect)
-	// FINDINGS: direct ran with crashkernel=128M.
+	// Measured: direct ran with crashkernel=128M.
 	if direct.Total > 128<<20 || direct.Total < img.KernelInitSize+img.InitrdBytes {
 		t.Errorf("direct Total = %s, want between the image and 128 MiB", mib(direct.Total))
 	}
@@ -92,6 +93,17 @@ func TestRequiredReservationPerCPU(t *testing.T) {
 }
 
 // fakeBzImage returns a setup header like Debian's 6.1 bzImage.
+// Setup header offsets (Documentation/arch/x86/boot.rst).
+const (
+	hdrBootFlag    = 0x1fe
+	hdrMagic       = 0x202
+	hdrVersion     = 0x206
+	hdrAlignment   = 0x230
+	hdrXLoadflags  = 0x236
+	hdrCmdlineSize = 0x238
+	hdrInitSize    = 0x260
+)
+
 func fakeBzImage() []byte {
 	b := make([]byte, 0x300)
 	b[0x1f1] = 39
@@ -127,7 +139,7 @@ func TestReadKernelHeader(t *testing.T) {
 		"no boot flag":   mut(hdrBootFlag, 0),
 		"protocol 2.10":  mut(hdrVersion, 0x020a),
 		"32-bit only":    mut(hdrXLoadflags, 0x7e),
-		"zero init_size": append(fakeBzImage()[:hdrInitSize], 0, 0, 0, 0),
+		"zero init_size": func() []byte { b := fakeBzImage(); binary.LittleEndian.PutUint32(b[hdrInitSize:], 0); return b }(),
 		"ELF vmlinux":    append([]byte("\x7fELF"), make([]byte, 0x300)...),
 	} {
 		if _, err := ReadKernelHeader(bytes.NewReader(b)); !errors.Is(err, ErrInvalidImage) {

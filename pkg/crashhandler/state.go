@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/fastreboot/fastreboot/internal/atomicfile"
 )
 
 // DefaultStateDir holds the state file; it is on tmpfs, so a new kernel
@@ -78,7 +80,7 @@ func ReadState(dir string) (*State, error) {
 	return &s, nil
 }
 
-// writeState replaces the state file atomically (temp file + rename).
+// writeState replaces the state file atomically (atomicfile.WriteFile).
 func writeState(dir string, s *State) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("writing crash state: %w", err)
@@ -87,35 +89,12 @@ func writeState(dir string, s *State) error {
 	if err != nil {
 		return fmt.Errorf("writing crash state: %w", err)
 	}
-	return writeFileAtomic(statePath(dir), append(b, '\n'))
+	return atomicfile.WriteFile(statePath(dir), append(b, '\n'), 0o644)
 }
 
 func removeState(dir string) error {
 	if err := os.Remove(statePath(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing crash state: %w", err)
-	}
-	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
 }

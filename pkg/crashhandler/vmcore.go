@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // ELF constants (include/uapi/linux/elf.h).
@@ -332,28 +333,22 @@ var ErrMemoryMapMismatch = errors.New("memory map does not cover the crashed ker
 // crash reservation, so the map legitimately has more RAM than the
 // segments.)
 func CheckMemoryMap(mm MemoryMap, loads []Segment) error {
-	var ram []MemoryRange
-	for _, r := range mm.merged() {
-		if r.Type == TypeRAM {
-			ram = append(ram, r)
-		}
-	}
-	sort.Slice(ram, func(i, j int) bool { return ram[i].Start < ram[j].Start })
+	ram := memmap.Merge(mm.RAM())
 	var bad []string
 	for _, s := range loads {
 		if s.Memsz == 0 {
 			continue
 		}
-		start, end := s.Paddr, s.Paddr+s.Memsz-1
+		seg := memmap.Range{Start: s.Paddr, End: s.Paddr + s.Memsz}
 		covered := false
 		for _, r := range ram {
-			if start >= r.Start && end <= r.End {
+			if r.Covers(seg) {
 				covered = true
 				break
 			}
 		}
 		if !covered {
-			bad = append(bad, fmt.Sprintf("[%#x-%#x]", start, end))
+			bad = append(bad, fmt.Sprintf("[%#x-%#x]", seg.Start, seg.End-1))
 		}
 	}
 	if len(bad) > 0 {

@@ -261,6 +261,15 @@ func TestReadEvidence(t *testing.T) {
 	if n := strings.Count(string(log), "\n"); n != 5 || !strings.HasPrefix(string(log), "[    0.001500] Linux version") {
 		t.Errorf("log.txt has %d lines:\n%s", n, log)
 	}
+	for _, f := range []string{EvidenceFile, LogFile} {
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600 (the kernel log is for root)", f, fi.Mode().Perm())
+		}
+	}
 }
 
 var cmpIgnoreFullLog = cmp.FilterPath(func(p cmp.Path) bool {

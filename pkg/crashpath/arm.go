@@ -131,7 +131,7 @@ func (p *Path) Arm(ctx context.Context, o ArmOptions) (*ArmReport, error) {
 		// The previous generation's choice (a re-arm after a crash).
 		initrd = p.armedInitrd()
 	}
-	defer p.lock(load.prepare)()
+	defer p.lock()()
 	b, err := p.buildImage(ctx, o.Target, mode, load, initrd)
 	if err != nil {
 		return nil, fmt.Errorf("crash arm: %w", err)
@@ -212,7 +212,7 @@ func (p *Path) Estimate(ctx context.Context, o EstimateOptions) (*EstimateReport
 		mode = crashhandler.ModeTwoStage
 	}
 	load := p.loadMethod(o.Load)
-	defer p.lock(load.prepare)()
+	defer p.lock()()
 	b, err := p.buildImage(ctx, o.Target, mode, load, o.Initrd)
 	if err != nil {
 		return nil, fmt.Errorf("crash estimate: %w", err)
@@ -267,7 +267,7 @@ func (b *build) image() crashhandler.Image {
 // kexec_load. The caller holds the build lock (an Evict must not drop the
 // modules until the image is loaded) and closes b.img.
 func (p *Path) buildImage(ctx context.Context, t Target, mode crashhandler.Mode, load loadMethod, initrd Initrd) (*build, error) {
-	if p.cfg.Cache == nil {
+	if p.cfg.Machine == nil {
 		return nil, errors.New("no module cache to build the crash image from (Config.Cache)")
 	}
 	initrd, err := ParseInitrd(string(initrd))
@@ -303,16 +303,14 @@ func (p *Path) buildImage(ctx context.Context, t Target, mode crashhandler.Mode,
 	// The crash handoff names this crash (reason crash, the generation);
 	// an older crash's evidence would only be mistaken for it.
 	delete(extra, ExtraCrashEvidence)
-	mopts := p.cfg.Machine
-	mopts.Root, mopts.Logger, mopts.Generation = p.cfg.Root, p.log, p.state.Generation
-	mopts.HandoffExtra = extra
-	mopts.MemoryMap, mopts.StateDir = b.mm, p.cfg.StateDir
 	// The crash image is the production image: its command line is the
 	// one a Stage would load (the running crashkernel= when the manifest
 	// has none; the memory map words a restricted generation adds are
 	// replaced by CrashCmdline).
 	b.cmdline = p.ProductionManifest(m).Cmdline
-	bo := fastreboot.BuildOptions{Reason: fastreboot.ReasonCrash, Segments: load.prepare}
+	bo := fastreboot.BuildOptions{
+		Reason: fastreboot.ReasonCrash, Generation: p.state.Generation, HandoffExtra: extra, MemoryMap: b.mm, Segments: load.prepare,
+	}
 	if initrd == InitrdMinimal {
 		exe, err := p.crashInit()
 		if err != nil {
@@ -325,7 +323,10 @@ func (p *Path) buildImage(ctx context.Context, t Target, mode crashhandler.Mode,
 		}
 		bo.CrashInit = io.NewSectionReader(exe, 0, fi.Size())
 	}
-	if b.img, err = fastreboot.New(p.cfg.Cache, mopts).BuildImage(ctx, m, src, bo); err != nil {
+	// Like a segments Stage, the Machine waits for a background
+	// derivation of the decompressed kernel instead of decompressing it a
+	// second time alongside it.
+	if b.img, err = p.cfg.Machine.BuildImage(ctx, m, src, bo); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -364,8 +365,8 @@ func (p *Path) loadMethod(asked crashhandler.LoadMethod) loadMethod {
 	method := asked
 	if method == "" {
 		method = crashhandler.LoadFile
-		_, canLoad := p.cfg.Machine.Loader.(fastreboot.CrashSegmentsLoader)
-		if p.cfg.Machine.Loader == nil || canLoad {
+		_, canLoad := p.cfg.MachineOptions.Loader.(fastreboot.CrashSegmentsLoader)
+		if p.cfg.MachineOptions.Loader == nil || canLoad {
 			method = crashhandler.LoadSegments
 		}
 	}

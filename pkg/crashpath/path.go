@@ -53,11 +53,15 @@ type Config struct {
 	// Estimate need it. It should be created with Check set to
 	// fastreboot.CheckModule.
 	Cache *modcache.Cache
-	// Machine is the template of the fastreboot.Machine that builds the
-	// crash image (its Loader arms it: nil is the kernel's); Root, Logger,
-	// Generation, HandoffExtra, MemoryMap and StateDir are set by the
-	// Path.
-	Machine fastreboot.Options
+	// Machine builds the crash image from Cache (a daemon passes the one
+	// Machine that stages its images, so that builds and stages run one at
+	// a time); nil means fastreboot.New(Cache, MachineOptions).
+	Machine *fastreboot.Machine
+	// MachineOptions are the options of the Machine: its Loader also arms
+	// the crash image (nil: the kernel's). Recover stages production with
+	// a Machine of these options; Root, Logger and StateDir are set from
+	// this Config.
+	MachineOptions fastreboot.Options
 	// Pstore is the template of the pstore functions (the module loader
 	// and the mount of pstore; nil: the kernel's); Root, MemoryMap and
 	// Logger are set by the Path.
@@ -74,12 +78,12 @@ type Config struct {
 	// unknown), which Arm and Estimate build when given none; nil means
 	// State.Manifest.
 	Current func() *bootimage.Manifest
-	// Lock, if set, is held while a crash image is built and armed, so
-	// that whatever else uses the cache (a Stage, an Evict) waits:
-	// segments is true when the image is prepared for kexec_load (and
-	// derives or reads the decompressed kernel). It returns the release.
-	// Nil makes the Path's builds wait only for each other.
-	Lock func(segments bool) (unlock func())
+	// Lock, if set, is held from the build of a crash image until it is
+	// loaded, so that whatever else changes the cache's content (an
+	// Evict, which would drop the modules the built image reads) waits;
+	// it returns the release. Nil makes the Path's builds wait only for
+	// each other.
+	Lock func() (unlock func())
 }
 
 // withDefaults fills in the defaults of Root, StateDir and Logger.
@@ -92,6 +96,10 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.MachineOptions.Root, c.MachineOptions.Logger, c.MachineOptions.StateDir = c.Root, c.Logger, c.StateDir
+	if c.Machine == nil && c.Cache != nil {
+		c.Machine = fastreboot.New(c.Cache, c.MachineOptions)
 	}
 	return c
 }
@@ -133,9 +141,9 @@ func (p *Path) current() *bootimage.Manifest {
 }
 
 // lock takes Config.Lock, or the Path's own.
-func (p *Path) lock(segments bool) func() {
+func (p *Path) lock() func() {
 	if p.cfg.Lock != nil {
-		return p.cfg.Lock(segments)
+		return p.cfg.Lock()
 	}
 	p.build.Lock()
 	return p.build.Unlock
@@ -297,8 +305,8 @@ func (p *Path) handoffMode() crashhandler.Mode {
 // crashOptions returns the crashhandler options of this Path.
 func (p *Path) crashOptions(mode crashhandler.Mode) crashhandler.Options {
 	o := crashhandler.Options{Root: p.cfg.Root, StateDir: p.cfg.StateDir, Logger: p.log, Mode: mode}
-	if p.cfg.Machine.Loader != nil {
-		o.Loader = p.cfg.Machine.Loader
+	if p.cfg.MachineOptions.Loader != nil {
+		o.Loader = p.cfg.MachineOptions.Loader
 	}
 	return o
 }

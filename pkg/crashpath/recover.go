@@ -138,7 +138,7 @@ func restage(ctx context.Context, cfg Config, rep *RecoverReport, running string
 	if err != nil {
 		return nil, fmt.Errorf("crash recover: %w", err)
 	}
-	cfg.Cache, cfg.State, cfg.Current = cache, st, nil
+	cfg.Cache, cfg.Machine, cfg.State, cfg.Current = cache, nil, st, nil
 	p := New(cfg)
 	mm, _, err := p.MemoryMap()
 	if err != nil {
@@ -165,18 +165,19 @@ func restage(ctx context.Context, cfg Config, rep *RecoverReport, running string
 	extra := p.HandoffExtra()
 	extra[ExtraCrashMode], _ = json.Marshal(rep.Mode)
 	extra[ExtraCrashEvidence], _ = json.Marshal(ev)
-	mopts := cfg.Machine
-	mopts.Root, mopts.Logger, mopts.HandoffExtra = cfg.Root, cfg.Logger, extra
-	mopts.Generation = max(st.Generation-1, 1)
-	// Production must bring back the CPUs of the kernel that crashed, not
-	// the one CPU this stage runs on.
-	mopts.CPURecord = st.CPURecord
-	// Staging production is the cache's last use in the crash kernel:
-	// once the initrd is assembled it holds every module, and the
-	// cache's copies would only take reservation while kexec_file_load
-	// reads the image in (see crashhandler.RequiredReservation).
-	mopts.ReleaseCache = true
-	staged, err := fastreboot.New(cache, mopts).Stage(ctx, &prod, cacheOnly{}, fastreboot.ReasonCrash)
+	so := fastreboot.StageOptions{
+		Reason: fastreboot.ReasonCrash, Generation: max(st.Generation-1, 1), HandoffExtra: extra, MemoryMap: mm,
+		// Production must bring back the CPUs of the kernel that
+		// crashed, not the one CPU this stage runs on.
+		CPURecord: st.CPURecord,
+		// Staging production is the cache's last use in the crash
+		// kernel: once the initrd is assembled it holds every module,
+		// and the cache's copies would only take reservation while
+		// kexec_file_load reads the image in (see
+		// crashhandler.RequiredReservation).
+		ReleaseCache: true,
+	}
+	staged, err := p.cfg.Machine.Stage(ctx, &prod, cacheOnly{}, so)
 	if err != nil {
 		return &staged, fmt.Errorf("crash recover: staging production: %w", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // Offsets in the x86 zero page, struct boot_params
@@ -123,7 +125,7 @@ func buildBootParams(in bootParamsInput) (bp []byte, efiDropped bool, err error)
 		// The RAM range that starts at or below 1 MiB and goes beyond it
 		// gives the memory size in KiB above 1 MiB, as
 		// setup_boot_parameters computes it.
-		if last := e.Addr + e.Size - 1; e.Type == e820RAM && e.Addr <= 1<<20 && last > 1<<20 {
+		if last := e.Addr + e.Size - 1; e.Type == memmap.E820RAM && e.Addr <= 1<<20 && last > 1<<20 {
 			altMemK = last>>10 - 1<<10
 		}
 	}

@@ -34,18 +34,18 @@ func (mc *Machine) cpuOptions() cpustop.Options {
 	return o
 }
 
-// stopPolicy is Options.StopCPUs, or cpustop.DefaultPolicy when unset.
-func (mc *Machine) stopPolicy() cpustop.Policy {
-	if mc.opts.StopCPUs == "" {
+// stopPolicy is RebootOptions.StopCPUs, or cpustop.DefaultPolicy when unset.
+func stopPolicy(ro RebootOptions) cpustop.Policy {
+	if ro.StopCPUs == "" {
 		return cpustop.DefaultPolicy
 	}
-	return mc.opts.StopCPUs
+	return ro.StopCPUs
 }
 
-// handoffCPUs is the CPU record for the handoff: Options.CPURecord, or the
-// CPUs online now.
-func (mc *Machine) handoffCPUs() *cpustop.Record {
-	if r := mc.opts.CPURecord; r != nil {
+// handoffCPUs is the CPU record for the handoff: rec (StageOptions.CPURecord),
+// or the CPUs online now.
+func (mc *Machine) handoffCPUs(rec *cpustop.Record) *cpustop.Record {
+	if r := rec; r != nil {
 		c := *r
 		c.Online = slices.Clone(r.Online)
 		return &c
@@ -69,8 +69,7 @@ func (mc *Machine) recordCPUs() *cpustop.Record {
 // stopCPUs applies the CPU policy right before reboot(LINUX_REBOOT_CMD_KEXEC).
 // On failure nothing stays changed: cpustop.Stop has brought back every CPU
 // it took down (or says in its error which it could not).
-func (mc *Machine) stopCPUs(ctx context.Context) (*cpustop.Stopped, error) {
-	p := mc.stopPolicy()
+func (mc *Machine) stopCPUs(ctx context.Context, p cpustop.Policy) (*cpustop.Stopped, error) {
 	s, err := cpustop.Stop(ctx, p, mc.cpuOptions())
 	if err != nil {
 		return nil, fmt.Errorf("reboot: stop CPUs (policy %s): %w", p, err)

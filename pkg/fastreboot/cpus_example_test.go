@@ -36,18 +36,14 @@ func ExampleMachine_Reboot_hotplug() {
 		os.MkdirAll(filepath.Join(root, filepath.Dir(name)), 0o755)
 		os.WriteFile(filepath.Join(root, name), []byte(content), 0o644)
 	}
-	m := fastreboot.New(nil, fastreboot.Options{
-		Root:     root,
-		Rebooter: planRebooter{},
-		StopCPUs: cpustop.PolicyHotplug,
-		DryRun:   true,
-	})
-	plan, err := m.PlanReboot()
+	m := fastreboot.New(nil, fastreboot.Options{Root: root, Rebooter: planRebooter{}})
+	ro := fastreboot.RebootOptions{StopCPUs: cpustop.PolicyHotplug, DryRun: true}
+	plan, err := m.PlanReboot(ro)
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println(plan.Mode, plan.StopCPUs)
-	fmt.Println(m.Reboot(context.Background()))
+	fmt.Println(m.Reboot(context.Background(), ro))
 	// Output:
 	// kexec hotplug
 	// <nil>

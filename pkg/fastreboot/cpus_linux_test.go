@@ -81,10 +81,9 @@ func TestRebootHotplug(t *testing.T) {
 			}
 			rb := &fakeRebooter{rebootErr: tc.rebootErr}
 			mc := New(nil, Options{
-				Root: root, Rebooter: rb, Logger: testLogger(t), Fallback: tc.fallback,
-				StopCPUs: tc.policy, CPUStop: cpustop.Options{WriteFile: cpus.write},
+				Root: root, Rebooter: rb, Logger: testLogger(t), CPUStop: cpustop.Options{WriteFile: cpus.write},
 			})
-			err := mc.Reboot(context.Background())
+			err := mc.Reboot(context.Background(), RebootOptions{Fallback: tc.fallback, StopCPUs: tc.policy})
 			switch {
 			case tc.wantIs == nil && tc.rebootErr == nil && err != nil:
 				t.Errorf("Reboot: %v", err)

@@ -171,7 +171,7 @@ func TestCPURecordAcrossJump(t *testing.T) {
 			}
 			loader := &fakeLoader{}
 			mc := New(newCache(t), Options{Root: root, Loader: loader, Logger: testLogger(t)})
-			rep, err := mc.Stage(ctx, m, modcache.DirSource(dir), ReasonUpdate)
+			rep, err := mc.Stage(ctx, m, modcache.DirSource(dir), StageOptions{Reason: ReasonUpdate})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -221,15 +221,16 @@ func TestRebootCPUPolicyPlan(t *testing.T) {
 	} {
 		t.Run(string(tc.policy), func(t *testing.T) {
 			rb := &fakeRebooter{}
-			mc := New(nil, Options{Root: fakeTree(t, loaded), Rebooter: rb, StopCPUs: tc.policy, DryRun: true})
-			plan, err := mc.PlanReboot()
+			mc := New(nil, Options{Root: fakeTree(t, loaded), Rebooter: rb})
+			ro := RebootOptions{StopCPUs: tc.policy, DryRun: true}
+			plan, err := mc.PlanReboot(ro)
 			if !errors.Is(err, tc.wantIs) || (tc.wantIs == nil && err != nil) {
 				t.Fatalf("PlanReboot = %v, want %v", err, tc.wantIs)
 			}
 			if plan.StopCPUs != tc.want {
 				t.Errorf("plan.StopCPUs = %q, want %q", plan.StopCPUs, tc.want)
 			}
-			if err := mc.Reboot(context.Background()); !errors.Is(err, tc.wantIs) || (tc.wantIs == nil && err != nil) {
+			if err := mc.Reboot(context.Background(), ro); !errors.Is(err, tc.wantIs) || (tc.wantIs == nil && err != nil) {
 				t.Errorf("Reboot = %v, want %v", err, tc.wantIs)
 			}
 			if len(rb.calls) != 0 {
@@ -239,7 +240,7 @@ func TestRebootCPUPolicyPlan(t *testing.T) {
 	}
 }
 
-// TestCPURecordPassedOn: a Machine given Options.CPURecord (a crash stage
+// TestCPURecordPassedOn: a Machine staging with StageOptions.CPURecord (a crash stage
 // passing on the record of the kernel that crashed) carries that record,
 // not the CPUs it runs on.
 func TestCPURecordPassedOn(t *testing.T) {
@@ -252,8 +253,8 @@ func TestCPURecordPassedOn(t *testing.T) {
 	newCPUTree(t, root, 1) // the crash stage runs with nr_cpus=1
 	crashed := &cpustop.Record{BootCPU: 0, BootAPICID: 0, Online: recorded(0, 1, 2, 3)}
 	loader := &fakeLoader{}
-	mc := New(newCache(t), Options{Root: root, Loader: loader, CPURecord: crashed})
-	rep, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), ReasonCrash)
+	mc := New(newCache(t), Options{Root: root, Loader: loader})
+	rep, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Reason: ReasonCrash, CPURecord: crashed})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/u-root/u-root/pkg/cpio"
@@ -99,7 +100,9 @@ func TestWriteCrashInitPieceBadInput(t *testing.T) {
 func TestBuildImageCrashInit(t *testing.T) {
 	im := testimage.Default()
 	m, dir := im.WriteTempDir(t)
-	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: &fakeLoader{}, Logger: testLogger(t)})
+	// A fixed clock: the handoffs' timelines must have the same length
+	// (RFC 3339 drops trailing zeros of the nanoseconds).
+	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: &fakeLoader{}, Logger: testLogger(t), Now: func() time.Time { return t0 }})
 	full, err := mc.BuildImage(context.Background(), m, modcache.DirSource(dir), BuildOptions{Reason: ReasonCrash})
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +149,7 @@ func TestBuildImageCrashInit(t *testing.T) {
 	}
 }
 
-// TestStageReleaseCache: with Options.ReleaseCache the cache keeps only the
+// TestStageReleaseCache: with StageOptions.ReleaseCache the cache keeps only the
 // kernel (the load's kernel fd) once the initrd is assembled, and the
 // loaded initrd still holds every piece and carried module.
 func TestStageReleaseCache(t *testing.T) {
@@ -155,8 +158,8 @@ func TestStageReleaseCache(t *testing.T) {
 	cache := newCache(t)
 	for _, release := range []bool{false, true} {
 		loader := &fakeLoader{}
-		mc := New(cache, Options{Root: fakeTree(t, goodTree), Loader: loader, ReleaseCache: release})
-		rep, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), ReasonCrash)
+		mc := New(cache, Options{Root: fakeTree(t, goodTree), Loader: loader})
+		rep, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Reason: ReasonCrash, ReleaseCache: release})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // The crash path's segments method: the image BuildImage prepares with
@@ -71,18 +72,14 @@ func crashControlRoom(ramBytes uint64) uint64 {
 // a crash image's segments against (crashk_res): the largest top-level
 // "Crash kernel" range of /proc/iomem (with crashkernel=X,high there is a
 // second, low one, crashk_low_res, that kexec_load does not accept).
-func crashReservation(iomem []iomemEntry) (physRange, bool) {
-	var best physRange
-	for _, e := range iomem {
-		r := physRange{e.Start, e.End + 1}
-		if e.Start == 0 && e.End == 0 {
-			continue // read without CAP_SYS_ADMIN
-		}
-		if e.Name == iomemCrashKernel && r.End-r.Start > best.End-best.Start {
+func crashReservation(iomem memmap.Iomem) (memmap.Range, bool) {
+	var best memmap.Range
+	for _, r := range iomem.CrashKernel() {
+		if r.Size() > best.Size() {
 			best = r
 		}
 	}
-	return best, !best.empty()
+	return best, !best.Empty()
 }
 
 // crashSegmentsBytes is how much of a reservation the crash image of prep
@@ -110,37 +107,37 @@ func elfcorehdrBudget(possibleCPUs int) uint64 {
 // of the firmware map that is not RAM (ACPI data and NVS, reserved) as it
 // is. The crash kernel thus runs out of the reservation and leaves the
 // crashed kernel's memory alone for /proc/vmcore.
-func crashE820(fw []e820Entry, res, hdr physRange) []e820Entry {
-	var out []e820Entry
-	add := func(r physRange, typ uint32) {
-		if !r.empty() {
-			out = append(out, e820Entry{Addr: r.Start, Size: r.End - r.Start, Type: typ})
+func crashE820(fw []e820Entry, res, hdr memmap.Range) []e820Entry {
+	type typed struct {
+		r   memmap.Range
+		typ uint32
+	}
+	var rs []typed
+	add := func(r memmap.Range, typ uint32) {
+		if !r.Empty() {
+			rs = append(rs, typed{r, typ})
 		}
 	}
 	for _, e := range fw {
-		r := physRange{e.Addr, e.Addr + e.Size}
-		if e.Type != e820RAM {
+		r := memmap.Range{Start: e.Addr, End: e.Addr + e.Size}
+		if e.Type != memmap.E820RAM {
 			add(r, e.Type)
 			continue
 		}
-		add(r.intersect(physRange{0, mib}), e820RAM)
+		add(r.Intersect(memmap.Range{Start: 0, End: mib}), memmap.E820RAM)
 	}
-	if hdr.empty() {
-		add(res, e820RAM)
+	if hdr.Empty() {
+		add(res, memmap.E820RAM)
 	} else {
-		add(physRange{res.Start, hdr.Start}, e820RAM)
-		add(hdr, e820Reserved)
-		add(physRange{hdr.End, res.End}, e820RAM)
+		add(memmap.Range{Start: res.Start, End: hdr.Start}, memmap.E820RAM)
+		add(hdr, memmap.E820Reserved)
+		add(memmap.Range{Start: hdr.End, End: res.End}, memmap.E820RAM)
 	}
-	slices.SortFunc(out, func(a, b e820Entry) int {
-		switch {
-		case a.Addr < b.Addr:
-			return -1
-		case a.Addr > b.Addr:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(rs, func(a, b typed) int { return memmap.Compare(a.r, b.r) })
+	out := make([]e820Entry, len(rs))
+	for i, t := range rs {
+		out[i] = e820Entry{Addr: t.r.Start, Size: t.r.Size(), Type: t.typ}
+	}
 	return out
 }
 
@@ -170,7 +167,7 @@ func kernelFootprint(prep *segmentsPrep) (lo, hi, footprint uint64) {
 // a segment after the initrd, `elfcorehdr=ADDR` (bytes: the crash kernel's
 // setup_elfcorehdr memparses it) at the end of its command line, and the
 // restricted e820 table of crashE820.
-func planCrashSegments(prep *segmentsPrep, elfData, initrdData []byte, cmdline string, elfcorehdr []byte, res physRange, ramBytes uint64) (*segmentsImage, error) {
+func planCrashSegments(prep *segmentsPrep, elfData, initrdData []byte, cmdline string, elfcorehdr []byte, res memmap.Range, ramBytes uint64) (*segmentsImage, error) {
 	need := crashSegmentsBytes(prep, int64(len(initrdData)), uint64(len(elfcorehdr)), ramBytes)
 	_, _, kernelBytes := kernelFootprint(prep)
 	tooSmall := func(format string, args ...any) error {
@@ -240,7 +237,7 @@ func planCrashSegments(prep *segmentsPrep, elfData, initrdData []byte, cmdline s
 			return nil, err
 		}
 		cmdline += fmt.Sprintf(" elfcorehdr=%#x", hdrAt)
-		e820 = crashE820(prep.e820, res, physRange{hdrAt, hdrAt + pageUp(uint64(len(elfcorehdr)))})
+		e820 = crashE820(prep.e820, res, memmap.Range{Start: hdrAt, End: hdrAt + pageUp(uint64(len(elfcorehdr)))})
 		if len(e820) > e820MaxZeroPage {
 			return nil, fmt.Errorf("the crash kernel's memory map has %d ranges, the boot parameters hold %d", len(e820), e820MaxZeroPage)
 		}
@@ -297,6 +294,7 @@ type crashSegments struct {
 	initrd *os.File
 	bytes  int64 // the initrd's
 	ram    uint64
+	dryRun bool // BuildOptions.DryRun
 }
 
 var _ crashhandler.SegmentsImage = (*crashSegments)(nil)
@@ -322,23 +320,18 @@ func (c *crashSegments) LoadOnCrash(cmdline string) error {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	sl, ok := mc.opts.Loader.(CrashSegmentsLoader)
-	if !ok && !mc.opts.DryRun {
+	if !ok && !c.dryRun {
 		return fmt.Errorf("segments load method: the loader %T cannot call kexec_load (it does not implement CrashSegmentsLoader)", mc.opts.Loader)
 	}
 	path := filepath.Join(mc.opts.Root, pathIomem)
-	f, err := os.Open(path)
+	iomem, err := memmap.ReadIomem(mc.opts.Root)
 	if err != nil {
 		return fmt.Errorf("segments load method: the crash kernel reservation is read from %w", err)
-	}
-	iomem, err := parseIomem(f)
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
 	}
 	res, ok := crashReservation(iomem)
 	if !ok {
 		return fmt.Errorf("%w: %s names no %q range (or it was read without CAP_SYS_ADMIN, which shows every address as 0)",
-			crashhandler.ErrNoReservation, path, iomemCrashKernel)
+			crashhandler.ErrNoReservation, path, memmap.NameCrashKernel)
 	}
 	var hdr []byte
 	if mode, _ := crashhandler.CrashModeOf(cmdline); mode == crashhandler.ModeTwoStage {
@@ -357,7 +350,7 @@ func (c *crashSegments) LoadOnCrash(cmdline string) error {
 		}
 		img.fillReport(c.prep.report)
 		c.prep.report.Avoided = []AvoidedRange{{Start: img.free, End: res.End, Why: "left free in the crash kernel reservation for the kexec control page and identity page tables"}}
-		if mc.opts.DryRun {
+		if c.dryRun {
 			mc.log.Info("dry run: would call kexec_load(ON_CRASH)", "entry", fmt.Sprintf("%#x", img.entry), "segments", len(img.segments))
 			return nil
 		}

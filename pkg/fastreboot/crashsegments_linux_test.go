@@ -1,3 +1,5 @@
+//go:build linux && amd64
+
 package fastreboot
 
 import (
@@ -14,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // fakeCrashLoader records what kexec_load(KEXEC_ON_CRASH) would have
@@ -38,8 +41,8 @@ func buildCrashSegments(t *testing.T, iomem string) (*segmentsRig, *fakeCrashLoa
 	}
 	r := newSegmentsRig(t, changes)
 	l := &fakeCrashLoader{}
-	r.opts.Loader, r.opts.Load = l, ""
-	img, err := New(r.cache, r.opts).BuildImage(context.Background(), r.m, r.src, BuildOptions{Reason: ReasonCrash, Segments: true})
+	r.opts.Loader = l
+	img, err := New(r.cache, r.opts).BuildImage(context.Background(), r.m, r.src, BuildOptions{Reason: ReasonCrash, Segments: true, MemoryMap: r.so.MemoryMap})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +69,7 @@ func TestCrashSegmentsPlan(t *testing.T) {
 	if l.crashLoads != 1 || l.loads != 1 || l.fileLoads != 0 {
 		t.Fatalf("crash loads %d, loads %d, file loads %d; want one kexec_load(ON_CRASH)", l.crashLoads, l.loads, l.fileLoads)
 	}
-	res := physRange{0x30000000, 0x40000000}
+	res := memmap.Range{Start: 0x30000000, End: 0x40000000}
 	rep := img.Report.Segments
 	for _, s := range l.segs {
 		if s.Phys < res.Start || s.Phys+s.Size > res.End {
@@ -75,7 +78,7 @@ func TestCrashSegmentsPlan(t *testing.T) {
 		if s.Name != "kernel" && (s.Phys%4096 != 0 || s.Size%4096 != 0) {
 			t.Errorf("%s segment %#x+%#x not page-aligned", s.Name, s.Phys, s.Size)
 		}
-		if s.Name != "kernel" && !(physRange{rep.KernelStart, rep.KernelEnd}).intersect(physRange{s.Phys, s.Phys + s.Size}).empty() {
+		if s.Name != "kernel" && !(memmap.Range{Start: rep.KernelStart, End: rep.KernelEnd}).Intersect(memmap.Range{Start: s.Phys, End: s.Phys + s.Size}).Empty() {
 			t.Errorf("%s segment %#x inside the kernel's footprint %#x-%#x", s.Name, s.Phys, rep.KernelStart, rep.KernelEnd)
 		}
 	}
@@ -216,8 +219,7 @@ func TestCrashSegmentsReservationBytes(t *testing.T) {
 
 func TestCrashSegmentsNeedsCrashLoader(t *testing.T) {
 	r := newSegmentsRig(t, nil)
-	r.opts.Load = ""
-	img, err := New(r.cache, r.opts).BuildImage(context.Background(), r.m, r.src, BuildOptions{Reason: ReasonCrash, Segments: true})
+	img, err := New(r.cache, r.opts).BuildImage(context.Background(), r.m, r.src, BuildOptions{Reason: ReasonCrash, Segments: true, MemoryMap: r.so.MemoryMap})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,11 +230,11 @@ func TestCrashSegmentsNeedsCrashLoader(t *testing.T) {
 }
 
 func TestCrashReservation(t *testing.T) {
-	iomem, err := parseIomem(strings.NewReader("00100000-bfffffff : System RAM\n  10000000-11ffffff : Crash kernel\n100000000-17fffffff : System RAM\n  140000000-15fffffff : Crash kernel\n"))
+	iomem, err := memmap.ParseIomem(strings.NewReader("00100000-bfffffff : System RAM\n  10000000-11ffffff : Crash kernel\n100000000-17fffffff : System RAM\n  140000000-15fffffff : Crash kernel\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, ok := crashReservation(iomem); !ok || r != (physRange{0x140000000, 0x160000000}) {
+	if r, ok := crashReservation(iomem); !ok || r != (memmap.Range{Start: 0x140000000, End: 0x160000000}) {
 		t.Errorf("crashReservation = %#x, %v; want the larger (high) one", r, ok)
 	}
 }
@@ -281,8 +283,8 @@ func TestCrashSegmentsTwoStage(t *testing.T) {
 			"7ffe0000-7fffffff : Reserved\n100000000-17fffffff : System RAM\n",
 	})
 	l := &fakeCrashLoader{}
-	r.opts.Loader, r.opts.Load = l, ""
-	img, err := New(r.cache, r.opts).BuildImage(context.Background(), r.m, r.src, BuildOptions{Reason: ReasonCrash, Segments: true})
+	r.opts.Loader = l
+	img, err := New(r.cache, r.opts).BuildImage(context.Background(), r.m, r.src, BuildOptions{Reason: ReasonCrash, Segments: true, MemoryMap: r.so.MemoryMap})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +293,7 @@ func TestCrashSegmentsTwoStage(t *testing.T) {
 	if err := img.Segments.LoadOnCrash(cmdline); err != nil {
 		t.Fatal(err)
 	}
-	res := physRange{0x30000000, 0x40000000}
+	res := memmap.Range{Start: 0x30000000, End: 0x40000000}
 	hdr := l.segment(t, "elfcorehdr")
 	if hdr.Phys < res.Start || hdr.Phys+hdr.Size > res.End {
 		t.Errorf("elfcorehdr at %#x+%#x outside the reservation", hdr.Phys, hdr.Size)
@@ -330,19 +332,19 @@ func TestCrashSegmentsTwoStage(t *testing.T) {
 		o := bpE820Table + i*e820EntrySize
 		e820 = append(e820, e820Entry{le.Uint64(bp.Buf[o:]), le.Uint64(bp.Buf[o+8:]), le.Uint32(bp.Buf[o+16:])})
 	}
-	var ram []physRange
+	var ram []memmap.Range
 	for _, e := range e820 {
 		switch e.Type {
-		case e820RAM:
-			ram = append(ram, physRange{e.Addr, e.Addr + e.Size})
-		case e820Reserved:
+		case memmap.E820RAM:
+			ram = append(ram, memmap.Range{Start: e.Addr, End: e.Addr + e.Size})
+		case memmap.E820Reserved:
 			if e.Addr == hdr.Phys && e.Size != pageUp(uint64(len(hdr.Buf))) {
 				t.Errorf("elfcorehdr reserved as %#x+%#x, want its pages", e.Addr, e.Size)
 			}
 		}
 	}
-	wantRAM := []physRange{{0, 0x9fc00}, {res.Start, hdr.Phys}, {hdr.Phys + pageUp(uint64(len(hdr.Buf))), res.End}}
-	if d := cmp.Diff(wantRAM, ram, cmp.AllowUnexported(physRange{})); d != "" {
+	wantRAM := []memmap.Range{{Start: 0, End: 0x9fc00}, {Start: res.Start, End: hdr.Phys}, {Start: hdr.Phys + pageUp(uint64(len(hdr.Buf))), End: res.End}}
+	if d := cmp.Diff(wantRAM, ram, cmp.AllowUnexported(memmap.Range{})); d != "" {
 		t.Errorf("the crash kernel's RAM (-want +got):\n%s\n(e820 %+v)", d, e820)
 	}
 	if n := img.Segments.ReservationBytes(crashhandler.ModeTwoStage, 4); n <= img.Segments.ReservationBytes(crashhandler.ModeDirect, 4) {

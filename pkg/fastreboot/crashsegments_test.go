@@ -3,6 +3,7 @@ package fastreboot
 import (
 	"testing"
 
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -11,31 +12,31 @@ func TestCrashE820(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := physRange{0x30000000, 0x40000000}
+	res := memmap.Range{Start: 0x30000000, End: 0x40000000}
 	tests := []struct {
 		name string
-		hdr  physRange
+		hdr  memmap.Range
 		want []e820Entry
 	}{
 		{
 			name: "header inside",
-			hdr:  physRange{0x36000000, 0x36001000},
+			hdr:  memmap.Range{Start: 0x36000000, End: 0x36001000},
 			want: []e820Entry{
-				{0, 0x9fc00, e820RAM},
-				{0x9fc00, 0x400, e820Reserved},
-				{0xf0000, 0x10000, e820Reserved},
-				{0x30000000, 0x6000000, e820RAM},
-				{0x36000000, 0x1000, e820Reserved},
-				{0x36001000, 0x9fff000, e820RAM},
+				{0, 0x9fc00, memmap.E820RAM},
+				{0x9fc00, 0x400, memmap.E820Reserved},
+				{0xf0000, 0x10000, memmap.E820Reserved},
+				{0x30000000, 0x6000000, memmap.E820RAM},
+				{0x36000000, 0x1000, memmap.E820Reserved},
+				{0x36001000, 0x9fff000, memmap.E820RAM},
 			},
 		},
 		{
 			name: "no header (direct images do not use it)",
 			want: []e820Entry{
-				{0, 0x9fc00, e820RAM},
-				{0x9fc00, 0x400, e820Reserved},
-				{0xf0000, 0x10000, e820Reserved},
-				{0x30000000, 0x10000000, e820RAM},
+				{0, 0x9fc00, memmap.E820RAM},
+				{0x9fc00, 0x400, memmap.E820Reserved},
+				{0xf0000, 0x10000, memmap.E820Reserved},
+				{0x30000000, 0x10000000, memmap.E820RAM},
 			},
 		},
 	}
@@ -54,7 +55,7 @@ func TestCrashE820(t *testing.T) {
 				t.Errorf("(-want +got):\n%s", d)
 			}
 			for _, e := range got[len(low):] {
-				if e.Type == e820RAM {
+				if e.Type == memmap.E820RAM {
 					t.Errorf("RAM outside the reservation and the first MiB: %+v", e)
 				}
 			}

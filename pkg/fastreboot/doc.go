@@ -33,7 +33,7 @@
 // [State] for status queries. A boot without a handoff is generation 1 with
 // reason "cold".
 //
-// The other CPUs: Options.StopCPUs picks what [Machine.Reboot] does with
+// The other CPUs: RebootOptions.StopCPUs picks what [Machine.Reboot] does with
 // them right before reboot(LINUX_REBOOT_CMD_KEXEC). [cpustop.PolicyKernel]
 // (the default) does nothing, since the kernel parks them itself during the
 // kexec; [cpustop.PolicyHotplug] takes every secondary CPU offline through
@@ -43,7 +43,7 @@
 // Resume compares them with the CPUs online and [State].CPUs says which did
 // not come back.
 //
-// Options.Load chooses how the image is loaded. [LoadFile] (the default)
+// StageOptions.Load chooses how the image is loaded. [LoadFile] (the default)
 // uses kexec_file_load: at reboot the purgatory hashes every segment and the
 // bzImage decompresses itself, inside the downtime. [LoadSegments] uses the
 // legacy kexec_load with the kernel decompressed ahead of time and cached as

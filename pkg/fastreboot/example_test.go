@@ -36,12 +36,14 @@ func ExampleMachine_Stage() {
 	cache := modcache.New(modcache.Options{Check: bootimage.CheckModule})
 	defer cache.Close()
 	m := fastreboot.New(cache, fastreboot.Options{
-		Loader:     printLoader{}, // the default calls kexec_file_load
-		Generation: 1,             // from Resume
+		Loader: printLoader{}, // the default calls kexec_file_load
 	})
 
 	for _, reason := range []fastreboot.Reason{fastreboot.ReasonUpdate, fastreboot.ReasonManual} {
-		rep, err := m.StageFile(context.Background(), filepath.Join(dir, "manifest.json"), reason)
+		rep, err := m.StageFile(context.Background(), filepath.Join(dir, "manifest.json"), fastreboot.StageOptions{
+			Reason:     reason,
+			Generation: 1, // from Resume
+		})
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/cpustop"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -60,16 +62,23 @@ func (img *Image) Close() error {
 	return img.Initrd.Close()
 }
 
-// BuildOptions say what the handoff of a built image tells the next kernel.
+// BuildOptions say what one BuildImage builds and what its handoff tells
+// the next kernel.
 type BuildOptions struct {
 	// Reason of the next generation; required (not ReasonCold).
 	Reason Reason
-	// Generation is the generation the handoff names; 0 means the
-	// Machine's Options.Generation + 1.
+	// Generation is the running system's generation; the handoff names
+	// Generation+1. Zero means 1.
 	Generation int
-	// Extra is copied into Handoff.Extra (Options.HandoffExtra is merged
-	// in first; Extra wins on equal keys).
-	Extra map[string]json.RawMessage
+	// Carry, MemoryMap, HandoffExtra and CPURecord are as in StageOptions.
+	Carry        Carry
+	MemoryMap    memmap.Map
+	HandoffExtra map[string]json.RawMessage
+	CPURecord    *cpustop.Record
+	// DryRun makes the Segments image plan its placement when it is
+	// loaded (crashhandler.SegmentsImage.LoadOnCrash) without calling
+	// kexec_load.
+	DryRun bool
 	// Segments also prepares the image for the crash path's segments
 	// method (Image.Segments): the checks of LoadSegments (lockdown off,
 	// memory map, the running boot parameters) and the kernel decompressed
@@ -88,7 +97,7 @@ type BuildOptions struct {
 // BuildImage makes every module of m cached (reading from src only what is
 // missing), then assembles the initrd like Stage does (pieces in manifest
 // order, each 4-byte padded, then the handoff piece with the carried
-// modules unless Options.Carry is CarryNone) into a new sealed memfd, and
+// modules unless BuildOptions.Carry is CarryNone) into a new sealed memfd, and
 // returns the image without loading it. The caller owns Image.Initrd and
 // must Close the image.
 func (mc *Machine) BuildImage(ctx context.Context, m *bootimage.Manifest, src modcache.Source, bo BuildOptions) (img *Image, err error) {
@@ -112,14 +121,15 @@ func (mc *Machine) BuildImage(ctx context.Context, m *bootimage.Manifest, src mo
 	if !bo.Reason.Valid() || bo.Reason == ReasonCold {
 		return nil, fmt.Errorf("reason %q: want %q, %q or %q", bo.Reason, ReasonUpdate, ReasonCrash, ReasonManual)
 	}
-	gen := bo.Generation
-	if gen <= 0 {
-		gen = mc.opts.Generation + 1
-	}
+	gen := max(bo.Generation, 1) + 1
 	rep := StageReport{Manifest: m.Name, CmdlineBytes: len(m.Cmdline), Generation: gen, Reason: bo.Reason, DryRun: true}
 	t0 := mc.opts.Now()
 	rep.Timeline.StageStart = t0
-	b, err := mc.build(ctx, m, src, buildSpec{reason: bo.Reason, generation: gen, extra: bo.Extra, segments: bo.Segments, crash: true, crashInit: bo.CrashInit}, &rep, func(*time.Duration) {})
+	spec := buildSpec{
+		reason: bo.Reason, generation: gen, segments: bo.Segments, crash: true, crashInit: bo.CrashInit,
+		dryRun: bo.DryRun, carry: bo.Carry, memoryMap: bo.MemoryMap, extra: bo.HandoffExtra, cpuRecord: bo.CPURecord,
+	}
+	b, err := mc.build(ctx, m, src, spec, &rep, func(*time.Duration) {})
 	if err != nil {
 		return nil, err
 	}
@@ -128,11 +138,11 @@ func (mc *Machine) BuildImage(ctx context.Context, m *bootimage.Manifest, src mo
 		rep.Load = LoadSegments
 		var ram uint64
 		for _, e := range b.seg.e820 {
-			if e.Type == e820RAM {
+			if e.Type == memmap.E820RAM {
 				ram += e.Size
 			}
 		}
-		seg = &crashSegments{mc: mc, prep: b.seg, initrd: b.initrd, bytes: rep.InitrdBytes, ram: ram}
+		seg = &crashSegments{mc: mc, prep: b.seg, initrd: b.initrd, bytes: rep.InitrdBytes, ram: ram, dryRun: bo.DryRun}
 	}
 	rep.Durations.Total = mc.opts.Now().Sub(t0)
 	mm := *m
@@ -151,12 +161,18 @@ func (mc *Machine) BuildImage(ctx context.Context, m *bootimage.Manifest, src mo
 	}, nil
 }
 
-// buildSpec says what build puts into the handoff.
+// buildSpec is what one Stage or BuildImage asks of build: what goes into
+// the handoff, and how the image is prepared.
 type buildSpec struct {
 	reason     Reason
 	generation int
-	// extra is merged into Handoff.Extra after Options.HandoffExtra.
-	extra map[string]json.RawMessage
+	// extra is copied into Handoff.Extra.
+	extra     map[string]json.RawMessage
+	carry     Carry
+	cpuRecord *cpustop.Record
+	// memoryMap is the recorded firmware map (StageOptions.MemoryMap).
+	memoryMap memmap.Map
+	dryRun    bool
 	// crash: the image is built for the crash path (BuildImage).
 	crash bool
 	// segments prepares the cached decompressed kernel for kexec_load and
@@ -231,7 +247,7 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 		}
 	}
 	if spec.segments {
-		if b.seg, err = mc.prepareSegments(ctx, m, kmod, b.kernel, spec.crash); err != nil {
+		if b.seg, err = mc.prepareSegments(ctx, m, kmod, b.kernel, spec); err != nil {
 			return nil, err
 		}
 		rep.Segments = b.seg.report
@@ -267,19 +283,15 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 	}
 	lap(&rep.Durations.Assemble)
 
-	if mc.opts.Carry == CarryNone {
+	if spec.carry == CarryNone {
 		blobs = nil
 	}
 	rep.Timeline.StageEnd = mc.opts.Now()
 	h := &Handoff{Generation: spec.generation, Reason: spec.reason, Timeline: rep.Timeline, Manifest: *m}
 	h.Manifest.Modules = slices.Clone(m.Modules)
-	h.CPUs = mc.handoffCPUs()
-	if len(mc.opts.HandoffExtra) > 0 || len(spec.extra) > 0 {
-		h.Extra = maps.Clone(mc.opts.HandoffExtra)
-		if h.Extra == nil {
-			h.Extra = map[string]json.RawMessage{}
-		}
-		maps.Copy(h.Extra, spec.extra)
+	h.CPUs = mc.handoffCPUs(spec.cpuRecord)
+	if len(spec.extra) > 0 {
+		h.Extra = maps.Clone(spec.extra)
 	}
 	if b.seg != nil {
 		h.KernelELFs = []KernelELF{b.seg.elf.rec}

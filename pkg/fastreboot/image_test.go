@@ -13,18 +13,17 @@ import (
 
 // TestBuildImage builds an image without loading it: the initrd holds the
 // pieces and a handoff with the given reason, generation and extra fields
-// (Options.HandoffExtra merged with BuildOptions.Extra), sealed.
+// (BuildOptions.HandoffExtra), sealed.
 func TestBuildImage(t *testing.T) {
 	im := testimage.Default()
 	m, dir := im.WriteTempDir(t)
 	loader := &fakeLoader{}
 	mc := New(newCache(t), Options{
 		Root: fakeTree(t, goodTree), Loader: loader, Now: stepClock(t0, time.Millisecond), Logger: testLogger(t),
-		Generation:   3,
-		HandoffExtra: map[string]json.RawMessage{"memory_map": json.RawMessage(`[]`), "crash_mode": json.RawMessage(`"x"`)},
 	})
 	img, err := mc.BuildImage(context.Background(), m, modcache.DirSource(dir), BuildOptions{
-		Reason: ReasonCrash, Extra: map[string]json.RawMessage{"crash_mode": json.RawMessage(`"direct"`)},
+		Reason: ReasonCrash, Generation: 3,
+		HandoffExtra: map[string]json.RawMessage{"memory_map": json.RawMessage(`[]`), "crash_mode": json.RawMessage(`"direct"`)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +39,7 @@ func TestBuildImage(t *testing.T) {
 	if want := padded(im); !bytes.HasPrefix(initrd, want) {
 		t.Errorf("initrd does not start with the padded pieces")
 	}
-	if seals, err := sealsOf(img.Initrd); err != nil || seals == 0 && sealAll != 0 {
+	if seals, err := sealsOf(img.Initrd); err != nil || seals == 0 && sealAllValue != 0 {
 		t.Errorf("initrd seals %#x, %v", seals, err)
 	}
 	h, _ := handoffFromPiece(t, initrd[int64(len(initrd))-img.Report.HandoffBytes:])

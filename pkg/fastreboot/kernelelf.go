@@ -21,6 +21,7 @@ import (
 
 	"github.com/u-root/u-root/pkg/boot/bzimage"
 
+	"github.com/fastreboot/fastreboot/internal/atomicfile"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
@@ -233,27 +234,13 @@ func recordKernelELFs(dir string, recs ...KernelELF) error {
 	return writeFileAtomic(dir, KernelELFIndexFile, append(js, '\n'))
 }
 
-// writeFileAtomic writes dir/name through a temporary file and a rename,
+// writeFileAtomic writes dir/name mode 0600 (atomicfile.WriteFile),
 // creating dir if needed.
 func writeFileAtomic(dir, name string, data []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+name+"-*")
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("%s: %w", f.Name(), err)
-	}
-	if err := os.Rename(f.Name(), filepath.Join(dir, name)); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return nil
+	return atomicfile.WriteFile(filepath.Join(dir, name), data, 0o600)
 }
 
 // kernelELFResult is what kernelELF found or made.
@@ -274,7 +261,12 @@ type kernelELFResult struct {
 //   - without a record, an ELF derived from kmod in this generation is used
 //     and recorded, or kmod is decompressed, the ELF added to the cache
 //     (checked by the cache's Check) and its digest recorded.
+//
+// It holds mc.elfMu: one derivation at a time, and a second caller finds
+// the first one's ELF cached.
 func (mc *Machine) kernelELF(ctx context.Context, kmod bootimage.Module, kernel *modcache.Entry) (kernelELFResult, error) {
+	mc.elfMu.Lock()
+	defer mc.elfMu.Unlock()
 	var res kernelELFResult
 	dir := mc.opts.StateDir
 	index := filepath.Join(dir, KernelELFIndexFile)
@@ -345,10 +337,10 @@ func (mc *Machine) kernelELF(ctx context.Context, kmod bootimage.Module, kernel 
 // carried bzImage once booted (checked against the recorded digest;
 // ErrKernelELFMismatch if it differs). The kernel must be cached already.
 // It reports the ELF and whether it was decompressed now, and how long
-// that took. It takes the Machine's lock, as Stage does.
+// that took. It does not wait for a Stage or BuildImage under way, nor
+// they for it, unless they derive the decompressed kernel too (LoadSegments,
+// BuildOptions.Segments): they then wait for it and find its ELF cached.
 func (mc *Machine) PrepareKernelELF(ctx context.Context, m *bootimage.Manifest) (rec KernelELF, decompressed bool, took time.Duration, err error) {
-	mc.mu.Lock()
-	defer mc.mu.Unlock()
 	if m == nil {
 		return rec, false, 0, fmt.Errorf("prepare decompressed kernel: %w: nil manifest", bootimage.ErrInvalid)
 	}

@@ -114,7 +114,7 @@ type SegmentsReport struct {
 	Relocated   bool          `json:"relocated"`
 	Segments    []SegmentInfo `json:"segments"`
 	// MemoryMap says where the e820 table given to the next kernel came
-	// from: "recorded" (Options.MemoryMap) or the sysfs path read.
+	// from: "recorded" (StageOptions.MemoryMap) or the sysfs path read.
 	MemoryMap   string `json:"memory_map"`
 	E820Entries int    `json:"e820_entries"`
 	// Avoided lists the RAM kept free: the crash kernel reservation,

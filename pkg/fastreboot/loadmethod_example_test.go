@@ -6,8 +6,8 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
 
-// A command line flag chooses the load method; the Machine's Options carry
-// it to Stage, and an unknown name is refused rather than defaulted.
+// A command line flag chooses the load method; StageOptions carry it to
+// one Stage, and an unknown name is refused rather than defaulted.
 func ExampleParseLoadMethod() {
 	for _, flag := range []string{"", "segments", "kexec"} {
 		m, err := fastreboot.ParseLoadMethod(flag)
@@ -15,8 +15,8 @@ func ExampleParseLoadMethod() {
 			fmt.Println("error:", err)
 			continue
 		}
-		opts := fastreboot.Options{Load: m, DryRun: true}
-		fmt.Println(opts.Load)
+		so := fastreboot.StageOptions{Load: m, DryRun: true}
+		fmt.Println(so.Load)
 	}
 	// Output:
 	// file

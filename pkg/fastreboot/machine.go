@@ -12,7 +12,7 @@ import (
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
-	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -62,8 +62,10 @@ func (c Carry) String() string {
 	return fmt.Sprintf("Carry(%d)", int(c))
 }
 
-// Options configure a Machine. The zero value stages and reboots the
-// running system for real, refusing to fall back to the firmware.
+// Options configure a Machine: what stays the same for its life (the
+// system it runs on, its logger, its loader and rebooter). What one call
+// does is in StageOptions, BuildOptions and RebootOptions. The zero value
+// works on the running system.
 type Options struct {
 	// Root is the directory holding proc/ and sys/; "" means "/".
 	Root string
@@ -75,35 +77,33 @@ type Options struct {
 	Rebooter Rebooter
 	// Probe is passed to Preflight; nil means ProbeKexecFileLoad.
 	Probe func() error
-	// DryRun does everything but kexec_file_load, sync and reboot, and
-	// logs what it would have done.
-	DryRun bool
-	// Fallback is the policy when Reboot cannot kexec.
-	Fallback Fallback
-	// Carry says how modules reach the next generation.
-	Carry Carry
 	// Now is the clock of the timeline; nil means time.Now.
 	Now func() time.Time
+	// CPUStop configures reading and changing CPU state (the record Stage
+	// puts into the handoff, and RebootOptions.StopCPUs); its Root and
+	// Logger default to the Machine's.
+	CPUStop cpustop.Options
+	// StateDir holds the decompressed kernel index of LoadSegments
+	// (KernelELFIndexFile); "" means DefaultStateDir.
+	StateDir string
+}
+
+// StageOptions say what one Stage does. The zero value stages an update
+// of generation 1 (a cold boot) for real, carrying the modules, with
+// kexec_file_load.
+type StageOptions struct {
+	// Reason is what the handoff tells the next generation; "" means
+	// ReasonUpdate. ReasonCold is refused.
+	Reason Reason
 	// Generation is the running system's generation (from Resume); the
 	// staged image is Generation+1. Zero means 1 (a cold boot).
 	Generation int
-	// HandoffExtra is copied into the Extra of every handoff this Machine
-	// writes (e.g. the recorded firmware memory map and the crash mode,
-	// which every later generation must repeat).
-	HandoffExtra map[string]json.RawMessage
-	// StopCPUs is what Reboot does with the other CPUs right before
-	// reboot(LINUX_REBOOT_CMD_KEXEC); "" means cpustop.DefaultPolicy
-	// (cpustop.PolicyKernel: the kernel stops them itself).
-	StopCPUs cpustop.Policy
-	// CPUStop configures reading and changing CPU state (the record Stage
-	// puts into the handoff, and StopCPUs); its Root and Logger default to
-	// the Machine's.
-	CPUStop cpustop.Options
-	// CPURecord, when set, is the CPU record the handoff carries instead of
-	// the CPUs online at stage time: a crash stage that runs on one CPU
-	// passes on the record of the kernel that crashed.
-	CPURecord *cpustop.Record
-	// Load is the load method of Stage; "" means LoadFile.
+	// DryRun does everything but the load (kexec_file_load or
+	// kexec_load), and logs what it would have done.
+	DryRun bool
+	// Carry says how modules reach the next generation.
+	Carry Carry
+	// Load is the load method; "" means LoadFile.
 	Load LoadMethod
 	// MemoryMap is the firmware memory map recorded while the system was
 	// healthy. LoadSegments gives it to the next kernel as its e820 table
@@ -111,10 +111,15 @@ type Options struct {
 	// Root/sys/firmware/memmap, which is right on a cold boot and after
 	// normal kexecs, but after a crash shows the crash kernel's restricted
 	// map: pass the recorded one then.
-	MemoryMap crashhandler.MemoryMap
-	// StateDir holds the decompressed kernel index of LoadSegments
-	// (KernelELFIndexFile); "" means DefaultStateDir.
-	StateDir string
+	MemoryMap memmap.Map
+	// HandoffExtra is copied into the handoff's Extra (e.g. the recorded
+	// firmware memory map and the crash mode, which every later
+	// generation must repeat).
+	HandoffExtra map[string]json.RawMessage
+	// CPURecord, when set, is the CPU record the handoff carries instead of
+	// the CPUs online at stage time: a crash stage that runs on one CPU
+	// passes on the record of the kernel that crashed.
+	CPURecord *cpustop.Record
 	// ReleaseCache makes Stage evict every module but the kernel from the
 	// cache once the initrd is assembled, before the load: the assembled
 	// initrd holds them all (the pieces, and the handoff's carried copies),
@@ -124,16 +129,38 @@ type Options struct {
 	ReleaseCache bool
 }
 
+// RebootOptions say what one Reboot (or PlanReboot) does. The zero value
+// reboots for real through kexec, refusing to fall back to the firmware,
+// and lets the kernel stop the other CPUs.
+type RebootOptions struct {
+	// DryRun plans and logs, without sync(2) or reboot(2).
+	DryRun bool
+	// Fallback is the policy when Reboot cannot kexec.
+	Fallback Fallback
+	// StopCPUs is what Reboot does with the other CPUs right before
+	// reboot(LINUX_REBOOT_CMD_KEXEC); "" means cpustop.DefaultPolicy
+	// (cpustop.PolicyKernel: the kernel stops them itself).
+	StopCPUs cpustop.Policy
+}
+
 // Machine stages boot images from a module cache and reboots into them.
-// Its methods are safe for concurrent use; Stage and Reboot run one at a
-// time.
+// Its methods are safe for concurrent use: Stage, BuildImage, Reboot and
+// the loading of a built crash image run one at a time, so one Machine can
+// serve every request of a daemon for its life.
 type Machine struct {
 	cache *modcache.Cache
 	opts  Options
 	log   *slog.Logger
 
+	// mu runs Stage, BuildImage, Reboot and a built crash image's load
+	// one at a time; it guards staged.
 	mu     sync.Mutex
 	staged *StageReport
+	// elfMu runs the derivations of decompressed kernels one at a time
+	// (kernelELF): PrepareKernelELF takes only elfMu, so that a
+	// background derivation holds back only the calls that need the ELF.
+	// Taken after mu.
+	elfMu sync.Mutex
 }
 
 // New returns a Machine staging from cache; a nil cache gives a Machine
@@ -158,12 +185,6 @@ func New(cache *modcache.Cache, opts Options) *Machine {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
-	}
-	if opts.Generation < 1 {
-		opts.Generation = 1
-	}
-	if opts.Load == "" {
-		opts.Load = LoadFile
 	}
 	if opts.StateDir == "" {
 		opts.StateDir = DefaultStateDir
@@ -245,12 +266,12 @@ func (mc *Machine) Staged() (StageReport, bool) {
 // StageFile loads the manifest at path (bootimage.Load) and stages it, with
 // module sources resolved relative to the manifest's directory. Errors name
 // the path.
-func (mc *Machine) StageFile(ctx context.Context, path string, reason Reason) (StageReport, error) {
+func (mc *Machine) StageFile(ctx context.Context, path string, so StageOptions) (StageReport, error) {
 	m, err := bootimage.Load(path)
 	if err != nil {
 		return StageReport{}, fmt.Errorf("stage: %w", err)
 	}
-	rep, err := mc.Stage(ctx, m, modcache.DirSource(filepath.Dir(path)), reason)
+	rep, err := mc.Stage(ctx, m, modcache.DirSource(filepath.Dir(path)), so)
 	if err != nil {
 		return rep, fmt.Errorf("%s: %w", path, err)
 	}
@@ -268,16 +289,16 @@ func (mc *Machine) StageFile(ctx context.Context, path string, reason Reason) (S
 //     padded to 4 bytes and copied once (copy_file_range from the cached
 //     memfds where the kernel allows it), then the handoff piece
 //     (generation+1, reason, timeline, the manifest, and the carried
-//     modules unless Options.Carry is CarryNone); the memfd is sealed;
+//     modules unless StageOptions.Carry is CarryNone); the memfd is sealed;
 //  5. kexec_file_load(kernel memfd, initrd memfd, m.Cmdline, 0).
 //
 // The Loader is called only with a complete image. Any failure before it
 // returns an error naming the manifest and the module or step, and leaves
 // what was loaded before untouched; kexec_file_load itself replaces the
-// loaded image atomically, only on success. With DryRun, step 5 is
-// skipped and logged.
+// loaded image atomically, only on success. With StageOptions.DryRun,
+// step 5 is skipped and logged.
 //
-// With Options.Load set to LoadSegments, the checks of prepareSegments run
+// With StageOptions.Load set to LoadSegments, the checks of prepareSegments run
 // after step 3 (lockdown off, memory map, /proc/iomem, the running boot
 // parameters), the kernel's decompressed ELF is taken from the cache or
 // decompressed once and cached (see KernelELF; a cached ELF that does not
@@ -287,7 +308,7 @@ func (mc *Machine) StageFile(ctx context.Context, path string, reason Reason) (S
 // parameters and u-root's purgatory. A kernel that forbids kexec_load
 // fails the Stage (ErrKexecLoadForbidden): it never falls back to
 // kexec_file_load by itself.
-func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcache.Source, reason Reason) (rep StageReport, err error) {
+func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcache.Source, so StageOptions) (rep StageReport, err error) {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	t0 := mc.opts.Now()
@@ -310,20 +331,28 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 	if mc.cache == nil {
 		return rep, errors.New("no module cache: the Machine was created without one")
 	}
+	reason := so.Reason
+	if reason == "" {
+		reason = ReasonUpdate
+	}
 	if !reason.Valid() || reason == ReasonCold {
 		return rep, fmt.Errorf("reason %q: want %q, %q or %q", reason, ReasonUpdate, ReasonCrash, ReasonManual)
 	}
-	if _, err := ParseLoadMethod(string(mc.opts.Load)); err != nil {
+	load := so.Load
+	if load == "" {
+		load = LoadFile
+	}
+	if _, err := ParseLoadMethod(string(load)); err != nil {
 		return rep, err
 	}
 	rep = StageReport{
 		Manifest:     m.Name,
 		CmdlineBytes: len(m.Cmdline),
 		Cmdline:      m.Cmdline,
-		Generation:   mc.opts.Generation + 1,
+		Generation:   max(so.Generation, 1) + 1,
 		Reason:       reason,
-		DryRun:       mc.opts.DryRun,
-		Load:         mc.opts.Load,
+		DryRun:       so.DryRun,
+		Load:         load,
 	}
 	rep.Timeline.StageStart = t0
 	phase := t0
@@ -333,7 +362,11 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 		phase = t
 	}
 
-	b, err := mc.build(ctx, m, src, buildSpec{reason: reason, generation: rep.Generation, segments: mc.opts.Load == LoadSegments}, &rep, lap)
+	spec := buildSpec{
+		reason: reason, generation: rep.Generation, segments: load == LoadSegments,
+		dryRun: so.DryRun, carry: so.Carry, memoryMap: so.MemoryMap, extra: so.HandoffExtra, cpuRecord: so.CPURecord,
+	}
+	b, err := mc.build(ctx, m, src, spec, &rep, lap)
 	if err != nil {
 		return rep, err
 	}
@@ -341,7 +374,7 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 	// is not needed after the call, whatever its outcome.
 	defer b.initrd.Close()
 	kernel, initrd, seg, kmod := b.kernel, b.initrd, b.seg, m.Kernel()
-	if mc.opts.ReleaseCache {
+	if so.ReleaseCache {
 		ev := mc.cache.Evict(&bootimage.Manifest{Modules: []bootimage.Module{kmod}})
 		mc.log.Info("released the cached modules the assembled initrd holds", "modules", ev.Modules, "bytes", ev.Bytes)
 	}
@@ -350,11 +383,11 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 		return rep, err
 	}
 	if seg != nil {
-		if err := mc.loadSegments(seg, initrd, m.Cmdline); err != nil {
+		if err := mc.loadSegments(seg, initrd, m.Cmdline, so.DryRun); err != nil {
 			return rep, err
 		}
-		rep.Loaded = !mc.opts.DryRun
-	} else if mc.opts.DryRun {
+		rep.Loaded = !so.DryRun
+	} else if so.DryRun {
 		mc.log.Info("dry run: would call kexec_file_load", "manifest", label,
 			"kernel", kernel.File().Name(), "kernel_sha256", kmod.SHA256,
 			"initrd_bytes", rep.InitrdBytes, "cmdline_bytes", len(m.Cmdline), "generation", rep.Generation)
@@ -421,15 +454,15 @@ type RebootPlan struct {
 // an error wrapping ErrNotLoaded that says why, and under FallbackFirmware
 // a firmware plan. In a dry run, an image staged by this Machine counts as
 // loaded.
-func (mc *Machine) PlanReboot() (RebootPlan, error) {
+func (mc *Machine) PlanReboot(ro RebootOptions) (RebootPlan, error) {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
-	return mc.planLocked()
+	return mc.planLocked(ro)
 }
 
-func (mc *Machine) planLocked() (RebootPlan, error) {
-	plan := RebootPlan{DryRun: mc.opts.DryRun}
-	if _, err := cpustop.ParsePolicy(string(mc.stopPolicy())); err != nil {
+func (mc *Machine) planLocked(ro RebootOptions) (RebootPlan, error) {
+	plan := RebootPlan{DryRun: ro.DryRun}
+	if _, err := cpustop.ParsePolicy(string(stopPolicy(ro))); err != nil {
 		return plan, fmt.Errorf("reboot: %w", err)
 	}
 	if mc.staged != nil {
@@ -448,18 +481,18 @@ func (mc *Machine) planLocked() (RebootPlan, error) {
 	loaded, err := readInt(loadedPath)
 	switch {
 	case err == nil && loaded != 0:
-		plan.Cmd, plan.Mode, plan.StopCPUs = RebootKexec, "kexec", mc.stopPolicy()
+		plan.Cmd, plan.Mode, plan.StopCPUs = RebootKexec, "kexec", stopPolicy(ro)
 		return plan, nil
-	case mc.opts.DryRun && mc.staged != nil && mc.staged.DryRun:
-		plan.Cmd, plan.Mode, plan.StopCPUs = RebootKexec, "kexec", mc.stopPolicy()
+	case ro.DryRun && mc.staged != nil && mc.staged.DryRun:
+		plan.Cmd, plan.Mode, plan.StopCPUs = RebootKexec, "kexec", stopPolicy(ro)
 		return plan, nil
 	case err != nil:
 		plan.Why = fmt.Sprintf("kexec unavailable: %v", err)
 	default:
 		plan.Why = fmt.Sprintf("no kexec image loaded (%s = 0)", loadedPath)
 	}
-	if mc.opts.Fallback != FallbackFirmware {
-		return plan, fmt.Errorf("reboot refused: %s (fallback policy %s): %w", plan.Why, mc.opts.Fallback, ErrNotLoaded)
+	if ro.Fallback != FallbackFirmware {
+		return plan, fmt.Errorf("reboot refused: %s (fallback policy %s): %w", plan.Why, ro.Fallback, ErrNotLoaded)
 	}
 	plan.Cmd, plan.Mode = RebootRestart, "firmware"
 	return plan, nil
@@ -473,24 +506,24 @@ func (mc *Machine) planLocked() (RebootPlan, error) {
 // kexec reboot call itself fails. In a dry run it logs the plan and returns
 // nil without any syscall.
 //
-// Between sync(2) and the kexec reboot call it applies Options.StopCPUs
+// Between sync(2) and the kexec reboot call it applies RebootOptions.StopCPUs
 // (cpustop.Stop): nothing for cpustop.PolicyKernel; for
 // cpustop.PolicyHotplug every online secondary CPU is taken offline. If
 // that fails part-way, the CPUs taken down are brought back and Reboot
 // returns the error without rebooting; if the reboot call returns, they are
 // brought back before the error (and any fallback) is returned.
-func (mc *Machine) Reboot(ctx context.Context) error {
+func (mc *Machine) Reboot(ctx context.Context, ro RebootOptions) error {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
-	plan, err := mc.planLocked()
+	plan, err := mc.planLocked(ro)
 	if err != nil {
 		mc.log.Error("reboot refused", "err", err)
 		return err
 	}
 	if plan.Cmd == RebootRestart {
-		mc.log.Warn("cannot kexec; rebooting through the firmware", "why", plan.Why, "fallback", mc.opts.Fallback)
+		mc.log.Warn("cannot kexec; rebooting through the firmware", "why", plan.Why, "fallback", ro.Fallback)
 	}
-	if mc.opts.DryRun {
+	if ro.DryRun {
 		mc.log.Info("dry run: would sync(2) and reboot", "cmd", plan.Cmd, "mode", plan.Mode, "why", plan.Why, "stop_cpus", plan.StopCPUs)
 		return nil
 	}
@@ -504,7 +537,7 @@ func (mc *Machine) Reboot(ctx context.Context) error {
 	if plan.Cmd == RebootKexec {
 		// Last, so the CPUs are down for as short a time as possible. A
 		// policy that fails has put the CPUs back: refuse the reboot.
-		if stopped, err = mc.stopCPUs(ctx); err != nil {
+		if stopped, err = mc.stopCPUs(ctx, stopPolicy(ro)); err != nil {
 			mc.log.Error("reboot aborted", "err", err)
 			return err
 		}
@@ -514,7 +547,7 @@ func (mc *Machine) Reboot(ctx context.Context) error {
 	if err != nil {
 		err = mc.restoreCPUs(ctx, stopped, err)
 	}
-	if err == nil || plan.Cmd != RebootKexec || mc.opts.Fallback != FallbackFirmware {
+	if err == nil || plan.Cmd != RebootKexec || ro.Fallback != FallbackFirmware {
 		return err
 	}
 	mc.log.Warn("kexec reboot failed; rebooting through the firmware", "err", err)

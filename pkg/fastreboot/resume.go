@@ -12,11 +12,14 @@ import (
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
+	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
-// DefaultStateDir is where Resume saves the generation's State.
-const DefaultStateDir = "/run/fastreboot"
+// DefaultStateDir is where Resume saves the generation's State: the one
+// state directory of the library, shared with the crash path
+// (crashhandler.DefaultStateDir, on tmpfs).
+const DefaultStateDir = crashhandler.DefaultStateDir
 
 // StateFile is the name of the state file in the state directory.
 const StateFile = "state.json"
@@ -72,7 +75,7 @@ type State struct {
 	CPUs      *cpustop.Report `json:"cpus,omitempty"`
 	CPUsError string          `json:"cpus_error,omitempty"`
 	// CPURecord is the handoff's record itself, so that a crash stage
-	// running on fewer CPUs can pass it on (Options.CPURecord).
+	// running on fewer CPUs can pass it on (StageOptions.CPURecord).
 	CPURecord *cpustop.Record `json:"cpu_record,omitempty"`
 }
 

@@ -69,8 +69,8 @@ func TestGenerations(t *testing.T) {
 	}
 	loader := &fakeLoader{}
 	src := &countingSource{src: modcache.DirSource(dir)}
-	mc := New(cache, Options{Root: fakeTree(t, goodTree), Loader: loader, Now: clock, Generation: st.Generation})
-	rep, err := mc.Stage(ctx, m, src, ReasonUpdate)
+	mc := New(cache, Options{Root: fakeTree(t, goodTree), Loader: loader, Now: clock})
+	rep, err := mc.Stage(ctx, m, src, StageOptions{Reason: ReasonUpdate, Generation: st.Generation})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,8 +128,8 @@ func TestGenerations(t *testing.T) {
 
 		// Stage the same image again: every module is a hit, nothing read.
 		src := &countingSource{src: modcache.DirSource(dir), fail: true}
-		mc := New(cache, Options{Root: fakeTree(t, goodTree), Loader: loader, Now: clock, Generation: st.Generation})
-		rep, err = mc.Stage(ctx, m, src, ReasonUpdate)
+		mc := New(cache, Options{Root: fakeTree(t, goodTree), Loader: loader, Now: clock})
+		rep, err = mc.Stage(ctx, m, src, StageOptions{Reason: ReasonUpdate, Generation: st.Generation})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,7 +152,7 @@ func TestResumeRehydrateFailure(t *testing.T) {
 	m, dir := im.WriteTempDir(t)
 	loader := &fakeLoader{}
 	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader})
-	rep, err := mc.Stage(ctx, m, modcache.DirSource(dir), ReasonCrash)
+	rep, err := mc.Stage(ctx, m, modcache.DirSource(dir), StageOptions{Reason: ReasonCrash})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestResumeTamperedCarriedModule(t *testing.T) {
 	im := testimage.Default()
 	m, dir := im.WriteTempDir(t)
 	loader := &fakeLoader{}
-	rep, err := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader}).Stage(ctx, m, modcache.DirSource(dir), ReasonUpdate)
+	rep, err := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader}).Stage(ctx, m, modcache.DirSource(dir), StageOptions{Reason: ReasonUpdate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,8 +250,8 @@ func TestResumeTamperedCarriedModule(t *testing.T) {
 			t.Fatalf("Resume = %+v, %v; want 4 modules adopted unverified, no error", st, err)
 		}
 		src := &countingSource{src: modcache.DirSource(dir), fail: !withStorage}
-		mc := New(cache, Options{Root: fakeTree(t, goodTree), Loader: loader, Generation: st.Generation})
-		staged, err := mc.Stage(ctx, m, src, ReasonUpdate)
+		mc := New(cache, Options{Root: fakeTree(t, goodTree), Loader: loader})
+		staged, err := mc.Stage(ctx, m, src, StageOptions{Reason: ReasonUpdate, Generation: st.Generation})
 		if !withStorage {
 			if !errors.Is(err, modcache.ErrDigestMismatch) || !strings.Contains(err.Error(), victim.Name) {
 				t.Errorf("stage from the cache alone = %v, want ErrDigestMismatch naming %s", err, victim.Name)

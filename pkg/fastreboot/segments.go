@@ -12,7 +12,7 @@ import (
 	"github.com/u-root/u-root/pkg/boot/bzimage"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
-	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -24,17 +24,17 @@ const (
 	pathMemmap     = "sys/firmware/memmap"
 )
 
-// memoryMapRecorded is SegmentsReport.MemoryMap for Options.MemoryMap.
+// memoryMapRecorded is SegmentsReport.MemoryMap for StageOptions.MemoryMap.
 const memoryMapRecorded = "recorded"
 
-// firmwareMap returns the firmware memory map: Options.MemoryMap, the one
-// recorded while the system was healthy, or else the one under Root, and
-// says which.
-func (mc *Machine) firmwareMap() (crashhandler.MemoryMap, string, error) {
-	if len(mc.opts.MemoryMap) > 0 {
-		return mc.opts.MemoryMap, memoryMapRecorded, nil
+// firmwareMap returns the firmware memory map: recorded, the one recorded
+// while the system was healthy (StageOptions.MemoryMap), or else the one
+// under Root, and says which.
+func (mc *Machine) firmwareMap(recorded memmap.Map) (memmap.Map, string, error) {
+	if len(recorded) > 0 {
+		return recorded, memoryMapRecorded, nil
 	}
-	mm, err := crashhandler.ReadFirmwareMemoryMap(mc.opts.Root)
+	mm, err := memmap.ReadFirmware(mc.opts.Root)
 	return mm, filepath.Join(mc.opts.Root, pathMemmap), err
 }
 
@@ -57,16 +57,20 @@ type segmentsPrep struct {
 // firmware map must fit the zero page, /proc/iomem, the command lines and
 // the running zero page must be readable, and the kernel decompressed (from
 // the cache, or now and cached; see Machine.kernelELF).
-func (mc *Machine) prepareSegments(ctx context.Context, m *bootimage.Manifest, kmod bootimage.Module, kernel *modcache.Entry, forCrash bool) (*segmentsPrep, error) {
+func (mc *Machine) prepareSegments(ctx context.Context, m *bootimage.Manifest, kmod bootimage.Module, kernel *modcache.Entry, spec buildSpec) (*segmentsPrep, error) {
+	forCrash := spec.crash
 	root := mc.opts.Root
 	p := func(rel string) string { return filepath.Join(root, rel) }
+	if err := segmentsSupported(); err != nil {
+		return nil, err
+	}
 	if err := lockdownForbidsKexecLoad(p(pathLockdown)); err != nil {
 		return nil, err
 	}
-	if _, ok := mc.opts.Loader.(SegmentsLoader); !ok && !mc.opts.DryRun && !forCrash {
+	if _, ok := mc.opts.Loader.(SegmentsLoader); !ok && !spec.dryRun && !forCrash {
 		return nil, fmt.Errorf("segments load method: the loader %T cannot call kexec_load (it does not implement SegmentsLoader)", mc.opts.Loader)
 	}
-	fw, fwSource, err := mc.firmwareMap()
+	fw, fwSource, err := mc.firmwareMap(spec.memoryMap)
 	if err != nil {
 		return nil, fmt.Errorf("segments load method: the next kernel's e820 table: %w", err)
 	}
@@ -76,7 +80,7 @@ func (mc *Machine) prepareSegments(ctx context.Context, m *bootimage.Manifest, k
 	if _, err := kernel.ReadAt(prep.kernel, 0); err != nil {
 		return nil, fmt.Errorf("kernel %q: reading its setup header: %w", kmod.Name, err)
 	}
-	if err := prep.header.UnmarshalBinary(prep.kernel); err != nil {
+	if prep.header, err = bootimage.ReadSetupHeader(bytes.NewReader(prep.kernel)); err != nil {
 		return nil, fmt.Errorf("kernel %q: setup header: %w", kmod.Name, err)
 	}
 	if n := uint32(len(m.Cmdline)); prep.header.CmdLineSize != 0 && n > prep.header.CmdLineSize {
@@ -88,14 +92,9 @@ func (mc *Machine) prepareSegments(ctx context.Context, m *bootimage.Manifest, k
 	}
 	prep.report.E820Entries = len(prep.e820)
 
-	f, err := os.Open(p(pathIomem))
+	iomem, err := memmap.ReadIomem(root)
 	if err != nil {
 		return nil, fmt.Errorf("segments load method: the crash kernel reservation and kept regions are read from %w", err)
-	}
-	iomem, err := parseIomem(f)
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p(pathIomem), err)
 	}
 	cmdlines := map[string]cmdlineMemory{}
 	next, err := parseCmdlineMemory(m.Cmdline)
@@ -174,10 +173,10 @@ func (img *segmentsImage) fillReport(r *SegmentsReport) {
 // segment inside one RAM range and clear of every avoided range.
 func checkPlacement(segs []Segment, p placement) error {
 	for _, s := range segs {
-		r := physRange{s.Phys, s.Phys + s.Size}
+		r := memmap.Range{Start: s.Phys, End: s.Phys + s.Size}
 		inRAM := false
 		for _, ram := range p.RAM {
-			if ram.Start <= r.Start && r.End <= ram.End {
+			if ram.Covers(r) {
 				inRAM = true
 				break
 			}
@@ -186,7 +185,7 @@ func checkPlacement(segs []Segment, p placement) error {
 			return fmt.Errorf("%w: %s segment %#x-%#x is not inside the firmware map's RAM", ErrNoMemory, s.Name, r.Start, r.End)
 		}
 		for _, a := range p.Avoid {
-			if !r.intersect(physRange{a.Start, a.End}).empty() {
+			if r.Overlaps(memmap.Range{Start: a.Start, End: a.End}) {
 				return fmt.Errorf("%w: %s segment %#x-%#x overlaps %#x-%#x (%s)", ErrNoMemory, s.Name, r.Start, r.End, a.Start, a.End, a.Why)
 			}
 		}

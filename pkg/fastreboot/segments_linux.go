@@ -1,3 +1,12 @@
+//go:build linux && amd64
+
+// The segments load method is x86-64 only: it writes the x86 boot protocol's
+// zero page (bootparams.go), jumps through an x86-64 purgatory or trampoline
+// and places the kernel from its x86-64 ELF. segments_other.go stubs it with
+// ErrNotSupported elsewhere; the planning helpers it shares with the crash
+// path (placement, e820, zero page, trampoline bytes) stay portable and are
+// tested on every platform.
+
 package fastreboot
 
 import (
@@ -13,6 +22,9 @@ import (
 	"github.com/u-root/u-root/pkg/boot/purgatory"
 	"golang.org/x/sys/unix"
 )
+
+// segmentsSupported reports that this platform has the segments load method.
+func segmentsSupported() error { return nil }
 
 // SegmentsLoad calls kexec_load(2) through u-root's kexec.Load, which
 // page-aligns the segments and checks that they do not overlap and that the
@@ -98,7 +110,7 @@ func kexecLoadError(call string, errno unix.Errno) error {
 
 // loadSegments maps the cached kernel ELF and the sealed initrd, places the
 // segments and calls kexec_load, or, in a dry run, only plans them.
-func (mc *Machine) loadSegments(prep *segmentsPrep, initrd *os.File, cmdline string) error {
+func (mc *Machine) loadSegments(prep *segmentsPrep, initrd *os.File, cmdline string, dryRun bool) error {
 	elfData, unmapELF, err := mapFile(prep.elf.entry.File(), prep.elf.entry.Size())
 	if err != nil {
 		return fmt.Errorf("decompressed kernel: %w", err)
@@ -123,7 +135,7 @@ func (mc *Machine) loadSegments(prep *segmentsPrep, initrd *os.File, cmdline str
 		mc.log.Warn("segments load method: the running kernel was booted through EFI; the next kernel gets no EFI runtime services " +
 			"(kexec_load cannot pass their mapping as kexec_file_load does) and finds ACPI through the recorded RSDP address")
 	}
-	if mc.opts.DryRun {
+	if dryRun {
 		mc.log.Info("dry run: would call kexec_load", "entry", fmt.Sprintf("%#x", img.entry),
 			"kernel_entry", fmt.Sprintf("%#x", prep.report.KernelEntry), "segments", len(img.segments))
 		return nil

@@ -1,3 +1,5 @@
+//go:build linux && amd64
+
 package fastreboot
 
 import (
@@ -19,7 +21,7 @@ import (
 
 	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
-	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -105,6 +107,7 @@ type segmentsRig struct {
 	cache  *modcache.Cache
 	loader *fakeSegmentsLoader
 	opts   Options
+	so     StageOptions
 }
 
 func newSegmentsRig(t *testing.T, treeChanges map[string]string) *segmentsRig {
@@ -115,20 +118,19 @@ func newSegmentsRig(t *testing.T, treeChanges map[string]string) *segmentsRig {
 	m, dir := im.WriteTempDir(t)
 	r := &segmentsRig{im: im, m: m, src: modcache.DirSource(dir), cache: newSegmentsCache(t), loader: &fakeSegmentsLoader{}}
 	r.opts = Options{
-		Root:      segmentsTree(t, treeChanges),
-		Loader:    r.loader,
-		Load:      LoadSegments,
-		MemoryMap: qemuMap,
-		StateDir:  t.TempDir(),
-		Now:       stepClock(t0, time.Millisecond),
-		Logger:    testLogger(t),
+		Root:     segmentsTree(t, treeChanges),
+		Loader:   r.loader,
+		StateDir: t.TempDir(),
+		Now:      stepClock(t0, time.Millisecond),
+		Logger:   testLogger(t),
 	}
+	r.so = StageOptions{Reason: ReasonUpdate, Load: LoadSegments, MemoryMap: qemuMap}
 	return r
 }
 
 func (r *segmentsRig) stage(t *testing.T) (StageReport, error) {
 	t.Helper()
-	return New(r.cache, r.opts).Stage(context.Background(), r.m, r.src, ReasonUpdate)
+	return New(r.cache, r.opts).Stage(context.Background(), r.m, r.src, r.so)
 }
 
 func elfOf(t *testing.T, kernel []byte) []byte {
@@ -216,11 +218,11 @@ func TestStageSegments(t *testing.T) {
 	// Every segment in firmware RAM, none in the crash reservation or the
 	// kept region, none below 1 MiB but the purgatory.
 	for _, seg := range l.segs {
-		if err := checkPlacement([]Segment{seg}, placement{RAM: []physRange{{0, 0x9fc00}, {0x100000, 0x7ffe0000}, {0x100000000, 0x180000000}}}); err != nil {
+		if err := checkPlacement([]Segment{seg}, placement{RAM: []memmap.Range{{Start: 0, End: 0x9fc00}, {Start: 0x100000, End: 0x7ffe0000}, {Start: 0x100000000, End: 0x180000000}}}); err != nil {
 			t.Error(err)
 		}
-		for _, bad := range []physRange{{0x30000000, 0x40000000}, {0x40000000, 0x41000000}} {
-			if !bad.intersect(physRange{seg.Phys, seg.Phys + seg.Size}).empty() {
+		for _, bad := range []memmap.Range{{Start: 0x30000000, End: 0x40000000}, {Start: 0x40000000, End: 0x41000000}} {
+			if !bad.Intersect(memmap.Range{Start: seg.Phys, End: seg.Phys + seg.Size}).Empty() {
 				t.Errorf("%s segment %#x+%#x overlaps %#x-%#x", seg.Name, seg.Phys, seg.Size, bad.Start, bad.End)
 			}
 		}
@@ -282,7 +284,7 @@ func TestStageSegmentsRelocatesKernel(t *testing.T) {
 	}
 	// No other segment inside the kernel's footprint.
 	for _, seg := range r.loader.segs {
-		if seg.Name != "kernel" && !(physRange{s.KernelStart, s.KernelEnd}).intersect(physRange{seg.Phys, seg.Phys + seg.Size}).empty() {
+		if seg.Name != "kernel" && !(memmap.Range{Start: s.KernelStart, End: s.KernelEnd}).Intersect(memmap.Range{Start: seg.Phys, End: seg.Phys + seg.Size}).Empty() {
 			t.Errorf("%s segment %#x inside the kernel's footprint %#x-%#x", seg.Name, seg.Phys, s.KernelStart, s.KernelEnd)
 		}
 	}
@@ -290,7 +292,7 @@ func TestStageSegmentsRelocatesKernel(t *testing.T) {
 
 func TestStageSegmentsNoRoom(t *testing.T) {
 	r := newSegmentsRig(t, nil)
-	r.opts.MemoryMap = crashhandler.MemoryMap{{Start: 0, End: 0x9fbff, Type: crashhandler.TypeRAM}, {Start: 0x100000, End: 0x13fffff, Type: crashhandler.TypeRAM}}
+	r.so.MemoryMap = memmap.Map{{Start: 0, End: 0x9fbff, Type: memmap.TypeRAM}, {Start: 0x100000, End: 0x13fffff, Type: memmap.TypeRAM}}
 	_, err := r.stage(t)
 	if !errors.Is(err, ErrNoMemory) || !strings.Contains(err.Error(), "kernel") || r.loader.loads != 0 {
 		t.Errorf("20 MiB of RAM: err = %v, loads %d; want ErrNoMemory naming the kernel and no load", err, r.loader.loads)
@@ -403,8 +405,8 @@ func TestKexecLoadError(t *testing.T) {
 
 func TestStageSegmentsDryRunAndCarryNone(t *testing.T) {
 	r := newSegmentsRig(t, nil)
-	r.opts.DryRun = true
-	r.opts.Carry = CarryNone
+	r.so.DryRun = true
+	r.so.Carry = CarryNone
 	rep, err := r.stage(t)
 	if err != nil {
 		t.Fatal(err)
@@ -470,7 +472,7 @@ func TestResumeRecordsKernelELF(t *testing.T) {
 		r2 := *r
 		r2.cache = cache
 		r2.opts.StateDir = stateDir
-		r2.opts.Generation = 2
+		r2.so.Generation = 2
 		r2.src = &countingSource{src: r.src, fail: true}
 		return &r2, st
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fastreboot/fastreboot/internal/testimage"
-	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 func TestParseLoadMethod(t *testing.T) {
@@ -48,73 +48,6 @@ b0000000-bfffffff : PCI MMCONFIG 0000 [bus 00-ff]
 100000000-17fffffff : System RAM
 `
 
-func TestParseIomem(t *testing.T) {
-	got, err := parseIomem(strings.NewReader(testIomem + "garbage line\nzz-10 : x\n10-5 : backwards\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []iomemEntry{
-		{0, 0xfff, "Reserved", 0},
-		{0x1000, 0x9fbff, "System RAM", 0},
-		{0x9fc00, 0x9ffff, "Reserved", 0},
-		{0xa0000, 0xbffff, "PCI Bus 0000:00", 0},
-		{0xf0000, 0xfffff, "System ROM", 0},
-		{0x100000, 0x7ffdffff, "System RAM", 0},
-		{0x2000000, 0x2e00fff, "Kernel code", 1},
-		{0x30000000, 0x3fffffff, "Crash kernel", 1},
-		{0x40000000, 0x40ffffff, "Reserved", 0},
-		{0x41000000, 0x7ffdffff, "System RAM", 0},
-		{0x7ffe0000, 0x7fffffff, "Reserved", 0},
-		{0xb0000000, 0xbfffffff, "PCI MMCONFIG 0000 [bus 00-ff]", 0},
-		{0xb0000000, 0xbfffffff, "Reserved", 2},
-		{0x100000000, 0x17fffffff, "System RAM", 0},
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("parseIomem (-want +got):\n%s", diff)
-	}
-}
-
-func FuzzParseIomem(f *testing.F) {
-	f.Add(testIomem)
-	f.Add("  -  : \n")
-	f.Fuzz(func(t *testing.T, s string) {
-		es, err := parseIomem(strings.NewReader(s))
-		if err != nil {
-			return
-		}
-		for _, e := range es {
-			if e.End < e.Start || e.Depth < 0 {
-				t.Fatalf("entry %+v", e)
-			}
-		}
-	})
-}
-
-func TestMemparse(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		n    uint64
-		rest string
-		err  bool
-	}{
-		{"4G", 4 << 30, "", false},
-		{"64m$0x7000000", 64 << 20, "$0x7000000", false},
-		{"0x1000", 0x1000, "", false},
-		{"0x10k", 0x10 << 10, "", false},
-		{"010", 8, "", false},
-		{"0", 0, "", false},
-		{"1e", 1 << 60, "", false},
-		{"16E", 0, "16E", true}, // overflows
-		{"$1", 0, "$1", true},
-		{"", 0, "", true},
-	} {
-		n, rest, err := memparse(tc.in)
-		if n != tc.n || rest != tc.rest || (err != nil) != tc.err {
-			t.Errorf("memparse(%q) = %d, %q, %v; want %d, %q, error %v", tc.in, n, rest, err, tc.n, tc.rest, tc.err)
-		}
-	}
-}
-
 func TestParseCmdlineMemory(t *testing.T) {
 	for _, tc := range []struct {
 		name, cmdline string
@@ -125,18 +58,20 @@ func TestParseCmdlineMemory(t *testing.T) {
 		{
 			name:    "kept regions",
 			cmdline: `console=ttyS0 memmap=16M$0x40000000 "memmap=1M!0x50000000" memmap=4K#0x60000000,2M%0x70000000-1+12 quiet`,
-			want: cmdlineMemory{Kept: []physRange{
-				{0x40000000, 0x41000000}, {0x50000000, 0x50100000}, {0x60000000, 0x60001000}, {0x70000000, 0x70200000},
+			want: cmdlineMemory{Kept: []memmap.Range{
+				{Start: 0x40000000, End: 0x41000000}, {Start: 0x50000000, End: 0x50100000}, {Start: 0x60000000, End: 0x60001000}, {Start: 0x70000000, End: 0x70200000},
 			}},
 		},
 		{
 			name:    "exactmap",
 			cmdline: "memmap=exactmap memmap=640K@0 memmap=1023M@1M memmap=64K#0x7ffe0000",
-			want: cmdlineMemory{Exact: true, RAM: []physRange{{0, 640 << 10}, {1 << 20, 1024 << 20}},
-				Kept: []physRange{{0x7ffe0000, 0x7fff0000}}},
+			want: cmdlineMemory{Exact: true, RAM: []memmap.Range{{Start: 0, End: 640 << 10}, {Start: 1 << 20, End: 1024 << 20}},
+				Kept: []memmap.Range{{Start: 0x7ffe0000, End: 0x7fff0000}}},
 		},
 		{name: "limits", cmdline: "mem=2G memmap=1G mem=nopentium", want: cmdlineMemory{Limit: 1 << 30}},
 		{name: "init args ignored", cmdline: "quiet -- memmap=1G$0", want: cmdlineMemory{}},
+		{name: "-- inside quotes is a word", cmdline: `dyndbg="a -- b" memmap=16M$0x40000000`,
+			want: cmdlineMemory{Kept: []memmap.Range{{Start: 0x40000000, End: 0x41000000}}}},
 		{name: "bad memmap", cmdline: "memmap=16M^0x1000", wantErr: `"memmap=16M^0x1000"`},
 		{name: "bad mem", cmdline: "mem=lots", wantErr: `"mem=lots"`},
 	} {
@@ -175,18 +110,18 @@ func FuzzParseCmdlineMemory(f *testing.F) {
 }
 
 // qemuMap is the firmware memory map of a 2 GiB q35 guest under SeaBIOS.
-var qemuMap = crashhandler.MemoryMap{
-	{Start: 0, End: 0x9fbff, Type: crashhandler.TypeRAM},
-	{Start: 0x9fc00, End: 0x9ffff, Type: crashhandler.TypeReserved},
-	{Start: 0xf0000, End: 0xfffff, Type: crashhandler.TypeReserved},
-	{Start: 0x100000, End: 0x7ffdffff, Type: crashhandler.TypeRAM},
-	{Start: 0x7ffe0000, End: 0x7fffffff, Type: crashhandler.TypeReserved},
-	{Start: 0xb0000000, End: 0xbfffffff, Type: crashhandler.TypeReserved},
-	{Start: 0x100000000, End: 0x17fffffff, Type: crashhandler.TypeRAM},
+var qemuMap = memmap.Map{
+	{Start: 0, End: 0x9fbff, Type: memmap.TypeRAM},
+	{Start: 0x9fc00, End: 0x9ffff, Type: memmap.TypeReserved},
+	{Start: 0xf0000, End: 0xfffff, Type: memmap.TypeReserved},
+	{Start: 0x100000, End: 0x7ffdffff, Type: memmap.TypeRAM},
+	{Start: 0x7ffe0000, End: 0x7fffffff, Type: memmap.TypeReserved},
+	{Start: 0xb0000000, End: 0xbfffffff, Type: memmap.TypeReserved},
+	{Start: 0x100000000, End: 0x17fffffff, Type: memmap.TypeRAM},
 }
 
 func TestNewPlacement(t *testing.T) {
-	iomem, err := parseIomem(strings.NewReader(testIomem))
+	iomem, err := memmap.ParseIomem(strings.NewReader(testIomem))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +129,7 @@ func TestNewPlacement(t *testing.T) {
 	next, _ := parseCmdlineMemory("memmap=16M$0x40000000 memmap=1M!0x60000000 mem=5G")
 	got := newPlacement(qemuMap, iomem, map[string]cmdlineMemory{"running": running, "next": next})
 	want := placement{
-		RAM: []physRange{{0, 0x9fc00}, {0x100000, 0x7ffe0000}, {0x100000000, 0x140000000}},
+		RAM: []memmap.Range{{Start: 0, End: 0x9fc00}, {Start: 0x100000, End: 0x7ffe0000}, {Start: 0x100000000, End: 0x140000000}},
 		Avoid: []AvoidedRange{
 			{Start: 0, End: 0x1000, Why: "kept by the running kernel: Reserved (/proc/iomem)"},
 			{Start: 0x30000000, End: 0x40000000, Why: "crash kernel reservation (/proc/iomem)"},
@@ -210,47 +145,47 @@ func TestNewPlacement(t *testing.T) {
 
 	exact, _ := parseCmdlineMemory("memmap=exactmap memmap=640K@0 memmap=511M@1M")
 	got = newPlacement(qemuMap, nil, map[string]cmdlineMemory{"next": exact})
-	if diff := cmp.Diff([]physRange{{0, 0x9fc00}, {0x100000, 0x20000000}}, got.RAM); diff != "" {
+	if diff := cmp.Diff([]memmap.Range{{Start: 0, End: 0x9fc00}, {Start: 0x100000, End: 0x20000000}}, got.RAM); diff != "" {
 		t.Errorf("with exactmap, RAM (-want +got):\n%s", diff)
 	}
 }
 
 func TestE820Table(t *testing.T) {
-	mm := append(crashhandler.MemoryMap{
-		{Start: 0x180000000, End: 0x1bfffffff, Type: crashhandler.TypeRAM}, // adjacent to the last RAM: merged
-		{Start: 0x200000000, End: 0x2000fffff, Type: crashhandler.TypePRAM},
+	mm := append(memmap.Map{
+		{Start: 0x180000000, End: 0x1bfffffff, Type: memmap.TypeRAM}, // adjacent to the last RAM: merged
+		{Start: 0x200000000, End: 0x2000fffff, Type: memmap.TypePRAM},
 		{Start: 0x200100000, End: 0x2001fffff, Type: "Something new"},
-		{Start: 0x200200000, End: 0x2002fffff, Type: crashhandler.TypeNVS},
-		{Start: 0x200300000, End: 0x2003fffff, Type: crashhandler.TypeACPI},
+		{Start: 0x200200000, End: 0x2002fffff, Type: memmap.TypeNVS},
+		{Start: 0x200300000, End: 0x2003fffff, Type: memmap.TypeACPI},
 	}, qemuMap...)
 	got, err := e820Table(mm)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []e820Entry{
-		{0, 0x9fc00, e820RAM},
-		{0x9fc00, 0x400, e820Reserved},
-		{0xf0000, 0x10000, e820Reserved},
-		{0x100000, 0x7fee0000, e820RAM},
-		{0x7ffe0000, 0x20000, e820Reserved},
-		{0xb0000000, 0x10000000, e820Reserved},
-		{0x100000000, 0xc0000000, e820RAM},
-		{0x200000000, 0x100000, e820PRAM},
-		{0x200100000, 0x100000, e820Reserved},
-		{0x200200000, 0x100000, e820NVS},
-		{0x200300000, 0x100000, e820ACPI},
+		{0, 0x9fc00, memmap.E820RAM},
+		{0x9fc00, 0x400, memmap.E820Reserved},
+		{0xf0000, 0x10000, memmap.E820Reserved},
+		{0x100000, 0x7fee0000, memmap.E820RAM},
+		{0x7ffe0000, 0x20000, memmap.E820Reserved},
+		{0xb0000000, 0x10000000, memmap.E820Reserved},
+		{0x100000000, 0xc0000000, memmap.E820RAM},
+		{0x200000000, 0x100000, memmap.E820PRAM},
+		{0x200100000, 0x100000, memmap.E820Reserved},
+		{0x200200000, 0x100000, memmap.E820NVS},
+		{0x200300000, 0x100000, memmap.E820ACPI},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("e820Table (-want +got):\n%s", diff)
 	}
 
-	var many crashhandler.MemoryMap
+	var many memmap.Map
 	for i := uint64(0); i < 130; i++ {
-		typ := crashhandler.TypeRAM
+		typ := memmap.TypeRAM
 		if i%2 == 1 {
-			typ = crashhandler.TypeReserved
+			typ = memmap.TypeReserved
 		}
-		many = append(many, crashhandler.MemoryRange{Start: i << 20, End: i<<20 | 0xfffff, Type: typ})
+		many = append(many, memmap.Entry{Start: i << 20, End: i<<20 | 0xfffff, Type: typ})
 	}
 	if _, err := e820Table(many); err == nil || !strings.Contains(err.Error(), "130 ranges") {
 		t.Errorf("130 ranges: err = %v, want a refusal naming the count", err)
@@ -271,7 +206,7 @@ func TestBuildBootParams(t *testing.T) {
 	le.PutUint32(running[bpRamdiskImage:], 0x12345678) // replaced
 	kernel := testimage.Kernel(testimage.KernelOptions{})
 
-	e820 := []e820Entry{{0, 0x9fc00, e820RAM}, {0x100000, 0x7fee0000, e820RAM}, {0x100000000, 0x80000000, e820RAM}}
+	e820 := []e820Entry{{0, 0x9fc00, memmap.E820RAM}, {0x100000, 0x7fee0000, memmap.E820RAM}, {0x100000000, 0x80000000, memmap.E820RAM}}
 	bp, efi, err := buildBootParams(bootParamsInput{
 		Running: running, Kernel: kernel, E820: e820,
 		InitrdAddr: 0x1_2000_0000, InitrdSize: 0x123456, CmdlineAddr: 0x100000,
@@ -305,7 +240,7 @@ func TestBuildBootParams(t *testing.T) {
 		{"e820_entries", uint64(bp[bpE820Entries]), 3},
 		{"e820[2].addr", le.Uint64(bp[bpE820Table+2*e820EntrySize:]), 0x100000000},
 		{"e820[2].size", le.Uint64(bp[bpE820Table+2*e820EntrySize+8:]), 0x80000000},
-		{"e820[2].type", uint64(le.Uint32(bp[bpE820Table+2*e820EntrySize+16:])), e820RAM},
+		{"e820[2].type", uint64(le.Uint32(bp[bpE820Table+2*e820EntrySize+16:])), memmap.E820RAM},
 		{"e820[3] (cleared)", le.Uint64(bp[bpE820Table+3*e820EntrySize:]), 0},
 		{"alt_mem_k", uint64(le.Uint32(bp[bpAltMemK:])), 0x7ffdffff>>10 - 1024},
 		{"ext_mem_k", uint64(le.Uint16(bp[bpExtMemK:])), 0xfc00},

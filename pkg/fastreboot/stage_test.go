@@ -46,7 +46,7 @@ func TestStageLoadsCompleteImage(t *testing.T) {
 		Logger: testLogger(t),
 	})
 
-	rep, err := mc.Stage(context.Background(), m, src, ReasonUpdate)
+	rep, err := mc.Stage(context.Background(), m, src, StageOptions{Reason: ReasonUpdate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestStageLoadsCompleteImage(t *testing.T) {
 
 	// Staging again reads nothing: every module is a hit.
 	src.opens = nil
-	rep2, err := mc.Stage(context.Background(), m, src, ReasonManual)
+	rep2, err := mc.Stage(context.Background(), m, src, StageOptions{Reason: ReasonManual})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,11 +158,11 @@ func TestStageCmdlineLimit(t *testing.T) {
 	loader := &fakeLoader{}
 	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader})
 	m.Cmdline = strings.Repeat("a", bootimage.MaxCmdline-1)
-	if _, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), ReasonUpdate); err != nil {
+	if _, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Reason: ReasonUpdate}); err != nil {
 		t.Fatalf("cmdline of %d bytes: %v", len(m.Cmdline), err)
 	}
 	m.Cmdline += "a"
-	_, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), ReasonUpdate)
+	_, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Reason: ReasonUpdate})
 	if !errors.Is(err, bootimage.ErrCmdlineTooLong) || !strings.Contains(err.Error(), m.Name) {
 		t.Errorf("cmdline of %d bytes: %v, want ErrCmdlineTooLong naming %q", len(m.Cmdline), err, m.Name)
 	}
@@ -308,7 +308,7 @@ func TestStageBadInputsLoadNothing(t *testing.T) {
 			}
 			loader := &fakeLoader{}
 			mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader})
-			if _, err := mc.Stage(context.Background(), goodM, modcache.DirSource(goodDir), ReasonUpdate); err != nil {
+			if _, err := mc.Stage(context.Background(), goodM, modcache.DirSource(goodDir), StageOptions{Reason: ReasonUpdate}); err != nil {
 				t.Fatal(err)
 			}
 			_, before := loader.state()
@@ -332,11 +332,7 @@ func TestStageBadInputsLoadNothing(t *testing.T) {
 			if tc.files != nil {
 				path = tc.files(t, dir, path)
 			}
-			reason := tc.reason
-			if reason == "" {
-				reason = ReasonUpdate
-			}
-			_, err = mc.StageFile(context.Background(), path, reason)
+			_, err = mc.StageFile(context.Background(), path, StageOptions{Reason: tc.reason})
 			if err == nil {
 				t.Fatal("Stage succeeded")
 			}
@@ -362,12 +358,12 @@ func TestStageLoaderFailureKeepsPrevious(t *testing.T) {
 	m, dir := im.WriteTempDir(t)
 	loader := &fakeLoader{}
 	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader})
-	if _, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), ReasonUpdate); err != nil {
+	if _, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Reason: ReasonUpdate}); err != nil {
 		t.Fatal(err)
 	}
 	_, before := loader.state()
 	loader.err = &KexecError{Call: "kexec_file_load(...)", Errno: 1, Kind: ErrNotPermitted}
-	_, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), ReasonManual)
+	_, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Reason: ReasonManual})
 	if !errors.Is(err, ErrNotPermitted) || !strings.Contains(err.Error(), "stage test") {
 		t.Errorf("err = %v", err)
 	}
@@ -386,7 +382,7 @@ func TestStageCanceled(t *testing.T) {
 	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := mc.Stage(ctx, m, modcache.DirSource(dir), ReasonUpdate); !errors.Is(err, context.Canceled) {
+	if _, err := mc.Stage(ctx, m, modcache.DirSource(dir), StageOptions{Reason: ReasonUpdate}); !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v, want context.Canceled", err)
 	}
 	if calls, _ := loader.state(); calls != 0 {
@@ -398,8 +394,8 @@ func TestStageCarryNone(t *testing.T) {
 	im := testimage.Default()
 	m, dir := im.WriteTempDir(t)
 	loader := &fakeLoader{}
-	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader, Carry: CarryNone, Generation: 7})
-	rep, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), ReasonCrash)
+	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader})
+	rep, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Reason: ReasonCrash, Carry: CarryNone, Generation: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,19 +414,19 @@ func TestStageDryRun(t *testing.T) {
 	m, dir := im.WriteTempDir(t)
 	loader := &fakeLoader{}
 	rb := &fakeRebooter{}
-	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader, Rebooter: rb, DryRun: true, Logger: testLogger(t)})
-	rep, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), ReasonUpdate)
+	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader, Rebooter: rb, Logger: testLogger(t)})
+	rep, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Reason: ReasonUpdate, DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !rep.DryRun || rep.Loaded || rep.InitrdBytes == 0 || rep.Sync.Misses != 4 {
 		t.Errorf("report %+v", rep)
 	}
-	plan, err := mc.PlanReboot()
+	plan, err := mc.PlanReboot(RebootOptions{DryRun: true})
 	if err != nil || plan.Cmd != RebootKexec || !plan.DryRun || plan.Staged == nil {
 		t.Errorf("PlanReboot = %+v, %v", plan, err)
 	}
-	if err := mc.Reboot(context.Background()); err != nil {
+	if err := mc.Reboot(context.Background(), RebootOptions{DryRun: true}); err != nil {
 		t.Errorf("Reboot: %v", err)
 	}
 	if calls, _ := loader.state(); calls != 0 || len(rb.calls) != 0 {
@@ -481,11 +477,11 @@ func TestReboot(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rb := &fakeRebooter{rebootErr: tc.rebootErr}
 			mc := New(newCache(t), Options{
-				Root: fakeTree(t, tc.files), Rebooter: rb, Loader: &fakeLoader{},
-				Fallback: tc.fallback, DryRun: tc.dryRun, Logger: testLogger(t),
+				Root: fakeTree(t, tc.files), Rebooter: rb, Loader: &fakeLoader{}, Logger: testLogger(t),
 			})
-			plan, perr := mc.PlanReboot()
-			err := mc.Reboot(context.Background())
+			ro := RebootOptions{Fallback: tc.fallback, DryRun: tc.dryRun}
+			plan, perr := mc.PlanReboot(ro)
+			err := mc.Reboot(context.Background(), ro)
 			if tc.wantIs != nil {
 				if !errors.Is(err, tc.wantIs) || !errors.Is(perr, tc.wantIs) {
 					t.Errorf("Reboot = %v, PlanReboot = %v; want %v", err, perr, tc.wantIs)
@@ -515,7 +511,7 @@ func TestReboot(t *testing.T) {
 func TestStageWithoutCache(t *testing.T) {
 	loader := &fakeLoader{}
 	mc := New(nil, Options{Root: fakeTree(t, goodTree), Loader: loader})
-	_, err := mc.Stage(context.Background(), testimage.Default().Manifest(), modcache.DirSource(t.TempDir()), ReasonUpdate)
+	_, err := mc.Stage(context.Background(), testimage.Default().Manifest(), modcache.DirSource(t.TempDir()), StageOptions{Reason: ReasonUpdate})
 	if err == nil || !strings.Contains(err.Error(), "no module cache") {
 		t.Errorf("err = %v", err)
 	}

@@ -45,7 +45,9 @@ func newImageFile(name string) (*os.File, error) {
 }
 
 // sealImage applies sealAll with fcntl(F_ADD_SEALS). kexec_file_load reads
-// sealed memfds (FINDINGS); the seals keep the loaded bytes what was built.
+// sealed memfds (the seals do not prevent the load; docs/kernel-facts.md,
+// kexec_file_load and memfds); the seals keep the loaded bytes what was
+// built.
 func sealImage(f *os.File) error {
 	rc, err := f.SyscallConn()
 	if err != nil {

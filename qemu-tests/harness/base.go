@@ -26,10 +26,15 @@ import (
 
 // Go packages of this project that go into the base piece.
 const (
-	// ModulePath is this project's Go module.
+	// ModulePath is this project's Go module (the library and the CLI).
 	ModulePath = "github.com/fastreboot/fastreboot"
+	// TestsModulePath is the Go module of the QEMU tests, in the qemu-tests
+	// directory of ModulePath's tree (replace ../): it holds the harness's
+	// own requirements (mkuimage, gobusybox, u-root's commands) so that the
+	// library's go.mod does not. The guest's commands are built from it.
+	TestsModulePath = ModulePath + "/qemu-tests"
 	// FrguestCmd is the guest helper run as uinit.
-	FrguestCmd = ModulePath + "/qemu-tests/cmd/frguest"
+	FrguestCmd = TestsModulePath + "/cmd/frguest"
 	// FastrebootCmd is the fastreboot CLI.
 	FastrebootCmd = ModulePath + "/cmd/fastreboot"
 )
@@ -39,7 +44,7 @@ func URootCmd(name string) string { return "github.com/u-root/u-root/cmds/core/"
 
 // DefaultCoreCommands are the u-root commands (built as one busybox binary)
 // in the base piece: init, the gosh shell and tools for looking around.
-// Each is a tool of go.mod (`go get -tool github.com/u-root/u-root/cmds/core/NAME`),
+// Each is a tool of qemu-tests/go.mod (`go get -tool github.com/u-root/u-root/cmds/core/NAME`),
 // so that `go mod tidy` keeps the requirements and go.sum entries the build needs.
 var DefaultCoreCommands = []string{
 	"init", "gosh", "cat", "cmp", "cp", "dmesg", "echo", "false", "free", "grep",
@@ -72,8 +77,8 @@ type BaseOptions struct {
 	Compression Compression
 	// BuildTags; nil means DefaultBuildTags.
 	BuildTags []string
-	// ModuleDir is this project's module root (the go.mod dir); default: found
-	// by walking up from the working directory.
+	// ModuleDir is the directory of TestsModulePath's go.mod (qemu-tests/),
+	// where the guest's commands are built; default: FindModuleDir("").
 	ModuleDir string
 	// CacheDir keeps built pieces by content key; default CacheDir()/base.
 	CacheDir string
@@ -146,7 +151,9 @@ func (o *BaseOptions) defaults() error {
 }
 
 // FindModuleDir walks up from dir (default: the working directory) to the
-// go.mod of ModulePath.
+// go.mod of TestsModulePath, or to the go.mod of ModulePath and returns its
+// qemu-tests directory, so that the tests (run in qemu-tests/) and tools
+// run from the repository's root both find it.
 func FindModuleDir(dir string) (string, error) {
 	if dir == "" {
 		wd, err := os.Getwd()
@@ -155,13 +162,23 @@ func FindModuleDir(dir string) (string, error) {
 		}
 		dir = wd
 	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
 	for d := dir; ; d = filepath.Dir(d) {
 		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
-		if err == nil && bytes.Contains(b, []byte("module "+ModulePath+"\n")) {
+		if err == nil && bytes.Contains(b, []byte("module "+TestsModulePath+"\n")) {
 			return d, nil
 		}
+		if err == nil && bytes.Contains(b, []byte("module "+ModulePath+"\n")) {
+			q := filepath.Join(d, "qemu-tests")
+			if b, err := os.ReadFile(filepath.Join(q, "go.mod")); err == nil && bytes.Contains(b, []byte("module "+TestsModulePath+"\n")) {
+				return q, nil
+			}
+		}
 		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("no go.mod of %s above %s: set BaseOptions.ModuleDir", ModulePath, dir)
+			return "", fmt.Errorf("no go.mod of %s above %s: set BaseOptions.ModuleDir", TestsModulePath, dir)
 		}
 	}
 }
@@ -359,8 +376,9 @@ func urootLayerKey(ctx context.Context, o BaseOptions) (string, error) {
 }
 
 // baseKey hashes the u-root layer's key, the remaining options and the
-// source files of this module's packages the commands import (from `go list
-// -deps`; other modules are pinned by go.sum).
+// source files of this project's packages the commands import (from `go list
+// -deps`: the tests' module and the library's, replaced by a directory;
+// other modules are pinned by go.sum).
 func baseKey(ctx context.Context, o BaseOptions, urootKey string) (string, error) {
 	h := sha256.New()
 	opts, _ := json.Marshal(struct {
@@ -372,7 +390,7 @@ func baseKey(ctx context.Context, o BaseOptions, urootKey string) (string, error
 	h.Write(opts)
 	out, err := goCmd(ctx, o.ModuleDir, guestGoEnv,
 		append([]string{"list", "-deps", "-tags", strings.Join(o.BuildTags, ","),
-			"-f", "{{if .Module}}{{if .Module.Main}}{{.Dir}}\t{{join .GoFiles \" \"}} {{join .EmbedFiles \" \"}}{{end}}{{end}}"},
+			"-f", "{{if .Module}}{{if or .Module.Main .Module.Replace}}{{.Dir}}\t{{join .GoFiles \" \"}} {{join .EmbedFiles \" \"}}{{end}}{{end}}"},
 			o.Commands...)...)
 	if err != nil {
 		return "", err
@@ -420,8 +438,8 @@ func goCmd(ctx context.Context, dir string, env []string, args ...string) ([]byt
 // ErrNoPackage means a Go package does not exist in the module (yet).
 var ErrNoPackage = errors.New("no such Go package")
 
-// CheckBuild reports whether the Go package pkg (an import path in this
-// module, e.g. FastrebootCmd) exists and builds for the guest
+// CheckBuild reports whether the Go package pkg (an import path in
+// ModulePath or TestsModulePath, e.g. FastrebootCmd) exists and builds for the guest
 // (linux/amd64, DefaultBuildTags). A missing package wraps ErrNoPackage.
 // Tests use it to include the fastreboot CLI only once it compiles.
 func CheckBuild(ctx context.Context, moduleDir, pkg string) error {
@@ -432,8 +450,15 @@ func CheckBuild(ctx context.Context, moduleDir, pkg string) error {
 		}
 		moduleDir = d
 	}
-	if rel, ok := strings.CutPrefix(pkg, ModulePath+"/"); ok {
-		if _, err := os.Stat(filepath.Join(moduleDir, filepath.FromSlash(rel))); err != nil {
+	dir, rel, ok := moduleDir, "", false
+	if rel, ok = strings.CutPrefix(pkg, TestsModulePath+"/"); !ok {
+		// The library's module is the tests' module's parent directory
+		// (qemu-tests/go.mod: replace => ../).
+		dir = filepath.Dir(moduleDir)
+		rel, ok = strings.CutPrefix(pkg, ModulePath+"/")
+	}
+	if ok {
+		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(rel))); err != nil {
 			return fmt.Errorf("%w: %s", ErrNoPackage, pkg)
 		}
 	}

@@ -1,0 +1,62 @@
+package atomicfile
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestWriteFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "state.json")
+	for _, tc := range []struct {
+		data string
+		perm fs.FileMode
+	}{{"first\n", 0o600}, {"second, longer\n", 0o644}, {"", 0o600}} {
+		if err := WriteFile(p, []byte(tc.data), tc.perm); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil || string(b) != tc.data {
+			t.Errorf("content = %q, %v; want %q", b, err, tc.data)
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != tc.perm {
+			t.Errorf("mode = %v, want %v", fi.Mode().Perm(), tc.perm)
+		}
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 {
+		t.Errorf("directory holds %d entries, want only the file (no temporary left)", len(ents))
+	}
+}
+
+func TestWriteFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	if err := WriteFile(filepath.Join(dir, "missing", "f"), []byte("x"), 0o600); err == nil {
+		t.Error("missing directory: no error")
+	}
+	// A directory in the way: the rename fails, the old one stays and the
+	// temporary goes.
+	target := filepath.Join(dir, "d")
+	if err := os.Mkdir(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(target, "keep"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(target, []byte("x"), 0o600); err == nil {
+		t.Error("rename over a non-empty directory: no error")
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 {
+		t.Errorf("directory holds %d entries after a failed write, want 1", len(ents))
+	}
+}

@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// helpError is -h or --help given to a command: run prints the command's
+// usage with its flags (the FlagSet's own usage strings).
+type helpError struct{ fs *flag.FlagSet }
+
+func (helpError) Error() string { return flag.ErrHelp.Error() }
+func (helpError) Unwrap() error { return flag.ErrHelp }
+
+// commandHelp is the synopsis and purpose of every command, by the name its
+// FlagSet carries; `fastreboot help COMMAND` and `COMMAND -h` print it with
+// the flags.
+var commandHelp = map[string]string{
+	"status": `status [--json] [--check]
+  kexec support, what is loaded, the generation, the last boot's reason and
+  timeline, the CPUs, the cache and the crash path`,
+	"stage": `stage MANIFEST | --current | --kernel K --initrd I... [--cmdline C | --append A] [flags]
+  read the modules that changed into the cache, build the next image from it
+  and load it; --current restages what this generation runs from the cache
+  alone`,
+	"reboot": `reboot [MANIFEST] [--dry-run] [--fallback refuse|firmware] [--stop-cpus kernel|hotplug] [--json]
+  jump into the staged image (stage MANIFEST first if given): sync(2), then
+  reboot(LINUX_REBOOT_CMD_KEXEC)`,
+	"cache ls":     "cache ls [--json]\n  list the cached modules and the cache's counters",
+	"cache verify": "cache verify [--json]\n  hash every cached module again; a module that no longer matches is dropped",
+	"cache sync":   "cache sync MANIFEST [--json]\n  read into the cache what MANIFEST needs and is not cached yet",
+	"cache evict":  "cache evict [--json]\n  drop the modules no staged or running image references",
+	"manifest create": `manifest create --kernel K --initrd I... [--cmdline C | --append A] [--name N] [-o FILE [--relative]]
+  write a manifest of the given files (sizes and SHA-256 measured)`,
+	"manifest diff":     "manifest diff OLD NEW [--json]\n  name the modules added, removed and changed, and a changed command line",
+	"manifest validate": "manifest validate [--content] [--json] MANIFEST\n  check a manifest (and with --content the files it names)",
+	"crash arm": `crash arm [MANIFEST] [--mode two-stage|direct] [--auto] [--load segments|file] [--initrd minimal|image] [flags]
+  build the crash image from the cache (or MANIFEST) and load it for a panic
+  to jump into; route faults to panic. Refused when the generation after a
+  crash could not re-arm, unless --allow-no-rearm`,
+	"crash estimate": `crash estimate [MANIFEST] [--mode M] [--load L] [--initrd I] [--json]
+  the crashkernel= the armed image (or MANIFEST) needs, the current
+  reservation, and whether it fits`,
+	"crash disarm":  "crash disarm [--json]\n  unload the crash image and restore the fault-routing sysctls",
+	"crash status":  "crash status [--json]\n  the crash path: armed or not, its image and reservation, the last crash",
+	"crash last":    "crash last [--save DIR] [--json]\n  the evidence of the last crash: reason, CPU, the crashed kernel's log",
+	"crash recover": "crash recover [--evidence-dir DIR] [--no-reboot] [--json]\n  in a crash kernel: keep the evidence; two-stage: restage production and\n  kexec into it",
+	"daemon": `daemon [--verify-carried lazy|eager]
+  hold the cache for this generation: adopt it from the handoff and serve
+  the other commands on the socket`,
+}
+
+// commandGroups are the commands that take a subcommand.
+var commandGroups = map[string][]string{
+	"cache":    {"ls", "verify", "sync", "evict"},
+	"manifest": {"create", "diff", "validate"},
+	"crash":    {"arm", "estimate", "disarm", "status", "last", "recover"},
+}
+
+// printHelp prints the usage of the command named by words ("stage",
+// "crash arm"), or of every subcommand of a group ("crash").
+func printHelp(ctx context.Context, e *env, w io.Writer, words []string) error {
+	if len(words) == 0 {
+		printMainUsage(w)
+		return nil
+	}
+	if subs, ok := commandGroups[words[0]]; ok && len(words) == 1 {
+		for i, s := range subs {
+			if i > 0 {
+				fmt.Fprintln(w)
+			}
+			if err := printHelp(ctx, e, w, []string{words[0], s}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	name := strings.Join(words, " ")
+	cmd, ok := commands[words[0]]
+	if _, known := commandHelp[name]; !ok || !known {
+		return usagef("no command %q (commands: %s)", name, strings.Join(commandNames(), ", "))
+	}
+	fs, err := flagsOf(ctx, e, cmd, words[1:])
+	if err != nil {
+		return err
+	}
+	printUsage(w, fs)
+	return nil
+}
+
+// flagsOf returns the FlagSet of a command (cmd with the subcommand words),
+// by running it with -h: every command parses its flags before it does
+// anything.
+func flagsOf(ctx context.Context, e *env, cmd command, sub []string) (*flag.FlagSet, error) {
+	err := cmd(ctx, e, append(append([]string{}, sub...), "-h"))
+	var he helpError
+	if !errors.As(err, &he) {
+		return nil, fmt.Errorf("%s -h: %v", strings.Join(sub, " "), err)
+	}
+	return he.fs, nil
+}
+
+// printUsage prints a command's synopsis and its flags with their usage.
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: fastreboot %s\n", commandHelp[fs.Name()])
+	printFlags(w, "Flags", fs)
+}
+
+func printFlags(w io.Writer, title string, fs *flag.FlagSet) {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%s:\n", title)
+	fs.VisitAll(func(f *flag.Flag) {
+		typ, usage := flag.UnquoteUsage(f)
+		dash := "--"
+		if len(f.Name) == 1 {
+			dash = "-"
+		}
+		fmt.Fprintf(w, "  %s%s", dash, f.Name)
+		if typ != "" {
+			fmt.Fprintf(w, " %s", typ)
+		}
+		fmt.Fprintf(w, "\n      %s", usage)
+		if d := f.DefValue; d != "" && d != "false" && d != "0" && d != "[]" {
+			fmt.Fprintf(w, " (default %s)", d)
+		}
+		fmt.Fprintln(w)
+	})
+}

@@ -1,0 +1,1362 @@
+package cli
+
+// The parts of the --json documents (docs/json.md), version 1: each a
+// struct of this package with its own field names, filled from the
+// library's type by an explicit function, so that renaming a library field
+// breaks the build here instead of changing the output. Add fields freely;
+// rename or remove one only with a new schema version.
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/cpustop"
+	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
+	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/modcache"
+)
+
+// generationStateV1 is the v1 form of fastreboot.State.
+type generationStateV1 struct {
+	// Generation counts kernels since the cold boot, which is 1.
+	Generation int `json:"generation"`
+	// Reason is why this generation booted: cold, update, manual or crash.
+	Reason string `json:"reason"`
+	// Timeline is the previous generation's, from the handoff; zero on a
+	// cold boot.
+	Timeline timelineV1 `json:"timeline"`
+	// Resumed is when Resume ran in this generation.
+	Resumed time.Time `json:"resumed"`
+	// Manifest is the boot image this generation runs, nil on a cold boot
+	// (no handoff says what the firmware booted).
+	Manifest *manifestV1 `json:"manifest,omitempty"`
+	// Carried is the number of modules the handoff carried; Rehydrated
+	// what entered the cache from them, in RehydrateTime (the adoption:
+	// copied and sealed; Rehydrated.Unverified of them not hashed yet,
+	// see ResumeOptions.EagerVerify and modcache.Stats.Adoption).
+	Carried       int               `json:"carried"`
+	Rehydrated    rehydrateReportV1 `json:"rehydrated"`
+	RehydrateTime time.Duration     `json:"rehydrate_ns"`
+	// RehydrateError is set when some carried modules could not be
+	// rehydrated; they are missing from the cache and a later Sync reads
+	// them from storage.
+	RehydrateError string `json:"rehydrate_error,omitempty"`
+	// CPUs compares the CPUs online when the previous generation staged
+	// this image (the handoff's record) with those online when Resume ran;
+	// nil when the handoff has no record. CPUsError is set when a recorded
+	// CPU did not come back, or when the CPUs could not be read.
+	CPUs      *cpuCheckV1 `json:"cpus,omitempty"`
+	CPUsError string      `json:"cpus_error,omitempty"`
+	// CPURecord is the handoff's record itself, so that a crash stage
+	// running on fewer CPUs can pass it on (Options.CPURecord).
+	CPURecord *cpuRecordV1 `json:"cpu_record,omitempty"`
+}
+
+// cpuStatusV1 is the v1 form of cpuStatus.
+type cpuStatusV1 struct {
+	// Online is the kernel's online list now, e.g. "0-3"; empty when it
+	// cannot be read.
+	Online string `json:"online,omitempty"`
+	// Check compares the handoff's record with the CPUs online at resume;
+	// nil on a cold boot or when the previous generation recorded nothing.
+	Check *cpuCheckV1 `json:"check,omitempty"`
+	// Error names the CPUs that did not come back (or why the check could
+	// not run); it is also a problem for status --check.
+	Error string `json:"error,omitempty"`
+}
+
+// preflightV1 is the v1 form of fastreboot.Report.
+type preflightV1 struct {
+	// Checks are the preflight checks, each with its verdict.
+	Checks []preflightCheckV1 `json:"checks"`
+	// Lockdown is the active lockdown mode ("none", "integrity",
+	// "confidentiality"), or "" when unknown.
+	Lockdown string `json:"lockdown,omitempty"`
+	// KexecLoaded and CrashLoaded report whether an image is loaded for
+	// reboot and for crash.
+	KexecLoaded bool `json:"kexec_loaded"`
+	CrashLoaded bool `json:"kexec_crash_loaded"`
+}
+
+// agentInfoV1 is the v1 form of agent.Info.
+type agentInfoV1 struct {
+	// Daemon is true when a `fastreboot daemon` answered; false for an
+	// in-process agent, whose cache ends with the command.
+	Daemon bool `json:"daemon"`
+	// PID is the agent's process id, Started when it started.
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	// Generation and Reason of the running system.
+	Generation int    `json:"generation"`
+	Reason     string `json:"reason"`
+	// Current names the manifest this generation runs, if known.
+	Current string `json:"current,omitempty"`
+	// Cache are the cache's counters.
+	Cache cacheStatsV1 `json:"cache"`
+	// Staged is the last image this agent staged.
+	Staged *stageReportV1 `json:"staged,omitempty"`
+	// KernelELF is the background preparation of the running kernel's
+	// decompressed ELF (see Agent.PrepareKernelELF); nil if none was
+	// started.
+	KernelELF *kernelELFStatusV1 `json:"kernel_elf,omitempty"`
+}
+
+// crashStatusReportV1 is the v1 form of crashpath.StatusReport.
+type crashStatusReportV1 struct {
+	// Supported: the kernel has crash kexec (/sys/kernel/kexec_crash_size).
+	Supported bool `json:"supported"`
+	// Armed: a crash image is loaded (/sys/kernel/kexec_crash_loaded).
+	Armed bool `json:"armed"`
+	// ReservationBytes is /sys/kernel/kexec_crash_size.
+	ReservationBytes int64 `json:"reservation_bytes"`
+	// Mode of the image Arm recorded ("" if none).
+	Mode string `json:"mode,omitempty"`
+	// State is what Arm recorded; nil if nothing was armed through this
+	// package since boot. A State with Armed false means the image was
+	// unloaded behind our back.
+	State *crashArmStateV1 `json:"state,omitempty"`
+	// Faults reports each fault-routing sysctl.
+	Faults []faultStatusV1 `json:"faults"`
+	// Generation and Reason of the running system.
+	Generation int    `json:"generation"`
+	Reason     string `json:"reason"`
+	// MemoryMapRAM is the RAM of the recorded firmware memory map.
+	MemoryMapRAM uint64 `json:"memory_map_ram_bytes,omitempty"`
+	// Last is the evidence of the last crash, if any is known.
+	Last *crashEvidenceV1 `json:"last,omitempty"`
+}
+
+// stageReportV1 is the v1 form of fastreboot.StageReport.
+type stageReportV1 struct {
+	// Manifest is the staged manifest's name.
+	Manifest string `json:"manifest"`
+	// KernelSHA256 is the staged kernel's SHA-256 (lowercase hex); CmdlineBytes the length of its command line.
+	KernelSHA256 string `json:"kernel_sha256"`
+	CmdlineBytes int    `json:"cmdline_bytes"`
+	// Cmdline is the command line Stage loaded (empty for a built crash
+	// image, whose command line the crash path derives).
+	Cmdline string `json:"cmdline,omitempty"`
+	// Generation and Reason are what the handoff tells the next kernel.
+	Generation int    `json:"generation"`
+	Reason     string `json:"reason"`
+	// DryRun: the image was built but not loaded. Loaded: kexec_file_load
+	// succeeded.
+	DryRun bool `json:"dry_run"`
+	Loaded bool `json:"loaded"`
+	// Load is the load method; Segments says how a LoadSegments image
+	// was placed (nil for LoadFile).
+	Load     string            `json:"load"`
+	Segments *segmentsReportV1 `json:"segments,omitempty"`
+	// Sync is what filling the cache read (hits, misses, bytes read).
+	Sync syncReportV1 `json:"sync"`
+	// InitrdBytes is the whole initrd: PiecesBytes of initrd pieces,
+	// PaddingBytes to 4-byte boundaries, and the HandoffBytes piece, which
+	// holds CarriedModules modules of CarriedBytes.
+	InitrdBytes    int64 `json:"initrd_bytes"`
+	PiecesBytes    int64 `json:"pieces_bytes"`
+	PaddingBytes   int64 `json:"padding_bytes"`
+	HandoffBytes   int64 `json:"handoff_bytes"`
+	CarriedModules int   `json:"carried_modules"`
+	CarriedBytes   int64 `json:"carried_bytes"`
+	// CopiedInKernel counts piece bytes copied by copy_file_range,
+	// CopiedInUser those copied through a user-space buffer (pread/pwrite
+	// fallback, and the carried modules).
+	CopiedInKernel int64 `json:"copied_in_kernel"`
+	CopiedInUser   int64 `json:"copied_in_user"`
+	// Timeline is when staging began and ended (the times the next generation gets in its handoff).
+	Timeline timelineV1 `json:"timeline"`
+	// Durations are the phases of staging.
+	Durations durationsV1 `json:"durations"`
+}
+
+// rebootPlanV1 is the v1 form of fastreboot.RebootPlan.
+type rebootPlanV1 struct {
+	// Mode is "kexec" or "firmware".
+	Mode string `json:"mode"`
+	// Why says why the plan is not a kexec; empty for a kexec.
+	Why string `json:"why,omitempty"`
+	// Staged is the report of the image this Machine staged, if any; the
+	// loaded image may also come from another program.
+	Staged *stageReportV1 `json:"staged,omitempty"`
+	// DryRun: the plan was only printed, nothing was synced or rebooted.
+	DryRun bool `json:"dry_run"`
+	// StopCPUs is the CPU policy applied before a kexec; empty for a
+	// firmware reboot.
+	StopCPUs string `json:"stop_cpus,omitempty"`
+}
+
+// cacheListingV1 is the v1 form of agent.CacheListing.
+type cacheListingV1 struct {
+	// Stats are the cache's counters.
+	Stats cacheStatsV1 `json:"stats"`
+	// Modules are the cached modules, one per digest.
+	Modules []cacheModuleV1 `json:"modules"`
+}
+
+// syncReportV1 is the v1 form of modcache.SyncReport.
+type syncReportV1 struct {
+	// Hits counts the manifest's modules that were cached already,
+	// Misses those that had to be read.
+	Hits   int `json:"hits"`
+	Misses int `json:"misses"`
+	// BytesRead is the exact number of bytes read from the Source,
+	// including bytes of modules that were then rejected.
+	BytesRead int64 `json:"bytes_read"`
+	// Read names the modules read from the Source and added, in manifest order.
+	Read []string `json:"read,omitempty"`
+	// Warnings say which cached modules failed their deferred verification
+	// (adopted from a handoff without hashing, see Cache.Adopt): they were
+	// dropped and read again from the Source.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// verifyReportV1 is the v1 form of modcache.VerifyReport.
+type verifyReportV1 struct {
+	// Modules and Bytes: what was hashed again.
+	Modules int   `json:"modules"`
+	Bytes   int64 `json:"bytes"`
+	// Bad lists the digests of entries whose content no longer matched;
+	// they were dropped from the cache.
+	Bad []string `json:"bad,omitempty"`
+}
+
+// evictReportV1 is the v1 form of modcache.EvictReport.
+type evictReportV1 struct {
+	// Modules and Bytes: what was dropped (modules no staged or running image references).
+	Modules int   `json:"modules"`
+	Bytes   int64 `json:"bytes"`
+}
+
+// manifestDiffV1 is the v1 form of bootimage.ManifestDiff.
+type manifestDiffV1 struct {
+	// Added lists modules of the new manifest that the old one lacks, in
+	// the new manifest's order.
+	Added []string `json:"added,omitempty"`
+	// Removed lists modules of the old manifest that the new one lacks,
+	// in the old manifest's order.
+	Removed []string `json:"removed,omitempty"`
+	// Changed lists modules present in both whose digest (or role)
+	// differs, in the new manifest's order.
+	Changed []string `json:"changed,omitempty"`
+	// CmdlineChanged is true when the command lines differ.
+	CmdlineChanged bool `json:"cmdline_changed,omitempty"`
+	// OrderChanged is true when the initrd modules both manifests hold
+	// are unpacked in another order: later files overwrite earlier ones,
+	// so the order is part of the image.
+	OrderChanged bool `json:"order_changed,omitempty"`
+}
+
+// crashArmReportV1 is the v1 form of crashpath.ArmReport.
+type crashArmReportV1 struct {
+	// Armed is false only for an Auto request with nothing to re-arm.
+	Armed bool `json:"armed"`
+	// Why says why nothing was armed (armed false).
+	Why string `json:"why,omitempty"`
+	// State is what was armed: the crash image, its command line, sizing and load method.
+	State *crashArmStateV1 `json:"state,omitempty"`
+	// Image is the build of the crash image (its initrd carries the
+	// modules and a handoff with reason crash).
+	Image *stageReportV1 `json:"image,omitempty"`
+	// MemoryMapFrom is "handoff" or "firmware".
+	MemoryMapFrom string `json:"memory_map_from,omitempty"`
+	// Initrd is what the crash image's initrd holds.
+	Initrd string `json:"initrd,omitempty"`
+	// Took is how long arming took.
+	Took time.Duration `json:"took_ns"`
+	// Warnings say what the armed path cannot do: problems the request
+	// chose to accept (AllowNoRearm), or no evidence of a crash of this
+	// generation (no pstore backend).
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// crashEstimateReportV1 is the v1 form of crashpath.EstimateReport.
+type crashEstimateReportV1 struct {
+	// Mode is the crash mode the estimate is for: two-stage or direct.
+	Mode string `json:"mode"`
+	// Name is the image's manifest name, if any.
+	Name string `json:"name,omitempty"`
+	// KernelBytes and InitrdBytes are the sizes of the crash image's kernel and initrd.
+	KernelBytes int64 `json:"kernel_bytes"`
+	InitrdBytes int64 `json:"initrd_bytes"`
+	// Sizing is RequiredReservation's answer; Breakdown its parts.
+	Sizing    crashSizingV1 `json:"sizing"`
+	Breakdown string        `json:"breakdown"`
+	// Crashkernel is the word to put on the kernel command line.
+	Crashkernel string `json:"crashkernel"`
+	// Supported: the kernel has crash kexec; ReservationBytes is the
+	// current reservation (/sys/kernel/kexec_crash_size) and Fits says
+	// whether the image fits in it.
+	Supported        bool  `json:"supported"`
+	ReservationBytes int64 `json:"reservation_bytes"`
+	Fits             bool  `json:"fits"`
+	// Cmdline is the crash command line; NextCmdline the production
+	// command line booted after a crash (see NextCmdline) and
+	// NextCrashkernel the reservation it asks for.
+	Cmdline         string        `json:"cmdline"`
+	NextCmdline     string        `json:"next_cmdline"`
+	NextCrashkernel crashkernelV1 `json:"next_crashkernel"`
+	// Problems are the reasons Arm would refuse the image now (or, for the
+	// armed image, why the generation after a crash could not re-arm).
+	Problems []string `json:"problems,omitempty"`
+	// From is "armed" (the sizing recorded when the image was armed) or
+	// "built" (the crash image built now, as crash arm would, and not
+	// loaded).
+	From string `json:"from"`
+	// Image is the build of the crash image (From "built").
+	Image *stageReportV1 `json:"image,omitempty"`
+	// Initrd is what the built crash image's initrd holds (From "built").
+	Initrd string `json:"initrd,omitempty"`
+}
+
+// crashEvidenceV1 is the v1 form of crashhandler.Evidence.
+type crashEvidenceV1 struct {
+	// Time is the crash time (VMCOREINFO CRASHTIME, wall clock, seconds).
+	Time time.Time `json:"time"`
+	// Reason is the panic line, e.g. "Kernel panic - not syncing: sysrq
+	// triggered crash" ("" if the log has none).
+	Reason string `json:"reason"`
+	// Cause is the last line before the panic that names a fault (a BUG:,
+	// Oops, soft or hard lockup, hung task, unknown NMI, WARNING, RCU
+	// stall, sysrq crash), e.g. "watchdog: BUG: soft lockup - CPU#0 stuck
+	// for 22s! [sh:245]"; "" if none. An oops panics with the uninformative
+	// "Fatal exception", so this is the line to show.
+	Cause string `json:"cause,omitempty"`
+	// CPU is the panicking CPU, -1 if unknown: from the "CPU: N PID: P"
+	// line panic()/oops print, else from the panic record's caller ID when
+	// it was printed outside task context (NMI).
+	CPU int `json:"cpu"`
+	// KernelRelease is the crashed kernel's release (VMCOREINFO OSRELEASE).
+	KernelRelease string `json:"kernel_release"`
+	// Log is the tail of the crashed kernel's log, dmesg style: the last
+	// EvidenceOptions.TailLines lines, from the Cause line on if that is
+	// further back (by at most TailLines more).
+	Log []string `json:"log"`
+	// LogLines is the number of lines in the whole log (Save writes them
+	// all to log.txt).
+	LogLines int `json:"log_lines"`
+	// CPUs has one entry per NT_PRSTATUS note: the CPUs that saved their
+	// registers when the crash kexec stopped them.
+	CPUs []crashCPUV1 `json:"cpus,omitempty"`
+	// Problems lists parts that could not be read (the rest is still
+	// valid), e.g. a log buffer already overwritten in direct mode.
+	Problems []string `json:"problems,omitempty"`
+	// Generation is the fastreboot generation that crashed, Mode the
+	// crash path's mode that recovered it (0 and "" when unknown).
+	Generation int    `json:"generation,omitempty"`
+	Mode       string `json:"mode,omitempty"`
+	// Source is where the evidence was read: "vmcore", "pstore", or ""
+	// when none could be read (then only Time, Generation, Mode and
+	// Problems are known, and Time is when the next kernel booted).
+	Source string `json:"source,omitempty"`
+}
+
+// recoverReportV1 is the v1 form of crashpath.RecoverReport.
+type recoverReportV1 struct {
+	// Mode is the crash mode the crash kernel runs in: two-stage or direct.
+	Mode string `json:"mode"`
+	// Evidence is what the crashed kernel left (absent when none could be read: see EvidenceError).
+	Evidence *crashEvidenceV1 `json:"evidence,omitempty"`
+	// EvidenceFrom is "vmcore" or "pstore" ("" when none could be read:
+	// Evidence then records only the crash itself).
+	EvidenceFrom string `json:"evidence_from,omitempty"`
+	// EvidenceError says why no evidence could be read.
+	EvidenceError string `json:"evidence_error,omitempty"`
+	// PstoreBackend is the pstore backend registered when the evidence
+	// was read ("" if none).
+	PstoreBackend string `json:"pstore_backend,omitempty"`
+	// Warnings are what went wrong without stopping the recovery: loading
+	// ramoops, mounting pstore, saving or erasing.
+	Warnings []string `json:"warnings,omitempty"`
+	// MemoryMapCheck is the cross-check of the recorded map against the
+	// vmcore's RAM segments ("ok" or the problem).
+	MemoryMapCheck string `json:"memory_map_check,omitempty"`
+	// Staged is the production image staged by a two-stage crash kernel;
+	// nil in direct mode (this kernel is production).
+	Staged *stageReportV1 `json:"staged,omitempty"`
+	// Cmdline is the production command line staged.
+	Cmdline string `json:"cmdline,omitempty"`
+	// EvidenceAt is how long after the start of crash recover the evidence was saved; Took the whole recovery.
+	EvidenceAt time.Duration `json:"evidence_ns"`
+	Took       time.Duration `json:"took_ns"`
+	// KernelUptime is the crash kernel's /proc/uptime when recovery ended.
+	KernelUptime string `json:"uptime,omitempty"`
+}
+
+// timelineV1 is the v1 form of fastreboot.Timeline.
+type timelineV1 struct {
+	// StageStart is when Stage began (before reading any module).
+	StageStart time.Time `json:"stage_start,omitzero"`
+	// StageEnd is when the image was complete: the handoff is written last,
+	// so StageEnd precedes kexec_file_load, whose duration only the
+	// previous generation's StageReport knows.
+	StageEnd time.Time `json:"stage_end,omitzero"`
+	// RebootRequested is when the reboot was asked for. The handoff is
+	// sealed into the loaded image at stage time, before anyone asks for a
+	// reboot, so this is always zero in a handoff written by Stage: the
+	// next generation could learn it only from memory that survives the
+	// jump (pstore, a memmap= region kept across kexec), which the handoff
+	// does not use yet. The field is there for such a carrier.
+	RebootRequested time.Time `json:"reboot_requested,omitzero"`
+}
+
+// manifestV1 is the v1 form of bootimage.Manifest.
+type manifestV1 struct {
+	// Version of the manifest format (1).
+	Version int `json:"version"`
+	// Name of the image (optional).
+	Name string `json:"name,omitempty"`
+	// Cmdline is the kernel command line.
+	Cmdline string `json:"cmdline"`
+	// Modules holds exactly one kernel; initrd pieces appear in the order
+	// the kernel unpacks them (later files overwrite earlier ones).
+	Modules []moduleV1 `json:"modules"`
+}
+
+// rehydrateReportV1 is the v1 form of modcache.RehydrateReport.
+type rehydrateReportV1 struct {
+	// Modules and Bytes count the unique contents copied into the cache.
+	Modules int   `json:"modules"`
+	Bytes   int64 `json:"bytes"`
+	// Unverified counts those of them adopted without hashing (Adopt):
+	// their verification is deferred to their first use or VerifyPending.
+	Unverified int `json:"unverified,omitempty"`
+}
+
+// cpuCheckV1 is the v1 form of cpustop.Report.
+type cpuCheckV1 struct {
+	// MatchedBy is "apic_id" when CPUs were matched by APIC id, "id" when
+	// by logical id (some APIC id unknown on either side).
+	MatchedBy string `json:"matched_by"`
+	// Expected counts the CPUs online before the jump, Online those online at resume.
+	Expected int `json:"expected"`
+	Online   int `json:"online"`
+	// Missing lists the recorded CPUs not online now, as recorded.
+	Missing []recordedCPUV1 `json:"missing"`
+	// Added lists the CPUs online now that the record does not have.
+	Added []recordedCPUV1 `json:"added"`
+}
+
+// cpuRecordV1 is the v1 form of cpustop.Record.
+type cpuRecordV1 struct {
+	// BootCPU and BootAPICID: the CPU that staged the image (Linux number and APIC id).
+	BootCPU    int `json:"boot_cpu"`
+	BootAPICID int `json:"boot_apic_id"`
+	// Online lists the online CPUs, ordered by ID.
+	Online []recordedCPUV1 `json:"online"`
+}
+
+// preflightCheckV1 is the v1 form of fastreboot.Check.
+type preflightCheckV1 struct {
+	// Name, OK and Detail: what was checked, whether it passed, and what was found.
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+	// Detail says what was found, and for a failed check, why it matters.
+	Detail string `json:"detail"`
+}
+
+// cacheStatsV1 is the v1 form of modcache.Stats.
+type cacheStatsV1 struct {
+	// Modules is the number of unique contents held.
+	Modules int `json:"modules"`
+	// BytesHeld is the sum of their sizes: each content once.
+	BytesHeld int64 `json:"bytes_held"`
+	// OverheadBytes estimates the RAM used beyond BytesHeld, see Overhead.
+	OverheadBytes int64 `json:"overhead_bytes"`
+	// Hits and Misses count Sync's module lookups.
+	Hits   int64 `json:"hits"`
+	Misses int64 `json:"misses"`
+	// BytesRead counts bytes read from Sources (Sync): storage.
+	BytesRead int64 `json:"bytes_read"`
+	// BytesAdded counts bytes read from Add's readers (content a caller
+	// derived or already held, such as a decompressed kernel).
+	BytesAdded int64 `json:"bytes_added"`
+	// BytesRehydrated counts bytes copied from handoff files (Rehydrate
+	// and Adopt).
+	BytesRehydrated int64 `json:"bytes_rehydrated"`
+	// Adoption is the deferred verification of the entries Adopt took
+	// from a handoff without hashing them.
+	Adoption adoptionStatsV1 `json:"adoption"`
+}
+
+// kernelELFStatusV1 is the v1 form of agent.KernelELFStatus.
+type kernelELFStatusV1 struct {
+	// State is "preparing", "ready" or "failed".
+	State string `json:"state"`
+	// ELF is the prepared decompressed kernel (when ready).
+	ELF kernelELFV1 `json:"elf,omitzero"`
+	// Decompressed is true if the kernel was decompressed (false if the
+	// cache held the ELF already); Took is how long that took.
+	Decompressed bool          `json:"decompressed"`
+	Took         time.Duration `json:"took_ns"`
+	// Error says why it failed.
+	Error string `json:"error,omitempty"`
+}
+
+// crashArmStateV1 is the v1 form of crashhandler.State.
+type crashArmStateV1 struct {
+	// Version of the recorded arm state (1).
+	Version int `json:"version"`
+	// ArmedAt is when the image was loaded.
+	ArmedAt time.Time `json:"armed_at"`
+	// Mode is two-stage or direct.
+	Mode string `json:"mode"`
+	// Load is the system call that armed the image (LoadFile or
+	// LoadSegments; empty in states written before it was recorded).
+	Load string `json:"load,omitempty"`
+	// LoadFallback says why the image was armed with LoadFile when
+	// LoadSegments was asked for (lockdown, or kexec_load refused).
+	LoadFallback string `json:"load_fallback,omitempty"`
+	// Cmdline is the crash command line given to the kernel (with
+	// LoadFile the kernel prepends elfcorehdr=).
+	Cmdline string `json:"cmdline"`
+	// Name is the manifest's name, if any.
+	Name string `json:"name,omitempty"`
+	// Digest identifies the image: the manifest's module digests hashed
+	// together, or Image.Digest.
+	Digest string `json:"digest"`
+	// KernelBytes, InitrdBytes and ImageBytes are the sizes of the crash image's kernel, initrd and both.
+	KernelBytes int64 `json:"kernel_bytes"`
+	InitrdBytes int64 `json:"initrd_bytes"`
+	// ImageBytes is kernel + initrd.
+	ImageBytes int64 `json:"image_bytes"`
+	// Sizing is the reservation the image needs; ReservationBytes what there
+	// was when it was armed.
+	Sizing           crashSizingV1 `json:"sizing"`
+	ReservationBytes int64         `json:"reservation_bytes"`
+	// Previous holds the fault-routing sysctls' values from before the first
+	// Arm; Disarm writes them back.
+	Previous map[string]string `json:"previous_sysctls,omitempty"`
+	// MemoryMap is the firmware memory map read when arming (if readable).
+	MemoryMap []memoryRangeV1 `json:"memory_map,omitempty"`
+	// Warnings are the problems Arm was told to accept (Options.AllowNoRearm).
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// faultStatusV1 is the v1 form of crashhandler.FaultStatus.
+type faultStatusV1 struct {
+	// Name is the sysctl, e.g. "kernel.panic_on_oops".
+	Name string `json:"name"`
+	// Value is the current value, or "unsupported" when the kernel has no
+	// such sysctl.
+	Value string `json:"value"`
+	// Supported: the kernel has the sysctl. Routed: it is set to route the fault to a panic.
+	Supported bool `json:"supported"`
+	// Routed: the fault panics (value is non-zero).
+	Routed bool `json:"routed"`
+	// Previous is the value before Arm changed it ("" if Arm did not).
+	Previous string `json:"previous,omitempty"`
+}
+
+// segmentsReportV1 is the v1 form of fastreboot.SegmentsReport.
+type segmentsReportV1 struct {
+	// KernelELF is the decompressed kernel that was loaded.
+	KernelELF kernelELFV1 `json:"kernel_elf"`
+	// Decompressed is true when this Stage decompressed the bzImage (it was
+	// not cached yet), in DecompressTime; false when the cache held it.
+	Decompressed   bool          `json:"decompressed"`
+	DecompressTime time.Duration `json:"decompress_ns"`
+	// Entry is the purgatory's entry, KernelEntry the kernel's 64-bit
+	// entry it jumps to, BootParams the address of the zero page it
+	// passes in %rsi.
+	Entry       uint64 `json:"entry"`
+	KernelEntry uint64 `json:"kernel_entry"`
+	BootParams  uint64 `json:"boot_params"`
+	// KernelStart and KernelEnd bound the memory the kernel occupies
+	// (its segments, at least init_size). Relocated is true when its
+	// linked physical address was not usable and the kernel was moved.
+	KernelStart uint64 `json:"kernel_start"`
+	KernelEnd   uint64 `json:"kernel_end"`
+	Relocated   bool   `json:"relocated"`
+	// Segments are the kexec_load segments, in load order.
+	Segments []segmentInfoV1 `json:"segments"`
+	// MemoryMap says where the e820 table given to the next kernel came
+	// from: "recorded" (Options.MemoryMap) or the sysfs path read.
+	MemoryMap string `json:"memory_map"`
+	// E820Entries is the number of entries in that table.
+	E820Entries int `json:"e820_entries"`
+	// Avoided lists the RAM kept free: the crash kernel reservation,
+	// regions kept by memmap= and other non-RAM claims in /proc/iomem.
+	Avoided []avoidedRangeV1 `json:"avoided,omitempty"`
+	// EFIDropped is true when the running kernel was booted through EFI:
+	// the next kernel gets no EFI runtime services (the legacy loader
+	// cannot pass the EFI runtime mapping that kexec_file_load does) and
+	// finds ACPI through the RSDP address the running kernel recorded.
+	EFIDropped bool `json:"efi_dropped,omitempty"`
+}
+
+// durationsV1 is the v1 form of fastreboot.Durations.
+type durationsV1 struct {
+	// Validate checks the manifest, Sync fills the cache, Assemble copies
+	// the initrd pieces, Handoff writes the handoff piece and seals the
+	// image, Load is kexec_file_load (zero in a dry run).
+	Validate time.Duration `json:"validate_ns"`
+	Sync     time.Duration `json:"sync_ns"`
+	// Segments prepares LoadSegments: checks, memory map, the
+	// decompressed kernel (decompressed here when it was not cached).
+	Segments time.Duration `json:"segments_ns,omitempty"`
+	// Assemble builds the initrd from the cache, Handoff writes the handoff, Load is the kexec system call, Total all of staging.
+	Assemble time.Duration `json:"assemble_ns"`
+	Handoff  time.Duration `json:"handoff_ns"`
+	Load     time.Duration `json:"load_ns"`
+	Total    time.Duration `json:"total_ns"`
+}
+
+// cacheModuleV1 is the v1 form of modcache.Info.
+type cacheModuleV1 struct {
+	// Digest is the SHA-256 of the content, lowercase hex; Size its length.
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+	// Names are the module names manifests gave this content.
+	Names []string `json:"names"`
+	// Origin is OriginStorage, OriginHandoff or OriginAdded.
+	Origin string `json:"origin"`
+	// Verification is set for an entry adopted without hashing (Adopt):
+	// VerificationPending until it is verified (Get verifies it before
+	// handing it out), then VerificationVerified. Entries hashed on the way
+	// in leave it empty.
+	Verification string `json:"verification,omitempty"`
+}
+
+// crashSizingV1 is the v1 form of crashhandler.Sizing.
+type crashSizingV1 struct {
+	// Mode is the crash mode sized for.
+	Mode string `json:"mode"`
+	// Method is LoadSegments for a SegmentsSizing; empty for the file
+	// method's RequiredReservation.
+	Method string `json:"method,omitempty"`
+	// Load is what kexec_file_load places into the reservation.
+	Load int64 `json:"load"`
+	// Runtime is what the crash kernel needs to run out of the reservation
+	// (two-stage only).
+	Runtime int64 `json:"runtime"`
+	// Reload is what loading the production image again from inside the
+	// crash kernel costs (two-stage only).
+	Reload int64 `json:"reload"`
+	// Total is the reservation to ask for: (Load+Runtime+Reload) plus the
+	// struct page overhead, rounded up to ReservationAlign.
+	Total int64 `json:"total"`
+	// Minimal: sized for a minimal crash initramfs, Total counts
+	// max(Load, Runtime+Reload) (see RequiredReservation).
+	Minimal bool `json:"minimal_initrd,omitempty"`
+}
+
+// crashkernelV1 is the v1 form of crashhandler.Crashkernel.
+type crashkernelV1 struct {
+	// Word is the crashkernel word the kernel goes by ("" if the line has
+	// none).
+	Word string `json:"word,omitempty"`
+	// Size is the reservation in bytes. 0 with a Word: a range form
+	// (crashkernel=RANGE:SIZE,...) with no range holding the machine's RAM.
+	Size int64 `json:"size"`
+	// High: the size comes from crashkernel=SIZE,high (the line has no
+	// usable plain crashkernel=); the ",low" part is not counted.
+	High bool `json:"high,omitempty"`
+}
+
+// crashCPUV1 is the v1 form of crashhandler.CPUState.
+type crashCPUV1 struct {
+	// Note is the note's position among the PRSTATUS notes (the order of
+	// possible CPUs, skipping those that saved nothing).
+	Note int `json:"note"`
+	// PID of the task that ran on the CPU (0: idle).
+	PID int `json:"pid"`
+	// IP is the instruction pointer saved (x86-64 rip, arm64 pc; 0 if the
+	// architecture is not known).
+	IP uint64 `json:"ip"`
+}
+
+// moduleV1 is the v1 form of bootimage.Module.
+type moduleV1 struct {
+	// Name is unique within a manifest (e.g. "vmlinuz", "base.cpio.gz").
+	Name string `json:"name"`
+	// Role is "kernel" or "initrd"; Size the length in bytes.
+	Role string `json:"role"`
+	Size int64  `json:"size"`
+	// SHA256 is the lowercase hex SHA-256 of the module's bytes.
+	SHA256 string `json:"sha256"`
+	// Source says where storage holds the module: a path, relative to the
+	// manifest's directory unless absolute. Empty for modules that only
+	// live in the cache.
+	Source string `json:"source,omitempty"`
+}
+
+// recordedCPUV1 is the v1 form of cpustop.RecordedCPU.
+type recordedCPUV1 struct {
+	// ID is the Linux CPU number, APICID its APIC id (the stable identity across kernels).
+	ID     int `json:"id"`
+	APICID int `json:"apic_id"`
+}
+
+// adoptionStatsV1 is the v1 form of modcache.AdoptionStats.
+type adoptionStatsV1 struct {
+	// Modules and Bytes count the entries adopted without hashing.
+	Modules int   `json:"modules"`
+	Bytes   int64 `json:"bytes"`
+	// Pending counts adopted entries still cached and not verified yet
+	// (one being verified included).
+	Pending int `json:"pending"`
+	// Verified counts adopted entries whose digest matched; Failed those
+	// whose did not: they were dropped from the cache (Failures says
+	// which and why).
+	Verified int      `json:"verified"`
+	Failed   int      `json:"failed"`
+	Failures []string `json:"failures,omitempty"`
+	// VerifyTime is the wall time spent hashing adopted entries, summed
+	// over them (at low priority in the daemon, so it includes waiting for
+	// the CPU).
+	VerifyTime time.Duration `json:"verify_ns"`
+}
+
+// kernelELFV1 is the v1 form of fastreboot.KernelELF.
+type kernelELFV1 struct {
+	// Kernel is the SHA-256 of the bzImage it was decompressed from.
+	Kernel string `json:"kernel_sha256"`
+	// SHA256 and Size are the ELF's.
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// memoryRangeV1 is the v1 form of crashhandler.MemoryRange.
+type memoryRangeV1 struct {
+	// Start is the first byte of the range.
+	Start uint64 `json:"start"`
+	// End is inclusive, as sysfs prints it.
+	End uint64 `json:"end"`
+	// Type is the firmware's name of the range, e.g. "System RAM", "Reserved".
+	Type string `json:"type"`
+}
+
+// segmentInfoV1 is the v1 form of fastreboot.SegmentInfo.
+type segmentInfoV1 struct {
+	// Name says what the segment holds (kernel, initrd, boot params, ...).
+	Name string `json:"name"`
+	// Phys is the physical address, Size the bytes reserved there, Bytes
+	// those copied (the rest is zeroed).
+	Phys  uint64 `json:"phys"`
+	Size  uint64 `json:"size"`
+	Bytes int64  `json:"bytes"`
+}
+
+// avoidedRangeV1 is the v1 form of fastreboot.AvoidedRange.
+type avoidedRangeV1 struct {
+	// Start is the first byte of the range kept free.
+	Start uint64 `json:"start"`
+	// End is exclusive.
+	End uint64 `json:"end"`
+	// Why says why the range was kept free of segments.
+	Why string `json:"why"`
+}
+
+func generationStateV1Of(s fastreboot.State) generationStateV1 {
+	return generationStateV1{
+		Generation:     s.Generation,
+		Reason:         string(s.Reason),
+		Timeline:       timelineV1Of(s.Timeline),
+		Resumed:        s.Resumed,
+		Manifest:       manifestV1Ptr(s.Manifest),
+		Carried:        s.Carried,
+		Rehydrated:     rehydrateReportV1Of(s.Rehydrated),
+		RehydrateTime:  s.RehydrateTime,
+		RehydrateError: s.RehydrateError,
+		CPUs:           cpuCheckV1Ptr(s.CPUs),
+		CPUsError:      s.CPUsError,
+		CPURecord:      cpuRecordV1Ptr(s.CPURecord),
+	}
+}
+
+func cpuStatusV1Of(s cpuStatus) cpuStatusV1 {
+	return cpuStatusV1{
+		Online: s.Online,
+		Check:  cpuCheckV1Ptr(s.Check),
+		Error:  s.Error,
+	}
+}
+
+func preflightV1Of(s fastreboot.Report) preflightV1 {
+	return preflightV1{
+		Checks:      preflightCheckV1s(s.Checks),
+		Lockdown:    s.Lockdown,
+		KexecLoaded: s.KexecLoaded,
+		CrashLoaded: s.CrashLoaded,
+	}
+}
+
+func agentInfoV1Of(s agent.Info) agentInfoV1 {
+	return agentInfoV1{
+		Daemon:     s.Daemon,
+		PID:        s.PID,
+		Started:    s.Started,
+		Generation: s.Generation,
+		Reason:     string(s.Reason),
+		Current:    s.Current,
+		Cache:      cacheStatsV1Of(s.Cache),
+		Staged:     stageReportV1Ptr(s.Staged),
+		KernelELF:  kernelELFStatusV1Ptr(s.KernelELF),
+	}
+}
+
+func crashStatusReportV1Of(s crashpath.StatusReport) crashStatusReportV1 {
+	return crashStatusReportV1{
+		Supported:        s.StatusReport.Supported,
+		Armed:            s.StatusReport.Armed,
+		ReservationBytes: s.StatusReport.ReservationBytes,
+		Mode:             string(s.StatusReport.Mode),
+		State:            crashArmStateV1Ptr(s.StatusReport.State),
+		Faults:           faultStatusV1s(s.StatusReport.Faults),
+		Generation:       s.Generation,
+		Reason:           string(s.Reason),
+		MemoryMapRAM:     s.MemoryMapRAM,
+		Last:             crashEvidenceV1Ptr(s.Last),
+	}
+}
+
+func stageReportV1Of(s fastreboot.StageReport) stageReportV1 {
+	return stageReportV1{
+		Manifest:       s.Manifest,
+		KernelSHA256:   s.KernelSHA256,
+		CmdlineBytes:   s.CmdlineBytes,
+		Cmdline:        s.Cmdline,
+		Generation:     s.Generation,
+		Reason:         string(s.Reason),
+		DryRun:         s.DryRun,
+		Loaded:         s.Loaded,
+		Load:           string(s.Load),
+		Segments:       segmentsReportV1Ptr(s.Segments),
+		Sync:           syncReportV1Of(s.Sync),
+		InitrdBytes:    s.InitrdBytes,
+		PiecesBytes:    s.PiecesBytes,
+		PaddingBytes:   s.PaddingBytes,
+		HandoffBytes:   s.HandoffBytes,
+		CarriedModules: s.CarriedModules,
+		CarriedBytes:   s.CarriedBytes,
+		CopiedInKernel: s.CopiedInKernel,
+		CopiedInUser:   s.CopiedInUser,
+		Timeline:       timelineV1Of(s.Timeline),
+		Durations:      durationsV1Of(s.Durations),
+	}
+}
+
+func rebootPlanV1Of(s fastreboot.RebootPlan) rebootPlanV1 {
+	return rebootPlanV1{
+		Mode:     s.Mode,
+		Why:      s.Why,
+		Staged:   stageReportV1Ptr(s.Staged),
+		DryRun:   s.DryRun,
+		StopCPUs: string(s.StopCPUs),
+	}
+}
+
+func cacheListingV1Of(s agent.CacheListing) cacheListingV1 {
+	return cacheListingV1{
+		Stats:   cacheStatsV1Of(s.Stats),
+		Modules: cacheModuleV1s(s.Modules),
+	}
+}
+
+func syncReportV1Of(s modcache.SyncReport) syncReportV1 {
+	return syncReportV1{
+		Hits:      s.Hits,
+		Misses:    s.Misses,
+		BytesRead: s.BytesRead,
+		Read:      slices.Clone(s.Read),
+		Warnings:  slices.Clone(s.Warnings),
+	}
+}
+
+func verifyReportV1Of(s modcache.VerifyReport) verifyReportV1 {
+	return verifyReportV1{
+		Modules: s.Modules,
+		Bytes:   s.Bytes,
+		Bad:     slices.Clone(s.Bad),
+	}
+}
+
+func evictReportV1Of(s modcache.EvictReport) evictReportV1 {
+	return evictReportV1{
+		Modules: s.Modules,
+		Bytes:   s.Bytes,
+	}
+}
+
+func manifestDiffV1Of(s bootimage.ManifestDiff) manifestDiffV1 {
+	return manifestDiffV1{
+		Added:          slices.Clone(s.Added),
+		Removed:        slices.Clone(s.Removed),
+		Changed:        slices.Clone(s.Changed),
+		CmdlineChanged: s.CmdlineChanged,
+		OrderChanged:   s.OrderChanged,
+	}
+}
+
+func crashArmReportV1Of(s crashpath.ArmReport) crashArmReportV1 {
+	return crashArmReportV1{
+		Armed:         s.Armed,
+		Why:           s.Why,
+		State:         crashArmStateV1Ptr(s.State),
+		Image:         stageReportV1Ptr(s.Image),
+		MemoryMapFrom: s.MemoryMapFrom,
+		Initrd:        string(s.Initrd),
+		Took:          s.Took,
+		Warnings:      slices.Clone(s.Warnings),
+	}
+}
+
+func crashEstimateReportV1Of(s crashpath.EstimateReport) crashEstimateReportV1 {
+	return crashEstimateReportV1{
+		Mode:             string(s.Estimate.Mode),
+		Name:             s.Estimate.Name,
+		KernelBytes:      s.Estimate.KernelBytes,
+		InitrdBytes:      s.Estimate.InitrdBytes,
+		Sizing:           crashSizingV1Of(s.Estimate.Sizing),
+		Breakdown:        s.Estimate.Breakdown,
+		Crashkernel:      s.Estimate.Crashkernel,
+		Supported:        s.Estimate.Supported,
+		ReservationBytes: s.Estimate.ReservationBytes,
+		Fits:             s.Estimate.Fits,
+		Cmdline:          s.Estimate.Cmdline,
+		NextCmdline:      s.Estimate.NextCmdline,
+		NextCrashkernel:  crashkernelV1Of(s.Estimate.NextCrashkernel),
+		Problems:         slices.Clone(s.Estimate.Problems),
+		From:             s.From,
+		Image:            stageReportV1Ptr(s.Image),
+		Initrd:           string(s.Initrd),
+	}
+}
+
+func crashEvidenceV1Of(s crashhandler.Evidence) crashEvidenceV1 {
+	return crashEvidenceV1{
+		Time:          s.Time,
+		Reason:        s.Reason,
+		Cause:         s.Cause,
+		CPU:           s.CPU,
+		KernelRelease: s.KernelRelease,
+		Log:           slices.Clone(s.Log),
+		LogLines:      s.LogLines,
+		CPUs:          crashCPUV1s(s.CPUs),
+		Problems:      slices.Clone(s.Problems),
+		Generation:    s.Generation,
+		Mode:          string(s.Mode),
+		Source:        s.Source,
+	}
+}
+
+func recoverReportV1Of(s crashpath.RecoverReport) recoverReportV1 {
+	return recoverReportV1{
+		Mode:           string(s.Mode),
+		Evidence:       crashEvidenceV1Ptr(s.Evidence),
+		EvidenceFrom:   s.EvidenceFrom,
+		EvidenceError:  s.EvidenceError,
+		PstoreBackend:  s.PstoreBackend,
+		Warnings:       slices.Clone(s.Warnings),
+		MemoryMapCheck: s.MemoryMapCheck,
+		Staged:         stageReportV1Ptr(s.Staged),
+		Cmdline:        s.Cmdline,
+		EvidenceAt:     s.EvidenceAt,
+		Took:           s.Took,
+		KernelUptime:   s.KernelUptime,
+	}
+}
+
+func timelineV1Of(s fastreboot.Timeline) timelineV1 {
+	return timelineV1{
+		StageStart:      s.StageStart,
+		StageEnd:        s.StageEnd,
+		RebootRequested: s.RebootRequested,
+	}
+}
+
+func manifestV1Of(s bootimage.Manifest) manifestV1 {
+	return manifestV1{
+		Version: s.Version,
+		Name:    s.Name,
+		Cmdline: s.Cmdline,
+		Modules: moduleV1s(s.Modules),
+	}
+}
+
+func rehydrateReportV1Of(s modcache.RehydrateReport) rehydrateReportV1 {
+	return rehydrateReportV1{
+		Modules:    s.Modules,
+		Bytes:      s.Bytes,
+		Unverified: s.Unverified,
+	}
+}
+
+func cpuCheckV1Of(s cpustop.Report) cpuCheckV1 {
+	return cpuCheckV1{
+		MatchedBy: s.MatchedBy,
+		Expected:  s.Expected,
+		Online:    s.Online,
+		Missing:   recordedCPUV1s(s.Missing),
+		Added:     recordedCPUV1s(s.Added),
+	}
+}
+
+func cpuRecordV1Of(s cpustop.Record) cpuRecordV1 {
+	return cpuRecordV1{
+		BootCPU:    s.BootCPU,
+		BootAPICID: s.BootAPICID,
+		Online:     recordedCPUV1s(s.Online),
+	}
+}
+
+func preflightCheckV1Of(s fastreboot.Check) preflightCheckV1 {
+	return preflightCheckV1{
+		Name:   s.Name,
+		OK:     s.OK,
+		Detail: s.Detail,
+	}
+}
+
+func cacheStatsV1Of(s modcache.Stats) cacheStatsV1 {
+	return cacheStatsV1{
+		Modules:         s.Modules,
+		BytesHeld:       s.BytesHeld,
+		OverheadBytes:   s.OverheadBytes,
+		Hits:            s.Hits,
+		Misses:          s.Misses,
+		BytesRead:       s.BytesRead,
+		BytesAdded:      s.BytesAdded,
+		BytesRehydrated: s.BytesRehydrated,
+		Adoption:        adoptionStatsV1Of(s.Adoption),
+	}
+}
+
+func kernelELFStatusV1Of(s agent.KernelELFStatus) kernelELFStatusV1 {
+	return kernelELFStatusV1{
+		State:        s.State,
+		ELF:          kernelELFV1Of(s.ELF),
+		Decompressed: s.Decompressed,
+		Took:         s.Took,
+		Error:        s.Error,
+	}
+}
+
+func crashArmStateV1Of(s crashhandler.State) crashArmStateV1 {
+	return crashArmStateV1{
+		Version:          s.Version,
+		ArmedAt:          s.ArmedAt,
+		Mode:             string(s.Mode),
+		Load:             string(s.Load),
+		LoadFallback:     s.LoadFallback,
+		Cmdline:          s.Cmdline,
+		Name:             s.Name,
+		Digest:           s.Digest,
+		KernelBytes:      s.KernelBytes,
+		InitrdBytes:      s.InitrdBytes,
+		ImageBytes:       s.ImageBytes,
+		Sizing:           crashSizingV1Of(s.Sizing),
+		ReservationBytes: s.ReservationBytes,
+		Previous:         maps.Clone(s.Previous),
+		MemoryMap:        memoryRangeV1s(s.MemoryMap),
+		Warnings:         slices.Clone(s.Warnings),
+	}
+}
+
+func faultStatusV1Of(s crashhandler.FaultStatus) faultStatusV1 {
+	return faultStatusV1{
+		Name:      s.Name,
+		Value:     s.Value,
+		Supported: s.Supported,
+		Routed:    s.Routed,
+		Previous:  s.Previous,
+	}
+}
+
+func segmentsReportV1Of(s fastreboot.SegmentsReport) segmentsReportV1 {
+	return segmentsReportV1{
+		KernelELF:      kernelELFV1Of(s.KernelELF),
+		Decompressed:   s.Decompressed,
+		DecompressTime: s.DecompressTime,
+		Entry:          s.Entry,
+		KernelEntry:    s.KernelEntry,
+		BootParams:     s.BootParams,
+		KernelStart:    s.KernelStart,
+		KernelEnd:      s.KernelEnd,
+		Relocated:      s.Relocated,
+		Segments:       segmentInfoV1s(s.Segments),
+		MemoryMap:      s.MemoryMap,
+		E820Entries:    s.E820Entries,
+		Avoided:        avoidedRangeV1s(s.Avoided),
+		EFIDropped:     s.EFIDropped,
+	}
+}
+
+func durationsV1Of(s fastreboot.Durations) durationsV1 {
+	return durationsV1{
+		Validate: s.Validate,
+		Sync:     s.Sync,
+		Segments: s.Segments,
+		Assemble: s.Assemble,
+		Handoff:  s.Handoff,
+		Load:     s.Load,
+		Total:    s.Total,
+	}
+}
+
+func cacheModuleV1Of(s modcache.Info) cacheModuleV1 {
+	return cacheModuleV1{
+		Digest:       s.Digest,
+		Size:         s.Size,
+		Names:        slices.Clone(s.Names),
+		Origin:       s.Origin,
+		Verification: s.Verification,
+	}
+}
+
+func crashSizingV1Of(s crashhandler.Sizing) crashSizingV1 {
+	return crashSizingV1{
+		Mode:    string(s.Mode),
+		Method:  string(s.Method),
+		Load:    s.Load,
+		Runtime: s.Runtime,
+		Reload:  s.Reload,
+		Total:   s.Total,
+		Minimal: s.Minimal,
+	}
+}
+
+func crashkernelV1Of(s crashhandler.Crashkernel) crashkernelV1 {
+	return crashkernelV1{
+		Word: s.Word,
+		Size: s.Size,
+		High: s.High,
+	}
+}
+
+func crashCPUV1Of(s crashhandler.CPUState) crashCPUV1 {
+	return crashCPUV1{
+		Note: s.Note,
+		PID:  s.PID,
+		IP:   s.IP,
+	}
+}
+
+func moduleV1Of(s bootimage.Module) moduleV1 {
+	return moduleV1{
+		Name:   s.Name,
+		Role:   string(s.Role),
+		Size:   s.Size,
+		SHA256: s.SHA256,
+		Source: s.Source,
+	}
+}
+
+func recordedCPUV1Of(s cpustop.RecordedCPU) recordedCPUV1 {
+	return recordedCPUV1{
+		ID:     s.ID,
+		APICID: s.APICID,
+	}
+}
+
+func adoptionStatsV1Of(s modcache.AdoptionStats) adoptionStatsV1 {
+	return adoptionStatsV1{
+		Modules:    s.Modules,
+		Bytes:      s.Bytes,
+		Pending:    s.Pending,
+		Verified:   s.Verified,
+		Failed:     s.Failed,
+		Failures:   slices.Clone(s.Failures),
+		VerifyTime: s.VerifyTime,
+	}
+}
+
+func kernelELFV1Of(s fastreboot.KernelELF) kernelELFV1 {
+	return kernelELFV1{
+		Kernel: s.Kernel,
+		SHA256: s.SHA256,
+		Size:   s.Size,
+	}
+}
+
+func memoryRangeV1Of(s crashhandler.MemoryRange) memoryRangeV1 {
+	return memoryRangeV1{
+		Start: s.Start,
+		End:   s.End,
+		Type:  s.Type,
+	}
+}
+
+func segmentInfoV1Of(s fastreboot.SegmentInfo) segmentInfoV1 {
+	return segmentInfoV1{
+		Name:  s.Name,
+		Phys:  s.Phys,
+		Size:  s.Size,
+		Bytes: s.Bytes,
+	}
+}
+
+func avoidedRangeV1Of(s fastreboot.AvoidedRange) avoidedRangeV1 {
+	return avoidedRangeV1{
+		Start: s.Start,
+		End:   s.End,
+		Why:   s.Why,
+	}
+}
+
+func manifestV1Ptr(p *bootimage.Manifest) *manifestV1 {
+	if p == nil {
+		return nil
+	}
+	v := manifestV1Of(*p)
+	return &v
+}
+
+func cpuCheckV1Ptr(p *cpustop.Report) *cpuCheckV1 {
+	if p == nil {
+		return nil
+	}
+	v := cpuCheckV1Of(*p)
+	return &v
+}
+
+func cpuRecordV1Ptr(p *cpustop.Record) *cpuRecordV1 {
+	if p == nil {
+		return nil
+	}
+	v := cpuRecordV1Of(*p)
+	return &v
+}
+
+func preflightCheckV1s(in []fastreboot.Check) []preflightCheckV1 {
+	if in == nil {
+		return nil
+	}
+	out := make([]preflightCheckV1, len(in))
+	for i, v := range in {
+		out[i] = preflightCheckV1Of(v)
+	}
+	return out
+}
+
+func stageReportV1Ptr(p *fastreboot.StageReport) *stageReportV1 {
+	if p == nil {
+		return nil
+	}
+	v := stageReportV1Of(*p)
+	return &v
+}
+
+func kernelELFStatusV1Ptr(p *agent.KernelELFStatus) *kernelELFStatusV1 {
+	if p == nil {
+		return nil
+	}
+	v := kernelELFStatusV1Of(*p)
+	return &v
+}
+
+func crashArmStateV1Ptr(p *crashhandler.State) *crashArmStateV1 {
+	if p == nil {
+		return nil
+	}
+	v := crashArmStateV1Of(*p)
+	return &v
+}
+
+func faultStatusV1s(in []crashhandler.FaultStatus) []faultStatusV1 {
+	if in == nil {
+		return nil
+	}
+	out := make([]faultStatusV1, len(in))
+	for i, v := range in {
+		out[i] = faultStatusV1Of(v)
+	}
+	return out
+}
+
+func crashEvidenceV1Ptr(p *crashhandler.Evidence) *crashEvidenceV1 {
+	if p == nil {
+		return nil
+	}
+	v := crashEvidenceV1Of(*p)
+	return &v
+}
+
+func segmentsReportV1Ptr(p *fastreboot.SegmentsReport) *segmentsReportV1 {
+	if p == nil {
+		return nil
+	}
+	v := segmentsReportV1Of(*p)
+	return &v
+}
+
+func cacheModuleV1s(in []modcache.Info) []cacheModuleV1 {
+	if in == nil {
+		return nil
+	}
+	out := make([]cacheModuleV1, len(in))
+	for i, v := range in {
+		out[i] = cacheModuleV1Of(v)
+	}
+	return out
+}
+
+func crashCPUV1s(in []crashhandler.CPUState) []crashCPUV1 {
+	if in == nil {
+		return nil
+	}
+	out := make([]crashCPUV1, len(in))
+	for i, v := range in {
+		out[i] = crashCPUV1Of(v)
+	}
+	return out
+}
+
+func moduleV1s(in []bootimage.Module) []moduleV1 {
+	if in == nil {
+		return nil
+	}
+	out := make([]moduleV1, len(in))
+	for i, v := range in {
+		out[i] = moduleV1Of(v)
+	}
+	return out
+}
+
+func recordedCPUV1s(in []cpustop.RecordedCPU) []recordedCPUV1 {
+	if in == nil {
+		return nil
+	}
+	out := make([]recordedCPUV1, len(in))
+	for i, v := range in {
+		out[i] = recordedCPUV1Of(v)
+	}
+	return out
+}
+
+func memoryRangeV1s(in crashhandler.MemoryMap) []memoryRangeV1 {
+	if in == nil {
+		return nil
+	}
+	out := make([]memoryRangeV1, len(in))
+	for i, v := range in {
+		out[i] = memoryRangeV1Of(v)
+	}
+	return out
+}
+
+func segmentInfoV1s(in []fastreboot.SegmentInfo) []segmentInfoV1 {
+	if in == nil {
+		return nil
+	}
+	out := make([]segmentInfoV1, len(in))
+	for i, v := range in {
+		out[i] = segmentInfoV1Of(v)
+	}
+	return out
+}
+
+func avoidedRangeV1s(in []fastreboot.AvoidedRange) []avoidedRangeV1 {
+	if in == nil {
+		return nil
+	}
+	out := make([]avoidedRangeV1, len(in))
+	for i, v := range in {
+		out[i] = avoidedRangeV1Of(v)
+	}
+	return out
+}

@@ -1,0 +1,102 @@
+package memmap
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// NameCrashKernel names the crash kernel reservation in /proc/iomem
+// (kernel/crash_core.c, crashk_res; with crashkernel=X,high a second, low
+// one, crashk_low_res, has the same name).
+const NameCrashKernel = "Crash kernel"
+
+// Resource is one line of /proc/iomem.
+type Resource struct {
+	Range
+	Name string
+	// Depth is the nesting level: 0 for top-level resources.
+	Depth int
+}
+
+// Iomem is the kernel's resource tree as /proc/iomem lists it, in its
+// order (a resource's children follow it).
+type Iomem []Resource
+
+// ParseIomem reads /proc/iomem: lines "START-END : NAME" (END inclusive),
+// indented by two spaces per nesting level (kernel/resource.c r_show).
+// Lines that do not have this shape are skipped, and so are the "0-0"
+// lines: read without CAP_SYS_ADMIN every address is 0, and the result is
+// then empty.
+func ParseIomem(r io.Reader) (Iomem, error) {
+	var out Iomem
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		body := strings.TrimLeft(line, " ")
+		indent := len(line) - len(body)
+		rng, name, ok := strings.Cut(body, " : ")
+		if !ok {
+			continue
+		}
+		lo, hi, ok := strings.Cut(rng, "-")
+		if !ok {
+			continue
+		}
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil || end < start || end == 0 || end == ^uint64(0) {
+			continue
+		}
+		out = append(out, Resource{Range: RangeInclusive(start, end), Name: strings.TrimSpace(name), Depth: indent / 2})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading /proc/iomem: %w", err)
+	}
+	return out, nil
+}
+
+// ReadIomem reads root/proc/iomem (ParseIomem). Reading the addresses
+// needs CAP_SYS_ADMIN.
+func ReadIomem(root string) (Iomem, error) {
+	path := filepath.Join(rootDir(root), "proc/iomem")
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	res, err := ParseIomem(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return res, nil
+}
+
+// RAM returns the top-level System RAM resources: the RAM the running
+// kernel uses (it leaves out what it keeps, e.g. memmap= regions).
+func (m Iomem) RAM() []Range {
+	var out []Range
+	for _, r := range m {
+		if r.Depth == 0 && r.Name == TypeRAM {
+			out = append(out, r.Range)
+		}
+	}
+	return out
+}
+
+// CrashKernel returns every "Crash kernel" resource (nested inside System
+// RAM): the crashkernel= reservations.
+func (m Iomem) CrashKernel() []Range {
+	var out []Range
+	for _, r := range m {
+		if r.Name == NameCrashKernel {
+			out = append(out, r.Range)
+		}
+	}
+	return out
+}
