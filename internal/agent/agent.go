@@ -325,10 +325,10 @@ func (a *Agent) VerifyCarried(ctx context.Context) bool {
 }
 
 // stageOptions are the options of a Stage of this generation: what every
-// handoff repeats (crashpath.Path.HandoffExtra) and the recorded memory
+// handoff repeats (crashpath.Path.HandoffCrash) and the recorded memory
 // map, if readable.
 func (a *Agent) stageOptions(reason fastreboot.Reason) fastreboot.StageOptions {
-	so := fastreboot.StageOptions{Reason: reason, Generation: a.state.Generation, HandoffExtra: a.crash.HandoffExtra()}
+	so := fastreboot.StageOptions{Reason: reason, Generation: a.state.Generation, Crash: a.crash.HandoffCrash()}
 	if mm, _, err := a.crash.MemoryMap(); err == nil {
 		so.MemoryMap = mm
 	}

@@ -98,8 +98,8 @@ func TestCrashArm(t *testing.T) {
 		t.Errorf("crash image: reason %s generation %d carried %d, want crash 2 %d", rep.Image.Reason, rep.Image.Generation, rep.Image.CarriedModules, len(m.Modules))
 	}
 	h := handoffOf(t, l.initrd, rep.Image)
-	if string(h.Extra[crashpath.ExtraCrashMode]) != `"direct"` || h.Extra[crashpath.ExtraMemoryMap] == nil {
-		t.Errorf("crash handoff extra = %v, want the crash mode and the memory map", h.Extra)
+	if h.Crash == nil || h.Crash.Mode != crashhandler.ModeDirect || len(h.MemoryMap) == 0 {
+		t.Errorf("crash handoff: crash %+v, memory map %v; want the crash mode and the memory map", h.Crash, h.MemoryMap)
 	}
 	if got := sysctl(t, root, crashhandler.SysctlPanicOnOops); got != "1" {
 		t.Errorf("panic_on_oops = %s after arming, want 1", got)

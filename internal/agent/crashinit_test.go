@@ -79,8 +79,8 @@ func TestCrashArmMinimalInitrd(t *testing.T) {
 	if !gotInit {
 		t.Errorf("the crash initrd's first piece has no /init with the program: %v", recs)
 	}
-	if h := handoffOf(t, l.initrd, rep.Image); string(h.Extra[crashpath.ExtraCrashInitrd]) != `"minimal"` || len(h.Carried) != len(h.Manifest.Modules) {
-		t.Errorf("crash handoff: initrd %s, carried %d of %d modules", h.Extra[crashpath.ExtraCrashInitrd], len(h.Carried), len(h.Manifest.Modules))
+	if h := handoffOf(t, l.initrd, rep.Image); h.Crash == nil || h.Crash.Initrd != "minimal" || len(h.Carried) != len(h.Manifest.Modules) {
+		t.Errorf("crash handoff: crash %+v, carried %d of %d modules", h.Crash, len(h.Carried), len(h.Manifest.Modules))
 	}
 	// The reload is production's image whatever the crash initrd holds.
 	if s := rep.State.Sizing; s.Reload != image.Sizing.Reload || s.Reload == 0 {
@@ -102,9 +102,8 @@ func TestCrashArmMinimalInitrd(t *testing.T) {
 		t.Error("production was restaged without its own initrd pieces")
 	}
 	h := handoffOf(t, prod.initrd, rr.Staged)
-	var got crashpath.Initrd
-	if err := json.Unmarshal(h.Extra[crashpath.ExtraCrashInitrd], &got); err != nil || got != crashpath.InitrdMinimal {
-		t.Errorf("production's handoff names crash initrd %q (%v), want minimal", got, err)
+	if h.Crash == nil || crashpath.Initrd(h.Crash.Initrd) != crashpath.InitrdMinimal {
+		t.Errorf("production's handoff names crash %+v, want initrd minimal", h.Crash)
 	}
 }
 
@@ -142,11 +141,7 @@ func TestCrashInitrdDefault(t *testing.T) {
 			root := crashRoot(t, 384<<20)
 			if tc.handoffMode != "" {
 				h := fastreboot.Handoff{Version: fastreboot.HandoffVersion, Generation: 2, Reason: fastreboot.ReasonUpdate, Manifest: *im.Manifest(),
-					Extra: map[string]json.RawMessage{}}
-				h.Extra[crashpath.ExtraCrashMode], _ = json.Marshal(tc.handoffMode)
-				if tc.handoffInitrd != "" {
-					h.Extra[crashpath.ExtraCrashInitrd], _ = json.Marshal(tc.handoffInitrd)
-				}
+					Crash: &fastreboot.HandoffCrash{Mode: tc.handoffMode, Initrd: string(tc.handoffInitrd)}}
 				b, err := json.Marshal(h)
 				if err != nil {
 					t.Fatal(err)
@@ -163,7 +158,9 @@ func TestCrashInitrdDefault(t *testing.T) {
 			}
 			h := handoffOf(t, l.initrd, rep.Image)
 			var named crashpath.Initrd
-			json.Unmarshal(h.Extra[crashpath.ExtraCrashInitrd], &named)
+			if h.Crash != nil {
+				named = crashpath.Initrd(h.Crash.Initrd)
+			}
 			if rep.Initrd != tc.want || named != tc.want {
 				t.Errorf("crash initrd: report %q, crash handoff %q; want %q", rep.Initrd, named, tc.want)
 			}

@@ -169,11 +169,7 @@ func crashHandoff(t *testing.T, root string, gen int, reason fastreboot.Reason, 
 	t.Helper()
 	im, _ := testimage.Update()
 	h := fastreboot.Handoff{Version: fastreboot.HandoffVersion, Generation: gen, Reason: reason, Manifest: *im.Manifest(),
-		Extra: map[string]json.RawMessage{}}
-	h.Extra[crashpath.ExtraCrashMode], _ = json.Marshal(mode)
-	if ev != nil {
-		h.Extra[crashpath.ExtraCrashEvidence], _ = json.Marshal(ev)
-	}
+		Crash: &fastreboot.HandoffCrash{Mode: mode, Evidence: ev}}
 	b, err := json.Marshal(h)
 	if err != nil {
 		t.Fatal(err)
@@ -391,7 +387,7 @@ func TestCrashHandoffCarriesNoOldEvidence(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CrashArm: %v", err)
 	}
-	if h := handoffOf(t, l.initrd, rep.Image); h.Extra[crashpath.ExtraCrashEvidence] != nil {
-		t.Errorf("crash handoff carries %s, want no evidence", h.Extra[crashpath.ExtraCrashEvidence])
+	if h := handoffOf(t, l.initrd, rep.Image); h.Crash != nil && h.Crash.Evidence != nil {
+		t.Errorf("crash handoff carries %+v, want no evidence", h.Crash.Evidence)
 	}
 }

@@ -110,7 +110,7 @@ func TestCrashLastAgreesWithStatus(t *testing.T) {
 			// A direct-mode crash kernel: no vmcore, no pstore backend.
 			h.writeRoot(map[string]string{"proc/cmdline": "console=ttyS0 crashkernel=384M fastreboot.crash=direct\n"})
 			ho := fastreboot.Handoff{Version: fastreboot.HandoffVersion, Generation: 3, Reason: fastreboot.ReasonCrash, Manifest: *m,
-				Extra: map[string]json.RawMessage{crashpath.ExtraCrashMode: json.RawMessage(`"direct"`)}}
+				Crash: &fastreboot.HandoffCrash{Mode: crashhandler.ModeDirect}}
 			b, err := json.Marshal(ho)
 			if err != nil {
 				t.Fatal(err)

@@ -2,7 +2,6 @@ package crashpath
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -53,7 +52,7 @@ type ArmOptions struct {
 	Load crashhandler.LoadMethod
 	// Initrd is what the crash image's initrd holds; "" takes, in
 	// two-stage mode, the choice this generation last armed with or its
-	// handoff names (ExtraCrashInitrd), else the mode's default
+	// handoff names (fastreboot.HandoffCrash.Initrd), else the mode's default
 	// (DefaultInitrd: minimal in two-stage mode, image in direct).
 	// InitrdMinimal needs two-stage mode.
 	Initrd Initrd
@@ -297,19 +296,16 @@ func (p *Path) buildImage(ctx context.Context, t Target, mode crashhandler.Mode,
 	if b.mm, b.from, err = p.MemoryMap(); err != nil {
 		return nil, fmt.Errorf("recorded memory map: %w", err)
 	}
-	extra := p.HandoffExtra()
-	extra[ExtraCrashMode], _ = json.Marshal(mode)
-	extra[ExtraCrashInitrd], _ = json.Marshal(initrd)
 	// The crash handoff names this crash (reason crash, the generation);
 	// an older crash's evidence would only be mistaken for it.
-	delete(extra, ExtraCrashEvidence)
+	crash := &fastreboot.HandoffCrash{Mode: mode, Initrd: string(initrd)}
 	// The crash image is the production image: its command line is the
 	// one a Stage would load (the running crashkernel= when the manifest
 	// has none; the memory map words a restricted generation adds are
 	// replaced by CrashCmdline).
 	b.cmdline = p.ProductionManifest(m).Cmdline
 	bo := fastreboot.BuildOptions{
-		Reason: fastreboot.ReasonCrash, Generation: p.state.Generation, HandoffExtra: extra, MemoryMap: b.mm, Segments: load.prepare,
+		Reason: fastreboot.ReasonCrash, Generation: p.state.Generation, Crash: crash, MemoryMap: b.mm, Segments: load.prepare,
 	}
 	if initrd == InitrdMinimal {
 		exe, err := p.crashInit()

@@ -22,7 +22,7 @@
 //     and reports the crashkernel= it needs without loading it.
 //   - [Path.ProductionManifest] completes the command line of every image the
 //     generation stages (the running crashkernel=, the recorded memory map
-//     after a crash, a pstore region) and [Path.HandoffExtra] is what every
+//     after a crash, a pstore region) and [Path.HandoffCrash] with [Path.MemoryMap] is what every
 //     handoff carries, so that each later generation can re-arm.
 //   - After a panic, in the kernel the crash path started, [Recover] reads
 //     the crashed kernel's evidence from /proc/vmcore or pstore and saves it

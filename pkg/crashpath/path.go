@@ -2,7 +2,6 @@ package crashpath
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,19 +15,6 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
-)
-
-// Keys of Handoff.Extra written by the crash path. Every handoff carries
-// the memory map recorded while healthy and the armed crash mode, so each
-// later generation can repeat the map and re-arm; the last crash's evidence
-// is carried along too.
-const (
-	ExtraMemoryMap     = "memory_map"
-	ExtraCrashMode     = "crash_mode"
-	ExtraCrashEvidence = "crash_evidence"
-	// ExtraCrashInitrd is the crash image's initrd choice (Initrd), so
-	// that a re-arm after a crash (ArmOptions.Auto) builds the same.
-	ExtraCrashInitrd = "crash_initrd"
 )
 
 // EvidenceDir is where the evidence of the last crash is kept, under the
@@ -114,7 +100,7 @@ type Path struct {
 
 	mu sync.Mutex
 	// initrd is the initrd choice of the last successful Arm ("" if
-	// none): every handoff carries it (ExtraCrashInitrd).
+	// none): every handoff carries it (fastreboot.HandoffCrash.Initrd).
 	initrd Initrd
 }
 
@@ -164,14 +150,8 @@ func (p *Path) handoff() *fastreboot.Handoff {
 // Root/sys/firmware/memmap: a cold boot).
 func (p *Path) MemoryMap() (crashhandler.MemoryMap, string, error) {
 	if h := p.handoff(); h != nil {
-		if raw, ok := h.Extra[ExtraMemoryMap]; ok {
-			var mm crashhandler.MemoryMap
-			if err := json.Unmarshal(raw, &mm); err != nil {
-				return nil, "", fmt.Errorf("handoff %s: %w", ExtraMemoryMap, err)
-			}
-			if mm.RAMBytes() > 0 {
-				return mm, "handoff", nil
-			}
+		if mm := h.MemoryMap; mm.RAMBytes() > 0 {
+			return mm, "handoff", nil
 		}
 	}
 	mm, err := crashhandler.ReadFirmwareMemoryMap(p.cfg.Root)
@@ -245,29 +225,25 @@ func (p *Path) LoadPstore() (*crashhandler.RamoopsLoad, error) {
 	return crashhandler.LoadRamoops(p.cfg.pstoreOptions(nil))
 }
 
-// HandoffExtra is what every handoff of this generation carries: the
-// recorded memory map, the armed crash mode, the last crash's evidence and
-// the crash initrd choice. Pass it as fastreboot.Options.HandoffExtra to
-// every Machine that stages the next generation.
-func (p *Path) HandoffExtra() map[string]json.RawMessage {
-	extra := map[string]json.RawMessage{}
-	if mm, _, err := p.MemoryMap(); err == nil {
-		if b, err := json.Marshal(mm); err == nil {
-			extra[ExtraMemoryMap] = b
-		}
-	}
+// HandoffCrash is the crash path's state every handoff of this generation
+// carries: the armed crash mode (else the one this generation's handoff
+// names), the crash initrd choice and the last crash's evidence; nil if
+// none is known. Pass it as fastreboot.StageOptions.Crash, with
+// MemoryMap as StageOptions.MemoryMap, to every Stage of the next
+// generation.
+func (p *Path) HandoffCrash() *fastreboot.HandoffCrash {
+	var c fastreboot.HandoffCrash
 	if st, err := crashhandler.ReadState(p.cfg.StateDir); err == nil && st != nil {
-		extra[ExtraCrashMode], _ = json.Marshal(st.Mode)
-	} else if h := p.handoff(); h != nil && h.Extra[ExtraCrashMode] != nil {
-		extra[ExtraCrashMode] = h.Extra[ExtraCrashMode]
+		c.Mode = st.Mode
+	} else {
+		c.Mode = p.handoffMode()
 	}
-	if ev := LastCrash(p.cfg.Root, p.cfg.StateDir); ev != nil {
-		extra[ExtraCrashEvidence], _ = json.Marshal(ev)
+	c.Evidence = LastCrash(p.cfg.Root, p.cfg.StateDir)
+	c.Initrd = string(p.armedInitrd())
+	if c == (fastreboot.HandoffCrash{}) {
+		return nil
 	}
-	if c := p.armedInitrd(); c != "" {
-		extra[ExtraCrashInitrd], _ = json.Marshal(c)
-	}
-	return extra
+	return &c
 }
 
 // armedInitrd is the crash initrd choice this generation armed with, else
@@ -279,11 +255,9 @@ func (p *Path) armedInitrd() Initrd {
 	if c != "" {
 		return c
 	}
-	if h := p.handoff(); h != nil {
-		if raw, ok := h.Extra[ExtraCrashInitrd]; ok && json.Unmarshal(raw, &c) == nil {
-			if c, err := ParseInitrd(string(c)); err == nil {
-				return c
-			}
+	if h := p.handoff(); h != nil && h.Crash != nil && h.Crash.Initrd != "" {
+		if c, err := ParseInitrd(h.Crash.Initrd); err == nil {
+			return c
 		}
 	}
 	return ""
@@ -291,13 +265,8 @@ func (p *Path) armedInitrd() Initrd {
 
 // handoffMode is the crash mode the handoff names ("" if none).
 func (p *Path) handoffMode() crashhandler.Mode {
-	h := p.handoff()
-	if h == nil {
-		return ""
-	}
-	var m crashhandler.Mode
-	if raw, ok := h.Extra[ExtraCrashMode]; ok && json.Unmarshal(raw, &m) == nil {
-		return m
+	if h := p.handoff(); h != nil && h.Crash != nil {
+		return h.Crash.Mode
 	}
 	return ""
 }

@@ -2,7 +2,6 @@ package crashpath
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -162,11 +161,13 @@ func restage(ctx context.Context, cfg Config, rep *RecoverReport, running string
 	// crashkernel= CrashCmdline saved.
 	prod.Cmdline = crashhandler.InheritCrashkernel(crashhandler.ProductionCmdline(running, mm), running)
 	rep.Cmdline = prod.Cmdline
-	extra := p.HandoffExtra()
-	extra[ExtraCrashMode], _ = json.Marshal(rep.Mode)
-	extra[ExtraCrashEvidence], _ = json.Marshal(ev)
+	crash := p.HandoffCrash()
+	if crash == nil {
+		crash = &fastreboot.HandoffCrash{}
+	}
+	crash.Mode, crash.Evidence = rep.Mode, ev
 	so := fastreboot.StageOptions{
-		Reason: fastreboot.ReasonCrash, Generation: max(st.Generation-1, 1), HandoffExtra: extra, MemoryMap: mm,
+		Reason: fastreboot.ReasonCrash, Generation: max(st.Generation-1, 1), Crash: crash, MemoryMap: mm,
 		// Production must bring back the CPUs of the kernel that
 		// crashed, not the one CPU this stage runs on.
 		CPURecord: st.CPURecord,

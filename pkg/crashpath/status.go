@@ -1,7 +1,6 @@
 package crashpath
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -74,10 +73,10 @@ func LastCrash(root, stateDir string) *crashhandler.Evidence {
 		return nil
 	}
 	crashed := h.Reason == fastreboot.ReasonCrash
-	if raw, ok := h.Extra[ExtraCrashEvidence]; ok {
-		var ev crashhandler.Evidence
+	if h.Crash != nil && h.Crash.Evidence != nil {
+		ev := *h.Crash.Evidence
 		// Evidence of an earlier crash is not this crash's.
-		if json.Unmarshal(raw, &ev) == nil && (!crashed || ev.Generation == 0 || ev.Generation == h.Generation-1) {
+		if !crashed || ev.Generation == 0 || ev.Generation == h.Generation-1 {
 			return &ev
 		}
 	}
@@ -85,8 +84,8 @@ func LastCrash(root, stateDir string) *crashhandler.Evidence {
 		return nil
 	}
 	var mode crashhandler.Mode
-	if raw, ok := h.Extra[ExtraCrashMode]; ok {
-		_ = json.Unmarshal(raw, &mode)
+	if h.Crash != nil {
+		mode = h.Crash.Mode
 	}
 	return unrecordedCrash(root, max(h.Generation-1, 1), mode,
 		"no evidence of this crash was saved (crash recover did not run in the crash kernel, or could not save it)")

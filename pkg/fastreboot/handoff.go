@@ -18,13 +18,31 @@ import (
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
+	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // HandoffVersion is the handoff format this package writes. Fields added
 // later are optional and do not change it; it changes only when a reader of
 // an older version would misread the record. ReadHandoff refuses versions it
 // does not know.
-const HandoffVersion = 1
+//
+// Version 2 moved the recorded memory map and the crash path's state out of
+// version 1's untyped Extra map (keys "memory_map", "crash_mode",
+// "crash_initrd", "crash_evidence") into Handoff.MemoryMap and
+// Handoff.Crash. DecodeHandoff still reads version 1, lifting those keys
+// into the typed fields, so that a generation booted by an older binary is
+// adopted.
+const HandoffVersion = 2
+
+// Keys of a version 1 handoff's "extra" object that DecodeHandoff lifts into
+// the typed fields.
+const (
+	legacyExtraMemoryMap     = "memory_map"
+	legacyExtraCrashMode     = "crash_mode"
+	legacyExtraCrashInitrd   = "crash_initrd"
+	legacyExtraCrashEvidence = "crash_evidence"
+)
 
 // Paths inside the handoff piece, and so inside the next kernel's rootfs.
 const (
@@ -81,8 +99,8 @@ type Timeline struct {
 
 // Handoff is the record one generation carries into the next, stored as
 // fastreboot/handoff.json in the last initrd piece. Unknown JSON fields are
-// ignored by readers, so later versions can add fields (firmware memory map,
-// CPUs online, crash evidence) without changing HandoffVersion.
+// ignored by readers, so later versions can add optional fields without
+// changing HandoffVersion.
 type Handoff struct {
 	Version int `json:"version"`
 	// Generation counts kernels since the cold boot, which is 1.
@@ -104,8 +122,60 @@ type Handoff struct {
 	// from the carried bzImage, outside the downtime; see
 	// Machine.PrepareKernelELF).
 	KernelELFs []KernelELF `json:"kernel_elfs,omitempty"`
-	// Extra holds fields of later versions or other components, by name.
-	Extra map[string]json.RawMessage `json:"extra,omitempty"`
+	// MemoryMap is the firmware memory map recorded while the system was
+	// healthy (StageOptions.MemoryMap): after a crash the running kernel
+	// sees a restricted map, and every later generation needs the
+	// recorded one (on its command line, and as LoadSegments' e820 table).
+	MemoryMap memmap.Map `json:"memory_map,omitempty"`
+	// Crash is the crash path's state (StageOptions.Crash); nil when the
+	// crash path was never armed and no crash is known.
+	Crash *HandoffCrash `json:"crash,omitempty"`
+	// The rollback state (the generation to fall back to, and why) is to
+	// come as a typed field like Crash.
+}
+
+// HandoffCrash is the crash path's state a handoff carries, so that the
+// next generation re-arms the same way and knows the last crash.
+type HandoffCrash struct {
+	// Mode is the armed crash mode ("direct" or "two-stage").
+	Mode crashhandler.Mode `json:"mode,omitempty"`
+	// Initrd is the crash image's initrd choice ("image" or "minimal"),
+	// so that a re-arm after a crash builds the same.
+	Initrd string `json:"initrd,omitempty"`
+	// Evidence is what is known of the last crash; nil if none.
+	Evidence *crashhandler.Evidence `json:"evidence,omitempty"`
+}
+
+// handoffV1 is the part of a version 1 handoff that version 2 reads
+// differently: its untyped extra fields.
+type handoffV1 struct {
+	Extra map[string]json.RawMessage `json:"extra"`
+}
+
+// liftV1 moves the known keys of a version 1 handoff's extra into h's
+// typed fields. A key that does not decode is an error naming it.
+func liftV1(h *Handoff, b []byte) error {
+	var v1 handoffV1
+	if err := json.Unmarshal(b, &v1); err != nil {
+		return err
+	}
+	var c HandoffCrash
+	for key, dst := range map[string]any{
+		legacyExtraMemoryMap:     &h.MemoryMap,
+		legacyExtraCrashMode:     &c.Mode,
+		legacyExtraCrashInitrd:   &c.Initrd,
+		legacyExtraCrashEvidence: &c.Evidence,
+	} {
+		if raw, ok := v1.Extra[key]; ok {
+			if err := json.Unmarshal(raw, dst); err != nil {
+				return fmt.Errorf("version 1 extra %q: %w", key, err)
+			}
+		}
+	}
+	if c != (HandoffCrash{}) {
+		h.Crash = &c
+	}
+	return nil
 }
 
 // Blob is a module's content as the handoff carries it; *modcache.Entry is
@@ -212,6 +282,12 @@ func DecodeHandoff(r io.Reader) (*Handoff, error) {
 	}
 	if h.Version < 1 || h.Version > HandoffVersion {
 		return nil, fmt.Errorf("%w: version %d, this build reads 1 to %d", ErrHandoff, h.Version, HandoffVersion)
+	}
+	if h.Version == 1 {
+		h.MemoryMap, h.Crash = nil, nil // version 1 had no such fields
+		if err := liftV1(&h, b); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrHandoff, err)
+		}
 	}
 	if h.Generation < 2 {
 		return nil, fmt.Errorf("%w: generation %d (a handoff starts generation 2 or later)", ErrHandoff, h.Generation)

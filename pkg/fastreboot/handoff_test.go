@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -101,7 +102,8 @@ func TestWriteHandoffPieceRoundTrip(t *testing.T) {
 	}
 	blobs = append(blobs, blobs[1]) // a duplicate is carried once
 	h := testHandoff(m)
-	h.Extra = map[string]json.RawMessage{"cpus_online": json.RawMessage(`"0-3"`)}
+	h.MemoryMap = qemuMap
+	h.Crash = &HandoffCrash{Mode: "two-stage", Initrd: "minimal"}
 
 	var buf bytes.Buffer
 	n, err := WriteHandoffPiece(&buf, h, blobs)
@@ -218,7 +220,7 @@ func TestDecodeHandoff(t *testing.T) {
 		{"valid", func(map[string]any) {}, ""},
 		{"unknown fields of a later release", func(m map[string]any) { m["firmware_memmap"] = []int{1, 2} }, ""},
 		{"version 0", func(m map[string]any) { m["version"] = 0 }, "version 0"},
-		{"future version", func(m map[string]any) { m["version"] = 2 }, "version 2"},
+		{"future version", func(m map[string]any) { m["version"] = HandoffVersion + 1 }, fmt.Sprintf("version %d", HandoffVersion+1)},
 		{"generation 1", func(m map[string]any) { m["generation"] = 1 }, "generation 1"},
 		{"cold reason", func(m map[string]any) { m["reason"] = "cold" }, `reason "cold"`},
 		{"unknown reason", func(m map[string]any) { m["reason"] = "whim" }, `reason "whim"`},

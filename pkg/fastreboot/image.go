@@ -2,10 +2,8 @@ package fastreboot
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"slices"
 	"time"
@@ -70,11 +68,11 @@ type BuildOptions struct {
 	// Generation is the running system's generation; the handoff names
 	// Generation+1. Zero means 1.
 	Generation int
-	// Carry, MemoryMap, HandoffExtra and CPURecord are as in StageOptions.
-	Carry        Carry
-	MemoryMap    memmap.Map
-	HandoffExtra map[string]json.RawMessage
-	CPURecord    *cpustop.Record
+	// Carry, MemoryMap, Crash and CPURecord are as in StageOptions.
+	Carry     Carry
+	MemoryMap memmap.Map
+	Crash     *HandoffCrash
+	CPURecord *cpustop.Record
 	// DryRun makes the Segments image plan its placement when it is
 	// loaded (crashhandler.SegmentsImage.LoadOnCrash) without calling
 	// kexec_load.
@@ -127,7 +125,7 @@ func (mc *Machine) BuildImage(ctx context.Context, m *bootimage.Manifest, src mo
 	rep.Timeline.StageStart = t0
 	spec := buildSpec{
 		reason: bo.Reason, generation: gen, segments: bo.Segments, crash: true, crashInit: bo.CrashInit,
-		dryRun: bo.DryRun, carry: bo.Carry, memoryMap: bo.MemoryMap, extra: bo.HandoffExtra, cpuRecord: bo.CPURecord,
+		dryRun: bo.DryRun, carry: bo.Carry, memoryMap: bo.MemoryMap, handoffCrash: bo.Crash, cpuRecord: bo.CPURecord,
 	}
 	b, err := mc.build(ctx, m, src, spec, &rep, func(*time.Duration) {})
 	if err != nil {
@@ -166,10 +164,10 @@ func (mc *Machine) BuildImage(ctx context.Context, m *bootimage.Manifest, src mo
 type buildSpec struct {
 	reason     Reason
 	generation int
-	// extra is copied into Handoff.Extra.
-	extra     map[string]json.RawMessage
-	carry     Carry
-	cpuRecord *cpustop.Record
+	// handoffCrash is copied into Handoff.Crash.
+	handoffCrash *HandoffCrash
+	carry        Carry
+	cpuRecord    *cpustop.Record
 	// memoryMap is the recorded firmware map (StageOptions.MemoryMap).
 	memoryMap memmap.Map
 	dryRun    bool
@@ -290,8 +288,10 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 	h := &Handoff{Generation: spec.generation, Reason: spec.reason, Timeline: rep.Timeline, Manifest: *m}
 	h.Manifest.Modules = slices.Clone(m.Modules)
 	h.CPUs = mc.handoffCPUs(spec.cpuRecord)
-	if len(spec.extra) > 0 {
-		h.Extra = maps.Clone(spec.extra)
+	h.MemoryMap = slices.Clone(spec.memoryMap)
+	if spec.handoffCrash != nil {
+		c := *spec.handoffCrash
+		h.Crash = &c
 	}
 	if b.seg != nil {
 		h.KernelELFs = []KernelELF{b.seg.elf.rec}

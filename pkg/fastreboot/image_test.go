@@ -3,7 +3,7 @@ package fastreboot
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,7 +13,7 @@ import (
 
 // TestBuildImage builds an image without loading it: the initrd holds the
 // pieces and a handoff with the given reason, generation and extra fields
-// (BuildOptions.HandoffExtra), sealed.
+// (BuildOptions.MemoryMap and Crash), sealed.
 func TestBuildImage(t *testing.T) {
 	im := testimage.Default()
 	m, dir := im.WriteTempDir(t)
@@ -23,7 +23,7 @@ func TestBuildImage(t *testing.T) {
 	})
 	img, err := mc.BuildImage(context.Background(), m, modcache.DirSource(dir), BuildOptions{
 		Reason: ReasonCrash, Generation: 3,
-		HandoffExtra: map[string]json.RawMessage{"memory_map": json.RawMessage(`[]`), "crash_mode": json.RawMessage(`"direct"`)},
+		MemoryMap: qemuMap, Crash: &HandoffCrash{Mode: "direct"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -43,8 +43,8 @@ func TestBuildImage(t *testing.T) {
 		t.Errorf("initrd seals %#x, %v", seals, err)
 	}
 	h, _ := handoffFromPiece(t, initrd[int64(len(initrd))-img.Report.HandoffBytes:])
-	if h.Reason != ReasonCrash || h.Generation != 4 || string(h.Extra["crash_mode"]) != `"direct"` || string(h.Extra["memory_map"]) != `[]` {
-		t.Errorf("handoff: reason %s generation %d extra %s", h.Reason, h.Generation, h.Extra)
+	if h.Reason != ReasonCrash || h.Generation != 4 || h.Crash == nil || h.Crash.Mode != "direct" || !slices.Equal(h.MemoryMap, qemuMap) {
+		t.Errorf("handoff: reason %s generation %d crash %+v memory map %v", h.Reason, h.Generation, h.Crash, h.MemoryMap)
 	}
 	if len(h.Carried) != len(m.Modules) || img.Cmdline != m.Cmdline || img.UnpackedBytes < img.Report.HandoffBytes {
 		t.Errorf("image: carried %d, cmdline %q, unpacked %d", len(h.Carried), img.Cmdline, img.UnpackedBytes)

@@ -2,7 +2,6 @@ package fastreboot
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -112,10 +111,13 @@ type StageOptions struct {
 	// normal kexecs, but after a crash shows the crash kernel's restricted
 	// map: pass the recorded one then.
 	MemoryMap memmap.Map
-	// HandoffExtra is copied into the handoff's Extra (e.g. the recorded
-	// firmware memory map and the crash mode, which every later
-	// generation must repeat).
-	HandoffExtra map[string]json.RawMessage
+	// The handoff carries MemoryMap too (Handoff.MemoryMap), so that every
+	// later generation repeats it.
+	//
+	// Crash is the crash path's state the handoff carries
+	// (Handoff.Crash): the armed mode, the crash initrd choice, the last
+	// crash's evidence; nil carries none.
+	Crash *HandoffCrash
 	// CPURecord, when set, is the CPU record the handoff carries instead of
 	// the CPUs online at stage time: a crash stage that runs on one CPU
 	// passes on the record of the kernel that crashed.
@@ -364,7 +366,7 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 
 	spec := buildSpec{
 		reason: reason, generation: rep.Generation, segments: load == LoadSegments,
-		dryRun: so.DryRun, carry: so.Carry, memoryMap: so.MemoryMap, extra: so.HandoffExtra, cpuRecord: so.CPURecord,
+		dryRun: so.DryRun, carry: so.Carry, memoryMap: so.MemoryMap, handoffCrash: so.Crash, cpuRecord: so.CPURecord,
 	}
 	b, err := mc.build(ctx, m, src, spec, &rep, lap)
 	if err != nil {

@@ -1,0 +1,149 @@
+package fastreboot
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fastreboot/fastreboot/internal/testimage"
+	"github.com/fastreboot/fastreboot/pkg/cpustop"
+	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
+)
+
+var updateGolden = flag.Bool("update", false, "rewrite testdata/handoff/v2.json (TestHandoffGoldenWrite) from what WriteHandoffPiece writes")
+
+// handoffGoldenDir holds the handoff fixtures shared by the repository.
+var handoffGoldenDir = filepath.Join("..", "..", "testdata", "handoff")
+
+// goldenHandoff is the handoff of testdata/handoff/v2.json: every field
+// set, as a crash stage in a two-stage crash kernel writes them.
+func goldenHandoff() (*Handoff, []Blob) {
+	im := testimage.Default()
+	var blobs []Blob
+	for _, b := range append([]testimage.Blob{im.Kernel}, im.Initrds...) {
+		blobs = append(blobs, newMemBlob(b.Data))
+	}
+	t0 := time.Date(2026, 12, 5, 3, 0, 0, 0, time.UTC)
+	h := &Handoff{
+		Generation: 4,
+		Reason:     ReasonCrash,
+		Timeline:   Timeline{StageStart: t0, StageEnd: t0.Add(1500 * time.Millisecond)},
+		Manifest:   *im.Manifest(),
+		CPUs:       &cpustop.Record{BootCPU: 0, BootAPICID: 0, Online: []cpustop.RecordedCPU{{ID: 0, APICID: 0}, {ID: 1, APICID: 1}}},
+		MemoryMap: memmap.Map{
+			{Start: 0, End: 0x9fbff, Type: memmap.TypeRAM},
+			{Start: 0x100000, End: 0x7ffdffff, Type: memmap.TypeRAM},
+			{Start: 0xfffc0000, End: 0xffffffff, Type: memmap.TypeReserved},
+		},
+		Crash: &HandoffCrash{
+			Mode:   crashhandler.ModeTwoStage,
+			Initrd: "minimal",
+			Evidence: &crashhandler.Evidence{
+				Time: t0.Add(-time.Minute), Reason: "Kernel panic - not syncing: sysrq triggered crash", CPU: 1,
+				KernelRelease: "6.1.0-56-amd64", Log: []string{"sysrq: Trigger a crash"}, LogLines: 1,
+				Generation: 3, Mode: crashhandler.ModeTwoStage, Source: "vmcore",
+			},
+		},
+	}
+	return h, blobs
+}
+
+// handoffJSONOf returns the handoff.json a handoff piece holds.
+func handoffJSONOf(t *testing.T, piece []byte) []byte {
+	t.Helper()
+	for _, r := range readPiece(t, piece) {
+		if r.Name == HandoffFile {
+			return []byte(r.Data)
+		}
+	}
+	t.Fatalf("the handoff piece has no %s", HandoffFile)
+	return nil
+}
+
+// TestHandoffGoldenWrite: what WriteHandoffPiece writes is
+// testdata/handoff/v2.json, byte for byte (go test -update rewrites it).
+func TestHandoffGoldenWrite(t *testing.T) {
+	h, blobs := goldenHandoff()
+	var buf bytes.Buffer
+	if _, err := WriteHandoffPiece(&buf, h, blobs); err != nil {
+		t.Fatal(err)
+	}
+	got := handoffJSONOf(t, buf.Bytes())
+	path := filepath.Join(handoffGoldenDir, "v2.json")
+	if *updateGolden {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("handoff.json differs from %s (-golden +written; go test -update rewrites it after a deliberate change, and HandoffVersion changes if an older reader would misread it):\n%s", path, diff)
+	}
+}
+
+// TestHandoffGoldenRead: both fixtures decode; the version 1 handoff an
+// older binary wrote (memory map and crash state in "extra") gives the
+// same typed record as version 2.
+func TestHandoffGoldenRead(t *testing.T) {
+	decode := func(name string) *Handoff {
+		t.Helper()
+		f, err := os.Open(filepath.Join(handoffGoldenDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		h, err := DecodeHandoff(f)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return h
+	}
+	v1, v2 := decode("v1-legacy.json"), decode("v2.json")
+	if v1.Version != 1 || v2.Version != 2 {
+		t.Errorf("versions %d and %d, want 1 and 2", v1.Version, v2.Version)
+	}
+	want, _ := goldenHandoff()
+	for name, h := range map[string]*Handoff{"v1-legacy.json": v1, "v2.json": v2} {
+		if len(h.MemoryMap) != 3 || h.MemoryMap.RAMBytes() != want.MemoryMap.RAMBytes() {
+			t.Errorf("%s: memory map %v", name, h.MemoryMap)
+		}
+		if h.Crash == nil || h.Crash.Mode != crashhandler.ModeTwoStage || h.Crash.Initrd != "minimal" ||
+			h.Crash.Evidence == nil || h.Crash.Evidence.Generation != 3 || h.Crash.Evidence.Reason != want.Crash.Evidence.Reason {
+			t.Errorf("%s: crash %+v", name, h.Crash)
+		}
+	}
+	v1.Version = v2.Version
+	j1, _ := json.MarshalIndent(v1, "", "  ")
+	j2, _ := json.MarshalIndent(v2, "", "  ")
+	if diff := cmp.Diff(string(j2), string(j1)); diff != "" {
+		t.Errorf("version 1 and version 2 decode differently (-v2 +v1):\n%s", diff)
+	}
+}
+
+// TestDecodeHandoffV1BadExtra: a version 1 extra key that does not decode
+// refuses the handoff, naming the key.
+func TestDecodeHandoffV1BadExtra(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(handoffGoldenDir, "v1-legacy.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["extra"].(map[string]any)["memory_map"] = "not a map"
+	b, _ = json.Marshal(m)
+	if _, err := DecodeHandoff(bytes.NewReader(b)); err == nil || !bytes.Contains([]byte(err.Error()), []byte(`"memory_map"`)) {
+		t.Errorf("err = %v, want ErrHandoff naming memory_map", err)
+	}
+}
