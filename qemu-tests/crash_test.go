@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
@@ -107,9 +107,9 @@ func startCrashVM(t *testing.T, mode crashhandler.Mode, reserve string, allowReb
 }
 
 // arm arms the crash path of generation 1 with manifest v1.
-func (c *crashVM) arm() *agent.CrashArmReport {
+func (c *crashVM) arm() *crashpath.ArmReport {
 	c.t.Helper()
-	var rep agent.CrashArmReport
+	var rep crashpath.ArmReport
 	cmd := fmt.Sprintf("crash arm --mode %s %s/%s", c.mode, scenario.MountPoint, scenario.ManifestV1)
 	if err := c.g.FastrebootJSON(cmd, &rep); err != nil {
 		c.t.Fatalf("fastreboot %s: %v", cmd, err)
@@ -122,9 +122,9 @@ func (c *crashVM) arm() *agent.CrashArmReport {
 	return &rep
 }
 
-func (c *crashVM) crashStatus() *agent.CrashStatusReport {
+func (c *crashVM) crashStatus() *crashpath.StatusReport {
 	c.t.Helper()
-	var st agent.CrashStatusReport
+	var st crashpath.StatusReport
 	if err := c.g.FastrebootJSON("crash status", &st); err != nil {
 		c.t.Fatalf("fastreboot crash status: %v", err)
 	}
@@ -426,7 +426,7 @@ func recoverySummary(rs []recovery) string {
 // and nothing armed), never a hang: the machine comes back cold.
 func TestCrashKernelPanics(t *testing.T) {
 	c := startCrashVM(t, crashhandler.ModeTwoStage, reserveTwoStage, true)
-	var rep agent.CrashArmReport
+	var rep crashpath.ArmReport
 	// --initrd image: the panic comes from frguest's frguest.crashpanic
 	// hook, which runs only when the crash kernel runs production's
 	// initramfs (frguest as init); the minimal crash initramfs, two-stage

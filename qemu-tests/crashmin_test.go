@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
 )
@@ -51,9 +51,9 @@ func TestCrashMinimalInitrd(t *testing.T) {
 	manifest := scenario.MountPoint + "/" + scenario.ManifestV1
 
 	// What each initrd choice needs, like kdumpctl estimate.
-	need := map[agent.CrashInitrd]int64{}
-	for _, initrd := range []agent.CrashInitrd{agent.CrashInitrdImage, agent.CrashInitrdMinimal} {
-		var est agent.CrashEstimateReport
+	need := map[crashpath.Initrd]int64{}
+	for _, initrd := range []crashpath.Initrd{crashpath.InitrdImage, crashpath.InitrdMinimal} {
+		var est crashpath.EstimateReport
 		cmd := fmt.Sprintf("crash estimate --mode two-stage --initrd %s --json %s", initrd, manifest)
 		out, err := g.Run("fastreboot " + cmd)
 		if err != nil {
@@ -70,22 +70,22 @@ func TestCrashMinimalInitrd(t *testing.T) {
 		t.Logf("estimate two-stage --initrd %s: %s (%d MiB: %s), kernel %d bytes, initrd %d bytes",
 			initrd, est.Crashkernel, est.Sizing.Total>>20, est.Breakdown, est.KernelBytes, est.InitrdBytes)
 	}
-	if need[agent.CrashInitrdMinimal] > c.reserve {
-		t.Errorf("crash estimate --initrd minimal: %d MiB, more than the %s this VM reserves", need[agent.CrashInitrdMinimal]>>20, reserve)
+	if need[crashpath.InitrdMinimal] > c.reserve {
+		t.Errorf("crash estimate --initrd minimal: %d MiB, more than the %s this VM reserves", need[crashpath.InitrdMinimal]>>20, reserve)
 	}
-	if n := need[agent.CrashInitrdMinimal]; n > issue10Goal {
+	if n := need[crashpath.InitrdMinimal]; n > issue10Goal {
 		t.Logf("crash estimate --initrd minimal: %d MiB, %d MiB over issue 10's goal of %d MiB", n>>20, (n-issue10Goal)>>20, issue10Goal>>20)
 	}
-	if need[agent.CrashInitrdMinimal] >= need[agent.CrashInitrdImage] {
-		t.Errorf("crash estimate: minimal %d MiB, image %d MiB: want minimal smaller", need[agent.CrashInitrdMinimal]>>20, need[agent.CrashInitrdImage]>>20)
+	if need[crashpath.InitrdMinimal] >= need[crashpath.InitrdImage] {
+		t.Errorf("crash estimate: minimal %d MiB, image %d MiB: want minimal smaller", need[crashpath.InitrdMinimal]>>20, need[crashpath.InitrdImage]>>20)
 	}
 
-	var armed agent.CrashArmReport
+	var armed crashpath.ArmReport
 	cmd := "crash arm --mode two-stage --initrd minimal " + manifest
 	if err := g.FastrebootJSON(cmd, &armed); err != nil {
 		t.Fatalf("fastreboot %s: %v", cmd, err)
 	}
-	if !armed.Armed || armed.State == nil || armed.Initrd != agent.CrashInitrdMinimal {
+	if !armed.Armed || armed.State == nil || armed.Initrd != crashpath.InitrdMinimal {
 		t.Fatalf("crash arm --initrd minimal: armed %v initrd %q state %+v", armed.Armed, armed.Initrd, armed.State)
 	}
 	t.Logf("armed two-stage --initrd minimal: initrd %d bytes (crash init piece %d, handoff %d), reservation %d MiB (needs %d MiB: %s), took %v",
@@ -147,5 +147,5 @@ func TestCrashMinimalInitrd(t *testing.T) {
 	if d := st.State.InitrdBytes - armed.State.InitrdBytes; d < -4096 || d > 4096 {
 		t.Errorf("re-armed crash initrd %d bytes, armed with --initrd minimal %d bytes: not the minimal initramfs", st.State.InitrdBytes, armed.State.InitrdBytes)
 	}
-	t.Logf("CLOSING minimal two-stage: crashkernel=%s, estimate minimal %d MiB / image %d MiB", reserve, need[agent.CrashInitrdMinimal]>>20, need[agent.CrashInitrdImage]>>20)
+	t.Logf("CLOSING minimal two-stage: crashkernel=%s, estimate minimal %d MiB / image %d MiB", reserve, need[crashpath.InitrdMinimal]>>20, need[crashpath.InitrdImage]>>20)
 }

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
 )
@@ -49,7 +49,7 @@ func crashLoadStory(t *testing.T, mode crashhandler.Mode, reserve string) {
 				t.Fatal(err)
 			}
 		}
-		var rep agent.CrashArmReport
+		var rep crashpath.ArmReport
 		cmd := fmt.Sprintf("crash arm --mode %s --load %s %s/%s", mode, load, scenario.MountPoint, scenario.ManifestV1)
 		if err := c.g.FastrebootJSON(cmd, &rep); err != nil {
 			t.Fatalf("fastreboot %s: %v", cmd, err)

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
@@ -187,7 +187,7 @@ func refuseUnrearmable(c *crashVM) {
 // checks that it fits the reservation the test booted with.
 func logEstimate(c *crashVM) {
 	c.t.Helper()
-	var est agent.CrashEstimateReport
+	var est crashpath.EstimateReport
 	cmd := fmt.Sprintf("crash estimate --mode %s %s", c.mode, userManifest)
 	if err := c.g.FastrebootJSON(cmd, &est); err != nil {
 		c.t.Fatalf("fastreboot %s: %v", cmd, err)
@@ -201,7 +201,7 @@ func logEstimate(c *crashVM) {
 // armUser arms the crash path in c.mode with the user's manifest.
 func armUser(c *crashVM) {
 	c.t.Helper()
-	var rep agent.CrashArmReport
+	var rep crashpath.ArmReport
 	cmd := fmt.Sprintf("crash arm --mode %s %s", c.mode, userManifest)
 	if err := c.g.FastrebootJSON(cmd, &rep); err != nil {
 		c.t.Fatalf("gen %d: fastreboot %s: %v", c.gen, cmd, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
@@ -41,14 +42,14 @@ type Service interface {
 	// manifest references.
 	Evict(ctx context.Context) (*modcache.EvictReport, error)
 	// CrashArm builds the crash image from the cache and arms it.
-	CrashArm(ctx context.Context, req CrashArmRequest) (*CrashArmReport, error)
+	CrashArm(ctx context.Context, req CrashArmRequest) (*crashpath.ArmReport, error)
 	// CrashDisarm unloads it and restores the fault-routing sysctls.
-	CrashDisarm(ctx context.Context) (*CrashStatusReport, error)
+	CrashDisarm(ctx context.Context) (*crashpath.StatusReport, error)
 	// CrashStatus reports the crash path and the last crash.
-	CrashStatus(ctx context.Context) (*CrashStatusReport, error)
+	CrashStatus(ctx context.Context) (*crashpath.StatusReport, error)
 	// CrashEstimate says which crashkernel= the armed or a given image
 	// needs, without arming anything.
-	CrashEstimate(ctx context.Context, req CrashEstimateRequest) (*CrashEstimateReport, error)
+	CrashEstimate(ctx context.Context, req CrashEstimateRequest) (*crashpath.EstimateReport, error)
 }
 
 // SyncRequest names a manifest file; its modules are read relative to its
@@ -148,7 +149,7 @@ type Options struct {
 	// verification was deferred; for comparison.
 	EagerVerify bool
 	// CrashInit is the program a minimal crash initramfs runs as /init
-	// (CrashInitrdMinimal); "" means Root/proc/self/exe, the running
+	// (crashpath.InitrdMinimal); "" means Root/proc/self/exe, the running
 	// fastreboot binary.
 	CrashInit string
 }
@@ -182,9 +183,9 @@ type Agent struct {
 	staged    *bootimage.Manifest // what the last Stage loaded
 	report    *fastreboot.StageReport
 	kernelELF *KernelELFStatus
-	// crashInitrd is the initrd choice of the last successful CrashArm
-	// ("" if none): every handoff carries it (ExtraCrashInitrd).
-	crashInitrd CrashInitrd
+
+	// crash is the generation's crash path over the cache and mc.
+	crash *crashpath.Path
 
 	background sync.WaitGroup // PrepareKernelELF, VerifyCarried; Close waits for them
 }
@@ -225,6 +226,20 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.current = a.state.Manifest
+	cfg := crashConfig(opts)
+	cfg.Logger, cfg.Cache, cfg.Machine, cfg.State = log, cache, a.mc, a.state
+	cfg.Current = func() *bootimage.Manifest {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.current
+	}
+	// A crash arm or estimate holds op from its build until the image is
+	// loaded.
+	cfg.Lock = func() func() {
+		a.op.Lock()
+		return a.op.Unlock
+	}
+	a.crash = crashpath.New(cfg)
 	return a, nil
 }
 
@@ -310,10 +325,11 @@ func (a *Agent) VerifyCarried(ctx context.Context) bool {
 }
 
 // stageOptions are the options of a Stage of this generation: what every
-// handoff repeats (handoffExtra) and the recorded memory map, if readable.
+// handoff repeats (crashpath.Path.HandoffExtra) and the recorded memory
+// map, if readable.
 func (a *Agent) stageOptions(reason fastreboot.Reason) fastreboot.StageOptions {
-	so := fastreboot.StageOptions{Reason: reason, Generation: a.state.Generation, HandoffExtra: a.handoffExtra()}
-	if mm, _, err := a.memoryMap(); err == nil {
+	so := fastreboot.StageOptions{Reason: reason, Generation: a.state.Generation, HandoffExtra: a.crash.HandoffExtra()}
+	if mm, _, err := a.crash.MemoryMap(); err == nil {
 		so.MemoryMap = mm
 	}
 	return so
@@ -394,7 +410,7 @@ func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageR
 	if req.NoCarry {
 		so.Carry = fastreboot.CarryNone
 	}
-	rep, err := a.mc.Stage(ctx, a.productionManifest(m), src, so)
+	rep, err := a.mc.Stage(ctx, a.crash.ProductionManifest(m), src, so)
 	if err != nil {
 		return &rep, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
 
@@ -97,7 +98,7 @@ func TestCrashArm(t *testing.T) {
 		t.Errorf("crash image: reason %s generation %d carried %d, want crash 2 %d", rep.Image.Reason, rep.Image.Generation, rep.Image.CarriedModules, len(m.Modules))
 	}
 	h := handoffOf(t, l.initrd, rep.Image)
-	if string(h.Extra[agent.ExtraCrashMode]) != `"direct"` || h.Extra[agent.ExtraMemoryMap] == nil {
+	if string(h.Extra[crashpath.ExtraCrashMode]) != `"direct"` || h.Extra[crashpath.ExtraMemoryMap] == nil {
 		t.Errorf("crash handoff extra = %v, want the crash mode and the memory map", h.Extra)
 	}
 	if got := sysctl(t, root, crashhandler.SysctlPanicOnOops); got != "1" {
@@ -180,14 +181,14 @@ func TestCrashArmAuto(t *testing.T) {
 // one the handoff carried.
 func TestLastCrash(t *testing.T) {
 	root, state := t.TempDir(), t.TempDir()
-	if agent.LastCrash(root, state) != nil {
+	if crashpath.LastCrash(root, state) != nil {
 		t.Fatal("LastCrash without any evidence is not nil")
 	}
 	ev := &crashhandler.Evidence{Reason: "Kernel panic - not syncing: sysrq triggered crash", CPU: 2, Log: []string{"a"}}
-	if err := ev.Save(filepath.Join(state, agent.CrashEvidenceDir)); err != nil {
+	if err := ev.Save(filepath.Join(state, crashpath.EvidenceDir)); err != nil {
 		t.Fatal(err)
 	}
-	got := agent.LastCrash(root, state)
+	got := crashpath.LastCrash(root, state)
 	if got == nil || got.Reason != ev.Reason || got.CPU != 2 {
 		t.Errorf("LastCrash = %+v, want %+v", got, ev)
 	}
@@ -197,8 +198,8 @@ func TestLastCrash(t *testing.T) {
 // the crash path did not start.
 func TestRecoverNotCrashKernel(t *testing.T) {
 	root := crashRoot(t, 384<<20)
-	_, err := agent.Recover(context.Background(), agent.Options{Root: root, StateDir: t.TempDir()}, agent.RecoverOptions{})
-	if !errors.Is(err, agent.ErrNotCrashKernel) {
+	_, err := crashpath.Recover(context.Background(), crashpath.Config{Root: root, StateDir: t.TempDir()}, crashpath.RecoverOptions{})
+	if !errors.Is(err, crashpath.ErrNotCrashKernel) {
 		t.Errorf("Recover = %v, want ErrNotCrashKernel", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
 
@@ -44,7 +45,7 @@ func TestCrashArmMinimalInitrd(t *testing.T) {
 	}
 	defer a.Close()
 
-	if _, err := a.CrashArm(ctx, agent.CrashArmRequest{Manifest: p, Mode: crashhandler.ModeDirect, Initrd: agent.CrashInitrdMinimal}); err == nil ||
+	if _, err := a.CrashArm(ctx, agent.CrashArmRequest{Manifest: p, Mode: crashhandler.ModeDirect, Initrd: crashpath.InitrdMinimal}); err == nil ||
 		!strings.Contains(err.Error(), "only for two-stage") || l.calls != 0 {
 		t.Errorf("direct with the minimal initrd: %v, %d loads; want refused, nothing loaded", err, l.calls)
 	}
@@ -52,15 +53,15 @@ func TestCrashArmMinimalInitrd(t *testing.T) {
 		t.Errorf("initrd tiny: %v, want an error naming it", err)
 	}
 
-	image, err := a.CrashEstimate(ctx, agent.CrashEstimateRequest{Manifest: p, Mode: crashhandler.ModeTwoStage, Initrd: agent.CrashInitrdImage})
+	image, err := a.CrashEstimate(ctx, agent.CrashEstimateRequest{Manifest: p, Mode: crashhandler.ModeTwoStage, Initrd: crashpath.InitrdImage})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := a.CrashArm(ctx, agent.CrashArmRequest{Manifest: p, Mode: crashhandler.ModeTwoStage, Initrd: agent.CrashInitrdMinimal})
+	rep, err := a.CrashArm(ctx, agent.CrashArmRequest{Manifest: p, Mode: crashhandler.ModeTwoStage, Initrd: crashpath.InitrdMinimal})
 	if err != nil {
 		t.Fatalf("CrashArm --initrd minimal: %v", err)
 	}
-	if rep.Initrd != agent.CrashInitrdMinimal {
+	if rep.Initrd != crashpath.InitrdMinimal {
 		t.Errorf("report initrd %q", rep.Initrd)
 	}
 	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(l.initrd[:rep.Image.PiecesBytes])))
@@ -78,8 +79,8 @@ func TestCrashArmMinimalInitrd(t *testing.T) {
 	if !gotInit {
 		t.Errorf("the crash initrd's first piece has no /init with the program: %v", recs)
 	}
-	if h := handoffOf(t, l.initrd, rep.Image); string(h.Extra[agent.ExtraCrashInitrd]) != `"minimal"` || len(h.Carried) != len(h.Manifest.Modules) {
-		t.Errorf("crash handoff: initrd %s, carried %d of %d modules", h.Extra[agent.ExtraCrashInitrd], len(h.Carried), len(h.Manifest.Modules))
+	if h := handoffOf(t, l.initrd, rep.Image); string(h.Extra[crashpath.ExtraCrashInitrd]) != `"minimal"` || len(h.Carried) != len(h.Manifest.Modules) {
+		t.Errorf("crash handoff: initrd %s, carried %d of %d modules", h.Extra[crashpath.ExtraCrashInitrd], len(h.Carried), len(h.Manifest.Modules))
 	}
 	// The reload is production's image whatever the crash initrd holds.
 	if s := rep.State.Sizing; s.Reload != image.Sizing.Reload || s.Reload == 0 {
@@ -91,9 +92,9 @@ func TestCrashArmMinimalInitrd(t *testing.T) {
 	withCmdline(t, crash, "elfcorehdr=0x7f000000 "+l.cmdline)
 	unpackHandoff(t, l.initrd, rep.Image, crash)
 	prod := &flagLoader{}
-	rr, err := agent.Recover(ctx, agent.Options{Root: crash, StateDir: t.TempDir(), Machine: fastreboot.Options{
+	rr, err := crashpath.Recover(ctx, crashpath.Config{Root: crash, StateDir: t.TempDir(), MachineOptions: fastreboot.Options{
 		Loader: prod, Probe: func() error { return errors.New("probe must not run in tests") },
-	}}, agent.RecoverOptions{})
+	}}, crashpath.RecoverOptions{})
 	if err != nil {
 		t.Fatalf("Recover: %v", err)
 	}
@@ -101,8 +102,8 @@ func TestCrashArmMinimalInitrd(t *testing.T) {
 		t.Error("production was restaged without its own initrd pieces")
 	}
 	h := handoffOf(t, prod.initrd, rr.Staged)
-	var got agent.CrashInitrd
-	if err := json.Unmarshal(h.Extra[agent.ExtraCrashInitrd], &got); err != nil || got != agent.CrashInitrdMinimal {
+	var got crashpath.Initrd
+	if err := json.Unmarshal(h.Extra[crashpath.ExtraCrashInitrd], &got); err != nil || got != crashpath.InitrdMinimal {
 		t.Errorf("production's handoff names crash initrd %q (%v), want minimal", got, err)
 	}
 }
@@ -120,31 +121,31 @@ func TestCrashInitrdDefault(t *testing.T) {
 		// handoffMode and handoffInitrd are what the previous
 		// generation's handoff records ("": no handoff / not recorded).
 		handoffMode   crashhandler.Mode
-		handoffInitrd agent.CrashInitrd
+		handoffInitrd crashpath.Initrd
 		req           agent.CrashArmRequest
-		want          agent.CrashInitrd
+		want          crashpath.Initrd
 	}{
-		{name: "two-stage", req: agent.CrashArmRequest{Mode: crashhandler.ModeTwoStage}, want: agent.CrashInitrdMinimal},
-		{name: "no mode: two-stage", want: agent.CrashInitrdMinimal},
-		{name: "direct", req: agent.CrashArmRequest{Mode: crashhandler.ModeDirect}, want: agent.CrashInitrdImage},
-		{name: "two-stage, image named", req: agent.CrashArmRequest{Mode: crashhandler.ModeTwoStage, Initrd: agent.CrashInitrdImage}, want: agent.CrashInitrdImage},
-		{name: "auto keeps the handoff's image", handoffMode: crashhandler.ModeTwoStage, handoffInitrd: agent.CrashInitrdImage,
-			req: agent.CrashArmRequest{Auto: true}, want: agent.CrashInitrdImage},
-		{name: "auto keeps the handoff's minimal", handoffMode: crashhandler.ModeTwoStage, handoffInitrd: agent.CrashInitrdMinimal,
-			req: agent.CrashArmRequest{Auto: true}, want: agent.CrashInitrdMinimal},
+		{name: "two-stage", req: agent.CrashArmRequest{Mode: crashhandler.ModeTwoStage}, want: crashpath.InitrdMinimal},
+		{name: "no mode: two-stage", want: crashpath.InitrdMinimal},
+		{name: "direct", req: agent.CrashArmRequest{Mode: crashhandler.ModeDirect}, want: crashpath.InitrdImage},
+		{name: "two-stage, image named", req: agent.CrashArmRequest{Mode: crashhandler.ModeTwoStage, Initrd: crashpath.InitrdImage}, want: crashpath.InitrdImage},
+		{name: "auto keeps the handoff's image", handoffMode: crashhandler.ModeTwoStage, handoffInitrd: crashpath.InitrdImage,
+			req: agent.CrashArmRequest{Auto: true}, want: crashpath.InitrdImage},
+		{name: "auto keeps the handoff's minimal", handoffMode: crashhandler.ModeTwoStage, handoffInitrd: crashpath.InitrdMinimal,
+			req: agent.CrashArmRequest{Auto: true}, want: crashpath.InitrdMinimal},
 		{name: "auto, handoff names no initrd: the mode's default", handoffMode: crashhandler.ModeTwoStage,
-			req: agent.CrashArmRequest{Auto: true}, want: agent.CrashInitrdMinimal},
-		{name: "auto in direct mode", handoffMode: crashhandler.ModeDirect, handoffInitrd: agent.CrashInitrdImage,
-			req: agent.CrashArmRequest{Auto: true}, want: agent.CrashInitrdImage},
+			req: agent.CrashArmRequest{Auto: true}, want: crashpath.InitrdMinimal},
+		{name: "auto in direct mode", handoffMode: crashhandler.ModeDirect, handoffInitrd: crashpath.InitrdImage,
+			req: agent.CrashArmRequest{Auto: true}, want: crashpath.InitrdImage},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := crashRoot(t, 384<<20)
 			if tc.handoffMode != "" {
 				h := fastreboot.Handoff{Version: fastreboot.HandoffVersion, Generation: 2, Reason: fastreboot.ReasonUpdate, Manifest: *im.Manifest(),
 					Extra: map[string]json.RawMessage{}}
-				h.Extra[agent.ExtraCrashMode], _ = json.Marshal(tc.handoffMode)
+				h.Extra[crashpath.ExtraCrashMode], _ = json.Marshal(tc.handoffMode)
 				if tc.handoffInitrd != "" {
-					h.Extra[agent.ExtraCrashInitrd], _ = json.Marshal(tc.handoffInitrd)
+					h.Extra[crashpath.ExtraCrashInitrd], _ = json.Marshal(tc.handoffInitrd)
 				}
 				b, err := json.Marshal(h)
 				if err != nil {
@@ -161,8 +162,8 @@ func TestCrashInitrdDefault(t *testing.T) {
 				t.Fatalf("CrashArm(%+v) = %+v, %v; want armed", req, rep, err)
 			}
 			h := handoffOf(t, l.initrd, rep.Image)
-			var named agent.CrashInitrd
-			json.Unmarshal(h.Extra[agent.ExtraCrashInitrd], &named)
+			var named crashpath.Initrd
+			json.Unmarshal(h.Extra[crashpath.ExtraCrashInitrd], &named)
 			if rep.Initrd != tc.want || named != tc.want {
 				t.Errorf("crash initrd: report %q, crash handoff %q; want %q", rep.Initrd, named, tc.want)
 			}
@@ -173,15 +174,15 @@ func TestCrashInitrdDefault(t *testing.T) {
 // TestDefaultCrashInitrd: minimal in two-stage mode, production's initrd
 // otherwise; ParseCrashInitrd leaves "" to it.
 func TestDefaultCrashInitrd(t *testing.T) {
-	for mode, want := range map[crashhandler.Mode]agent.CrashInitrd{
-		crashhandler.ModeTwoStage: agent.CrashInitrdMinimal,
-		crashhandler.ModeDirect:   agent.CrashInitrdImage,
+	for mode, want := range map[crashhandler.Mode]crashpath.Initrd{
+		crashhandler.ModeTwoStage: crashpath.InitrdMinimal,
+		crashhandler.ModeDirect:   crashpath.InitrdImage,
 	} {
-		if got := agent.DefaultCrashInitrd(mode); got != want {
+		if got := crashpath.DefaultInitrd(mode); got != want {
 			t.Errorf("DefaultCrashInitrd(%s) = %q, want %q", mode, got, want)
 		}
 	}
-	if c, err := agent.ParseCrashInitrd(""); c != "" || err != nil {
+	if c, err := crashpath.ParseInitrd(""); c != "" || err != nil {
 		t.Errorf(`ParseCrashInitrd("") = %q, %v; want "", nil (the mode's default)`, c, err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
 
@@ -169,9 +170,9 @@ func crashHandoff(t *testing.T, root string, gen int, reason fastreboot.Reason, 
 	im, _ := testimage.Update()
 	h := fastreboot.Handoff{Version: fastreboot.HandoffVersion, Generation: gen, Reason: reason, Manifest: *im.Manifest(),
 		Extra: map[string]json.RawMessage{}}
-	h.Extra[agent.ExtraCrashMode], _ = json.Marshal(mode)
+	h.Extra[crashpath.ExtraCrashMode], _ = json.Marshal(mode)
 	if ev != nil {
-		h.Extra[agent.ExtraCrashEvidence], _ = json.Marshal(ev)
+		h.Extra[crashpath.ExtraCrashEvidence], _ = json.Marshal(ev)
 	}
 	b, err := json.Marshal(h)
 	if err != nil {
@@ -201,7 +202,7 @@ func TestLastCrashOfCrashGeneration(t *testing.T) {
 			root := t.TempDir()
 			writeRootFile(t, root, "proc/uptime", "10.00 20.00\n")
 			crashHandoff(t, root, 3, tc.reason, crashhandler.ModeDirect, tc.carried)
-			got := agent.LastCrash(root, t.TempDir())
+			got := crashpath.LastCrash(root, t.TempDir())
 			switch {
 			case tc.want == "-":
 				if got != nil {
@@ -237,7 +238,7 @@ func directCrashRoot(t *testing.T, cmdline string) string {
 func TestRecoverRecordsEveryCrash(t *testing.T) {
 	root := directCrashRoot(t, "console=ttyS0 crashkernel=384M fastreboot.crash=direct")
 	state := t.TempDir()
-	rep, err := agent.Recover(context.Background(), agent.Options{Root: root, StateDir: state}, agent.RecoverOptions{})
+	rep, err := crashpath.Recover(context.Background(), crashpath.Config{Root: root, StateDir: state}, crashpath.RecoverOptions{})
 	if err != nil {
 		t.Fatalf("Recover: %v", err)
 	}
@@ -249,7 +250,7 @@ func TestRecoverRecordsEveryCrash(t *testing.T) {
 		len(ev.Problems) == 0 || !strings.Contains(ev.Problems[0], "no evidence of the crashed kernel could be read") {
 		t.Fatalf("evidence %+v, want generation 2, direct, no reason, a problem saying why", ev)
 	}
-	last := agent.LastCrash(root, state)
+	last := crashpath.LastCrash(root, state)
 	if diff := cmp.Diff(ev.Problems, last.Problems); last == nil || diff != "" || last.Generation != 2 {
 		t.Errorf("LastCrash = %+v, want the saved record (problems -saved +last:\n%s)", last, diff)
 	}
@@ -311,10 +312,10 @@ func TestRecoverPstore(t *testing.T) {
 			}
 			mods := &fakeModules{root: root, err: tc.loadErr}
 			var mounted []string
-			opts := agent.Options{Root: root, StateDir: state, Pstore: crashhandler.PstoreOptions{
+			opts := crashpath.Config{Root: root, StateDir: state, Pstore: crashhandler.PstoreOptions{
 				Modules: mods, Mount: func(target string) error { mounted = append(mounted, target); return nil },
 			}}
-			rep, err := agent.Recover(context.Background(), opts, agent.RecoverOptions{})
+			rep, err := crashpath.Recover(context.Background(), opts, crashpath.RecoverOptions{})
 			if err != nil {
 				t.Fatalf("Recover: %v", err)
 			}
@@ -375,7 +376,7 @@ func TestCrashHandoffCarriesNoOldEvidence(t *testing.T) {
 	root := crashRoot(t, 384<<20)
 	state := t.TempDir()
 	old := &crashhandler.Evidence{Reason: "Kernel panic - not syncing: old", Generation: 1}
-	if err := old.Save(filepath.Join(state, agent.CrashEvidenceDir)); err != nil {
+	if err := old.Save(filepath.Join(state, crashpath.EvidenceDir)); err != nil {
 		t.Fatal(err)
 	}
 	l := &flagLoader{}
@@ -390,7 +391,7 @@ func TestCrashHandoffCarriesNoOldEvidence(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CrashArm: %v", err)
 	}
-	if h := handoffOf(t, l.initrd, rep.Image); h.Extra[agent.ExtraCrashEvidence] != nil {
-		t.Errorf("crash handoff carries %s, want no evidence", h.Extra[agent.ExtraCrashEvidence])
+	if h := handoffOf(t, l.initrd, rep.Image); h.Extra[crashpath.ExtraCrashEvidence] != nil {
+		t.Errorf("crash handoff carries %s, want no evidence", h.Extra[crashpath.ExtraCrashEvidence])
 	}
 }

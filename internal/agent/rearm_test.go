@@ -11,6 +11,7 @@ import (
 	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
 
@@ -91,9 +92,9 @@ func TestCrashArmInheritsCrashkernel(t *testing.T) {
 			withCmdline(t, crash, "elfcorehdr=0x7f000000 "+l.cmdline)
 			unpackHandoff(t, l.initrd, rep.Image, crash)
 			prod := &flagLoader{}
-			rr, err := agent.Recover(ctx, agent.Options{Root: crash, StateDir: t.TempDir(), Machine: fastreboot.Options{
+			rr, err := crashpath.Recover(ctx, crashpath.Config{Root: crash, StateDir: t.TempDir(), MachineOptions: fastreboot.Options{
 				Loader: prod, Probe: func() error { return errors.New("probe must not run in tests") },
-			}}, agent.RecoverOptions{})
+			}}, crashpath.RecoverOptions{})
 			if err != nil {
 				t.Fatalf("Recover: %v", err)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
 
@@ -107,7 +108,7 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 	st := rep.State
 	fmt.Fprintf(e.stdout, "crash path armed: mode %s, image %s (%s), reservation %s (needs %s), memory map from %s, took %s\n",
 		st.Mode, st.Name, human(st.ImageBytes), human(st.ReservationBytes), human(st.Sizing.Total), rep.MemoryMapFrom, ms(rep.Took))
-	if rep.Initrd == agent.CrashInitrdMinimal {
+	if rep.Initrd == crashpath.InitrdMinimal {
 		fmt.Fprintln(e.stdout, "crash initrd: minimal (fastreboot as /init and the carried modules)")
 	}
 	if st.LoadFallback != "" {
@@ -169,21 +170,21 @@ func crashEstimate(ctx context.Context, e *env, args []string) error {
 // the handoff records, else minimal in two-stage mode and image in direct
 // mode), image or minimal, and minimal only with two-stage (or the default
 // mode, which the agent checks once it knows it).
-func parseInitrdFlag(s string, mode crashhandler.Mode) (agent.CrashInitrd, error) {
+func parseInitrdFlag(s string, mode crashhandler.Mode) (crashpath.Initrd, error) {
 	if s == "" {
 		return "", nil
 	}
-	c, err := agent.ParseCrashInitrd(s)
+	c, err := crashpath.ParseInitrd(s)
 	if err != nil {
 		return "", usagef("--initrd: %v", err)
 	}
-	if c == agent.CrashInitrdMinimal && mode == crashhandler.ModeDirect {
+	if c == crashpath.InitrdMinimal && mode == crashhandler.ModeDirect {
 		return "", usagef("--initrd %s: only for --mode %s (a direct crash kernel is production and runs its initrd)", c, crashhandler.ModeTwoStage)
 	}
 	return c, nil
 }
 
-func printEstimate(w io.Writer, rep *agent.CrashEstimateReport) {
+func printEstimate(w io.Writer, rep *crashpath.EstimateReport) {
 	from := "the armed image"
 	if rep.From != "armed" {
 		from = "built from the cache, not loaded"
@@ -251,7 +252,7 @@ func crashStatus(ctx context.Context, e *env, args []string) error {
 	}
 	// The status is read from /sys, /proc and the state directory: no
 	// daemon is needed.
-	rep, err := agent.CrashStatusOf(e.root, e.stateDir, nil)
+	rep, err := crashpath.Status(e.root, e.stateDir, nil)
 	if err != nil {
 		return err
 	}
@@ -262,7 +263,7 @@ func crashStatus(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func printCrashStatus(w io.Writer, rep *agent.CrashStatusReport) {
+func printCrashStatus(w io.Writer, rep *crashpath.StatusReport) {
 	armed := "not armed"
 	if rep.Armed {
 		armed = "armed"
@@ -340,7 +341,7 @@ func crashLast(ctx context.Context, e *env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("crash last takes no arguments, got %q", pos)
 	}
-	ev := agent.LastCrash(e.root, e.stateDir)
+	ev := crashpath.LastCrash(e.root, e.stateDir)
 	if ev == nil {
 		return errors.New("no crash recorded: this system has not recovered from a crash since it booted through the firmware")
 	}
@@ -373,8 +374,8 @@ func crashRecover(ctx context.Context, e *env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("crash recover takes no arguments, got %q", pos)
 	}
-	opts := agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Machine: e.cfg.machine}
-	rep, err := agent.Recover(ctx, opts, agent.RecoverOptions{EvidenceDir: *evDir})
+	opts := crashpath.Config{Root: e.root, StateDir: e.stateDir, Logger: e.log, MachineOptions: e.cfg.machine}
+	rep, err := crashpath.Recover(ctx, opts, crashpath.RecoverOptions{EvidenceDir: *evDir})
 	if rep != nil {
 		if *asJSON {
 			printJSON(e.stdout, crashRecoverDoc(rep))

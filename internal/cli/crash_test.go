@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
 
@@ -38,13 +38,13 @@ func TestCrashCommands(t *testing.T) {
 	v1, _ := testimage.Update()
 	_, p := v1.WriteTemp(t)
 
-	var st agent.CrashStatusReport
+	var st crashpath.StatusReport
 	decode(t, h.run("crash", "status", "--json"), &st)
 	if st.Armed || !st.Supported || st.ReservationBytes != 384<<20 {
 		t.Errorf("crash status before arming: %+v", st)
 	}
 
-	var rep agent.CrashArmReport
+	var rep crashpath.ArmReport
 	decode(t, h.run("crash", "arm", "--mode", "direct", p, "--json"), &rep)
 	if !rep.Armed || rep.State.Mode != crashhandler.ModeDirect || h.loader.Calls() != 1 {
 		t.Errorf("crash arm: %+v, loader calls %d", rep, h.loader.Calls())
@@ -110,7 +110,7 @@ func TestCrashLastAgreesWithStatus(t *testing.T) {
 			// A direct-mode crash kernel: no vmcore, no pstore backend.
 			h.writeRoot(map[string]string{"proc/cmdline": "console=ttyS0 crashkernel=384M fastreboot.crash=direct\n"})
 			ho := fastreboot.Handoff{Version: fastreboot.HandoffVersion, Generation: 3, Reason: fastreboot.ReasonCrash, Manifest: *m,
-				Extra: map[string]json.RawMessage{agent.ExtraCrashMode: json.RawMessage(`"direct"`)}}
+				Extra: map[string]json.RawMessage{crashpath.ExtraCrashMode: json.RawMessage(`"direct"`)}}
 			b, err := json.Marshal(ho)
 			if err != nil {
 				t.Fatal(err)

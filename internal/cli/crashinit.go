@@ -14,9 +14,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
 
@@ -39,8 +39,8 @@ const crashInitMemSample = 20 * time.Millisecond
 type initSystem struct {
 	// mount is mount(2) without flags or data.
 	mount func(source, target, fstype string) error
-	// recover is agent.Recover.
-	recover func(context.Context, agent.Options, agent.RecoverOptions) (*agent.RecoverReport, error)
+	// recover is crashpath.Recover.
+	recover func(context.Context, crashpath.Config, crashpath.RecoverOptions) (*crashpath.RecoverReport, error)
 	// kexec jumps into the image recover loaded; it returns only on
 	// failure.
 	kexec func(context.Context) error
@@ -51,10 +51,10 @@ type initSystem struct {
 }
 
 // CrashInit is the entry of fastreboot as PID 1 (the /init of a minimal
-// two-stage crash initramfs, see agent.CrashInitrdMinimal): it mounts proc,
+// two-stage crash initramfs, see crashpath.InitrdMinimal): it mounts proc,
 // sysfs and devtmpfs, checks that the command line carries the two-stage
 // crash marker, prints the crash stage line with the crash kernel's memory,
-// runs the crash stage (agent.Recover: the evidence saved, production
+// runs the crash stage (crashpath.Recover: the evidence saved, production
 // staged from the carried cache) and kexecs into production. When any of
 // that fails it says why, waits the crash kernel's panic=N seconds and
 // reboots through the firmware. It returns only if that reboot fails too
@@ -106,7 +106,7 @@ func crashInit(ctx context.Context, w io.Writer, root string, sys initSystem) in
 
 	sampler := startMemSampler(root, crashInitMemSample)
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	rep, err := sys.recover(ctx, agent.Options{Root: root, StateDir: fastreboot.DefaultStateDir, Logger: log}, agent.RecoverOptions{})
+	rep, err := sys.recover(ctx, crashpath.Config{Root: root, StateDir: fastreboot.DefaultStateDir, Logger: log}, crashpath.RecoverOptions{})
 	minFree := sampler.stop()
 	if rep != nil {
 		if rep.EvidenceError != "" {

@@ -6,11 +6,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
 
-// hostInitSystem is the real kernel: mount(2), agent.Recover, the kexec
+// hostInitSystem is the real kernel: mount(2), crashpath.Recover, the kexec
 // reboot of a fastreboot.Machine and reboot(LINUX_REBOOT_CMD_RESTART).
 func hostInitSystem() initSystem {
 	return initSystem{
@@ -20,7 +20,7 @@ func hostInitSystem() initSystem {
 			}
 			return nil
 		},
-		recover: agent.Recover,
+		recover: crashpath.Recover,
 		kexec: func(ctx context.Context) error {
 			return fastreboot.New(nil, fastreboot.Options{}).Reboot(ctx, fastreboot.RebootOptions{})
 		},

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 )
 
 var errNoInit = errors.New("fastreboot runs as init only on Linux")
@@ -16,7 +16,7 @@ var errNoInit = errors.New("fastreboot runs as init only on Linux")
 func hostInitSystem() initSystem {
 	return initSystem{
 		mount:    func(source, target, fstype string) error { return fmt.Errorf("mount %s: %w", target, errNoInit) },
-		recover:  agent.Recover,
+		recover:  crashpath.Recover,
 		kexec:    func(context.Context) error { return errNoInit },
 		firmware: func() error { return errNoInit },
 		sleep:    sleepFor,

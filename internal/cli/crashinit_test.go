@@ -12,9 +12,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
 
@@ -24,7 +24,7 @@ type fakeInit struct {
 	calls      []string
 	recoverErr error
 	kexecErr   error
-	gotOpts    agent.Options
+	gotOpts    crashpath.Config
 }
 
 func (f *fakeInit) system() initSystem {
@@ -34,10 +34,10 @@ func (f *fakeInit) system() initSystem {
 			f.calls = append(f.calls, "mount "+fstype+" "+rel)
 			return nil
 		},
-		recover: func(_ context.Context, o agent.Options, _ agent.RecoverOptions) (*agent.RecoverReport, error) {
+		recover: func(_ context.Context, o crashpath.Config, _ crashpath.RecoverOptions) (*crashpath.RecoverReport, error) {
 			f.calls = append(f.calls, "recover")
 			f.gotOpts = o
-			rep := &agent.RecoverReport{Mode: crashhandler.ModeTwoStage, EvidenceFrom: "vmcore",
+			rep := &crashpath.RecoverReport{Mode: crashhandler.ModeTwoStage, EvidenceFrom: "vmcore",
 				Evidence: &crashhandler.Evidence{Reason: "Kernel panic - not syncing: sysrq triggered crash", CPU: 1},
 				Staged:   &fastreboot.StageReport{InitrdBytes: 1234}}
 			return rep, f.recoverErr
@@ -193,9 +193,9 @@ func TestCrashArmInitrdFlag(t *testing.T) {
 	h.writeRoot(files)
 	v1, _ := testimage.Update()
 	_, p := v1.WriteTemp(t)
-	var est agent.CrashEstimateReport
+	var est crashpath.EstimateReport
 	decode(t, h.run("crash", "estimate", "--mode", "two-stage", "--initrd", "minimal", p, "--json"), &est)
-	if est.Initrd != agent.CrashInitrdMinimal || !est.Sizing.Minimal {
+	if est.Initrd != crashpath.InitrdMinimal || !est.Sizing.Minimal {
 		t.Errorf("estimate --initrd minimal: initrd %q, sizing %+v", est.Initrd, est.Sizing)
 	}
 	r := h.run("crash", "arm", "--mode", "two-stage", "--initrd", "minimal", p)
@@ -211,20 +211,20 @@ func TestCrashInitrdDefaultFlag(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		mode []string
-		want agent.CrashInitrd
+		want crashpath.Initrd
 	}{
-		{"no mode", nil, agent.CrashInitrdMinimal},
-		{"two-stage", []string{"--mode", "two-stage"}, agent.CrashInitrdMinimal},
-		{"direct", []string{"--mode", "direct"}, agent.CrashInitrdImage},
+		{"no mode", nil, crashpath.InitrdMinimal},
+		{"two-stage", []string{"--mode", "two-stage"}, crashpath.InitrdMinimal},
+		{"direct", []string{"--mode", "direct"}, crashpath.InitrdImage},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			h.writeRoot(crashFiles("402653184"))
 			v1, _ := testimage.Update()
 			_, p := v1.WriteTemp(t)
-			var est agent.CrashEstimateReport
+			var est crashpath.EstimateReport
 			decode(t, h.run(append(append([]string{"crash", "estimate"}, tc.mode...), p, "--json")...), &est)
-			var rep agent.CrashArmReport
+			var rep crashpath.ArmReport
 			decode(t, h.run(append(append([]string{"crash", "arm"}, tc.mode...), p, "--json")...), &rep)
 			if est.Initrd != tc.want || rep.Initrd != tc.want || !rep.Armed {
 				t.Errorf("crash estimate/arm %v: initrd %q/%q (armed %v), want %q", tc.mode, est.Initrd, rep.Initrd, rep.Armed, tc.want)

@@ -7,6 +7,7 @@ import (
 	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
@@ -195,7 +196,7 @@ type crashArmV1 struct {
 	crashArmReportV1
 }
 
-func crashArmDoc(r *agent.CrashArmReport) crashArmV1 {
+func crashArmDoc(r *crashpath.ArmReport) crashArmV1 {
 	return crashArmV1{Schema: schemaCrashArm, crashArmReportV1: crashArmReportV1Of(*r)}
 }
 
@@ -205,7 +206,7 @@ type crashEstimateV1 struct {
 	crashEstimateReportV1
 }
 
-func crashEstimateDoc(r *agent.CrashEstimateReport) crashEstimateV1 {
+func crashEstimateDoc(r *crashpath.EstimateReport) crashEstimateV1 {
 	return crashEstimateV1{Schema: schemaCrashEstimate, crashEstimateReportV1: crashEstimateReportV1Of(*r)}
 }
 
@@ -216,7 +217,7 @@ type crashStatusV1 struct {
 	crashStatusReportV1
 }
 
-func crashStatusDoc(schema string, r *agent.CrashStatusReport) crashStatusV1 {
+func crashStatusDoc(schema string, r *crashpath.StatusReport) crashStatusV1 {
 	return crashStatusV1{Schema: schema, crashStatusReportV1: crashStatusReportV1Of(*r)}
 }
 
@@ -236,7 +237,7 @@ type crashRecoverV1 struct {
 	recoverReportV1
 }
 
-func crashRecoverDoc(r *agent.RecoverReport) crashRecoverV1 {
+func crashRecoverDoc(r *crashpath.RecoverReport) crashRecoverV1 {
 	return crashRecoverV1{Schema: schemaCrashRecover, recoverReportV1: recoverReportV1Of(*r)}
 }
 
@@ -280,7 +281,7 @@ func agentInfoV1Ptr(p *agent.Info) *agentInfoV1 {
 	return &v
 }
 
-func crashStatusReportV1Ptr(p *agent.CrashStatusReport) *crashStatusReportV1 {
+func crashStatusReportV1Ptr(p *crashpath.StatusReport) *crashStatusReportV1 {
 	if p == nil {
 		return nil
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
@@ -38,7 +39,7 @@ var fillStrings = map[reflect.Type]string{
 	reflect.TypeFor[fastreboot.LoadMethod]():   string(fastreboot.LoadSegments),
 	reflect.TypeFor[crashhandler.Mode]():       string(crashhandler.ModeTwoStage),
 	reflect.TypeFor[crashhandler.LoadMethod](): string(crashhandler.LoadSegments),
-	reflect.TypeFor[agent.CrashInitrd]():       string(agent.CrashInitrdMinimal),
+	reflect.TypeFor[crashpath.Initrd]():        string(crashpath.InitrdMinimal),
 	reflect.TypeFor[bootimage.Role]():          string(bootimage.RoleKernel),
 }
 
@@ -118,12 +119,12 @@ func jsonDocs() map[string]any {
 		schemaCacheEvict:       cacheEvictDoc(filled[modcache.EvictReport]()),
 		schemaManifestDiff:     manifestDiffDoc(*diff),
 		schemaManifestValidate: manifestValidateDoc("/boot/fr/v2.json", 4, filled[modcache.SyncReport]()),
-		schemaCrashArm:         crashArmDoc(filled[agent.CrashArmReport]()),
-		schemaCrashEstimate:    crashEstimateDoc(filled[agent.CrashEstimateReport]()),
-		schemaCrashDisarm:      crashStatusDoc(schemaCrashDisarm, filled[agent.CrashStatusReport]()),
-		schemaCrashStatus:      crashStatusDoc(schemaCrashStatus, filled[agent.CrashStatusReport]()),
+		schemaCrashArm:         crashArmDoc(filled[crashpath.ArmReport]()),
+		schemaCrashEstimate:    crashEstimateDoc(filled[crashpath.EstimateReport]()),
+		schemaCrashDisarm:      crashStatusDoc(schemaCrashDisarm, filled[crashpath.StatusReport]()),
+		schemaCrashStatus:      crashStatusDoc(schemaCrashStatus, filled[crashpath.StatusReport]()),
 		schemaCrashLast:        crashLastDoc(filled[crashhandler.Evidence]()),
-		schemaCrashRecover:     crashRecoverDoc(filled[agent.RecoverReport]()),
+		schemaCrashRecover:     crashRecoverDoc(filled[crashpath.RecoverReport]()),
 		schemaError:            errorDoc("stage", "stage /boot/fr/v2.json: vmlinuz: digest mismatch", []string{"modcache.digest_mismatch"}, ExitFailed),
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
@@ -104,7 +105,7 @@ type agentInfoV1 struct {
 	KernelELF *kernelELFStatusV1 `json:"kernel_elf,omitempty"`
 }
 
-// crashStatusReportV1 is the v1 form of agent.CrashStatusReport.
+// crashStatusReportV1 is the v1 form of crashpath.StatusReport.
 type crashStatusReportV1 struct {
 	// Supported: the kernel has crash kexec (/sys/kernel/kexec_crash_size).
 	Supported bool `json:"supported"`
@@ -249,7 +250,7 @@ type manifestDiffV1 struct {
 	OrderChanged bool `json:"order_changed,omitempty"`
 }
 
-// crashArmReportV1 is the v1 form of agent.CrashArmReport.
+// crashArmReportV1 is the v1 form of crashpath.ArmReport.
 type crashArmReportV1 struct {
 	// Armed is false only for an Auto request with nothing to re-arm.
 	Armed bool `json:"armed"`
@@ -272,7 +273,7 @@ type crashArmReportV1 struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// crashEstimateReportV1 is the v1 form of agent.CrashEstimateReport.
+// crashEstimateReportV1 is the v1 form of crashpath.EstimateReport.
 type crashEstimateReportV1 struct {
 	// Mode is the crash mode the estimate is for: two-stage or direct.
 	Mode string `json:"mode"`
@@ -353,7 +354,7 @@ type crashEvidenceV1 struct {
 	Source string `json:"source,omitempty"`
 }
 
-// recoverReportV1 is the v1 form of agent.RecoverReport.
+// recoverReportV1 is the v1 form of crashpath.RecoverReport.
 type recoverReportV1 struct {
 	// Mode is the crash mode the crash kernel runs in: two-stage or direct.
 	Mode string `json:"mode"`
@@ -798,7 +799,7 @@ func agentInfoV1Of(s agent.Info) agentInfoV1 {
 	}
 }
 
-func crashStatusReportV1Of(s agent.CrashStatusReport) crashStatusReportV1 {
+func crashStatusReportV1Of(s crashpath.StatusReport) crashStatusReportV1 {
 	return crashStatusReportV1{
 		Supported:        s.StatusReport.Supported,
 		Armed:            s.StatusReport.Armed,
@@ -891,7 +892,7 @@ func manifestDiffV1Of(s bootimage.ManifestDiff) manifestDiffV1 {
 	}
 }
 
-func crashArmReportV1Of(s agent.CrashArmReport) crashArmReportV1 {
+func crashArmReportV1Of(s crashpath.ArmReport) crashArmReportV1 {
 	return crashArmReportV1{
 		Armed:         s.Armed,
 		Why:           s.Why,
@@ -904,7 +905,7 @@ func crashArmReportV1Of(s agent.CrashArmReport) crashArmReportV1 {
 	}
 }
 
-func crashEstimateReportV1Of(s agent.CrashEstimateReport) crashEstimateReportV1 {
+func crashEstimateReportV1Of(s crashpath.EstimateReport) crashEstimateReportV1 {
 	return crashEstimateReportV1{
 		Mode:             string(s.Estimate.Mode),
 		Name:             s.Estimate.Name,
@@ -943,7 +944,7 @@ func crashEvidenceV1Of(s crashhandler.Evidence) crashEvidenceV1 {
 	}
 }
 
-func recoverReportV1Of(s agent.RecoverReport) recoverReportV1 {
+func recoverReportV1Of(s crashpath.RecoverReport) recoverReportV1 {
 	return recoverReportV1{
 		Mode:           string(s.Mode),
 		Evidence:       crashEvidenceV1Ptr(s.Evidence),

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 )
 
 // TestCrashArmNoRearm: the running command line has no crashkernel= (the
@@ -41,7 +41,7 @@ func TestCrashArmNoRearm(t *testing.T) {
 	if r.code != ExitOK || !strings.Contains(r.stderr, "warning: the generation booted after a crash has no crashkernel=") || !strings.Contains(r.stdout, "crash path armed") {
 		t.Errorf("crash arm --allow-no-rearm: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
-	var rep agent.CrashArmReport
+	var rep crashpath.ArmReport
 	r = h.run("crash", "arm", p, "--allow-no-rearm", "--json")
 	decode(t, r, &rep)
 	rearm := 0
@@ -106,7 +106,7 @@ func TestCrashEstimateCommand(t *testing.T) {
 	if r.code != ExitOK {
 		t.Errorf("crash estimate exit %d: %s", r.code, r.stderr)
 	}
-	var est agent.CrashEstimateReport
+	var est crashpath.EstimateReport
 	decode(t, h.run("crash", "estimate", "--mode", "direct", p, "--json"), &est)
 	if est.From != "built" || est.Mode != crashhandler.ModeDirect || est.Sizing.Total == 0 || est.Crashkernel == "" || est.ReservationBytes != 32<<20 {
 		t.Errorf("crash estimate --json: %+v", est)

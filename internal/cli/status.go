@@ -12,6 +12,7 @@ import (
 
 	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
 
@@ -35,7 +36,7 @@ type statusReport struct {
 	Agent    *agent.Info `json:"agent,omitempty"`
 	Problems []string    `json:"problems,omitempty"`
 	// Crash is the crash path: armed or not, and the last crash's evidence.
-	Crash *agent.CrashStatusReport `json:"crash,omitempty"`
+	Crash *crashpath.StatusReport `json:"crash,omitempty"`
 }
 
 type timeline struct {
@@ -99,7 +100,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 			}
 		}
 	}
-	if cs, err := agent.CrashStatusOf(e.root, e.stateDir, rep.State); err == nil && (cs.Supported || cs.Last != nil) {
+	if cs, err := crashpath.Status(e.root, e.stateDir, rep.State); err == nil && (cs.Supported || cs.Last != nil) {
 		rep.Crash = cs
 		rep.Problems = append(rep.Problems, rearmProblems(cs, rep.Agent)...)
 	}
@@ -188,7 +189,7 @@ func printStatus(e *env, r *statusReport) {
 // crash boots into (crashhandler.NextCmdline of the armed image) and the
 // generation the staged image boots could re-arm it: their command lines
 // must ask for a crashkernel= of at least what the armed image needs.
-func rearmProblems(cs *agent.CrashStatusReport, in *agent.Info) []string {
+func rearmProblems(cs *crashpath.StatusReport, in *agent.Info) []string {
 	st := cs.State
 	if st == nil {
 		return nil

@@ -49,6 +49,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
@@ -287,7 +288,7 @@ func (b *bench) once(n string) (*sample, error) {
 	switch m.shape {
 	case shapeDirect, shapeTwoStage:
 		cmd := fmt.Sprintf("crash arm --mode %s --load %s", m.mode, m.load)
-		var rep agent.CrashArmReport
+		var rep crashpath.ArmReport
 		if err := g.FastrebootJSON(cmd+" "+manifest, &rep); err != nil {
 			return nil, fmt.Errorf("fastreboot %s: %w", cmd, err)
 		}
@@ -365,7 +366,7 @@ func (b *bench) once(n string) (*sample, error) {
 func waitArmed(g *scenario.Guest) error {
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		var st agent.CrashStatusReport
+		var st crashpath.StatusReport
 		if err := g.FastrebootJSON("crash status", &st); err != nil {
 			return err
 		}
@@ -390,7 +391,7 @@ func waitArmed(g *scenario.Guest) error {
 // through its firmware; so does the anchor.
 func (b *bench) coldBoot() error {
 	g, vm := b.g, b.g.VM
-	var st agent.CrashStatusReport
+	var st crashpath.StatusReport
 	if err := g.FastrebootJSON("crash status", &st); err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package agent
+package crashpath
 
 import (
 	"os"
@@ -56,7 +56,7 @@ func TestCollectCrashEvidenceOrder(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := evidenceRoot(t, tc.vmcore, tc.dmesg)
-			ev, from, err := collectCrashEvidence(crashhandler.EvidenceOptions{Root: root}, tc.mode)
+			ev, from, err := collectEvidence(crashhandler.EvidenceOptions{Root: root}, tc.mode)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -77,7 +77,7 @@ func TestCollectCrashEvidenceOrder(t *testing.T) {
 		})
 	}
 	// Nothing to read: one error naming both sources.
-	_, _, err := collectCrashEvidence(crashhandler.EvidenceOptions{Root: t.TempDir()}, crashhandler.ModeTwoStage)
+	_, _, err := collectEvidence(crashhandler.EvidenceOptions{Root: t.TempDir()}, crashhandler.ModeTwoStage)
 	if err == nil || !strings.Contains(err.Error(), "vmcore: ") || !strings.Contains(err.Error(), "pstore: ") {
 		t.Errorf("no evidence anywhere: %v, want an error naming vmcore and pstore", err)
 	}
