@@ -21,7 +21,7 @@ const (
 
 // FileLoad calls kexec_file_load(kernel, initrd, cmdline, flags). A nil
 // file is passed as fd -1 (the kernel ignores the fds for an unload); a nil
-// initrd adds KEXEC_FILE_NO_INITRAMFS. The kernel reads both files from
+// initrd adds KEXEC_FILE_NO_INITRAMFS unless flags ask for an unload. The kernel reads both files from
 // offset 0 whatever their file offsets are. Errors are *KexecError values
 // naming the files, the command line's length and the flags.
 func FileLoad(kernel, initrd *os.File, cmdline string, flags int) error {
@@ -32,7 +32,7 @@ func FileLoad(kernel, initrd *os.File, cmdline string, flags int) error {
 	ifd, iname := -1, "none"
 	if initrd != nil {
 		ifd, iname = int(initrd.Fd()), initrd.Name()
-	} else {
+	} else if flags&FileUnload == 0 {
 		flags |= FileNoInitramfs
 	}
 	err := kexecFileLoad(kfd, ifd, cmdline, flags)
