@@ -177,33 +177,6 @@ func TestCrashArmAuto(t *testing.T) {
 	}
 }
 
-// TestLastCrash: the evidence saved in the state directory wins over the
-// one the handoff carried.
-func TestLastCrash(t *testing.T) {
-	root, state := t.TempDir(), t.TempDir()
-	if crashpath.LastCrash(root, state) != nil {
-		t.Fatal("LastCrash without any evidence is not nil")
-	}
-	ev := &crashhandler.Evidence{Reason: "Kernel panic - not syncing: sysrq triggered crash", CPU: 2, Log: []string{"a"}}
-	if err := ev.Save(filepath.Join(state, crashpath.EvidenceDir)); err != nil {
-		t.Fatal(err)
-	}
-	got := crashpath.LastCrash(root, state)
-	if got == nil || got.Reason != ev.Reason || got.CPU != 2 {
-		t.Errorf("LastCrash = %+v, want %+v", got, ev)
-	}
-}
-
-// TestRecoverNotCrashKernel: the crash stage refuses to run in a kernel
-// the crash path did not start.
-func TestRecoverNotCrashKernel(t *testing.T) {
-	root := crashRoot(t, 384<<20)
-	_, err := crashpath.Recover(context.Background(), crashpath.Config{Root: root, StateDir: t.TempDir()}, crashpath.RecoverOptions{})
-	if !errors.Is(err, crashpath.ErrNotCrashKernel) {
-		t.Errorf("Recover = %v, want ErrNotCrashKernel", err)
-	}
-}
-
 func newCrashAgent(t *testing.T, root string, l *flagLoader) *agent.Agent {
 	t.Helper()
 	a, err := agent.New(context.Background(), agent.Options{Root: root, StateDir: t.TempDir(), Machine: fastreboot.Options{

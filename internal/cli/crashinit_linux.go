@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/fastreboot/fastreboot/internal/kexecsys"
 	"golang.org/x/sys/unix"
 
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
@@ -25,11 +26,8 @@ func hostInitSystem() initSystem {
 			return fastreboot.New(nil, fastreboot.Options{}).Reboot(ctx, fastreboot.RebootOptions{})
 		},
 		firmware: func() error {
-			unix.Sync()
-			if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
-				return fmt.Errorf("reboot(LINUX_REBOOT_CMD_RESTART): %w", err)
-			}
-			return nil
+			kexecsys.Sync()
+			return kexecsys.Reboot(false)
 		},
 		sleep: sleepFor,
 	}

@@ -3,13 +3,16 @@ package cpustop
 import (
 	"errors"
 	"fmt"
+
+	"github.com/fastreboot/fastreboot/internal/kexecsys"
 )
 
 // Sentinel errors; test with errors.Is.
 var (
 	// ErrNotSupported: the policy cannot work on this OS or kernel
-	// (PolicyHotplug outside Linux).
-	ErrNotSupported = errors.New("cpustop: not supported on this system")
+	// (PolicyHotplug outside Linux). It is the kexec paths' shared
+	// kexecsys.ErrNotSupported, so errors.Is matches across packages.
+	ErrNotSupported = kexecsys.ErrNotSupported
 	// ErrUnknownPolicy: ParsePolicy or Stop got a policy name it does not know.
 	ErrUnknownPolicy = errors.New("cpustop: unknown CPU policy")
 	// ErrNotHotpluggable: an online secondary CPU has no cpuN/online file,

@@ -2,6 +2,10 @@
 
 package cpustop
 
+import "fmt"
+
 const hotplugSupported = false
 
-func pinThread(int) error { return ErrNotSupported }
+func pinThread(cpu int) error {
+	return fmt.Errorf("cpustop: pin to cpu%d (sched_setaffinity): %w on this system", cpu, ErrNotSupported)
+}

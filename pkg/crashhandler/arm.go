@@ -318,7 +318,7 @@ func (o Options) memoryMap() (MemoryMap, error) {
 func readCrashSize(root string) (int64, error) {
 	s, err := readSysFile(root, "sys/kernel/kexec_crash_size")
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("%w: %w", ErrNotSupported, err)
+		return 0, fmt.Errorf("crash kexec: %w: %w", ErrNotSupported, err)
 	}
 	if err != nil {
 		return 0, err

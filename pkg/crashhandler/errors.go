@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/fastreboot/fastreboot/internal/kexecsys"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
@@ -13,7 +14,7 @@ var (
 	// ErrNotSupported: the kernel has no crash kexec support
 	// (/sys/kernel/kexec_crash_size absent) or the platform has no
 	// kexec_file_load.
-	ErrNotSupported = errors.New("crash kexec not supported")
+	ErrNotSupported = kexecsys.ErrNotSupported
 	// ErrNoReservation: no crashkernel= reservation exists.
 	ErrNoReservation = errors.New("no crashkernel= memory reservation")
 	// ErrReservationTooSmall: the reservation cannot hold the image and what
@@ -35,8 +36,14 @@ var (
 	// given or readable.
 	ErrNoMemoryMap = memmap.ErrNoFirmwareMap
 	// ErrNotPermitted: the kernel refused the load (no CAP_SYS_BOOT,
-	// kernel.kexec_load_disabled, lockdown or a rejected signature).
-	ErrNotPermitted = errors.New("crash kexec not permitted")
+	// kernel.kexec_load_disabled, lockdown). A rejected signature is
+	// ErrSignature.
+	ErrNotPermitted = kexecsys.ErrNotPermitted
+	// ErrSignature: the kernel rejected the crash kernel's signature.
+	ErrSignature = kexecsys.ErrSignature
+	// ErrBusy: another kexec load is in progress, or the kernel or initrd
+	// is open for writing elsewhere.
+	ErrBusy = kexecsys.ErrBusy
 	// ErrFaultRouting: a fault-routing sysctl could not be read or written.
 	ErrFaultRouting = errors.New("fault routing sysctl")
 	// ErrNoVmcore: /proc/vmcore is absent: this is not a crash kernel.

@@ -5,14 +5,15 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+
+	"github.com/fastreboot/fastreboot/internal/kexecsys"
 )
 
-// kexec_file_load(2) flags (include/uapi/linux/kexec.h); the Linux build
-// checks them against golang.org/x/sys/unix.
+// kexec_file_load(2) flags (include/uapi/linux/kexec.h).
 const (
-	kexecFileUnload      = 0x1
-	kexecFileOnCrash     = 0x2
-	kexecFileNoInitramfs = 0x4
+	kexecFileUnload      = kexecsys.FileUnload
+	kexecFileOnCrash     = kexecsys.FileOnCrash
+	kexecFileNoInitramfs = kexecsys.FileNoInitramfs
 )
 
 // Loader performs kexec_file_load(2). It has the shape of
@@ -30,39 +31,38 @@ type Loader interface {
 // elsewhere it returns an error wrapping ErrNotSupported.
 type KexecFileLoader struct{}
 
-// FileLoad implements Loader with kexec_file_load(2).
+// FileLoad implements Loader with kexec_file_load(2) (kexecsys.FileLoad).
 func (KexecFileLoader) FileLoad(kernel, initrd *os.File, cmdline string, flags int) error {
-	return kexecFileLoad(kernel, initrd, cmdline, flags)
+	return kexecsys.FileLoad(kernel, initrd, cmdline, flags)
 }
 
-func fdOf(f *os.File) int {
-	if f == nil {
-		return -1
-	}
-	return int(f.Fd())
-}
-
-// classifyLoadError adds the sentinel a caller acts on to an error from
-// Loader.FileLoad, keeping the original (with its errno) in the chain.
+// classifyLoadError adds the sentinels a caller acts on to an error from
+// Loader.FileLoad, keeping the original (with its errno) in the chain: the
+// shared kinds of kexecsys.Kinds (a *KexecError carries them already; a
+// bare errno from another Loader gets them here), and what the errno means
+// for a crash image: no room in the reservation (EADDRNOTAVAIL, ENOMEM)
+// is ErrReservationTooSmall, an image no kexec loader recognises (ENOEXEC)
+// is ErrInvalidImage.
 func classifyLoadError(err error) error {
-	var hint error
-	switch {
-	case errors.Is(err, ErrNotSupported), errors.Is(err, syscall.ENOSYS):
-		return fmt.Errorf("%w: kexec_file_load is not available on this kernel: %w", ErrNotSupported, err)
-	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
-		hint = fmt.Errorf("%w (needs CAP_SYS_BOOT, i.e. root; also refused when kernel.kexec_load_disabled=1 or, under lockdown/Secure Boot, for a kernel without a trusted signature)", ErrNotPermitted)
-	case isSignatureError(err):
-		hint = fmt.Errorf("%w: the kernel's signature was rejected (lockdown or KEXEC_SIG_FORCE requires a kernel signed with a trusted key)", ErrNotPermitted)
-	case errors.Is(err, syscall.EADDRNOTAVAIL):
-		hint = fmt.Errorf("%w: the kernel found no room for the image's segments in the reservation", ErrReservationTooSmall)
-	case errors.Is(err, syscall.ENOEXEC):
-		hint = fmt.Errorf("%w: the kernel did not recognise the kernel image", ErrInvalidImage)
-	case errors.Is(err, syscall.ETXTBSY):
-		hint = errors.New("a writable file descriptor to the kernel or initrd is open (seal the memfd and close writable reopens)")
-	case errors.Is(err, syscall.EBUSY):
-		hint = errors.New("another kexec operation is in progress")
-	default:
+	var ke *kexecsys.KexecError
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		if errors.Is(err, ErrNotSupported) {
+			return fmt.Errorf("kexec_file_load is not available here: %w", err)
+		}
 		return err
 	}
-	return fmt.Errorf("%w: %w", hint, err)
+	if !errors.As(err, &ke) {
+		if kinds := kexecsys.Kinds(kexecsys.OpFileLoad, errno); len(kinds) > 0 {
+			hint := kexecsys.Hint(kexecsys.OpFileLoad, errno)
+			err = fmt.Errorf("%w (%s): %w", errors.Join(kinds...), hint, err)
+		}
+	}
+	switch errno {
+	case syscall.EADDRNOTAVAIL, syscall.ENOMEM:
+		return fmt.Errorf("%w: the kernel found no room for the image's segments in the reservation: %w", ErrReservationTooSmall, err)
+	case syscall.ENOEXEC:
+		return fmt.Errorf("%w: the kernel did not recognise the kernel image: %w", ErrInvalidImage, err)
+	}
+	return err
 }

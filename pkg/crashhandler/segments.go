@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/fastreboot/fastreboot/internal/kexecsys"
 )
 
 // LoadMethod says which system call arms the crash image.
@@ -53,7 +55,7 @@ func ParseLoadMethod(s string) (LoadMethod, error) {
 // ErrKexecLoadForbidden: the kernel refuses the legacy kexec_load that
 // LoadSegments needs (lockdown, or kexec_load returned EPERM). Arm falls
 // back to LoadFile when it sees it.
-var ErrKexecLoadForbidden = errors.New("kexec_load forbidden")
+var ErrKexecLoadForbidden = kexecsys.ErrKexecLoadForbidden
 
 // ErrKexecLoadFailed: kexec_load itself failed (past its permission
 // checks). Both kexec_load and kexec_file_load free the armed crash image

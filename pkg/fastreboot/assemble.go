@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/fastreboot/fastreboot/internal/kexecsys"
 )
 
 // Piece is one part of the initrd: its bytes and their length.
@@ -59,13 +61,13 @@ func (a *assembler) appendPiece(name string, p Piece) error {
 	n := p.Size()
 	if a.method == copyAuto {
 		if fb, ok := p.(fileBacked); ok && fb.File() != nil {
-			c, err := copyFileRange(a.dst, a.off, fb.File(), n)
+			c, err := kexecsys.CopyFileRange(a.dst, a.off, fb.File(), n)
 			switch {
 			case err == nil:
 				a.off += c
 				a.kernelCopied += c
 				return a.pad4()
-			case !errors.Is(err, errNoFastCopy):
+			case !errors.Is(err, kexecsys.ErrNotSupported):
 				return fmt.Errorf("initrd piece %s: %w", name, err)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fastreboot/fastreboot/internal/kexecsys"
 	"github.com/fastreboot/fastreboot/internal/testimage"
 )
 
@@ -23,7 +24,7 @@ func (p filePiece) File() *os.File                          { return p.f }
 
 func newFilePiece(tb testing.TB, data []byte, size int64) filePiece {
 	tb.Helper()
-	f, err := newImageFile("test-piece")
+	f, err := kexecsys.NewImageFile("test-piece")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -31,7 +32,7 @@ func newFilePiece(tb testing.TB, data []byte, size int64) filePiece {
 	if _, err := f.WriteAt(data, 0); err != nil {
 		tb.Fatal(err)
 	}
-	if err := sealImage(f); err != nil {
+	if err := kexecsys.SealImage(f); err != nil {
 		tb.Fatal(err)
 	}
 	return filePiece{f, size}
@@ -63,7 +64,7 @@ func TestAssemblePadsEachPiece(t *testing.T) {
 		{"byte pieces, auto", copyAuto, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dst, err := newImageFile("test-initrd")
+			dst, err := kexecsys.NewImageFile("test-initrd")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -107,7 +108,7 @@ func TestAssembleShortPiece(t *testing.T) {
 	// naming the piece, whichever path copied.
 	d := testimage.Bytes(1000, 7)
 	for _, method := range []copyMethod{copyAuto, copyPread} {
-		dst, err := newImageFile("test-initrd")
+		dst, err := kexecsys.NewImageFile("test-initrd")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,7 +139,7 @@ func BenchmarkAssembleInitrd(b *testing.B) {
 	assemble := func(b *testing.B, method copyMethod) {
 		b.SetBytes(total)
 		for b.Loop() {
-			dst, err := newImageFile("bench-initrd")
+			dst, err := kexecsys.NewImageFile("bench-initrd")
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/fastreboot/fastreboot/internal/kexecsys"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
@@ -165,13 +166,13 @@ func TestCrashSegmentsRefusals(t *testing.T) {
 		},
 		{
 			name:      "EPERM",
-			loaderErr: kexecLoadError("kexec_load(...)", syscall.EPERM),
+			loaderErr: &KexecError{Op: kexecsys.OpLoad, Errno: syscall.EPERM},
 			want:      []error{crashhandler.ErrKexecLoadForbidden, ErrKexecLoadForbidden, syscall.EPERM},
 			wantLoads: 1,
 		},
 		{
 			name:      "EADDRNOTAVAIL",
-			loaderErr: kexecLoadError("kexec_load(...)", syscall.EADDRNOTAVAIL),
+			loaderErr: &KexecError{Op: kexecsys.OpLoad, Errno: syscall.EADDRNOTAVAIL},
 			want:      []error{ErrNoMemory, crashhandler.ErrKexecLoadFailed},
 			wantLoads: 1,
 		},

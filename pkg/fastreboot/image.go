@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/fastreboot/fastreboot/internal/kexecsys"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
@@ -252,7 +253,7 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 		lap(&rep.Durations.Segments)
 	}
 
-	if b.initrd, err = newImageFile("fastreboot-initrd"); err != nil {
+	if b.initrd, err = kexecsys.NewImageFile("fastreboot-initrd"); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -307,7 +308,7 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 	rep.PaddingBytes = a.padding
 	rep.CopiedInKernel = a.kernelCopied
 	rep.CopiedInUser = a.userCopied + rep.CarriedBytes
-	if err := sealImage(b.initrd); err != nil {
+	if err := kexecsys.SealImage(b.initrd); err != nil {
 		return nil, err
 	}
 	lap(&rep.Durations.Handoff)

@@ -2,55 +2,12 @@ package fastreboot
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 )
-
-func TestKexecErrorMapping(t *testing.T) {
-	for _, tc := range []struct {
-		errno unix.Errno
-		kind  error
-		hint  string
-	}{
-		{unix.ENOSYS, ErrNotSupported, "CONFIG_KEXEC_FILE"},
-		{unix.EPERM, ErrNotPermitted, "lockdown"},
-		{unix.EKEYREJECTED, ErrSignature, "lockdown"},
-		{unix.EBADMSG, ErrSignature, "signature"},
-		{unix.ENOKEY, ErrSignature, "trusted key"},
-		{unix.EBUSY, ErrBusy, "in progress"},
-		{unix.ETXTBSY, ErrBusy, "open for writing"},
-		{unix.ENOMEM, ErrNoMemory, "memory"},
-		{unix.EADDRNOTAVAIL, ErrNoMemory, "memory"},
-		{unix.ENOEXEC, nil, "bzImage"},
-		{unix.EINVAL, nil, "command line"},
-	} {
-		t.Run(tc.errno.Error(), func(t *testing.T) {
-			call := "kexec_file_load(kernel=memfd:k, initrd=memfd:i, cmdline 3 bytes, flags 0x0)"
-			err := kexecError(call, fmt.Errorf("wrapped: %w", tc.errno))
-			if !errors.Is(err, tc.errno) {
-				t.Errorf("%v: errors.Is(err, %v) = false", err, tc.errno)
-			}
-			if tc.kind != nil && !errors.Is(err, tc.kind) {
-				t.Errorf("%v: errors.Is(err, %v) = false", err, tc.kind)
-			}
-			for _, other := range []error{ErrNotSupported, ErrNotPermitted, ErrSignature, ErrBusy, ErrNoMemory} {
-				if other != tc.kind && errors.Is(err, other) {
-					t.Errorf("%v: also matches %v", err, other)
-				}
-			}
-			if msg := err.Error(); !strings.HasPrefix(msg, call+": ") || !strings.Contains(msg, tc.hint) {
-				t.Errorf("message %q: want the call and a hint containing %q", msg, tc.hint)
-			}
-		})
-	}
-	if err := kexecError("x", errors.New("not an errno")); err.Error() != "x: not an errno" {
-		t.Errorf("non-errno error: %v", err)
-	}
-}
 
 func TestKexecLoaderNamesCall(t *testing.T) {
 	// A kernel fd that is not open for reading fails with EBADF before

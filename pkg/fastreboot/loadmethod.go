@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/fastreboot/fastreboot/internal/kexecsys"
 )
 
 // LoadMethod says which system call Stage loads the image with.
@@ -47,7 +49,7 @@ var (
 	// LoadSegments needs (lockdown, as under UEFI Secure Boot, or a
 	// kexec_load that returned EPERM). LoadFile with a signed kernel is the
 	// way to kexec there. Errors wrapping it also wrap ErrNotPermitted.
-	ErrKexecLoadForbidden = errors.New("kexec_load forbidden: use the file load method (kexec_file_load)")
+	ErrKexecLoadForbidden = kexecsys.ErrKexecLoadForbidden
 	// ErrKernelELFMismatch: the decompressed kernel in the cache, or the
 	// one just decompressed, does not hash to the digest recorded for its
 	// bzImage. The image is refused.

@@ -15,10 +15,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/fastreboot/fastreboot/internal/kexecsys"
+	"github.com/u-root/u-root/pkg/boot/kexec"
 	"os"
 
 	"github.com/u-root/u-root/pkg/boot/bzimage"
-	"github.com/u-root/u-root/pkg/boot/kexec"
 	"github.com/u-root/u-root/pkg/boot/purgatory"
 	"golang.org/x/sys/unix"
 )
@@ -26,47 +27,31 @@ import (
 // segmentsSupported reports that this platform has the segments load method.
 func segmentsSupported() error { return nil }
 
-// SegmentsLoad calls kexec_load(2) through u-root's kexec.Load, which
+// SegmentsLoad calls kexec_load(2) through kexecsys.Load (u-root's kexec.Load), which
 // page-aligns the segments and checks that they do not overlap and that the
 // entry is inside one. Errors are *KexecError values as for FileLoad; EPERM
 // also matches ErrKexecLoadForbidden, because under lockdown kexec_load is
 // refused whatever the image while kexec_file_load loads signed kernels.
 func (KexecLoader) SegmentsLoad(entry uint64, segments []Segment) error {
-	segs := make(kexec.Segments, 0, len(segments))
-	for _, s := range segments {
-		segs = append(segs, kexec.NewSegment(s.Buf, kexec.Range{Start: uintptr(s.Phys), Size: uint(s.Size)}))
-	}
-	err := kexec.Load(uintptr(entry), segs, 0)
-	if err == nil {
-		return nil
-	}
-	var ke kexec.ErrKexec
-	if !errors.As(err, &ke) {
-		return fmt.Errorf("kexec_load(entry %#x, %d segments): %w", entry, len(segments), err)
-	}
-	return kexecLoadError(fmt.Sprintf("kexec_load(entry %#x, %d segments, KEXEC_ARCH_DEFAULT)", entry, len(segments)), ke.Errno)
+	return kexecsys.Load(entry, sysSegments(segments), 0)
 }
 
 // SegmentsLoadOnCrash calls kexec_load(2) with KEXEC_ON_CRASH through
-// u-root's kexec.Load; errors as for SegmentsLoad. The kernel accepts the
+// kexecsys.Load; errors as for SegmentsLoad. The kernel accepts the
 // image only if the entry and every segment lie inside the crash kernel
 // reservation (EADDRNOTAVAIL otherwise), and frees the crash image loaded
 // before once the call passed its permission checks: a kexec_load refused
 // with EPERM leaves it armed.
 func (KexecLoader) SegmentsLoadOnCrash(entry uint64, segments []Segment) error {
-	segs := make(kexec.Segments, 0, len(segments))
+	return kexecsys.Load(entry, sysSegments(segments), kexecsys.LoadOnCrash)
+}
+
+func sysSegments(segments []Segment) []kexecsys.Segment {
+	out := make([]kexecsys.Segment, 0, len(segments))
 	for _, s := range segments {
-		segs = append(segs, kexec.NewSegment(s.Buf, kexec.Range{Start: uintptr(s.Phys), Size: uint(s.Size)}))
+		out = append(out, kexecsys.Segment{Buf: s.Buf, Phys: s.Phys, Size: s.Size})
 	}
-	err := kexec.Load(uintptr(entry), segs, unix.KEXEC_ON_CRASH)
-	if err == nil {
-		return nil
-	}
-	var ke kexec.ErrKexec
-	if !errors.As(err, &ke) {
-		return fmt.Errorf("kexec_load(entry %#x, %d segments, KEXEC_ON_CRASH): %w", entry, len(segments), err)
-	}
-	return kexecLoadError(fmt.Sprintf("kexec_load(entry %#x, %d segments, KEXEC_ON_CRASH|KEXEC_ARCH_DEFAULT)", entry, len(segments)), ke.Errno)
+	return out
 }
 
 // withMapped maps the cached kernel ELF and the sealed initrd read-only
@@ -84,28 +69,6 @@ func (c *crashSegments) withMapped(fn func(elfData, initrdData []byte) error) er
 	}
 	defer unmapInitrd()
 	return fn(elfData, initrdData)
-}
-
-// kexecLoadError is kexecError with what the errnos mean for kexec_load.
-func kexecLoadError(call string, errno unix.Errno) error {
-	err := kexecError(call, errno)
-	var ke *KexecError
-	if !errors.As(err, &ke) {
-		return err
-	}
-	switch errno {
-	case unix.EPERM:
-		ke.Kind = errors.Join(ErrNotPermitted, ErrKexecLoadForbidden)
-		ke.Hint = "the kernel refuses the legacy kexec_load under lockdown (Secure Boot) even where kexec_file_load of a signed kernel works: " +
-			"use the file load method (--load=file); kexec_load also needs CAP_SYS_BOOT and kernel.kexec_load_disabled=0"
-	case unix.ENOSYS:
-		ke.Hint = "the kernel has no kexec_load (CONFIG_KEXEC off): use the file load method (--load=file) if it has kexec_file_load"
-	case unix.EADDRNOTAVAIL, unix.ENOMEM:
-		ke.Hint = "a segment is outside the memory the kernel accepts, or there is no memory to copy the image"
-	case unix.EINVAL:
-		ke.Hint = "segments overlap, are not page-aligned, or are too many (KEXEC_SEGMENT_MAX)"
-	}
-	return ke
 }
 
 // loadSegments maps the cached kernel ELF and the sealed initrd, places the

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastreboot/fastreboot/internal/kexecsys"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fastreboot/fastreboot/internal/testimage"
@@ -360,7 +361,7 @@ func TestStageSegmentsForbidden(t *testing.T) {
 	})
 	t.Run("kexec_load EPERM does not fall back", func(t *testing.T) {
 		r := newSegmentsRig(t, nil)
-		r.loader.err = kexecLoadError("kexec_load(...)", syscall.EPERM)
+		r.loader.err = &KexecError{Op: kexecsys.OpLoad, Errno: syscall.EPERM}
 		_, err := r.stage(t)
 		if !errors.Is(err, ErrKexecLoadForbidden) || !errors.Is(err, syscall.EPERM) || !strings.Contains(err.Error(), "--load=file") {
 			t.Errorf("err = %v, want the EPERM mapped to ErrKexecLoadForbidden", err)
@@ -377,30 +378,6 @@ func TestStageSegmentsForbidden(t *testing.T) {
 			t.Errorf("err = %v, want a refusal naming SegmentsLoader", err)
 		}
 	})
-}
-
-func TestKexecLoadError(t *testing.T) {
-	for _, tc := range []struct {
-		errno syscall.Errno
-		kinds []error
-		hint  string
-	}{
-		{syscall.EPERM, []error{ErrNotPermitted, ErrKexecLoadForbidden}, "--load=file"},
-		{syscall.ENOSYS, []error{ErrNotSupported}, "--load=file"},
-		{syscall.EBUSY, []error{ErrBusy}, "another kexec load"},
-		{syscall.EADDRNOTAVAIL, []error{ErrNoMemory}, "segment"},
-		{syscall.EINVAL, nil, "overlap"},
-	} {
-		err := kexecLoadError("kexec_load(entry 0x3000, 5 segments, KEXEC_ARCH_DEFAULT)", tc.errno)
-		if !errors.Is(err, tc.errno) || !strings.Contains(err.Error(), "kexec_load(entry 0x3000") || !strings.Contains(err.Error(), tc.hint) {
-			t.Errorf("%v: %v; want the errno, the call and %q", tc.errno, err, tc.hint)
-		}
-		for _, k := range tc.kinds {
-			if !errors.Is(err, k) {
-				t.Errorf("%v: %v does not match %v", tc.errno, err, k)
-			}
-		}
-	}
 }
 
 func TestStageSegmentsDryRunAndCarryNone(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -362,7 +363,7 @@ func TestStageLoaderFailureKeepsPrevious(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, before := loader.state()
-	loader.err = &KexecError{Call: "kexec_file_load(...)", Errno: 1, Kind: ErrNotPermitted}
+	loader.err = &KexecError{Op: "kexec_file_load", Errno: syscall.EPERM}
 	_, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Reason: ReasonManual})
 	if !errors.Is(err, ErrNotPermitted) || !strings.Contains(err.Error(), "stage test") {
 		t.Errorf("err = %v", err)

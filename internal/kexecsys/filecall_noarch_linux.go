@@ -1,6 +1,6 @@
 //go:build linux && !(amd64 || arm || arm64 || loong64 || ppc || ppc64 || ppc64le || riscv64 || s390x)
 
-package fastreboot
+package kexecsys
 
 import "golang.org/x/sys/unix"
 
