@@ -13,7 +13,6 @@ import (
 	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
-	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
 

@@ -199,7 +199,7 @@ func TestCrashHandoffCarriesNoOldEvidence(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CrashArm: %v", err)
 	}
-	if h := handoffOf(t, l.initrd, rep.Image); h.Extra[crashpath.ExtraCrashEvidence] != nil {
-		t.Errorf("crash handoff carries %s, want no evidence", h.Extra[crashpath.ExtraCrashEvidence])
+	if h := handoffOf(t, l.initrd, rep.Image); h.Crash != nil && h.Crash.Evidence != nil {
+		t.Errorf("crash handoff carries %+v, want no evidence", h.Crash.Evidence)
 	}
 }

@@ -102,7 +102,7 @@ func Example() {
 	// in direct mode, the crashed kernel's log in pstore.
 	crashHandoff, err := json.Marshal(fastreboot.Handoff{
 		Version: fastreboot.HandoffVersion, Generation: rep.Image.Generation, Reason: fastreboot.ReasonCrash, Manifest: *m,
-		Extra: map[string]json.RawMessage{crashpath.ExtraCrashMode: json.RawMessage(`"direct"`)},
+		Crash: &fastreboot.HandoffCrash{Mode: crashhandler.ModeDirect},
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -112,11 +112,7 @@ func crashHandoff(t *testing.T, root string, gen int, reason fastreboot.Reason, 
 	t.Helper()
 	im, _ := testimage.Update()
 	h := fastreboot.Handoff{Version: fastreboot.HandoffVersion, Generation: gen, Reason: reason, Manifest: *im.Manifest(),
-		Extra: map[string]json.RawMessage{}}
-	h.Extra[crashpath.ExtraCrashMode], _ = json.Marshal(mode)
-	if ev != nil {
-		h.Extra[crashpath.ExtraCrashEvidence], _ = json.Marshal(ev)
-	}
+		Crash: &fastreboot.HandoffCrash{Mode: mode, Evidence: ev}}
 	b, err := json.Marshal(h)
 	if err != nil {
 		t.Fatal(err)

@@ -109,11 +109,9 @@ type StageOptions struct {
 	// and places the segments in its RAM. Nil reads
 	// Root/sys/firmware/memmap, which is right on a cold boot and after
 	// normal kexecs, but after a crash shows the crash kernel's restricted
-	// map: pass the recorded one then.
+	// map: pass the recorded one then. The handoff carries it
+	// (Handoff.MemoryMap), so that every later generation repeats it.
 	MemoryMap memmap.Map
-	// The handoff carries MemoryMap too (Handoff.MemoryMap), so that every
-	// later generation repeats it.
-	//
 	// Crash is the crash path's state the handoff carries
 	// (Handoff.Crash): the armed mode, the crash initrd choice, the last
 	// crash's evidence; nil carries none.
