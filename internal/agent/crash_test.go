@@ -166,4 +166,3 @@ func (l *flagLoader) FileLoad(kernel, initrd *os.File, cmdline string, flags int
 	}
 	return nil
 }
-
