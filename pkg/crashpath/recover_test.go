@@ -290,18 +290,18 @@ func TestRecoverPstore(t *testing.T) {
 	}
 }
 
-// TestDefaultCrashInitrd: minimal in two-stage mode, production's initrd
-// otherwise; ParseCrashInitrd leaves "" to it.
-func TestDefaultCrashInitrd(t *testing.T) {
+// TestDefaultInitrd: minimal in two-stage mode, production's initrd
+// otherwise; ParseInitrd leaves "" to it.
+func TestDefaultInitrd(t *testing.T) {
 	for mode, want := range map[crashhandler.Mode]crashpath.Initrd{
 		crashhandler.ModeTwoStage: crashpath.InitrdMinimal,
 		crashhandler.ModeDirect:   crashpath.InitrdImage,
 	} {
 		if got := crashpath.DefaultInitrd(mode); got != want {
-			t.Errorf("DefaultCrashInitrd(%s) = %q, want %q", mode, got, want)
+			t.Errorf("DefaultInitrd(%s) = %q, want %q", mode, got, want)
 		}
 	}
 	if c, err := crashpath.ParseInitrd(""); c != "" || err != nil {
-		t.Errorf(`ParseCrashInitrd("") = %q, %v; want "", nil (the mode's default)`, c, err)
+		t.Errorf(`ParseInitrd("") = %q, %v; want "", nil (the mode's default)`, c, err)
 	}
 }

@@ -354,11 +354,11 @@ func (c *crashSegments) LoadOnCrash(cmdline string) error {
 			mc.log.Info("dry run: would call kexec_load(ON_CRASH)", "entry", fmt.Sprintf("%#x", img.entry), "segments", len(img.segments))
 			return nil
 		}
-		switch err = sl.SegmentsLoadOnCrash(img.entry, img.segments); {
-		case err == nil:
-		case errors.Is(err, ErrKexecLoadForbidden):
-			err = fmt.Errorf("%w: %w", crashhandler.ErrKexecLoadForbidden, err)
-		default:
+		// A refused kexec_load already matches ErrKexecLoadForbidden (the
+		// one kind crashhandler re-exports); any other failure happened
+		// after the kernel freed the armed image.
+		err = sl.SegmentsLoadOnCrash(img.entry, img.segments)
+		if err != nil && !errors.Is(err, ErrKexecLoadForbidden) {
 			err = fmt.Errorf("%w: %w", crashhandler.ErrKexecLoadFailed, err)
 		}
 		return err
