@@ -13,12 +13,65 @@ export PATH="$PATH:/usr/local/go/bin"
 
 # Cross checks: the library must build, and its tests compile, off
 # linux/amd64 (the segments load method is linux/amd64 only and stubbed
-# with ErrNotSupported elsewhere). go vet compiles the tests.
-for target in darwin/amd64 linux/arm64; do
-	echo "test.sh: GOOS=${target%/*} GOARCH=${target#*/} go build ./... && go vet ./..."
-	GOOS=${target%/*} GOARCH=${target#*/} go build ./...
-	GOOS=${target%/*} GOARCH=${target#*/} go vet ./...
-done
+# with ErrNotSupported elsewhere). go vet compiles the tests, as
+# go test -c would, without writing a binary per package.
+cross_checks() {
+	local target
+	for target in darwin/amd64 linux/arm64; do
+		echo "test.sh: GOOS=${target%/*} GOARCH=${target#*/} go build ./... && go vet ./..."
+		GOOS=${target%/*} GOARCH=${target#*/} go build ./...
+		GOOS=${target%/*} GOARCH=${target#*/} go vet ./...
+	done
+}
+
+# The library's importers build none of the test harness: a scratch module
+# that imports pkg/fastreboot (replace => this tree) must have no package of
+# mkuimage, gobusybox or bubbletea in its build graph (go list -deps). Its
+# module graph (go list -m all, printed for the record) still lists them:
+# u-root v0.16.0's own go.mod requires mkuimage and gobusybox directly (and
+# bubbletea as // indirect, for its shell), and a pruned module graph
+# (go >= 1.17) keeps the go.mod requirements of every module that provides
+# a package, so any importer of u-root lists them as modules. They are
+# never downloaded for a build (only their go.mod files are read) and
+# never compiled; the package-level check below is the one that can fail.
+check_importer_graph() {
+	local harness_pkgs='github.com/u-root/mkuimage|github.com/u-root/gobusybox|github.com/charmbracelet/bubbletea'
+	local scratch go_version
+	echo "test.sh: an importer of pkg/fastreboot builds no mkuimage, gobusybox or bubbletea"
+	scratch=$(mktemp -d)
+	go_version=$(go mod edit -json | sed -n 's/^\t"Go": "\(.*\)",$/\1/p')
+	cat >"$scratch/go.mod" <<EOF_MOD
+module example.com/scratch
+
+go ${go_version}
+
+require github.com/fastreboot/fastreboot v0.0.0-00010101000000-000000000000
+
+replace github.com/fastreboot/fastreboot => $PWD
+EOF_MOD
+	printf 'package main\n\nimport _ "github.com/fastreboot/fastreboot/pkg/fastreboot"\n\nfunc main() {}\n' >"$scratch/main.go"
+	if ! (cd "$scratch" && go mod tidy && go build -o /dev/null . &&
+		go list -deps . >deps.txt && go list -m all >modules.txt); then
+		rm -rf "$scratch"
+		return 1
+	fi
+	echo "test.sh: go list -m all of the scratch importer:"
+	sed 's/^/  /' "$scratch/modules.txt"
+	# The pattern must match real package paths: the harness's graph has them.
+	if ! (cd qemu-tests && go list -deps ./harness) | grep -Eq "^($harness_pkgs)/"; then
+		echo "test.sh: FAIL: the harness pattern matches none of qemu-tests/harness's packages" >&2
+		rm -rf "$scratch"
+		return 1
+	fi
+	if grep -E "^($harness_pkgs)/" "$scratch/deps.txt"; then
+		echo "test.sh: FAIL: the packages above are in pkg/fastreboot's build graph" >&2
+		rm -rf "$scratch"
+		return 1
+	fi
+	rm -rf "$scratch"
+}
+
+cross_checks
 
 # Both go.mod files are tidy: the library's lists only what pkg/, internal/
 # and cmd/ use (a harness requirement put back there would be removed).
@@ -26,38 +79,7 @@ echo "test.sh: go mod tidy -diff (the library's module and qemu-tests')"
 go mod tidy -diff
 (cd qemu-tests && go mod tidy -diff)
 
-# The library's importers build none of the test harness: a scratch module
-# that imports pkg/fastreboot (replace => this tree) must have no package of
-# mkuimage, gobusybox or bubbletea in its build graph (go list -deps). Its
-# module graph (go list -m all, printed for the record) still lists them:
-# u-root v0.16.0's own go.mod requires mkuimage and gobusybox (and bubbletea
-# indirectly, for its shell), and a pruned module graph (go >= 1.17) keeps
-# the go.mod requirements of every module that provides a package, so any
-# importer of u-root lists them as modules. They are never downloaded for
-# a build (only their go.mod files are read) and never compiled.
-harness_pkgs='github.com/u-root/mkuimage|github.com/u-root/gobusybox|github.com/charmbracelet/bubbletea'
-echo "test.sh: an importer of pkg/fastreboot builds no mkuimage, gobusybox or bubbletea"
-scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
-cat >"$scratch/go.mod" <<EOF_MOD
-module example.com/scratch
-
-go $(go mod edit -json | sed -n 's/^\t"Go": "\(.*\)",$/\1/p')
-
-require github.com/fastreboot/fastreboot v0.0.0-00010101000000-000000000000
-
-replace github.com/fastreboot/fastreboot => $PWD
-EOF_MOD
-printf 'package main\n\nimport _ "github.com/fastreboot/fastreboot/pkg/fastreboot"\n\nfunc main() {}\n' >"$scratch/main.go"
-(cd "$scratch" && go mod tidy && go build -o /dev/null . && go list -deps . >deps.txt && go list -m all >modules.txt)
-echo "test.sh: go list -m all of the scratch importer:"
-sed 's/^/  /' "$scratch/modules.txt"
-# The pattern must match real package paths: the harness's graph has them.
-(cd qemu-tests && go list -deps ./harness) | grep -Eq "^($harness_pkgs)/"
-if grep -E "^($harness_pkgs)/" "$scratch/deps.txt"; then
-	echo "test.sh: FAIL: the packages above are in pkg/fastreboot's build graph" >&2
-	exit 1
-fi
+check_importer_graph
 
 echo "test.sh: go vet ./..."
 go vet ./...
