@@ -27,9 +27,12 @@ var commandHelp = map[string]string{
   read the modules that changed into the cache, build the next image from it
   and load it; --current restages what this generation runs from the cache
   alone`,
-	"reboot": `reboot [MANIFEST] [--dry-run] [--fallback refuse|firmware] [--stop-cpus kernel|hotplug] [--json]
-  jump into the staged image (stage MANIFEST first if given): sync(2), then
-  reboot(LINUX_REBOOT_CMD_KEXEC)`,
+	"reboot": `reboot [MANIFEST] [--dry-run] [--force] [--fallback refuse|firmware] [--stop-cpus kernel|hotplug] [--json]
+  jump into the staged image (stage MANIFEST first if given). Under systemd
+  through systemctl kexec: services stopped and file systems unmounted, then
+  the loaded image (systemctl loads none of its own when one is loaded).
+  Without systemd, or with --force: sync(2), then reboot(LINUX_REBOOT_CMD_KEXEC)
+  at once`,
 	"cache ls":     "cache ls [--json]\n  list the cached modules and the cache's counters",
 	"cache verify": "cache verify [--json]\n  hash every cached module again; a module that no longer matches is dropped",
 	"cache sync":   "cache sync MANIFEST [--json]\n  read into the cache what MANIFEST needs and is not cached yet",

@@ -63,6 +63,10 @@ type statusV1 struct {
 	Problems []string `json:"problems,omitempty"`
 	// Crash is the crash path: armed or not, and the last crash's evidence.
 	Crash *crashStatusReportV1 `json:"crash,omitempty"`
+	// RebootPath is how `fastreboot reboot` reboots here: "systemd"
+	// (systemctl kexec: services stopped, file systems unmounted first) or
+	// "direct" (sync(2) and reboot(2) at once: no service manager).
+	RebootPath string `json:"reboot_path"`
 }
 
 // statusTimelineV1 is the previous generation's timeline with this
@@ -86,11 +90,12 @@ func statusDoc(r *statusReport) statusV1 {
 			KernelStart: r.Timeline.KernelStart,
 			Resumed:     r.Timeline.Resumed,
 		},
-		State:     generationStateV1Ptr(r.State),
-		Preflight: preflightV1Of(r.Preflight),
-		Agent:     agentInfoV1Ptr(r.Agent),
-		Problems:  slices.Clone(r.Problems),
-		Crash:     crashStatusReportV1Ptr(r.Crash),
+		State:      generationStateV1Ptr(r.State),
+		Preflight:  preflightV1Of(r.Preflight),
+		Agent:      agentInfoV1Ptr(r.Agent),
+		Problems:   slices.Clone(r.Problems),
+		Crash:      crashStatusReportV1Ptr(r.Crash),
+		RebootPath: r.RebootPath,
 	}
 	if r.CPUs != nil {
 		c := cpuStatusV1Of(*r.CPUs)

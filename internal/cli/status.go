@@ -37,6 +37,10 @@ type statusReport struct {
 	Problems []string    `json:"problems,omitempty"`
 	// Crash is the crash path: armed or not, and the last crash's evidence.
 	Crash *crashpath.StatusReport `json:"crash,omitempty"`
+	// RebootPath is how `fastreboot reboot` reboots here: "systemd"
+	// (systemctl kexec: services stopped, file systems unmounted first) or
+	// "direct" (sync(2) and reboot(2) at once: no service manager).
+	RebootPath string `json:"reboot_path"`
 }
 
 type timeline struct {
@@ -56,7 +60,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("status takes no arguments, got %q", pos)
 	}
-	rep := statusReport{Generation: 1, Reason: fastreboot.ReasonCold}
+	rep := statusReport{Generation: 1, Reason: fastreboot.ReasonCold, RebootPath: rebootPath(e.root)}
 	st, err := fastreboot.LoadState(e.stateDir)
 	switch {
 	case err == nil:
@@ -146,6 +150,11 @@ func printStatus(e *env, r *statusReport) {
 	printCPUStatus(w, r.CPUs)
 	p := r.Preflight
 	fmt.Fprintf(w, "kexec: image loaded %s, crash image loaded %s, lockdown %s\n", yesNo(p.KexecLoaded), yesNo(p.CrashLoaded), orUnknown(p.Lockdown))
+	if r.RebootPath == rebootViaSystemd {
+		fmt.Fprintln(w, "reboot path: systemd (fastreboot reboot runs systemctl kexec: services stopped, file systems unmounted; --force jumps at once)")
+	} else {
+		fmt.Fprintln(w, "reboot path: direct (no service manager: fastreboot reboot syncs and jumps at once)")
+	}
 	for _, c := range p.Checks {
 		mark := "ok  "
 		if !c.OK {

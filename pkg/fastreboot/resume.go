@@ -81,7 +81,7 @@ type State struct {
 
 // Resume starts a generation: it reads the handoff under opts.Root
 // (ReadHandoff), adopts into cache the carried modules in the modules/
-// directory next to it (Root/fastreboot/modules, or Root/run/fastreboot/modules
+// directory next to it (Root/fastreboot/modules, or Root/run/fastreboot/handoff/modules
 // after an initramfs moved it there) (cache.Adopt: size checked, copied and sealed,
 // their digests verified later, before each is first used; cache.Rehydrate,
 // which hashes them here, with opts.EagerVerify; either reads no storage and

@@ -274,7 +274,7 @@ func TestResumeTamperedCarriedModule(t *testing.T) {
 }
 
 // TestResumeAfterSwitchRoot: a distribution's initramfs moves the handoff
-// from the initramfs root to /run/fastreboot before switch_root; the
+// from the initramfs root to /run/fastreboot/handoff before switch_root; the
 // daemon in the real root finds it there and rehydrates every carried
 // module from it, reading no storage.
 func TestResumeAfterSwitchRoot(t *testing.T) {
@@ -291,7 +291,7 @@ func TestResumeAfterSwitchRoot(t *testing.T) {
 	initramfs := unpackHandoff(t, img.initrd, rep.HandoffBytes)
 	// The real root: the initramfs-tools boot script's move.
 	root := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(root, "run"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(root, HandoffRunDir)), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(filepath.Join(initramfs, HandoffDir), filepath.Join(root, HandoffRunDir)); err != nil {
