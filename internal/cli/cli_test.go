@@ -175,6 +175,29 @@ func TestManifestCreate(t *testing.T) {
 		}
 	})
 
+	// The kernel hands every word after "--" to init: appended words go
+	// before it, or they would become init's arguments.
+	t.Run("append before --", func(t *testing.T) {
+		h := newHarness(t)
+		h.writeRoot(map[string]string{"proc/cmdline": "BOOT_IMAGE=/boot/vmlinuz root=/dev/vda ro -- single x=1\n"})
+		for _, tc := range []struct{ append, want string }{
+			{"fastreboot.gen=2", "root=/dev/vda ro fastreboot.gen=2 -- single x=1"},
+			{"a=1 -- emergency", "root=/dev/vda ro a=1 -- single x=1 emergency"},
+		} {
+			r := h.run(append([]string{"manifest", "create", "--append", tc.append}, files...)...)
+			if r.code != ExitOK {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			got, err := bootimage.Parse(strings.NewReader(r.stdout), "stdout")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Cmdline != tc.want {
+				t.Errorf("--append %q: cmdline %q, want %q", tc.append, got.Cmdline, tc.want)
+			}
+		}
+	})
+
 	t.Run("bad input", func(t *testing.T) {
 		notKernel := filepath.Join(t.TempDir(), "notakernel")
 		if err := os.WriteFile(notKernel, []byte("MZ not a bzImage at all"), 0o644); err != nil {
