@@ -643,18 +643,28 @@ func TestDaemon(t *testing.T) {
 
 func TestCacheNoDaemon(t *testing.T) {
 	im1, _ := testimage.Update()
-	m1, p1 := im1.WriteTemp(t)
+	_, p1 := im1.WriteTemp(t)
 	h := newHarness(t)
 	var ls agent.CacheListing
 	decode(t, h.run("--no-daemon", "cache", "ls", "--json"), &ls)
 	if diff := cmp.Diff(agent.CacheListing{}, ls, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("cache ls --json of a new cache (-want +got):\n%s", diff)
 	}
-	var sr modcache.SyncReport
-	decode(t, h.run("--no-daemon", "cache", "sync", p1, "--json"), &sr)
-	if sr.Misses != 4 || sr.BytesRead != testimage.TotalSize(m1) {
-		t.Errorf("cache sync --json: %+v", sr)
+	// A sync without a daemon would keep nothing: it is refused, and
+	// never reports "synced".
+	for _, args := range [][]string{{"--no-daemon", "cache", "sync", p1}, {"cache", "sync", p1}} {
+		r := h.run(args...)
+		if r.code != ExitFailed || strings.Contains(r.stdout, "synced") ||
+			!strings.Contains(r.stderr, "nothing synced: the cache lives in `fastreboot daemon`'s memory") || !strings.Contains(r.stderr, p1) {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, r.code, r.stdout, r.stderr)
+		}
 	}
+	var eb errorV1
+	decodeStdout(t, h.run("--no-daemon", "cache", "sync", p1, "--json"), &eb)
+	if !slices.Contains(eb.Error.Kinds, "agent.no_daemon") {
+		t.Errorf("cache sync --json without a daemon: %+v, want kind agent.no_daemon", eb)
+	}
+
 	var v modcache.VerifyReport
 	decode(t, h.run("--no-daemon", "cache", "verify", "--json"), &v)
 	if diff := cmp.Diff(modcache.VerifyReport{}, v); diff != "" {
