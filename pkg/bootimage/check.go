@@ -6,15 +6,15 @@ import (
 )
 
 // CheckModule checks the content of module m, read from r (m.Size bytes),
-// according to its role: CheckKernel for the kernel, CheckInitrd for an
-// initrd piece. Errors name the module and wrap ErrNotBzImage,
+// according to its role: CheckKernelPayload for the kernel (the header
+// and the whole compressed kernel), CheckInitrd for an initrd piece. Errors name the module and wrap ErrNotBzImage,
 // ErrBadInitrd or ErrInvalid (unknown role). It does not hash r: the
 // caller checks the digest where it copies the bytes.
 func CheckModule(m Module, r io.ReaderAt) error {
 	var err error
 	switch m.Role {
 	case RoleKernel:
-		err = CheckKernel(r, m.Size)
+		err = CheckKernelPayload(r, m.Size)
 	case RoleInitrd:
 		err = CheckInitrd(r, m.Size)
 	default:
