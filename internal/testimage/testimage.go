@@ -121,7 +121,7 @@ func Kernel(opts KernelOptions) []byte {
 	le.PutUint32(setup[0x238:], 2047) // cmdline_size
 	le.PutUint32(setup[OffPayloadOff:], headCode)
 	le.PutUint32(setup[OffPayloadLen:], uint32(len(payload)))
-	le.PutUint64(setup[0x258:], 0x1000000)                           // pref_address
+	le.PutUint64(setup[0x258:], 0x1000000) // pref_address
 	initSize := opts.InitSize
 	if initSize == 0 {
 		initSize = uint32(4<<20+len(payload)*4) &^ 0xfff
