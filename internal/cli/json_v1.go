@@ -17,6 +17,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -720,7 +721,7 @@ type kernelELFV1 struct {
 	Size   int64  `json:"size"`
 }
 
-// memoryRangeV1 is the v1 form of crashhandler.MemoryRange.
+// memoryRangeV1 is the v1 form of memmap.Entry.
 type memoryRangeV1 struct {
 	// Start is the first byte of the range.
 	Start uint64 `json:"start"`
@@ -1173,7 +1174,7 @@ func kernelELFV1Of(s fastreboot.KernelELF) kernelELFV1 {
 	}
 }
 
-func memoryRangeV1Of(s crashhandler.MemoryRange) memoryRangeV1 {
+func memoryRangeV1Of(s memmap.Entry) memoryRangeV1 {
 	return memoryRangeV1{
 		Start: s.Start,
 		End:   s.End,
@@ -1328,7 +1329,7 @@ func recordedCPUV1s(in []cpustop.RecordedCPU) []recordedCPUV1 {
 	return out
 }
 
-func memoryRangeV1s(in crashhandler.MemoryMap) []memoryRangeV1 {
+func memoryRangeV1s(in memmap.Map) []memoryRangeV1 {
 	if in == nil {
 		return nil
 	}
