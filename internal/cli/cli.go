@@ -92,7 +92,8 @@ Commands:
                                    (also COMMAND -h)
 
 Without a daemon, stage and cache commands work on a cache that lives only as
-long as the command: everything is read from storage.
+long as the command: everything is read from storage (cache sync, which
+would keep nothing, is refused).
 
 With --json, a command prints one JSON document whose "schema" names its
 shape and version (docs/json.md). One that fails before printing its report

@@ -175,6 +175,29 @@ func TestManifestCreate(t *testing.T) {
 		}
 	})
 
+	// The kernel hands every word after "--" to init: appended words go
+	// before it, or they would become init's arguments.
+	t.Run("append before --", func(t *testing.T) {
+		h := newHarness(t)
+		h.writeRoot(map[string]string{"proc/cmdline": "BOOT_IMAGE=/boot/vmlinuz root=/dev/vda ro -- single x=1\n"})
+		for _, tc := range []struct{ append, want string }{
+			{"fastreboot.gen=2", "root=/dev/vda ro fastreboot.gen=2 -- single x=1"},
+			{"a=1 -- emergency", "root=/dev/vda ro a=1 -- single x=1 emergency"},
+		} {
+			r := h.run(append([]string{"manifest", "create", "--append", tc.append}, files...)...)
+			if r.code != ExitOK {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			got, err := bootimage.Parse(strings.NewReader(r.stdout), "stdout")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Cmdline != tc.want {
+				t.Errorf("--append %q: cmdline %q, want %q", tc.append, got.Cmdline, tc.want)
+			}
+		}
+	})
+
 	t.Run("bad input", func(t *testing.T) {
 		notKernel := filepath.Join(t.TempDir(), "notakernel")
 		if err := os.WriteFile(notKernel, []byte("MZ not a bzImage at all"), 0o644); err != nil {
@@ -620,18 +643,28 @@ func TestDaemon(t *testing.T) {
 
 func TestCacheNoDaemon(t *testing.T) {
 	im1, _ := testimage.Update()
-	m1, p1 := im1.WriteTemp(t)
+	_, p1 := im1.WriteTemp(t)
 	h := newHarness(t)
 	var ls agent.CacheListing
 	decode(t, h.run("--no-daemon", "cache", "ls", "--json"), &ls)
 	if diff := cmp.Diff(agent.CacheListing{}, ls, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("cache ls --json of a new cache (-want +got):\n%s", diff)
 	}
-	var sr modcache.SyncReport
-	decode(t, h.run("--no-daemon", "cache", "sync", p1, "--json"), &sr)
-	if sr.Misses != 4 || sr.BytesRead != testimage.TotalSize(m1) {
-		t.Errorf("cache sync --json: %+v", sr)
+	// A sync without a daemon would keep nothing: it is refused, and
+	// never reports "synced".
+	for _, args := range [][]string{{"--no-daemon", "cache", "sync", p1}, {"cache", "sync", p1}} {
+		r := h.run(args...)
+		if r.code != ExitFailed || strings.Contains(r.stdout, "synced") ||
+			!strings.Contains(r.stderr, "nothing synced: the cache lives in `fastreboot daemon`'s memory") || !strings.Contains(r.stderr, p1) {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, r.code, r.stdout, r.stderr)
+		}
 	}
+	var eb errorV1
+	decodeStdout(t, h.run("--no-daemon", "cache", "sync", p1, "--json"), &eb)
+	if !slices.Contains(eb.Error.Kinds, "agent.no_daemon") {
+		t.Errorf("cache sync --json without a daemon: %+v, want kind agent.no_daemon", eb)
+	}
+
 	var v modcache.VerifyReport
 	decode(t, h.run("--no-daemon", "cache", "verify", "--json"), &v)
 	if diff := cmp.Diff(modcache.VerifyReport{}, v); diff != "" {

@@ -32,7 +32,7 @@ var commandHelp = map[string]string{
   reboot(LINUX_REBOOT_CMD_KEXEC)`,
 	"cache ls":     "cache ls [--json]\n  list the cached modules and the cache's counters",
 	"cache verify": "cache verify [--json]\n  hash every cached module again; a module that no longer matches is dropped",
-	"cache sync":   "cache sync MANIFEST [--json]\n  read into the cache what MANIFEST needs and is not cached yet",
+	"cache sync":   "cache sync MANIFEST [--json]\n  read into the daemon's cache what MANIFEST needs and is not cached yet\n  (refused without a daemon: a cache of the command alone would keep nothing)",
 	"cache evict":  "cache evict [--json]\n  drop the modules no staged or running image references",
 	"manifest create": `manifest create --kernel K --initrd I... [--cmdline C | --append A] [--name N] [-o FILE [--relative]]
   write a manifest of the given files (sizes and SHA-256 measured)`,
