@@ -46,6 +46,12 @@ type generationStateV1 struct {
 	// rehydrated; they are missing from the cache and a later Sync reads
 	// them from storage.
 	RehydrateError string `json:"rehydrate_error,omitempty"`
+	// Restarted is when the daemon was last restarted within this boot:
+	// the modules rehydrated before lived in the previous daemon's cache
+	// and are gone, so Rehydrated is then zero and CarriedLost counts them
+	// (a later Sync reads them from storage).
+	Restarted   time.Time `json:"restarted,omitzero"`
+	CarriedLost int       `json:"carried_lost,omitempty"`
 	// CPUs compares the CPUs online when the previous generation staged
 	// this image (the handoff's record) with those online when Resume ran;
 	// nil when the handoff has no record. CPUsError is set when a recorded
@@ -763,6 +769,8 @@ func generationStateV1Of(s fastreboot.State) generationStateV1 {
 		Rehydrated:     rehydrateReportV1Of(s.Rehydrated),
 		RehydrateTime:  s.RehydrateTime,
 		RehydrateError: s.RehydrateError,
+		Restarted:      s.Restarted,
+		CarriedLost:    s.CarriedLost,
 		CPUs:           cpuCheckV1Ptr(s.CPUs),
 		CPUsError:      s.CPUsError,
 		CPURecord:      cpuRecordV1Ptr(s.CPURecord),

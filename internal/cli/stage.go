@@ -30,7 +30,7 @@ func addImageFlags(fs *flag.FlagSet, f *imageFlags) {
 	fs.StringVar(&f.kernel, "kernel", "", "the kernel (bzImage) of an image given by its files")
 	fs.Var(&f.initrds, "initrd", "an initrd `PIECE`, in unpack order (repeatable)")
 	fs.StringVar(&f.cmdline, "cmdline", "", "the command line of the image (default: the running one, see --append)")
-	fs.StringVar(&f.appendTo, "append", "", "words added to the running command line (instead of --cmdline)")
+	fs.StringVar(&f.appendTo, "append", "", "words added to the running command line's kernel parameters, before any \"--\" (whose words go to init); instead of --cmdline")
 	fs.StringVar(&f.name, "name", "", "the image's name")
 }
 
@@ -50,7 +50,7 @@ func (f *imageFlags) manifest(root string) (*bootimage.Manifest, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading the running command line for --append: %w", err)
 		}
-		cmdline = strings.TrimSpace(bootimage.CleanCmdline(strings.TrimSpace(string(b))) + " " + f.appendTo)
+		cmdline = appendCmdline(bootimage.CleanCmdline(strings.TrimSpace(string(b))), f.appendTo)
 	}
 	abs := func(p string) (string, error) { return filepath.Abs(p) }
 	kernel, err := abs(f.kernel)
@@ -71,6 +71,25 @@ func (f *imageFlags) manifest(root string) (*bootimage.Manifest, error) {
 	}
 	m.Name = f.name
 	return m, nil
+}
+
+// appendCmdline adds the words of extra to the kernel parameters of
+// cmdline: before its first "--", after which the kernel passes every word
+// to init as an argument (a word appended after it would never reach the
+// kernel). Init arguments extra itself gives (after its own "--") follow
+// cmdline's.
+func appendCmdline(cmdline, extra string) string {
+	params, initArgs := bootimage.SplitCmdline(cmdline)
+	more, moreInit := bootimage.SplitCmdline(extra)
+	params = append(params, more...)
+	if moreInit != "" && moreInit != "--" {
+		if initArgs == "" {
+			initArgs = moreInit
+		} else {
+			initArgs += " " + strings.TrimPrefix(moreInit, "-- ")
+		}
+	}
+	return bootimage.JoinCmdline(params, initArgs)
 }
 
 func (f *imageFlags) given() bool {
