@@ -74,6 +74,9 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	if st.RehydrateError != "" {
 		fmt.Fprintf(e.stderr, "fastreboot daemon: rehydration incomplete: %s\n", st.RehydrateError)
 	}
+	if st.CarriedLost > 0 {
+		fmt.Fprintf(e.stderr, "fastreboot daemon: restarted within this boot: the %d carried modules an earlier daemon rehydrated died with its cache; a stage reads them from storage\n", st.CarriedLost)
+	}
 	a.VerifyCarried(ctx)
 	if a.PrepareKernelELF(ctx) {
 		fmt.Fprintf(e.stderr, "fastreboot daemon: re-deriving the decompressed kernel for --load=segments in the background\n")

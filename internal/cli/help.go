@@ -39,7 +39,7 @@ var commandHelp = map[string]string{
   reboot(LINUX_REBOOT_CMD_KEXEC)`,
 	"cache ls":     "cache ls [--json]\n  list the cached modules and the cache's counters",
 	"cache verify": "cache verify [--json]\n  hash every cached module again; a module that no longer matches is dropped",
-	"cache sync":   "cache sync MANIFEST [--json]\n  read into the cache what MANIFEST needs and is not cached yet",
+	"cache sync":   "cache sync MANIFEST [--json]\n  read into the daemon's cache what MANIFEST needs and is not cached yet\n  (refused without a daemon: a cache of the command alone would keep nothing)",
 	"cache evict":  "cache evict [--json]\n  drop the modules no staged or running image references",
 	"manifest create": `manifest create --kernel K --initrd I... | --default | --entry ID [--cmdline C | --append A] [--name N] [-o FILE [--relative]]
   write a manifest of the given files, or of a boot entry's (sizes and
@@ -57,6 +57,15 @@ var commandHelp = map[string]string{
 	"crash status":  "crash status [--json]\n  the crash path: armed or not, its image and reservation, the last crash",
 	"crash last":    "crash last [--save DIR] [--json]\n  the evidence of the last crash: reason, CPU, the crashed kernel's log",
 	"crash recover": "crash recover [--evidence-dir DIR] [--no-reboot] [--json]\n  in a crash kernel: keep the evidence; two-stage: restage production and\n  kexec into it",
+	"key gen": `key gen -o PREFIX
+  make an ed25519 key pair: PREFIX.key (private, mode 0600) and PREFIX.pub
+  (public, for the trust roots); neither file may exist`,
+	"key sign": `key sign -k KEY [-o SIG] MANIFEST
+  sign the manifest's exact bytes (which name every module by SHA-256) and
+  write the detached signature to MANIFEST.sig`,
+	"key verify": `key verify [-p PUB] [--json] MANIFEST
+  check MANIFEST.sig against the public key file or directory PUB, or the
+  trust root (--trust)`,
 	"daemon": `daemon [--verify-carried lazy|eager]
   hold the cache for this generation: adopt it from the handoff and serve
   the other commands on the socket`,
@@ -67,6 +76,7 @@ var commandGroups = map[string][]string{
 	"cache":    {"ls", "verify", "sync", "evict"},
 	"manifest": {"create", "diff", "validate"},
 	"crash":    {"arm", "estimate", "disarm", "status", "last", "recover"},
+	"key":      {"gen", "sign", "verify"},
 }
 
 // printHelp prints the usage of the command named by words ("stage",

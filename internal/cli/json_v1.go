@@ -18,6 +18,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -46,6 +47,12 @@ type generationStateV1 struct {
 	// rehydrated; they are missing from the cache and a later Sync reads
 	// them from storage.
 	RehydrateError string `json:"rehydrate_error,omitempty"`
+	// Restarted is when the daemon was last restarted within this boot:
+	// the modules rehydrated before lived in the previous daemon's cache
+	// and are gone, so Rehydrated is then zero and CarriedLost counts them
+	// (a later Sync reads them from storage).
+	Restarted   time.Time `json:"restarted,omitzero"`
+	CarriedLost int       `json:"carried_lost,omitempty"`
 	// CPUs compares the CPUs online when the previous generation staged
 	// this image (the handoff's record) with those online when Resume ran;
 	// nil when the handoff has no record. CPUsError is set when a recorded
@@ -721,7 +728,7 @@ type kernelELFV1 struct {
 	Size   int64  `json:"size"`
 }
 
-// memoryRangeV1 is the v1 form of crashhandler.MemoryRange.
+// memoryRangeV1 is the v1 form of memmap.Entry.
 type memoryRangeV1 struct {
 	// Start is the first byte of the range.
 	Start uint64 `json:"start"`
@@ -763,6 +770,8 @@ func generationStateV1Of(s fastreboot.State) generationStateV1 {
 		Rehydrated:     rehydrateReportV1Of(s.Rehydrated),
 		RehydrateTime:  s.RehydrateTime,
 		RehydrateError: s.RehydrateError,
+		Restarted:      s.Restarted,
+		CarriedLost:    s.CarriedLost,
 		CPUs:           cpuCheckV1Ptr(s.CPUs),
 		CPUsError:      s.CPUsError,
 		CPURecord:      cpuRecordV1Ptr(s.CPURecord),
@@ -1174,7 +1183,7 @@ func kernelELFV1Of(s fastreboot.KernelELF) kernelELFV1 {
 	}
 }
 
-func memoryRangeV1Of(s crashhandler.MemoryRange) memoryRangeV1 {
+func memoryRangeV1Of(s memmap.Entry) memoryRangeV1 {
 	return memoryRangeV1{
 		Start: s.Start,
 		End:   s.End,
@@ -1329,7 +1338,7 @@ func recordedCPUV1s(in []cpustop.RecordedCPU) []recordedCPUV1 {
 	return out
 }
 
-func memoryRangeV1s(in crashhandler.MemoryMap) []memoryRangeV1 {
+func memoryRangeV1s(in memmap.Map) []memoryRangeV1 {
 	if in == nil {
 		return nil
 	}

@@ -31,7 +31,7 @@ func addImageFlags(fs *flag.FlagSet, f *imageFlags) {
 	fs.StringVar(&f.kernel, "kernel", "", "the kernel (bzImage) of an image given by its files")
 	fs.Var(&f.initrds, "initrd", "an initrd `PIECE`, in unpack order (repeatable)")
 	fs.StringVar(&f.cmdline, "cmdline", "", "the command line of the image (default: the running one, see --append)")
-	fs.StringVar(&f.appendTo, "append", "", "words added to the running command line (instead of --cmdline)")
+	fs.StringVar(&f.appendTo, "append", "", "words added to the running command line's (or the boot entry's) kernel parameters, before any \"--\" (whose words go to init); instead of --cmdline")
 	fs.StringVar(&f.name, "name", "", "the image's name (default: the boot entry's id with --entry or --default)")
 	addEntryFlags(fs, &f.entry)
 }
@@ -46,7 +46,7 @@ func (f *imageFlags) manifest(ctx context.Context, e *env) (*bootimage.Manifest,
 		return nil, usagef("give --cmdline or --append, not both")
 	}
 	kernel, initrds, name := f.kernel, []string(f.initrds), f.name
-	var base string // the command line --append adds to; "" is the running one
+	base, running := "", true // the command line --append adds to: the running one, or base
 	fromEntry := f.entry.given()
 	switch {
 	case fromEntry && (f.kernel != "" || len(f.initrds) > 0):
@@ -57,10 +57,7 @@ func (f *imageFlags) manifest(ctx context.Context, e *env) (*bootimage.Manifest,
 			return nil, err
 		}
 		f.entry.entry = &en
-		kernel, initrds, base = en.Kernel, en.Initrds, en.Cmdline
-		if en.CmdlineFromRunning {
-			base = ""
-		}
+		kernel, initrds, base, running = en.Kernel, en.Initrds, en.Cmdline, en.CmdlineFromRunning
 		if name == "" {
 			name = en.ID
 		}
@@ -69,14 +66,14 @@ func (f *imageFlags) manifest(ctx context.Context, e *env) (*bootimage.Manifest,
 	}
 	cmdline := f.cmdline
 	if cmdline == "" {
-		if base == "" {
+		if running {
 			b, err := os.ReadFile(filepath.Join(e.root, "proc/cmdline"))
 			if err != nil {
 				return nil, fmt.Errorf("reading the running command line: %w", err)
 			}
 			base = bootimage.CleanCmdline(strings.TrimSpace(string(b)))
 		}
-		cmdline = strings.TrimSpace(base + " " + f.appendTo)
+		cmdline = appendCmdline(base, f.appendTo)
 	}
 	kernel, err := filepath.Abs(kernel)
 	if err != nil {
@@ -99,6 +96,25 @@ func (f *imageFlags) manifest(ctx context.Context, e *env) (*bootimage.Manifest,
 	}
 	m.Name = name
 	return m, nil
+}
+
+// appendCmdline adds the words of extra to the kernel parameters of
+// cmdline: before its first "--", after which the kernel passes every word
+// to init as an argument (a word appended after it would never reach the
+// kernel). Init arguments extra itself gives (after its own "--") follow
+// cmdline's.
+func appendCmdline(cmdline, extra string) string {
+	params, initArgs := bootimage.SplitCmdline(cmdline)
+	more, moreInit := bootimage.SplitCmdline(extra)
+	params = append(params, more...)
+	if moreInit != "" && moreInit != "--" {
+		if initArgs == "" {
+			initArgs = moreInit
+		} else {
+			initArgs += " " + strings.TrimPrefix(moreInit, "-- ")
+		}
+	}
+	return bootimage.JoinCmdline(params, initArgs)
 }
 
 func (f *imageFlags) given() bool {

@@ -143,6 +143,10 @@ func printStatus(e *env, r *statusReport) {
 		fmt.Fprintf(w, "  handoff carried %d modules; rehydrated %d (%s) in %s (%s)\n",
 			s.Carried, s.Rehydrated.Modules, human(s.Rehydrated.Bytes), s.RehydrateTime.Round(time.Millisecond), how)
 	}
+	if s := r.State; s != nil && s.CarriedLost > 0 {
+		fmt.Fprintf(w, "  daemon restarted %s: the %d carried modules an earlier daemon rehydrated died with its cache (a stage reads them from storage)\n",
+			s.Restarted.Format(time.RFC3339), s.CarriedLost)
+	}
 	printCPUStatus(w, r.CPUs)
 	p := r.Preflight
 	fmt.Fprintf(w, "kexec: image loaded %s, crash image loaded %s, lockdown %s\n", yesNo(p.KexecLoaded), yesNo(p.CrashLoaded), orUnknown(p.Lockdown))

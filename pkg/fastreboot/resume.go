@@ -68,6 +68,13 @@ type State struct {
 	// rehydrated; they are missing from the cache and a later Sync reads
 	// them from storage.
 	RehydrateError string `json:"rehydrate_error,omitempty"`
+	// Restarted is when Resume last ran again in this boot with a cache
+	// (a restarted daemon). The modules rehydrated before lived in the
+	// previous process's cache and are gone (their handoff files were
+	// consumed): Rehydrated is then zero, and CarriedLost counts them; a
+	// later Sync reads them from storage.
+	Restarted   time.Time `json:"restarted,omitzero"`
+	CarriedLost int       `json:"carried_lost,omitempty"`
 	// CPUs compares the CPUs online when the previous generation staged
 	// this image (the handoff's record) with those online when Resume ran;
 	// nil when the handoff has no record. CPUsError is set when a recorded
@@ -96,8 +103,11 @@ type State struct {
 // cannot be saved does fail it.
 //
 // Resume is idempotent within a boot: if the state directory already holds
-// the state of this handoff (same generation and stage end time), it is
-// returned as it is and nothing is rehydrated again.
+// the state of this handoff (same generation and stage end time), nothing
+// is rehydrated again and that state is returned, as it is if cache is nil
+// or nothing was rehydrated; otherwise (a restarted daemon, whose new cache
+// holds none of the modules rehydrated before) saved with Restarted set and
+// the lost modules moved from Rehydrated to CarriedLost.
 func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*State, error) {
 	if opts.Root == "" {
 		opts.Root = "/"
@@ -120,7 +130,10 @@ func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*St
 	}
 	if prev, perr := LoadState(opts.StateDir); perr == nil && sameStart(prev, h) {
 		log.Info("resume: already resumed in this boot", "generation", prev.Generation, "state_dir", opts.StateDir)
-		return prev, nil
+		if cache == nil || prev.Rehydrated.Modules == 0 {
+			return prev, nil
+		}
+		return restarted(prev, opts.StateDir, clock(), log)
 	}
 
 	st := &State{Generation: 1, Reason: ReasonCold, Resumed: clock()}
@@ -164,6 +177,25 @@ func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*St
 		return st, fmt.Errorf("resume: %w", err)
 	}
 	return st, nil
+}
+
+// restarted is Resume run again in the boot prev describes, with a cache
+// (a daemon restarted): the modules the first Resume rehydrated lived in
+// the cache of a process that is gone, and the handoff files they came
+// from were consumed, so this cache holds none of them. The state says so
+// (Rehydrated zero, CarriedLost counting them, Restarted) and is saved,
+// rather than reporting modules rehydrated that no cache holds.
+func restarted(prev *State, dir string, now time.Time, log *slog.Logger) (*State, error) {
+	st := *prev
+	st.CarriedLost += prev.Rehydrated.Modules
+	st.Rehydrated, st.RehydrateTime = modcache.RehydrateReport{}, 0
+	st.Restarted = now
+	log.Warn("resume: restarted within the boot; the carried modules died with the previous process's cache, a stage reads them from storage",
+		"generation", st.Generation, "lost", prev.Rehydrated.Modules)
+	if err := SaveState(dir, &st); err != nil {
+		return &st, fmt.Errorf("resume: %w", err)
+	}
+	return &st, nil
 }
 
 // sameStart reports whether prev is the saved state of the boot h describes
