@@ -14,6 +14,7 @@ import (
 
 	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 )
 
 // Exit codes.
@@ -36,6 +37,9 @@ Commands:
   stage --current                  image from the cache and load it (kexec_file_load);
   stage --kernel K --initrd I...   --current restages what this generation runs
         [--cmdline C | --append A] from the cache alone
+  stage --default | --entry ID     the image of a boot entry (BLS, grub.cfg or
+        [--root DIR]               Debian's vmlinuz/initrd.img links): --default
+                                   the one the boot loader boots by default
         [--dry-run] [--no-carry] [--reason R] [--json]
         [--load file|segments]     file (default): kexec_file_load; segments:
                                    kexec_load of the kernel decompressed once and
@@ -50,6 +54,9 @@ Commands:
   cache ls|verify|evict [--json]   list, re-hash, or drop unreferenced cached modules
   cache sync MANIFEST [--json]     read into the cache what MANIFEST needs
   manifest create --kernel K --initrd I... [--cmdline C | --append A] [--name N] [-o FILE]
+  manifest create --entry ID | --default [--root DIR] [-o FILE]
+  entries [--json] [--root DIR]    the boot entries of /boot (BLS, grub.cfg,
+                                   Debian's links), the default and why
   manifest diff OLD NEW [--json]   name added, removed and changed modules
   manifest validate [--content] M  check a manifest (and with --content its files)
   crash arm [MANIFEST] [--mode two-stage|direct] [--auto] [--append W]...
@@ -82,6 +89,11 @@ Commands:
                                    from the handoff (verified in the background at
                                    low priority, and before any use) and serve the
                                    other commands
+  key gen -o PREFIX                make an ed25519 key pair: PREFIX.key (0600), PREFIX.pub
+  key sign -k KEY MANIFEST         write MANIFEST.sig, a signature over the manifest's
+                                   exact bytes (which name every module by SHA-256)
+  key verify [-p PUB] MANIFEST [--json]
+                                   check MANIFEST.sig against PUB (or the trust root)
   help [COMMAND]                   this text, or a command's usage and flags
                                    (also COMMAND -h)
 
@@ -113,6 +125,7 @@ func globalFlags(e *env) (*flag.FlagSet, *bool) {
 	fs.StringVar(&e.socket, "socket", agent.DefaultSocket, "the daemon's socket")
 	fs.StringVar(&e.stateDir, "state-dir", fastreboot.DefaultStateDir, "where the generation's state is saved")
 	fs.StringVar(&e.root, "root", "/", "the directory holding proc/, sys/ and the handoff (for tests)")
+	fs.StringVar(&e.trust, "trust", "", "the trust root: a public key file or a directory of *.pub files; with one, only manifests one of its keys signed are staged, synced or armed (default "+manifestsig.DefaultTrustRoot+" under --root when it exists)")
 	fs.BoolVar(&e.noDaemon, "no-daemon", false, "do not use the daemon: stage and cache commands work on a cache of this process only")
 	verbose := fs.Bool("v", false, "log what the library does to stderr")
 	return fs, verbose
@@ -133,6 +146,7 @@ type env struct {
 	stateDir       string
 	root           string
 	noDaemon       bool
+	trust          string
 	log            *slog.Logger
 	cfg            config
 }
@@ -170,6 +184,8 @@ var commands = map[string]command{
 	"manifest": cmdManifest,
 	"daemon":   cmdDaemon,
 	"crash":    cmdCrash,
+	"key":      cmdKey,
+	"entries":  cmdEntries,
 }
 
 // Main runs the command line args and returns the exit code.

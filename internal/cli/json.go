@@ -5,10 +5,12 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/bootentry"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -34,7 +36,9 @@ const (
 	schemaCrashStatus      = "fastreboot.crash.status.v1"
 	schemaCrashLast        = "fastreboot.crash.last.v1"
 	schemaCrashRecover     = "fastreboot.crash.recover.v1"
+	schemaKeyVerify        = "fastreboot.key.verify.v1"
 	schemaError            = "fastreboot.error.v1"
+	schemaEntries          = "fastreboot.entries.v1"
 )
 
 // statusV1 is `fastreboot status --json`.
@@ -190,6 +194,27 @@ func manifestValidateDoc(path string, modules int, content *modcache.SyncReport)
 	return d
 }
 
+// keyVerifyV1 is `fastreboot key verify --json` (printed only when the
+// signature is good; a bad one is an error document).
+type keyVerifyV1 struct {
+	Schema string `json:"schema"`
+	// Manifest is the path as given; its signature is Manifest + ".sig".
+	Manifest string `json:"manifest"`
+	// Name is the manifest's own name.
+	Name string `json:"name,omitempty"`
+	// KeyID names the key that signed it (the first 8 bytes of the SHA-256
+	// of the raw ed25519 public key, in hex).
+	KeyID string `json:"key_id"`
+	// TrustRoot is the key file or directory the key was found in.
+	TrustRoot string `json:"trust_root"`
+	// Modules is the number of modules the signature covers by digest.
+	Modules int `json:"modules"`
+}
+
+func keyVerifyDoc(path string, m *bootimage.Manifest, keyID string, trust *manifestsig.TrustRoot) keyVerifyV1 {
+	return keyVerifyV1{Schema: schemaKeyVerify, Manifest: path, Name: m.Name, KeyID: keyID, TrustRoot: trust.Path, Modules: len(m.Modules)}
+}
+
 // crashArmV1 is `fastreboot crash arm --json`.
 type crashArmV1 struct {
 	Schema string `json:"schema"`
@@ -287,4 +312,35 @@ func crashStatusReportV1Ptr(p *crashpath.StatusReport) *crashStatusReportV1 {
 	}
 	v := crashStatusReportV1Of(*p)
 	return &v
+}
+
+// entriesV1 is `fastreboot entries --json`.
+type entriesV1 struct {
+	Schema string `json:"schema"`
+	// Default is the id of the entry stage --default stages, absent when
+	// there is none; DefaultReason the rule that picked it.
+	Default       string `json:"default,omitempty"`
+	DefaultReason string `json:"default_reason,omitempty"`
+	// Entries are the boot entries: BLS in the specification's order, then
+	// GRUB's in menu order, then Debian's links.
+	Entries []bootEntryV1 `json:"entries"`
+	// Problems are findings that are not an entry's (a file not parsed, a
+	// default naming no entry, an include not followed).
+	Problems []string `json:"problems,omitempty"`
+}
+
+func entriesDoc(l *bootentry.List) entriesV1 {
+	d := entriesV1{Schema: schemaEntries, Entries: []bootEntryV1{}}
+	if l.Default >= 0 && l.Default < len(l.Entries) {
+		d.Default, d.DefaultReason = l.Entries[l.Default].ID, l.DefaultReason
+	}
+	for i, e := range l.Entries {
+		d.Entries = append(d.Entries, bootEntryV1Of(e, i == l.Default))
+	}
+	for _, p := range l.Problems {
+		if p != nil {
+			d.Problems = append(d.Problems, p.Error())
+		}
+	}
+	return d
 }
