@@ -154,21 +154,50 @@ func KernelBomb(unpacked int64, initSize uint32) []byte {
 
 // ZstdZeros returns a zstd frame (RFC 8878) of n zero bytes written as
 // RLE blocks of 128 KiB: 4 bytes per block.
-func ZstdZeros(n int64) []byte {
+func ZstdZeros(n int64) []byte { return zstdFrame(nil, n, nil) }
+
+// zstdFrame returns a zstd frame of head (a raw block), n zeros (RLE
+// blocks of 128 KiB) and tail (a raw block); empty parts are left out.
+func zstdFrame(head []byte, n int64, tail []byte) []byte {
 	const block = 128 << 10
 	// Magic, frame header descriptor 0 (no checksum, no content size),
 	// window descriptor 0x38: a 128 KiB window, the largest block.
 	b := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x38}
+	blockHeader := func(size int64, typ uint32, last bool) {
+		hdr := uint32(size)<<3 | typ<<1
+		if last {
+			hdr |= 1 // Last_Block
+		}
+		b = append(b, byte(hdr), byte(hdr>>8), byte(hdr>>16))
+	}
+	if len(head) > 0 {
+		blockHeader(int64(len(head)), 0, n == 0 && len(tail) == 0) // Raw_Block
+		b = append(b, head...)
+	}
 	for n > 0 {
 		size := min(n, block)
 		n -= size
-		hdr := uint32(size)<<3 | 1<<1 // Block_Type 1: RLE
-		if n == 0 {
-			hdr |= 1 // Last_Block
-		}
-		b = append(b, byte(hdr), byte(hdr>>8), byte(hdr>>16), 0)
+		blockHeader(size, 1, n == 0 && len(tail) == 0) // RLE_Block
+		b = append(b, 0)
+	}
+	if len(tail) > 0 {
+		blockHeader(int64(len(tail)), 0, true)
+		b = append(b, tail...)
 	}
 	return b
+}
+
+// InitrdBomb returns a zstd-compressed newc archive holding one file of n
+// zero bytes (n a multiple of 4): about 32 KiB per GiB, which the kernel
+// would unpack into RAM at boot.
+func InitrdBomb(n int64) []byte {
+	name := "bomb\x00"
+	head := fmt.Sprintf("070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%s",
+		100, 0o100644, 0, 0, 1, 0, n, 0, 0, 0, 0, len(name), 0, name)
+	for len(head)%4 != 0 {
+		head += "\x00"
+	}
+	return zstdFrame([]byte(head), n, Cpio())
 }
 
 // CorruptPayload returns a copy of the bzImage k with bytes in the middle

@@ -62,13 +62,22 @@ func kernelELFName(kernelSHA256 string) string { return "kernel-elf:" + kernelSH
 // that stages with LoadSegments must be created with it as its Check:
 // bootimage.CheckModule rejects the decompressed kernel's role.
 func CheckModule(m bootimage.Module, r io.ReaderAt) error {
-	if m.Role != RoleKernelELF {
-		return bootimage.CheckModule(m, r)
+	return CheckModuleLimits(bootimage.InitrdLimits{})(m, r)
+}
+
+// CheckModuleLimits returns CheckModule with lim as the initrd limits
+// (bootimage.CheckModuleLimits).
+func CheckModuleLimits(lim bootimage.InitrdLimits) func(m bootimage.Module, r io.ReaderAt) error {
+	check := bootimage.CheckModuleLimits(lim)
+	return func(m bootimage.Module, r io.ReaderAt) error {
+		if m.Role != RoleKernelELF {
+			return check(m, r)
+		}
+		if err := CheckKernelELF(r, m.Size); err != nil {
+			return fmt.Errorf("module %q: %w", m.Name, err)
+		}
+		return nil
 	}
-	if err := CheckKernelELF(r, m.Size); err != nil {
-		return fmt.Errorf("module %q: %w", m.Name, err)
-	}
-	return nil
 }
 
 // CheckKernelELF checks that r holds an x86-64 executable ELF with at least
