@@ -74,6 +74,9 @@ type StageRequest struct {
 	NoCarry bool `json:"no_carry,omitempty"`
 	// Load is the load method ("" is fastreboot.LoadFile).
 	Load fastreboot.LoadMethod `json:"load,omitempty"`
+	// Hashed is what the client read to learn the digests of an Inline
+	// manifest (its stat index); the report carries it.
+	Hashed *fastreboot.HashReport `json:"hashed,omitempty"`
 }
 
 // Info describes the agent and its cache.
@@ -406,7 +409,7 @@ func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageR
 		}
 	}
 	so := a.stageOptions(reason)
-	so.DryRun, so.Load = req.DryRun, req.Load
+	so.DryRun, so.Load, so.Hashed = req.DryRun, req.Load, req.Hashed
 	if req.NoCarry {
 		so.Carry = fastreboot.CarryNone
 	}
