@@ -65,6 +65,10 @@ type statusV1 struct {
 	Problems []string `json:"problems,omitempty"`
 	// Crash is the crash path: armed or not, and the last crash's evidence.
 	Crash *crashStatusReportV1 `json:"crash,omitempty"`
+	// Trust is the trust root manifests are checked against (the daemon's
+	// when one answers, else this command's); absent when none is set:
+	// then manifests need no signature.
+	Trust *trustInfoV1 `json:"trust,omitempty"`
 }
 
 // statusTimelineV1 is the previous generation's timeline with this
@@ -93,6 +97,7 @@ func statusDoc(r *statusReport) statusV1 {
 		Agent:     agentInfoV1Ptr(r.Agent),
 		Problems:  slices.Clone(r.Problems),
 		Crash:     crashStatusReportV1Ptr(r.Crash),
+		Trust:     trustInfoV1Ptr(r.Trust),
 	}
 	if r.CPUs != nil {
 		c := cpuStatusV1Of(*r.CPUs)
