@@ -12,11 +12,13 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/bootentry"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -776,7 +778,7 @@ type kernelELFV1 struct {
 	Size   int64  `json:"size"`
 }
 
-// memoryRangeV1 is the v1 form of crashhandler.MemoryRange.
+// memoryRangeV1 is the v1 form of memmap.Entry.
 type memoryRangeV1 struct {
 	// Start is the first byte of the range.
 	Start uint64 `json:"start"`
@@ -1241,7 +1243,7 @@ func kernelELFV1Of(s fastreboot.KernelELF) kernelELFV1 {
 	}
 }
 
-func memoryRangeV1Of(s crashhandler.MemoryRange) memoryRangeV1 {
+func memoryRangeV1Of(s memmap.Entry) memoryRangeV1 {
 	return memoryRangeV1{
 		Start: s.Start,
 		End:   s.End,
@@ -1396,7 +1398,7 @@ func recordedCPUV1s(in []cpustop.RecordedCPU) []recordedCPUV1 {
 	return out
 }
 
-func memoryRangeV1s(in crashhandler.MemoryMap) []memoryRangeV1 {
+func memoryRangeV1s(in memmap.Map) []memoryRangeV1 {
 	if in == nil {
 		return nil
 	}
@@ -1427,4 +1429,49 @@ func avoidedRangeV1s(in []fastreboot.AvoidedRange) []avoidedRangeV1 {
 		out[i] = avoidedRangeV1Of(v)
 	}
 	return out
+}
+
+// bootEntryV1 is the v1 form of bootentry.Entry.
+type bootEntryV1 struct {
+	// ID is what stage --entry takes.
+	ID string `json:"id"`
+	// Title is what the boot menu shows.
+	Title string `json:"title"`
+	// Version is the kernel version when the source says it.
+	Version string `json:"version,omitempty"`
+	// Source is bls, grub or debian-links.
+	Source string `json:"source"`
+	// Kernel and Initrds are the files' absolute paths, initrds in unpack order.
+	Kernel  string   `json:"kernel,omitempty"`
+	Initrds []string `json:"initrds,omitempty"`
+	// Cmdline is the entry's command line; CmdlineFromRunning says the
+	// entry has none (Debian's links) and staging uses the running one.
+	Cmdline            string `json:"cmdline,omitempty"`
+	CmdlineFromRunning bool   `json:"cmdline_from_running,omitempty"`
+	// Config is the file that defines the entry (with its line for grub.cfg).
+	Config string `json:"config"`
+	// Default marks the entry stage --default stages.
+	Default bool `json:"default,omitempty"`
+	// Error says why the entry cannot be staged (a missing file, no
+	// initrd, a grub.cfg construct not followed); absent when it can.
+	Error string `json:"error,omitempty"`
+}
+
+func bootEntryV1Of(e bootentry.Entry, dflt bool) bootEntryV1 {
+	d := bootEntryV1{
+		ID:                 e.ID,
+		Title:              e.Title,
+		Version:            e.Version,
+		Source:             string(e.Source),
+		Kernel:             e.Kernel,
+		Initrds:            slices.Clone(e.Initrds),
+		Cmdline:            e.Cmdline,
+		CmdlineFromRunning: e.CmdlineFromRunning,
+		Config:             e.Config,
+		Default:            dflt,
+	}
+	if e.Err != nil {
+		d.Error = e.Err.Error()
+	}
+	return d
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -240,7 +241,7 @@ type build struct {
 	cmdline string
 	// label names the manifest in messages.
 	label string
-	mm    crashhandler.MemoryMap
+	mm    memmap.Map
 	from  string
 	// initrd is what the image's initrd holds.
 	initrd Initrd
