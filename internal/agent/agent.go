@@ -208,9 +208,9 @@ type Agent struct {
 	// the kernel being read. (Stages wait for it inside the Machine.)
 	elfMu sync.Mutex
 
-	mu        sync.Mutex
-	daemon    bool
-	current   *bootimage.Manifest // what this generation runs
+	mu      sync.Mutex
+	daemon  bool
+	current *bootimage.Manifest // what this generation runs
 	// currentOrigin is current's file and signed bytes, which a restage
 	// carries on; currentSignedBy the trusted key that signed it ("" if
 	// none did, currentTrustErr says why).
@@ -219,7 +219,7 @@ type Agent struct {
 	currentTrustErr error
 	warnings        []string
 	// restored counts the adoption failures restoreCarried handled.
-	restored int
+	restored  int
 	staged    *bootimage.Manifest // what the last Stage loaded
 	report    *fastreboot.StageReport
 	kernelELF *KernelELFStatus
