@@ -67,6 +67,10 @@ type StatusV1 struct {
 	Problems []string `json:"problems,omitempty"`
 	// Crash is the crash path: armed or not, and the last crash's evidence.
 	Crash *CrashStatusReportV1 `json:"crash,omitempty"`
+	// Trust is the trust root manifests are checked against (the daemon's
+	// when one answers, else this command's); absent when none is set:
+	// then manifests need no signature.
+	Trust *TrustInfoV1 `json:"trust,omitempty"`
 }
 
 // StatusTimelineV1 is the previous generation's timeline with this
@@ -95,6 +99,7 @@ func statusDoc(r *statusReport) StatusV1 {
 		Agent:     agentInfoV1Ptr(r.Agent),
 		Problems:  slices.Clone(r.Problems),
 		Crash:     crashStatusReportV1Ptr(r.Crash),
+		Trust:     trustInfoV1Ptr(r.Trust),
 	}
 	if r.CPUs != nil {
 		c := cpuStatusV1Of(*r.CPUs)

@@ -64,6 +64,12 @@ type GenerationStateV1 struct {
 	// CPURecord is the handoff's record itself, so that a crash stage
 	// running on fewer CPUs can pass it on (Options.CPURecord).
 	CPURecord *CpuRecordV1 `json:"cpu_record,omitempty"`
+	// ManifestPath is the file the running manifest was staged from, as
+	// the handoff says (module sources are relative to its directory).
+	ManifestPath string `json:"manifest_path,omitempty"`
+	// Trust is the check of the handoff manifest's signature against the
+	// trust root when the generation resumed; absent without one.
+	Trust *TrustStateV1 `json:"trust,omitempty"`
 }
 
 // CpuStatusV1 is the v1 form of cpuStatus.
@@ -113,6 +119,50 @@ type AgentInfoV1 struct {
 	// decompressed ELF (see Agent.PrepareKernelELF); nil if none was
 	// started.
 	KernelELF *KernelELFStatusV1 `json:"kernel_elf,omitempty"`
+	// Warnings are what the daemon noticed and mended on its own, e.g. a
+	// carried module that failed its content check, was dropped and was
+	// read again from storage.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// TrustInfoV1 is the v1 form of agent.TrustInfo.
+type TrustInfoV1 struct {
+	// Root is the trust root's key file or directory.
+	Root string `json:"root"`
+	// Keys are the ids of its keys (the first 8 bytes of the SHA-256 of
+	// each raw ed25519 public key, in hex).
+	Keys []string `json:"keys"`
+	// RunningSignedBy is the key that signed the manifest this generation
+	// runs; empty when none of the trust root's keys did, and
+	// RunningError then says why.
+	RunningSignedBy string `json:"running_signed_by,omitempty"`
+	RunningError    string `json:"running_error,omitempty"`
+}
+
+func trustInfoV1Ptr(t *agent.TrustInfo) *TrustInfoV1 {
+	if t == nil {
+		return nil
+	}
+	return &TrustInfoV1{Root: t.Root, Keys: slices.Clone(t.Keys), RunningSignedBy: t.RunningSignedBy, RunningError: t.RunningError}
+}
+
+// TrustStateV1 is the v1 form of fastreboot.TrustState.
+type TrustStateV1 struct {
+	// Root is the trust root the handoff was checked against.
+	Root string `json:"root"`
+	// SignedBy is the key whose signature over the handoff's manifest
+	// verified; empty when none did.
+	SignedBy string `json:"signed_by,omitempty"`
+	// Error says why the handoff's manifest was not trusted; its carried
+	// modules were then not adopted.
+	Error string `json:"error,omitempty"`
+}
+
+func trustStateV1Ptr(t *fastreboot.TrustState) *TrustStateV1 {
+	if t == nil {
+		return nil
+	}
+	return &TrustStateV1{Root: t.Root, SignedBy: t.SignedBy, Error: t.Error}
 }
 
 // CrashStatusReportV1 is the v1 form of crashpath.StatusReport.
@@ -777,7 +827,16 @@ func generationStateV1Of(s fastreboot.State) GenerationStateV1 {
 		CPUs:           cpuCheckV1Ptr(s.CPUs),
 		CPUsError:      s.CPUsError,
 		CPURecord:      cpuRecordV1Ptr(s.CPURecord),
+		ManifestPath:   manifestPathOf(s.Origin),
+		Trust:          trustStateV1Ptr(s.Trust),
 	}
+}
+
+func manifestPathOf(o *fastreboot.ManifestOrigin) string {
+	if o == nil {
+		return ""
+	}
+	return o.Path
 }
 
 func cpuStatusV1Of(s cpuStatus) CpuStatusV1 {
@@ -808,6 +867,7 @@ func agentInfoV1Of(s agent.Info) AgentInfoV1 {
 		Cache:      cacheStatsV1Of(s.Cache),
 		Staged:     stageReportV1Ptr(s.Staged),
 		KernelELF:  kernelELFStatusV1Ptr(s.KernelELF),
+		Warnings:   slices.Clone(s.Warnings),
 	}
 }
 
