@@ -393,7 +393,11 @@ func (e *env) service(ctx context.Context) (agent.Service, func(), error) {
 		}
 		e.log.Info("no daemon, using an in-process cache", "socket", e.socket)
 	}
-	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Machine: e.cfg.machine})
+	trust, err := e.trustRoot()
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Machine: e.cfg.machine, Trust: trust})
 	if err != nil {
 		return nil, nil, err
 	}
