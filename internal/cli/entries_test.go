@@ -34,7 +34,7 @@ func TestEntries(t *testing.T) {
 			t.Errorf("entries: exit %d, stdout lacks %q:\n%s", r.code, want, r.stdout)
 		}
 	}
-	var doc entriesV1
+	var doc EntriesV1
 	decode(t, h.run("entries", "--json", "--root", bootFixture(t, "bls")), &doc)
 	if doc.Schema != schemaEntries || doc.Default != "0a1b2c-6.1.0-10-amd64" || !strings.Contains(doc.DefaultReason, "newest BLS entry") ||
 		len(doc.Entries) != 2 || !doc.Entries[0].Default || len(doc.Entries[0].Initrds) != 2 {
@@ -114,7 +114,7 @@ func TestStageEntryBadInput(t *testing.T) {
 	} {
 		args := append([]string{"stage", "--json", "--root", bootFixture(t, "bad")}, tc.args...)
 		r := h.run(args...)
-		var doc errorV1
+		var doc ErrorV1
 		decodeStdout(t, r, &doc)
 		if r.code != ExitFailed || !strings.Contains(strings.Join(doc.Error.Kinds, ","), tc.kind) {
 			t.Errorf("%q: exit %d, kinds %q, want %s", tc.args, r.code, doc.Error.Kinds, tc.kind)
