@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
@@ -209,6 +210,17 @@ type config struct {
 	// Generation are set from the command line and the agent.) The zero
 	// value is the real system.
 	machine fastreboot.Options
+	// now is the clock of the stat index's runs (nil: time.Now); tests
+	// move it ahead so that files they just wrote are not racy.
+	now func() time.Time
+}
+
+// now returns the command's clock.
+func (e *env) now() time.Time {
+	if e.cfg.now != nil {
+		return e.cfg.now()
+	}
+	return time.Now()
 }
 
 // usageError is a bad command line: exit code 2.
@@ -431,7 +443,11 @@ func (e *env) service(ctx context.Context) (agent.Service, func(), error) {
 		}
 		e.log.Info("no daemon, using an in-process cache", "socket", e.socket)
 	}
-	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Machine: e.cfg.machine})
+	trust, err := e.trustRoot()
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Machine: e.cfg.machine, Trust: trust})
 	if err != nil {
 		return nil, nil, err
 	}

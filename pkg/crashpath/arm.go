@@ -27,6 +27,9 @@ type Target struct {
 	// Label names the manifest in messages (its file, say); "" means
 	// image "<name>".
 	Label string
+	// Origin is the manifest's file and signed bytes, which the crash
+	// image's handoff carries (fastreboot.BuildOptions.Origin); nil: none.
+	Origin *fastreboot.ManifestOrigin
 }
 
 // ArmOptions say how to arm.
@@ -307,6 +310,7 @@ func (p *Path) buildImage(ctx context.Context, t Target, mode crashhandler.Mode,
 	b.cmdline = p.ProductionManifest(m).Cmdline
 	bo := fastreboot.BuildOptions{
 		Reason: fastreboot.ReasonCrash, Generation: p.state.Generation, Crash: crash, MemoryMap: b.mm, Segments: load.prepare,
+		Origin: t.Origin,
 	}
 	if initrd == InitrdMinimal {
 		exe, err := p.crashInit()
