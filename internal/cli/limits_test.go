@@ -44,7 +44,7 @@ func TestInitrdLimitFlags(t *testing.T) {
 				}
 				return
 			}
-			var rep errorV1
+			var rep ErrorV1
 			decodeStdout(t, r, &rep)
 			if r.code != ExitFailed || !slices.Contains(rep.Error.Kinds, "bootimage.unpack_limit") || !slices.Contains(rep.Error.Kinds, "bootimage.bad_initrd") {
 				t.Errorf("exit %d, kinds %v; want %d with bootimage.unpack_limit and bootimage.bad_initrd", r.code, rep.Error.Kinds, ExitFailed)
