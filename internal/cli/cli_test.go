@@ -450,6 +450,27 @@ func TestStageBadInputs(t *testing.T) {
 			kind: "bootimage.not_bzimage",
 		},
 		{
+			name: "kernel's compressed payload is corrupt",
+			args: func(t *testing.T) []string {
+				return []string{base(t, func(dir string, m *bootimage.Manifest) {
+					k := testimage.CorruptPayload(im.Kernel.Data)
+					rewrite(t, filepath.Join(dir, "vmlinuz"), k)
+					m.Modules[0].SHA256 = testimage.Digest(k)
+				})}
+			},
+			want: []string{`"vmlinuz"`, "gzip compressed kernel", "corrupt"},
+			kind: "bootimage.not_bzimage",
+		},
+		{
+			name: "kernel file's compressed payload is corrupt",
+			args: func(t *testing.T) []string {
+				p := filepath.Join(t.TempDir(), "vmlinuz")
+				rewrite(t, p, testimage.CorruptPayload(im.Kernel.Data))
+				return []string{"--kernel", p, "--cmdline", "quiet"}
+			},
+			want: []string{"vmlinuz", "gzip compressed kernel", "corrupt"},
+		},
+		{
 			name: "piece does not match its digest",
 			args: func(t *testing.T) []string {
 				return []string{base(t, func(dir string, m *bootimage.Manifest) {
