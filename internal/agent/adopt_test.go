@@ -169,3 +169,48 @@ func TestEagerVerify(t *testing.T) {
 		t.Errorf("eager resume adopted %d modules unverified", in.Cache.Adoption.Modules)
 	}
 }
+
+// TestRestartedDaemonHonestStatus: a daemon restarted within a boot finds
+// the state of the first one, whose cache (and the consumed handoff files)
+// held the carried modules; it must not report them rehydrated.
+func TestRestartedDaemonHonestStatus(t *testing.T) {
+	ctx := context.Background()
+	im, _ := testimage.Update()
+	m, p := im.WriteTemp(t)
+	root := crashRoot(t, 384<<20)
+	carriedRoot(t, root, p, m, "")
+	state := t.TempDir()
+	opts := agent.Options{Root: root, StateDir: state, Resume: true, Machine: fastreboot.Options{Loader: &fakeLoader{}}}
+	first, err := agent.New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := first.State(); st.Rehydrated.Modules != len(m.Modules) || st.CarriedLost != 0 {
+		t.Fatalf("first daemon: rehydrated %+v, lost %d", st.Rehydrated, st.CarriedLost)
+	}
+	first.Close()
+
+	again, err := agent.New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	in, err := again.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := again.State()
+	if st.Rehydrated.Modules != in.Cache.Modules {
+		t.Errorf("restarted daemon reports %d modules rehydrated, its cache holds %d", st.Rehydrated.Modules, in.Cache.Modules)
+	}
+	if st.CarriedLost != len(m.Modules) || st.Restarted.IsZero() || st.Generation != 2 {
+		t.Errorf("restarted daemon: lost %d, restarted %v, generation %d; want %d lost", st.CarriedLost, st.Restarted, st.Generation, len(m.Modules))
+	}
+	if saved, err := fastreboot.LoadState(state); err != nil || saved.CarriedLost != len(m.Modules) || saved.Rehydrated.Modules != 0 {
+		t.Errorf("saved state after the restart: %+v, %v", saved, err)
+	}
+	// The running image's modules come back from storage.
+	if _, err := again.Sync(ctx, agent.SyncRequest{Manifest: p}); err != nil {
+		t.Fatal(err)
+	}
+}

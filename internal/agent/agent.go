@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -74,6 +78,9 @@ type StageRequest struct {
 	NoCarry bool `json:"no_carry,omitempty"`
 	// Load is the load method ("" is fastreboot.LoadFile).
 	Load fastreboot.LoadMethod `json:"load,omitempty"`
+	// Hashed is what the client read to learn the digests of an Inline
+	// manifest (its stat index); the report carries it.
+	Hashed *fastreboot.HashReport `json:"hashed,omitempty"`
 }
 
 // Info describes the agent and its cache.
@@ -95,6 +102,26 @@ type Info struct {
 	// decompressed ELF (see Agent.PrepareKernelELF); nil if none was
 	// started.
 	KernelELF *KernelELFStatus `json:"kernel_elf,omitempty"`
+	// Trust is the agent's trust root; nil when none is set (manifests
+	// need no signature).
+	Trust *TrustInfo `json:"trust,omitempty"`
+	// Warnings are what the agent noticed and mended on its own, e.g. a
+	// carried module that failed its content check and was read again from
+	// storage.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// TrustInfo describes the trust root an agent checks manifests against.
+type TrustInfo struct {
+	// Root is the key file or directory; Keys the ids of its keys.
+	Root string   `json:"root"`
+	Keys []string `json:"keys"`
+	// RunningSignedBy is the key that signed the manifest this generation
+	// runs (checked at start, or when a cold boot's first manifest was
+	// synced); empty when it is unknown or not trusted, and RunningError
+	// then says why.
+	RunningSignedBy string `json:"running_signed_by,omitempty"`
+	RunningError    string `json:"running_error,omitempty"`
 }
 
 // KernelELFStatus reports the daemon's background preparation of the
@@ -152,6 +179,13 @@ type Options struct {
 	// (crashpath.InitrdMinimal); "" means Root/proc/self/exe, the running
 	// fastreboot binary.
 	CrashInit string
+	// Trust, when set, is the trust root: Sync, Stage, CrashArm and
+	// CrashEstimate accept only manifest files whose signature
+	// (MANIFEST.sig) verifies against it, refuse inline manifests, and
+	// stage or arm the running image only when its manifest's signature
+	// (carried by the handoff) verifies; Resume adopts carried modules
+	// only under such a signature. Nil: manifests need no signature.
+	Trust *manifestsig.TrustRoot
 }
 
 // Agent owns a module cache and stages images from it.
@@ -177,9 +211,25 @@ type Agent struct {
 	// the kernel being read. (Stages wait for it inside the Machine.)
 	elfMu sync.Mutex
 
-	mu        sync.Mutex
-	daemon    bool
-	current   *bootimage.Manifest // what this generation runs
+	mu      sync.Mutex
+	daemon  bool
+	current *bootimage.Manifest // what this generation runs
+	// currentOrigin is current's file and signed bytes, which a restage
+	// carries on; currentSignedBy the trusted key that signed it ("" if
+	// none did, currentTrustErr says why).
+	currentOrigin   *fastreboot.ManifestOrigin
+	currentSignedBy string
+	currentTrustErr error
+	warnings        []string
+	// restored counts the adoption failures restoreCarried handled;
+	// rereadStatus says how their re-read from storage went, and
+	// rereadPending that it is to be tried again.
+	restored      int
+	rereadStatus  string
+	rereadPending bool
+	// closing is closed by Close, ending background retries.
+	closing   chan struct{}
+	closeOnce sync.Once
 	staged    *bootimage.Manifest // what the last Stage loaded
 	report    *fastreboot.StageReport
 	kernelELF *KernelELFStatus
@@ -205,15 +255,16 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	// fastreboot.CheckModule is bootimage.CheckModule that also accepts
-	// the decompressed kernels the segments load method caches.
-	cache := modcache.New(modcache.Options{Logger: log, Check: fastreboot.CheckModule})
+	// the decompressed kernels the segments load method caches; the
+	// initrd limits are the Machine's.
+	cache := modcache.New(modcache.Options{Logger: log, Check: fastreboot.CheckModuleLimits(opts.Machine.InitrdLimits), Root: opts.Root})
 	mo := opts.Machine
 	mo.Root, mo.Logger, mo.StateDir = opts.Root, log, opts.StateDir
-	a := &Agent{opts: opts, log: log, cache: cache, started: time.Now(), mc: fastreboot.New(cache, mo)}
+	a := &Agent{opts: opts, log: log, cache: cache, started: time.Now(), mc: fastreboot.New(cache, mo), closing: make(chan struct{})}
 	var err error
 	if opts.Resume {
 		a.state, err = fastreboot.Resume(ctx, cache, fastreboot.ResumeOptions{
-			Root: opts.Root, StateDir: opts.StateDir, Logger: log, EagerVerify: opts.EagerVerify,
+			Root: opts.Root, StateDir: opts.StateDir, Logger: log, EagerVerify: opts.EagerVerify, Trust: opts.Trust,
 		})
 	} else {
 		a.state, err = fastreboot.LoadState(opts.StateDir)
@@ -226,6 +277,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.current = a.state.Manifest
+	a.setCurrentOrigin(a.state.Origin)
 	cfg := crashConfig(opts)
 	cfg.Logger, cfg.Cache, cfg.Machine, cfg.State = log, cache, a.mc, a.state
 	cfg.Current = func() *bootimage.Manifest {
@@ -248,6 +300,7 @@ func (a *Agent) State() *fastreboot.State { return a.state }
 
 // Close waits for background work and releases the cache.
 func (a *Agent) Close() error {
+	a.closeOnce.Do(func() { close(a.closing) })
 	a.background.Wait()
 	return a.cache.Close()
 }
@@ -301,8 +354,9 @@ func (a *Agent) PrepareKernelELF(ctx context.Context) bool {
 // answers meanwhile, and whatever uses a module first (a stage, a crash
 // arm, `cache ls`) verifies it itself or waits for the verification under
 // way. It reports whether it started (false when nothing is pending); Info
-// shows the progress in Cache.Adoption. A module that fails is dropped and
-// logged; a later stage with storage reads it again.
+// shows the progress in Cache.Adoption. A module that fails (whoever
+// verified it) is dropped and, once every pending module is verified, read
+// again from storage (restoreCarried); Info.Warnings says so.
 func (a *Agent) VerifyCarried(ctx context.Context) bool {
 	if a.cache.Stats().Adoption.Pending == 0 {
 		return false
@@ -315,6 +369,17 @@ func (a *Agent) VerifyCarried(ctx context.Context) bool {
 		}
 		t := time.Now()
 		rep, err := a.cache.VerifyPending(ctx)
+		// Until the storage is there (mounted later in the boot), or
+		// the agent closes.
+		for delay := time.Second; !a.restoreCarried(ctx); delay = min(2*delay, 30*time.Second) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.closing:
+				return
+			case <-time.After(delay):
+			}
+		}
 		if err != nil {
 			a.log.Warn("verifying the carried modules", "modules", rep.Modules, "failed", rep.Bad, "err", err)
 			return
@@ -322,6 +387,66 @@ func (a *Agent) VerifyCarried(ctx context.Context) bool {
 		a.log.Info("carried modules verified", "modules", rep.Modules, "bytes", rep.Bytes, "took", time.Since(t))
 	}()
 	return true
+}
+
+// restoreCarried reads again from storage the modules of the running image
+// that the cache dropped because they failed their content check (a
+// carried module whose bytes do not hash to the digest its manifest names:
+// corrupted, or tampered with in the handoff), and records a warning for
+// each failure and one for the re-read, which Info reports. Storage is the
+// running manifest's directory (the handoff's origin), or the file system
+// root when every source is absolute. Under a trust root the running
+// manifest is one whose signature verified: the modules read again are
+// checked against the digests it signed. It returns false when the re-read
+// failed and is worth trying again (the storage may not be mounted yet this
+// early in the boot).
+func (a *Agent) restoreCarried(ctx context.Context) bool {
+	a.op.Lock()
+	defer a.op.Unlock()
+	failures := a.cache.Stats().Adoption.Failures
+	a.mu.Lock()
+	m, origin := a.current, a.currentOrigin
+	fresh := failures[min(a.restored, len(failures)):]
+	a.restored = len(failures)
+	for _, f := range fresh {
+		w := "dropped a carried module that failed its content check: " + f
+		a.warnings = append(a.warnings, w)
+		a.log.Warn(w)
+	}
+	pending := a.rereadPending || len(fresh) > 0
+	a.mu.Unlock()
+	if !pending {
+		return true
+	}
+	msg, retry := a.reread(ctx, m, origin)
+	a.mu.Lock()
+	a.rereadPending, a.rereadStatus = retry, msg
+	a.mu.Unlock()
+	a.log.Warn(msg)
+	return !retry
+}
+
+// reread syncs m from its storage and says how that went, and whether to
+// try again.
+func (a *Agent) reread(ctx context.Context, m *bootimage.Manifest, origin *fastreboot.ManifestOrigin) (string, bool) {
+	if m == nil {
+		return "dropped modules not read from storage again: this generation does not know its manifest", false
+	}
+	dir := "/"
+	if origin != nil && origin.Path != "" {
+		dir = filepath.Dir(origin.Path)
+	} else {
+		for _, mod := range m.Modules {
+			if !filepath.IsAbs(mod.Source) {
+				return fmt.Sprintf("dropped modules not read from storage again: the handoff does not say where manifest %q lives (module %s has the relative source %q)", m.Name, mod.Name, mod.Source), false
+			}
+		}
+	}
+	rep, err := a.cache.Sync(ctx, m, modcache.DirSource(dir))
+	if err != nil {
+		return fmt.Sprintf("waiting for the storage (%s) to read the dropped modules again, retrying: %v", dir, err), true
+	}
+	return fmt.Sprintf("dropped modules read from storage again (%s): %s (%d bytes)", dir, strings.Join(rep.Read, ", "), rep.BytesRead), false
 }
 
 // stageOptions are the options of a Stage of this generation: what every
@@ -351,6 +476,16 @@ func (a *Agent) Info(ctx context.Context) (*Info, error) {
 	if a.current != nil {
 		in.Current = a.current.Name
 	}
+	if t := a.opts.Trust; t != nil {
+		in.Trust = &TrustInfo{Root: t.Path, Keys: t.KeyIDs(), RunningSignedBy: a.currentSignedBy}
+		if a.currentTrustErr != nil {
+			in.Trust.RunningError = a.currentTrustErr.Error()
+		}
+	}
+	in.Warnings = slices.Clone(a.warnings)
+	if a.rereadStatus != "" {
+		in.Warnings = append(in.Warnings, a.rereadStatus)
+	}
 	return in, nil
 }
 
@@ -358,7 +493,7 @@ func (a *Agent) Info(ctx context.Context) (*Info, error) {
 func (a *Agent) Sync(ctx context.Context, req SyncRequest) (*modcache.SyncReport, error) {
 	a.op.Lock()
 	defer a.op.Unlock()
-	m, src, err := resolve(req.Manifest, req.Inline)
+	m, src, origin, err := a.resolve(req.Manifest, req.Inline)
 	if err != nil {
 		return nil, err
 	}
@@ -367,12 +502,16 @@ func (a *Agent) Sync(ctx context.Context, req SyncRequest) (*modcache.SyncReport
 		return &rep, fmt.Errorf("sync %s: %w", m.Name, err)
 	}
 	a.mu.Lock()
-	if a.current == nil {
+	known := a.current != nil
+	if !known {
 		// A cold boot has no handoff saying what it runs; the first
 		// manifest synced is taken as the running image.
 		a.current = m
 	}
 	a.mu.Unlock()
+	if !known {
+		a.setCurrentOrigin(origin)
+	}
 	return &rep, nil
 }
 
@@ -385,28 +524,26 @@ func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageR
 		reason = fastreboot.ReasonUpdate
 	}
 	var (
-		m   *bootimage.Manifest
-		src modcache.Source
+		m      *bootimage.Manifest
+		src    modcache.Source
+		origin *fastreboot.ManifestOrigin
+		err    error
 	)
 	switch {
 	case req.Current && (req.Manifest != "" || req.Inline != nil):
 		return nil, errors.New("stage: give a manifest or current, not both")
 	case req.Current:
-		a.mu.Lock()
-		m = a.current
-		a.mu.Unlock()
-		if m == nil {
-			return nil, errors.New("stage current: this generation does not know its manifest (cold boot without a synced manifest)")
+		if m, origin, err = a.runningImage(); err != nil {
+			return nil, fmt.Errorf("stage current: %w", err)
 		}
 		src = noStorage{}
 	default:
-		var err error
-		if m, src, err = resolve(req.Manifest, req.Inline); err != nil {
+		if m, src, origin, err = a.resolve(req.Manifest, req.Inline); err != nil {
 			return nil, fmt.Errorf("stage: %w", err)
 		}
 	}
 	so := a.stageOptions(reason)
-	so.DryRun, so.Load = req.DryRun, req.Load
+	so.DryRun, so.Load, so.Origin, so.Hashed = req.DryRun, req.Load, origin, req.Hashed
 	if req.NoCarry {
 		so.Carry = fastreboot.CarryNone
 	}
@@ -467,31 +604,107 @@ func (a *Agent) Evict(ctx context.Context) (*modcache.EvictReport, error) {
 	return &rep, nil
 }
 
-// resolve returns the manifest a request names and the storage its modules
-// are read from: the manifest file's directory, or the file system root for
-// an inline manifest (whose sources are absolute).
-func resolve(path string, inline *bootimage.Manifest) (*bootimage.Manifest, modcache.Source, error) {
+// resolve returns the manifest a request names, the storage its modules
+// are read from (the manifest file's directory, or the file system root for
+// an inline manifest, whose sources are absolute) and its origin (the file
+// and, if signed, its signed bytes, for the handoff). The manifest is
+// parsed from the very bytes whose signature was checked. Under a trust
+// root, a manifest file must carry a trusted signature and an inline
+// manifest (which has none) is refused; errors name the manifest and wrap
+// the manifestsig sentinels.
+func (a *Agent) resolve(path string, inline *bootimage.Manifest) (*bootimage.Manifest, modcache.Source, *fastreboot.ManifestOrigin, error) {
+	trust := a.opts.Trust
 	switch {
 	case path != "" && inline != nil:
-		return nil, nil, errors.New("give a manifest file or an inline manifest, not both")
+		return nil, nil, nil, errors.New("give a manifest file or an inline manifest, not both")
 	case inline != nil:
+		if trust != nil {
+			return nil, nil, nil, fmt.Errorf("inline manifest (--kernel/--initrd) of %s: %w: a trust root (%s) is set, so stage a signed manifest file (fastreboot key sign)",
+				inline.Kernel().Source, manifestsig.ErrUnsigned, trust.Path)
+		}
 		if err := inline.Validate(); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		for _, mod := range inline.Modules {
 			if mod.Source != "" && !filepath.IsAbs(mod.Source) {
-				return nil, nil, fmt.Errorf("inline manifest: module %s: source %q is not absolute", mod.Name, mod.Source)
+				return nil, nil, nil, fmt.Errorf("inline manifest: module %s: source %q is not absolute", mod.Name, mod.Source)
 			}
 		}
-		return inline, modcache.DirSource("/"), nil
+		return inline, modcache.DirSource("/"), nil, nil
 	case path != "":
-		m, err := bootimage.Load(path)
-		if err != nil {
-			return nil, nil, err
+		signed, err := manifestsig.ReadSigned(path)
+		if err != nil && trust == nil && errors.Is(err, manifestsig.ErrMalformed) {
+			// Without a trust root a broken signature file does not
+			// matter: the manifest is staged unsigned.
+			a.log.Warn("ignoring the manifest's signature file", "manifest", path, "err", err)
+			var m *bootimage.Manifest
+			m, err = bootimage.Load(path)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			return m, modcache.DirSource(filepath.Dir(path)), &fastreboot.ManifestOrigin{Path: path}, nil
 		}
-		return m, modcache.DirSource(filepath.Dir(path)), nil
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if trust != nil {
+			if _, err := trust.Verify(signed); err != nil {
+				return nil, nil, nil, fmt.Errorf("manifest %s: %w", path, err)
+			}
+		}
+		m, err := bootimage.Parse(bytes.NewReader(signed.Manifest), path)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		origin := &fastreboot.ManifestOrigin{Path: path}
+		if signed.Signature != nil {
+			origin.Signed = signed
+		}
+		return m, modcache.DirSource(filepath.Dir(path)), origin, nil
 	}
-	return nil, nil, errors.New("no manifest given")
+	return nil, nil, nil, errors.New("no manifest given")
+}
+
+// setCurrentOrigin records the origin of the running image's manifest and,
+// under a trust root, whether its signature verifies and covers it.
+func (a *Agent) setCurrentOrigin(o *fastreboot.ManifestOrigin) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.currentOrigin, a.currentSignedBy, a.currentTrustErr = o, "", nil
+	if a.current == nil || o == nil {
+		if a.opts.Trust != nil {
+			a.currentTrustErr = fmt.Errorf("%w (trust root %s)", manifestsig.ErrUnsigned, a.opts.Trust.Path)
+		}
+		return
+	}
+	if a.opts.Trust == nil {
+		if err := o.CheckModules(a.current); err != nil {
+			// Carrying it on would make every restage fail.
+			a.log.Warn("the handoff's signed manifest does not match the running image; not carried on", "err", err)
+			a.currentOrigin = &fastreboot.ManifestOrigin{Path: o.Path}
+		}
+		return
+	}
+	id, err := fastreboot.VerifyOrigin(a.opts.Trust, o, a.current)
+	if err != nil {
+		a.currentTrustErr = err
+		return
+	}
+	a.currentSignedBy = id
+}
+
+// runningImage returns the manifest this generation runs and its origin;
+// under a trust root only if a trusted key signed it.
+func (a *Agent) runningImage() (*bootimage.Manifest, *fastreboot.ManifestOrigin, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.current == nil {
+		return nil, nil, errors.New("this generation does not know its manifest (cold boot without a synced manifest)")
+	}
+	if a.opts.Trust != nil && a.currentSignedBy == "" {
+		return nil, nil, fmt.Errorf("the running image's manifest is not trusted: %w", a.currentTrustErr)
+	}
+	return a.current, a.currentOrigin, nil
 }
 
 // noStorage is the Source of a stage from the cache alone.

@@ -50,19 +50,27 @@ func crashConfig(opts Options) crashpath.Config {
 	}
 }
 
-// target resolves a request's manifest file or inline manifest; neither is
-// the running image, served from the cache alone.
-func target(path string, inline *bootimage.Manifest) (crashpath.Target, error) {
+// target resolves a request's manifest file or inline manifest (checking
+// its signature under a trust root); neither is the running image, served
+// from the cache alone (under a trust root, only if its manifest's carried
+// signature verified).
+func (a *Agent) target(path string, inline *bootimage.Manifest) (crashpath.Target, error) {
 	if path == "" && inline == nil {
-		return crashpath.Target{Source: noStorage{}}, nil
+		_, origin, err := a.runningImage()
+		if err != nil && a.opts.Trust != nil {
+			return crashpath.Target{}, err
+		}
+		// crashpath finds the running image itself (Config.Current, or it
+		// says it is unknown); the estimate of an armed image needs none.
+		return crashpath.Target{Source: noStorage{}, Origin: origin}, nil
 	}
-	m, src, err := resolve(path, inline)
-	return crashpath.Target{Manifest: m, Source: src, Label: path}, err
+	m, src, origin, err := a.resolve(path, inline)
+	return crashpath.Target{Manifest: m, Source: src, Label: path, Origin: origin}, err
 }
 
 // CrashArm implements Service (crashpath.Path.Arm).
 func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*crashpath.ArmReport, error) {
-	t, err := target(req.Manifest, req.Inline)
+	t, err := a.target(req.Manifest, req.Inline)
 	if err != nil {
 		return nil, fmt.Errorf("crash arm: %w", err)
 	}
@@ -74,7 +82,7 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*crashpath.A
 
 // CrashEstimate implements Service (crashpath.Path.Estimate).
 func (a *Agent) CrashEstimate(ctx context.Context, req CrashEstimateRequest) (*crashpath.EstimateReport, error) {
-	t, err := target(req.Manifest, req.Inline)
+	t, err := a.target(req.Manifest, req.Inline)
 	if err != nil {
 		return nil, fmt.Errorf("crash estimate: %w", err)
 	}

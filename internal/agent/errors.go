@@ -6,11 +6,13 @@ import (
 	"sort"
 
 	"github.com/fastreboot/fastreboot/internal/kexecsys"
+	"github.com/fastreboot/fastreboot/pkg/bootentry"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
@@ -40,12 +42,14 @@ type errorKind struct {
 var errorKinds = buildErrorKinds(
 	kexecsys.ErrorKinds(),
 	bootimage.ErrorKinds(),
+	bootentry.ErrorKinds(),
 	memmap.ErrorKinds(),
 	modcache.ErrorKinds(),
 	cpustop.ErrorKinds(),
 	crashhandler.ErrorKinds(),
 	fastreboot.ErrorKinds(),
 	crashpath.ErrorKinds(),
+	manifestsig.ErrorKinds(),
 	ErrorKinds(),
 )
 

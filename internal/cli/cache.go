@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+
+	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 )
 
 func cmdCache(ctx context.Context, e *env, args []string) error {
@@ -35,6 +38,9 @@ func cmdCache(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer done()
+	if _, daemon := svc.(*agent.Client); sub == "sync" && !daemon {
+		return syncWithoutDaemon(e, pos[0])
+	}
 	w := e.stdout
 	switch sub {
 	case "ls":
@@ -95,4 +101,20 @@ func cmdCache(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(w, "evicted %d modules (%s)\n", r.Modules, human(r.Bytes))
 	}
 	return nil
+}
+
+// syncWithoutDaemon is `cache sync` when no daemon serves: the cache is
+// the daemon's memory, and one of this process alone would die with it, so
+// nothing would be kept. It checks the manifest (an error names it) and
+// refuses, wrapping agent.ErrNoDaemon.
+func syncWithoutDaemon(e *env, manifest string) error {
+	if _, err := bootimage.Load(manifest); err != nil {
+		return err
+	}
+	where := "--no-daemon given"
+	if !e.noDaemon {
+		where = "none listens on " + e.socket
+	}
+	return fmt.Errorf("%s: nothing synced: the cache lives in `fastreboot daemon`'s memory and %w (%s); start the daemon, or check the files with `fastreboot manifest validate --content %s`",
+		manifest, agent.ErrNoDaemon, where, manifest)
 }

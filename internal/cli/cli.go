@@ -10,10 +10,15 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/manifestsig"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // Exit codes.
@@ -36,6 +41,9 @@ Commands:
   stage --current                  image from the cache and load it (kexec_file_load);
   stage --kernel K --initrd I...   --current restages what this generation runs
         [--cmdline C | --append A] from the cache alone
+  stage --default | --entry ID     the image of a boot entry (BLS, grub.cfg or
+        [--root DIR]               Debian's vmlinuz/initrd.img links): --default
+                                   the one the boot loader boots by default
         [--dry-run] [--no-carry] [--reason R] [--json]
         [--load file|segments]     file (default): kexec_file_load; segments:
                                    kexec_load of the kernel decompressed once and
@@ -53,6 +61,9 @@ Commands:
   cache ls|verify|evict [--json]   list, re-hash, or drop unreferenced cached modules
   cache sync MANIFEST [--json]     read into the cache what MANIFEST needs
   manifest create --kernel K --initrd I... [--cmdline C | --append A] [--name N] [-o FILE]
+  manifest create --entry ID | --default [--root DIR] [-o FILE]
+  entries [--json] [--root DIR]    the boot entries of /boot (BLS, grub.cfg,
+                                   Debian's links), the default and why
   manifest diff OLD NEW [--json]   name added, removed and changed modules
   manifest validate [--content] M  check a manifest (and with --content its files)
   crash arm [MANIFEST] [--mode two-stage|direct] [--auto] [--append W]...
@@ -85,11 +96,17 @@ Commands:
                                    from the handoff (verified in the background at
                                    low priority, and before any use) and serve the
                                    other commands
+  key gen -o PREFIX                make an ed25519 key pair: PREFIX.key (0600), PREFIX.pub
+  key sign -k KEY MANIFEST         write MANIFEST.sig, a signature over the manifest's
+                                   exact bytes (which name every module by SHA-256)
+  key verify [-p PUB] MANIFEST [--json]
+                                   check MANIFEST.sig against PUB (or the trust root)
   help [COMMAND]                   this text, or a command's usage and flags
                                    (also COMMAND -h)
 
 Without a daemon, stage and cache commands work on a cache that lives only as
-long as the command: everything is read from storage.
+long as the command: everything is read from storage (cache sync, which
+would keep nothing, is refused).
 
 With --json, a command prints one JSON document whose "schema" names its
 shape and version (docs/json.md). One that fails before printing its report
@@ -115,9 +132,57 @@ func globalFlags(e *env) (*flag.FlagSet, *bool) {
 	fs.StringVar(&e.socket, "socket", agent.DefaultSocket, "the daemon's socket")
 	fs.StringVar(&e.stateDir, "state-dir", fastreboot.DefaultStateDir, "where the generation's state is saved")
 	fs.StringVar(&e.root, "root", "/", "the directory holding proc/, sys/ and the handoff (for tests)")
+	fs.StringVar(&e.trust, "trust", "", "the trust root: a public key file or a directory of *.pub files; with one, only manifests one of its keys signed are staged, synced or armed (default "+manifestsig.DefaultTrustRoot+" under --root when it exists)")
 	fs.BoolVar(&e.noDaemon, "no-daemon", false, "do not use the daemon: stage and cache commands work on a cache of this process only")
+	fs.Var(ratioFlag{&e.cfg.machine.InitrdLimits.MaxRatio}, "initrd-max-ratio", fmt.Sprintf("`N`: a compressed initrd piece may unpack to N times its size, or %s if more (default %d; -1: no limit); the daemon keeps the limits it was started with",
+		memmap.FormatSize(bootimage.InitrdRatioFloor), bootimage.DefaultInitrdMaxRatio))
+	fs.Var(sizeFlag{&e.cfg.machine.InitrdLimits.MaxUnpacked}, "initrd-max-unpacked", fmt.Sprintf("`SIZE` (e.g. 2G): what one initrd module's pieces may unpack to together (default %s; -1: no limit)",
+		memmap.FormatSize(bootimage.DefaultInitrdMaxUnpacked)))
 	verbose := fs.Bool("v", false, "log what the library does to stderr")
 	return fs, verbose
+}
+
+// ratioFlag is --initrd-max-ratio: a positive integer, or -1.
+type ratioFlag struct{ v *int64 }
+
+func (f ratioFlag) String() string {
+	if f.v == nil || *f.v == 0 {
+		return ""
+	}
+	return strconv.FormatInt(*f.v, 10)
+}
+
+func (f ratioFlag) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n == 0 || n < -1 {
+		return fmt.Errorf("want a positive number or -1, got %q", s)
+	}
+	*f.v = n
+	return nil
+}
+
+// sizeFlag is --initrd-max-unpacked: a size as the kernel's memparse reads
+// it (4G, 512M, 1073741824), or -1.
+type sizeFlag struct{ v *int64 }
+
+func (f sizeFlag) String() string {
+	if f.v == nil || *f.v <= 0 {
+		return ""
+	}
+	return memmap.FormatSize(uint64(*f.v))
+}
+
+func (f sizeFlag) Set(s string) error {
+	if s == "-1" {
+		*f.v = -1
+		return nil
+	}
+	n, rest, ok := memmap.ParseSize(s)
+	if !ok || rest != "" || n == 0 {
+		return fmt.Errorf("want a size such as 4G, or -1, got %q", s)
+	}
+	*f.v = int64(n)
+	return nil
 }
 
 // printMainUsage prints `fastreboot help`: the commands, then the global
@@ -135,6 +200,7 @@ type env struct {
 	stateDir       string
 	root           string
 	noDaemon       bool
+	trust          string
 	log            *slog.Logger
 	cfg            config
 }
@@ -150,6 +216,17 @@ type config struct {
 	// systemctl, when set, replaces running systemctl (reboot through
 	// systemd); tests record the call.
 	systemctl func(ctx context.Context, args ...string) error
+	// now is the clock of the stat index's runs (nil: time.Now); tests
+	// move it ahead so that files they just wrote are not racy.
+	now func() time.Time
+}
+
+// now returns the command's clock.
+func (e *env) now() time.Time {
+	if e.cfg.now != nil {
+		return e.cfg.now()
+	}
+	return time.Now()
 }
 
 // usageError is a bad command line: exit code 2.
@@ -175,6 +252,8 @@ var commands = map[string]command{
 	"manifest": cmdManifest,
 	"daemon":   cmdDaemon,
 	"crash":    cmdCrash,
+	"key":      cmdKey,
+	"entries":  cmdEntries,
 }
 
 // Main runs the command line args and returns the exit code.
@@ -370,7 +449,11 @@ func (e *env) service(ctx context.Context) (agent.Service, func(), error) {
 		}
 		e.log.Info("no daemon, using an in-process cache", "socket", e.socket)
 	}
-	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Machine: e.cfg.machine})
+	trust, err := e.trustRoot()
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Machine: e.cfg.machine, Trust: trust})
 	if err != nil {
 		return nil, nil, err
 	}

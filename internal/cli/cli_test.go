@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -44,7 +47,7 @@ func TestUsage(t *testing.T) {
 		{args: []string{"manifest", "validate"}, code: ExitUsage, stderr: "manifest validate takes one MANIFEST"},
 		{args: []string{"manifest", "create", "--initrd", "i"}, code: ExitUsage, stderr: "--kernel is required"},
 		{args: []string{"manifest", "create", "--kernel", "k", "--cmdline", "a", "--append", "b"}, code: ExitUsage, stderr: "give --cmdline or --append, not both"},
-		{args: []string{"stage"}, code: ExitUsage, stderr: "give a MANIFEST, --kernel K --initrd I..., or --current"},
+		{args: []string{"stage"}, code: ExitUsage, stderr: "give a MANIFEST, --kernel K --initrd I..., --default, --entry ID or --current"},
 		{args: []string{"stage", "a.json", "b.json"}, code: ExitUsage, stderr: "one manifest at a time"},
 		{args: []string{"stage", "--current", "a.json"}, code: ExitUsage, stderr: "give only one of"},
 		{args: []string{"stage", "--current", "--reason", "cold"}, code: ExitUsage, stderr: `--reason "cold"`},
@@ -175,9 +178,36 @@ func TestManifestCreate(t *testing.T) {
 		}
 	})
 
+	// The kernel hands every word after "--" to init: appended words go
+	// before it, or they would become init's arguments.
+	t.Run("append before --", func(t *testing.T) {
+		h := newHarness(t)
+		h.writeRoot(map[string]string{"proc/cmdline": "BOOT_IMAGE=/boot/vmlinuz root=/dev/vda ro -- single x=1\n"})
+		for _, tc := range []struct{ append, want string }{
+			{"fastreboot.gen=2", "root=/dev/vda ro fastreboot.gen=2 -- single x=1"},
+			{"a=1 -- emergency", "root=/dev/vda ro a=1 -- single x=1 emergency"},
+		} {
+			r := h.run(append([]string{"manifest", "create", "--append", tc.append}, files...)...)
+			if r.code != ExitOK {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			got, err := bootimage.Parse(strings.NewReader(r.stdout), "stdout")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Cmdline != tc.want {
+				t.Errorf("--append %q: cmdline %q, want %q", tc.append, got.Cmdline, tc.want)
+			}
+		}
+	})
+
 	t.Run("bad input", func(t *testing.T) {
 		notKernel := filepath.Join(t.TempDir(), "notakernel")
 		if err := os.WriteFile(notKernel, []byte("MZ not a bzImage at all"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		corrupt := filepath.Join(t.TempDir(), "vmlinuz-corrupt")
+		if err := os.WriteFile(corrupt, testimage.CorruptPayload(testimage.Kernel(testimage.KernelOptions{PayloadBytes: 20000})), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		for _, tc := range []struct {
@@ -186,6 +216,7 @@ func TestManifestCreate(t *testing.T) {
 			want []string
 		}{
 			{"not a bzImage", []string{"--kernel", notKernel, "--cmdline", "x"}, []string{notKernel, bootimage.ErrNotBzImage.Error()}},
+			{"corrupt compressed kernel", []string{"--kernel", corrupt, "--cmdline", "x"}, []string{corrupt, bootimage.ErrNotBzImage.Error(), "gzip compressed kernel", "corrupt"}},
 			{"missing initrd", []string{"--kernel", abs("vmlinuz"), "--initrd", abs("nope.cpio"), "--cmdline", "x"}, []string{abs("nope.cpio"), "no such file"}},
 			{"initrd is a kernel", []string{"--kernel", abs("vmlinuz"), "--initrd", abs("vmlinuz"), "--cmdline", "x"}, []string{abs("vmlinuz"), bootimage.ErrBadInitrd.Error()}},
 		} {
@@ -424,6 +455,27 @@ func TestStageBadInputs(t *testing.T) {
 			kind: "bootimage.not_bzimage",
 		},
 		{
+			name: "kernel's compressed payload is corrupt",
+			args: func(t *testing.T) []string {
+				return []string{base(t, func(dir string, m *bootimage.Manifest) {
+					k := testimage.CorruptPayload(im.Kernel.Data)
+					rewrite(t, filepath.Join(dir, "vmlinuz"), k)
+					m.Modules[0].SHA256 = testimage.Digest(k)
+				})}
+			},
+			want: []string{`"vmlinuz"`, "gzip compressed kernel", "corrupt"},
+			kind: "bootimage.not_bzimage",
+		},
+		{
+			name: "kernel file's compressed payload is corrupt",
+			args: func(t *testing.T) []string {
+				p := filepath.Join(t.TempDir(), "vmlinuz")
+				rewrite(t, p, testimage.CorruptPayload(im.Kernel.Data))
+				return []string{"--kernel", p, "--cmdline", "quiet"}
+			},
+			want: []string{"vmlinuz", "gzip compressed kernel", "corrupt"},
+		},
+		{
 			name: "piece does not match its digest",
 			args: func(t *testing.T) []string {
 				return []string{base(t, func(dir string, m *bootimage.Manifest) {
@@ -481,6 +533,69 @@ func TestStageBadInputs(t *testing.T) {
 			want: []string{"bzImage", bootimage.ErrNotBzImage.Error()},
 		},
 		{
+			name: "piece is a FIFO",
+			args: func(t *testing.T) []string {
+				return []string{base(t, func(dir string, m *bootimage.Manifest) {
+					p := filepath.Join(dir, "site.cpio")
+					os.Remove(p)
+					if err := syscall.Mkfifo(p, 0o600); err != nil {
+						t.Fatal(err)
+					}
+				})}
+			},
+			want: []string{`"site.cpio"`, "site.cpio: is a FIFO"},
+			kind: "bootimage.not_regular_file",
+		},
+		{
+			name: "piece is a device of 1 GiB",
+			args: func(t *testing.T) []string {
+				return []string{base(t, func(dir string, m *bootimage.Manifest) {
+					m.Modules[3].Source, m.Modules[3].Size = "/dev/zero", 1<<30
+				})}
+			},
+			want: []string{`"site.cpio"`, "/dev/zero: is a character device"},
+			kind: "bootimage.not_regular_file",
+		},
+		{
+			name: "piece smaller than the manifest says",
+			args: func(t *testing.T) []string {
+				return []string{base(t, func(dir string, m *bootimage.Manifest) { m.Modules[3].Size = 1 << 30 })}
+			},
+			want: []string{`"site.cpio"`, fmt.Sprintf("size %d, manifest says 1073741824", len(im.Initrds[2].Data))},
+			kind: "modcache.size_mismatch",
+		},
+		{
+			name: "manifest is a FIFO",
+			args: func(t *testing.T) []string {
+				p := filepath.Join(t.TempDir(), "m.json")
+				if err := syscall.Mkfifo(p, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return []string{p}
+			},
+			want: []string{"m.json: is a FIFO"},
+			kind: "bootimage.not_regular_file",
+		},
+		{
+			name: "kernel file is a FIFO",
+			args: func(t *testing.T) []string {
+				p := filepath.Join(t.TempDir(), "vmlinuz")
+				if err := syscall.Mkfifo(p, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return []string{"--kernel", p, "--cmdline", "quiet"}
+			},
+			want: []string{"vmlinuz: is a FIFO"},
+		},
+		{
+			name: "initrd file is a device",
+			args: func(t *testing.T) []string {
+				m, p := im.WriteTemp(t)
+				return []string{"--kernel", filepath.Join(filepath.Dir(p), m.Kernel().Source), "--initrd", "/dev/zero", "--cmdline", "quiet"}
+			},
+			want: []string{"/dev/zero: is a character device"},
+		},
+		{
 			name: "kernel file missing",
 			args: func(t *testing.T) []string {
 				return []string{"--kernel", filepath.Join(t.TempDir(), "vmlinuz-none"), "--cmdline", "quiet"}
@@ -502,7 +617,7 @@ func TestStageBadInputs(t *testing.T) {
 					global = []string{"--no-daemon"}
 				}
 				args := tc.args(t)
-				r := h.run(append(append(global, "stage"), args...)...)
+				r := runWithin(t, h, append(append(global, "stage"), args...)...)
 				if r.code != ExitFailed {
 					t.Errorf("exit %d, want %d", r.code, ExitFailed)
 				}
@@ -513,8 +628,8 @@ func TestStageBadInputs(t *testing.T) {
 				}
 				// The same failure under --json: one JSON document on
 				// stdout, the error, with the kinds it wraps.
-				r = h.run(append(append(append(global, "stage"), args...), "--json")...)
-				var rep errorV1
+				r = runWithin(t, h, append(append(append(global, "stage"), args...), "--json")...)
+				var rep ErrorV1
 				decodeStdout(t, r, &rep)
 				if r.code != ExitFailed || rep.Error.ExitCode != ExitFailed || rep.Error.Command != "stage" {
 					t.Errorf("--json: exit %d, error %+v, want exit %d for stage", r.code, rep.Error, ExitFailed)
@@ -535,12 +650,27 @@ func TestStageBadInputs(t *testing.T) {
 	}
 }
 
+// runWithin is h.run that fails the test if the command has not returned
+// within 30 s (a source that blocks, such as a FIFO, would hang it).
+func runWithin(t *testing.T, h *harness, args ...string) result {
+	t.Helper()
+	done := make(chan result, 1)
+	go func() { done <- h.run(args...) }()
+	select {
+	case r := <-done:
+		return r
+	case <-time.After(30 * time.Second):
+		t.Fatalf("fastreboot %s did not return in 30 s", strings.Join(args, " "))
+		return result{}
+	}
+}
+
 // TestJSONUsageError: a bad command line under --json is a JSON error too
 // (exit 2), and a --json after "--" asks for nothing.
 func TestJSONUsageError(t *testing.T) {
 	h := newHarness(t)
 	r := h.run("stage", "a.json", "b.json", "--json")
-	var rep errorV1
+	var rep ErrorV1
 	decodeStdout(t, r, &rep)
 	if r.code != ExitUsage || rep.Error.ExitCode != ExitUsage || rep.Error.Command != "stage" || !strings.HasPrefix(rep.Error.Message, "one manifest at a time") {
 		t.Errorf("exit %d, error %+v, want a stage usage error (exit %d): one manifest at a time", r.code, rep.Error, ExitUsage)
@@ -620,18 +750,28 @@ func TestDaemon(t *testing.T) {
 
 func TestCacheNoDaemon(t *testing.T) {
 	im1, _ := testimage.Update()
-	m1, p1 := im1.WriteTemp(t)
+	_, p1 := im1.WriteTemp(t)
 	h := newHarness(t)
 	var ls agent.CacheListing
 	decode(t, h.run("--no-daemon", "cache", "ls", "--json"), &ls)
 	if diff := cmp.Diff(agent.CacheListing{}, ls, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("cache ls --json of a new cache (-want +got):\n%s", diff)
 	}
-	var sr modcache.SyncReport
-	decode(t, h.run("--no-daemon", "cache", "sync", p1, "--json"), &sr)
-	if sr.Misses != 4 || sr.BytesRead != testimage.TotalSize(m1) {
-		t.Errorf("cache sync --json: %+v", sr)
+	// A sync without a daemon would keep nothing: it is refused, and
+	// never reports "synced".
+	for _, args := range [][]string{{"--no-daemon", "cache", "sync", p1}, {"cache", "sync", p1}} {
+		r := h.run(args...)
+		if r.code != ExitFailed || strings.Contains(r.stdout, "synced") ||
+			!strings.Contains(r.stderr, "nothing synced: the cache lives in `fastreboot daemon`'s memory") || !strings.Contains(r.stderr, p1) {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, r.code, r.stdout, r.stderr)
+		}
 	}
+	var eb ErrorV1
+	decodeStdout(t, h.run("--no-daemon", "cache", "sync", p1, "--json"), &eb)
+	if !slices.Contains(eb.Error.Kinds, "agent.no_daemon") {
+		t.Errorf("cache sync --json without a daemon: %+v, want kind agent.no_daemon", eb)
+	}
+
 	var v modcache.VerifyReport
 	decode(t, h.run("--no-daemon", "cache", "verify", "--json"), &v)
 	if diff := cmp.Diff(modcache.VerifyReport{}, v); diff != "" {

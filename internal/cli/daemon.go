@@ -51,7 +51,11 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Resume: true, Machine: e.cfg.machine, EagerVerify: eager})
+	trust, err := e.trustRoot()
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Resume: true, Machine: e.cfg.machine, EagerVerify: eager, Trust: trust})
 	if err != nil {
 		return err
 	}
@@ -73,6 +77,9 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 		st.Generation, st.Reason, st.Rehydrated.Modules, human(st.Rehydrated.Bytes), ms(st.RehydrateTime), how, e.socket)
 	if st.RehydrateError != "" {
 		fmt.Fprintf(e.stderr, "fastreboot daemon: rehydration incomplete: %s\n", st.RehydrateError)
+	}
+	if st.CarriedLost > 0 {
+		fmt.Fprintf(e.stderr, "fastreboot daemon: restarted within this boot: the %d carried modules an earlier daemon rehydrated died with its cache; a stage reads them from storage\n", st.CarriedLost)
 	}
 	a.VerifyCarried(ctx)
 	if a.PrepareKernelELF(ctx) {

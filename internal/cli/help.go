@@ -23,10 +23,21 @@ var commandHelp = map[string]string{
 	"status": `status [--json] [--check]
   kexec support, what is loaded, the generation, the last boot's reason and
   timeline, the CPUs, the cache and the crash path`,
-	"stage": `stage MANIFEST | --current | --kernel K --initrd I... [--cmdline C | --append A] [flags]
+	"stage": `stage MANIFEST | --current | --kernel K --initrd I... | --default | --entry ID [--cmdline C | --append A] [flags]
   read the modules that changed into the cache, build the next image from it
   and load it; --current restages what this generation runs from the cache
-  alone`,
+  alone; --default and --entry ID take the kernel, initrds and command line
+  of a boot entry (fastreboot entries). Module files must be regular files
+  of the manifest's size, fitting in MemAvailable less 64 MiB; a new kernel
+  is decompressed once in full (bounded by its init_size) and a corrupt one
+  refused; initrd pieces may unpack to --initrd-max-ratio times their size
+  (at least 16 MiB) and --initrd-max-unpacked in all (global flags)`,
+	"entries": `entries [--json] [--root DIR]
+  list the boot entries under DIR (BLS Type #1 entries, grub.cfg, Debian's
+  vmlinuz/initrd.img links), each with its kernel, initrds and command line,
+  and the one stage --default picks, with the rule that picked it: loader.conf's
+  default, grubenv's next_entry or saved_entry, grub.cfg's default, the newest
+  BLS entry, Debian's links (docs/boot-entries.md)`,
 	"reboot": `reboot [MANIFEST] [--dry-run] [--force] [--fallback refuse|firmware] [--stop-cpus kernel|hotplug] [--json]
   jump into the staged image (stage MANIFEST first if given). Under systemd
   through systemctl kexec: services stopped and file systems unmounted, then
@@ -35,10 +46,11 @@ var commandHelp = map[string]string{
   at once`,
 	"cache ls":     "cache ls [--json]\n  list the cached modules and the cache's counters",
 	"cache verify": "cache verify [--json]\n  hash every cached module again; a module that no longer matches is dropped",
-	"cache sync":   "cache sync MANIFEST [--json]\n  read into the cache what MANIFEST needs and is not cached yet",
+	"cache sync":   "cache sync MANIFEST [--json]\n  read into the daemon's cache what MANIFEST needs and is not cached yet\n  (refused without a daemon: a cache of the command alone would keep nothing)",
 	"cache evict":  "cache evict [--json]\n  drop the modules no staged or running image references",
-	"manifest create": `manifest create --kernel K --initrd I... [--cmdline C | --append A] [--name N] [-o FILE [--relative]]
-  write a manifest of the given files (sizes and SHA-256 measured)`,
+	"manifest create": `manifest create --kernel K --initrd I... | --default | --entry ID [--cmdline C | --append A] [--name N] [-o FILE [--relative]]
+  write a manifest of the given files, or of a boot entry's (sizes and
+  SHA-256 measured)`,
 	"manifest diff":     "manifest diff OLD NEW [--json]\n  name the modules added, removed and changed, and a changed command line",
 	"manifest validate": "manifest validate [--content] [--json] MANIFEST\n  check a manifest (and with --content the files it names)",
 	"crash arm": `crash arm [MANIFEST] [--mode two-stage|direct] [--auto] [--load segments|file] [--initrd minimal|image] [flags]
@@ -52,6 +64,15 @@ var commandHelp = map[string]string{
 	"crash status":  "crash status [--json]\n  the crash path: armed or not, its image and reservation, the last crash",
 	"crash last":    "crash last [--save DIR] [--json]\n  the evidence of the last crash: reason, CPU, the crashed kernel's log",
 	"crash recover": "crash recover [--evidence-dir DIR] [--no-reboot] [--json]\n  in a crash kernel: keep the evidence; two-stage: restage production and\n  kexec into it",
+	"key gen": `key gen -o PREFIX
+  make an ed25519 key pair: PREFIX.key (private, mode 0600) and PREFIX.pub
+  (public, for the trust roots); neither file may exist`,
+	"key sign": `key sign -k KEY [-o SIG] MANIFEST
+  sign the manifest's exact bytes (which name every module by SHA-256) and
+  write the detached signature to MANIFEST.sig`,
+	"key verify": `key verify [-p PUB] [--json] MANIFEST
+  check MANIFEST.sig against the public key file or directory PUB, or the
+  trust root (--trust)`,
 	"daemon": `daemon [--verify-carried lazy|eager]
   hold the cache for this generation: adopt it from the handoff and serve
   the other commands on the socket`,
@@ -62,6 +83,7 @@ var commandGroups = map[string][]string{
 	"cache":    {"ls", "verify", "sync", "evict"},
 	"manifest": {"create", "diff", "validate"},
 	"crash":    {"arm", "estimate", "disarm", "status", "last", "recover"},
+	"key":      {"gen", "sign", "verify"},
 }
 
 // printHelp prints the usage of the command named by words ("stage",

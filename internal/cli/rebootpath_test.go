@@ -68,7 +68,7 @@ func TestRebootThroughSystemd(t *testing.T) {
 			if diff := cmp.Diff(tc.reboots, h.rebooter.Calls()); diff != "" {
 				t.Errorf("rebooter calls (-want +got):\n%s", diff)
 			}
-			var st statusV1
+			var st StatusV1
 			decode(t, h.run("--no-daemon", "status", "--json"), &st)
 			if st.RebootPath != tc.path {
 				t.Errorf("status reboot_path %q, want %q", st.RebootPath, tc.path)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/internal/statindex"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
@@ -24,57 +25,134 @@ type imageFlags struct {
 	cmdline  string
 	appendTo string
 	name     string
+	entry    entryFlags
+	noIndex  bool
+	// hashed is what describing the files read (set by manifest).
+	hashed *fastreboot.HashReport
 }
 
 func addImageFlags(fs *flag.FlagSet, f *imageFlags) {
 	fs.StringVar(&f.kernel, "kernel", "", "the kernel (bzImage) of an image given by its files")
 	fs.Var(&f.initrds, "initrd", "an initrd `PIECE`, in unpack order (repeatable)")
 	fs.StringVar(&f.cmdline, "cmdline", "", "the command line of the image (default: the running one, see --append)")
-	fs.StringVar(&f.appendTo, "append", "", "words added to the running command line (instead of --cmdline)")
-	fs.StringVar(&f.name, "name", "", "the image's name")
+	fs.StringVar(&f.appendTo, "append", "", "words added to the running command line's (or the boot entry's) kernel parameters, before any \"--\" (whose words go to init); instead of --cmdline")
+	fs.StringVar(&f.name, "name", "", "the image's name (default: the boot entry's id with --entry or --default)")
+	addEntryFlags(fs, &f.entry)
+	fs.BoolVar(&f.noIndex, "no-index", false, "hash every file of an image given by its files or a boot entry: neither use nor update the stat index (its digests by device, inode, size and times, in the state directory)")
 }
 
 // manifest builds the manifest the flags describe: each file is hashed and
-// checked; the command line is --cmdline, or the running one (cleaned of
-// loader words) plus --append.
-func (f *imageFlags) manifest(root string) (*bootimage.Manifest, error) {
-	if f.kernel == "" {
-		return nil, usagef("--kernel is required with --initrd/--cmdline/--append")
-	}
+// checked; the command line is --cmdline, or the boot entry's plus
+// --append, or the running one (cleaned of loader words) plus --append.
+// With --entry or --default the files and the command line are the boot
+// entry's.
+//
+// The files' digests come from the stat index in the state directory for
+// the files that did not change since it saw them (internal/statindex);
+// the others are read and hashed, and with check their content is checked
+// (staging leaves that to the cache, which checks every module it reads).
+// What that read is in f.hashed.
+func (f *imageFlags) manifest(ctx context.Context, e *env, check bool) (*bootimage.Manifest, error) {
 	if f.cmdline != "" && f.appendTo != "" {
 		return nil, usagef("give --cmdline or --append, not both")
 	}
-	cmdline := f.cmdline
-	if cmdline == "" {
-		b, err := os.ReadFile(filepath.Join(root, "proc/cmdline"))
-		if err != nil {
-			return nil, fmt.Errorf("reading the running command line for --append: %w", err)
-		}
-		cmdline = strings.TrimSpace(bootimage.CleanCmdline(strings.TrimSpace(string(b))) + " " + f.appendTo)
-	}
-	abs := func(p string) (string, error) { return filepath.Abs(p) }
-	kernel, err := abs(f.kernel)
-	if err != nil {
-		return nil, err
-	}
-	var initrds []string
-	for _, i := range f.initrds {
-		a, err := abs(i)
+	kernel, initrds, name := f.kernel, []string(f.initrds), f.name
+	base, running := "", true // the command line --append adds to: the running one, or base
+	fromEntry := f.entry.given()
+	switch {
+	case fromEntry && (f.kernel != "" || len(f.initrds) > 0):
+		return nil, usagef("give --entry/--default or --kernel/--initrd, not both")
+	case fromEntry:
+		en, err := f.entry.resolve(ctx, e)
 		if err != nil {
 			return nil, err
 		}
-		initrds = append(initrds, a)
+		f.entry.entry = &en
+		kernel, initrds, base, running = en.Kernel, en.Initrds, en.Cmdline, en.CmdlineFromRunning
+		if name == "" {
+			name = en.ID
+		}
+	case f.kernel == "":
+		return nil, usagef("--kernel is required with --initrd/--cmdline/--append")
 	}
-	m, err := bootimage.FromFiles(kernel, initrds, cmdline)
+	cmdline := f.cmdline
+	if cmdline == "" {
+		if running {
+			b, err := os.ReadFile(filepath.Join(e.root, "proc/cmdline"))
+			if err != nil {
+				return nil, fmt.Errorf("reading the running command line: %w", err)
+			}
+			base = bootimage.CleanCmdline(strings.TrimSpace(string(b)))
+		}
+		cmdline = appendCmdline(base, f.appendTo)
+	}
+	kernel, err := filepath.Abs(kernel)
 	if err != nil {
 		return nil, err
 	}
-	m.Name = f.name
+	paths := []string{kernel}
+	for _, i := range initrds {
+		a, err := filepath.Abs(i)
+		if err != nil {
+			return nil, err
+		}
+		paths = append(paths, a)
+	}
+	indexPath := filepath.Join(e.stateDir, statindex.FileName)
+	if f.noIndex {
+		indexPath = ""
+	}
+	idx := statindex.Open(indexPath, e.now())
+	m := &bootimage.Manifest{Version: bootimage.SchemaVersion, Name: name, Cmdline: cmdline}
+	for i, p := range paths {
+		role := bootimage.RoleInitrd
+		if i == 0 {
+			role = bootimage.RoleKernel
+		}
+		mod, err := idx.Module(p, role, check)
+		if err == nil {
+			m.Modules = append(m.Modules, mod)
+			continue
+		}
+		if fromEntry {
+			return nil, fmt.Errorf("boot entry %q: %w", f.entry.entry.ID, err)
+		}
+		return nil, err
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	rep := fastreboot.HashReport(idx.Report())
+	f.hashed = &rep
+	if !f.noIndex {
+		if err := idx.Save(); err != nil {
+			e.log.Info("the stat index was not saved: the next stage hashes these files again", "err", err)
+		}
+	}
 	return m, nil
 }
 
+// appendCmdline adds the words of extra to the kernel parameters of
+// cmdline: before its first "--", after which the kernel passes every word
+// to init as an argument (a word appended after it would never reach the
+// kernel). Init arguments extra itself gives (after its own "--") follow
+// cmdline's.
+func appendCmdline(cmdline, extra string) string {
+	params, initArgs := bootimage.SplitCmdline(cmdline)
+	more, moreInit := bootimage.SplitCmdline(extra)
+	params = append(params, more...)
+	if moreInit != "" && moreInit != "--" {
+		if initArgs == "" {
+			initArgs = moreInit
+		} else {
+			initArgs += " " + strings.TrimPrefix(moreInit, "-- ")
+		}
+	}
+	return bootimage.JoinCmdline(params, initArgs)
+}
+
 func (f *imageFlags) given() bool {
-	return f.kernel != "" || len(f.initrds) > 0 || f.cmdline != "" || f.appendTo != ""
+	return f.kernel != "" || len(f.initrds) > 0 || f.cmdline != "" || f.appendTo != "" || f.entry.given()
 }
 
 func cmdStage(ctx context.Context, e *env, args []string) error {
@@ -95,7 +173,7 @@ func cmdStage(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usagef("--load: %v", err)
 	}
-	req, err := stageRequest(e, pos, &img, *current)
+	req, err := stageRequest(ctx, e, pos, &img, *current)
 	if err != nil {
 		return err
 	}
@@ -110,7 +188,7 @@ func cmdStage(ctx context.Context, e *env, args []string) error {
 
 // stageRequest turns the positional manifest, the image flags or --current
 // into a request.
-func stageRequest(e *env, pos []string, img *imageFlags, current bool) (agent.StageRequest, error) {
+func stageRequest(ctx context.Context, e *env, pos []string, img *imageFlags, current bool) (agent.StageRequest, error) {
 	n := 0
 	if len(pos) > 0 {
 		n++
@@ -125,20 +203,20 @@ func stageRequest(e *env, pos []string, img *imageFlags, current bool) (agent.St
 	case len(pos) > 1:
 		return agent.StageRequest{}, usagef("one manifest at a time, got %q", pos)
 	case n == 0:
-		return agent.StageRequest{}, usagef("give a MANIFEST, --kernel K --initrd I..., or --current")
+		return agent.StageRequest{}, usagef("give a MANIFEST, --kernel K --initrd I..., --default, --entry ID or --current")
 	case n > 1:
-		return agent.StageRequest{}, usagef("give only one of MANIFEST, --kernel/--initrd, --current")
+		return agent.StageRequest{}, usagef("give only one of MANIFEST, --kernel/--initrd, --default/--entry, --current")
 	case current:
 		return agent.StageRequest{Current: true}, nil
 	case len(pos) == 1:
 		p, err := filepath.Abs(pos[0])
 		return agent.StageRequest{Manifest: p}, err
 	}
-	m, err := img.manifest(e.root)
+	m, err := img.manifest(ctx, e, false)
 	if err != nil {
 		return agent.StageRequest{}, err
 	}
-	return agent.StageRequest{Inline: m}, nil
+	return agent.StageRequest{Inline: m, Hashed: img.hashed}, nil
 }
 
 func stage(ctx context.Context, e *env, req agent.StageRequest, asJSON bool) (*fastreboot.StageReport, error) {
@@ -151,6 +229,8 @@ func stage(ctx context.Context, e *env, req agent.StageRequest, asJSON bool) (*f
 	switch {
 	case req.Current:
 		what = "the running image (from the cache)"
+	case req.Inline != nil && req.Inline.Name != "":
+		what = req.Inline.Name + " (" + req.Inline.Kernel().Source + ")"
 	case req.Inline != nil:
 		what = "image of " + req.Inline.Kernel().Source
 	}
@@ -181,8 +261,15 @@ func stage(ctx context.Context, e *env, req agent.StageRequest, asJSON bool) (*f
 	} else {
 		fmt.Fprintf(w, "  load: %s\n", loadName(rep.Load))
 	}
+	if h := rep.Hashed; h != nil {
+		fmt.Fprintf(w, "  digests: %d of %d files hashed (%s: %s), %d unchanged by the stat index\n",
+			h.Hashed, h.Files, human(h.BytesRead), strings.Join(baseNames(h.Read), ", "), h.Hits)
+	}
 	fmt.Fprintf(w, "  read from storage: %s (%d modules: %s); from cache: %d modules\n",
 		human(rep.Sync.BytesRead), rep.Sync.Misses, strings.Join(rep.Sync.Read, ", "), rep.Sync.Hits)
+	if rep.Hashed != nil {
+		fmt.Fprintf(w, "  read in all: %s (hashing %s + cache %s)\n", human(rep.BytesRead), human(rep.Hashed.BytesRead), human(rep.Sync.BytesRead))
+	}
 	for _, warn := range rep.Sync.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", warn)
 	}
@@ -226,7 +313,7 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 	}
 	var staged *fastreboot.StageReport
 	if len(pos) == 1 {
-		req, err := stageRequest(e, pos, &imageFlags{}, false)
+		req, err := stageRequest(ctx, e, pos, &imageFlags{}, false)
 		if err != nil {
 			return err
 		}
@@ -288,6 +375,14 @@ func systemctlVerb(plan fastreboot.RebootPlan) string {
 		return "kexec"
 	}
 	return "reboot"
+}
+
+func baseNames(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		out = append(out, filepath.Base(p))
+	}
+	return out
 }
 
 func because(why string) string {

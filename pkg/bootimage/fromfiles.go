@@ -5,13 +5,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 )
 
 // FromFiles builds a manifest from a kernel file, initrd files (in unpack
 // order) and a command line. Each file is hashed and its content checked
-// (CheckKernel, CheckInitrd); modules are named by the file's base name and
+// (CheckKernelPayload, CheckInitrd); modules are named by the file's base name and
 // their Source is the path as given. The result is validated, so two
 // initrds with the same base name are an error. Errors name the file.
 func FromFiles(kernel string, initrds []string, cmdline string) (*Manifest, error) {
@@ -35,20 +34,16 @@ func FromFiles(kernel string, initrds []string, cmdline string) (*Manifest, erro
 }
 
 func moduleFromFile(path string, role Role) (Module, error) {
-	f, err := os.Open(path)
+	// OpenFile refuses a FIFO or a device without blocking; the file is
+	// read no further than the size fstat gave (a file growing meanwhile
+	// is not followed).
+	f, size, err := OpenFile(path)
 	if err != nil {
-		return Module{}, err
+		return Module{}, fmt.Errorf("%s: %w", role, err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return Module{}, err
-	}
-	if !fi.Mode().IsRegular() {
-		return Module{}, fmt.Errorf("%s: %w: %s is not a regular file", path, ErrInvalid, role)
-	}
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	n, err := io.Copy(h, &sizedReader{r: f, path: path, left: size, size: size})
 	if err != nil {
 		return Module{}, fmt.Errorf("hash %s: %w", path, err)
 	}
@@ -61,7 +56,7 @@ func moduleFromFile(path string, role Role) (Module, error) {
 	}
 	switch role {
 	case RoleKernel:
-		err = CheckKernel(f, n)
+		err = CheckKernelPayload(f, n)
 	case RoleInitrd:
 		err = CheckInitrd(f, n)
 	}

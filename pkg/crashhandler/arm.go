@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // Image is the crash image to arm: the kernel and the assembled initrd as
@@ -164,7 +165,11 @@ func Arm(img Image, opts Options) (*State, error) {
 	}
 	previous := map[string]string{}
 	if prev != nil {
-		maps.Copy(previous, prev.Previous)
+		kept, ignored := managedPrevious(prev.Previous)
+		for _, ig := range ignored {
+			o.Logger.Warn("crash state: ignoring a recorded sysctl value", "sysctl", ig, "state", statePath(o.StateDir))
+		}
+		maps.Copy(previous, kept)
 	}
 	changed, err := routeFaults(o.Root, o.Faults.names(), previous)
 	if err != nil {
@@ -229,7 +234,10 @@ func Arm(img Image, opts Options) (*State, error) {
 
 // Disarm unloads the crash image (kexec_file_load with
 // KEXEC_FILE_UNLOAD|KEXEC_FILE_ON_CRASH) and writes back the sysctl values
-// Arm recorded. Disarming when nothing is armed succeeds. If the unload
+// Arm recorded: only those of the fault-routing sysctls it manages
+// (DefaultFaults, kernel.panic_on_warn, kernel.panic_on_rcu_stall) with an
+// integer value; any other entry of the state file is ignored with a
+// warning in the log. Disarming when nothing is armed succeeds. If the unload
 // fails, nothing else changes.
 func Disarm(opts Options) error {
 	o := opts.withDefaults()
@@ -241,7 +249,13 @@ func Disarm(opts Options) error {
 		return fmt.Errorf("crash image unloaded, sysctls not restored: %w", stErr)
 	}
 	if st != nil {
-		if err := restoreAllFaults(o.Root, st.Previous); err != nil {
+		// Only the fault-routing sysctls Arm manages are written back,
+		// whatever else the state file names.
+		kept, ignored := managedPrevious(st.Previous)
+		for _, ig := range ignored {
+			o.Logger.Warn("disarm: not restoring a sysctl the crash state names", "sysctl", ig, "state", statePath(o.StateDir))
+		}
+		if err := restoreAllFaults(o.Root, kept); err != nil {
 			return fmt.Errorf("crash image unloaded, restoring sysctls: %w", err)
 		}
 	}
@@ -295,20 +309,20 @@ func Status(opts Options) (StatusReport, error) {
 	return r, err
 }
 
-func (o Options) memoryMap() (MemoryMap, error) {
+func (o Options) memoryMap() (memmap.Map, error) {
 	if len(o.Cmdline.MemoryMap) > 0 {
 		if o.Cmdline.MemoryMap.RAMBytes() == 0 {
-			return nil, fmt.Errorf("%w: the given memory map has no System RAM", ErrNoMemoryMap)
+			return nil, fmt.Errorf("%w: the given memory map has no System RAM", memmap.ErrNoFirmwareMap)
 		}
 		return o.Cmdline.MemoryMap, nil
 	}
-	mm, err := ReadFirmwareMemoryMap(o.Root)
+	mm, err := memmap.ReadFirmware(o.Root)
 	if err != nil {
 		return nil, err
 	}
 	if total, err := memTotal(o.Root); err == nil && mm.RAMBytes() < total {
 		return nil, fmt.Errorf("%w: %s shows %s of RAM, less than MemTotal %s: this kernel was kexec'd after a crash and sees the crash kernel's map; pass the map recorded before the crash",
-			ErrNoMemoryMap, filepath.Join(o.Root, "sys/firmware/memmap"), mib(int64(mm.RAMBytes())), mib(int64(total)))
+			memmap.ErrNoFirmwareMap, filepath.Join(o.Root, "sys/firmware/memmap"), mib(int64(mm.RAMBytes())), mib(int64(total)))
 	}
 	return mm, nil
 }

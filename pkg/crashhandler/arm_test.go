@@ -3,6 +3,7 @@ package crashhandler
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -310,7 +312,7 @@ func TestArmFailuresKeepPreviousImage(t *testing.T) {
 			setup: func(t *testing.T, e *env, img *Image, o *Options) { o.Mode = "fast" },
 		},
 		{
-			name: "direct without a memory map", reservation: 512 << 20, want: ErrNoMemoryMap,
+			name: "direct without a memory map", reservation: 512 << 20, want: memmap.ErrNoFirmwareMap,
 			setup: func(t *testing.T, e *env, img *Image, o *Options) {
 				o.Mode = ModeDirect
 				if err := os.RemoveAll(filepath.Join(e.root, "sys/firmware/memmap")); err != nil {
@@ -319,7 +321,7 @@ func TestArmFailuresKeepPreviousImage(t *testing.T) {
 			},
 		},
 		{
-			name: "direct with the restricted map of a kexec'd kernel", reservation: 512 << 20, want: ErrNoMemoryMap,
+			name: "direct with the restricted map of a kexec'd kernel", reservation: 512 << 20, want: memmap.ErrNoFirmwareMap,
 			wantText: []string{"less than MemTotal"},
 			setup: func(t *testing.T, e *env, img *Image, o *Options) {
 				o.Mode = ModeDirect
@@ -464,6 +466,58 @@ func TestDisarmFailureKeepsState(t *testing.T) {
 	}
 	if st, _ := ReadState(e.state); st == nil || e.sysctl(t, SysctlPanicOnOops) != "1" {
 		t.Errorf("a failed Disarm changed the state (%v) or sysctls", st)
+	}
+}
+
+// TestDisarmRestoresOnlyItsSysctls: the state file names the sysctls Disarm
+// writes back, and anyone able to write the state directory could add
+// kernel.core_pattern to it; Disarm restores only the fault-routing
+// sysctls it manages, with integer values, and warns about the rest.
+func TestDisarmRestoresOnlyItsSysctls(t *testing.T) {
+	e := newEnv(t, 512<<20)
+	corePattern := sysctlPath(e.root, "kernel.core_pattern")
+	writeFile(t, corePattern, "core\n")
+	writeFile(t, sysctlPath(e.root, "kernel.modprobe"), "/sbin/modprobe\n")
+	if _, err := Arm(e.image(t, "a crashkernel=512M"), e.opts); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadState(e.state)
+	if err != nil || st == nil {
+		t.Fatalf("state: %v, %v", st, err)
+	}
+	st.Previous["kernel.core_pattern"] = "|/tmp/evil %p"
+	st.Previous["kernel.modprobe"] = "/tmp/evil"
+	st.Previous["kernel/../../../etc/x"] = "1"
+	st.Previous[SysctlSoftlockupPanic] = "0\nkernel.core_pattern=|/tmp/evil"
+	if err := writeState(e.state, st); err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	e.opts.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+	if err := Disarm(e.opts); err != nil {
+		t.Fatalf("Disarm: %v", err)
+	}
+	if got := readFile(t, corePattern); got != "core\n" {
+		t.Errorf("kernel.core_pattern = %q after Disarm, want it untouched", got)
+	}
+	if got := e.sysctl(t, "kernel.modprobe"); got != "/sbin/modprobe" {
+		t.Errorf("kernel.modprobe = %q after Disarm, want it untouched", got)
+	}
+	if _, err := os.Stat(filepath.Join(e.root, "etc/x")); err == nil {
+		t.Error("Disarm wrote outside proc/sys")
+	}
+	// The sysctls Arm changed and recorded faithfully are restored; the
+	// one whose value was tampered with is left as it is.
+	if v := e.sysctl(t, SysctlPanicOnOops); v != "0" {
+		t.Errorf("%s = %s after Disarm, want 0", SysctlPanicOnOops, v)
+	}
+	if v := e.sysctl(t, SysctlSoftlockupPanic); v != "1" {
+		t.Errorf("%s = %q after Disarm, want left routed (its recorded value is not an integer)", SysctlSoftlockupPanic, v)
+	}
+	for _, w := range []string{"kernel.core_pattern", "kernel.modprobe", SysctlSoftlockupPanic, "level=WARN"} {
+		if !strings.Contains(logged.String(), w) {
+			t.Errorf("log %q does not warn about %s", logged.String(), w)
+		}
 	}
 }
 

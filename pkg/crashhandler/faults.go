@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -139,7 +140,51 @@ func routeFaults(root string, names []string, previous map[string]string) (chang
 	return changed, nil
 }
 
-// restoreAllFaults writes back every value in previous.
+// managedFault reports whether name is a sysctl Arm may route to panic:
+// the only ones Disarm writes back.
+func managedFault(name string) bool {
+	return slices.Contains(FaultOptions{PanicOnWarn: true, PanicOnRCUStall: true}.names(), name)
+}
+
+// validSysctlValue reports whether v can be the value of a fault-routing
+// sysctl as Arm read it: a decimal integer (they are all integers).
+func validSysctlValue(v string) bool {
+	d := strings.TrimPrefix(v, "-")
+	if d == "" || len(d) > 20 {
+		return false
+	}
+	for i := 0; i < len(d); i++ {
+		if d[i] < '0' || d[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// managedPrevious returns the entries of previous (read from the state
+// file, which anyone able to write the state directory could have edited)
+// that name a fault-routing sysctl with an integer value, and describes
+// the others, which must never be written back: the state file is not
+// allowed to make fastreboot set an arbitrary sysctl (kernel.core_pattern,
+// say) as root.
+func managedPrevious(previous map[string]string) (kept map[string]string, ignored []string) {
+	kept = make(map[string]string, len(previous))
+	for name, val := range previous {
+		switch {
+		case !managedFault(name):
+			ignored = append(ignored, fmt.Sprintf("%q (not a fault-routing sysctl fastreboot manages)", name))
+		case !validSysctlValue(val):
+			ignored = append(ignored, fmt.Sprintf("%s=%q (not an integer)", name, val))
+		default:
+			kept[name] = val
+		}
+	}
+	sort.Strings(ignored)
+	return kept, ignored
+}
+
+// restoreAllFaults writes back every value in previous; the caller has
+// kept only the managed ones (managedPrevious).
 func restoreAllFaults(root string, previous map[string]string) error {
 	names := make([]string, 0, len(previous))
 	for n := range previous {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
@@ -131,7 +132,7 @@ func Recover(ctx context.Context, cfg Config, ro RecoverOptions) (*RecoverReport
 func restage(ctx context.Context, cfg Config, rep *RecoverReport, running string, ev *crashhandler.Evidence) (*fastreboot.StageReport, error) {
 	// fastreboot.CheckModule is bootimage.CheckModule that also accepts
 	// the decompressed kernels the segments load method caches.
-	cache := modcache.New(modcache.Options{Logger: cfg.Logger, Check: fastreboot.CheckModule})
+	cache := modcache.New(modcache.Options{Logger: cfg.Logger, Check: fastreboot.CheckModule, Root: cfg.Root})
 	defer cache.Close()
 	st, err := fastreboot.Resume(ctx, cache, fastreboot.ResumeOptions{Root: cfg.Root, StateDir: cfg.StateDir, Logger: cfg.Logger})
 	if err != nil {
@@ -171,6 +172,9 @@ func restage(ctx context.Context, cfg Config, rep *RecoverReport, running string
 		// Production must bring back the CPUs of the kernel that
 		// crashed, not the one CPU this stage runs on.
 		CPURecord: st.CPURecord,
+		// Production's handoff carries the signed manifest on, for its
+		// trust root to check (when it names production's modules).
+		Origin: matchingOrigin(st.Origin, m),
 		// Staging production is the cache's last use in the crash
 		// kernel: once the initrd is assembled it holds every module,
 		// and the cache's copies would only take reservation while
@@ -254,4 +258,15 @@ func collectEvidence(opts crashhandler.EvidenceOptions, mode crashhandler.Mode) 
 		return first, firstFrom, nil
 	}
 	return nil, "", errors.Join(errs...)
+}
+
+// matchingOrigin returns o if its signed manifest names m's modules (or it
+// is unsigned), else o without its signature: a restage must not fail for
+// a signature that does not cover the image, and under a trust root the
+// next generation then refuses the unsigned handoff itself.
+func matchingOrigin(o *fastreboot.ManifestOrigin, m *bootimage.Manifest) *fastreboot.ManifestOrigin {
+	if o.CheckModules(m) != nil {
+		return &fastreboot.ManifestOrigin{Path: o.Path}
+	}
+	return o
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -41,6 +42,29 @@ type ResumeOptions struct {
 	// (a Stage, a crash image, Verify), and the caller may verify them all
 	// in the background with cache.VerifyPending.
 	EagerVerify bool
+	// Trust, when set, is the generation's trust root: the handoff's
+	// manifest must carry a signature (Handoff.Origin) that verifies
+	// against it and covers the handoff manifest's modules (VerifyOrigin).
+	// If it does not, no carried module is adopted (State.Trust says why):
+	// the generation still runs, and reads what it needs from storage,
+	// where every manifest it uses is checked again. Either way, every
+	// adopted module's SHA-256 is checked against the manifest before it
+	// is used (see EagerVerify).
+	Trust *manifestsig.TrustRoot
+}
+
+// TrustState is what Resume found of the handoff manifest's signature
+// under a trust root.
+type TrustState struct {
+	// Root is the trust root's file or directory.
+	Root string `json:"root"`
+	// SignedBy is the id of the key whose signature verified; empty when
+	// none did.
+	SignedBy string `json:"signed_by,omitempty"`
+	// Error says why the handoff's manifest was not trusted (unsigned,
+	// unknown key, bad signature); its carried modules were then not
+	// adopted.
+	Error string `json:"error,omitempty"`
 }
 
 // State is what a generation knows about how it started. Resume saves it
@@ -68,6 +92,13 @@ type State struct {
 	// rehydrated; they are missing from the cache and a later Sync reads
 	// them from storage.
 	RehydrateError string `json:"rehydrate_error,omitempty"`
+	// Restarted is when Resume last ran again in this boot with a cache
+	// (a restarted daemon). The modules rehydrated before lived in the
+	// previous process's cache and are gone (their handoff files were
+	// consumed): Rehydrated is then zero, and CarriedLost counts them; a
+	// later Sync reads them from storage.
+	Restarted   time.Time `json:"restarted,omitzero"`
+	CarriedLost int       `json:"carried_lost,omitempty"`
 	// CPUs compares the CPUs online when the previous generation staged
 	// this image (the handoff's record) with those online when Resume ran;
 	// nil when the handoff has no record. CPUsError is set when a recorded
@@ -77,6 +108,13 @@ type State struct {
 	// CPURecord is the handoff's record itself, so that a crash stage
 	// running on fewer CPUs can pass it on (StageOptions.CPURecord).
 	CPURecord *cpustop.Record `json:"cpu_record,omitempty"`
+	// Origin is the handoff's manifest origin (its file and signed
+	// bytes), so that a restage of this image carries it on; nil when the
+	// handoff has none.
+	Origin *ManifestOrigin `json:"origin,omitempty"`
+	// Trust is the check of Origin's signature against
+	// ResumeOptions.Trust; nil without a trust root.
+	Trust *TrustState `json:"trust,omitempty"`
 }
 
 // Resume starts a generation: it reads the handoff under opts.Root
@@ -97,8 +135,11 @@ type State struct {
 // cannot be saved does fail it.
 //
 // Resume is idempotent within a boot: if the state directory already holds
-// the state of this handoff (same generation and stage end time), it is
-// returned as it is and nothing is rehydrated again.
+// the state of this handoff (same generation and stage end time), nothing
+// is rehydrated again and that state is returned, as it is if cache is nil
+// or nothing was rehydrated; otherwise (a restarted daemon, whose new cache
+// holds none of the modules rehydrated before) saved with Restarted set and
+// the lost modules moved from Rehydrated to CarriedLost.
 func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*State, error) {
 	if opts.Root == "" {
 		opts.Root = "/"
@@ -121,7 +162,10 @@ func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*St
 	}
 	if prev, perr := LoadState(opts.StateDir); perr == nil && sameStart(prev, h) {
 		log.Info("resume: already resumed in this boot", "generation", prev.Generation, "state_dir", opts.StateDir)
-		return prev, nil
+		if cache == nil || prev.Rehydrated.Modules == 0 {
+			return prev, nil
+		}
+		return restarted(prev, opts.StateDir, clock(), log)
 	}
 
 	st := &State{Generation: 1, Reason: ReasonCold, Resumed: clock()}
@@ -142,7 +186,21 @@ func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*St
 		} else if st.CPUs != nil && st.CPUs.Err() != nil {
 			st.CPUsError = st.CPUs.Err().Error()
 		}
-		if cache != nil && len(h.Carried) > 0 {
+		st.Origin = h.Origin
+		adopt := true
+		if opts.Trust != nil {
+			st.Trust = &TrustState{Root: opts.Trust.Path}
+			if st.Trust.SignedBy, err = VerifyOrigin(opts.Trust, h.Origin, &h.Manifest); err != nil {
+				st.Trust.Error = err.Error()
+				adopt = false
+				log.Warn("resume: the handoff's manifest is not trusted; its carried modules are not adopted", "err", err)
+				// Nothing of them will be used: give their RAM back.
+				if rerr := os.RemoveAll(filepath.Join(opts.Root, HandoffModulesDir)); rerr != nil {
+					log.Warn("resume: removing the untrusted carried modules", "err", rerr)
+				}
+			}
+		}
+		if cache != nil && len(h.Carried) > 0 && adopt {
 			t := clock()
 			hdir, _ := FindHandoff(opts.Root)
 			dir := filepath.Join(hdir, "modules")
@@ -166,6 +224,25 @@ func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*St
 		return st, fmt.Errorf("resume: %w", err)
 	}
 	return st, nil
+}
+
+// restarted is Resume run again in the boot prev describes, with a cache
+// (a daemon restarted): the modules the first Resume rehydrated lived in
+// the cache of a process that is gone, and the handoff files they came
+// from were consumed, so this cache holds none of them. The state says so
+// (Rehydrated zero, CarriedLost counting them, Restarted) and is saved,
+// rather than reporting modules rehydrated that no cache holds.
+func restarted(prev *State, dir string, now time.Time, log *slog.Logger) (*State, error) {
+	st := *prev
+	st.CarriedLost += prev.Rehydrated.Modules
+	st.Rehydrated, st.RehydrateTime = modcache.RehydrateReport{}, 0
+	st.Restarted = now
+	log.Warn("resume: restarted within the boot; the carried modules died with the previous process's cache, a stage reads them from storage",
+		"generation", st.Generation, "lost", prev.Rehydrated.Modules)
+	if err := SaveState(dir, &st); err != nil {
+		return &st, fmt.Errorf("resume: %w", err)
+	}
+	return &st, nil
 }
 
 // sameStart reports whether prev is the saved state of the boot h describes

@@ -119,11 +119,23 @@ func TestGenerations(t *testing.T) {
 		if diff := cmp.Diff(st, saved); diff != "" {
 			t.Errorf("saved state (-resumed +saved):\n%s", diff)
 		}
-		// A second Resume in the same boot (daemon restart) returns the
-		// saved state and rehydrates nothing.
+		// A second Resume in the same boot (daemon restart) rehydrates
+		// nothing and says so: its cache holds none of the carried
+		// modules, which died with the first cache.
 		again, err := Resume(ctx, newCache(t), ResumeOptions{Root: root, StateDir: stateDir, Now: clock})
-		if err != nil || !again.Resumed.Equal(st.Resumed) {
+		if err != nil || !again.Resumed.Equal(st.Resumed) || again.Generation != gen {
 			t.Errorf("second Resume = %+v, %v", again, err)
+		}
+		if again.Rehydrated != (modcache.RehydrateReport{}) || again.CarriedLost != 4 || again.Restarted.IsZero() || again.Carried != 4 {
+			t.Errorf("second Resume: rehydrated %+v, carried lost %d, restarted %v; want nothing rehydrated, 4 lost, restarted set",
+				again.Rehydrated, again.CarriedLost, again.Restarted)
+		}
+		if saved, err := LoadState(stateDir); err != nil || saved.CarriedLost != 4 || saved.Rehydrated.Modules != 0 {
+			t.Errorf("state saved by the second Resume: %+v, %v", saved, err)
+		}
+		// The first state is what the rest of this generation compares.
+		if err := SaveState(stateDir, st); err != nil {
+			t.Fatal(err)
 		}
 
 		// Stage the same image again: every module is a hit, nothing read.
