@@ -19,7 +19,8 @@
 #                                     image's own /boot files, for QEMU's
 #                                     -kernel/-initrd)
 #
-# Needs root (mmdebstrap's root mode, chroot), mmdebstrap and e2fsprogs
+# Needs root (mmdebstrap's root mode, chroot; it runs itself with sudo when
+# not root), mmdebstrap and e2fsprogs
 # (scripts/install-deps.sh) and a network that reaches deb.debian.org for the
 # base. Idempotent: a cached layer is reused.
 set -eu
@@ -33,7 +34,11 @@ mkdir -p "$DIR"
 log() { echo "build-debian-image: $*" >&2; }
 
 if [ "$(id -u)" -ne 0 ]; then
-	log "needs root (mmdebstrap, chroot)"
+	# The cache stays the caller's (FASTREBOOT_CACHE passed on).
+	if command -v sudo >/dev/null 2>&1; then
+		exec sudo FASTREBOOT_CACHE="$CACHE" "$0" "$@"
+	fi
+	log "needs root (mmdebstrap, chroot) or sudo"
 	exit 1
 fi
 
