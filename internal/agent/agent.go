@@ -152,6 +152,11 @@ type Options struct {
 	// (crashpath.InitrdMinimal); "" means Root/proc/self/exe, the running
 	// fastreboot binary.
 	CrashInit string
+	// Storage returns the storage the modules of a manifest are read
+	// from: dir is the manifest file's directory, or "/" for an inline
+	// manifest (whose sources are absolute). Nil means
+	// modcache.DirSource(dir). Tests inject sources that block.
+	Storage func(dir string) modcache.Source
 }
 
 // Agent owns a module cache and stages images from it.
@@ -167,10 +172,15 @@ type Agent struct {
 	mc *fastreboot.Machine
 
 	// op makes the requests that use or change the cache's content run
-	// one at a time: Sync, Stage, Verify, Evict, and a crash arm or
-	// estimate from its build until crashhandler has loaded the image (the
-	// load is outside the Machine, and an Evict meanwhile would drop the
-	// modules the built image reads). Taken before elfMu.
+	// one at a time: Stage, Verify, Evict, and a crash arm or estimate
+	// from its build until crashhandler has loaded the image (the load is
+	// outside the Machine, and an Evict meanwhile would drop the modules
+	// the built image reads). Taken before elfMu. It is never held across
+	// storage I/O: the modules a request names are read into the cache
+	// before it is taken (Machine.Prefetch; Sync only does that and takes
+	// no lock), and under it nothing is read (evictedMeanwhile), so that
+	// a source that blocks (a FIFO, a hung server) wedges only its own
+	// request.
 	op sync.Mutex
 	// elfMu is held while the decompressed kernel is derived in the
 	// background (PrepareKernelELF): Evict waits for it, as it could drop
@@ -354,11 +364,11 @@ func (a *Agent) Info(ctx context.Context) (*Info, error) {
 	return in, nil
 }
 
-// Sync implements Service.
+// Sync implements Service. It takes no lock: the cache is safe for
+// concurrent use, and reading storage under a lock would let one blocked
+// source wedge every other request.
 func (a *Agent) Sync(ctx context.Context, req SyncRequest) (*modcache.SyncReport, error) {
-	a.op.Lock()
-	defer a.op.Unlock()
-	m, src, err := resolve(req.Manifest, req.Inline)
+	m, src, err := a.resolve(req.Manifest, req.Inline)
 	if err != nil {
 		return nil, err
 	}
@@ -376,10 +386,10 @@ func (a *Agent) Sync(ctx context.Context, req SyncRequest) (*modcache.SyncReport
 	return &rep, nil
 }
 
-// Stage implements Service.
+// Stage implements Service. The modules a manifest names are read into
+// the cache first (Machine.Prefetch), before the operation lock: under it
+// the stage reads no storage.
 func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageReport, error) {
-	a.op.Lock()
-	defer a.op.Unlock()
 	reason := req.Reason
 	if reason == "" {
 		reason = fastreboot.ReasonUpdate
@@ -401,12 +411,20 @@ func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageR
 		src = noStorage{}
 	default:
 		var err error
-		if m, src, err = resolve(req.Manifest, req.Inline); err != nil {
+		if m, src, err = a.resolve(req.Manifest, req.Inline); err != nil {
 			return nil, fmt.Errorf("stage: %w", err)
 		}
 	}
+	var pre *fastreboot.Prefetch
+	if !req.Current {
+		// Stage reports the prefetch's error, if any, as its own.
+		pre, _ = a.mc.Prefetch(ctx, m, src)
+		src = evictedMeanwhile{}
+	}
+	a.op.Lock()
+	defer a.op.Unlock()
 	so := a.stageOptions(reason)
-	so.DryRun, so.Load = req.DryRun, req.Load
+	so.DryRun, so.Load, so.Prefetched = req.DryRun, req.Load, pre
 	if req.NoCarry {
 		so.Carry = fastreboot.CarryNone
 	}
@@ -468,30 +486,53 @@ func (a *Agent) Evict(ctx context.Context) (*modcache.EvictReport, error) {
 }
 
 // resolve returns the manifest a request names and the storage its modules
-// are read from: the manifest file's directory, or the file system root for
-// an inline manifest (whose sources are absolute).
-func resolve(path string, inline *bootimage.Manifest) (*bootimage.Manifest, modcache.Source, error) {
+// are read from (Options.Storage): the manifest file's directory, or the
+// file system root for an inline manifest (whose sources are absolute).
+func (a *Agent) resolve(path string, inline *bootimage.Manifest) (*bootimage.Manifest, modcache.Source, error) {
+	m, dir, err := resolveManifest(path, inline)
+	if err != nil {
+		return nil, nil, err
+	}
+	if a.opts.Storage != nil {
+		return m, a.opts.Storage(dir), nil
+	}
+	return m, modcache.DirSource(dir), nil
+}
+
+// resolveManifest returns the manifest a request names and the directory
+// its module sources are relative to.
+func resolveManifest(path string, inline *bootimage.Manifest) (*bootimage.Manifest, string, error) {
 	switch {
 	case path != "" && inline != nil:
-		return nil, nil, errors.New("give a manifest file or an inline manifest, not both")
+		return nil, "", errors.New("give a manifest file or an inline manifest, not both")
 	case inline != nil:
 		if err := inline.Validate(); err != nil {
-			return nil, nil, err
+			return nil, "", err
 		}
 		for _, mod := range inline.Modules {
 			if mod.Source != "" && !filepath.IsAbs(mod.Source) {
-				return nil, nil, fmt.Errorf("inline manifest: module %s: source %q is not absolute", mod.Name, mod.Source)
+				return nil, "", fmt.Errorf("inline manifest: module %s: source %q is not absolute", mod.Name, mod.Source)
 			}
 		}
-		return inline, modcache.DirSource("/"), nil
+		return inline, "/", nil
 	case path != "":
 		m, err := bootimage.Load(path)
 		if err != nil {
-			return nil, nil, err
+			return nil, "", err
 		}
-		return m, modcache.DirSource(filepath.Dir(path)), nil
+		return m, filepath.Dir(path), nil
 	}
-	return nil, nil, errors.New("no manifest given")
+	return nil, "", errors.New("no manifest given")
+}
+
+// evictedMeanwhile is the Source of a stage or crash build whose modules
+// were read before the operation lock (Machine.Prefetch): under the lock
+// nothing is read from storage, so a module missing then was evicted by a
+// request that ran in between.
+type evictedMeanwhile struct{}
+
+func (evictedMeanwhile) Open(_ context.Context, m bootimage.Module) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("module %s (sha256 %s) was read into the cache, then evicted by a concurrent request before this one could use it: try again", m.Name, m.SHA256)
 }
 
 // noStorage is the Source of a stage from the cache alone.

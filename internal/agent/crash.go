@@ -51,18 +51,26 @@ func crashConfig(opts Options) crashpath.Config {
 }
 
 // target resolves a request's manifest file or inline manifest; neither is
-// the running image, served from the cache alone.
-func target(path string, inline *bootimage.Manifest) (crashpath.Target, error) {
+// the running image, served from the cache alone. A manifest's modules are
+// read into the cache here (Machine.Prefetch), before the crash path takes
+// the operation lock, under which the target reads nothing.
+func (a *Agent) target(ctx context.Context, path string, inline *bootimage.Manifest) (crashpath.Target, error) {
 	if path == "" && inline == nil {
 		return crashpath.Target{Source: noStorage{}}, nil
 	}
-	m, src, err := resolve(path, inline)
-	return crashpath.Target{Manifest: m, Source: src, Label: path}, err
+	m, src, err := a.resolve(path, inline)
+	if err != nil {
+		return crashpath.Target{}, err
+	}
+	if _, err := a.mc.Prefetch(ctx, m, src); err != nil {
+		return crashpath.Target{}, err
+	}
+	return crashpath.Target{Manifest: m, Source: evictedMeanwhile{}, Label: path}, nil
 }
 
 // CrashArm implements Service (crashpath.Path.Arm).
 func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*crashpath.ArmReport, error) {
-	t, err := target(req.Manifest, req.Inline)
+	t, err := a.target(ctx, req.Manifest, req.Inline)
 	if err != nil {
 		return nil, fmt.Errorf("crash arm: %w", err)
 	}
@@ -74,7 +82,7 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*crashpath.A
 
 // CrashEstimate implements Service (crashpath.Path.Estimate).
 func (a *Agent) CrashEstimate(ctx context.Context, req CrashEstimateRequest) (*crashpath.EstimateReport, error) {
-	t, err := target(req.Manifest, req.Inline)
+	t, err := a.target(ctx, req.Manifest, req.Inline)
 	if err != nil {
 		return nil, fmt.Errorf("crash estimate: %w", err)
 	}
