@@ -216,7 +216,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	}
 	// fastreboot.CheckModule is bootimage.CheckModule that also accepts
 	// the decompressed kernels the segments load method caches.
-	cache := modcache.New(modcache.Options{Logger: log, Check: fastreboot.CheckModule})
+	cache := modcache.New(modcache.Options{Logger: log, Check: fastreboot.CheckModule, Root: opts.Root})
 	mo := opts.Machine
 	mo.Root, mo.Logger, mo.StateDir = opts.Root, log, opts.StateDir
 	a := &Agent{opts: opts, log: log, cache: cache, started: time.Now(), mc: fastreboot.New(cache, mo)}

@@ -11,6 +11,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
@@ -46,6 +47,7 @@ var errorKinds = buildErrorKinds(
 	crashhandler.ErrorKinds(),
 	fastreboot.ErrorKinds(),
 	crashpath.ErrorKinds(),
+	manifestsig.ErrorKinds(),
 	ErrorKinds(),
 )
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 )
 
 // Exit codes.
@@ -82,6 +83,11 @@ Commands:
                                    from the handoff (verified in the background at
                                    low priority, and before any use) and serve the
                                    other commands
+  key gen -o PREFIX                make an ed25519 key pair: PREFIX.key (0600), PREFIX.pub
+  key sign -k KEY MANIFEST         write MANIFEST.sig, a signature over the manifest's
+                                   exact bytes (which name every module by SHA-256)
+  key verify [-p PUB] MANIFEST [--json]
+                                   check MANIFEST.sig against PUB (or the trust root)
   help [COMMAND]                   this text, or a command's usage and flags
                                    (also COMMAND -h)
 
@@ -113,6 +119,7 @@ func globalFlags(e *env) (*flag.FlagSet, *bool) {
 	fs.StringVar(&e.socket, "socket", agent.DefaultSocket, "the daemon's socket")
 	fs.StringVar(&e.stateDir, "state-dir", fastreboot.DefaultStateDir, "where the generation's state is saved")
 	fs.StringVar(&e.root, "root", "/", "the directory holding proc/, sys/ and the handoff (for tests)")
+	fs.StringVar(&e.trust, "trust", "", "the trust root: a public key file or a directory of *.pub files; with one, only manifests one of its keys signed are staged, synced or armed (default "+manifestsig.DefaultTrustRoot+" under --root when it exists)")
 	fs.BoolVar(&e.noDaemon, "no-daemon", false, "do not use the daemon: stage and cache commands work on a cache of this process only")
 	verbose := fs.Bool("v", false, "log what the library does to stderr")
 	return fs, verbose
@@ -133,6 +140,7 @@ type env struct {
 	stateDir       string
 	root           string
 	noDaemon       bool
+	trust          string
 	log            *slog.Logger
 	cfg            config
 }
@@ -170,6 +178,7 @@ var commands = map[string]command{
 	"manifest": cmdManifest,
 	"daemon":   cmdDaemon,
 	"crash":    cmdCrash,
+	"key":      cmdKey,
 }
 
 // Main runs the command line args and returns the exit code.

@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -504,6 +507,69 @@ func TestStageBadInputs(t *testing.T) {
 			want: []string{"bzImage", bootimage.ErrNotBzImage.Error()},
 		},
 		{
+			name: "piece is a FIFO",
+			args: func(t *testing.T) []string {
+				return []string{base(t, func(dir string, m *bootimage.Manifest) {
+					p := filepath.Join(dir, "site.cpio")
+					os.Remove(p)
+					if err := syscall.Mkfifo(p, 0o600); err != nil {
+						t.Fatal(err)
+					}
+				})}
+			},
+			want: []string{`"site.cpio"`, "site.cpio: is a FIFO"},
+			kind: "bootimage.not_regular_file",
+		},
+		{
+			name: "piece is a device of 1 GiB",
+			args: func(t *testing.T) []string {
+				return []string{base(t, func(dir string, m *bootimage.Manifest) {
+					m.Modules[3].Source, m.Modules[3].Size = "/dev/zero", 1<<30
+				})}
+			},
+			want: []string{`"site.cpio"`, "/dev/zero: is a character device"},
+			kind: "bootimage.not_regular_file",
+		},
+		{
+			name: "piece smaller than the manifest says",
+			args: func(t *testing.T) []string {
+				return []string{base(t, func(dir string, m *bootimage.Manifest) { m.Modules[3].Size = 1 << 30 })}
+			},
+			want: []string{`"site.cpio"`, fmt.Sprintf("size %d, manifest says 1073741824", len(im.Initrds[2].Data))},
+			kind: "modcache.size_mismatch",
+		},
+		{
+			name: "manifest is a FIFO",
+			args: func(t *testing.T) []string {
+				p := filepath.Join(t.TempDir(), "m.json")
+				if err := syscall.Mkfifo(p, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return []string{p}
+			},
+			want: []string{"m.json: is a FIFO"},
+			kind: "bootimage.not_regular_file",
+		},
+		{
+			name: "kernel file is a FIFO",
+			args: func(t *testing.T) []string {
+				p := filepath.Join(t.TempDir(), "vmlinuz")
+				if err := syscall.Mkfifo(p, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return []string{"--kernel", p, "--cmdline", "quiet"}
+			},
+			want: []string{"vmlinuz: is a FIFO"},
+		},
+		{
+			name: "initrd file is a device",
+			args: func(t *testing.T) []string {
+				m, p := im.WriteTemp(t)
+				return []string{"--kernel", filepath.Join(filepath.Dir(p), m.Kernel().Source), "--initrd", "/dev/zero", "--cmdline", "quiet"}
+			},
+			want: []string{"/dev/zero: is a character device"},
+		},
+		{
 			name: "kernel file missing",
 			args: func(t *testing.T) []string {
 				return []string{"--kernel", filepath.Join(t.TempDir(), "vmlinuz-none"), "--cmdline", "quiet"}
@@ -525,7 +591,7 @@ func TestStageBadInputs(t *testing.T) {
 					global = []string{"--no-daemon"}
 				}
 				args := tc.args(t)
-				r := h.run(append(append(global, "stage"), args...)...)
+				r := runWithin(t, h, append(append(global, "stage"), args...)...)
 				if r.code != ExitFailed {
 					t.Errorf("exit %d, want %d", r.code, ExitFailed)
 				}
@@ -536,7 +602,7 @@ func TestStageBadInputs(t *testing.T) {
 				}
 				// The same failure under --json: one JSON document on
 				// stdout, the error, with the kinds it wraps.
-				r = h.run(append(append(append(global, "stage"), args...), "--json")...)
+				r = runWithin(t, h, append(append(append(global, "stage"), args...), "--json")...)
 				var rep errorV1
 				decodeStdout(t, r, &rep)
 				if r.code != ExitFailed || rep.Error.ExitCode != ExitFailed || rep.Error.Command != "stage" {
@@ -555,6 +621,21 @@ func TestStageBadInputs(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// runWithin is h.run that fails the test if the command has not returned
+// within 30 s (a source that blocks, such as a FIFO, would hang it).
+func runWithin(t *testing.T, h *harness, args ...string) result {
+	t.Helper()
+	done := make(chan result, 1)
+	go func() { done <- h.run(args...) }()
+	select {
+	case r := <-done:
+		return r
+	case <-time.After(30 * time.Second):
+		t.Fatalf("fastreboot %s did not return in 30 s", strings.Join(args, " "))
+		return result{}
 	}
 }
 

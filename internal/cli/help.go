@@ -49,6 +49,15 @@ var commandHelp = map[string]string{
 	"crash status":  "crash status [--json]\n  the crash path: armed or not, its image and reservation, the last crash",
 	"crash last":    "crash last [--save DIR] [--json]\n  the evidence of the last crash: reason, CPU, the crashed kernel's log",
 	"crash recover": "crash recover [--evidence-dir DIR] [--no-reboot] [--json]\n  in a crash kernel: keep the evidence; two-stage: restage production and\n  kexec into it",
+	"key gen": `key gen -o PREFIX
+  make an ed25519 key pair: PREFIX.key (private, mode 0600) and PREFIX.pub
+  (public, for the trust roots); neither file may exist`,
+	"key sign": `key sign -k KEY [-o SIG] MANIFEST
+  sign the manifest's exact bytes (which name every module by SHA-256) and
+  write the detached signature to MANIFEST.sig`,
+	"key verify": `key verify [-p PUB] [--json] MANIFEST
+  check MANIFEST.sig against the public key file or directory PUB, or the
+  trust root (--trust)`,
 	"daemon": `daemon [--verify-carried lazy|eager]
   hold the cache for this generation: adopt it from the handoff and serve
   the other commands on the socket`,
@@ -59,6 +68,7 @@ var commandGroups = map[string][]string{
 	"cache":    {"ls", "verify", "sync", "evict"},
 	"manifest": {"create", "diff", "validate"},
 	"crash":    {"arm", "estimate", "disarm", "status", "last", "recover"},
+	"key":      {"gen", "sign", "verify"},
 }
 
 // printHelp prints the usage of the command named by words ("stage",

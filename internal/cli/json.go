@@ -9,6 +9,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -34,6 +35,7 @@ const (
 	schemaCrashStatus      = "fastreboot.crash.status.v1"
 	schemaCrashLast        = "fastreboot.crash.last.v1"
 	schemaCrashRecover     = "fastreboot.crash.recover.v1"
+	schemaKeyVerify        = "fastreboot.key.verify.v1"
 	schemaError            = "fastreboot.error.v1"
 )
 
@@ -188,6 +190,27 @@ func manifestValidateDoc(path string, modules int, content *modcache.SyncReport)
 		d.Content = &c
 	}
 	return d
+}
+
+// keyVerifyV1 is `fastreboot key verify --json` (printed only when the
+// signature is good; a bad one is an error document).
+type keyVerifyV1 struct {
+	Schema string `json:"schema"`
+	// Manifest is the path as given; its signature is Manifest + ".sig".
+	Manifest string `json:"manifest"`
+	// Name is the manifest's own name.
+	Name string `json:"name,omitempty"`
+	// KeyID names the key that signed it (the first 8 bytes of the SHA-256
+	// of the raw ed25519 public key, in hex).
+	KeyID string `json:"key_id"`
+	// TrustRoot is the key file or directory the key was found in.
+	TrustRoot string `json:"trust_root"`
+	// Modules is the number of modules the signature covers by digest.
+	Modules int `json:"modules"`
+}
+
+func keyVerifyDoc(path string, m *bootimage.Manifest, keyID string, trust *manifestsig.TrustRoot) keyVerifyV1 {
+	return keyVerifyV1{Schema: schemaKeyVerify, Manifest: path, Name: m.Name, KeyID: keyID, TrustRoot: trust.Path, Modules: len(m.Modules)}
 }
 
 // crashArmV1 is `fastreboot crash arm --json`.

@@ -19,6 +19,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -125,7 +126,9 @@ func jsonDocs() map[string]any {
 		schemaCrashStatus:      crashStatusDoc(schemaCrashStatus, filled[crashpath.StatusReport]()),
 		schemaCrashLast:        crashLastDoc(filled[crashhandler.Evidence]()),
 		schemaCrashRecover:     crashRecoverDoc(filled[crashpath.RecoverReport]()),
-		schemaError:            errorDoc("stage", "stage /boot/fr/v2.json: vmlinuz: digest mismatch", []string{"modcache.digest_mismatch"}, ExitFailed),
+		schemaKeyVerify: keyVerifyDoc("/boot/fr/v2.json", &bootimage.Manifest{Name: "v2", Modules: make([]bootimage.Module, 3)},
+			"9f3c2a1b0d4e5f60", manifestsig.NewTrustRoot("/etc/fastreboot/trust")),
+		schemaError: errorDoc("stage", "stage /boot/fr/v2.json: vmlinuz: digest mismatch", []string{"modcache.digest_mismatch"}, ExitFailed),
 	}
 }
 

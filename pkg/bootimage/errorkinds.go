@@ -9,5 +9,6 @@ func ErrorKinds() map[string]error {
 		"bootimage.cmdline_too_long": ErrCmdlineTooLong,
 		"bootimage.not_bzimage":      ErrNotBzImage,
 		"bootimage.bad_initrd":       ErrBadInitrd,
+		"bootimage.not_regular_file": ErrNotRegularFile,
 	}
 }

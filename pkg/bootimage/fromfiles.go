@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 )
 
@@ -35,20 +34,16 @@ func FromFiles(kernel string, initrds []string, cmdline string) (*Manifest, erro
 }
 
 func moduleFromFile(path string, role Role) (Module, error) {
-	f, err := os.Open(path)
+	// OpenFile refuses a FIFO or a device without blocking; the file is
+	// read no further than the size fstat gave (a file growing meanwhile
+	// is not followed).
+	f, size, err := OpenFile(path)
 	if err != nil {
-		return Module{}, err
+		return Module{}, fmt.Errorf("%s: %w", role, err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return Module{}, err
-	}
-	if !fi.Mode().IsRegular() {
-		return Module{}, fmt.Errorf("%s: %w: %s is not a regular file", path, ErrInvalid, role)
-	}
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	n, err := io.Copy(h, &sizedReader{r: f, path: path, left: size, size: size})
 	if err != nil {
 		return Module{}, fmt.Errorf("hash %s: %w", path, err)
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 )
 
@@ -137,11 +136,12 @@ func describeJSONError(data []byte, err error) string {
 }
 
 // Load reads and validates the manifest in the file at path. Errors name
-// the path.
+// the path. A path that is not a regular file (a FIFO, a device) is
+// refused without blocking (OpenFile).
 func Load(path string) (*Manifest, error) {
-	f, err := os.Open(path)
+	f, _, err := OpenFile(path)
 	if err != nil {
-		return nil, err // *PathError names the file
+		return nil, err
 	}
 	defer f.Close()
 	return Parse(f, path)

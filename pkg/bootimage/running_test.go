@@ -138,7 +138,7 @@ func TestFromFiles(t *testing.T) {
 		{"initrd without trailer", kp, []string{bp, bad}, "", ErrBadInitrd, bad},
 		{"initrd as kernel", bp, nil, "", ErrNotBzImage, bp},
 		{"missing file", kp, []string{filepath.Join(dir, "nope")}, "", fs.ErrNotExist, "nope"},
-		{"directory", kp, []string{filepath.Join(dir, "v2")}, "", ErrInvalid, "v2"},
+		{"directory", kp, []string{filepath.Join(dir, "v2")}, "", ErrNotRegularFile, "v2: is a directory"},
 		{"same base name twice", kp, []string{sp, writeFile(t, dir, "v3/site.cpio", site)}, "", ErrInvalid, `duplicate module name "site.cpio"`},
 		{"cmdline too long", kp, nil, strings.Repeat("x", 4096), ErrCmdlineTooLong, "4096 bytes"},
 	}

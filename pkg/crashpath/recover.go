@@ -131,7 +131,7 @@ func Recover(ctx context.Context, cfg Config, ro RecoverOptions) (*RecoverReport
 func restage(ctx context.Context, cfg Config, rep *RecoverReport, running string, ev *crashhandler.Evidence) (*fastreboot.StageReport, error) {
 	// fastreboot.CheckModule is bootimage.CheckModule that also accepts
 	// the decompressed kernels the segments load method caches.
-	cache := modcache.New(modcache.Options{Logger: cfg.Logger, Check: fastreboot.CheckModule})
+	cache := modcache.New(modcache.Options{Logger: cfg.Logger, Check: fastreboot.CheckModule, Root: cfg.Root})
 	defer cache.Close()
 	st, err := fastreboot.Resume(ctx, cache, fastreboot.ResumeOptions{Root: cfg.Root, StateDir: cfg.StateDir, Logger: cfg.Logger})
 	if err != nil {

@@ -52,6 +52,14 @@ type Options struct {
 	// modules rehydrated from a handoff: the previous generation checked
 	// them before it carried them, and their digest is verified again.
 	Check func(m bootimage.Module, r io.ReaderAt) error
+	// Root is the directory holding proc/meminfo ("" means "/"). Sync
+	// reads a module from its Source only if its size fits in
+	// MemAvailable less MemoryMargin, else the module fails with
+	// ErrNoMemory naming both numbers.
+	Root string
+	// MemoryMargin is the memory Sync leaves available; 0 means
+	// DefaultMemoryMargin, a negative value turns the check off.
+	MemoryMargin int64
 }
 
 // Cache is the set of sealed in-RAM modules, keyed by SHA-256. It is safe for
@@ -60,6 +68,9 @@ type Options struct {
 type Cache struct {
 	log   *slog.Logger
 	check func(bootimage.Module, io.ReaderAt) error
+	// root and margin are Options.Root and Options.MemoryMargin.
+	root   string
+	margin int64
 	// newHash makes every hash the cache computes (sha256.New; tests
 	// count with it what is hashed).
 	newHash func() hash.Hash
@@ -80,9 +91,18 @@ func New(opts Options) *Cache {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	root, margin := opts.Root, opts.MemoryMargin
+	if root == "" {
+		root = "/"
+	}
+	if margin == 0 {
+		margin = DefaultMemoryMargin
+	}
 	return &Cache{
 		log:      log,
 		check:    opts.Check,
+		root:     root,
+		margin:   margin,
 		newHash:  sha256.New,
 		entries:  make(map[string]*Entry),
 		inflight: make(map[string]chan struct{}),
@@ -415,7 +435,7 @@ func (c *Cache) syncOne(ctx context.Context, m bootimage.Module, src Source) (n 
 		return 0, syncHit, failed, nil
 	}
 	c.count(&c.misses)
-	rc, err := src.Open(ctx, m)
+	rc, err := c.open(ctx, m, src)
 	if err != nil {
 		c.finish(done, m.SHA256, nil, 0, nil)
 		if failed != nil {
@@ -435,6 +455,14 @@ func (c *Cache) syncOne(ctx context.Context, m bootimage.Module, src Source) (n 
 		return n, syncFailed, failed, err
 	}
 	return n, syncRead, failed, nil
+}
+
+// open opens m's Source if m fits in the available memory.
+func (c *Cache) open(ctx context.Context, m bootimage.Module, src Source) (io.ReadCloser, error) {
+	if err := c.fits(m.Size); err != nil {
+		return nil, err
+	}
+	return src.Open(ctx, m)
 }
 
 func (c *Cache) count(p *int64) {

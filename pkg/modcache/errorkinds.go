@@ -9,5 +9,6 @@ func ErrorKinds() map[string]error {
 		"modcache.digest_mismatch": ErrDigestMismatch,
 		"modcache.size_mismatch":   ErrSizeMismatch,
 		"modcache.closed":          ErrClosed,
+		"modcache.no_memory":       ErrNoMemory,
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
@@ -27,7 +26,11 @@ var ErrNoSource = errors.New("module has no source")
 // DirSource (usually the manifest's directory); an absolute one is used as is.
 type DirSource string
 
-// Open opens the file holding m. Errors name the module and the path.
+// Open opens the file holding m with bootimage.OpenFile: without blocking
+// (a FIFO is opened at once), and only a regular file (a device or a FIFO
+// is refused, wrapping bootimage.ErrNotRegularFile) whose size is the
+// manifest's (else ErrSizeMismatch), so that nothing is read from a file
+// that cannot hold the module. Errors name the module and the path.
 func (d DirSource) Open(ctx context.Context, m bootimage.Module) (io.ReadCloser, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -39,10 +42,14 @@ func (d DirSource) Open(ctx context.Context, m bootimage.Module) (io.ReadCloser,
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(string(d), p)
 	}
-	f, err := os.Open(p)
+	f, size, err := bootimage.OpenFile(p)
 	if err != nil {
-		// The *PathError already names the path.
+		// The error names the path.
 		return nil, fmt.Errorf("module %q: %w", m.Name, err)
+	}
+	if size != m.Size {
+		f.Close()
+		return nil, fmt.Errorf("module %q: %s: %w: size %d, manifest says %d", m.Name, p, ErrSizeMismatch, size, m.Size)
 	}
 	return f, nil
 }
