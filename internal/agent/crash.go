@@ -117,11 +117,11 @@ const (
 	pathCrashEstimate = "/v1/crash/estimate"
 )
 
-func crashRoutes(mux *http.ServeMux, s Service) {
-	mux.Handle("POST "+pathCrashArm, handle(s.CrashArm))
-	mux.Handle("POST "+pathCrashDisarm, handle(func(ctx context.Context, _ empty) (*crashpath.StatusReport, error) { return s.CrashDisarm(ctx) }))
-	mux.Handle("POST "+pathCrashStatus, handle(func(ctx context.Context, _ empty) (*crashpath.StatusReport, error) { return s.CrashStatus(ctx) }))
-	mux.Handle("POST "+pathCrashEstimate, handle(s.CrashEstimate))
+func crashRoutes(mux *http.ServeMux, s Service, lim limits) {
+	mux.Handle("POST "+pathCrashArm, handle(lim, s.CrashArm))
+	mux.Handle("POST "+pathCrashDisarm, handle(lim, func(ctx context.Context, _ empty) (*crashpath.StatusReport, error) { return s.CrashDisarm(ctx) }))
+	mux.Handle("POST "+pathCrashStatus, handle(lim, func(ctx context.Context, _ empty) (*crashpath.StatusReport, error) { return s.CrashStatus(ctx) }))
+	mux.Handle("POST "+pathCrashEstimate, handle(lim, s.CrashEstimate))
 }
 
 // CrashArm implements Service.
