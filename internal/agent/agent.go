@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -95,6 +99,26 @@ type Info struct {
 	// decompressed ELF (see Agent.PrepareKernelELF); nil if none was
 	// started.
 	KernelELF *KernelELFStatus `json:"kernel_elf,omitempty"`
+	// Trust is the agent's trust root; nil when none is set (manifests
+	// need no signature).
+	Trust *TrustInfo `json:"trust,omitempty"`
+	// Warnings are what the agent noticed and mended on its own, e.g. a
+	// carried module that failed its content check and was read again from
+	// storage.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// TrustInfo describes the trust root an agent checks manifests against.
+type TrustInfo struct {
+	// Root is the key file or directory; Keys the ids of its keys.
+	Root string   `json:"root"`
+	Keys []string `json:"keys"`
+	// RunningSignedBy is the key that signed the manifest this generation
+	// runs (checked at start, or when a cold boot's first manifest was
+	// synced); empty when it is unknown or not trusted, and RunningError
+	// then says why.
+	RunningSignedBy string `json:"running_signed_by,omitempty"`
+	RunningError    string `json:"running_error,omitempty"`
 }
 
 // KernelELFStatus reports the daemon's background preparation of the
@@ -152,6 +176,13 @@ type Options struct {
 	// (crashpath.InitrdMinimal); "" means Root/proc/self/exe, the running
 	// fastreboot binary.
 	CrashInit string
+	// Trust, when set, is the trust root: Sync, Stage, CrashArm and
+	// CrashEstimate accept only manifest files whose signature
+	// (MANIFEST.sig) verifies against it, refuse inline manifests, and
+	// stage or arm the running image only when its manifest's signature
+	// (carried by the handoff) verifies; Resume adopts carried modules
+	// only under such a signature. Nil: manifests need no signature.
+	Trust *manifestsig.TrustRoot
 	// Storage returns the storage the modules of a manifest are read
 	// from: dir is the manifest file's directory, or "/" for an inline
 	// manifest (whose sources are absolute). Nil means
@@ -177,19 +208,28 @@ type Agent struct {
 	// outside the Machine, and an Evict meanwhile would drop the modules
 	// the built image reads). Taken before elfMu. It is never held across
 	// storage I/O: the modules a request names are read into the cache
-	// before it is taken (Machine.Prefetch; Sync only does that and takes
-	// no lock), and under it nothing is read (evictedMeanwhile), so that
-	// a source that blocks (a FIFO, a hung server) wedges only its own
-	// request.
+	// before it is taken (Machine.Prefetch; Sync and restoreCarried only
+	// do that and take no lock), and under it nothing is read
+	// (evictedMeanwhile), so that a source that blocks (a FIFO, a hung
+	// server) wedges only its own request.
 	op sync.Mutex
 	// elfMu is held while the decompressed kernel is derived in the
 	// background (PrepareKernelELF): Evict waits for it, as it could drop
 	// the kernel being read. (Stages wait for it inside the Machine.)
 	elfMu sync.Mutex
 
-	mu        sync.Mutex
-	daemon    bool
-	current   *bootimage.Manifest // what this generation runs
+	mu      sync.Mutex
+	daemon  bool
+	current *bootimage.Manifest // what this generation runs
+	// currentOrigin is current's file and signed bytes, which a restage
+	// carries on; currentSignedBy the trusted key that signed it ("" if
+	// none did, currentTrustErr says why).
+	currentOrigin   *fastreboot.ManifestOrigin
+	currentSignedBy string
+	currentTrustErr error
+	warnings        []string
+	// restored counts the adoption failures restoreCarried handled.
+	restored  int
 	staged    *bootimage.Manifest // what the last Stage loaded
 	report    *fastreboot.StageReport
 	kernelELF *KernelELFStatus
@@ -223,7 +263,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	var err error
 	if opts.Resume {
 		a.state, err = fastreboot.Resume(ctx, cache, fastreboot.ResumeOptions{
-			Root: opts.Root, StateDir: opts.StateDir, Logger: log, EagerVerify: opts.EagerVerify,
+			Root: opts.Root, StateDir: opts.StateDir, Logger: log, EagerVerify: opts.EagerVerify, Trust: opts.Trust,
 		})
 	} else {
 		a.state, err = fastreboot.LoadState(opts.StateDir)
@@ -236,6 +276,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.current = a.state.Manifest
+	a.setCurrentOrigin(a.state.Origin)
 	cfg := crashConfig(opts)
 	cfg.Logger, cfg.Cache, cfg.Machine, cfg.State = log, cache, a.mc, a.state
 	cfg.Current = func() *bootimage.Manifest {
@@ -311,8 +352,9 @@ func (a *Agent) PrepareKernelELF(ctx context.Context) bool {
 // answers meanwhile, and whatever uses a module first (a stage, a crash
 // arm, `cache ls`) verifies it itself or waits for the verification under
 // way. It reports whether it started (false when nothing is pending); Info
-// shows the progress in Cache.Adoption. A module that fails is dropped and
-// logged; a later stage with storage reads it again.
+// shows the progress in Cache.Adoption. A module that fails (whoever
+// verified it) is dropped and, once every pending module is verified, read
+// again from storage (restoreCarried); Info.Warnings says so.
 func (a *Agent) VerifyCarried(ctx context.Context) bool {
 	if a.cache.Stats().Adoption.Pending == 0 {
 		return false
@@ -325,6 +367,7 @@ func (a *Agent) VerifyCarried(ctx context.Context) bool {
 		}
 		t := time.Now()
 		rep, err := a.cache.VerifyPending(ctx)
+		a.restoreCarried(ctx)
 		if err != nil {
 			a.log.Warn("verifying the carried modules", "modules", rep.Modules, "failed", rep.Bad, "err", err)
 			return
@@ -332,6 +375,62 @@ func (a *Agent) VerifyCarried(ctx context.Context) bool {
 		a.log.Info("carried modules verified", "modules", rep.Modules, "bytes", rep.Bytes, "took", time.Since(t))
 	}()
 	return true
+}
+
+// restoreCarried reads again from storage the modules of the running image
+// that the cache dropped since the last call because they failed their
+// content check (a carried module whose bytes do not hash to the digest its
+// manifest names: corrupted, or tampered with in the handoff), and records
+// a warning for each failure and for the re-read, which Info reports.
+// Storage is the running manifest's directory (the handoff's origin), or
+// the file system root when every source is absolute. Under a trust root
+// the running manifest is one whose signature verified: the modules read
+// again are checked against the digests it signed.
+func (a *Agent) restoreCarried(ctx context.Context) {
+	// No lock: the cache is safe for concurrent use, and storage may
+	// block (see op).
+	failures := a.cache.Stats().Adoption.Failures
+	a.mu.Lock()
+	m, origin := a.current, a.currentOrigin
+	fresh := failures[min(a.restored, len(failures)):]
+	a.restored = len(failures)
+	a.mu.Unlock()
+	if len(fresh) == 0 {
+		return
+	}
+	var warns []string
+	for _, f := range fresh {
+		warns = append(warns, "dropped a carried module that failed its content check: "+f)
+	}
+	defer func() {
+		for _, w := range warns {
+			a.log.Warn(w)
+		}
+		a.mu.Lock()
+		a.warnings = append(a.warnings, warns...)
+		a.mu.Unlock()
+	}()
+	if m == nil {
+		warns = append(warns, "not read again from storage: this generation does not know its manifest")
+		return
+	}
+	dir := "/"
+	if origin != nil && origin.Path != "" {
+		dir = filepath.Dir(origin.Path)
+	} else {
+		for _, mod := range m.Modules {
+			if !filepath.IsAbs(mod.Source) {
+				warns = append(warns, fmt.Sprintf("not read again from storage: the handoff does not say where manifest %q lives (module %s has the relative source %q)", m.Name, mod.Name, mod.Source))
+				return
+			}
+		}
+	}
+	rep, err := a.cache.Sync(ctx, m, a.storage(dir))
+	if err != nil {
+		warns = append(warns, fmt.Sprintf("reading the dropped modules again from storage (%s) failed: %v", dir, err))
+		return
+	}
+	warns = append(warns, fmt.Sprintf("read again from storage (%s): %s (%d bytes)", dir, strings.Join(rep.Read, ", "), rep.BytesRead))
 }
 
 // stageOptions are the options of a Stage of this generation: what every
@@ -361,6 +460,13 @@ func (a *Agent) Info(ctx context.Context) (*Info, error) {
 	if a.current != nil {
 		in.Current = a.current.Name
 	}
+	if t := a.opts.Trust; t != nil {
+		in.Trust = &TrustInfo{Root: t.Path, Keys: t.KeyIDs(), RunningSignedBy: a.currentSignedBy}
+		if a.currentTrustErr != nil {
+			in.Trust.RunningError = a.currentTrustErr.Error()
+		}
+	}
+	in.Warnings = slices.Clone(a.warnings)
 	return in, nil
 }
 
@@ -368,7 +474,7 @@ func (a *Agent) Info(ctx context.Context) (*Info, error) {
 // concurrent use, and reading storage under a lock would let one blocked
 // source wedge every other request.
 func (a *Agent) Sync(ctx context.Context, req SyncRequest) (*modcache.SyncReport, error) {
-	m, src, err := a.resolve(req.Manifest, req.Inline)
+	m, src, origin, err := a.resolve(req.Manifest, req.Inline)
 	if err != nil {
 		return nil, err
 	}
@@ -377,41 +483,41 @@ func (a *Agent) Sync(ctx context.Context, req SyncRequest) (*modcache.SyncReport
 		return &rep, fmt.Errorf("sync %s: %w", m.Name, err)
 	}
 	a.mu.Lock()
-	if a.current == nil {
+	known := a.current != nil
+	if !known {
 		// A cold boot has no handoff saying what it runs; the first
 		// manifest synced is taken as the running image.
 		a.current = m
 	}
 	a.mu.Unlock()
+	if !known {
+		a.setCurrentOrigin(origin)
+	}
 	return &rep, nil
 }
 
-// Stage implements Service. The modules a manifest names are read into
-// the cache first (Machine.Prefetch), before the operation lock: under it
-// the stage reads no storage.
+// Stage implements Service.
 func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageReport, error) {
 	reason := req.Reason
 	if reason == "" {
 		reason = fastreboot.ReasonUpdate
 	}
 	var (
-		m   *bootimage.Manifest
-		src modcache.Source
+		m      *bootimage.Manifest
+		src    modcache.Source
+		origin *fastreboot.ManifestOrigin
+		err    error
 	)
 	switch {
 	case req.Current && (req.Manifest != "" || req.Inline != nil):
 		return nil, errors.New("stage: give a manifest or current, not both")
 	case req.Current:
-		a.mu.Lock()
-		m = a.current
-		a.mu.Unlock()
-		if m == nil {
-			return nil, errors.New("stage current: this generation does not know its manifest (cold boot without a synced manifest)")
+		if m, origin, err = a.runningImage(); err != nil {
+			return nil, fmt.Errorf("stage current: %w", err)
 		}
 		src = noStorage{}
 	default:
-		var err error
-		if m, src, err = a.resolve(req.Manifest, req.Inline); err != nil {
+		if m, src, origin, err = a.resolve(req.Manifest, req.Inline); err != nil {
 			return nil, fmt.Errorf("stage: %w", err)
 		}
 	}
@@ -424,7 +530,7 @@ func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageR
 	a.op.Lock()
 	defer a.op.Unlock()
 	so := a.stageOptions(reason)
-	so.DryRun, so.Load, so.Prefetched = req.DryRun, req.Load, pre
+	so.DryRun, so.Load, so.Origin, so.Prefetched = req.DryRun, req.Load, origin, pre
 	if req.NoCarry {
 		so.Carry = fastreboot.CarryNone
 	}
@@ -485,44 +591,123 @@ func (a *Agent) Evict(ctx context.Context) (*modcache.EvictReport, error) {
 	return &rep, nil
 }
 
-// resolve returns the manifest a request names and the storage its modules
-// are read from (Options.Storage): the manifest file's directory, or the
-// file system root for an inline manifest (whose sources are absolute).
-func (a *Agent) resolve(path string, inline *bootimage.Manifest) (*bootimage.Manifest, modcache.Source, error) {
-	m, dir, err := resolveManifest(path, inline)
-	if err != nil {
-		return nil, nil, err
-	}
-	if a.opts.Storage != nil {
-		return m, a.opts.Storage(dir), nil
-	}
-	return m, modcache.DirSource(dir), nil
-}
-
-// resolveManifest returns the manifest a request names and the directory
-// its module sources are relative to.
-func resolveManifest(path string, inline *bootimage.Manifest) (*bootimage.Manifest, string, error) {
+// resolve returns the manifest a request names, the storage its modules
+// are read from (the manifest file's directory, or the file system root for
+// an inline manifest, whose sources are absolute) and its origin (the file
+// and, if signed, its signed bytes, for the handoff). The manifest is
+// parsed from the very bytes whose signature was checked. Under a trust
+// root, a manifest file must carry a trusted signature and an inline
+// manifest (which has none) is refused; errors name the manifest and wrap
+// the manifestsig sentinels.
+func (a *Agent) resolve(path string, inline *bootimage.Manifest) (*bootimage.Manifest, modcache.Source, *fastreboot.ManifestOrigin, error) {
+	trust := a.opts.Trust
 	switch {
 	case path != "" && inline != nil:
-		return nil, "", errors.New("give a manifest file or an inline manifest, not both")
+		return nil, nil, nil, errors.New("give a manifest file or an inline manifest, not both")
 	case inline != nil:
+		if trust != nil {
+			return nil, nil, nil, fmt.Errorf("inline manifest (--kernel/--initrd) of %s: %w: a trust root (%s) is set, so stage a signed manifest file (fastreboot key sign)",
+				inline.Kernel().Source, manifestsig.ErrUnsigned, trust.Path)
+		}
 		if err := inline.Validate(); err != nil {
-			return nil, "", err
+			return nil, nil, nil, err
 		}
 		for _, mod := range inline.Modules {
 			if mod.Source != "" && !filepath.IsAbs(mod.Source) {
-				return nil, "", fmt.Errorf("inline manifest: module %s: source %q is not absolute", mod.Name, mod.Source)
+				return nil, nil, nil, fmt.Errorf("inline manifest: module %s: source %q is not absolute", mod.Name, mod.Source)
 			}
 		}
-		return inline, "/", nil
+		return inline, a.storage("/"), nil, nil
 	case path != "":
-		m, err := bootimage.Load(path)
-		if err != nil {
-			return nil, "", err
+		signed, err := manifestsig.ReadSigned(path)
+		if err != nil && trust == nil && errors.Is(err, manifestsig.ErrMalformed) {
+			// Without a trust root a broken signature file does not
+			// matter: the manifest is staged unsigned.
+			a.log.Warn("ignoring the manifest's signature file", "manifest", path, "err", err)
+			var m *bootimage.Manifest
+			m, err = bootimage.Load(path)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			return m, a.storage(filepath.Dir(path)), &fastreboot.ManifestOrigin{Path: path}, nil
 		}
-		return m, filepath.Dir(path), nil
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if trust != nil {
+			if _, err := trust.Verify(signed); err != nil {
+				return nil, nil, nil, fmt.Errorf("manifest %s: %w", path, err)
+			}
+		}
+		m, err := bootimage.Parse(bytes.NewReader(signed.Manifest), path)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		origin := &fastreboot.ManifestOrigin{Path: path}
+		if signed.Signature != nil {
+			origin.Signed = signed
+		}
+		return m, a.storage(filepath.Dir(path)), origin, nil
 	}
-	return nil, "", errors.New("no manifest given")
+	return nil, nil, nil, errors.New("no manifest given")
+}
+
+// setCurrentOrigin records the origin of the running image's manifest and,
+// under a trust root, whether its signature verifies and covers it.
+func (a *Agent) setCurrentOrigin(o *fastreboot.ManifestOrigin) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.currentOrigin, a.currentSignedBy, a.currentTrustErr = o, "", nil
+	if a.current == nil || o == nil {
+		if a.opts.Trust != nil {
+			a.currentTrustErr = fmt.Errorf("%w (trust root %s)", manifestsig.ErrUnsigned, a.opts.Trust.Path)
+		}
+		return
+	}
+	if a.opts.Trust == nil {
+		if err := o.CheckModules(a.current); err != nil {
+			// Carrying it on would make every restage fail.
+			a.log.Warn("the handoff's signed manifest does not match the running image; not carried on", "err", err)
+			a.currentOrigin = &fastreboot.ManifestOrigin{Path: o.Path}
+		}
+		return
+	}
+	id, err := fastreboot.VerifyOrigin(a.opts.Trust, o, a.current)
+	if err != nil {
+		a.currentTrustErr = err
+		return
+	}
+	a.currentSignedBy = id
+}
+
+// runningImage returns the manifest this generation runs and its origin;
+// under a trust root only if a trusted key signed it.
+func (a *Agent) runningImage() (*bootimage.Manifest, *fastreboot.ManifestOrigin, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.current == nil {
+		return nil, nil, errors.New("this generation does not know its manifest (cold boot without a synced manifest)")
+	}
+	if a.opts.Trust != nil && a.currentSignedBy == "" {
+		return nil, nil, fmt.Errorf("the running image's manifest is not trusted: %w", a.currentTrustErr)
+	}
+	return a.current, a.currentOrigin, nil
+}
+
+// noStorage is the Source of a stage from the cache alone.
+type noStorage struct{}
+
+func (noStorage) Open(_ context.Context, m bootimage.Module) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("module %s (sha256 %s): %w", m.Name, m.SHA256, ErrNoStorage)
+}
+
+// storage is the Source of the modules of a manifest in dir
+// (Options.Storage).
+func (a *Agent) storage(dir string) modcache.Source {
+	if a.opts.Storage != nil {
+		return a.opts.Storage(dir)
+	}
+	return modcache.DirSource(dir)
 }
 
 // evictedMeanwhile is the Source of a stage or crash build whose modules
@@ -533,11 +718,4 @@ type evictedMeanwhile struct{}
 
 func (evictedMeanwhile) Open(_ context.Context, m bootimage.Module) (io.ReadCloser, error) {
 	return nil, fmt.Errorf("module %s (sha256 %s) was read into the cache, then evicted by a concurrent request before this one could use it: try again", m.Name, m.SHA256)
-}
-
-// noStorage is the Source of a stage from the cache alone.
-type noStorage struct{}
-
-func (noStorage) Open(_ context.Context, m bootimage.Module) (io.ReadCloser, error) {
-	return nil, fmt.Errorf("module %s (sha256 %s): %w", m.Name, m.SHA256, ErrNoStorage)
 }

@@ -50,22 +50,30 @@ func crashConfig(opts Options) crashpath.Config {
 	}
 }
 
-// target resolves a request's manifest file or inline manifest; neither is
-// the running image, served from the cache alone. A manifest's modules are
-// read into the cache here (Machine.Prefetch), before the crash path takes
-// the operation lock, under which the target reads nothing.
+// target resolves a request's manifest file or inline manifest (checking
+// its signature under a trust root); neither is the running image, served
+// from the cache alone (under a trust root, only if its manifest's carried
+// signature verified). A manifest's modules are read into the cache here
+// (Machine.Prefetch), before the crash path takes the operation lock,
+// under which the target reads nothing.
 func (a *Agent) target(ctx context.Context, path string, inline *bootimage.Manifest) (crashpath.Target, error) {
 	if path == "" && inline == nil {
-		return crashpath.Target{Source: noStorage{}}, nil
+		_, origin, err := a.runningImage()
+		if err != nil && a.opts.Trust != nil {
+			return crashpath.Target{}, err
+		}
+		// crashpath finds the running image itself (Config.Current, or it
+		// says it is unknown); the estimate of an armed image needs none.
+		return crashpath.Target{Source: noStorage{}, Origin: origin}, nil
 	}
-	m, src, err := a.resolve(path, inline)
+	m, src, origin, err := a.resolve(path, inline)
 	if err != nil {
 		return crashpath.Target{}, err
 	}
 	if _, err := a.mc.Prefetch(ctx, m, src); err != nil {
 		return crashpath.Target{}, err
 	}
-	return crashpath.Target{Manifest: m, Source: evictedMeanwhile{}, Label: path}, nil
+	return crashpath.Target{Manifest: m, Source: evictedMeanwhile{}, Label: path, Origin: origin}, nil
 }
 
 // CrashArm implements Service (crashpath.Path.Arm).

@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -9,10 +10,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/u-root/u-root/pkg/cpio"
+
 	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // crashRoot writes a fake /proc and /sys with a crash reservation of
@@ -43,10 +48,10 @@ func crashRoot(t *testing.T, reserve int64) string {
 	// runs as /init.
 	w("proc/self/exe", strings.Repeat("static fastreboot binary ", 400))
 	for i, e := range []struct{ start, end, typ string }{
-		{"0x0", "0x9fbff", crashhandler.TypeRAM},
-		{"0x9fc00", "0x9ffff", crashhandler.TypeReserved},
-		{"0x100000", "0x7ffdefff", crashhandler.TypeRAM},
-		{"0x7ffdf000", "0x7fffffff", crashhandler.TypeReserved},
+		{"0x0", "0x9fbff", memmap.TypeRAM},
+		{"0x9fc00", "0x9ffff", memmap.TypeReserved},
+		{"0x100000", "0x7ffdefff", memmap.TypeRAM},
+		{"0x7ffdf000", "0x7fffffff", memmap.TypeReserved},
 	} {
 		d := filepath.Join("sys/firmware/memmap", itoa(int64(i)))
 		w(filepath.Join(d, "start"), e.start+"\n")
@@ -67,64 +72,91 @@ func sysctl(t *testing.T, root, name string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// TestCrashArm arms the crash path from a manifest: the crash image is the
-// manifest's kernel with its initrd pieces and a handoff (reason crash, the
-// next generation, the recorded memory map, the carried modules), loaded
-// with KEXEC_FILE_ON_CRASH; disarming unloads it and restores the sysctls.
-func TestCrashArm(t *testing.T) {
+// TestCrashRoutes drives the crash routes through the socket: arm names
+// the manifest by file (the daemon reads its modules from beside it) and
+// builds the minimal crash initramfs from Options.CrashInit; status,
+// estimate (of the armed image) and disarm answer with the Path's reports.
+// What the crash path does is pkg/crashpath's tests'.
+func TestCrashRoutes(t *testing.T) {
 	ctx := context.Background()
 	im, _ := testimage.Update()
 	m, p := im.WriteTemp(t)
 	root := crashRoot(t, 384<<20)
+	prog := bytes.Repeat([]byte("static fastreboot binary "), 4000)
+	exe := filepath.Join(t.TempDir(), "fastreboot")
+	if err := os.WriteFile(exe, prog, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	l := &flagLoader{}
-	a := newCrashAgent(t, root, l)
-
-	rep, err := a.CrashArm(ctx, agent.CrashArmRequest{Manifest: p, Mode: crashhandler.ModeDirect})
-	if err != nil {
-		t.Fatalf("CrashArm: %v", err)
-	}
-	if !rep.Armed || rep.State.Mode != crashhandler.ModeDirect || rep.MemoryMapFrom != "firmware" {
-		t.Errorf("CrashArm report: %+v", rep)
-	}
-	if l.flags != 2 /* KEXEC_FILE_ON_CRASH */ {
-		t.Errorf("kexec_file_load flags %#x, want ON_CRASH", l.flags)
-	}
-	if !strings.Contains(l.cmdline, "fastreboot.crash=direct") || !strings.Contains(l.cmdline, "memmap=exactmap") {
-		t.Errorf("crash cmdline %q lacks the direct marker or the memory map", l.cmdline)
-	}
-	if rep.Image.Reason != fastreboot.ReasonCrash || rep.Image.Generation != 2 || rep.Image.CarriedModules != len(m.Modules) {
-		t.Errorf("crash image: reason %s generation %d carried %d, want crash 2 %d", rep.Image.Reason, rep.Image.Generation, rep.Image.CarriedModules, len(m.Modules))
-	}
-	h := handoffOf(t, l.initrd, rep.Image)
-	if h.Crash == nil || h.Crash.Mode != crashhandler.ModeDirect || len(h.MemoryMap) == 0 {
-		t.Errorf("crash handoff: crash %+v, memory map %v; want the crash mode and the memory map", h.Crash, h.MemoryMap)
-	}
-	if got := sysctl(t, root, crashhandler.SysctlPanicOnOops); got != "1" {
-		t.Errorf("panic_on_oops = %s after arming, want 1", got)
-	}
-
-	st, err := a.CrashStatus(ctx)
-	if err != nil || st.Mode != crashhandler.ModeDirect || st.MemoryMapRAM == 0 {
-		t.Errorf("CrashStatus = %+v, %v", st, err)
-	}
-	if _, err := a.CrashDisarm(ctx); err != nil {
-		t.Fatalf("CrashDisarm: %v", err)
-	}
-	if got := sysctl(t, root, crashhandler.SysctlPanicOnOops); got != "0" {
-		t.Errorf("panic_on_oops = %s after disarming, want 0 restored", got)
-	}
-}
-
-func newCrashAgent(t *testing.T, root string, l *flagLoader) *agent.Agent {
-	t.Helper()
-	a, err := agent.New(context.Background(), agent.Options{Root: root, StateDir: t.TempDir(), Machine: fastreboot.Options{
+	a, err := agent.New(ctx, agent.Options{Root: root, StateDir: t.TempDir(), CrashInit: exe, Machine: fastreboot.Options{
 		Loader: l, Probe: func() error { return errors.New("probe must not run in tests") },
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	return a
+	c, _ := serve(t, a)
+
+	rep, err := c.CrashArm(ctx, agent.CrashArmRequest{Manifest: p, Mode: crashhandler.ModeTwoStage, Initrd: crashpath.InitrdMinimal})
+	if err != nil {
+		t.Fatalf("CrashArm: %v", err)
+	}
+	if !rep.Armed || rep.State.Mode != crashhandler.ModeTwoStage || rep.Initrd != crashpath.InitrdMinimal || l.flags != 2 /* KEXEC_FILE_ON_CRASH */ {
+		t.Errorf("CrashArm report %+v, flags %#x", rep, l.flags)
+	}
+	if rep.Image.Reason != fastreboot.ReasonCrash || rep.Image.CarriedModules != len(m.Modules) {
+		t.Errorf("crash image: reason %s carried %d, want crash %d", rep.Image.Reason, rep.Image.CarriedModules, len(m.Modules))
+	}
+	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(l.initrd[:rep.Image.PiecesBytes])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotInit bool
+	for _, r := range recs {
+		if r.Name == fastreboot.CrashInitPath {
+			b := make([]byte, r.FileSize)
+			r.ReadAt(b, 0)
+			gotInit = bytes.Equal(b, prog)
+		}
+	}
+	if !gotInit {
+		t.Errorf("the crash initrd has no /init with Options.CrashInit's program: %v", recs)
+	}
+	if h := handoffOf(t, l.initrd, rep.Image); h.Crash == nil || h.Crash.Initrd != "minimal" {
+		t.Errorf("crash handoff: crash %+v, want initrd minimal", h.Crash)
+	}
+
+	st, err := c.CrashStatus(ctx)
+	if err != nil || st.Mode != crashhandler.ModeTwoStage || st.MemoryMapRAM == 0 {
+		t.Errorf("CrashStatus = %+v, %v", st, err)
+	}
+	est, err := c.CrashEstimate(ctx, agent.CrashEstimateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if est.From != "armed" || est.Sizing != rep.State.Sizing || !est.Fits || len(est.Problems) != 0 || est.NextCrashkernel.Size != 384<<20 {
+		t.Errorf("estimate of the armed image: %+v", est)
+	}
+	// Another mode than the armed one builds the running image, which a
+	// cold boot does not know.
+	if _, err := c.CrashEstimate(ctx, agent.CrashEstimateRequest{Mode: crashhandler.ModeDirect}); err == nil {
+		t.Error("estimate of another mode on a cold boot without a manifest succeeded")
+	}
+	est, err = c.CrashEstimate(ctx, agent.CrashEstimateRequest{Manifest: p, Mode: crashhandler.ModeDirect})
+	if err != nil || est.Mode != crashhandler.ModeDirect || est.From != "built" || est.Sizing.Total >= rep.State.Sizing.Total || !est.Fits {
+		t.Errorf("direct estimate %+v, %v; want a smaller reservation that fits", est, err)
+	}
+	if l.calls != 1 {
+		t.Errorf("%d loads after one arm and three estimates, want 1", l.calls)
+	}
+
+	st, err = c.CrashDisarm(ctx)
+	if err != nil || st.State != nil {
+		t.Fatalf("CrashDisarm = %+v, %v; want no state left", st, err)
+	}
+	if got := sysctl(t, root, crashhandler.SysctlPanicOnOops); got != "0" {
+		t.Errorf("panic_on_oops = %s after disarming, want 0 restored", got)
+	}
 }
 
 // handoffOf unpacks the handoff piece of a built image and reads it.

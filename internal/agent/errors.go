@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/fastreboot/fastreboot/internal/kexecsys"
+	"github.com/fastreboot/fastreboot/pkg/bootentry"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
@@ -45,6 +46,7 @@ type errorKind struct {
 var errorKinds = buildErrorKinds(
 	kexecsys.ErrorKinds(),
 	bootimage.ErrorKinds(),
+	bootentry.ErrorKinds(),
 	memmap.ErrorKinds(),
 	modcache.ErrorKinds(),
 	cpustop.ErrorKinds(),

@@ -31,13 +31,14 @@ type sentinel struct {
 
 func (s sentinel) String() string { return s.pkg + "." + s.name + " (" + s.pos + ")" }
 
-// scanSentinels parses every non-test Go file under root's pkg/ and
-// internal/ and returns the exported package-level Err* variables.
+// scanSentinels parses every non-test Go file under root's pkg/, internal/
+// and cmd/ (every package of the module; qemu-tests is another module) and
+// returns the exported package-level Err* variables.
 func scanSentinels(t *testing.T, root string) []sentinel {
 	t.Helper()
 	var out []sentinel
 	fset := token.NewFileSet()
-	for _, top := range []string{"pkg", "internal"} {
+	for _, top := range []string{"pkg", "internal", "cmd"} {
 		if _, err := os.Stat(filepath.Join(root, top)); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -168,9 +169,25 @@ func TestEveryErrorCrossesTheSocket(t *testing.T) {
 	if len(sentinels) < 40 {
 		t.Fatalf("found only %d sentinels: is the scan looking at the module root?", len(sentinels))
 	}
-	for _, want := range []string{"crashhandler.ErrNoVmcore", "cpustop.ErrTimeout", "agent.ErrNoStorage", "kexecsys.ErrNotSupported"} {
+	for _, want := range []string{"crashhandler.ErrNoVmcore", "cpustop.ErrTimeout", "agent.ErrNoStorage", "kexecsys.ErrNotSupported",
+		"crashpath.ErrNotCrashKernel", "memmap.ErrNoFirmwareMap", "modcache.ErrModuleTooLarge"} {
 		if !strings.Contains(fmt.Sprint(sentinels), want+" ") {
 			t.Errorf("scan missed %s", want)
+		}
+	}
+	// Every package whose ErrorKinds feed the registry was scanned: a
+	// package the walk skipped would have sentinels nobody checks.
+	scanned := map[string]bool{}
+	for _, s := range sentinels {
+		scanned[s.pkg] = true
+	}
+	for _, k := range errorKinds {
+		pkg := k.name[:strings.Index(k.name, ".")]
+		if pkg == "kexec" {
+			pkg = "kexecsys"
+		}
+		if !scanned[pkg] {
+			t.Errorf("registry kind %s: the scan found no sentinel of package %s", k.name, pkg)
 		}
 	}
 	found, problems := registered(sentinels, errorKinds)

@@ -5,8 +5,10 @@
 package atomicfile
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -18,7 +20,17 @@ import (
 // disk. The directory must exist. A symlink at path is replaced, never
 // followed: its target is untouched. On error path is unchanged and the
 // temporary file is gone.
-func WriteFile(path string, data []byte, perm fs.FileMode) (err error) {
+func WriteFile(path string, data []byte, perm fs.FileMode) error {
+	return WriteFrom(path, perm, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// WriteFrom is WriteFile for content too large to hold in memory: fill
+// writes it to the temporary file (through a buffer). When fill fails,
+// path is unchanged and the temporary file is gone.
+func WriteFrom(path string, perm fs.FileMode, fill func(io.Writer) error) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
@@ -30,7 +42,11 @@ func WriteFile(path string, data []byte, perm fs.FileMode) (err error) {
 			err = fmt.Errorf("writing %s: %w", path, err)
 		}
 	}()
-	_, werr := tmp.Write(data)
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	werr := fill(bw)
+	if werr == nil {
+		werr = bw.Flush()
+	}
 	if werr == nil {
 		werr = tmp.Chmod(perm)
 	}

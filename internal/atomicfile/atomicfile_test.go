@@ -1,6 +1,8 @@
 package atomicfile
 
 import (
+	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -117,5 +119,38 @@ func TestWriteFileReplacesSymlink(t *testing.T) {
 	}
 	if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() {
 		t.Errorf("path after WriteFile: %v, %v; want a regular file", fi, err)
+	}
+}
+
+func TestWriteFromFailedFill(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "big")
+	if err := WriteFile(p, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	err := WriteFrom(p, 0o644, func(w io.Writer) error {
+		if _, err := w.Write(make([]byte, 3<<20)); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Errorf("err = %v, want the fill's error", err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "old" {
+		t.Errorf("content after a failed fill = %q, want the old one", b)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("directory holds %d entries after a failed fill, want 1", len(ents))
+	}
+	// A fill larger than the buffer arrives whole.
+	want := make([]byte, 3<<20+5)
+	want[len(want)-1] = 1
+	if err := WriteFrom(p, 0o644, func(w io.Writer) error { _, err := w.Write(want); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); len(b) != len(want) || b[len(b)-1] != 1 {
+		t.Errorf("content: %d bytes, want %d", len(b), len(want))
 	}
 }

@@ -38,6 +38,9 @@ Commands:
   stage --current                  image from the cache and load it (kexec_file_load);
   stage --kernel K --initrd I...   --current restages what this generation runs
         [--cmdline C | --append A] from the cache alone
+  stage --default | --entry ID     the image of a boot entry (BLS, grub.cfg or
+        [--root DIR]               Debian's vmlinuz/initrd.img links): --default
+                                   the one the boot loader boots by default
         [--dry-run] [--no-carry] [--reason R] [--json]
         [--load file|segments]     file (default): kexec_file_load; segments:
                                    kexec_load of the kernel decompressed once and
@@ -52,6 +55,9 @@ Commands:
   cache ls|verify|evict [--json]   list, re-hash, or drop unreferenced cached modules
   cache sync MANIFEST [--json]     read into the cache what MANIFEST needs
   manifest create --kernel K --initrd I... [--cmdline C | --append A] [--name N] [-o FILE]
+  manifest create --entry ID | --default [--root DIR] [-o FILE]
+  entries [--json] [--root DIR]    the boot entries of /boot (BLS, grub.cfg,
+                                   Debian's links), the default and why
   manifest diff OLD NEW [--json]   name added, removed and changed modules
   manifest validate [--content] M  check a manifest (and with --content its files)
   crash arm [MANIFEST] [--mode two-stage|direct] [--auto] [--append W]...
@@ -184,6 +190,7 @@ var commands = map[string]command{
 	"daemon":   cmdDaemon,
 	"crash":    cmdCrash,
 	"key":      cmdKey,
+	"entries":  cmdEntries,
 }
 
 // Main runs the command line args and returns the exit code.
@@ -379,7 +386,11 @@ func (e *env) service(ctx context.Context) (agent.Service, func(), error) {
 		}
 		e.log.Info("no daemon, using an in-process cache", "socket", e.socket)
 	}
-	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Machine: e.cfg.machine})
+	trust, err := e.trustRoot()
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Machine: e.cfg.machine, Trust: trust})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -47,7 +47,7 @@ func TestUsage(t *testing.T) {
 		{args: []string{"manifest", "validate"}, code: ExitUsage, stderr: "manifest validate takes one MANIFEST"},
 		{args: []string{"manifest", "create", "--initrd", "i"}, code: ExitUsage, stderr: "--kernel is required"},
 		{args: []string{"manifest", "create", "--kernel", "k", "--cmdline", "a", "--append", "b"}, code: ExitUsage, stderr: "give --cmdline or --append, not both"},
-		{args: []string{"stage"}, code: ExitUsage, stderr: "give a MANIFEST, --kernel K --initrd I..., or --current"},
+		{args: []string{"stage"}, code: ExitUsage, stderr: "give a MANIFEST, --kernel K --initrd I..., --default, --entry ID or --current"},
 		{args: []string{"stage", "a.json", "b.json"}, code: ExitUsage, stderr: "one manifest at a time"},
 		{args: []string{"stage", "--current", "a.json"}, code: ExitUsage, stderr: "give only one of"},
 		{args: []string{"stage", "--current", "--reason", "cold"}, code: ExitUsage, stderr: `--reason "cold"`},

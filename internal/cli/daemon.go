@@ -55,7 +55,11 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Resume: true, Machine: e.cfg.machine, EagerVerify: eager})
+	trust, err := e.trustRoot()
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Resume: true, Machine: e.cfg.machine, EagerVerify: eager, Trust: trust})
 	if err != nil {
 		return err
 	}

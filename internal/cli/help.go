@@ -23,10 +23,17 @@ var commandHelp = map[string]string{
 	"status": `status [--json] [--check]
   kexec support, what is loaded, the generation, the last boot's reason and
   timeline, the CPUs, the cache and the crash path`,
-	"stage": `stage MANIFEST | --current | --kernel K --initrd I... [--cmdline C | --append A] [flags]
+	"stage": `stage MANIFEST | --current | --kernel K --initrd I... | --default | --entry ID [--cmdline C | --append A] [flags]
   read the modules that changed into the cache, build the next image from it
   and load it; --current restages what this generation runs from the cache
-  alone`,
+  alone; --default and --entry ID take the kernel, initrds and command line
+  of a boot entry (fastreboot entries)`,
+	"entries": `entries [--json] [--root DIR]
+  list the boot entries under DIR (BLS Type #1 entries, grub.cfg, Debian's
+  vmlinuz/initrd.img links), each with its kernel, initrds and command line,
+  and the one stage --default picks, with the rule that picked it: loader.conf's
+  default, grubenv's next_entry or saved_entry, grub.cfg's default, the newest
+  BLS entry, Debian's links (docs/boot-entries.md)`,
 	"reboot": `reboot [MANIFEST] [--dry-run] [--fallback refuse|firmware] [--stop-cpus kernel|hotplug] [--json]
   jump into the staged image (stage MANIFEST first if given): sync(2), then
   reboot(LINUX_REBOOT_CMD_KEXEC)`,
@@ -34,8 +41,9 @@ var commandHelp = map[string]string{
 	"cache verify": "cache verify [--json]\n  hash every cached module again; a module that no longer matches is dropped",
 	"cache sync":   "cache sync MANIFEST [--json]\n  read into the daemon's cache what MANIFEST needs and is not cached yet\n  (refused without a daemon: a cache of the command alone would keep nothing)",
 	"cache evict":  "cache evict [--json]\n  drop the modules no staged or running image references",
-	"manifest create": `manifest create --kernel K --initrd I... [--cmdline C | --append A] [--name N] [-o FILE [--relative]]
-  write a manifest of the given files (sizes and SHA-256 measured)`,
+	"manifest create": `manifest create --kernel K --initrd I... | --default | --entry ID [--cmdline C | --append A] [--name N] [-o FILE [--relative]]
+  write a manifest of the given files, or of a boot entry's (sizes and
+  SHA-256 measured)`,
 	"manifest diff":     "manifest diff OLD NEW [--json]\n  name the modules added, removed and changed, and a changed command line",
 	"manifest validate": "manifest validate [--content] [--json] MANIFEST\n  check a manifest (and with --content the files it names)",
 	"crash arm": `crash arm [MANIFEST] [--mode two-stage|direct] [--auto] [--load segments|file] [--initrd minimal|image] [flags]

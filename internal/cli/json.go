@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/bootentry"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
@@ -37,6 +38,7 @@ const (
 	schemaCrashRecover     = "fastreboot.crash.recover.v1"
 	schemaKeyVerify        = "fastreboot.key.verify.v1"
 	schemaError            = "fastreboot.error.v1"
+	schemaEntries          = "fastreboot.entries.v1"
 )
 
 // statusV1 is `fastreboot status --json`.
@@ -65,6 +67,10 @@ type statusV1 struct {
 	Problems []string `json:"problems,omitempty"`
 	// Crash is the crash path: armed or not, and the last crash's evidence.
 	Crash *crashStatusReportV1 `json:"crash,omitempty"`
+	// Trust is the trust root manifests are checked against (the daemon's
+	// when one answers, else this command's); absent when none is set:
+	// then manifests need no signature.
+	Trust *trustInfoV1 `json:"trust,omitempty"`
 }
 
 // statusTimelineV1 is the previous generation's timeline with this
@@ -93,6 +99,7 @@ func statusDoc(r *statusReport) statusV1 {
 		Agent:     agentInfoV1Ptr(r.Agent),
 		Problems:  slices.Clone(r.Problems),
 		Crash:     crashStatusReportV1Ptr(r.Crash),
+		Trust:     trustInfoV1Ptr(r.Trust),
 	}
 	if r.CPUs != nil {
 		c := cpuStatusV1Of(*r.CPUs)
@@ -310,4 +317,35 @@ func crashStatusReportV1Ptr(p *crashpath.StatusReport) *crashStatusReportV1 {
 	}
 	v := crashStatusReportV1Of(*p)
 	return &v
+}
+
+// entriesV1 is `fastreboot entries --json`.
+type entriesV1 struct {
+	Schema string `json:"schema"`
+	// Default is the id of the entry stage --default stages, absent when
+	// there is none; DefaultReason the rule that picked it.
+	Default       string `json:"default,omitempty"`
+	DefaultReason string `json:"default_reason,omitempty"`
+	// Entries are the boot entries: BLS in the specification's order, then
+	// GRUB's in menu order, then Debian's links.
+	Entries []bootEntryV1 `json:"entries"`
+	// Problems are findings that are not an entry's (a file not parsed, a
+	// default naming no entry, an include not followed).
+	Problems []string `json:"problems,omitempty"`
+}
+
+func entriesDoc(l *bootentry.List) entriesV1 {
+	d := entriesV1{Schema: schemaEntries, Entries: []bootEntryV1{}}
+	if l.Default >= 0 && l.Default < len(l.Entries) {
+		d.Default, d.DefaultReason = l.Entries[l.Default].ID, l.DefaultReason
+	}
+	for i, e := range l.Entries {
+		d.Entries = append(d.Entries, bootEntryV1Of(e, i == l.Default))
+	}
+	for _, p := range l.Problems {
+		if p != nil {
+			d.Problems = append(d.Problems, p.Error())
+		}
+	}
+	return d
 }

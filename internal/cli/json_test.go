@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/bootentry"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
@@ -42,6 +44,7 @@ var fillStrings = map[reflect.Type]string{
 	reflect.TypeFor[crashhandler.LoadMethod](): string(crashhandler.LoadSegments),
 	reflect.TypeFor[crashpath.Initrd]():        string(crashpath.InitrdMinimal),
 	reflect.TypeFor[bootimage.Role]():          string(bootimage.RoleKernel),
+	reflect.TypeFor[bootentry.Source]():        string(bootentry.SourceBLS),
 }
 
 func (f *filler) fill(v reflect.Value, name string, depth int) {
@@ -126,6 +129,7 @@ func jsonDocs() map[string]any {
 		schemaCrashStatus:      crashStatusDoc(schemaCrashStatus, filled[crashpath.StatusReport]()),
 		schemaCrashLast:        crashLastDoc(filled[crashhandler.Evidence]()),
 		schemaCrashRecover:     crashRecoverDoc(filled[crashpath.RecoverReport]()),
+		schemaEntries:          entriesDoc(filledEntries()),
 		schemaKeyVerify: keyVerifyDoc("/boot/fr/v2.json", &bootimage.Manifest{Name: "v2", Modules: make([]bootimage.Module, 3)},
 			"9f3c2a1b0d4e5f60", manifestsig.NewTrustRoot("/etc/fastreboot/trust")),
 		schemaError: errorDoc("stage", "stage /boot/fr/v2.json: vmlinuz: digest mismatch", []string{"modcache.digest_mismatch"}, ExitFailed),
@@ -209,4 +213,17 @@ func TestJSONSchemasDocumented(t *testing.T) {
 	if len(missing) > 0 {
 		t.Errorf("docs/json.md does not document %q", missing)
 	}
+}
+
+// filledEntries is a List with every field of its entries set: the filler
+// cannot fill the error interfaces, so the broken entry's error and the
+// problem are set here.
+func filledEntries() *bootentry.List {
+	l := filled[bootentry.List]()
+	l.Default = 0
+	bad := l.Entries[0]
+	bad.ID, bad.Err = "bad", fmt.Errorf("bls entry %q (/boot/loader/entries/bad.conf): kernel /boot/vmlinuz-6.1.0-8-amd64: no such file or directory: %w", "bad", bootentry.ErrMissingFile)
+	l.Entries = append(l.Entries, bad)
+	l.Problems = []error{fmt.Errorf("/boot/loader/loader.conf: default %q matches no entry", "old-*")}
+	return l
 }

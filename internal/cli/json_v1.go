@@ -12,11 +12,13 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/bootentry"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -60,6 +62,12 @@ type generationStateV1 struct {
 	// CPURecord is the handoff's record itself, so that a crash stage
 	// running on fewer CPUs can pass it on (Options.CPURecord).
 	CPURecord *cpuRecordV1 `json:"cpu_record,omitempty"`
+	// ManifestPath is the file the running manifest was staged from, as
+	// the handoff says (module sources are relative to its directory).
+	ManifestPath string `json:"manifest_path,omitempty"`
+	// Trust is the check of the handoff manifest's signature against the
+	// trust root when the generation resumed; absent without one.
+	Trust *trustStateV1 `json:"trust,omitempty"`
 }
 
 // cpuStatusV1 is the v1 form of cpuStatus.
@@ -109,6 +117,50 @@ type agentInfoV1 struct {
 	// decompressed ELF (see Agent.PrepareKernelELF); nil if none was
 	// started.
 	KernelELF *kernelELFStatusV1 `json:"kernel_elf,omitempty"`
+	// Warnings are what the daemon noticed and mended on its own, e.g. a
+	// carried module that failed its content check, was dropped and was
+	// read again from storage.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// trustInfoV1 is the v1 form of agent.TrustInfo.
+type trustInfoV1 struct {
+	// Root is the trust root's key file or directory.
+	Root string `json:"root"`
+	// Keys are the ids of its keys (the first 8 bytes of the SHA-256 of
+	// each raw ed25519 public key, in hex).
+	Keys []string `json:"keys"`
+	// RunningSignedBy is the key that signed the manifest this generation
+	// runs; empty when none of the trust root's keys did, and
+	// RunningError then says why.
+	RunningSignedBy string `json:"running_signed_by,omitempty"`
+	RunningError    string `json:"running_error,omitempty"`
+}
+
+func trustInfoV1Ptr(t *agent.TrustInfo) *trustInfoV1 {
+	if t == nil {
+		return nil
+	}
+	return &trustInfoV1{Root: t.Root, Keys: slices.Clone(t.Keys), RunningSignedBy: t.RunningSignedBy, RunningError: t.RunningError}
+}
+
+// trustStateV1 is the v1 form of fastreboot.TrustState.
+type trustStateV1 struct {
+	// Root is the trust root the handoff was checked against.
+	Root string `json:"root"`
+	// SignedBy is the key whose signature over the handoff's manifest
+	// verified; empty when none did.
+	SignedBy string `json:"signed_by,omitempty"`
+	// Error says why the handoff's manifest was not trusted; its carried
+	// modules were then not adopted.
+	Error string `json:"error,omitempty"`
+}
+
+func trustStateV1Ptr(t *fastreboot.TrustState) *trustStateV1 {
+	if t == nil {
+		return nil
+	}
+	return &trustStateV1{Root: t.Root, SignedBy: t.SignedBy, Error: t.Error}
 }
 
 // crashStatusReportV1 is the v1 form of crashpath.StatusReport.
@@ -726,7 +778,7 @@ type kernelELFV1 struct {
 	Size   int64  `json:"size"`
 }
 
-// memoryRangeV1 is the v1 form of crashhandler.MemoryRange.
+// memoryRangeV1 is the v1 form of memmap.Entry.
 type memoryRangeV1 struct {
 	// Start is the first byte of the range.
 	Start uint64 `json:"start"`
@@ -773,7 +825,16 @@ func generationStateV1Of(s fastreboot.State) generationStateV1 {
 		CPUs:           cpuCheckV1Ptr(s.CPUs),
 		CPUsError:      s.CPUsError,
 		CPURecord:      cpuRecordV1Ptr(s.CPURecord),
+		ManifestPath:   manifestPathOf(s.Origin),
+		Trust:          trustStateV1Ptr(s.Trust),
 	}
+}
+
+func manifestPathOf(o *fastreboot.ManifestOrigin) string {
+	if o == nil {
+		return ""
+	}
+	return o.Path
 }
 
 func cpuStatusV1Of(s cpuStatus) cpuStatusV1 {
@@ -804,6 +865,7 @@ func agentInfoV1Of(s agent.Info) agentInfoV1 {
 		Cache:      cacheStatsV1Of(s.Cache),
 		Staged:     stageReportV1Ptr(s.Staged),
 		KernelELF:  kernelELFStatusV1Ptr(s.KernelELF),
+		Warnings:   slices.Clone(s.Warnings),
 	}
 }
 
@@ -1181,7 +1243,7 @@ func kernelELFV1Of(s fastreboot.KernelELF) kernelELFV1 {
 	}
 }
 
-func memoryRangeV1Of(s crashhandler.MemoryRange) memoryRangeV1 {
+func memoryRangeV1Of(s memmap.Entry) memoryRangeV1 {
 	return memoryRangeV1{
 		Start: s.Start,
 		End:   s.End,
@@ -1336,7 +1398,7 @@ func recordedCPUV1s(in []cpustop.RecordedCPU) []recordedCPUV1 {
 	return out
 }
 
-func memoryRangeV1s(in crashhandler.MemoryMap) []memoryRangeV1 {
+func memoryRangeV1s(in memmap.Map) []memoryRangeV1 {
 	if in == nil {
 		return nil
 	}
@@ -1367,4 +1429,49 @@ func avoidedRangeV1s(in []fastreboot.AvoidedRange) []avoidedRangeV1 {
 		out[i] = avoidedRangeV1Of(v)
 	}
 	return out
+}
+
+// bootEntryV1 is the v1 form of bootentry.Entry.
+type bootEntryV1 struct {
+	// ID is what stage --entry takes.
+	ID string `json:"id"`
+	// Title is what the boot menu shows.
+	Title string `json:"title"`
+	// Version is the kernel version when the source says it.
+	Version string `json:"version,omitempty"`
+	// Source is bls, grub or debian-links.
+	Source string `json:"source"`
+	// Kernel and Initrds are the files' absolute paths, initrds in unpack order.
+	Kernel  string   `json:"kernel,omitempty"`
+	Initrds []string `json:"initrds,omitempty"`
+	// Cmdline is the entry's command line; CmdlineFromRunning says the
+	// entry has none (Debian's links) and staging uses the running one.
+	Cmdline            string `json:"cmdline,omitempty"`
+	CmdlineFromRunning bool   `json:"cmdline_from_running,omitempty"`
+	// Config is the file that defines the entry (with its line for grub.cfg).
+	Config string `json:"config"`
+	// Default marks the entry stage --default stages.
+	Default bool `json:"default,omitempty"`
+	// Error says why the entry cannot be staged (a missing file, no
+	// initrd, a grub.cfg construct not followed); absent when it can.
+	Error string `json:"error,omitempty"`
+}
+
+func bootEntryV1Of(e bootentry.Entry, dflt bool) bootEntryV1 {
+	d := bootEntryV1{
+		ID:                 e.ID,
+		Title:              e.Title,
+		Version:            e.Version,
+		Source:             string(e.Source),
+		Kernel:             e.Kernel,
+		Initrds:            slices.Clone(e.Initrds),
+		Cmdline:            e.Cmdline,
+		CmdlineFromRunning: e.CmdlineFromRunning,
+		Config:             e.Config,
+		Default:            dflt,
+	}
+	if e.Err != nil {
+		d.Error = e.Err.Error()
+	}
+	return d
 }

@@ -78,3 +78,42 @@ func TestKeyGenSignVerify(t *testing.T) {
 		t.Errorf("verify without a key or trust root: exit %d, %q", r.code, r.stderr)
 	}
 }
+
+// TestTrustRootCLI: with --trust (or the default trust directory under
+// --root), stage refuses an unsigned manifest naming it and the reason,
+// stages it once signed, and status says which trust root is set.
+func TestTrustRootCLI(t *testing.T) {
+	im, _ := testimage.Update()
+	_, path := im.WriteTemp(t)
+	h := newHarness(t)
+	if r := h.run("--no-daemon", "status"); !strings.Contains(r.stdout, "trust root: none") {
+		t.Errorf("status without a trust root: %q", r.stdout)
+	}
+	prefix := filepath.Join(h.root, "etc/fastreboot/trust/release")
+	os.MkdirAll(filepath.Dir(prefix), 0o755)
+	if r := h.run("key", "gen", "-o", prefix); r.code != ExitOK {
+		t.Fatal(r.stderr)
+	}
+	r := h.run("--no-daemon", "stage", "--dry-run", path)
+	if r.code != ExitFailed || !strings.Contains(r.stderr, path) || !strings.Contains(r.stderr, "not signed") {
+		t.Errorf("stage of an unsigned manifest under the default trust root: exit %d, %q", r.code, r.stderr)
+	}
+	r = h.run("--no-daemon", "stage", "--json", "--dry-run", path)
+	if !strings.Contains(r.stdout, `"manifestsig.unsigned"`) {
+		t.Errorf("stage --json error kinds: %q", r.stdout)
+	}
+	h.run("key", "sign", "-k", prefix+".key", path)
+	if r := h.run("--no-daemon", "stage", "--dry-run", path); r.code != ExitOK {
+		t.Errorf("stage of the signed manifest: exit %d, %q", r.code, r.stderr)
+	}
+	var st statusV1
+	decodeStdout(t, h.run("--no-daemon", "status", "--json"), &st)
+	if st.Trust == nil || st.Trust.Root != filepath.Dir(prefix) || len(st.Trust.Keys) != 1 {
+		t.Errorf("status --json trust: %+v", st.Trust)
+	}
+	// --trust names another root; one without keys is an error.
+	empty := t.TempDir()
+	if r := h.run("--no-daemon", "--trust", empty, "stage", "--dry-run", path); r.code != ExitFailed || !strings.Contains(r.stderr, "no public key") {
+		t.Errorf("stage with an empty trust root: exit %d, %q", r.code, r.stderr)
+	}
+}

@@ -19,7 +19,7 @@ func cmdManifest(ctx context.Context, e *env, args []string) error {
 	}
 	switch args[0] {
 	case "create":
-		return manifestCreate(e, args[1:])
+		return manifestCreate(ctx, e, args[1:])
 	case "diff":
 		return manifestDiff(e, args[1:])
 	case "validate":
@@ -28,7 +28,7 @@ func cmdManifest(ctx context.Context, e *env, args []string) error {
 	return usagef("unknown manifest subcommand %q (create, diff, validate)", args[0])
 }
 
-func manifestCreate(e *env, args []string) error {
+func manifestCreate(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("manifest create")
 	var img imageFlags
 	addImageFlags(fs, &img)
@@ -41,7 +41,7 @@ func manifestCreate(e *env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("manifest create takes flags only, got %q", pos)
 	}
-	m, err := img.manifest(e.root)
+	m, err := img.manifest(ctx, e)
 	if err != nil {
 		return err
 	}

@@ -24,52 +24,77 @@ type imageFlags struct {
 	cmdline  string
 	appendTo string
 	name     string
+	entry    entryFlags
 }
 
 func addImageFlags(fs *flag.FlagSet, f *imageFlags) {
 	fs.StringVar(&f.kernel, "kernel", "", "the kernel (bzImage) of an image given by its files")
 	fs.Var(&f.initrds, "initrd", "an initrd `PIECE`, in unpack order (repeatable)")
 	fs.StringVar(&f.cmdline, "cmdline", "", "the command line of the image (default: the running one, see --append)")
-	fs.StringVar(&f.appendTo, "append", "", "words added to the running command line's kernel parameters, before any \"--\" (whose words go to init); instead of --cmdline")
-	fs.StringVar(&f.name, "name", "", "the image's name")
+	fs.StringVar(&f.appendTo, "append", "", "words added to the running command line's (or the boot entry's) kernel parameters, before any \"--\" (whose words go to init); instead of --cmdline")
+	fs.StringVar(&f.name, "name", "", "the image's name (default: the boot entry's id with --entry or --default)")
+	addEntryFlags(fs, &f.entry)
 }
 
 // manifest builds the manifest the flags describe: each file is hashed and
-// checked; the command line is --cmdline, or the running one (cleaned of
-// loader words) plus --append.
-func (f *imageFlags) manifest(root string) (*bootimage.Manifest, error) {
-	if f.kernel == "" {
-		return nil, usagef("--kernel is required with --initrd/--cmdline/--append")
-	}
+// checked; the command line is --cmdline, or the boot entry's plus
+// --append, or the running one (cleaned of loader words) plus --append.
+// With --entry or --default the files and the command line are the boot
+// entry's.
+func (f *imageFlags) manifest(ctx context.Context, e *env) (*bootimage.Manifest, error) {
 	if f.cmdline != "" && f.appendTo != "" {
 		return nil, usagef("give --cmdline or --append, not both")
 	}
-	cmdline := f.cmdline
-	if cmdline == "" {
-		b, err := os.ReadFile(filepath.Join(root, "proc/cmdline"))
-		if err != nil {
-			return nil, fmt.Errorf("reading the running command line for --append: %w", err)
-		}
-		cmdline = appendCmdline(bootimage.CleanCmdline(strings.TrimSpace(string(b))), f.appendTo)
-	}
-	abs := func(p string) (string, error) { return filepath.Abs(p) }
-	kernel, err := abs(f.kernel)
-	if err != nil {
-		return nil, err
-	}
-	var initrds []string
-	for _, i := range f.initrds {
-		a, err := abs(i)
+	kernel, initrds, name := f.kernel, []string(f.initrds), f.name
+	base, running := "", true // the command line --append adds to: the running one, or base
+	fromEntry := f.entry.given()
+	switch {
+	case fromEntry && (f.kernel != "" || len(f.initrds) > 0):
+		return nil, usagef("give --entry/--default or --kernel/--initrd, not both")
+	case fromEntry:
+		en, err := f.entry.resolve(ctx, e)
 		if err != nil {
 			return nil, err
 		}
-		initrds = append(initrds, a)
+		f.entry.entry = &en
+		kernel, initrds, base, running = en.Kernel, en.Initrds, en.Cmdline, en.CmdlineFromRunning
+		if name == "" {
+			name = en.ID
+		}
+	case f.kernel == "":
+		return nil, usagef("--kernel is required with --initrd/--cmdline/--append")
 	}
-	m, err := bootimage.FromFiles(kernel, initrds, cmdline)
+	cmdline := f.cmdline
+	if cmdline == "" {
+		if running {
+			b, err := os.ReadFile(filepath.Join(e.root, "proc/cmdline"))
+			if err != nil {
+				return nil, fmt.Errorf("reading the running command line: %w", err)
+			}
+			base = bootimage.CleanCmdline(strings.TrimSpace(string(b)))
+		}
+		cmdline = appendCmdline(base, f.appendTo)
+	}
+	kernel, err := filepath.Abs(kernel)
 	if err != nil {
 		return nil, err
 	}
-	m.Name = f.name
+	var abs []string
+	for _, i := range initrds {
+		a, err := filepath.Abs(i)
+		if err != nil {
+			return nil, err
+		}
+		abs = append(abs, a)
+	}
+	m, err := bootimage.FromFiles(kernel, abs, cmdline)
+	if err != nil {
+		if fromEntry {
+			return nil, fmt.Errorf("boot entry %q: %w", f.entry.entry.ID, err)
+		}
+		return nil, err
+	}
+	m.Name = name
 	return m, nil
 }
 
@@ -93,7 +118,7 @@ func appendCmdline(cmdline, extra string) string {
 }
 
 func (f *imageFlags) given() bool {
-	return f.kernel != "" || len(f.initrds) > 0 || f.cmdline != "" || f.appendTo != ""
+	return f.kernel != "" || len(f.initrds) > 0 || f.cmdline != "" || f.appendTo != "" || f.entry.given()
 }
 
 func cmdStage(ctx context.Context, e *env, args []string) error {
@@ -114,7 +139,7 @@ func cmdStage(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usagef("--load: %v", err)
 	}
-	req, err := stageRequest(e, pos, &img, *current)
+	req, err := stageRequest(ctx, e, pos, &img, *current)
 	if err != nil {
 		return err
 	}
@@ -129,7 +154,7 @@ func cmdStage(ctx context.Context, e *env, args []string) error {
 
 // stageRequest turns the positional manifest, the image flags or --current
 // into a request.
-func stageRequest(e *env, pos []string, img *imageFlags, current bool) (agent.StageRequest, error) {
+func stageRequest(ctx context.Context, e *env, pos []string, img *imageFlags, current bool) (agent.StageRequest, error) {
 	n := 0
 	if len(pos) > 0 {
 		n++
@@ -144,16 +169,16 @@ func stageRequest(e *env, pos []string, img *imageFlags, current bool) (agent.St
 	case len(pos) > 1:
 		return agent.StageRequest{}, usagef("one manifest at a time, got %q", pos)
 	case n == 0:
-		return agent.StageRequest{}, usagef("give a MANIFEST, --kernel K --initrd I..., or --current")
+		return agent.StageRequest{}, usagef("give a MANIFEST, --kernel K --initrd I..., --default, --entry ID or --current")
 	case n > 1:
-		return agent.StageRequest{}, usagef("give only one of MANIFEST, --kernel/--initrd, --current")
+		return agent.StageRequest{}, usagef("give only one of MANIFEST, --kernel/--initrd, --default/--entry, --current")
 	case current:
 		return agent.StageRequest{Current: true}, nil
 	case len(pos) == 1:
 		p, err := filepath.Abs(pos[0])
 		return agent.StageRequest{Manifest: p}, err
 	}
-	m, err := img.manifest(e.root)
+	m, err := img.manifest(ctx, e)
 	if err != nil {
 		return agent.StageRequest{}, err
 	}
@@ -170,6 +195,8 @@ func stage(ctx context.Context, e *env, req agent.StageRequest, asJSON bool) (*f
 	switch {
 	case req.Current:
 		what = "the running image (from the cache)"
+	case req.Inline != nil && req.Inline.Name != "":
+		what = req.Inline.Name + " (" + req.Inline.Kernel().Source + ")"
 	case req.Inline != nil:
 		what = "image of " + req.Inline.Kernel().Source
 	}
@@ -240,7 +267,7 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 	}
 	var staged *fastreboot.StageReport
 	if len(pos) == 1 {
-		req, err := stageRequest(e, pos, &imageFlags{}, false)
+		req, err := stageRequest(ctx, e, pos, &imageFlags{}, false)
 		if err != nil {
 			return err
 		}

@@ -37,6 +37,9 @@ type statusReport struct {
 	Problems []string    `json:"problems,omitempty"`
 	// Crash is the crash path: armed or not, and the last crash's evidence.
 	Crash *crashpath.StatusReport `json:"crash,omitempty"`
+	// Trust is the trust root manifests are checked against (the daemon's
+	// when one answers); nil when none is set.
+	Trust *agent.TrustInfo `json:"trust,omitempty"`
 }
 
 type timeline struct {
@@ -69,6 +72,9 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		if st.RehydrateError != "" {
 			rep.Problems = append(rep.Problems, "rehydration: "+st.RehydrateError)
 		}
+		if st.Trust != nil && st.Trust.Error != "" {
+			rep.Problems = append(rep.Problems, "the handoff's manifest is not trusted, its carried modules were not adopted: "+st.Trust.Error)
+		}
 	case errors.Is(err, os.ErrNotExist):
 		// No state saved: no daemon ran Resume in this generation.
 	default:
@@ -95,8 +101,26 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 				for _, f := range in.Cache.Adoption.Failures {
 					rep.Problems = append(rep.Problems, "carried module failed its verification: "+f)
 				}
+				rep.Trust = in.Trust
 			} else {
 				rep.Problems = append(rep.Problems, err.Error())
+			}
+		}
+	}
+	if rep.Agent == nil {
+		// No daemon: the trust root this command would use.
+		trust, err := e.trustRoot()
+		switch {
+		case err != nil:
+			rep.Problems = append(rep.Problems, err.Error())
+		case trust != nil:
+			rep.Trust = &agent.TrustInfo{Root: trust.Path, Keys: trust.KeyIDs()}
+			if st := rep.State; st != nil && st.Manifest != nil {
+				if id, err := fastreboot.VerifyOrigin(trust, st.Origin, st.Manifest); err != nil {
+					rep.Trust.RunningError = err.Error()
+				} else {
+					rep.Trust.RunningSignedBy = id
+				}
 			}
 		}
 	}
@@ -148,6 +172,16 @@ func printStatus(e *env, r *statusReport) {
 			s.Restarted.Format(time.RFC3339), s.CarriedLost)
 	}
 	printCPUStatus(w, r.CPUs)
+	if t := r.Trust; t != nil {
+		fmt.Fprintf(w, "trust root: %s (keys %s): only signed manifests are staged, synced or armed\n", t.Root, strings.Join(t.Keys, ", "))
+		if t.RunningSignedBy != "" {
+			fmt.Fprintf(w, "  running image signed by key %s\n", t.RunningSignedBy)
+		} else if t.RunningError != "" {
+			fmt.Fprintf(w, "  running image not trusted: %s\n", t.RunningError)
+		}
+	} else {
+		fmt.Fprintln(w, "trust root: none (manifests need no signature)")
+	}
 	p := r.Preflight
 	fmt.Fprintf(w, "kexec: image loaded %s, crash image loaded %s, lockdown %s\n", yesNo(p.KexecLoaded), yesNo(p.CrashLoaded), orUnknown(p.Lockdown))
 	for _, c := range p.Checks {
@@ -164,6 +198,9 @@ func printStatus(e *env, r *statusReport) {
 		if ad := s.Adoption; ad.Modules > 0 {
 			fmt.Fprintf(w, "carried modules adopted unverified: %d (%s): %d verified, %d pending, %d failed (%s hashing)\n",
 				ad.Modules, human(ad.Bytes), ad.Verified, ad.Pending, ad.Failed, ad.VerifyTime.Round(time.Millisecond))
+		}
+		for _, warn := range a.Warnings {
+			fmt.Fprintf(w, "warning: %s\n", warn)
 		}
 		if st := a.Staged; st != nil {
 			fmt.Fprintf(w, "staged: %s for generation %d (%s), initrd %s, loaded %s with %s\n", st.Manifest, st.Generation, st.Reason, human(st.InitrdBytes), yesNo(st.Loaded), loadName(st.Load))

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // Image is the crash image to arm: the kernel and the assembled initrd as
@@ -308,20 +309,20 @@ func Status(opts Options) (StatusReport, error) {
 	return r, err
 }
 
-func (o Options) memoryMap() (MemoryMap, error) {
+func (o Options) memoryMap() (memmap.Map, error) {
 	if len(o.Cmdline.MemoryMap) > 0 {
 		if o.Cmdline.MemoryMap.RAMBytes() == 0 {
-			return nil, fmt.Errorf("%w: the given memory map has no System RAM", ErrNoMemoryMap)
+			return nil, fmt.Errorf("%w: the given memory map has no System RAM", memmap.ErrNoFirmwareMap)
 		}
 		return o.Cmdline.MemoryMap, nil
 	}
-	mm, err := ReadFirmwareMemoryMap(o.Root)
+	mm, err := memmap.ReadFirmware(o.Root)
 	if err != nil {
 		return nil, err
 	}
 	if total, err := memTotal(o.Root); err == nil && mm.RAMBytes() < total {
 		return nil, fmt.Errorf("%w: %s shows %s of RAM, less than MemTotal %s: this kernel was kexec'd after a crash and sees the crash kernel's map; pass the map recorded before the crash",
-			ErrNoMemoryMap, filepath.Join(o.Root, "sys/firmware/memmap"), mib(int64(mm.RAMBytes())), mib(int64(total)))
+			memmap.ErrNoFirmwareMap, filepath.Join(o.Root, "sys/firmware/memmap"), mib(int64(mm.RAMBytes())), mib(int64(total)))
 	}
 	return mm, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -311,7 +312,7 @@ func TestArmFailuresKeepPreviousImage(t *testing.T) {
 			setup: func(t *testing.T, e *env, img *Image, o *Options) { o.Mode = "fast" },
 		},
 		{
-			name: "direct without a memory map", reservation: 512 << 20, want: ErrNoMemoryMap,
+			name: "direct without a memory map", reservation: 512 << 20, want: memmap.ErrNoFirmwareMap,
 			setup: func(t *testing.T, e *env, img *Image, o *Options) {
 				o.Mode = ModeDirect
 				if err := os.RemoveAll(filepath.Join(e.root, "sys/firmware/memmap")); err != nil {
@@ -320,7 +321,7 @@ func TestArmFailuresKeepPreviousImage(t *testing.T) {
 			},
 		},
 		{
-			name: "direct with the restricted map of a kexec'd kernel", reservation: 512 << 20, want: ErrNoMemoryMap,
+			name: "direct with the restricted map of a kexec'd kernel", reservation: 512 << 20, want: memmap.ErrNoFirmwareMap,
 			wantText: []string{"less than MemTotal"},
 			setup: func(t *testing.T, e *env, img *Image, o *Options) {
 				o.Mode = ModeDirect

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // Command line words the crash path adds and recognises.
@@ -61,7 +62,7 @@ type CmdlineOptions struct {
 	ExtraWords []string
 	// MemoryMap is the firmware memory map. Direct mode needs it; in
 	// two-stage mode it only identifies stale map words to drop.
-	MemoryMap MemoryMap
+	MemoryMap memmap.Map
 	// PossibleCPUs is the number of possible CPUs of the running system
 	// (0: unknown). Direct mode raises it past flatAPICMaxCPUs with
 	// possible_cpus= (see physicalAPICWord).
@@ -209,7 +210,7 @@ func CrashCmdline(prod string, mode Mode, opts CmdlineOptions) string {
 // cmdline of a later update) loses elfcorehdr=, dmcryptkeys=,
 // reset_devices, irqpoll and nr_cpus=1 and gets the map; panic= is kept
 // since it cannot be told apart from a production setting.
-func ProductionCmdline(crash string, mm MemoryMap) string {
+func ProductionCmdline(crash string, mm memmap.Map) string {
 	words, initArgs := bootimage.SplitCmdline(crash)
 	var restored []string
 	marked := false

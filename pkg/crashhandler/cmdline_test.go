@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 var qemuMapWords = strings.Join(qemuMemoryMap().CmdlineWords(), " ")
@@ -67,7 +69,7 @@ func TestProductionCmdline(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		crash string
-		mm    MemoryMap
+		mm    memmap.Map
 		want  string
 	}{
 		{

@@ -143,7 +143,7 @@ func parseCrashkernelValue(v string, ram uint64) (uint64, error) {
 // mode the line the crash kernel restages (ProductionCmdline with the
 // recorded memory map mm, keeping crashkernel= as Recover does); in direct
 // mode the crash line itself, since the crash kernel becomes production.
-func NextCmdline(crash string, mode Mode, mm MemoryMap) string {
+func NextCmdline(crash string, mode Mode, mm memmap.Map) string {
 	if mode == ModeDirect {
 		return crash
 	}

@@ -6,10 +6,10 @@
 //
 // The pieces, in the order a system uses them:
 //
-//   - [ReadFirmwareMemoryMap] records the firmware memory map while the system
+//   - [memmap.ReadFirmware] records the firmware memory map while the system
 //     is healthy. After a crash every later kernel inherits the crash kernel's
 //     restricted map through kexec, so the recorded map is handed on and turned
-//     into memmap=exactmap words ([MemoryMap.CmdlineWords]).
+//     into memmap=exactmap words ([memmap.Map.CmdlineWords]).
 //   - [RequiredReservation] says how large the crashkernel= reservation must be
 //     for an image and a [Mode]; [Arm] refuses with [ErrNoReservation] or
 //     [ErrReservationTooSmall] (with the crashkernel= value to use) before it

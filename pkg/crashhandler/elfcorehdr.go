@@ -23,20 +23,20 @@ import (
 type ElfcorehdrInput struct {
 	// CPUNotes are the physical addresses and sizes of the per-CPU
 	// crash_notes buffers, where each CPU saves its registers at panic.
-	CPUNotes []PhysRange
+	CPUNotes []memmap.Range
 	// VMCOREINFO is the physical address and size of the VMCOREINFO note.
-	VMCOREINFO PhysRange
+	VMCOREINFO memmap.Range
 	// KernelText is the kernel image from _text to _end: its virtual
 	// address (KASLR moves it) and physical range.
 	KernelTextVaddr uint64
-	KernelText      PhysRange
+	KernelText      memmap.Range
 	// PageOffset is the direct map's base (page_offset_base, randomised
 	// by KASLR): RAM at physical P is at virtual PageOffset+P.
 	PageOffset uint64
 	// RAM is the System RAM of the running kernel; Exclude what the core
 	// must not describe (the crash kernel reservation).
-	RAM     []PhysRange
-	Exclude []PhysRange
+	RAM     []memmap.Range
+	Exclude []memmap.Range
 }
 
 // x86-64 kernel address space.
@@ -80,7 +80,7 @@ func ReadElfcorehdrInput(root string) (ElfcorehdrInput, error) {
 		if err != nil || size == 0 {
 			return in, fmt.Errorf("ELF core header: %s: %q is not a size", filepath.Join(dir, "crash_notes_size"), b)
 		}
-		in.CPUNotes = append(in.CPUNotes, PhysRange{Start: addr, End: addr + size})
+		in.CPUNotes = append(in.CPUNotes, memmap.Range{Start: addr, End: addr + size})
 	}
 	if len(in.CPUNotes) == 0 {
 		return in, fmt.Errorf("ELF core header: no CPU has %s", p("sys/devices/system/cpu/cpuN/crash_notes"))
@@ -100,7 +100,7 @@ func ReadElfcorehdrInput(root string) (ElfcorehdrInput, error) {
 	if err != nil || vsize == 0 {
 		return in, fmt.Errorf("ELF core header: %s: %q is not \"ADDR SIZE\"", p("sys/kernel/vmcoreinfo"), b)
 	}
-	in.VMCOREINFO = PhysRange{Start: vaddr, End: vaddr + vsize}
+	in.VMCOREINFO = memmap.Range{Start: vaddr, End: vaddr + vsize}
 
 	iomem, err := memmap.ReadIomem(root)
 	if err != nil {
@@ -127,7 +127,7 @@ func ReadElfcorehdrInput(root string) (ElfcorehdrInput, error) {
 		switch {
 		case ph.Vaddr >= startKernelMap && in.KernelText.End == 0:
 			in.KernelTextVaddr = ph.Vaddr
-			in.KernelText = PhysRange{Start: ph.Paddr, End: ph.Paddr + ph.Memsz}
+			in.KernelText = memmap.Range{Start: ph.Paddr, End: ph.Paddr + ph.Memsz}
 		case ph.Vaddr < startKernelMap && in.PageOffset == 0:
 			in.PageOffset = ph.Vaddr - ph.Paddr
 		}
@@ -163,7 +163,7 @@ func BuildElfcorehdr(in ElfcorehdrInput) ([]byte, error) {
 		off, vaddr, paddr, filesz, memsz uint64
 	}
 	var ph []phdr
-	note := func(r PhysRange) {
+	note := func(r memmap.Range) {
 		ph = append(ph, phdr{typ: ptNoteType, off: r.Start, paddr: r.Start, filesz: r.End - r.Start, memsz: r.End - r.Start})
 	}
 	for _, r := range in.CPUNotes {
@@ -173,7 +173,7 @@ func BuildElfcorehdr(in ElfcorehdrInput) ([]byte, error) {
 	const rwx = 7
 	t := in.KernelText
 	ph = append(ph, phdr{typ: ptLoadType, flags: rwx, off: t.Start, vaddr: in.KernelTextVaddr, paddr: t.Start, filesz: t.End - t.Start, memsz: t.End - t.Start})
-	exclude := append(slices.Clone(in.Exclude), PhysRange{Start: 0, End: lowMemory})
+	exclude := append(slices.Clone(in.Exclude), memmap.Range{Start: 0, End: lowMemory})
 	for _, r := range memmap.Subtract(in.RAM, exclude...) {
 		ph = append(ph, phdr{typ: ptLoadType, flags: rwx, off: r.Start, vaddr: in.PageOffset + r.Start, paddr: r.Start, filesz: r.End - r.Start, memsz: r.End - r.Start})
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // noteBytes encodes notes as a crash_notes buffer: the notes, then the
@@ -43,18 +45,18 @@ func TestBuildElfcorehdrReadBack(t *testing.T) {
 	}
 	phys := map[uint64][]byte{}
 	in := ElfcorehdrInput{
-		RAM:     []PhysRange{{Start: 0, End: 0x9fc00}, {Start: 0x100000, End: 0x4000000}},
-		Exclude: []PhysRange{{Start: 0x3000000, End: 0x3800000}},
+		RAM:     []memmap.Range{{Start: 0, End: 0x9fc00}, {Start: 0x100000, End: 0x4000000}},
+		Exclude: []memmap.Range{{Start: 0x3000000, End: 0x3800000}},
 	}
 	for i, n := range notes {
 		b := noteBytes(n)
 		if n.Name == "VMCOREINFO" {
-			in.VMCOREINFO = PhysRange{Start: 0x30000, End: 0x30000 + uint64(len(b))}
+			in.VMCOREINFO = memmap.Range{Start: 0x30000, End: 0x30000 + uint64(len(b))}
 			phys[0x30000] = b
 			continue
 		}
 		at := uint64(0x10000 + i*0x1000)
-		in.CPUNotes = append(in.CPUNotes, PhysRange{Start: at, End: at + uint64(len(b))})
+		in.CPUNotes = append(in.CPUNotes, memmap.Range{Start: at, End: at + uint64(len(b))})
 		phys[at] = b
 	}
 	core := sysrqCrashVmcore()
@@ -62,7 +64,7 @@ func TestBuildElfcorehdrReadBack(t *testing.T) {
 		data := core[l.Offset : l.Offset+l.Filesz]
 		phys[l.Paddr] = data
 		if l.Vaddr >= startKernelMap {
-			in.KernelTextVaddr, in.KernelText = l.Vaddr, PhysRange{Start: l.Paddr, End: l.Paddr + l.Memsz}
+			in.KernelTextVaddr, in.KernelText = l.Vaddr, memmap.Range{Start: l.Paddr, End: l.Paddr + l.Memsz}
 		} else {
 			in.PageOffset = l.Vaddr - l.Paddr
 		}
@@ -93,7 +95,7 @@ func TestBuildElfcorehdrReadBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var loads []PhysRange
+	var loads []memmap.Range
 	for _, l := range v.Loads() {
 		if l.Offset != l.Paddr || l.Filesz != l.Memsz {
 			t.Errorf("PT_LOAD %+v: want p_offset = p_paddr, filesz = memsz", l)
@@ -101,9 +103,9 @@ func TestBuildElfcorehdrReadBack(t *testing.T) {
 		if l.Vaddr < startKernelMap && l.Vaddr != in.PageOffset+l.Paddr {
 			t.Errorf("PT_LOAD %+v: vaddr not in the direct map at %#x", l, in.PageOffset)
 		}
-		loads = append(loads, PhysRange{Start: l.Paddr, End: l.Paddr + l.Memsz})
+		loads = append(loads, memmap.Range{Start: l.Paddr, End: l.Paddr + l.Memsz})
 	}
-	want := []PhysRange{in.KernelText, {Start: 0x100000, End: 0x3000000}, {Start: 0x3800000, End: 0x4000000}}
+	want := []memmap.Range{in.KernelText, {Start: 0x100000, End: 0x3000000}, {Start: 0x3800000, End: 0x4000000}}
 	if d := cmp.Diff(want, loads); d != "" {
 		t.Errorf("PT_LOADs (-want +got): the text, then RAM without the first MiB and the reservation:\n%s", d)
 	}
@@ -154,13 +156,13 @@ func TestReadElfcorehdrInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := ElfcorehdrInput{
-		CPUNotes:        []PhysRange{{Start: 0x7dc17000, End: 0x7dc17000 + 440}, {Start: 0x7dc57000, End: 0x7dc57000 + 440}},
-		VMCOREINFO:      PhysRange{Start: 0x4a02000, End: 0x4a02000 + 0x1024},
+		CPUNotes:        []memmap.Range{{Start: 0x7dc17000, End: 0x7dc17000 + 440}, {Start: 0x7dc57000, End: 0x7dc57000 + 440}},
+		VMCOREINFO:      memmap.Range{Start: 0x4a02000, End: 0x4a02000 + 0x1024},
 		KernelTextVaddr: 0xffffffffa2c00000,
-		KernelText:      PhysRange{Start: 0x20000000, End: 0x23a00000},
+		KernelText:      memmap.Range{Start: 0x20000000, End: 0x23a00000},
 		PageOffset:      pageOffset,
-		RAM:             []PhysRange{{Start: 0x1000, End: 0x9fc00}, {Start: 0x100000, End: 0x7ffdf000}},
-		Exclude:         []PhysRange{{Start: 0x77000000, End: 0x7f000000}},
+		RAM:             []memmap.Range{{Start: 0x1000, End: 0x9fc00}, {Start: 0x100000, End: 0x7ffdf000}},
+		Exclude:         []memmap.Range{{Start: 0x77000000, End: 0x7f000000}},
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("(-want +got):\n%s", d)

@@ -3,8 +3,9 @@ package crashhandler
 // ErrorKinds names this package's own sentinel errors for the daemon's
 // error registry; the names are part of its protocol. The re-exported ones
 // (ErrNotSupported, ErrNotPermitted, ErrSignature, ErrBusy,
-// ErrKexecLoadForbidden: the shared "kexec.*" kinds; ErrNoMemoryMap:
-// "memmap.no_firmware_map") are not listed here.
+// ErrKexecLoadForbidden: the shared "kexec.*" kinds) are not listed here;
+// a missing firmware memory map is memmap.ErrNoFirmwareMap
+// ("memmap.no_firmware_map").
 func ErrorKinds() map[string]error {
 	return map[string]error{
 		"crashhandler.no_reservation":        ErrNoReservation,

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/fastreboot/fastreboot/internal/kexecsys"
-	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // Sentinel errors. Callers test them with errors.Is; the errors returned wrap
@@ -32,9 +31,6 @@ var (
 	// ErrCmdlineTooLong: the crash command line does not fit once the kernel
 	// prepends elfcorehdr=.
 	ErrCmdlineTooLong = errors.New("crash command line too long")
-	// ErrNoMemoryMap: direct mode needs the firmware memory map and none was
-	// given or readable.
-	ErrNoMemoryMap = memmap.ErrNoFirmwareMap
 	// ErrNotPermitted: the kernel refused the load (no CAP_SYS_BOOT,
 	// kernel.kexec_load_disabled, lockdown). A rejected signature is
 	// ErrSignature.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // plan is what Arm checks and would load, worked out before anything
@@ -18,7 +19,7 @@ type plan struct {
 	fallback                 string
 	hdr                      KernelHeader
 	kernelBytes, initrdBytes int64
-	mm                       MemoryMap
+	mm                       memmap.Map
 	// need is what method needs of the reservation, fileNeed what the
 	// file method needs (the fallback when kexec_load fails).
 	need, fileNeed Sizing
@@ -118,7 +119,7 @@ func (p *plan) reservationErr() error {
 
 // ramBytes is the RAM a crashkernel= range form is evaluated against: the
 // memory map's, else MemTotal (a little less than the kernel counts), else 0.
-func (o Options) ramBytes(mm MemoryMap) uint64 {
+func (o Options) ramBytes(mm memmap.Map) uint64 {
 	if ram := mm.RAMBytes(); ram > 0 {
 		return ram
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // How large must crashkernel= be? Debian 6.1's kernel (init_size 63.6 MiB)
@@ -23,17 +24,6 @@ func ExampleRequiredReservation() {
 	// direct: 112 MiB
 }
 
-func ExampleMemoryMap_CmdlineWords() {
-	mm := crashhandler.MemoryMap{
-		{Start: 0x0, End: 0x9fbff, Type: crashhandler.TypeRAM},
-		{Start: 0x9fc00, End: 0x9ffff, Type: crashhandler.TypeReserved},
-		{Start: 0x100000, End: 0x7ffdefff, Type: crashhandler.TypeRAM},
-		{Start: 0x7ffdf000, End: 0x7fffffff, Type: crashhandler.TypeACPI},
-	}
-	fmt.Println(strings.Join(mm.CmdlineWords(), " "))
-	// Output: memmap=exactmap memmap=639K@0x0 memmap=1K$0x9fc00 memmap=2095996K@0x100000 memmap=132K#0x7ffdf000
-}
-
 // The crash kernel's command line and, in the crash kernel, the command line
 // of the production kernel it starts next.
 func ExampleCrashCmdline() {
@@ -42,7 +32,7 @@ func ExampleCrashCmdline() {
 	fmt.Println(crash)
 
 	// In the crash kernel, /proc/cmdline starts with what the kernel added.
-	mm := crashhandler.MemoryMap{{Start: 0, End: 0x7fffffff, Type: crashhandler.TypeRAM}}
+	mm := memmap.Map{{Start: 0, End: 0x7fffffff, Type: memmap.TypeRAM}}
 	fmt.Println(crashhandler.ProductionCmdline("elfcorehdr=0x7f000000 "+crash, mm))
 	// Output:
 	// console=ttyS0 fastreboot.crash=two-stage reset_devices irqpoll panic=10 fastreboot.orig=crashkernel%3D320M

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 func writeFile(t testing.TB, path, content string) {
@@ -29,22 +30,22 @@ func readFile(t testing.TB, path string) string {
 }
 
 // qemuMemoryMap is /sys/firmware/memmap of a QEMU q35 guest with 2 GiB.
-func qemuMemoryMap() MemoryMap {
-	return MemoryMap{
-		{Start: 0x0, End: 0x9fbff, Type: TypeRAM},
-		{Start: 0x9fc00, End: 0x9ffff, Type: TypeReserved},
-		{Start: 0xf0000, End: 0xfffff, Type: TypeReserved},
-		{Start: 0x100000, End: 0x7ffdefff, Type: TypeRAM},
-		{Start: 0x7ffdf000, End: 0x7fffffff, Type: TypeReserved},
-		{Start: 0xb0000000, End: 0xbfffffff, Type: TypeReserved},
-		{Start: 0xfed1c000, End: 0xfed1ffff, Type: TypeReserved},
-		{Start: 0xfeffc000, End: 0xfeffffff, Type: TypeReserved},
-		{Start: 0xfffc0000, End: 0xffffffff, Type: TypeReserved},
+func qemuMemoryMap() memmap.Map {
+	return memmap.Map{
+		{Start: 0x0, End: 0x9fbff, Type: memmap.TypeRAM},
+		{Start: 0x9fc00, End: 0x9ffff, Type: memmap.TypeReserved},
+		{Start: 0xf0000, End: 0xfffff, Type: memmap.TypeReserved},
+		{Start: 0x100000, End: 0x7ffdefff, Type: memmap.TypeRAM},
+		{Start: 0x7ffdf000, End: 0x7fffffff, Type: memmap.TypeReserved},
+		{Start: 0xb0000000, End: 0xbfffffff, Type: memmap.TypeReserved},
+		{Start: 0xfed1c000, End: 0xfed1ffff, Type: memmap.TypeReserved},
+		{Start: 0xfeffc000, End: 0xfeffffff, Type: memmap.TypeReserved},
+		{Start: 0xfffc0000, End: 0xffffffff, Type: memmap.TypeReserved},
 	}
 }
 
 // writeMemoryMap writes mm as root/sys/firmware/memmap/N/{start,end,type}.
-func writeMemoryMap(t testing.TB, root string, mm MemoryMap) {
+func writeMemoryMap(t testing.TB, root string, mm memmap.Map) {
 	t.Helper()
 	for i, r := range mm {
 		dir := filepath.Join(root, "sys/firmware/memmap", fmt.Sprint(i))

@@ -65,7 +65,7 @@ type PstoreOptions struct {
 	Root string
 	// MemoryMap is the firmware memory map recorded while healthy;
 	// EvidenceCmdline places a new ramoops region inside its RAM.
-	MemoryMap MemoryMap
+	MemoryMap memmap.Map
 	// Modules loads a kernel module file; nil is finit_module(2) (Linux
 	// only).
 	Modules ModuleLoader
@@ -339,7 +339,7 @@ func hasKey(words []string, key string) bool {
 // 1 MiB is where none of them goes. Once a kernel runs with the region's
 // memmap= word, the region is reserved and no segment can land on it at
 // all.
-func PlaceRamoops(fw MemoryMap, iomem memmap.Iomem, size uint64) (uint64, error) {
+func PlaceRamoops(fw memmap.Map, iomem memmap.Iomem, size uint64) (uint64, error) {
 	if size == 0 {
 		size = DefaultRamoopsSize
 	}

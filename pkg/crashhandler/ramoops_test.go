@@ -8,8 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // qemuIomem is the top of /proc/iomem of a 2 GiB QEMU q35 guest booted
@@ -69,15 +70,15 @@ func TestPostNotifiers(t *testing.T) {
 }
 
 func TestPlaceRamoops(t *testing.T) {
-	holeMap := MemoryMap{
-		{Start: 0x0, End: 0x9fbff, Type: TypeRAM},
-		{Start: 0x100000, End: 0x2fffff, Type: TypeRAM},
-		{Start: 0x300000, End: 0x3fffff, Type: TypeReserved},
-		{Start: 0x400000, End: 0x7ffdefff, Type: TypeRAM},
+	holeMap := memmap.Map{
+		{Start: 0x0, End: 0x9fbff, Type: memmap.TypeRAM},
+		{Start: 0x100000, End: 0x2fffff, Type: memmap.TypeRAM},
+		{Start: 0x300000, End: 0x3fffff, Type: memmap.TypeReserved},
+		{Start: 0x400000, End: 0x7ffdefff, Type: memmap.TypeRAM},
 	}
 	for _, tc := range []struct {
 		name  string
-		fw    MemoryMap
+		fw    memmap.Map
 		iomem string
 		want  uint64
 		err   error
@@ -92,10 +93,10 @@ func TestPlaceRamoops(t *testing.T) {
 			0x4100000, nil},
 		{"firmware reserved hole", holeMap, qemuIomem, 0x100000, nil},
 		{"firmware hole where 1 MiB does not fit",
-			MemoryMap{{Start: 0x0, End: 0x9fbff, Type: TypeRAM}, {Start: 0x100000, End: 0x17ffff, Type: TypeReserved}, {Start: 0x180000, End: 0x27ffff, Type: TypeRAM}, {Start: 0x280000, End: 0x7ffdefff, Type: TypeRAM}},
+			memmap.Map{{Start: 0x0, End: 0x9fbff, Type: memmap.TypeRAM}, {Start: 0x100000, End: 0x17ffff, Type: memmap.TypeReserved}, {Start: 0x180000, End: 0x27ffff, Type: memmap.TypeRAM}, {Start: 0x280000, End: 0x7ffdefff, Type: memmap.TypeRAM}},
 			qemuIomem, 0x200000, nil},
 		{"iomem read without CAP_SYS_ADMIN", qemuMemoryMap(), "00000000-00000000 : System RAM\n", 0, ErrNoRamoopsRoom},
-		{"no RAM above 1 MiB", MemoryMap{{Start: 0x0, End: 0x9fbff, Type: TypeRAM}}, qemuIomem, 0, ErrNoRamoopsRoom},
+		{"no RAM above 1 MiB", memmap.Map{{Start: 0x0, End: 0x9fbff, Type: memmap.TypeRAM}}, qemuIomem, 0, ErrNoRamoopsRoom},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := PlaceRamoops(tc.fw, mustParseIomem(t, tc.iomem), DefaultRamoopsSize)

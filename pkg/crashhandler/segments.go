@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/fastreboot/fastreboot/internal/kexecsys"
 )
@@ -84,9 +83,6 @@ type SegmentsImage interface {
 	LoadOnCrash(cmdline string) error
 }
 
-// pathLockdown is the lockdown LSM's state under Options.Root.
-const pathLockdown = "sys/kernel/security/lockdown"
-
 // KexecLoadForbidden reports whether lockdown forbids kexec_load: it reads
 // root/sys/kernel/security/lockdown (e.g. "none [integrity]
 // confidentiality"); under integrity or confidentiality the kernel refuses
@@ -99,19 +95,14 @@ func KexecLoadForbidden(root string) error {
 	if root == "" {
 		root = "/"
 	}
-	path := filepath.Join(root, pathLockdown)
+	path := filepath.Join(root, kexecsys.LockdownPath)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil
 	}
-	for _, w := range strings.Fields(string(b)) {
-		if len(w) > 2 && w[0] == '[' && w[len(w)-1] == ']' {
-			if mode := w[1 : len(w)-1]; mode != "none" {
-				return fmt.Errorf("%w: %w: %s is %q: the kernel refuses kexec_load under lockdown (Secure Boot)",
-					ErrKexecLoadForbidden, ErrNotPermitted, path, mode)
-			}
-			return nil
-		}
+	if mode, err := kexecsys.ParseLockdown(b); err == nil && mode != "none" {
+		return fmt.Errorf("%w: %w: %s is %q: the kernel refuses kexec_load under lockdown (Secure Boot)",
+			ErrKexecLoadForbidden, ErrNotPermitted, path, mode)
 	}
 	return nil
 }

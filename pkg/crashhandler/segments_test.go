@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/fastreboot/fastreboot/internal/kexecsys"
 )
 
 // fakeSegments is a SegmentsImage: it records the command lines it was
@@ -83,7 +85,7 @@ func TestArmLoadMethod(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, tt.reservation)
 			if tt.lockdown != "" {
-				writeFile(t, filepath.Join(e.root, pathLockdown), tt.lockdown)
+				writeFile(t, filepath.Join(e.root, kexecsys.LockdownPath), tt.lockdown)
 			}
 			// The production line asks for the reservation it has, so that the
 			// re-arm check passes wherever the reservation does.
@@ -152,13 +154,13 @@ func TestKexecLoadForbidden(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			if tt.content != "" {
-				writeFile(t, filepath.Join(root, pathLockdown), tt.content)
+				writeFile(t, filepath.Join(root, kexecsys.LockdownPath), tt.content)
 			}
 			err := KexecLoadForbidden(root)
 			if (err != nil) != tt.forbidden {
 				t.Fatalf("KexecLoadForbidden = %v, want forbidden %v", err, tt.forbidden)
 			}
-			if err != nil && (!errors.Is(err, ErrKexecLoadForbidden) || !errors.Is(err, ErrNotPermitted) || !strings.Contains(err.Error(), pathLockdown)) {
+			if err != nil && (!errors.Is(err, ErrKexecLoadForbidden) || !errors.Is(err, ErrNotPermitted) || !strings.Contains(err.Error(), kexecsys.LockdownPath)) {
 				t.Errorf("error %q: want ErrKexecLoadForbidden, ErrNotPermitted and the file named", err)
 			}
 		})

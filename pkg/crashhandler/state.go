@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/internal/atomicfile"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // DefaultStateDir holds the state file; it is on tmpfs, so a new kernel
@@ -53,7 +54,7 @@ type State struct {
 	// Arm; Disarm writes them back.
 	Previous map[string]string `json:"previous_sysctls,omitempty"`
 	// MemoryMap is the firmware memory map read when arming (if readable).
-	MemoryMap MemoryMap `json:"memory_map,omitempty"`
+	MemoryMap memmap.Map `json:"memory_map,omitempty"`
 	// Warnings are the problems Arm was told to accept (Options.AllowNoRearm).
 	Warnings []string `json:"warnings,omitempty"`
 }

@@ -332,7 +332,7 @@ var ErrMemoryMapMismatch = errors.New("memory map does not cover the crashed ker
 // must lie in the map's System RAM. (The vmcore lacks the low 1 MiB and the
 // crash reservation, so the map legitimately has more RAM than the
 // segments.)
-func CheckMemoryMap(mm MemoryMap, loads []Segment) error {
+func CheckMemoryMap(mm memmap.Map, loads []Segment) error {
 	ram := memmap.Merge(mm.RAM())
 	var bad []string
 	for _, s := range loads {

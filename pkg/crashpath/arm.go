@@ -12,6 +12,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -26,6 +27,9 @@ type Target struct {
 	// Label names the manifest in messages (its file, say); "" means
 	// image "<name>".
 	Label string
+	// Origin is the manifest's file and signed bytes, which the crash
+	// image's handoff carries (fastreboot.BuildOptions.Origin); nil: none.
+	Origin *fastreboot.ManifestOrigin
 }
 
 // ArmOptions say how to arm.
@@ -237,7 +241,7 @@ type build struct {
 	cmdline string
 	// label names the manifest in messages.
 	label string
-	mm    crashhandler.MemoryMap
+	mm    memmap.Map
 	from  string
 	// initrd is what the image's initrd holds.
 	initrd Initrd
@@ -306,6 +310,7 @@ func (p *Path) buildImage(ctx context.Context, t Target, mode crashhandler.Mode,
 	b.cmdline = p.ProductionManifest(m).Cmdline
 	bo := fastreboot.BuildOptions{
 		Reason: fastreboot.ReasonCrash, Generation: p.state.Generation, Crash: crash, MemoryMap: b.mm, Segments: load.prepare,
+		Origin: t.Origin,
 	}
 	if initrd == InitrdMinimal {
 		exe, err := p.crashInit()

@@ -1,13 +1,17 @@
 package crashpath_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
@@ -21,12 +25,21 @@ import (
 // and l as its loader.
 func newPath(t *testing.T, root string, l *flagLoader) *crashpath.Path {
 	t.Helper()
+	return newPathConfig(t, crashpath.Config{Root: root}, l)
+}
+
+// newPathConfig returns the crash path of cfg with a new cache, l as its
+// loader and, unless cfg names one, a new state directory.
+func newPathConfig(t *testing.T, cfg crashpath.Config, l *flagLoader) *crashpath.Path {
+	t.Helper()
 	cache := modcache.New(modcache.Options{Check: fastreboot.CheckModule})
 	t.Cleanup(func() { cache.Close() })
-	return crashpath.New(crashpath.Config{
-		Root: root, StateDir: t.TempDir(), Cache: cache,
-		MachineOptions: fastreboot.Options{Loader: l, Probe: func() error { return errors.New("probe must not run in tests") }},
-	})
+	if cfg.StateDir == "" {
+		cfg.StateDir = t.TempDir()
+	}
+	cfg.Cache = cache
+	cfg.MachineOptions = fastreboot.Options{Loader: l, Probe: func() error { return errors.New("probe must not run in tests") }}
+	return crashpath.New(cfg)
 }
 
 // target is the manifest file p with its modules read from its directory.
@@ -175,6 +188,193 @@ func TestCrashArmLoadMethod(t *testing.T) {
 			}
 			if rep.Image.Segments != nil {
 				t.Errorf("the image was prepared for kexec_load: %+v", rep.Image.Segments)
+			}
+		})
+	}
+}
+
+// TestCrashArm arms the crash path from a manifest: the crash image is the
+// manifest's kernel with its initrd pieces and a handoff (reason crash, the
+// next generation, the recorded memory map, the carried modules), loaded
+// with KEXEC_FILE_ON_CRASH; disarming unloads it and restores the sysctls.
+func TestCrashArm(t *testing.T) {
+	ctx := context.Background()
+	im, _ := testimage.Update()
+	m, mp := im.WriteTemp(t)
+	root := crashRoot(t, 384<<20)
+	l := &flagLoader{}
+	p := newPath(t, root, l)
+
+	rep, err := p.Arm(ctx, crashpath.ArmOptions{Target: target(t, mp), Mode: crashhandler.ModeDirect})
+	if err != nil {
+		t.Fatalf("Arm: %v", err)
+	}
+	if !rep.Armed || rep.State.Mode != crashhandler.ModeDirect || rep.MemoryMapFrom != "firmware" {
+		t.Errorf("Arm report: %+v", rep)
+	}
+	if l.flags != 2 /* KEXEC_FILE_ON_CRASH */ {
+		t.Errorf("kexec_file_load flags %#x, want ON_CRASH", l.flags)
+	}
+	if !strings.Contains(l.cmdline, "fastreboot.crash=direct") || !strings.Contains(l.cmdline, "memmap=exactmap") {
+		t.Errorf("crash cmdline %q lacks the direct marker or the memory map", l.cmdline)
+	}
+	if rep.Image.Reason != fastreboot.ReasonCrash || rep.Image.Generation != 2 || rep.Image.CarriedModules != len(m.Modules) {
+		t.Errorf("crash image: reason %s generation %d carried %d, want crash 2 %d", rep.Image.Reason, rep.Image.Generation, rep.Image.CarriedModules, len(m.Modules))
+	}
+	h := handoffOf(t, l.initrd, rep.Image)
+	if h.Crash == nil || h.Crash.Mode != crashhandler.ModeDirect || len(h.MemoryMap) == 0 {
+		t.Errorf("crash handoff: crash %+v, memory map %v; want the crash mode and the memory map", h.Crash, h.MemoryMap)
+	}
+	if got := sysctl(t, root, crashhandler.SysctlPanicOnOops); got != "1" {
+		t.Errorf("panic_on_oops = %s after arming, want 1", got)
+	}
+
+	st, err := p.Status()
+	if err != nil || st.Mode != crashhandler.ModeDirect || st.MemoryMapRAM == 0 {
+		t.Errorf("Status = %+v, %v", st, err)
+	}
+	if err := p.Disarm(ctx); err != nil {
+		t.Fatalf("Disarm: %v", err)
+	}
+	if got := sysctl(t, root, crashhandler.SysctlPanicOnOops); got != "0" {
+		t.Errorf("panic_on_oops = %s after disarming, want 0 restored", got)
+	}
+}
+
+// TestCrashArmMinimalInitrd: InitrdMinimal arms a crash image whose initrd
+// is the crash init piece (the given program as /init) and the handoff
+// piece, sized smaller than the image's initrd; the handoff names the
+// choice, and a two-stage crash kernel's Recover restages production with
+// production's own initrd and a handoff that still names it (so the re-arm
+// after the crash builds the minimal initramfs again). Direct mode refuses
+// it with nothing loaded.
+func TestCrashArmMinimalInitrd(t *testing.T) {
+	ctx := context.Background()
+	im, _ := testimage.Update()
+	_, mp := im.WriteTemp(t)
+	root := crashRoot(t, 384<<20)
+	prog := bytes.Repeat([]byte("static fastreboot binary "), 4000)
+	l := &flagLoader{}
+	p := newPathConfig(t, crashpath.Config{Root: root, CrashInit: writeExe(t, prog)}, l)
+
+	if _, err := p.Arm(ctx, crashpath.ArmOptions{Target: target(t, mp), Mode: crashhandler.ModeDirect, Initrd: crashpath.InitrdMinimal}); err == nil ||
+		!strings.Contains(err.Error(), "only for two-stage") || l.calls != 0 {
+		t.Errorf("direct with the minimal initrd: %v, %d loads; want refused, nothing loaded", err, l.calls)
+	}
+	if _, err := p.Arm(ctx, crashpath.ArmOptions{Target: target(t, mp), Initrd: "tiny"}); err == nil || !strings.Contains(err.Error(), `"tiny"`) {
+		t.Errorf("initrd tiny: %v, want an error naming it", err)
+	}
+
+	image, err := p.Estimate(ctx, crashpath.EstimateOptions{Target: target(t, mp), Mode: crashhandler.ModeTwoStage, Initrd: crashpath.InitrdImage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := p.Arm(ctx, crashpath.ArmOptions{Target: target(t, mp), Mode: crashhandler.ModeTwoStage, Initrd: crashpath.InitrdMinimal})
+	if err != nil {
+		t.Fatalf("Arm InitrdMinimal: %v", err)
+	}
+	if rep.Initrd != crashpath.InitrdMinimal {
+		t.Errorf("report initrd %q", rep.Initrd)
+	}
+	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(l.initrd[:rep.Image.PiecesBytes])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotInit bool
+	for _, r := range recs {
+		if r.Name == fastreboot.CrashInitPath {
+			b := make([]byte, r.FileSize)
+			r.ReadAt(b, 0)
+			gotInit = bytes.Equal(b, prog) && r.Mode == cpio.S_IFREG|0o755
+		}
+	}
+	if !gotInit {
+		t.Errorf("the crash initrd's first piece has no /init with the program: %v", recs)
+	}
+	if h := handoffOf(t, l.initrd, rep.Image); h.Crash == nil || h.Crash.Initrd != "minimal" || len(h.Carried) != len(h.Manifest.Modules) {
+		t.Errorf("crash handoff: crash %+v, carried %d of %d modules", h.Crash, len(h.Carried), len(h.Manifest.Modules))
+	}
+	// The reload is production's image whatever the crash initrd holds.
+	if s := rep.State.Sizing; s.Reload != image.Sizing.Reload || s.Reload == 0 {
+		t.Errorf("minimal sizing %+v, image %+v: want the same reload (production's initrd)", s, image.Sizing)
+	}
+
+	// The crash kernel: the handoff unpacked, Recover restages production.
+	crash := crashRoot(t, 0)
+	withCmdline(t, crash, "elfcorehdr=0x7f000000 "+l.cmdline)
+	unpackHandoff(t, l.initrd, rep.Image, crash)
+	prod := &flagLoader{}
+	rr, err := crashpath.Recover(ctx, crashpath.Config{Root: crash, StateDir: t.TempDir(), MachineOptions: fastreboot.Options{
+		Loader: prod, Probe: func() error { return errors.New("probe must not run in tests") },
+	}}, crashpath.RecoverOptions{})
+	if err != nil {
+		t.Fatalf("Recover: %v", err)
+	}
+	if !bytes.HasPrefix(prod.initrd, im.Initrds[0].Data) {
+		t.Error("production was restaged without its own initrd pieces")
+	}
+	h := handoffOf(t, prod.initrd, rr.Staged)
+	if h.Crash == nil || crashpath.Initrd(h.Crash.Initrd) != crashpath.InitrdMinimal {
+		t.Errorf("production's handoff names crash %+v, want initrd minimal", h.Crash)
+	}
+}
+
+// TestCrashInitrdDefault: an arm that names no crash initrd gets the
+// minimal one in two-stage mode (also when it names no mode) and
+// production's in direct mode, while a re-arm (Auto, or any arm without
+// an Initrd in two-stage mode) keeps the choice the handoff records.
+// Whatever was chosen is what the crash image's handoff names.
+func TestCrashInitrdDefault(t *testing.T) {
+	im, _ := testimage.Update()
+	_, mp := im.WriteTemp(t)
+	for _, tc := range []struct {
+		name string
+		// handoffMode and handoffInitrd are what the previous
+		// generation's handoff records ("": no handoff / not recorded).
+		handoffMode   crashhandler.Mode
+		handoffInitrd crashpath.Initrd
+		opts          crashpath.ArmOptions
+		want          crashpath.Initrd
+	}{
+		{name: "two-stage", opts: crashpath.ArmOptions{Mode: crashhandler.ModeTwoStage}, want: crashpath.InitrdMinimal},
+		{name: "no mode: two-stage", want: crashpath.InitrdMinimal},
+		{name: "direct", opts: crashpath.ArmOptions{Mode: crashhandler.ModeDirect}, want: crashpath.InitrdImage},
+		{name: "two-stage, image named", opts: crashpath.ArmOptions{Mode: crashhandler.ModeTwoStage, Initrd: crashpath.InitrdImage}, want: crashpath.InitrdImage},
+		{name: "auto keeps the handoff's image", handoffMode: crashhandler.ModeTwoStage, handoffInitrd: crashpath.InitrdImage,
+			opts: crashpath.ArmOptions{Auto: true}, want: crashpath.InitrdImage},
+		{name: "auto keeps the handoff's minimal", handoffMode: crashhandler.ModeTwoStage, handoffInitrd: crashpath.InitrdMinimal,
+			opts: crashpath.ArmOptions{Auto: true}, want: crashpath.InitrdMinimal},
+		{name: "auto, handoff names no initrd: the mode's default", handoffMode: crashhandler.ModeTwoStage,
+			opts: crashpath.ArmOptions{Auto: true}, want: crashpath.InitrdMinimal},
+		{name: "auto in direct mode", handoffMode: crashhandler.ModeDirect, handoffInitrd: crashpath.InitrdImage,
+			opts: crashpath.ArmOptions{Auto: true}, want: crashpath.InitrdImage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := crashRoot(t, 384<<20)
+			if tc.handoffMode != "" {
+				h := fastreboot.Handoff{Version: fastreboot.HandoffVersion, Generation: 2, Reason: fastreboot.ReasonUpdate, Manifest: *im.Manifest(),
+					Crash: &fastreboot.HandoffCrash{Mode: tc.handoffMode, Initrd: string(tc.handoffInitrd)}}
+				b, err := json.Marshal(h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				writeRootFile(t, root, fastreboot.HandoffFile, string(b))
+			}
+			l := &flagLoader{}
+			p := newPath(t, root, l)
+			opts := tc.opts
+			opts.Target = target(t, mp)
+			rep, err := p.Arm(context.Background(), opts)
+			if err != nil || !rep.Armed {
+				t.Fatalf("Arm(%+v) = %+v, %v; want armed", opts, rep, err)
+			}
+			h := handoffOf(t, l.initrd, rep.Image)
+			var named crashpath.Initrd
+			if h.Crash != nil {
+				named = crashpath.Initrd(h.Crash.Initrd)
+			}
+			if rep.Initrd != tc.want || named != tc.want {
+				t.Errorf("crash initrd: report %q, crash handoff %q; want %q", rep.Initrd, named, tc.want)
 			}
 		})
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -148,21 +149,21 @@ func (p *Path) handoff() *fastreboot.Handoff {
 // MemoryMap returns the firmware memory map recorded while healthy and
 // where it came from: "handoff", else "firmware" (read from
 // Root/sys/firmware/memmap: a cold boot).
-func (p *Path) MemoryMap() (crashhandler.MemoryMap, string, error) {
+func (p *Path) MemoryMap() (memmap.Map, string, error) {
 	if h := p.handoff(); h != nil {
 		if mm := h.MemoryMap; mm.RAMBytes() > 0 {
 			return mm, "handoff", nil
 		}
 	}
-	mm, err := crashhandler.ReadFirmwareMemoryMap(p.cfg.Root)
+	mm, err := memmap.ReadFirmware(p.cfg.Root)
 	return mm, "firmware", err
 }
 
 // restricted reports whether this kernel runs on a memory map narrower than
 // the recorded one (it was kexec'd after a crash): every image it stages
 // must then give the next kernel the recorded map on its command line.
-func (p *Path) restricted(mm crashhandler.MemoryMap) bool {
-	fw, err := crashhandler.ReadFirmwareMemoryMap(p.cfg.Root)
+func (p *Path) restricted(mm memmap.Map) bool {
+	fw, err := memmap.ReadFirmware(p.cfg.Root)
 	return err == nil && mm.RAMBytes() > 0 && fw.RAMBytes() < mm.RAMBytes()
 }
 
@@ -200,7 +201,7 @@ func (p *Path) runningCmdline() string {
 }
 
 // pstoreOptions returns the options of the pstore functions.
-func (c Config) pstoreOptions(mm crashhandler.MemoryMap) crashhandler.PstoreOptions {
+func (c Config) pstoreOptions(mm memmap.Map) crashhandler.PstoreOptions {
 	o := c.Pstore
 	o.Root, o.Logger, o.MemoryMap = c.Root, c.Logger, mm
 	return o
@@ -209,7 +210,7 @@ func (c Config) pstoreOptions(mm crashhandler.MemoryMap) crashhandler.PstoreOpti
 // evidenceCmdline completes an image's command line with a pstore region
 // (crashhandler.EvidenceCmdline); when that fails the line stays as it was
 // and the error is logged and returned.
-func (p *Path) evidenceCmdline(cmdline string, mm crashhandler.MemoryMap) (string, error) {
+func (p *Path) evidenceCmdline(cmdline string, mm memmap.Map) (string, error) {
 	out, err := crashhandler.EvidenceCmdline(cmdline, p.cfg.pstoreOptions(mm))
 	if err != nil {
 		p.log.Warn("the next image gets no pstore region: a crash of it may leave no evidence in direct mode", "err", err)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
@@ -171,6 +172,9 @@ func restage(ctx context.Context, cfg Config, rep *RecoverReport, running string
 		// Production must bring back the CPUs of the kernel that
 		// crashed, not the one CPU this stage runs on.
 		CPURecord: st.CPURecord,
+		// Production's handoff carries the signed manifest on, for its
+		// trust root to check (when it names production's modules).
+		Origin: matchingOrigin(st.Origin, m),
 		// Staging production is the cache's last use in the crash
 		// kernel: once the initrd is assembled it holds every module,
 		// and the cache's copies would only take reservation while
@@ -254,4 +258,15 @@ func collectEvidence(opts crashhandler.EvidenceOptions, mode crashhandler.Mode) 
 		return first, firstFrom, nil
 	}
 	return nil, "", errors.Join(errs...)
+}
+
+// matchingOrigin returns o if its signed manifest names m's modules (or it
+// is unsigned), else o without its signature: a restage must not fail for
+// a signature that does not cover the image, and under a trust root the
+// next generation then refuses the unsigned handoff itself.
+func matchingOrigin(o *fastreboot.ManifestOrigin, m *bootimage.Manifest) *fastreboot.ManifestOrigin {
+	if o.CheckModules(m) != nil {
+		return &fastreboot.ManifestOrigin{Path: o.Path}
+	}
+	return o
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // crashRoot writes a fake /proc and /sys with a crash reservation of
@@ -47,10 +48,10 @@ func crashRoot(t *testing.T, reserve int64) string {
 	// runs as /init.
 	w("proc/self/exe", strings.Repeat("static fastreboot binary ", 400))
 	for i, e := range []struct{ start, end, typ string }{
-		{"0x0", "0x9fbff", crashhandler.TypeRAM},
-		{"0x9fc00", "0x9ffff", crashhandler.TypeReserved},
-		{"0x100000", "0x7ffdefff", crashhandler.TypeRAM},
-		{"0x7ffdf000", "0x7fffffff", crashhandler.TypeReserved},
+		{"0x0", "0x9fbff", memmap.TypeRAM},
+		{"0x9fc00", "0x9ffff", memmap.TypeReserved},
+		{"0x100000", "0x7ffdefff", memmap.TypeRAM},
+		{"0x7ffdf000", "0x7fffffff", memmap.TypeReserved},
 	} {
 		d := filepath.Join("sys/firmware/memmap", itoa(int64(i)))
 		w(filepath.Join(d, "start"), e.start+"\n")

@@ -1,10 +1,11 @@
 package fastreboot
 
 import (
+	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
@@ -24,7 +25,6 @@ const (
 	bpSentinel          = 0x1ef
 	bpSetupHeader       = 0x1f1
 	bpJump              = 0x200
-	bpHeaderMagic       = 0x202
 	bpTypeOfLoader      = 0x210
 	bpLoadflags         = 0x211
 	bpRamdiskImage      = 0x218
@@ -47,7 +47,7 @@ type bootParamsInput struct {
 	// Kernel holds at least the first setupHeaderReadSize bytes of the
 	// next kernel's bzImage: its setup header is copied.
 	Kernel []byte
-	E820   []e820Entry
+	E820   []memmap.E820Entry
 	// Initrd and Cmdline are the physical addresses of the segments; the
 	// command line is NUL-terminated there.
 	InitrdAddr, InitrdSize uint64
@@ -78,11 +78,14 @@ func buildBootParams(in bootParamsInput) (bp []byte, efiDropped bool, err error)
 	if len(in.Running) < zeroPageSize {
 		return nil, false, fmt.Errorf("running boot parameters: %d bytes, want %d", len(in.Running), zeroPageSize)
 	}
-	if len(in.Kernel) < setupHeaderReadSize || string(in.Kernel[bpHeaderMagic:bpHeaderMagic+4]) != "HdrS" {
-		return nil, false, errors.New("kernel: no x86 boot protocol setup header (HdrS)")
+	if len(in.Kernel) < setupHeaderReadSize {
+		return nil, false, fmt.Errorf("kernel: %d bytes of the setup header, want %d", len(in.Kernel), setupHeaderReadSize)
 	}
-	if len(in.E820) > e820MaxZeroPage {
-		return nil, false, fmt.Errorf("%d e820 entries, the zero page holds %d", len(in.E820), e820MaxZeroPage)
+	if _, err := bootimage.ReadSetupHeader(bytes.NewReader(in.Kernel)); err != nil {
+		return nil, false, fmt.Errorf("kernel: %w", err)
+	}
+	if len(in.E820) > memmap.E820MaxZeroPage {
+		return nil, false, fmt.Errorf("%d e820 entries, the zero page holds %d", len(in.E820), memmap.E820MaxZeroPage)
 	}
 	le := binary.LittleEndian
 	bp = make([]byte, zeroPageSize)
@@ -115,7 +118,7 @@ func buildBootParams(in bootParamsInput) (bp []byte, efiDropped bool, err error)
 	le.PutUint32(bp[bpCmdLinePtr:], uint32(in.CmdlineAddr))
 	le.PutUint32(bp[bpExtCmdLinePtr:], uint32(in.CmdlineAddr>>32))
 
-	clear(bp[bpE820Table : bpE820Table+e820MaxZeroPage*e820EntrySize])
+	clear(bp[bpE820Table : bpE820Table+memmap.E820MaxZeroPage*e820EntrySize])
 	var altMemK uint64
 	for i, e := range in.E820 {
 		o := bpE820Table + i*e820EntrySize

@@ -107,7 +107,7 @@ func elfcorehdrBudget(possibleCPUs int) uint64 {
 // of the firmware map that is not RAM (ACPI data and NVS, reserved) as it
 // is. The crash kernel thus runs out of the reservation and leaves the
 // crashed kernel's memory alone for /proc/vmcore.
-func crashE820(fw []e820Entry, res, hdr memmap.Range) []e820Entry {
+func crashE820(fw []memmap.E820Entry, res, hdr memmap.Range) []memmap.E820Entry {
 	type typed struct {
 		r   memmap.Range
 		typ uint32
@@ -134,9 +134,9 @@ func crashE820(fw []e820Entry, res, hdr memmap.Range) []e820Entry {
 		add(memmap.Range{Start: hdr.End, End: res.End}, memmap.E820RAM)
 	}
 	slices.SortStableFunc(rs, func(a, b typed) int { return memmap.Compare(a.r, b.r) })
-	out := make([]e820Entry, len(rs))
+	out := make([]memmap.E820Entry, len(rs))
 	for i, t := range rs {
-		out[i] = e820Entry{Addr: t.r.Start, Size: t.r.Size(), Type: t.typ}
+		out[i] = memmap.E820Entry{Addr: t.r.Start, Size: t.r.Size(), Type: t.typ}
 	}
 	return out
 }
@@ -238,8 +238,8 @@ func planCrashSegments(prep *segmentsPrep, elfData, initrdData []byte, cmdline s
 		}
 		cmdline += fmt.Sprintf(" elfcorehdr=%#x", hdrAt)
 		e820 = crashE820(prep.e820, res, memmap.Range{Start: hdrAt, End: hdrAt + pageUp(uint64(len(elfcorehdr)))})
-		if len(e820) > e820MaxZeroPage {
-			return nil, fmt.Errorf("the crash kernel's memory map has %d ranges, the boot parameters hold %d", len(e820), e820MaxZeroPage)
+		if len(e820) > memmap.E820MaxZeroPage {
+			return nil, fmt.Errorf("the crash kernel's memory map has %d ranges, the boot parameters hold %d", len(e820), memmap.E820MaxZeroPage)
 		}
 	}
 	if n := uint32(len(cmdline)); prep.header.CmdLineSize != 0 && n > prep.header.CmdLineSize {
@@ -349,7 +349,7 @@ func (c *crashSegments) LoadOnCrash(cmdline string) error {
 			return err
 		}
 		img.fillReport(c.prep.report)
-		c.prep.report.Avoided = []AvoidedRange{{Start: img.free, End: res.End, Why: "left free in the crash kernel reservation for the kexec control page and identity page tables"}}
+		c.prep.report.Avoided = []AvoidedRange{{Range: memmap.Range{Start: img.free, End: res.End}, Why: "left free in the crash kernel reservation for the kexec control page and identity page tables"}}
 		if c.dryRun {
 			mc.log.Info("dry run: would call kexec_load(ON_CRASH)", "entry", fmt.Sprintf("%#x", img.entry), "segments", len(img.segments))
 			return nil

@@ -110,16 +110,16 @@ func TestCrashSegmentsPlan(t *testing.T) {
 		le.Uint32(bp.Buf[bpRamdiskImage:]) != uint32(l.segment(t, "initrd").Phys) || le.Uint32(bp.Buf[bpRamdiskSize:]) != uint32(len(initrd)) {
 		t.Errorf("boot_params at %#x does not point at the cmdline and initrd segments", bp.Phys)
 	}
-	want, err := e820Table(qemuMap)
+	want, err := memmap.E820Table(qemuMap)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []e820Entry
+	var got []memmap.E820Entry
 	for i := range int(bp.Buf[bpE820Entries]) {
 		o := bpE820Table + i*e820EntrySize
-		got = append(got, e820Entry{le.Uint64(bp.Buf[o:]), le.Uint64(bp.Buf[o+8:]), le.Uint32(bp.Buf[o+16:])})
+		got = append(got, memmap.E820Entry{Addr: le.Uint64(bp.Buf[o:]), Size: le.Uint64(bp.Buf[o+8:]), Type: le.Uint32(bp.Buf[o+16:])})
 	}
-	if d := cmp.Diff(want, got, cmp.AllowUnexported(e820Entry{})); d != "" {
+	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("the crash kernel's e820 is not the whole firmware map (-want +got):\n%s", d)
 	}
 	var end uint64
@@ -328,10 +328,10 @@ func TestCrashSegmentsTwoStage(t *testing.T) {
 
 	bp := l.segment(t, "boot_params")
 	le := binary.LittleEndian
-	var e820 []e820Entry
+	var e820 []memmap.E820Entry
 	for i := range int(bp.Buf[bpE820Entries]) {
 		o := bpE820Table + i*e820EntrySize
-		e820 = append(e820, e820Entry{le.Uint64(bp.Buf[o:]), le.Uint64(bp.Buf[o+8:]), le.Uint32(bp.Buf[o+16:])})
+		e820 = append(e820, memmap.E820Entry{Addr: le.Uint64(bp.Buf[o:]), Size: le.Uint64(bp.Buf[o+8:]), Type: le.Uint32(bp.Buf[o+16:])})
 	}
 	var ram []memmap.Range
 	for _, e := range e820 {

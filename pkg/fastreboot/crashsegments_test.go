@@ -8,7 +8,7 @@ import (
 )
 
 func TestCrashE820(t *testing.T) {
-	fw, err := e820Table(qemuMap)
+	fw, err := memmap.E820Table(qemuMap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -16,27 +16,27 @@ func TestCrashE820(t *testing.T) {
 	tests := []struct {
 		name string
 		hdr  memmap.Range
-		want []e820Entry
+		want []memmap.E820Entry
 	}{
 		{
 			name: "header inside",
 			hdr:  memmap.Range{Start: 0x36000000, End: 0x36001000},
-			want: []e820Entry{
-				{0, 0x9fc00, memmap.E820RAM},
-				{0x9fc00, 0x400, memmap.E820Reserved},
-				{0xf0000, 0x10000, memmap.E820Reserved},
-				{0x30000000, 0x6000000, memmap.E820RAM},
-				{0x36000000, 0x1000, memmap.E820Reserved},
-				{0x36001000, 0x9fff000, memmap.E820RAM},
+			want: []memmap.E820Entry{
+				{Addr: 0, Size: 0x9fc00, Type: memmap.E820RAM},
+				{Addr: 0x9fc00, Size: 0x400, Type: memmap.E820Reserved},
+				{Addr: 0xf0000, Size: 0x10000, Type: memmap.E820Reserved},
+				{Addr: 0x30000000, Size: 0x6000000, Type: memmap.E820RAM},
+				{Addr: 0x36000000, Size: 0x1000, Type: memmap.E820Reserved},
+				{Addr: 0x36001000, Size: 0x9fff000, Type: memmap.E820RAM},
 			},
 		},
 		{
 			name: "no header (direct images do not use it)",
-			want: []e820Entry{
-				{0, 0x9fc00, memmap.E820RAM},
-				{0x9fc00, 0x400, memmap.E820Reserved},
-				{0xf0000, 0x10000, memmap.E820Reserved},
-				{0x30000000, 0x10000000, memmap.E820RAM},
+			want: []memmap.E820Entry{
+				{Addr: 0, Size: 0x9fc00, Type: memmap.E820RAM},
+				{Addr: 0x9fc00, Size: 0x400, Type: memmap.E820Reserved},
+				{Addr: 0xf0000, Size: 0x10000, Type: memmap.E820Reserved},
+				{Addr: 0x30000000, Size: 0x10000000, Type: memmap.E820RAM},
 			},
 		},
 	}
@@ -45,13 +45,13 @@ func TestCrashE820(t *testing.T) {
 			got := crashE820(fw, res, tt.hdr)
 			// The firmware map's ranges above 2 GiB that are not RAM follow
 			// unchanged; compare the part below.
-			var low []e820Entry
+			var low []memmap.E820Entry
 			for _, e := range got {
 				if e.Addr < 0x7ffdf000 {
 					low = append(low, e)
 				}
 			}
-			if d := cmp.Diff(tt.want, low, cmp.AllowUnexported(e820Entry{})); d != "" {
+			if d := cmp.Diff(tt.want, low); d != "" {
 				t.Errorf("(-want +got):\n%s", d)
 			}
 			for _, e := range got[len(low):] {

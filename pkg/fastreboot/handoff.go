@@ -130,6 +130,11 @@ type Handoff struct {
 	// Crash is the crash path's state (StageOptions.Crash); nil when the
 	// crash path was never armed and no crash is known.
 	Crash *HandoffCrash `json:"crash,omitempty"`
+	// Origin is the staged manifest's file and, when it was signed, its
+	// signed bytes (StageOptions.Origin); nil when neither is known. Its
+	// signed manifest names the same modules as Manifest, whose command
+	// line fastreboot extended.
+	Origin *ManifestOrigin `json:"origin,omitempty"`
 	// The rollback state (the generation to fall back to, and why) is to
 	// come as a typed field like Crash.
 }

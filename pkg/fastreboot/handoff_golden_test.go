@@ -2,6 +2,7 @@ package fastreboot
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"flag"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
@@ -42,6 +44,7 @@ func goldenHandoff() (*Handoff, []Blob) {
 			{Start: 0x100000, End: 0x7ffdffff, Type: memmap.TypeRAM},
 			{Start: 0xfffc0000, End: 0xffffffff, Type: memmap.TypeReserved},
 		},
+		Origin: goldenOrigin(),
 		Crash: &HandoffCrash{
 			Mode:   crashhandler.ModeTwoStage,
 			Initrd: "minimal",
@@ -53,6 +56,17 @@ func goldenHandoff() (*Handoff, []Blob) {
 		},
 	}
 	return h, blobs
+}
+
+// goldenOrigin is a signed origin of testimage.Default's manifest, with a
+// fixed key.
+func goldenOrigin() *ManifestOrigin {
+	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	b, err := testimage.Default().Manifest().Marshal()
+	if err != nil {
+		panic(err)
+	}
+	return &ManifestOrigin{Path: "/boot/fr/test.json", Signed: &manifestsig.Signed{Manifest: b, Signature: manifestsig.Sign(priv, b)}}
 }
 
 // handoffJSONOf returns the handoff.json a handoff piece holds.
@@ -108,12 +122,20 @@ func TestHandoffGoldenRead(t *testing.T) {
 		}
 		return h
 	}
-	v1, v2 := decode("v1-legacy.json"), decode("v2.json")
-	if v1.Version != 1 || v2.Version != 2 {
-		t.Errorf("versions %d and %d, want 1 and 2", v1.Version, v2.Version)
+	v1, v2, v2n := decode("v1-legacy.json"), decode("v2.json"), decode("v2-no-origin.json")
+	if v1.Version != 1 || v2.Version != 2 || v2n.Version != 2 {
+		t.Errorf("versions %d, %d and %d, want 1, 2 and 2", v1.Version, v2.Version, v2n.Version)
 	}
 	want, _ := goldenHandoff()
-	for name, h := range map[string]*Handoff{"v1-legacy.json": v1, "v2.json": v2} {
+	// The origin (the signed manifest) came later within version 2.
+	if diff := cmp.Diff(want.Origin, v2.Origin); diff != "" {
+		t.Errorf("v2.json: origin (-want +got):\n%s", diff)
+	}
+	if v1.Origin != nil || v2n.Origin != nil {
+		t.Errorf("an origin from a handoff without one: %+v, %+v", v1.Origin, v2n.Origin)
+	}
+	v2.Origin = nil
+	for name, h := range map[string]*Handoff{"v1-legacy.json": v1, "v2.json": v2, "v2-no-origin.json": v2n} {
 		if len(h.MemoryMap) != 3 || h.MemoryMap.RAMBytes() != want.MemoryMap.RAMBytes() {
 			t.Errorf("%s: memory map %v", name, h.MemoryMap)
 		}

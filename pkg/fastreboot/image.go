@@ -91,6 +91,8 @@ type BuildOptions struct {
 	// carries every module of the manifest, instead of the manifest's
 	// initrd pieces and the handoff piece.
 	CrashInit Piece
+	// Origin is as in StageOptions.
+	Origin *ManifestOrigin
 }
 
 // BuildImage makes every module of m cached (reading from src only what is
@@ -127,6 +129,7 @@ func (mc *Machine) BuildImage(ctx context.Context, m *bootimage.Manifest, src mo
 	spec := buildSpec{
 		reason: bo.Reason, generation: gen, segments: bo.Segments, crash: true, crashInit: bo.CrashInit,
 		dryRun: bo.DryRun, carry: bo.Carry, memoryMap: bo.MemoryMap, handoffCrash: bo.Crash, cpuRecord: bo.CPURecord,
+		origin: bo.Origin,
 	}
 	b, err := mc.build(ctx, m, src, spec, &rep, func(*time.Duration) {})
 	if err != nil {
@@ -184,6 +187,8 @@ type buildSpec struct {
 	// crashInit replaces the manifest's initrd pieces with the crash
 	// init piece of this program (BuildOptions.CrashInit).
 	crashInit Piece
+	// origin is copied into Handoff.Origin.
+	origin *ManifestOrigin
 	// prefetched is StageOptions.Prefetched.
 	prefetched *Prefetch
 }
@@ -230,6 +235,9 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 	}
 	if n := len(m.Cmdline); n > bootimage.MaxCmdline-1 {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", bootimage.ErrCmdlineTooLong, n, bootimage.MaxCmdline-1)
+	}
+	if err := spec.origin.CheckModules(m); err != nil {
+		return nil, err
 	}
 	lap(&rep.Durations.Validate)
 
@@ -327,6 +335,7 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 	if b.seg != nil {
 		h.KernelELFs = []KernelELF{b.seg.elf.rec}
 	}
+	h.Origin = spec.origin.Clone()
 	hstart := a.off
 	if _, err := WriteHandoffPiece(a, h, blobs); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.initrd.Name(), err)

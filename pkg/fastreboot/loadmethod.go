@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/internal/kexecsys"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // LoadMethod says which system call Stage loads the image with.
@@ -87,10 +88,9 @@ type SegmentInfo struct {
 }
 
 // AvoidedRange is a piece of firmware RAM no segment may use, and why.
+// Its range is exclusive of End, as every memmap.Range.
 type AvoidedRange struct {
-	Start uint64 `json:"start"`
-	// End is exclusive.
-	End uint64 `json:"end"`
+	memmap.Range
 	Why string `json:"why"`
 }
 

@@ -127,6 +127,12 @@ type StageOptions struct {
 	// image in. For a stage that is the cache's last use: a two-stage
 	// crash kernel, which runs in the crash reservation.
 	ReleaseCache bool
+	// Origin is the staged manifest's file and signed bytes, which the
+	// handoff carries (Handoff.Origin). Stage refuses an Origin whose
+	// signed manifest names other modules than the manifest staged
+	// (ManifestOrigin.CheckModules); it verifies no signature itself: the
+	// caller checks the signature against its trust root.
+	Origin *ManifestOrigin
 	// Prefetched is the Machine.Prefetch of the same manifest that the
 	// caller ran before Stage, outside its locks: Stage reports its sync
 	// as its own (the modules it read are hits now), counts its time in
@@ -409,6 +415,7 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 	spec := buildSpec{
 		reason: reason, generation: rep.Generation, segments: load == LoadSegments,
 		dryRun: so.DryRun, carry: so.Carry, memoryMap: so.MemoryMap, handoffCrash: so.Crash, cpuRecord: so.CPURecord,
+		origin:     so.Origin,
 		prefetched: so.Prefetched,
 	}
 	b, err := mc.build(ctx, m, src, spec, &rep, lap)

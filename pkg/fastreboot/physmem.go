@@ -1,7 +1,6 @@
 package fastreboot
 
 import (
-	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -137,7 +136,7 @@ func newPlacement(fw memmap.Map, iomem memmap.Iomem, cmdlines map[string]cmdline
 	}
 	avoid := func(r memmap.Range, why string) {
 		if !r.Empty() && overlapsRAM(r) {
-			p.Avoid = append(p.Avoid, AvoidedRange{Start: r.Start, End: r.End, Why: why})
+			p.Avoid = append(p.Avoid, AvoidedRange{Range: r, Why: why})
 		}
 	}
 	for _, e := range iomem {
@@ -166,39 +165,4 @@ func newPlacement(fw memmap.Map, iomem memmap.Iomem, cmdlines map[string]cmdline
 		}
 	}
 	return p
-}
-
-type e820Entry struct {
-	Addr, Size uint64
-	Type       uint32
-}
-
-// e820MaxZeroPage is how many entries the zero page's e820 table holds
-// (E820_MAX_ENTRIES_ZEROPAGE); more would need SETUP_E820_EXT setup data.
-const e820MaxZeroPage = 128
-
-// e820Table turns the firmware map into the e820 table of the next kernel,
-// sorted, adjacent ranges of one type merged.
-func e820Table(fw memmap.Map) ([]e820Entry, error) {
-	rs := slices.Clone(fw)
-	slices.SortStableFunc(rs, func(a, b memmap.Entry) int { return cmp.Compare(a.Start, b.Start) })
-	var out []e820Entry
-	for _, r := range rs {
-		if r.End < r.Start {
-			return nil, fmt.Errorf("memory map range %#x-%#x ends before it starts", r.Start, r.End)
-		}
-		e := e820Entry{Addr: r.Start, Size: r.End - r.Start + 1, Type: memmap.E820Type(r.Type)}
-		if n := len(out); n > 0 && out[n-1].Type == e.Type && out[n-1].Addr+out[n-1].Size == e.Addr {
-			out[n-1].Size += e.Size
-			continue
-		}
-		out = append(out, e)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("empty memory map")
-	}
-	if len(out) > e820MaxZeroPage {
-		return nil, fmt.Errorf("memory map has %d ranges, the boot parameters hold %d (SETUP_E820_EXT is not implemented)", len(out), e820MaxZeroPage)
-	}
-	return out, nil
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/fastreboot/fastreboot/internal/kexecsys"
 )
 
 // Names of the preflight checks, in the order Preflight runs them.
@@ -28,7 +30,7 @@ const (
 const (
 	pathLoadDisabled = "proc/sys/kernel/kexec_load_disabled"
 	pathLoadLimit    = "proc/sys/kernel/kexec_load_limit_reboot"
-	pathLockdown     = "sys/kernel/security/lockdown"
+	pathLockdown     = kexecsys.LockdownPath
 	pathStatus       = "proc/self/status"
 	pathKexecLoaded  = "sys/kernel/kexec_loaded"
 	pathCrashLoaded  = "sys/kernel/kexec_crash_loaded"
@@ -170,7 +172,7 @@ func Preflight(opts PreflightOptions) Report {
 	case err != nil:
 		add(CheckLockdown, true, "unknown: %v (lockdown LSM absent or securityfs not mounted)", err)
 	default:
-		mode, err := parseLockdown(b)
+		mode, err := kexecsys.ParseLockdown(b)
 		if err != nil {
 			add(CheckLockdown, false, "%s: %v", p(pathLockdown), err)
 			break
@@ -248,17 +250,6 @@ func readInt(path string) (int64, error) {
 		return 0, fmt.Errorf("%s: %w", path, err)
 	}
 	return v, nil
-}
-
-// parseLockdown returns the active mode of a lockdown file, the word in
-// brackets of e.g. "[none] integrity confidentiality".
-func parseLockdown(b []byte) (string, error) {
-	for _, w := range strings.Fields(string(b)) {
-		if len(w) > 2 && w[0] == '[' && w[len(w)-1] == ']' {
-			return w[1 : len(w)-1], nil
-		}
-	}
-	return "", fmt.Errorf("no active mode in %q", bytes.TrimSpace(b))
 }
 
 // hasCapability reports whether bit capBit is set in the CapEff line of a

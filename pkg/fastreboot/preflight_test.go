@@ -190,18 +190,3 @@ func TestPreflight(t *testing.T) {
 		})
 	}
 }
-
-func TestParseLockdown(t *testing.T) {
-	for in, want := range map[string]string{
-		"[none] integrity confidentiality\n": "none",
-		"none [integrity] confidentiality":   "integrity",
-		"none integrity [confidentiality]":   "confidentiality",
-		"":                                   "",
-		"[] none":                            "",
-	} {
-		got, err := parseLockdown([]byte(in))
-		if got != want || (err != nil) != (want == "") {
-			t.Errorf("parseLockdown(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-}

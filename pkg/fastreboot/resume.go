@@ -13,6 +13,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -41,6 +42,29 @@ type ResumeOptions struct {
 	// (a Stage, a crash image, Verify), and the caller may verify them all
 	// in the background with cache.VerifyPending.
 	EagerVerify bool
+	// Trust, when set, is the generation's trust root: the handoff's
+	// manifest must carry a signature (Handoff.Origin) that verifies
+	// against it and covers the handoff manifest's modules (VerifyOrigin).
+	// If it does not, no carried module is adopted (State.Trust says why):
+	// the generation still runs, and reads what it needs from storage,
+	// where every manifest it uses is checked again. Either way, every
+	// adopted module's SHA-256 is checked against the manifest before it
+	// is used (see EagerVerify).
+	Trust *manifestsig.TrustRoot
+}
+
+// TrustState is what Resume found of the handoff manifest's signature
+// under a trust root.
+type TrustState struct {
+	// Root is the trust root's file or directory.
+	Root string `json:"root"`
+	// SignedBy is the id of the key whose signature verified; empty when
+	// none did.
+	SignedBy string `json:"signed_by,omitempty"`
+	// Error says why the handoff's manifest was not trusted (unsigned,
+	// unknown key, bad signature); its carried modules were then not
+	// adopted.
+	Error string `json:"error,omitempty"`
 }
 
 // State is what a generation knows about how it started. Resume saves it
@@ -84,6 +108,13 @@ type State struct {
 	// CPURecord is the handoff's record itself, so that a crash stage
 	// running on fewer CPUs can pass it on (StageOptions.CPURecord).
 	CPURecord *cpustop.Record `json:"cpu_record,omitempty"`
+	// Origin is the handoff's manifest origin (its file and signed
+	// bytes), so that a restage of this image carries it on; nil when the
+	// handoff has none.
+	Origin *ManifestOrigin `json:"origin,omitempty"`
+	// Trust is the check of Origin's signature against
+	// ResumeOptions.Trust; nil without a trust root.
+	Trust *TrustState `json:"trust,omitempty"`
 }
 
 // Resume starts a generation: it reads the handoff under opts.Root
@@ -154,7 +185,21 @@ func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*St
 		} else if st.CPUs != nil && st.CPUs.Err() != nil {
 			st.CPUsError = st.CPUs.Err().Error()
 		}
-		if cache != nil && len(h.Carried) > 0 {
+		st.Origin = h.Origin
+		adopt := true
+		if opts.Trust != nil {
+			st.Trust = &TrustState{Root: opts.Trust.Path}
+			if st.Trust.SignedBy, err = VerifyOrigin(opts.Trust, h.Origin, &h.Manifest); err != nil {
+				st.Trust.Error = err.Error()
+				adopt = false
+				log.Warn("resume: the handoff's manifest is not trusted; its carried modules are not adopted", "err", err)
+				// Nothing of them will be used: give their RAM back.
+				if rerr := os.RemoveAll(filepath.Join(opts.Root, HandoffModulesDir)); rerr != nil {
+					log.Warn("resume: removing the untrusted carried modules", "err", rerr)
+				}
+			}
+		}
+		if cache != nil && len(h.Carried) > 0 && adopt {
 			t := clock()
 			dir := filepath.Join(opts.Root, HandoffModulesDir)
 			rehydrate := cache.Adopt

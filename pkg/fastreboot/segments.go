@@ -11,6 +11,7 @@ import (
 
 	"github.com/u-root/u-root/pkg/boot/bzimage"
 
+	"github.com/fastreboot/fastreboot/internal/kexecsys"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
@@ -46,7 +47,7 @@ type segmentsPrep struct {
 	kernel  []byte // the first setupHeaderReadSize bytes of the bzImage
 	header  bzimage.LinuxHeader
 	place   placement
-	e820    []e820Entry
+	e820    []memmap.E820Entry
 	running []byte
 	report  *SegmentsReport
 }
@@ -87,7 +88,7 @@ func (mc *Machine) prepareSegments(ctx context.Context, m *bootimage.Manifest, k
 		return nil, fmt.Errorf("%w: %d bytes, kernel %q takes at most %d", bootimage.ErrCmdlineTooLong, n, kmod.Name, prep.header.CmdLineSize)
 	}
 
-	if prep.e820, err = e820Table(fw); err != nil {
+	if prep.e820, err = memmap.E820Table(fw); err != nil {
 		return nil, fmt.Errorf("firmware memory map (%s): %w", fwSource, err)
 	}
 	prep.report.E820Entries = len(prep.e820)
@@ -143,7 +144,7 @@ func lockdownForbidsKexecLoad(path string) error {
 	if err != nil {
 		return nil
 	}
-	mode, err := parseLockdown(b)
+	mode, err := kexecsys.ParseLockdown(b)
 	if err != nil || mode == "none" {
 		return nil
 	}

@@ -131,12 +131,12 @@ func TestNewPlacement(t *testing.T) {
 	want := placement{
 		RAM: []memmap.Range{{Start: 0, End: 0x9fc00}, {Start: 0x100000, End: 0x7ffe0000}, {Start: 0x100000000, End: 0x140000000}},
 		Avoid: []AvoidedRange{
-			{Start: 0, End: 0x1000, Why: "kept by the running kernel: Reserved (/proc/iomem)"},
-			{Start: 0x30000000, End: 0x40000000, Why: "crash kernel reservation (/proc/iomem)"},
-			{Start: 0x40000000, End: 0x41000000, Why: "kept by the running kernel: Reserved (/proc/iomem)"},
-			{Start: 0x40000000, End: 0x41000000, Why: "kept by memmap= on the next command line"},
-			{Start: 0x60000000, End: 0x60100000, Why: "kept by memmap= on the next command line"},
-			{Start: 0x40000000, End: 0x41000000, Why: "kept by memmap= on the running command line"},
+			{Range: memmap.Range{Start: 0, End: 0x1000}, Why: "kept by the running kernel: Reserved (/proc/iomem)"},
+			{Range: memmap.Range{Start: 0x30000000, End: 0x40000000}, Why: "crash kernel reservation (/proc/iomem)"},
+			{Range: memmap.Range{Start: 0x40000000, End: 0x41000000}, Why: "kept by the running kernel: Reserved (/proc/iomem)"},
+			{Range: memmap.Range{Start: 0x40000000, End: 0x41000000}, Why: "kept by memmap= on the next command line"},
+			{Range: memmap.Range{Start: 0x60000000, End: 0x60100000}, Why: "kept by memmap= on the next command line"},
+			{Range: memmap.Range{Start: 0x40000000, End: 0x41000000}, Why: "kept by memmap= on the running command line"},
 		},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -147,48 +147,6 @@ func TestNewPlacement(t *testing.T) {
 	got = newPlacement(qemuMap, nil, map[string]cmdlineMemory{"next": exact})
 	if diff := cmp.Diff([]memmap.Range{{Start: 0, End: 0x9fc00}, {Start: 0x100000, End: 0x20000000}}, got.RAM); diff != "" {
 		t.Errorf("with exactmap, RAM (-want +got):\n%s", diff)
-	}
-}
-
-func TestE820Table(t *testing.T) {
-	mm := append(memmap.Map{
-		{Start: 0x180000000, End: 0x1bfffffff, Type: memmap.TypeRAM}, // adjacent to the last RAM: merged
-		{Start: 0x200000000, End: 0x2000fffff, Type: memmap.TypePRAM},
-		{Start: 0x200100000, End: 0x2001fffff, Type: "Something new"},
-		{Start: 0x200200000, End: 0x2002fffff, Type: memmap.TypeNVS},
-		{Start: 0x200300000, End: 0x2003fffff, Type: memmap.TypeACPI},
-	}, qemuMap...)
-	got, err := e820Table(mm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []e820Entry{
-		{0, 0x9fc00, memmap.E820RAM},
-		{0x9fc00, 0x400, memmap.E820Reserved},
-		{0xf0000, 0x10000, memmap.E820Reserved},
-		{0x100000, 0x7fee0000, memmap.E820RAM},
-		{0x7ffe0000, 0x20000, memmap.E820Reserved},
-		{0xb0000000, 0x10000000, memmap.E820Reserved},
-		{0x100000000, 0xc0000000, memmap.E820RAM},
-		{0x200000000, 0x100000, memmap.E820PRAM},
-		{0x200100000, 0x100000, memmap.E820Reserved},
-		{0x200200000, 0x100000, memmap.E820NVS},
-		{0x200300000, 0x100000, memmap.E820ACPI},
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("e820Table (-want +got):\n%s", diff)
-	}
-
-	var many memmap.Map
-	for i := uint64(0); i < 130; i++ {
-		typ := memmap.TypeRAM
-		if i%2 == 1 {
-			typ = memmap.TypeReserved
-		}
-		many = append(many, memmap.Entry{Start: i << 20, End: i<<20 | 0xfffff, Type: typ})
-	}
-	if _, err := e820Table(many); err == nil || !strings.Contains(err.Error(), "130 ranges") {
-		t.Errorf("130 ranges: err = %v, want a refusal naming the count", err)
 	}
 }
 
@@ -206,7 +164,7 @@ func TestBuildBootParams(t *testing.T) {
 	le.PutUint32(running[bpRamdiskImage:], 0x12345678) // replaced
 	kernel := testimage.Kernel(testimage.KernelOptions{})
 
-	e820 := []e820Entry{{0, 0x9fc00, memmap.E820RAM}, {0x100000, 0x7fee0000, memmap.E820RAM}, {0x100000000, 0x80000000, memmap.E820RAM}}
+	e820 := []memmap.E820Entry{{Addr: 0, Size: 0x9fc00, Type: memmap.E820RAM}, {Addr: 0x100000, Size: 0x7fee0000, Type: memmap.E820RAM}, {Addr: 0x100000000, Size: 0x80000000, Type: memmap.E820RAM}}
 	bp, efi, err := buildBootParams(bootParamsInput{
 		Running: running, Kernel: kernel, E820: e820,
 		InitrdAddr: 0x1_2000_0000, InitrdSize: 0x123456, CmdlineAddr: 0x100000,

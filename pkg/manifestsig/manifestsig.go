@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 )
 
 // Schema names the signature document's shape and version.
@@ -168,25 +170,20 @@ func ReadSigned(path string) (*Signed, error) {
 	return s, nil
 }
 
-// readFile reads at most maxFileBytes of a regular file; the error names
-// the path.
+// readFile reads at most maxFileBytes of a regular file, opened without
+// blocking on a FIFO (bootimage.OpenFile); the error names the path.
 func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, size, err := bootimage.OpenFile(path)
 	if err != nil {
-		return nil, err // *PathError names the file
+		return nil, err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil {
-		return nil, err
-	} else if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file (%s)", path, fi.Mode().Type())
+	if size > maxFileBytes {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxFileBytes)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
+	b, err := io.ReadAll(io.LimitReader(f, size))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(b) > maxFileBytes {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxFileBytes)
 	}
 	return b, nil
 }

@@ -55,7 +55,7 @@ type Options struct {
 	// Root is the directory holding proc/meminfo ("" means "/"). Sync
 	// reads a module from its Source only if its size fits in
 	// MemAvailable less MemoryMargin, else the module fails with
-	// ErrNoMemory naming both numbers.
+	// ErrModuleTooLarge naming both numbers.
 	Root string
 	// MemoryMargin is the memory Sync leaves available; 0 means
 	// DefaultMemoryMargin, a negative value turns the check off.

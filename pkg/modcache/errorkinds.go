@@ -4,11 +4,11 @@ package modcache
 // registry; the names are part of its protocol.
 func ErrorKinds() map[string]error {
 	return map[string]error{
-		"modcache.no_source":       ErrNoSource,
-		"modcache.not_cached":      ErrNotCached,
-		"modcache.digest_mismatch": ErrDigestMismatch,
-		"modcache.size_mismatch":   ErrSizeMismatch,
-		"modcache.closed":          ErrClosed,
-		"modcache.no_memory":       ErrNoMemory,
+		"modcache.no_source":        ErrNoSource,
+		"modcache.not_cached":       ErrNotCached,
+		"modcache.digest_mismatch":  ErrDigestMismatch,
+		"modcache.size_mismatch":    ErrSizeMismatch,
+		"modcache.closed":           ErrClosed,
+		"modcache.module_too_large": ErrModuleTooLarge,
 	}
 }

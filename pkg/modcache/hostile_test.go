@@ -118,8 +118,8 @@ func TestSyncMemoryCap(t *testing.T) {
 	c := modcache.New(modcache.Options{Root: root})
 	defer c.Close()
 	rep, err := c.Sync(context.Background(), m, src)
-	if !errors.Is(err, modcache.ErrNoMemory) {
-		t.Fatalf("Sync = %v, want ErrNoMemory", err)
+	if !errors.Is(err, modcache.ErrModuleTooLarge) {
+		t.Fatalf("Sync = %v, want ErrModuleTooLarge", err)
 	}
 	for _, w := range []string{`"big"`, "8192 bytes", "MemAvailable is 67112960 bytes", "margin of 67108864 leaves 4096"} {
 		if !strings.Contains(err.Error(), w) {

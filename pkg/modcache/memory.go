@@ -10,9 +10,9 @@ import (
 	"strings"
 )
 
-// ErrNoMemory: a module does not fit in the memory the system has
+// ErrModuleTooLarge: a module does not fit in the memory the system has
 // available (MemAvailable, less Options.MemoryMargin).
-var ErrNoMemory = errors.New("not enough available memory")
+var ErrModuleTooLarge = errors.New("module too large for the available memory")
 
 // DefaultMemoryMargin is the memory Sync leaves available when it reads a
 // module (Options.MemoryMargin): the daemon, the kexec load and the rest of
@@ -37,7 +37,7 @@ func (c *Cache) fits(size int64) error {
 	}
 	if size > avail-c.margin {
 		return fmt.Errorf("%w: the module has %d bytes; MemAvailable is %d bytes, less a margin of %d leaves %d",
-			ErrNoMemory, size, avail, c.margin, max(avail-c.margin, 0))
+			ErrModuleTooLarge, size, avail, c.margin, max(avail-c.margin, 0))
 	}
 	return nil
 }

@@ -9,12 +9,13 @@ import (
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 	"sort"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/u-root/u-root/pkg/cpio"
 	"github.com/ulikunitz/xz"
+
+	"github.com/fastreboot/fastreboot/internal/atomicfile"
 )
 
 // Compression is how an initramfs piece is compressed. The Debian kernel
@@ -204,34 +205,10 @@ func CompressFile(dst, src string, c Compression) error {
 	})
 }
 
-// writeAtomic writes dst through a temp file in the same directory and
-// renames it into place once fill succeeded.
+// writeAtomic writes dst (mode 0644) through a temp file in the same
+// directory and renames it into place once fill succeeded.
 func writeAtomic(dst string, fill func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".tmp-"+filepath.Base(dst)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err := fill(bw); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", dst, err)
-	}
-	if err := bw.Flush(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", dst, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", dst, err)
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return fmt.Errorf("write %s: %w", dst, err)
-	}
-	return nil
+	return atomicfile.WriteFrom(dst, 0o644, fill)
 }
 
 // SiteReleasePath is where the site piece puts the release string.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 )
 
@@ -253,8 +254,11 @@ func measure(tl timeline, sh shape) (timing, error) {
 	return t, nil
 }
 
+// hasWord tells whether the kernel command line has the parameter word
+// (alone or as word=value); init's arguments after "--" do not count.
 func hasWord(cmdline, word string) bool {
-	for _, f := range strings.Fields(cmdline) {
+	params, _ := bootimage.SplitCmdline(cmdline)
+	for _, f := range params {
 		if f == word || strings.HasPrefix(f, word+"=") {
 			return true
 		}

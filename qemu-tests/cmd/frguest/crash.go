@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/internal/ttydrain"
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 )
 
@@ -105,8 +106,11 @@ func rearm(ctx context.Context, w io.Writer, c config, sys system) {
 	fmt.Fprintf(w, "%s %s took=%.2fs: %s\n", ArmMarker, state, time.Since(start).Seconds(), strings.Join(strings.Fields(string(out)), " "))
 }
 
+// hasWord tells whether the kernel command line has the parameter word
+// (alone or as word=value); init's arguments after "--" do not count.
 func hasWord(cmdline, word string) bool {
-	for _, f := range strings.Fields(cmdline) {
+	params, _ := bootimage.SplitCmdline(cmdline)
+	for _, f := range params {
 		if f == word || strings.HasPrefix(f, word+"=") {
 			return true
 		}
