@@ -78,6 +78,9 @@ type StageRequest struct {
 	NoCarry bool `json:"no_carry,omitempty"`
 	// Load is the load method ("" is fastreboot.LoadFile).
 	Load fastreboot.LoadMethod `json:"load,omitempty"`
+	// Hashed is what the client read to learn the digests of an Inline
+	// manifest (its stat index); the report carries it.
+	Hashed *fastreboot.HashReport `json:"hashed,omitempty"`
 }
 
 // Info describes the agent and its cache.
@@ -228,8 +231,15 @@ type Agent struct {
 	currentSignedBy string
 	currentTrustErr error
 	warnings        []string
-	// restored counts the adoption failures restoreCarried handled.
-	restored  int
+	// restored counts the adoption failures restoreCarried handled;
+	// rereadStatus says how their re-read from storage went, and
+	// rereadPending that it is to be tried again.
+	restored      int
+	rereadStatus  string
+	rereadPending bool
+	// closing is closed by Close, ending background retries.
+	closing   chan struct{}
+	closeOnce sync.Once
 	staged    *bootimage.Manifest // what the last Stage loaded
 	report    *fastreboot.StageReport
 	kernelELF *KernelELFStatus
@@ -259,7 +269,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	cache := modcache.New(modcache.Options{Logger: log, Check: fastreboot.CheckModule, Root: opts.Root})
 	mo := opts.Machine
 	mo.Root, mo.Logger, mo.StateDir = opts.Root, log, opts.StateDir
-	a := &Agent{opts: opts, log: log, cache: cache, started: time.Now(), mc: fastreboot.New(cache, mo)}
+	a := &Agent{opts: opts, log: log, cache: cache, started: time.Now(), mc: fastreboot.New(cache, mo), closing: make(chan struct{})}
 	var err error
 	if opts.Resume {
 		a.state, err = fastreboot.Resume(ctx, cache, fastreboot.ResumeOptions{
@@ -299,6 +309,7 @@ func (a *Agent) State() *fastreboot.State { return a.state }
 
 // Close waits for background work and releases the cache.
 func (a *Agent) Close() error {
+	a.closeOnce.Do(func() { close(a.closing) })
 	a.background.Wait()
 	return a.cache.Close()
 }
@@ -367,7 +378,17 @@ func (a *Agent) VerifyCarried(ctx context.Context) bool {
 		}
 		t := time.Now()
 		rep, err := a.cache.VerifyPending(ctx)
-		a.restoreCarried(ctx)
+		// Until the storage is there (mounted later in the boot), or
+		// the agent closes.
+		for delay := time.Second; !a.restoreCarried(ctx); delay = min(2*delay, 30*time.Second) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.closing:
+				return
+			case <-time.After(delay):
+			}
+		}
 		if err != nil {
 			a.log.Warn("verifying the carried modules", "modules", rep.Modules, "failed", rep.Bad, "err", err)
 			return
@@ -378,15 +399,17 @@ func (a *Agent) VerifyCarried(ctx context.Context) bool {
 }
 
 // restoreCarried reads again from storage the modules of the running image
-// that the cache dropped since the last call because they failed their
-// content check (a carried module whose bytes do not hash to the digest its
-// manifest names: corrupted, or tampered with in the handoff), and records
-// a warning for each failure and for the re-read, which Info reports.
-// Storage is the running manifest's directory (the handoff's origin), or
-// the file system root when every source is absolute. Under a trust root
-// the running manifest is one whose signature verified: the modules read
-// again are checked against the digests it signed.
-func (a *Agent) restoreCarried(ctx context.Context) {
+// that the cache dropped because they failed their content check (a
+// carried module whose bytes do not hash to the digest its manifest names:
+// corrupted, or tampered with in the handoff), and records a warning for
+// each failure and one for the re-read, which Info reports. Storage is the
+// running manifest's directory (the handoff's origin), or the file system
+// root when every source is absolute. Under a trust root the running
+// manifest is one whose signature verified: the modules read again are
+// checked against the digests it signed. It returns false when the re-read
+// failed and is worth trying again (the storage may not be mounted yet this
+// early in the boot).
+func (a *Agent) restoreCarried(ctx context.Context) bool {
 	// No lock: the cache is safe for concurrent use, and storage may
 	// block (see op).
 	failures := a.cache.Stats().Adoption.Failures
@@ -394,25 +417,29 @@ func (a *Agent) restoreCarried(ctx context.Context) {
 	m, origin := a.current, a.currentOrigin
 	fresh := failures[min(a.restored, len(failures)):]
 	a.restored = len(failures)
-	a.mu.Unlock()
-	if len(fresh) == 0 {
-		return
-	}
-	var warns []string
 	for _, f := range fresh {
-		warns = append(warns, "dropped a carried module that failed its content check: "+f)
+		w := "dropped a carried module that failed its content check: " + f
+		a.warnings = append(a.warnings, w)
+		a.log.Warn(w)
 	}
-	defer func() {
-		for _, w := range warns {
-			a.log.Warn(w)
-		}
-		a.mu.Lock()
-		a.warnings = append(a.warnings, warns...)
-		a.mu.Unlock()
-	}()
+	pending := a.rereadPending || len(fresh) > 0
+	a.mu.Unlock()
+	if !pending {
+		return true
+	}
+	msg, retry := a.reread(ctx, m, origin)
+	a.mu.Lock()
+	a.rereadPending, a.rereadStatus = retry, msg
+	a.mu.Unlock()
+	a.log.Warn(msg)
+	return !retry
+}
+
+// reread syncs m from its storage and says how that went, and whether to
+// try again.
+func (a *Agent) reread(ctx context.Context, m *bootimage.Manifest, origin *fastreboot.ManifestOrigin) (string, bool) {
 	if m == nil {
-		warns = append(warns, "not read again from storage: this generation does not know its manifest")
-		return
+		return "dropped modules not read from storage again: this generation does not know its manifest", false
 	}
 	dir := "/"
 	if origin != nil && origin.Path != "" {
@@ -420,17 +447,15 @@ func (a *Agent) restoreCarried(ctx context.Context) {
 	} else {
 		for _, mod := range m.Modules {
 			if !filepath.IsAbs(mod.Source) {
-				warns = append(warns, fmt.Sprintf("not read again from storage: the handoff does not say where manifest %q lives (module %s has the relative source %q)", m.Name, mod.Name, mod.Source))
-				return
+				return fmt.Sprintf("dropped modules not read from storage again: the handoff does not say where manifest %q lives (module %s has the relative source %q)", m.Name, mod.Name, mod.Source), false
 			}
 		}
 	}
 	rep, err := a.cache.Sync(ctx, m, a.storage(dir))
 	if err != nil {
-		warns = append(warns, fmt.Sprintf("reading the dropped modules again from storage (%s) failed: %v", dir, err))
-		return
+		return fmt.Sprintf("waiting for the storage (%s) to read the dropped modules again, retrying: %v", dir, err), true
 	}
-	warns = append(warns, fmt.Sprintf("read again from storage (%s): %s (%d bytes)", dir, strings.Join(rep.Read, ", "), rep.BytesRead))
+	return fmt.Sprintf("dropped modules read from storage again (%s): %s (%d bytes)", dir, strings.Join(rep.Read, ", "), rep.BytesRead), false
 }
 
 // stageOptions are the options of a Stage of this generation: what every
@@ -467,6 +492,9 @@ func (a *Agent) Info(ctx context.Context) (*Info, error) {
 		}
 	}
 	in.Warnings = slices.Clone(a.warnings)
+	if a.rereadStatus != "" {
+		in.Warnings = append(in.Warnings, a.rereadStatus)
+	}
 	return in, nil
 }
 
@@ -530,7 +558,7 @@ func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageR
 	a.op.Lock()
 	defer a.op.Unlock()
 	so := a.stageOptions(reason)
-	so.DryRun, so.Load, so.Origin, so.Prefetched = req.DryRun, req.Load, origin, pre
+	so.DryRun, so.Load, so.Origin, so.Hashed, so.Prefetched = req.DryRun, req.Load, origin, req.Hashed, pre
 	if req.NoCarry {
 		so.Carry = fastreboot.CarryNone
 	}

@@ -142,22 +142,38 @@ func TestTamperedCarriedModuleReread(t *testing.T) {
 	if st.Trust == nil || st.Trust.SignedBy == "" || st.Trust.Error != "" || st.Rehydrated.Modules != len(m.Modules) {
 		t.Fatalf("resume under the trust root: trust %+v, rehydrated %+v", st.Trust, st.Rehydrated)
 	}
+	// The storage is not there yet when the daemon starts (mounted later
+	// in the boot): the re-read is retried until it is.
+	src := filepath.Join(filepath.Dir(p), victim.Source)
+	if err := os.Rename(src, src+".away"); err != nil {
+		t.Fatal(err)
+	}
 	if !a.VerifyCarried(ctx) {
 		t.Fatal("VerifyCarried did not start")
 	}
-	var in *agent.Info
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		var err error
-		if in, err = a.Info(ctx); err != nil {
-			t.Fatal(err)
+	waitWarning := func(want string) *agent.Info {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); ; {
+			in, err := a.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(strings.Join(in.Warnings, "\n"), want) {
+				return in
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no warning %q: %q", want, in.Warnings)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		if len(in.Warnings) >= 2 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
+	waitWarning("retrying")
+	if err := os.Rename(src+".away", src); err != nil {
+		t.Fatal(err)
+	}
+	in := waitWarning("read from storage again (")
 	all := strings.Join(in.Warnings, "\n")
-	if len(in.Warnings) != 2 || !strings.Contains(in.Warnings[0], victim.Name) || !strings.Contains(all, "read again from storage") ||
+	if len(in.Warnings) != 2 || !strings.Contains(in.Warnings[0], victim.Name) || !strings.Contains(all, "read from storage again (") ||
 		!strings.Contains(in.Warnings[1], victim.Name) {
 		t.Errorf("warnings %q; want the drop of %s and its re-read", in.Warnings, victim.Name)
 	}

@@ -164,6 +164,17 @@ type config struct {
 	// Generation are set from the command line and the agent.) The zero
 	// value is the real system.
 	machine fastreboot.Options
+	// now is the clock of the stat index's runs (nil: time.Now); tests
+	// move it ahead so that files they just wrote are not racy.
+	now func() time.Time
+}
+
+// now returns the command's clock.
+func (e *env) now() time.Time {
+	if e.cfg.now != nil {
+		return e.cfg.now()
+	}
+	return time.Now()
 }
 
 // usageError is a bad command line: exit code 2.

@@ -632,7 +632,7 @@ func TestStageBadInputs(t *testing.T) {
 				// The same failure under --json: one JSON document on
 				// stdout, the error, with the kinds it wraps.
 				r = runWithin(t, h, append(append(append(global, "stage"), args...), "--json")...)
-				var rep errorV1
+				var rep ErrorV1
 				decodeStdout(t, r, &rep)
 				if r.code != ExitFailed || rep.Error.ExitCode != ExitFailed || rep.Error.Command != "stage" {
 					t.Errorf("--json: exit %d, error %+v, want exit %d for stage", r.code, rep.Error, ExitFailed)
@@ -673,7 +673,7 @@ func runWithin(t *testing.T, h *harness, args ...string) result {
 func TestJSONUsageError(t *testing.T) {
 	h := newHarness(t)
 	r := h.run("stage", "a.json", "b.json", "--json")
-	var rep errorV1
+	var rep ErrorV1
 	decodeStdout(t, r, &rep)
 	if r.code != ExitUsage || rep.Error.ExitCode != ExitUsage || rep.Error.Command != "stage" || !strings.HasPrefix(rep.Error.Message, "one manifest at a time") {
 		t.Errorf("exit %d, error %+v, want a stage usage error (exit %d): one manifest at a time", r.code, rep.Error, ExitUsage)
@@ -769,7 +769,7 @@ func TestCacheNoDaemon(t *testing.T) {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, r.code, r.stdout, r.stderr)
 		}
 	}
-	var eb errorV1
+	var eb ErrorV1
 	decodeStdout(t, h.run("--no-daemon", "cache", "sync", p1, "--json"), &eb)
 	if !slices.Contains(eb.Error.Kinds, "agent.no_daemon") {
 		t.Errorf("cache sync --json without a daemon: %+v, want kind agent.no_daemon", eb)

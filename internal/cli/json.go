@@ -41,8 +41,8 @@ const (
 	schemaEntries          = "fastreboot.entries.v1"
 )
 
-// statusV1 is `fastreboot status --json`.
-type statusV1 struct {
+// StatusV1 is `fastreboot status --json`.
+type StatusV1 struct {
 	Schema string `json:"schema"`
 	// Generation counts kernels since the cold boot, which is 1.
 	Generation int `json:"generation"`
@@ -53,44 +53,44 @@ type statusV1 struct {
 	// Timeline: the previous generation's stage times (from the handoff),
 	// when this kernel started (now minus uptime) and when this
 	// generation's userspace resumed the handoff.
-	Timeline statusTimelineV1 `json:"timeline"`
+	Timeline StatusTimelineV1 `json:"timeline"`
 	// State is the generation's saved state (nil if none was saved).
-	State *generationStateV1 `json:"state,omitempty"`
+	State *GenerationStateV1 `json:"state,omitempty"`
 	// CPUs: online now, and whether the CPUs of the previous generation
 	// all came back (a CPU missing is a problem).
-	CPUs *cpuStatusV1 `json:"cpus,omitempty"`
+	CPUs *CpuStatusV1 `json:"cpus,omitempty"`
 	// Preflight is whether this kernel can kexec, and what is loaded.
-	Preflight preflightV1 `json:"preflight"`
+	Preflight PreflightV1 `json:"preflight"`
 	// Agent is the daemon's answer; nil when no daemon runs.
-	Agent *agentInfoV1 `json:"agent,omitempty"`
+	Agent *AgentInfoV1 `json:"agent,omitempty"`
 	// Problems are what status --check fails on.
 	Problems []string `json:"problems,omitempty"`
 	// Crash is the crash path: armed or not, and the last crash's evidence.
-	Crash *crashStatusReportV1 `json:"crash,omitempty"`
+	Crash *CrashStatusReportV1 `json:"crash,omitempty"`
 	// Trust is the trust root manifests are checked against (the daemon's
 	// when one answers, else this command's); absent when none is set:
 	// then manifests need no signature.
-	Trust *trustInfoV1 `json:"trust,omitempty"`
+	Trust *TrustInfoV1 `json:"trust,omitempty"`
 }
 
-// statusTimelineV1 is the previous generation's timeline with this
+// StatusTimelineV1 is the previous generation's timeline with this
 // generation's kernel start and resume.
-type statusTimelineV1 struct {
-	timelineV1
+type StatusTimelineV1 struct {
+	TimelineV1
 	// KernelStart is when this kernel started (now minus /proc/uptime).
 	KernelStart time.Time `json:"kernel_start,omitzero"`
 	// Resumed is when this generation's userspace resumed the handoff.
 	Resumed time.Time `json:"resumed,omitzero"`
 }
 
-func statusDoc(r *statusReport) statusV1 {
-	d := statusV1{
+func statusDoc(r *statusReport) StatusV1 {
+	d := StatusV1{
 		Schema:     schemaStatus,
 		Generation: r.Generation,
 		Reason:     string(r.Reason),
 		Manifest:   r.Manifest,
-		Timeline: statusTimelineV1{
-			timelineV1:  timelineV1Of(r.Timeline.Timeline),
+		Timeline: StatusTimelineV1{
+			TimelineV1:  timelineV1Of(r.Timeline.Timeline),
 			KernelStart: r.Timeline.KernelStart,
 			Resumed:     r.Timeline.Resumed,
 		},
@@ -108,90 +108,90 @@ func statusDoc(r *statusReport) statusV1 {
 	return d
 }
 
-// stageV1 is `fastreboot stage --json`.
-type stageV1 struct {
+// StageV1 is `fastreboot stage --json`.
+type StageV1 struct {
 	Schema string `json:"schema"`
-	stageReportV1
+	StageReportV1
 }
 
-func stageDoc(r *fastreboot.StageReport) stageV1 {
-	return stageV1{Schema: schemaStage, stageReportV1: stageReportV1Of(*r)}
+func stageDoc(r *fastreboot.StageReport) StageV1 {
+	return StageV1{Schema: schemaStage, StageReportV1: stageReportV1Of(*r)}
 }
 
-// rebootV1 is `fastreboot reboot --json`: the plan (printed before the
+// RebootV1 is `fastreboot reboot --json`: the plan (printed before the
 // jump, or instead of it with --dry-run).
-type rebootV1 struct {
+type RebootV1 struct {
 	Schema string `json:"schema"`
-	rebootPlanV1
+	RebootPlanV1
 }
 
-func rebootDoc(p fastreboot.RebootPlan) rebootV1 {
-	return rebootV1{Schema: schemaReboot, rebootPlanV1: rebootPlanV1Of(p)}
+func rebootDoc(p fastreboot.RebootPlan) RebootV1 {
+	return RebootV1{Schema: schemaReboot, RebootPlanV1: rebootPlanV1Of(p)}
 }
 
-// cacheLsV1 is `fastreboot cache ls --json`.
-type cacheLsV1 struct {
+// CacheLsV1 is `fastreboot cache ls --json`.
+type CacheLsV1 struct {
 	Schema string `json:"schema"`
-	cacheListingV1
+	CacheListingV1
 }
 
-func cacheLsDoc(l *agent.CacheListing) cacheLsV1 {
-	return cacheLsV1{Schema: schemaCacheLs, cacheListingV1: cacheListingV1Of(*l)}
+func cacheLsDoc(l *agent.CacheListing) CacheLsV1 {
+	return CacheLsV1{Schema: schemaCacheLs, CacheListingV1: cacheListingV1Of(*l)}
 }
 
-// cacheVerifyV1 is `fastreboot cache verify --json`.
-type cacheVerifyV1 struct {
+// CacheVerifyV1 is `fastreboot cache verify --json`.
+type CacheVerifyV1 struct {
 	Schema string `json:"schema"`
-	verifyReportV1
+	VerifyReportV1
 }
 
-func cacheVerifyDoc(r *modcache.VerifyReport) cacheVerifyV1 {
-	return cacheVerifyV1{Schema: schemaCacheVerify, verifyReportV1: verifyReportV1Of(*r)}
+func cacheVerifyDoc(r *modcache.VerifyReport) CacheVerifyV1 {
+	return CacheVerifyV1{Schema: schemaCacheVerify, VerifyReportV1: verifyReportV1Of(*r)}
 }
 
-// cacheSyncV1 is `fastreboot cache sync --json`.
-type cacheSyncV1 struct {
+// CacheSyncV1 is `fastreboot cache sync --json`.
+type CacheSyncV1 struct {
 	Schema string `json:"schema"`
-	syncReportV1
+	SyncReportV1
 }
 
-func cacheSyncDoc(r *modcache.SyncReport) cacheSyncV1 {
-	return cacheSyncV1{Schema: schemaCacheSync, syncReportV1: syncReportV1Of(*r)}
+func cacheSyncDoc(r *modcache.SyncReport) CacheSyncV1 {
+	return CacheSyncV1{Schema: schemaCacheSync, SyncReportV1: syncReportV1Of(*r)}
 }
 
-// cacheEvictV1 is `fastreboot cache evict --json`.
-type cacheEvictV1 struct {
+// CacheEvictV1 is `fastreboot cache evict --json`.
+type CacheEvictV1 struct {
 	Schema string `json:"schema"`
-	evictReportV1
+	EvictReportV1
 }
 
-func cacheEvictDoc(r *modcache.EvictReport) cacheEvictV1 {
-	return cacheEvictV1{Schema: schemaCacheEvict, evictReportV1: evictReportV1Of(*r)}
+func cacheEvictDoc(r *modcache.EvictReport) CacheEvictV1 {
+	return CacheEvictV1{Schema: schemaCacheEvict, EvictReportV1: evictReportV1Of(*r)}
 }
 
-// manifestDiffV1 is `fastreboot manifest diff --json`.
-type manifestDiffDocV1 struct {
+// ManifestDiffV1 is `fastreboot manifest diff --json`.
+type ManifestDiffDocV1 struct {
 	Schema string `json:"schema"`
-	manifestDiffV1
+	ManifestDiffV1
 }
 
-func manifestDiffDoc(d bootimage.ManifestDiff) manifestDiffDocV1 {
-	return manifestDiffDocV1{Schema: schemaManifestDiff, manifestDiffV1: manifestDiffV1Of(d)}
+func manifestDiffDoc(d bootimage.ManifestDiff) ManifestDiffDocV1 {
+	return ManifestDiffDocV1{Schema: schemaManifestDiff, ManifestDiffV1: manifestDiffV1Of(d)}
 }
 
-// manifestValidateV1 is `fastreboot manifest validate --json`.
-type manifestValidateV1 struct {
+// ManifestValidateV1 is `fastreboot manifest validate --json`.
+type ManifestValidateV1 struct {
 	Schema string `json:"schema"`
 	// Manifest is the path as given.
 	Manifest string `json:"manifest"`
 	// Modules is the number of modules it names.
 	Modules int `json:"modules"`
 	// Content is what reading and checking every module found (--content).
-	Content *syncReportV1 `json:"content,omitempty"`
+	Content *SyncReportV1 `json:"content,omitempty"`
 }
 
-func manifestValidateDoc(path string, modules int, content *modcache.SyncReport) manifestValidateV1 {
-	d := manifestValidateV1{Schema: schemaManifestValidate, Manifest: path, Modules: modules}
+func manifestValidateDoc(path string, modules int, content *modcache.SyncReport) ManifestValidateV1 {
+	d := ManifestValidateV1{Schema: schemaManifestValidate, Manifest: path, Modules: modules}
 	if content != nil {
 		c := syncReportV1Of(*content)
 		d.Content = &c
@@ -199,9 +199,9 @@ func manifestValidateDoc(path string, modules int, content *modcache.SyncReport)
 	return d
 }
 
-// keyVerifyV1 is `fastreboot key verify --json` (printed only when the
+// KeyVerifyV1 is `fastreboot key verify --json` (printed only when the
 // signature is good; a bad one is an error document).
-type keyVerifyV1 struct {
+type KeyVerifyV1 struct {
 	Schema string `json:"schema"`
 	// Manifest is the path as given; its signature is Manifest + ".sig".
 	Manifest string `json:"manifest"`
@@ -216,70 +216,70 @@ type keyVerifyV1 struct {
 	Modules int `json:"modules"`
 }
 
-func keyVerifyDoc(path string, m *bootimage.Manifest, keyID string, trust *manifestsig.TrustRoot) keyVerifyV1 {
-	return keyVerifyV1{Schema: schemaKeyVerify, Manifest: path, Name: m.Name, KeyID: keyID, TrustRoot: trust.Path, Modules: len(m.Modules)}
+func keyVerifyDoc(path string, m *bootimage.Manifest, keyID string, trust *manifestsig.TrustRoot) KeyVerifyV1 {
+	return KeyVerifyV1{Schema: schemaKeyVerify, Manifest: path, Name: m.Name, KeyID: keyID, TrustRoot: trust.Path, Modules: len(m.Modules)}
 }
 
-// crashArmV1 is `fastreboot crash arm --json`.
-type crashArmV1 struct {
+// CrashArmV1 is `fastreboot crash arm --json`.
+type CrashArmV1 struct {
 	Schema string `json:"schema"`
-	crashArmReportV1
+	CrashArmReportV1
 }
 
-func crashArmDoc(r *crashpath.ArmReport) crashArmV1 {
-	return crashArmV1{Schema: schemaCrashArm, crashArmReportV1: crashArmReportV1Of(*r)}
+func crashArmDoc(r *crashpath.ArmReport) CrashArmV1 {
+	return CrashArmV1{Schema: schemaCrashArm, CrashArmReportV1: crashArmReportV1Of(*r)}
 }
 
-// crashEstimateV1 is `fastreboot crash estimate --json`.
-type crashEstimateV1 struct {
+// CrashEstimateV1 is `fastreboot crash estimate --json`.
+type CrashEstimateV1 struct {
 	Schema string `json:"schema"`
-	crashEstimateReportV1
+	CrashEstimateReportV1
 }
 
-func crashEstimateDoc(r *crashpath.EstimateReport) crashEstimateV1 {
-	return crashEstimateV1{Schema: schemaCrashEstimate, crashEstimateReportV1: crashEstimateReportV1Of(*r)}
+func crashEstimateDoc(r *crashpath.EstimateReport) CrashEstimateV1 {
+	return CrashEstimateV1{Schema: schemaCrashEstimate, CrashEstimateReportV1: crashEstimateReportV1Of(*r)}
 }
 
-// crashStatusV1 is `fastreboot crash status --json` and, after the unload,
+// CrashStatusV1 is `fastreboot crash status --json` and, after the unload,
 // `fastreboot crash disarm --json`.
-type crashStatusV1 struct {
+type CrashStatusV1 struct {
 	Schema string `json:"schema"`
-	crashStatusReportV1
+	CrashStatusReportV1
 }
 
-func crashStatusDoc(schema string, r *crashpath.StatusReport) crashStatusV1 {
-	return crashStatusV1{Schema: schema, crashStatusReportV1: crashStatusReportV1Of(*r)}
+func crashStatusDoc(schema string, r *crashpath.StatusReport) CrashStatusV1 {
+	return CrashStatusV1{Schema: schema, CrashStatusReportV1: crashStatusReportV1Of(*r)}
 }
 
-// crashLastV1 is `fastreboot crash last --json`.
-type crashLastV1 struct {
+// CrashLastV1 is `fastreboot crash last --json`.
+type CrashLastV1 struct {
 	Schema string `json:"schema"`
-	crashEvidenceV1
+	CrashEvidenceV1
 }
 
-func crashLastDoc(ev *crashhandler.Evidence) crashLastV1 {
-	return crashLastV1{Schema: schemaCrashLast, crashEvidenceV1: crashEvidenceV1Of(*ev)}
+func crashLastDoc(ev *crashhandler.Evidence) CrashLastV1 {
+	return CrashLastV1{Schema: schemaCrashLast, CrashEvidenceV1: crashEvidenceV1Of(*ev)}
 }
 
-// crashRecoverV1 is `fastreboot crash recover --json`.
-type crashRecoverV1 struct {
+// CrashRecoverV1 is `fastreboot crash recover --json`.
+type CrashRecoverV1 struct {
 	Schema string `json:"schema"`
-	recoverReportV1
+	RecoverReportV1
 }
 
-func crashRecoverDoc(r *crashpath.RecoverReport) crashRecoverV1 {
-	return crashRecoverV1{Schema: schemaCrashRecover, recoverReportV1: recoverReportV1Of(*r)}
+func crashRecoverDoc(r *crashpath.RecoverReport) CrashRecoverV1 {
+	return CrashRecoverV1{Schema: schemaCrashRecover, RecoverReportV1: recoverReportV1Of(*r)}
 }
 
-// errorV1 is what a command that fails before printing its report prints
+// ErrorV1 is what a command that fails before printing its report prints
 // under --json.
-type errorV1 struct {
+type ErrorV1 struct {
 	Schema string `json:"schema"`
 	// Error says what failed.
-	Error errorBodyV1 `json:"error"`
+	Error ErrorBodyV1 `json:"error"`
 }
 
-type errorBodyV1 struct {
+type ErrorBodyV1 struct {
 	// Command is the subcommand that failed ("stage", "crash", ...).
 	Command string `json:"command"`
 	// Message is the error, as printed on stderr.
@@ -291,11 +291,11 @@ type errorBodyV1 struct {
 	ExitCode int `json:"exit_code"`
 }
 
-func errorDoc(command, message string, kinds []string, code int) errorV1 {
-	return errorV1{Schema: schemaError, Error: errorBodyV1{Command: command, Message: message, Kinds: slices.Clone(kinds), ExitCode: code}}
+func errorDoc(command, message string, kinds []string, code int) ErrorV1 {
+	return ErrorV1{Schema: schemaError, Error: ErrorBodyV1{Command: command, Message: message, Kinds: slices.Clone(kinds), ExitCode: code}}
 }
 
-func generationStateV1Ptr(p *fastreboot.State) *generationStateV1 {
+func generationStateV1Ptr(p *fastreboot.State) *GenerationStateV1 {
 	if p == nil {
 		return nil
 	}
@@ -303,7 +303,7 @@ func generationStateV1Ptr(p *fastreboot.State) *generationStateV1 {
 	return &v
 }
 
-func agentInfoV1Ptr(p *agent.Info) *agentInfoV1 {
+func agentInfoV1Ptr(p *agent.Info) *AgentInfoV1 {
 	if p == nil {
 		return nil
 	}
@@ -311,7 +311,7 @@ func agentInfoV1Ptr(p *agent.Info) *agentInfoV1 {
 	return &v
 }
 
-func crashStatusReportV1Ptr(p *crashpath.StatusReport) *crashStatusReportV1 {
+func crashStatusReportV1Ptr(p *crashpath.StatusReport) *CrashStatusReportV1 {
 	if p == nil {
 		return nil
 	}
@@ -319,8 +319,8 @@ func crashStatusReportV1Ptr(p *crashpath.StatusReport) *crashStatusReportV1 {
 	return &v
 }
 
-// entriesV1 is `fastreboot entries --json`.
-type entriesV1 struct {
+// EntriesV1 is `fastreboot entries --json`.
+type EntriesV1 struct {
 	Schema string `json:"schema"`
 	// Default is the id of the entry stage --default stages, absent when
 	// there is none; DefaultReason the rule that picked it.
@@ -328,14 +328,14 @@ type entriesV1 struct {
 	DefaultReason string `json:"default_reason,omitempty"`
 	// Entries are the boot entries: BLS in the specification's order, then
 	// GRUB's in menu order, then Debian's links.
-	Entries []bootEntryV1 `json:"entries"`
+	Entries []BootEntryV1 `json:"entries"`
 	// Problems are findings that are not an entry's (a file not parsed, a
 	// default naming no entry, an include not followed).
 	Problems []string `json:"problems,omitempty"`
 }
 
-func entriesDoc(l *bootentry.List) entriesV1 {
-	d := entriesV1{Schema: schemaEntries, Entries: []bootEntryV1{}}
+func entriesDoc(l *bootentry.List) EntriesV1 {
+	d := EntriesV1{Schema: schemaEntries, Entries: []BootEntryV1{}}
 	if l.Default >= 0 && l.Default < len(l.Entries) {
 		d.Default, d.DefaultReason = l.Entries[l.Default].ID, l.DefaultReason
 	}

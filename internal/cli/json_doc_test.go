@@ -190,7 +190,12 @@ func jsonReference(t *testing.T) string {
 	return out.String()
 }
 
-func disp(ty reflect.Type) string { return strings.TrimSuffix(ty.Name(), "V1") }
+// disp is the name docs/json.md gives an object: its type's without the
+// version suffix, lower camel case ("StageReportV1" is stageReport).
+func disp(ty reflect.Type) string {
+	n := strings.TrimSuffix(ty.Name(), "V1")
+	return strings.ToLower(n[:1]) + n[1:]
+}
 
 func typeDoc(d string) string {
 	d = strings.Join(strings.Fields(d), " ")

@@ -4,7 +4,9 @@ package cli
 // struct of this package with its own field names, filled from the
 // library's type by an explicit function, so that renaming a library field
 // breaks the build here instead of changing the output. Add fields freely;
-// rename or remove one only with a new schema version.
+// rename or remove one only with a new schema version. The types are
+// exported so that programs of this repository that read the CLI's output
+// (the QEMU tests) decode it into the contract, not the library's structs.
 
 import (
 	"maps"
@@ -22,26 +24,26 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
-// generationStateV1 is the v1 form of fastreboot.State.
-type generationStateV1 struct {
+// GenerationStateV1 is the v1 form of fastreboot.State.
+type GenerationStateV1 struct {
 	// Generation counts kernels since the cold boot, which is 1.
 	Generation int `json:"generation"`
 	// Reason is why this generation booted: cold, update, manual or crash.
 	Reason string `json:"reason"`
 	// Timeline is the previous generation's, from the handoff; zero on a
 	// cold boot.
-	Timeline timelineV1 `json:"timeline"`
+	Timeline TimelineV1 `json:"timeline"`
 	// Resumed is when Resume ran in this generation.
 	Resumed time.Time `json:"resumed"`
 	// Manifest is the boot image this generation runs, nil on a cold boot
 	// (no handoff says what the firmware booted).
-	Manifest *manifestV1 `json:"manifest,omitempty"`
+	Manifest *ManifestV1 `json:"manifest,omitempty"`
 	// Carried is the number of modules the handoff carried; Rehydrated
 	// what entered the cache from them, in RehydrateTime (the adoption:
 	// copied and sealed; Rehydrated.Unverified of them not hashed yet,
 	// see ResumeOptions.EagerVerify and modcache.Stats.Adoption).
 	Carried       int               `json:"carried"`
-	Rehydrated    rehydrateReportV1 `json:"rehydrated"`
+	Rehydrated    RehydrateReportV1 `json:"rehydrated"`
 	RehydrateTime time.Duration     `json:"rehydrate_ns"`
 	// RehydrateError is set when some carried modules could not be
 	// rehydrated; they are missing from the cache and a later Sync reads
@@ -57,36 +59,36 @@ type generationStateV1 struct {
 	// this image (the handoff's record) with those online when Resume ran;
 	// nil when the handoff has no record. CPUsError is set when a recorded
 	// CPU did not come back, or when the CPUs could not be read.
-	CPUs      *cpuCheckV1 `json:"cpus,omitempty"`
+	CPUs      *CpuCheckV1 `json:"cpus,omitempty"`
 	CPUsError string      `json:"cpus_error,omitempty"`
 	// CPURecord is the handoff's record itself, so that a crash stage
 	// running on fewer CPUs can pass it on (Options.CPURecord).
-	CPURecord *cpuRecordV1 `json:"cpu_record,omitempty"`
+	CPURecord *CpuRecordV1 `json:"cpu_record,omitempty"`
 	// ManifestPath is the file the running manifest was staged from, as
 	// the handoff says (module sources are relative to its directory).
 	ManifestPath string `json:"manifest_path,omitempty"`
 	// Trust is the check of the handoff manifest's signature against the
 	// trust root when the generation resumed; absent without one.
-	Trust *trustStateV1 `json:"trust,omitempty"`
+	Trust *TrustStateV1 `json:"trust,omitempty"`
 }
 
-// cpuStatusV1 is the v1 form of cpuStatus.
-type cpuStatusV1 struct {
+// CpuStatusV1 is the v1 form of cpuStatus.
+type CpuStatusV1 struct {
 	// Online is the kernel's online list now, e.g. "0-3"; empty when it
 	// cannot be read.
 	Online string `json:"online,omitempty"`
 	// Check compares the handoff's record with the CPUs online at resume;
 	// nil on a cold boot or when the previous generation recorded nothing.
-	Check *cpuCheckV1 `json:"check,omitempty"`
+	Check *CpuCheckV1 `json:"check,omitempty"`
 	// Error names the CPUs that did not come back (or why the check could
 	// not run); it is also a problem for status --check.
 	Error string `json:"error,omitempty"`
 }
 
-// preflightV1 is the v1 form of fastreboot.Report.
-type preflightV1 struct {
+// PreflightV1 is the v1 form of fastreboot.Report.
+type PreflightV1 struct {
 	// Checks are the preflight checks, each with its verdict.
-	Checks []preflightCheckV1 `json:"checks"`
+	Checks []PreflightCheckV1 `json:"checks"`
 	// Lockdown is the active lockdown mode ("none", "integrity",
 	// "confidentiality"), or "" when unknown.
 	Lockdown string `json:"lockdown,omitempty"`
@@ -96,8 +98,8 @@ type preflightV1 struct {
 	CrashLoaded bool `json:"kexec_crash_loaded"`
 }
 
-// agentInfoV1 is the v1 form of agent.Info.
-type agentInfoV1 struct {
+// AgentInfoV1 is the v1 form of agent.Info.
+type AgentInfoV1 struct {
 	// Daemon is true when a `fastreboot daemon` answered; false for an
 	// in-process agent, whose cache ends with the command.
 	Daemon bool `json:"daemon"`
@@ -110,21 +112,21 @@ type agentInfoV1 struct {
 	// Current names the manifest this generation runs, if known.
 	Current string `json:"current,omitempty"`
 	// Cache are the cache's counters.
-	Cache cacheStatsV1 `json:"cache"`
+	Cache CacheStatsV1 `json:"cache"`
 	// Staged is the last image this agent staged.
-	Staged *stageReportV1 `json:"staged,omitempty"`
+	Staged *StageReportV1 `json:"staged,omitempty"`
 	// KernelELF is the background preparation of the running kernel's
 	// decompressed ELF (see Agent.PrepareKernelELF); nil if none was
 	// started.
-	KernelELF *kernelELFStatusV1 `json:"kernel_elf,omitempty"`
+	KernelELF *KernelELFStatusV1 `json:"kernel_elf,omitempty"`
 	// Warnings are what the daemon noticed and mended on its own, e.g. a
 	// carried module that failed its content check, was dropped and was
 	// read again from storage.
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// trustInfoV1 is the v1 form of agent.TrustInfo.
-type trustInfoV1 struct {
+// TrustInfoV1 is the v1 form of agent.TrustInfo.
+type TrustInfoV1 struct {
 	// Root is the trust root's key file or directory.
 	Root string `json:"root"`
 	// Keys are the ids of its keys (the first 8 bytes of the SHA-256 of
@@ -137,15 +139,15 @@ type trustInfoV1 struct {
 	RunningError    string `json:"running_error,omitempty"`
 }
 
-func trustInfoV1Ptr(t *agent.TrustInfo) *trustInfoV1 {
+func trustInfoV1Ptr(t *agent.TrustInfo) *TrustInfoV1 {
 	if t == nil {
 		return nil
 	}
-	return &trustInfoV1{Root: t.Root, Keys: slices.Clone(t.Keys), RunningSignedBy: t.RunningSignedBy, RunningError: t.RunningError}
+	return &TrustInfoV1{Root: t.Root, Keys: slices.Clone(t.Keys), RunningSignedBy: t.RunningSignedBy, RunningError: t.RunningError}
 }
 
-// trustStateV1 is the v1 form of fastreboot.TrustState.
-type trustStateV1 struct {
+// TrustStateV1 is the v1 form of fastreboot.TrustState.
+type TrustStateV1 struct {
 	// Root is the trust root the handoff was checked against.
 	Root string `json:"root"`
 	// SignedBy is the key whose signature over the handoff's manifest
@@ -156,15 +158,15 @@ type trustStateV1 struct {
 	Error string `json:"error,omitempty"`
 }
 
-func trustStateV1Ptr(t *fastreboot.TrustState) *trustStateV1 {
+func trustStateV1Ptr(t *fastreboot.TrustState) *TrustStateV1 {
 	if t == nil {
 		return nil
 	}
-	return &trustStateV1{Root: t.Root, SignedBy: t.SignedBy, Error: t.Error}
+	return &TrustStateV1{Root: t.Root, SignedBy: t.SignedBy, Error: t.Error}
 }
 
-// crashStatusReportV1 is the v1 form of crashpath.StatusReport.
-type crashStatusReportV1 struct {
+// CrashStatusReportV1 is the v1 form of crashpath.StatusReport.
+type CrashStatusReportV1 struct {
 	// Supported: the kernel has crash kexec (/sys/kernel/kexec_crash_size).
 	Supported bool `json:"supported"`
 	// Armed: a crash image is loaded (/sys/kernel/kexec_crash_loaded).
@@ -176,20 +178,20 @@ type crashStatusReportV1 struct {
 	// State is what Arm recorded; nil if nothing was armed through this
 	// package since boot. A State with Armed false means the image was
 	// unloaded behind our back.
-	State *crashArmStateV1 `json:"state,omitempty"`
+	State *CrashArmStateV1 `json:"state,omitempty"`
 	// Faults reports each fault-routing sysctl.
-	Faults []faultStatusV1 `json:"faults"`
+	Faults []FaultStatusV1 `json:"faults"`
 	// Generation and Reason of the running system.
 	Generation int    `json:"generation"`
 	Reason     string `json:"reason"`
 	// MemoryMapRAM is the RAM of the recorded firmware memory map.
 	MemoryMapRAM uint64 `json:"memory_map_ram_bytes,omitempty"`
 	// Last is the evidence of the last crash, if any is known.
-	Last *crashEvidenceV1 `json:"last,omitempty"`
+	Last *CrashEvidenceV1 `json:"last,omitempty"`
 }
 
-// stageReportV1 is the v1 form of fastreboot.StageReport.
-type stageReportV1 struct {
+// StageReportV1 is the v1 form of fastreboot.StageReport.
+type StageReportV1 struct {
 	// Manifest is the staged manifest's name.
 	Manifest string `json:"manifest"`
 	// KernelSHA256 is the staged kernel's SHA-256 (lowercase hex); CmdlineBytes the length of its command line.
@@ -208,9 +210,16 @@ type stageReportV1 struct {
 	// Load is the load method; Segments says how a LoadSegments image
 	// was placed (nil for LoadFile).
 	Load     string            `json:"load"`
-	Segments *segmentsReportV1 `json:"segments,omitempty"`
+	Segments *SegmentsReportV1 `json:"segments,omitempty"`
 	// Sync is what filling the cache read (hits, misses, bytes read).
-	Sync syncReportV1 `json:"sync"`
+	Sync SyncReportV1 `json:"sync"`
+	// Hashed is what learning the digests of an image given by its files
+	// (a boot entry, --kernel/--initrd) read before staging, through the
+	// stat index; absent for a manifest with digests.
+	Hashed *hashReportV1 `json:"hashed,omitempty"`
+	// BytesRead is every byte the stage read from storage: `hashed`'s and
+	// `sync`'s.
+	BytesRead int64 `json:"bytes_read"`
 	// InitrdBytes is the whole initrd: PiecesBytes of initrd pieces,
 	// PaddingBytes to 4-byte boundaries, and the HandoffBytes piece, which
 	// holds CarriedModules modules of CarriedBytes.
@@ -226,20 +235,20 @@ type stageReportV1 struct {
 	CopiedInKernel int64 `json:"copied_in_kernel"`
 	CopiedInUser   int64 `json:"copied_in_user"`
 	// Timeline is when staging began and ended (the times the next generation gets in its handoff).
-	Timeline timelineV1 `json:"timeline"`
+	Timeline TimelineV1 `json:"timeline"`
 	// Durations are the phases of staging.
-	Durations durationsV1 `json:"durations"`
+	Durations DurationsV1 `json:"durations"`
 }
 
-// rebootPlanV1 is the v1 form of fastreboot.RebootPlan.
-type rebootPlanV1 struct {
+// RebootPlanV1 is the v1 form of fastreboot.RebootPlan.
+type RebootPlanV1 struct {
 	// Mode is "kexec" or "firmware".
 	Mode string `json:"mode"`
 	// Why says why the plan is not a kexec; empty for a kexec.
 	Why string `json:"why,omitempty"`
 	// Staged is the report of the image this Machine staged, if any; the
 	// loaded image may also come from another program.
-	Staged *stageReportV1 `json:"staged,omitempty"`
+	Staged *StageReportV1 `json:"staged,omitempty"`
 	// DryRun: the plan was only printed, nothing was synced or rebooted.
 	DryRun bool `json:"dry_run"`
 	// StopCPUs is the CPU policy applied before a kexec; empty for a
@@ -247,16 +256,16 @@ type rebootPlanV1 struct {
 	StopCPUs string `json:"stop_cpus,omitempty"`
 }
 
-// cacheListingV1 is the v1 form of agent.CacheListing.
-type cacheListingV1 struct {
+// CacheListingV1 is the v1 form of agent.CacheListing.
+type CacheListingV1 struct {
 	// Stats are the cache's counters.
-	Stats cacheStatsV1 `json:"stats"`
+	Stats CacheStatsV1 `json:"stats"`
 	// Modules are the cached modules, one per digest.
-	Modules []cacheModuleV1 `json:"modules"`
+	Modules []CacheModuleV1 `json:"modules"`
 }
 
-// syncReportV1 is the v1 form of modcache.SyncReport.
-type syncReportV1 struct {
+// SyncReportV1 is the v1 form of modcache.SyncReport.
+type SyncReportV1 struct {
 	// Hits counts the manifest's modules that were cached already,
 	// Misses those that had to be read.
 	Hits   int `json:"hits"`
@@ -272,8 +281,8 @@ type syncReportV1 struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// verifyReportV1 is the v1 form of modcache.VerifyReport.
-type verifyReportV1 struct {
+// VerifyReportV1 is the v1 form of modcache.VerifyReport.
+type VerifyReportV1 struct {
 	// Modules and Bytes: what was hashed again.
 	Modules int   `json:"modules"`
 	Bytes   int64 `json:"bytes"`
@@ -282,15 +291,15 @@ type verifyReportV1 struct {
 	Bad []string `json:"bad,omitempty"`
 }
 
-// evictReportV1 is the v1 form of modcache.EvictReport.
-type evictReportV1 struct {
+// EvictReportV1 is the v1 form of modcache.EvictReport.
+type EvictReportV1 struct {
 	// Modules and Bytes: what was dropped (modules no staged or running image references).
 	Modules int   `json:"modules"`
 	Bytes   int64 `json:"bytes"`
 }
 
-// manifestDiffV1 is the v1 form of bootimage.ManifestDiff.
-type manifestDiffV1 struct {
+// ManifestDiffV1 is the v1 form of bootimage.ManifestDiff.
+type ManifestDiffV1 struct {
 	// Added lists modules of the new manifest that the old one lacks, in
 	// the new manifest's order.
 	Added []string `json:"added,omitempty"`
@@ -308,17 +317,17 @@ type manifestDiffV1 struct {
 	OrderChanged bool `json:"order_changed,omitempty"`
 }
 
-// crashArmReportV1 is the v1 form of crashpath.ArmReport.
-type crashArmReportV1 struct {
+// CrashArmReportV1 is the v1 form of crashpath.ArmReport.
+type CrashArmReportV1 struct {
 	// Armed is false only for an Auto request with nothing to re-arm.
 	Armed bool `json:"armed"`
 	// Why says why nothing was armed (armed false).
 	Why string `json:"why,omitempty"`
 	// State is what was armed: the crash image, its command line, sizing and load method.
-	State *crashArmStateV1 `json:"state,omitempty"`
+	State *CrashArmStateV1 `json:"state,omitempty"`
 	// Image is the build of the crash image (its initrd carries the
 	// modules and a handoff with reason crash).
-	Image *stageReportV1 `json:"image,omitempty"`
+	Image *StageReportV1 `json:"image,omitempty"`
 	// MemoryMapFrom is "handoff" or "firmware".
 	MemoryMapFrom string `json:"memory_map_from,omitempty"`
 	// Initrd is what the crash image's initrd holds.
@@ -331,8 +340,8 @@ type crashArmReportV1 struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// crashEstimateReportV1 is the v1 form of crashpath.EstimateReport.
-type crashEstimateReportV1 struct {
+// CrashEstimateReportV1 is the v1 form of crashpath.EstimateReport.
+type CrashEstimateReportV1 struct {
 	// Mode is the crash mode the estimate is for: two-stage or direct.
 	Mode string `json:"mode"`
 	// Name is the image's manifest name, if any.
@@ -341,7 +350,7 @@ type crashEstimateReportV1 struct {
 	KernelBytes int64 `json:"kernel_bytes"`
 	InitrdBytes int64 `json:"initrd_bytes"`
 	// Sizing is RequiredReservation's answer; Breakdown its parts.
-	Sizing    crashSizingV1 `json:"sizing"`
+	Sizing    CrashSizingV1 `json:"sizing"`
 	Breakdown string        `json:"breakdown"`
 	// Crashkernel is the word to put on the kernel command line.
 	Crashkernel string `json:"crashkernel"`
@@ -356,7 +365,7 @@ type crashEstimateReportV1 struct {
 	// NextCrashkernel the reservation it asks for.
 	Cmdline         string        `json:"cmdline"`
 	NextCmdline     string        `json:"next_cmdline"`
-	NextCrashkernel crashkernelV1 `json:"next_crashkernel"`
+	NextCrashkernel CrashkernelV1 `json:"next_crashkernel"`
 	// Problems are the reasons Arm would refuse the image now (or, for the
 	// armed image, why the generation after a crash could not re-arm).
 	Problems []string `json:"problems,omitempty"`
@@ -365,13 +374,13 @@ type crashEstimateReportV1 struct {
 	// loaded).
 	From string `json:"from"`
 	// Image is the build of the crash image (From "built").
-	Image *stageReportV1 `json:"image,omitempty"`
+	Image *StageReportV1 `json:"image,omitempty"`
 	// Initrd is what the built crash image's initrd holds (From "built").
 	Initrd string `json:"initrd,omitempty"`
 }
 
-// crashEvidenceV1 is the v1 form of crashhandler.Evidence.
-type crashEvidenceV1 struct {
+// CrashEvidenceV1 is the v1 form of crashhandler.Evidence.
+type CrashEvidenceV1 struct {
 	// Time is the crash time (VMCOREINFO CRASHTIME, wall clock, seconds).
 	Time time.Time `json:"time"`
 	// Reason is the panic line, e.g. "Kernel panic - not syncing: sysrq
@@ -398,7 +407,7 @@ type crashEvidenceV1 struct {
 	LogLines int `json:"log_lines"`
 	// CPUs has one entry per NT_PRSTATUS note: the CPUs that saved their
 	// registers when the crash kexec stopped them.
-	CPUs []crashCPUV1 `json:"cpus,omitempty"`
+	CPUs []CrashCPUV1 `json:"cpus,omitempty"`
 	// Problems lists parts that could not be read (the rest is still
 	// valid), e.g. a log buffer already overwritten in direct mode.
 	Problems []string `json:"problems,omitempty"`
@@ -412,12 +421,12 @@ type crashEvidenceV1 struct {
 	Source string `json:"source,omitempty"`
 }
 
-// recoverReportV1 is the v1 form of crashpath.RecoverReport.
-type recoverReportV1 struct {
+// RecoverReportV1 is the v1 form of crashpath.RecoverReport.
+type RecoverReportV1 struct {
 	// Mode is the crash mode the crash kernel runs in: two-stage or direct.
 	Mode string `json:"mode"`
 	// Evidence is what the crashed kernel left (absent when none could be read: see EvidenceError).
-	Evidence *crashEvidenceV1 `json:"evidence,omitempty"`
+	Evidence *CrashEvidenceV1 `json:"evidence,omitempty"`
 	// EvidenceFrom is "vmcore" or "pstore" ("" when none could be read:
 	// Evidence then records only the crash itself).
 	EvidenceFrom string `json:"evidence_from,omitempty"`
@@ -434,7 +443,7 @@ type recoverReportV1 struct {
 	MemoryMapCheck string `json:"memory_map_check,omitempty"`
 	// Staged is the production image staged by a two-stage crash kernel;
 	// nil in direct mode (this kernel is production).
-	Staged *stageReportV1 `json:"staged,omitempty"`
+	Staged *StageReportV1 `json:"staged,omitempty"`
 	// Cmdline is the production command line staged.
 	Cmdline string `json:"cmdline,omitempty"`
 	// EvidenceAt is how long after the start of crash recover the evidence was saved; Took the whole recovery.
@@ -444,8 +453,8 @@ type recoverReportV1 struct {
 	KernelUptime string `json:"uptime,omitempty"`
 }
 
-// timelineV1 is the v1 form of fastreboot.Timeline.
-type timelineV1 struct {
+// TimelineV1 is the v1 form of fastreboot.Timeline.
+type TimelineV1 struct {
 	// StageStart is when Stage began (before reading any module).
 	StageStart time.Time `json:"stage_start,omitzero"`
 	// StageEnd is when the image was complete: the handoff is written last,
@@ -461,8 +470,8 @@ type timelineV1 struct {
 	RebootRequested time.Time `json:"reboot_requested,omitzero"`
 }
 
-// manifestV1 is the v1 form of bootimage.Manifest.
-type manifestV1 struct {
+// ManifestV1 is the v1 form of bootimage.Manifest.
+type ManifestV1 struct {
 	// Version of the manifest format (1).
 	Version int `json:"version"`
 	// Name of the image (optional).
@@ -471,11 +480,11 @@ type manifestV1 struct {
 	Cmdline string `json:"cmdline"`
 	// Modules holds exactly one kernel; initrd pieces appear in the order
 	// the kernel unpacks them (later files overwrite earlier ones).
-	Modules []moduleV1 `json:"modules"`
+	Modules []ModuleV1 `json:"modules"`
 }
 
-// rehydrateReportV1 is the v1 form of modcache.RehydrateReport.
-type rehydrateReportV1 struct {
+// RehydrateReportV1 is the v1 form of modcache.RehydrateReport.
+type RehydrateReportV1 struct {
 	// Modules and Bytes count the unique contents copied into the cache.
 	Modules int   `json:"modules"`
 	Bytes   int64 `json:"bytes"`
@@ -484,8 +493,8 @@ type rehydrateReportV1 struct {
 	Unverified int `json:"unverified,omitempty"`
 }
 
-// cpuCheckV1 is the v1 form of cpustop.Report.
-type cpuCheckV1 struct {
+// CpuCheckV1 is the v1 form of cpustop.Report.
+type CpuCheckV1 struct {
 	// MatchedBy is "apic_id" when CPUs were matched by APIC id, "id" when
 	// by logical id (some APIC id unknown on either side).
 	MatchedBy string `json:"matched_by"`
@@ -493,22 +502,22 @@ type cpuCheckV1 struct {
 	Expected int `json:"expected"`
 	Online   int `json:"online"`
 	// Missing lists the recorded CPUs not online now, as recorded.
-	Missing []recordedCPUV1 `json:"missing"`
+	Missing []RecordedCPUV1 `json:"missing"`
 	// Added lists the CPUs online now that the record does not have.
-	Added []recordedCPUV1 `json:"added"`
+	Added []RecordedCPUV1 `json:"added"`
 }
 
-// cpuRecordV1 is the v1 form of cpustop.Record.
-type cpuRecordV1 struct {
+// CpuRecordV1 is the v1 form of cpustop.Record.
+type CpuRecordV1 struct {
 	// BootCPU and BootAPICID: the CPU that staged the image (Linux number and APIC id).
 	BootCPU    int `json:"boot_cpu"`
 	BootAPICID int `json:"boot_apic_id"`
 	// Online lists the online CPUs, ordered by ID.
-	Online []recordedCPUV1 `json:"online"`
+	Online []RecordedCPUV1 `json:"online"`
 }
 
-// preflightCheckV1 is the v1 form of fastreboot.Check.
-type preflightCheckV1 struct {
+// PreflightCheckV1 is the v1 form of fastreboot.Check.
+type PreflightCheckV1 struct {
 	// Name, OK and Detail: what was checked, whether it passed, and what was found.
 	Name string `json:"name"`
 	OK   bool   `json:"ok"`
@@ -516,8 +525,8 @@ type preflightCheckV1 struct {
 	Detail string `json:"detail"`
 }
 
-// cacheStatsV1 is the v1 form of modcache.Stats.
-type cacheStatsV1 struct {
+// CacheStatsV1 is the v1 form of modcache.Stats.
+type CacheStatsV1 struct {
 	// Modules is the number of unique contents held.
 	Modules int `json:"modules"`
 	// BytesHeld is the sum of their sizes: each content once.
@@ -537,15 +546,15 @@ type cacheStatsV1 struct {
 	BytesRehydrated int64 `json:"bytes_rehydrated"`
 	// Adoption is the deferred verification of the entries Adopt took
 	// from a handoff without hashing them.
-	Adoption adoptionStatsV1 `json:"adoption"`
+	Adoption AdoptionStatsV1 `json:"adoption"`
 }
 
-// kernelELFStatusV1 is the v1 form of agent.KernelELFStatus.
-type kernelELFStatusV1 struct {
+// KernelELFStatusV1 is the v1 form of agent.KernelELFStatus.
+type KernelELFStatusV1 struct {
 	// State is "preparing", "ready" or "failed".
 	State string `json:"state"`
 	// ELF is the prepared decompressed kernel (when ready).
-	ELF kernelELFV1 `json:"elf,omitzero"`
+	ELF KernelELFV1 `json:"elf,omitzero"`
 	// Decompressed is true if the kernel was decompressed (false if the
 	// cache held the ELF already); Took is how long that took.
 	Decompressed bool          `json:"decompressed"`
@@ -554,8 +563,8 @@ type kernelELFStatusV1 struct {
 	Error string `json:"error,omitempty"`
 }
 
-// crashArmStateV1 is the v1 form of crashhandler.State.
-type crashArmStateV1 struct {
+// CrashArmStateV1 is the v1 form of crashhandler.State.
+type CrashArmStateV1 struct {
 	// Version of the recorded arm state (1).
 	Version int `json:"version"`
 	// ArmedAt is when the image was loaded.
@@ -583,19 +592,19 @@ type crashArmStateV1 struct {
 	ImageBytes int64 `json:"image_bytes"`
 	// Sizing is the reservation the image needs; ReservationBytes what there
 	// was when it was armed.
-	Sizing           crashSizingV1 `json:"sizing"`
+	Sizing           CrashSizingV1 `json:"sizing"`
 	ReservationBytes int64         `json:"reservation_bytes"`
 	// Previous holds the fault-routing sysctls' values from before the first
 	// Arm; Disarm writes them back.
 	Previous map[string]string `json:"previous_sysctls,omitempty"`
 	// MemoryMap is the firmware memory map read when arming (if readable).
-	MemoryMap []memoryRangeV1 `json:"memory_map,omitempty"`
+	MemoryMap []MemoryRangeV1 `json:"memory_map,omitempty"`
 	// Warnings are the problems Arm was told to accept (Options.AllowNoRearm).
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// faultStatusV1 is the v1 form of crashhandler.FaultStatus.
-type faultStatusV1 struct {
+// FaultStatusV1 is the v1 form of crashhandler.FaultStatus.
+type FaultStatusV1 struct {
 	// Name is the sysctl, e.g. "kernel.panic_on_oops".
 	Name string `json:"name"`
 	// Value is the current value, or "unsupported" when the kernel has no
@@ -609,10 +618,10 @@ type faultStatusV1 struct {
 	Previous string `json:"previous,omitempty"`
 }
 
-// segmentsReportV1 is the v1 form of fastreboot.SegmentsReport.
-type segmentsReportV1 struct {
+// SegmentsReportV1 is the v1 form of fastreboot.SegmentsReport.
+type SegmentsReportV1 struct {
 	// KernelELF is the decompressed kernel that was loaded.
-	KernelELF kernelELFV1 `json:"kernel_elf"`
+	KernelELF KernelELFV1 `json:"kernel_elf"`
 	// Decompressed is true when this Stage decompressed the bzImage (it was
 	// not cached yet), in DecompressTime; false when the cache held it.
 	Decompressed   bool          `json:"decompressed"`
@@ -630,7 +639,7 @@ type segmentsReportV1 struct {
 	KernelEnd   uint64 `json:"kernel_end"`
 	Relocated   bool   `json:"relocated"`
 	// Segments are the kexec_load segments, in load order.
-	Segments []segmentInfoV1 `json:"segments"`
+	Segments []SegmentInfoV1 `json:"segments"`
 	// MemoryMap says where the e820 table given to the next kernel came
 	// from: "recorded" (Options.MemoryMap) or the sysfs path read.
 	MemoryMap string `json:"memory_map"`
@@ -638,7 +647,7 @@ type segmentsReportV1 struct {
 	E820Entries int `json:"e820_entries"`
 	// Avoided lists the RAM kept free: the crash kernel reservation,
 	// regions kept by memmap= and other non-RAM claims in /proc/iomem.
-	Avoided []avoidedRangeV1 `json:"avoided,omitempty"`
+	Avoided []AvoidedRangeV1 `json:"avoided,omitempty"`
 	// EFIDropped is true when the running kernel was booted through EFI:
 	// the next kernel gets no EFI runtime services (the legacy loader
 	// cannot pass the EFI runtime mapping that kexec_file_load does) and
@@ -646,8 +655,8 @@ type segmentsReportV1 struct {
 	EFIDropped bool `json:"efi_dropped,omitempty"`
 }
 
-// durationsV1 is the v1 form of fastreboot.Durations.
-type durationsV1 struct {
+// DurationsV1 is the v1 form of fastreboot.Durations.
+type DurationsV1 struct {
 	// Validate checks the manifest, Sync fills the cache, Assemble copies
 	// the initrd pieces, Handoff writes the handoff piece and seals the
 	// image, Load is kexec_file_load (zero in a dry run).
@@ -663,8 +672,8 @@ type durationsV1 struct {
 	Total    time.Duration `json:"total_ns"`
 }
 
-// cacheModuleV1 is the v1 form of modcache.Info.
-type cacheModuleV1 struct {
+// CacheModuleV1 is the v1 form of modcache.Info.
+type CacheModuleV1 struct {
 	// Digest is the SHA-256 of the content, lowercase hex; Size its length.
 	Digest string `json:"digest"`
 	Size   int64  `json:"size"`
@@ -679,8 +688,8 @@ type cacheModuleV1 struct {
 	Verification string `json:"verification,omitempty"`
 }
 
-// crashSizingV1 is the v1 form of crashhandler.Sizing.
-type crashSizingV1 struct {
+// CrashSizingV1 is the v1 form of crashhandler.Sizing.
+type CrashSizingV1 struct {
 	// Mode is the crash mode sized for.
 	Mode string `json:"mode"`
 	// Method is LoadSegments for a SegmentsSizing; empty for the file
@@ -702,8 +711,8 @@ type crashSizingV1 struct {
 	Minimal bool `json:"minimal_initrd,omitempty"`
 }
 
-// crashkernelV1 is the v1 form of crashhandler.Crashkernel.
-type crashkernelV1 struct {
+// CrashkernelV1 is the v1 form of crashhandler.Crashkernel.
+type CrashkernelV1 struct {
 	// Word is the crashkernel word the kernel goes by ("" if the line has
 	// none).
 	Word string `json:"word,omitempty"`
@@ -715,8 +724,8 @@ type crashkernelV1 struct {
 	High bool `json:"high,omitempty"`
 }
 
-// crashCPUV1 is the v1 form of crashhandler.CPUState.
-type crashCPUV1 struct {
+// CrashCPUV1 is the v1 form of crashhandler.CPUState.
+type CrashCPUV1 struct {
 	// Note is the note's position among the PRSTATUS notes (the order of
 	// possible CPUs, skipping those that saved nothing).
 	Note int `json:"note"`
@@ -727,8 +736,8 @@ type crashCPUV1 struct {
 	IP uint64 `json:"ip"`
 }
 
-// moduleV1 is the v1 form of bootimage.Module.
-type moduleV1 struct {
+// ModuleV1 is the v1 form of bootimage.Module.
+type ModuleV1 struct {
 	// Name is unique within a manifest (e.g. "vmlinuz", "base.cpio.gz").
 	Name string `json:"name"`
 	// Role is "kernel" or "initrd"; Size the length in bytes.
@@ -742,15 +751,15 @@ type moduleV1 struct {
 	Source string `json:"source,omitempty"`
 }
 
-// recordedCPUV1 is the v1 form of cpustop.RecordedCPU.
-type recordedCPUV1 struct {
+// RecordedCPUV1 is the v1 form of cpustop.RecordedCPU.
+type RecordedCPUV1 struct {
 	// ID is the Linux CPU number, APICID its APIC id (the stable identity across kernels).
 	ID     int `json:"id"`
 	APICID int `json:"apic_id"`
 }
 
-// adoptionStatsV1 is the v1 form of modcache.AdoptionStats.
-type adoptionStatsV1 struct {
+// AdoptionStatsV1 is the v1 form of modcache.AdoptionStats.
+type AdoptionStatsV1 struct {
 	// Modules and Bytes count the entries adopted without hashing.
 	Modules int   `json:"modules"`
 	Bytes   int64 `json:"bytes"`
@@ -769,8 +778,8 @@ type adoptionStatsV1 struct {
 	VerifyTime time.Duration `json:"verify_ns"`
 }
 
-// kernelELFV1 is the v1 form of fastreboot.KernelELF.
-type kernelELFV1 struct {
+// KernelELFV1 is the v1 form of fastreboot.KernelELF.
+type KernelELFV1 struct {
 	// Kernel is the SHA-256 of the bzImage it was decompressed from.
 	Kernel string `json:"kernel_sha256"`
 	// SHA256 and Size are the ELF's.
@@ -778,8 +787,8 @@ type kernelELFV1 struct {
 	Size   int64  `json:"size"`
 }
 
-// memoryRangeV1 is the v1 form of memmap.Entry.
-type memoryRangeV1 struct {
+// MemoryRangeV1 is the v1 form of memmap.Entry.
+type MemoryRangeV1 struct {
 	// Start is the first byte of the range.
 	Start uint64 `json:"start"`
 	// End is inclusive, as sysfs prints it.
@@ -788,8 +797,8 @@ type memoryRangeV1 struct {
 	Type string `json:"type"`
 }
 
-// segmentInfoV1 is the v1 form of fastreboot.SegmentInfo.
-type segmentInfoV1 struct {
+// SegmentInfoV1 is the v1 form of fastreboot.SegmentInfo.
+type SegmentInfoV1 struct {
 	// Name says what the segment holds (kernel, initrd, boot params, ...).
 	Name string `json:"name"`
 	// Phys is the physical address, Size the bytes reserved there, Bytes
@@ -799,8 +808,8 @@ type segmentInfoV1 struct {
 	Bytes int64  `json:"bytes"`
 }
 
-// avoidedRangeV1 is the v1 form of fastreboot.AvoidedRange.
-type avoidedRangeV1 struct {
+// AvoidedRangeV1 is the v1 form of fastreboot.AvoidedRange.
+type AvoidedRangeV1 struct {
 	// Start is the first byte of the range kept free.
 	Start uint64 `json:"start"`
 	// End is exclusive.
@@ -809,8 +818,8 @@ type avoidedRangeV1 struct {
 	Why string `json:"why"`
 }
 
-func generationStateV1Of(s fastreboot.State) generationStateV1 {
-	return generationStateV1{
+func generationStateV1Of(s fastreboot.State) GenerationStateV1 {
+	return GenerationStateV1{
 		Generation:     s.Generation,
 		Reason:         string(s.Reason),
 		Timeline:       timelineV1Of(s.Timeline),
@@ -837,16 +846,16 @@ func manifestPathOf(o *fastreboot.ManifestOrigin) string {
 	return o.Path
 }
 
-func cpuStatusV1Of(s cpuStatus) cpuStatusV1 {
-	return cpuStatusV1{
+func cpuStatusV1Of(s cpuStatus) CpuStatusV1 {
+	return CpuStatusV1{
 		Online: s.Online,
 		Check:  cpuCheckV1Ptr(s.Check),
 		Error:  s.Error,
 	}
 }
 
-func preflightV1Of(s fastreboot.Report) preflightV1 {
-	return preflightV1{
+func preflightV1Of(s fastreboot.Report) PreflightV1 {
+	return PreflightV1{
 		Checks:      preflightCheckV1s(s.Checks),
 		Lockdown:    s.Lockdown,
 		KexecLoaded: s.KexecLoaded,
@@ -854,8 +863,8 @@ func preflightV1Of(s fastreboot.Report) preflightV1 {
 	}
 }
 
-func agentInfoV1Of(s agent.Info) agentInfoV1 {
-	return agentInfoV1{
+func agentInfoV1Of(s agent.Info) AgentInfoV1 {
+	return AgentInfoV1{
 		Daemon:     s.Daemon,
 		PID:        s.PID,
 		Started:    s.Started,
@@ -869,8 +878,8 @@ func agentInfoV1Of(s agent.Info) agentInfoV1 {
 	}
 }
 
-func crashStatusReportV1Of(s crashpath.StatusReport) crashStatusReportV1 {
-	return crashStatusReportV1{
+func crashStatusReportV1Of(s crashpath.StatusReport) CrashStatusReportV1 {
+	return CrashStatusReportV1{
 		Supported:        s.StatusReport.Supported,
 		Armed:            s.StatusReport.Armed,
 		ReservationBytes: s.StatusReport.ReservationBytes,
@@ -884,8 +893,8 @@ func crashStatusReportV1Of(s crashpath.StatusReport) crashStatusReportV1 {
 	}
 }
 
-func stageReportV1Of(s fastreboot.StageReport) stageReportV1 {
-	return stageReportV1{
+func stageReportV1Of(s fastreboot.StageReport) StageReportV1 {
+	return StageReportV1{
 		Manifest:       s.Manifest,
 		KernelSHA256:   s.KernelSHA256,
 		CmdlineBytes:   s.CmdlineBytes,
@@ -897,6 +906,8 @@ func stageReportV1Of(s fastreboot.StageReport) stageReportV1 {
 		Load:           string(s.Load),
 		Segments:       segmentsReportV1Ptr(s.Segments),
 		Sync:           syncReportV1Of(s.Sync),
+		Hashed:         hashReportV1Ptr(s.Hashed),
+		BytesRead:      s.BytesRead,
 		InitrdBytes:    s.InitrdBytes,
 		PiecesBytes:    s.PiecesBytes,
 		PaddingBytes:   s.PaddingBytes,
@@ -910,8 +921,8 @@ func stageReportV1Of(s fastreboot.StageReport) stageReportV1 {
 	}
 }
 
-func rebootPlanV1Of(s fastreboot.RebootPlan) rebootPlanV1 {
-	return rebootPlanV1{
+func rebootPlanV1Of(s fastreboot.RebootPlan) RebootPlanV1 {
+	return RebootPlanV1{
 		Mode:     s.Mode,
 		Why:      s.Why,
 		Staged:   stageReportV1Ptr(s.Staged),
@@ -920,15 +931,15 @@ func rebootPlanV1Of(s fastreboot.RebootPlan) rebootPlanV1 {
 	}
 }
 
-func cacheListingV1Of(s agent.CacheListing) cacheListingV1 {
-	return cacheListingV1{
+func cacheListingV1Of(s agent.CacheListing) CacheListingV1 {
+	return CacheListingV1{
 		Stats:   cacheStatsV1Of(s.Stats),
 		Modules: cacheModuleV1s(s.Modules),
 	}
 }
 
-func syncReportV1Of(s modcache.SyncReport) syncReportV1 {
-	return syncReportV1{
+func syncReportV1Of(s modcache.SyncReport) SyncReportV1 {
+	return SyncReportV1{
 		Hits:      s.Hits,
 		Misses:    s.Misses,
 		BytesRead: s.BytesRead,
@@ -937,23 +948,23 @@ func syncReportV1Of(s modcache.SyncReport) syncReportV1 {
 	}
 }
 
-func verifyReportV1Of(s modcache.VerifyReport) verifyReportV1 {
-	return verifyReportV1{
+func verifyReportV1Of(s modcache.VerifyReport) VerifyReportV1 {
+	return VerifyReportV1{
 		Modules: s.Modules,
 		Bytes:   s.Bytes,
 		Bad:     slices.Clone(s.Bad),
 	}
 }
 
-func evictReportV1Of(s modcache.EvictReport) evictReportV1 {
-	return evictReportV1{
+func evictReportV1Of(s modcache.EvictReport) EvictReportV1 {
+	return EvictReportV1{
 		Modules: s.Modules,
 		Bytes:   s.Bytes,
 	}
 }
 
-func manifestDiffV1Of(s bootimage.ManifestDiff) manifestDiffV1 {
-	return manifestDiffV1{
+func manifestDiffV1Of(s bootimage.ManifestDiff) ManifestDiffV1 {
+	return ManifestDiffV1{
 		Added:          slices.Clone(s.Added),
 		Removed:        slices.Clone(s.Removed),
 		Changed:        slices.Clone(s.Changed),
@@ -962,8 +973,8 @@ func manifestDiffV1Of(s bootimage.ManifestDiff) manifestDiffV1 {
 	}
 }
 
-func crashArmReportV1Of(s crashpath.ArmReport) crashArmReportV1 {
-	return crashArmReportV1{
+func crashArmReportV1Of(s crashpath.ArmReport) CrashArmReportV1 {
+	return CrashArmReportV1{
 		Armed:         s.Armed,
 		Why:           s.Why,
 		State:         crashArmStateV1Ptr(s.State),
@@ -975,8 +986,8 @@ func crashArmReportV1Of(s crashpath.ArmReport) crashArmReportV1 {
 	}
 }
 
-func crashEstimateReportV1Of(s crashpath.EstimateReport) crashEstimateReportV1 {
-	return crashEstimateReportV1{
+func crashEstimateReportV1Of(s crashpath.EstimateReport) CrashEstimateReportV1 {
+	return CrashEstimateReportV1{
 		Mode:             string(s.Estimate.Mode),
 		Name:             s.Estimate.Name,
 		KernelBytes:      s.Estimate.KernelBytes,
@@ -997,8 +1008,8 @@ func crashEstimateReportV1Of(s crashpath.EstimateReport) crashEstimateReportV1 {
 	}
 }
 
-func crashEvidenceV1Of(s crashhandler.Evidence) crashEvidenceV1 {
-	return crashEvidenceV1{
+func crashEvidenceV1Of(s crashhandler.Evidence) CrashEvidenceV1 {
+	return CrashEvidenceV1{
 		Time:          s.Time,
 		Reason:        s.Reason,
 		Cause:         s.Cause,
@@ -1014,8 +1025,8 @@ func crashEvidenceV1Of(s crashhandler.Evidence) crashEvidenceV1 {
 	}
 }
 
-func recoverReportV1Of(s crashpath.RecoverReport) recoverReportV1 {
-	return recoverReportV1{
+func recoverReportV1Of(s crashpath.RecoverReport) RecoverReportV1 {
+	return RecoverReportV1{
 		Mode:           string(s.Mode),
 		Evidence:       crashEvidenceV1Ptr(s.Evidence),
 		EvidenceFrom:   s.EvidenceFrom,
@@ -1031,16 +1042,16 @@ func recoverReportV1Of(s crashpath.RecoverReport) recoverReportV1 {
 	}
 }
 
-func timelineV1Of(s fastreboot.Timeline) timelineV1 {
-	return timelineV1{
+func timelineV1Of(s fastreboot.Timeline) TimelineV1 {
+	return TimelineV1{
 		StageStart:      s.StageStart,
 		StageEnd:        s.StageEnd,
 		RebootRequested: s.RebootRequested,
 	}
 }
 
-func manifestV1Of(s bootimage.Manifest) manifestV1 {
-	return manifestV1{
+func manifestV1Of(s bootimage.Manifest) ManifestV1 {
+	return ManifestV1{
 		Version: s.Version,
 		Name:    s.Name,
 		Cmdline: s.Cmdline,
@@ -1048,16 +1059,16 @@ func manifestV1Of(s bootimage.Manifest) manifestV1 {
 	}
 }
 
-func rehydrateReportV1Of(s modcache.RehydrateReport) rehydrateReportV1 {
-	return rehydrateReportV1{
+func rehydrateReportV1Of(s modcache.RehydrateReport) RehydrateReportV1 {
+	return RehydrateReportV1{
 		Modules:    s.Modules,
 		Bytes:      s.Bytes,
 		Unverified: s.Unverified,
 	}
 }
 
-func cpuCheckV1Of(s cpustop.Report) cpuCheckV1 {
-	return cpuCheckV1{
+func cpuCheckV1Of(s cpustop.Report) CpuCheckV1 {
+	return CpuCheckV1{
 		MatchedBy: s.MatchedBy,
 		Expected:  s.Expected,
 		Online:    s.Online,
@@ -1066,24 +1077,24 @@ func cpuCheckV1Of(s cpustop.Report) cpuCheckV1 {
 	}
 }
 
-func cpuRecordV1Of(s cpustop.Record) cpuRecordV1 {
-	return cpuRecordV1{
+func cpuRecordV1Of(s cpustop.Record) CpuRecordV1 {
+	return CpuRecordV1{
 		BootCPU:    s.BootCPU,
 		BootAPICID: s.BootAPICID,
 		Online:     recordedCPUV1s(s.Online),
 	}
 }
 
-func preflightCheckV1Of(s fastreboot.Check) preflightCheckV1 {
-	return preflightCheckV1{
+func preflightCheckV1Of(s fastreboot.Check) PreflightCheckV1 {
+	return PreflightCheckV1{
 		Name:   s.Name,
 		OK:     s.OK,
 		Detail: s.Detail,
 	}
 }
 
-func cacheStatsV1Of(s modcache.Stats) cacheStatsV1 {
-	return cacheStatsV1{
+func cacheStatsV1Of(s modcache.Stats) CacheStatsV1 {
+	return CacheStatsV1{
 		Modules:         s.Modules,
 		BytesHeld:       s.BytesHeld,
 		OverheadBytes:   s.OverheadBytes,
@@ -1096,8 +1107,8 @@ func cacheStatsV1Of(s modcache.Stats) cacheStatsV1 {
 	}
 }
 
-func kernelELFStatusV1Of(s agent.KernelELFStatus) kernelELFStatusV1 {
-	return kernelELFStatusV1{
+func kernelELFStatusV1Of(s agent.KernelELFStatus) KernelELFStatusV1 {
+	return KernelELFStatusV1{
 		State:        s.State,
 		ELF:          kernelELFV1Of(s.ELF),
 		Decompressed: s.Decompressed,
@@ -1106,8 +1117,8 @@ func kernelELFStatusV1Of(s agent.KernelELFStatus) kernelELFStatusV1 {
 	}
 }
 
-func crashArmStateV1Of(s crashhandler.State) crashArmStateV1 {
-	return crashArmStateV1{
+func crashArmStateV1Of(s crashhandler.State) CrashArmStateV1 {
+	return CrashArmStateV1{
 		Version:          s.Version,
 		ArmedAt:          s.ArmedAt,
 		Mode:             string(s.Mode),
@@ -1127,8 +1138,8 @@ func crashArmStateV1Of(s crashhandler.State) crashArmStateV1 {
 	}
 }
 
-func faultStatusV1Of(s crashhandler.FaultStatus) faultStatusV1 {
-	return faultStatusV1{
+func faultStatusV1Of(s crashhandler.FaultStatus) FaultStatusV1 {
+	return FaultStatusV1{
 		Name:      s.Name,
 		Value:     s.Value,
 		Supported: s.Supported,
@@ -1137,8 +1148,8 @@ func faultStatusV1Of(s crashhandler.FaultStatus) faultStatusV1 {
 	}
 }
 
-func segmentsReportV1Of(s fastreboot.SegmentsReport) segmentsReportV1 {
-	return segmentsReportV1{
+func segmentsReportV1Of(s fastreboot.SegmentsReport) SegmentsReportV1 {
+	return SegmentsReportV1{
 		KernelELF:      kernelELFV1Of(s.KernelELF),
 		Decompressed:   s.Decompressed,
 		DecompressTime: s.DecompressTime,
@@ -1156,8 +1167,8 @@ func segmentsReportV1Of(s fastreboot.SegmentsReport) segmentsReportV1 {
 	}
 }
 
-func durationsV1Of(s fastreboot.Durations) durationsV1 {
-	return durationsV1{
+func durationsV1Of(s fastreboot.Durations) DurationsV1 {
+	return DurationsV1{
 		Validate: s.Validate,
 		Sync:     s.Sync,
 		Segments: s.Segments,
@@ -1168,8 +1179,8 @@ func durationsV1Of(s fastreboot.Durations) durationsV1 {
 	}
 }
 
-func cacheModuleV1Of(s modcache.Info) cacheModuleV1 {
-	return cacheModuleV1{
+func cacheModuleV1Of(s modcache.Info) CacheModuleV1 {
+	return CacheModuleV1{
 		Digest:       s.Digest,
 		Size:         s.Size,
 		Names:        slices.Clone(s.Names),
@@ -1178,8 +1189,8 @@ func cacheModuleV1Of(s modcache.Info) cacheModuleV1 {
 	}
 }
 
-func crashSizingV1Of(s crashhandler.Sizing) crashSizingV1 {
-	return crashSizingV1{
+func crashSizingV1Of(s crashhandler.Sizing) CrashSizingV1 {
+	return CrashSizingV1{
 		Mode:    string(s.Mode),
 		Method:  string(s.Method),
 		Load:    s.Load,
@@ -1190,24 +1201,24 @@ func crashSizingV1Of(s crashhandler.Sizing) crashSizingV1 {
 	}
 }
 
-func crashkernelV1Of(s crashhandler.Crashkernel) crashkernelV1 {
-	return crashkernelV1{
+func crashkernelV1Of(s crashhandler.Crashkernel) CrashkernelV1 {
+	return CrashkernelV1{
 		Word: s.Word,
 		Size: s.Size,
 		High: s.High,
 	}
 }
 
-func crashCPUV1Of(s crashhandler.CPUState) crashCPUV1 {
-	return crashCPUV1{
+func crashCPUV1Of(s crashhandler.CPUState) CrashCPUV1 {
+	return CrashCPUV1{
 		Note: s.Note,
 		PID:  s.PID,
 		IP:   s.IP,
 	}
 }
 
-func moduleV1Of(s bootimage.Module) moduleV1 {
-	return moduleV1{
+func moduleV1Of(s bootimage.Module) ModuleV1 {
+	return ModuleV1{
 		Name:   s.Name,
 		Role:   string(s.Role),
 		Size:   s.Size,
@@ -1216,15 +1227,15 @@ func moduleV1Of(s bootimage.Module) moduleV1 {
 	}
 }
 
-func recordedCPUV1Of(s cpustop.RecordedCPU) recordedCPUV1 {
-	return recordedCPUV1{
+func recordedCPUV1Of(s cpustop.RecordedCPU) RecordedCPUV1 {
+	return RecordedCPUV1{
 		ID:     s.ID,
 		APICID: s.APICID,
 	}
 }
 
-func adoptionStatsV1Of(s modcache.AdoptionStats) adoptionStatsV1 {
-	return adoptionStatsV1{
+func adoptionStatsV1Of(s modcache.AdoptionStats) AdoptionStatsV1 {
+	return AdoptionStatsV1{
 		Modules:    s.Modules,
 		Bytes:      s.Bytes,
 		Pending:    s.Pending,
@@ -1235,24 +1246,24 @@ func adoptionStatsV1Of(s modcache.AdoptionStats) adoptionStatsV1 {
 	}
 }
 
-func kernelELFV1Of(s fastreboot.KernelELF) kernelELFV1 {
-	return kernelELFV1{
+func kernelELFV1Of(s fastreboot.KernelELF) KernelELFV1 {
+	return KernelELFV1{
 		Kernel: s.Kernel,
 		SHA256: s.SHA256,
 		Size:   s.Size,
 	}
 }
 
-func memoryRangeV1Of(s memmap.Entry) memoryRangeV1 {
-	return memoryRangeV1{
+func memoryRangeV1Of(s memmap.Entry) MemoryRangeV1 {
+	return MemoryRangeV1{
 		Start: s.Start,
 		End:   s.End,
 		Type:  s.Type,
 	}
 }
 
-func segmentInfoV1Of(s fastreboot.SegmentInfo) segmentInfoV1 {
-	return segmentInfoV1{
+func segmentInfoV1Of(s fastreboot.SegmentInfo) SegmentInfoV1 {
+	return SegmentInfoV1{
 		Name:  s.Name,
 		Phys:  s.Phys,
 		Size:  s.Size,
@@ -1260,15 +1271,15 @@ func segmentInfoV1Of(s fastreboot.SegmentInfo) segmentInfoV1 {
 	}
 }
 
-func avoidedRangeV1Of(s fastreboot.AvoidedRange) avoidedRangeV1 {
-	return avoidedRangeV1{
+func avoidedRangeV1Of(s fastreboot.AvoidedRange) AvoidedRangeV1 {
+	return AvoidedRangeV1{
 		Start: s.Start,
 		End:   s.End,
 		Why:   s.Why,
 	}
 }
 
-func manifestV1Ptr(p *bootimage.Manifest) *manifestV1 {
+func manifestV1Ptr(p *bootimage.Manifest) *ManifestV1 {
 	if p == nil {
 		return nil
 	}
@@ -1276,7 +1287,7 @@ func manifestV1Ptr(p *bootimage.Manifest) *manifestV1 {
 	return &v
 }
 
-func cpuCheckV1Ptr(p *cpustop.Report) *cpuCheckV1 {
+func cpuCheckV1Ptr(p *cpustop.Report) *CpuCheckV1 {
 	if p == nil {
 		return nil
 	}
@@ -1284,7 +1295,7 @@ func cpuCheckV1Ptr(p *cpustop.Report) *cpuCheckV1 {
 	return &v
 }
 
-func cpuRecordV1Ptr(p *cpustop.Record) *cpuRecordV1 {
+func cpuRecordV1Ptr(p *cpustop.Record) *CpuRecordV1 {
 	if p == nil {
 		return nil
 	}
@@ -1292,18 +1303,18 @@ func cpuRecordV1Ptr(p *cpustop.Record) *cpuRecordV1 {
 	return &v
 }
 
-func preflightCheckV1s(in []fastreboot.Check) []preflightCheckV1 {
+func preflightCheckV1s(in []fastreboot.Check) []PreflightCheckV1 {
 	if in == nil {
 		return nil
 	}
-	out := make([]preflightCheckV1, len(in))
+	out := make([]PreflightCheckV1, len(in))
 	for i, v := range in {
 		out[i] = preflightCheckV1Of(v)
 	}
 	return out
 }
 
-func stageReportV1Ptr(p *fastreboot.StageReport) *stageReportV1 {
+func stageReportV1Ptr(p *fastreboot.StageReport) *StageReportV1 {
 	if p == nil {
 		return nil
 	}
@@ -1311,7 +1322,7 @@ func stageReportV1Ptr(p *fastreboot.StageReport) *stageReportV1 {
 	return &v
 }
 
-func kernelELFStatusV1Ptr(p *agent.KernelELFStatus) *kernelELFStatusV1 {
+func kernelELFStatusV1Ptr(p *agent.KernelELFStatus) *KernelELFStatusV1 {
 	if p == nil {
 		return nil
 	}
@@ -1319,7 +1330,7 @@ func kernelELFStatusV1Ptr(p *agent.KernelELFStatus) *kernelELFStatusV1 {
 	return &v
 }
 
-func crashArmStateV1Ptr(p *crashhandler.State) *crashArmStateV1 {
+func crashArmStateV1Ptr(p *crashhandler.State) *CrashArmStateV1 {
 	if p == nil {
 		return nil
 	}
@@ -1327,18 +1338,18 @@ func crashArmStateV1Ptr(p *crashhandler.State) *crashArmStateV1 {
 	return &v
 }
 
-func faultStatusV1s(in []crashhandler.FaultStatus) []faultStatusV1 {
+func faultStatusV1s(in []crashhandler.FaultStatus) []FaultStatusV1 {
 	if in == nil {
 		return nil
 	}
-	out := make([]faultStatusV1, len(in))
+	out := make([]FaultStatusV1, len(in))
 	for i, v := range in {
 		out[i] = faultStatusV1Of(v)
 	}
 	return out
 }
 
-func crashEvidenceV1Ptr(p *crashhandler.Evidence) *crashEvidenceV1 {
+func crashEvidenceV1Ptr(p *crashhandler.Evidence) *CrashEvidenceV1 {
 	if p == nil {
 		return nil
 	}
@@ -1346,7 +1357,7 @@ func crashEvidenceV1Ptr(p *crashhandler.Evidence) *crashEvidenceV1 {
 	return &v
 }
 
-func segmentsReportV1Ptr(p *fastreboot.SegmentsReport) *segmentsReportV1 {
+func segmentsReportV1Ptr(p *fastreboot.SegmentsReport) *SegmentsReportV1 {
 	if p == nil {
 		return nil
 	}
@@ -1354,85 +1365,85 @@ func segmentsReportV1Ptr(p *fastreboot.SegmentsReport) *segmentsReportV1 {
 	return &v
 }
 
-func cacheModuleV1s(in []modcache.Info) []cacheModuleV1 {
+func cacheModuleV1s(in []modcache.Info) []CacheModuleV1 {
 	if in == nil {
 		return nil
 	}
-	out := make([]cacheModuleV1, len(in))
+	out := make([]CacheModuleV1, len(in))
 	for i, v := range in {
 		out[i] = cacheModuleV1Of(v)
 	}
 	return out
 }
 
-func crashCPUV1s(in []crashhandler.CPUState) []crashCPUV1 {
+func crashCPUV1s(in []crashhandler.CPUState) []CrashCPUV1 {
 	if in == nil {
 		return nil
 	}
-	out := make([]crashCPUV1, len(in))
+	out := make([]CrashCPUV1, len(in))
 	for i, v := range in {
 		out[i] = crashCPUV1Of(v)
 	}
 	return out
 }
 
-func moduleV1s(in []bootimage.Module) []moduleV1 {
+func moduleV1s(in []bootimage.Module) []ModuleV1 {
 	if in == nil {
 		return nil
 	}
-	out := make([]moduleV1, len(in))
+	out := make([]ModuleV1, len(in))
 	for i, v := range in {
 		out[i] = moduleV1Of(v)
 	}
 	return out
 }
 
-func recordedCPUV1s(in []cpustop.RecordedCPU) []recordedCPUV1 {
+func recordedCPUV1s(in []cpustop.RecordedCPU) []RecordedCPUV1 {
 	if in == nil {
 		return nil
 	}
-	out := make([]recordedCPUV1, len(in))
+	out := make([]RecordedCPUV1, len(in))
 	for i, v := range in {
 		out[i] = recordedCPUV1Of(v)
 	}
 	return out
 }
 
-func memoryRangeV1s(in memmap.Map) []memoryRangeV1 {
+func memoryRangeV1s(in memmap.Map) []MemoryRangeV1 {
 	if in == nil {
 		return nil
 	}
-	out := make([]memoryRangeV1, len(in))
+	out := make([]MemoryRangeV1, len(in))
 	for i, v := range in {
 		out[i] = memoryRangeV1Of(v)
 	}
 	return out
 }
 
-func segmentInfoV1s(in []fastreboot.SegmentInfo) []segmentInfoV1 {
+func segmentInfoV1s(in []fastreboot.SegmentInfo) []SegmentInfoV1 {
 	if in == nil {
 		return nil
 	}
-	out := make([]segmentInfoV1, len(in))
+	out := make([]SegmentInfoV1, len(in))
 	for i, v := range in {
 		out[i] = segmentInfoV1Of(v)
 	}
 	return out
 }
 
-func avoidedRangeV1s(in []fastreboot.AvoidedRange) []avoidedRangeV1 {
+func avoidedRangeV1s(in []fastreboot.AvoidedRange) []AvoidedRangeV1 {
 	if in == nil {
 		return nil
 	}
-	out := make([]avoidedRangeV1, len(in))
+	out := make([]AvoidedRangeV1, len(in))
 	for i, v := range in {
 		out[i] = avoidedRangeV1Of(v)
 	}
 	return out
 }
 
-// bootEntryV1 is the v1 form of bootentry.Entry.
-type bootEntryV1 struct {
+// BootEntryV1 is the v1 form of bootentry.Entry.
+type BootEntryV1 struct {
 	// ID is what stage --entry takes.
 	ID string `json:"id"`
 	// Title is what the boot menu shows.
@@ -1457,8 +1468,8 @@ type bootEntryV1 struct {
 	Error string `json:"error,omitempty"`
 }
 
-func bootEntryV1Of(e bootentry.Entry, dflt bool) bootEntryV1 {
-	d := bootEntryV1{
+func bootEntryV1Of(e bootentry.Entry, dflt bool) BootEntryV1 {
+	d := BootEntryV1{
 		ID:                 e.ID,
 		Title:              e.Title,
 		Version:            e.Version,
@@ -1474,4 +1485,27 @@ func bootEntryV1Of(e bootentry.Entry, dflt bool) bootEntryV1 {
 		d.Error = e.Err.Error()
 	}
 	return d
+}
+
+// hashReportV1 is the v1 form of fastreboot.HashReport.
+type hashReportV1 struct {
+	// Files is the number of files described; Hits those the stat index
+	// answered for (not read); Hashed those read and hashed; Racy those of
+	// `hashed` whose record matched but was too recent to trust.
+	Files  int `json:"files"`
+	Hits   int `json:"hits"`
+	Hashed int `json:"hashed"`
+	Racy   int `json:"racy"`
+	// BytesRead counts every byte read from the files: hashing and
+	// content checks.
+	BytesRead int64 `json:"bytes_read"`
+	// Read names the files hashed, in order.
+	Read []string `json:"read,omitempty"`
+}
+
+func hashReportV1Ptr(h *fastreboot.HashReport) *hashReportV1 {
+	if h == nil {
+		return nil
+	}
+	return &hashReportV1{Files: h.Files, Hits: h.Hits, Hashed: h.Hashed, Racy: h.Racy, BytesRead: h.BytesRead, Read: slices.Clone(h.Read)}
 }

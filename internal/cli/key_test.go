@@ -41,7 +41,7 @@ func TestKeyGenSignVerify(t *testing.T) {
 	if r := h.run("key", "verify", "-p", prefix+".pub", path); r.code != ExitOK || !strings.Contains(r.stdout, "good signature") {
 		t.Errorf("verify: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
-	var doc keyVerifyV1
+	var doc KeyVerifyV1
 	decodeStdout(t, h.run("key", "verify", "--json", "-p", keys, path), &doc)
 	if doc.Schema != schemaKeyVerify || doc.Modules != len(m.Modules) || doc.KeyID == "" || doc.TrustRoot != keys {
 		t.Errorf("verify --json: %+v", doc)
@@ -106,7 +106,7 @@ func TestTrustRootCLI(t *testing.T) {
 	if r := h.run("--no-daemon", "stage", "--dry-run", path); r.code != ExitOK {
 		t.Errorf("stage of the signed manifest: exit %d, %q", r.code, r.stderr)
 	}
-	var st statusV1
+	var st StatusV1
 	decodeStdout(t, h.run("--no-daemon", "status", "--json"), &st)
 	if st.Trust == nil || st.Trust.Root != filepath.Dir(prefix) || len(st.Trust.Keys) != 1 {
 		t.Errorf("status --json trust: %+v", st.Trust)

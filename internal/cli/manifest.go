@@ -41,7 +41,7 @@ func manifestCreate(ctx context.Context, e *env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("manifest create takes flags only, got %q", pos)
 	}
-	m, err := img.manifest(ctx, e)
+	m, err := img.manifest(ctx, e, true)
 	if err != nil {
 		return err
 	}

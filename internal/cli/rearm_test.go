@@ -28,7 +28,7 @@ func TestCrashArmNoRearm(t *testing.T) {
 		t.Errorf("crash arm: exit %d, stderr %q; want a refusal naming %s and --allow-no-rearm", r.code, r.stderr, p)
 	}
 	r = h.run("crash", "arm", p, "--json")
-	var e errorV1
+	var e ErrorV1
 	decodeStdout(t, r, &e)
 	if r.code != ExitFailed || !strings.Contains(strings.Join(e.Error.Kinds, " "), "crashhandler.no_rearm") {
 		t.Errorf("crash arm --json: exit %d, %+v; want the no_rearm kind", r.code, e)

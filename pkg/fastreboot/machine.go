@@ -133,12 +133,35 @@ type StageOptions struct {
 	// (ManifestOrigin.CheckModules); it verifies no signature itself: the
 	// caller checks the signature against its trust root.
 	Origin *ManifestOrigin
+	// Hashed is what the caller read to learn the digests of an image
+	// given by its files (a boot entry, files named on the command line)
+	// before Stage; the report carries it and counts it in BytesRead.
+	// Nil for a manifest that came with its digests.
+	Hashed *HashReport
 	// Prefetched is the Machine.Prefetch of the same manifest that the
 	// caller ran before Stage, outside its locks: Stage reports its sync
 	// as its own (the modules it read are hits now), counts its time in
 	// the sync's duration, starts its timeline at it, and fails with its
 	// error if it failed. Nil: Stage reads what is missing itself.
 	Prefetched *Prefetch
+}
+
+// HashReport is what learning the digests of files read: a stat index
+// (like git's) answers for the files that did not change, the others are
+// read and hashed.
+type HashReport struct {
+	// Files is the number of files described; Hits those the index
+	// answered for (not read); Hashed those read and hashed; Racy those
+	// of Hashed whose index record matched but was too recent to trust.
+	Files  int `json:"files"`
+	Hits   int `json:"hits"`
+	Hashed int `json:"hashed"`
+	Racy   int `json:"racy"`
+	// BytesRead counts every byte read from the files: hashing and
+	// content checks.
+	BytesRead int64 `json:"bytes_read"`
+	// Read names the files hashed, in order.
+	Read []string `json:"read,omitempty"`
 }
 
 // Prefetch is what Machine.Prefetch read into the cache.
@@ -282,6 +305,12 @@ type StageReport struct {
 	Segments *SegmentsReport `json:"segments,omitempty"`
 	// Sync is what filling the cache read (hits, misses, bytes read).
 	Sync modcache.SyncReport `json:"sync"`
+	// Hashed is what learning the image's digests read before staging
+	// (StageOptions.Hashed); nil for a manifest with digests.
+	Hashed *HashReport `json:"hashed,omitempty"`
+	// BytesRead is every byte this stage read from storage: Hashed's and
+	// Sync's.
+	BytesRead int64 `json:"bytes_read"`
 	// InitrdBytes is the whole initrd: PiecesBytes of initrd pieces,
 	// PaddingBytes to 4-byte boundaries, and the HandoffBytes piece, which
 	// holds CarriedModules modules of CarriedBytes.
@@ -404,6 +433,7 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 		Reason:       reason,
 		DryRun:       so.DryRun,
 		Load:         load,
+		Hashed:       so.Hashed,
 	}
 	rep.Timeline.StageStart = t0
 	lap := func(d *time.Duration) {
@@ -419,6 +449,10 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 		prefetched: so.Prefetched,
 	}
 	b, err := mc.build(ctx, m, src, spec, &rep, lap)
+	rep.BytesRead = rep.Sync.BytesRead
+	if so.Hashed != nil {
+		rep.BytesRead += so.Hashed.BytesRead
+	}
 	if err != nil {
 		return rep, err
 	}
