@@ -265,8 +265,9 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	// fastreboot.CheckModule is bootimage.CheckModule that also accepts
-	// the decompressed kernels the segments load method caches.
-	cache := modcache.New(modcache.Options{Logger: log, Check: fastreboot.CheckModule, Root: opts.Root})
+	// the decompressed kernels the segments load method caches; the
+	// initrd limits are the Machine's.
+	cache := modcache.New(modcache.Options{Logger: log, Check: fastreboot.CheckModuleLimits(opts.Machine.InitrdLimits), Root: opts.Root})
 	mo := opts.Machine
 	mo.Root, mo.Logger, mo.StateDir = opts.Root, log, opts.StateDir
 	a := &Agent{opts: opts, log: log, cache: cache, started: time.Now(), mc: fastreboot.New(cache, mo), closing: make(chan struct{})}

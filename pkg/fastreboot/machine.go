@@ -85,6 +85,11 @@ type Options struct {
 	// StateDir holds the decompressed kernel index of LoadSegments
 	// (KernelELFIndexFile); "" means DefaultStateDir.
 	StateDir string
+	// InitrdLimits bound what initrd pieces may unpack to (the zero value
+	// means bootimage's defaults): BuildImage measures the real unpacked
+	// size of the pieces with them, and a cache created for this Machine
+	// should check with CheckModuleLimits(InitrdLimits).
+	InitrdLimits bootimage.InitrdLimits
 }
 
 // StageOptions say what one Stage does. The zero value stages an update
@@ -226,6 +231,9 @@ type Machine struct {
 	// one at a time; it guards staged.
 	mu     sync.Mutex
 	staged *StageReport
+	// unpacked memoizes what each initrd piece (by digest) unpacks to,
+	// for the crash path's sizing; guarded by mu.
+	unpacked map[string]int64
 	// elfMu runs the derivations of decompressed kernels one at a time
 	// (kernelELF): PrepareKernelELF takes only elfMu, so that a
 	// background derivation holds back only the calls that need the ELF.

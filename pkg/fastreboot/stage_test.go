@@ -199,6 +199,14 @@ func TestStageBadInputsLoadNothing(t *testing.T) {
 			wantIs: bootimage.ErrNotBzImage, wantName: `"vmlinuz"`,
 		},
 		{
+			// The header checks; the payload's gzip CRC does not.
+			name: "corrupt compressed kernel",
+			edit: func(im *testimage.Image) {
+				im.Kernel.Data = testimage.CorruptPayload(testimage.Kernel(testimage.KernelOptions{PayloadBytes: 20000}))
+			},
+			wantIs: bootimage.ErrNotBzImage, wantName: "gzip compressed kernel",
+		},
+		{
 			name:   "kernel without 64-bit entry",
 			edit:   func(im *testimage.Image) { im.Kernel.Data = testimage.Kernel(testimage.KernelOptions{Not64Bit: true}) },
 			wantIs: bootimage.ErrNotBzImage, wantName: `"vmlinuz"`,
