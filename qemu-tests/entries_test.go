@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastreboot/fastreboot/internal/cli"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
@@ -15,19 +16,6 @@ import (
 
 // bootEntry is the Boot Loader Specification entry the guest's /boot holds.
 const bootEntry = "fastreboot-test"
-
-// entries is the part of `fastreboot entries --json` the test reads.
-type entries struct {
-	Default       string `json:"default"`
-	DefaultReason string `json:"default_reason"`
-	Entries       []struct {
-		ID      string   `json:"id"`
-		Source  string   `json:"source"`
-		Kernel  string   `json:"kernel"`
-		Initrds []string `json:"initrds"`
-		Error   string   `json:"error"`
-	} `json:"entries"`
-}
 
 // TestBootEntryStory: the image comes from what the boot loader would
 // boot. A /boot disk holds a BLS entry naming Debian's kernel and the three
@@ -72,7 +60,7 @@ func TestBootEntryStory(t *testing.T) {
 	}
 	mountBoot()
 
-	var list entries
+	var list cli.EntriesV1
 	if err := g.FastrebootJSON("entries", &list); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +77,7 @@ func TestBootEntryStory(t *testing.T) {
 		sizes[f] = fileSize(t, g, "/boot/"+f)
 		total += sizes[f]
 	}
-	var rep fastreboot.StageReport
+	var rep cli.StageV1
 	if err := g.FastrebootJSON("stage --default", &rep); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +92,7 @@ func TestBootEntryStory(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := guestStatus(t, g)
-	if r.Boot.Release != "v1" || st.Generation != 2 || st.Reason != fastreboot.ReasonUpdate || st.Manifest != bootEntry {
+	if r.Boot.Release != "v1" || st.Generation != 2 || st.Reason != string(fastreboot.ReasonUpdate) || st.Manifest != bootEntry {
 		t.Errorf("gen 2: release %q, generation %d, reason %s, image %q; want v1, 2, update, %s", r.Boot.Release, st.Generation, st.Reason, st.Manifest, bootEntry)
 	}
 	mountBoot()
