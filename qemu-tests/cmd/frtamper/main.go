@@ -94,15 +94,25 @@ func (l *tamperLoader) FileLoad(kernel, initrd *os.File, cmdline string, flags i
 	if l.offset, err = flipCarried(b, fastreboot.HandoffModulesDir+"/"+l.digest); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp("", "frtamper-initrd-")
+	// kexec_file_load refuses a file open for writing (ETXTBSY): write,
+	// close, open again read-only.
+	w, err := os.CreateTemp("", "frtamper-initrd-")
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	if _, err := f.Write(b); err != nil {
+	defer os.Remove(w.Name())
+	_, err = w.Write(b)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
+	f, err := os.Open(w.Name())
+	if err != nil {
+		return err
+	}
+	defer f.Close()
 	return fastreboot.KexecLoader{}.FileLoad(kernel, f, cmdline, flags)
 }
 
