@@ -78,6 +78,9 @@ type StageRequest struct {
 	NoCarry bool `json:"no_carry,omitempty"`
 	// Load is the load method ("" is fastreboot.LoadFile).
 	Load fastreboot.LoadMethod `json:"load,omitempty"`
+	// Hashed is what the client read to learn the digests of an Inline
+	// manifest (its stat index); the report carries it.
+	Hashed *fastreboot.HashReport `json:"hashed,omitempty"`
 }
 
 // Info describes the agent and its cache.
@@ -252,8 +255,9 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	// fastreboot.CheckModule is bootimage.CheckModule that also accepts
-	// the decompressed kernels the segments load method caches.
-	cache := modcache.New(modcache.Options{Logger: log, Check: fastreboot.CheckModule, Root: opts.Root})
+	// the decompressed kernels the segments load method caches; the
+	// initrd limits are the Machine's.
+	cache := modcache.New(modcache.Options{Logger: log, Check: fastreboot.CheckModuleLimits(opts.Machine.InitrdLimits), Root: opts.Root})
 	mo := opts.Machine
 	mo.Root, mo.Logger, mo.StateDir = opts.Root, log, opts.StateDir
 	a := &Agent{opts: opts, log: log, cache: cache, started: time.Now(), mc: fastreboot.New(cache, mo), closing: make(chan struct{})}
@@ -539,7 +543,7 @@ func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageR
 		}
 	}
 	so := a.stageOptions(reason)
-	so.DryRun, so.Load, so.Origin = req.DryRun, req.Load, origin
+	so.DryRun, so.Load, so.Origin, so.Hashed = req.DryRun, req.Load, origin, req.Hashed
 	if req.NoCarry {
 		so.Carry = fastreboot.CarryNone
 	}

@@ -10,11 +10,15 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/manifestsig"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // Exit codes.
@@ -127,8 +131,55 @@ func globalFlags(e *env) (*flag.FlagSet, *bool) {
 	fs.StringVar(&e.root, "root", "/", "the directory holding proc/, sys/ and the handoff (for tests)")
 	fs.StringVar(&e.trust, "trust", "", "the trust root: a public key file or a directory of *.pub files; with one, only manifests one of its keys signed are staged, synced or armed (default "+manifestsig.DefaultTrustRoot+" under --root when it exists)")
 	fs.BoolVar(&e.noDaemon, "no-daemon", false, "do not use the daemon: stage and cache commands work on a cache of this process only")
+	fs.Var(ratioFlag{&e.cfg.machine.InitrdLimits.MaxRatio}, "initrd-max-ratio", fmt.Sprintf("`N`: a compressed initrd piece may unpack to N times its size, or %s if more (default %d; -1: no limit); the daemon keeps the limits it was started with",
+		memmap.FormatSize(bootimage.InitrdRatioFloor), bootimage.DefaultInitrdMaxRatio))
+	fs.Var(sizeFlag{&e.cfg.machine.InitrdLimits.MaxUnpacked}, "initrd-max-unpacked", fmt.Sprintf("`SIZE` (e.g. 2G): what one initrd module's pieces may unpack to together (default %s; -1: no limit)",
+		memmap.FormatSize(bootimage.DefaultInitrdMaxUnpacked)))
 	verbose := fs.Bool("v", false, "log what the library does to stderr")
 	return fs, verbose
+}
+
+// ratioFlag is --initrd-max-ratio: a positive integer, or -1.
+type ratioFlag struct{ v *int64 }
+
+func (f ratioFlag) String() string {
+	if f.v == nil || *f.v == 0 {
+		return ""
+	}
+	return strconv.FormatInt(*f.v, 10)
+}
+
+func (f ratioFlag) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n == 0 || n < -1 {
+		return fmt.Errorf("want a positive number or -1, got %q", s)
+	}
+	*f.v = n
+	return nil
+}
+
+// sizeFlag is --initrd-max-unpacked: a size as the kernel's memparse reads
+// it (4G, 512M, 1073741824), or -1.
+type sizeFlag struct{ v *int64 }
+
+func (f sizeFlag) String() string {
+	if f.v == nil || *f.v <= 0 {
+		return ""
+	}
+	return memmap.FormatSize(uint64(*f.v))
+}
+
+func (f sizeFlag) Set(s string) error {
+	if s == "-1" {
+		*f.v = -1
+		return nil
+	}
+	n, rest, ok := memmap.ParseSize(s)
+	if !ok || rest != "" || n == 0 {
+		return fmt.Errorf("want a size such as 4G, or -1, got %q", s)
+	}
+	*f.v = int64(n)
+	return nil
 }
 
 // printMainUsage prints `fastreboot help`: the commands, then the global
@@ -159,6 +210,17 @@ type config struct {
 	// Generation are set from the command line and the agent.) The zero
 	// value is the real system.
 	machine fastreboot.Options
+	// now is the clock of the stat index's runs (nil: time.Now); tests
+	// move it ahead so that files they just wrote are not racy.
+	now func() time.Time
+}
+
+// now returns the command's clock.
+func (e *env) now() time.Time {
+	if e.cfg.now != nil {
+		return e.cfg.now()
+	}
+	return time.Now()
 }
 
 // usageError is a bad command line: exit code 2.

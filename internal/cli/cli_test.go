@@ -206,12 +206,17 @@ func TestManifestCreate(t *testing.T) {
 		if err := os.WriteFile(notKernel, []byte("MZ not a bzImage at all"), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		corrupt := filepath.Join(t.TempDir(), "vmlinuz-corrupt")
+		if err := os.WriteFile(corrupt, testimage.CorruptPayload(testimage.Kernel(testimage.KernelOptions{PayloadBytes: 20000})), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		for _, tc := range []struct {
 			name string
 			args []string
 			want []string
 		}{
 			{"not a bzImage", []string{"--kernel", notKernel, "--cmdline", "x"}, []string{notKernel, bootimage.ErrNotBzImage.Error()}},
+			{"corrupt compressed kernel", []string{"--kernel", corrupt, "--cmdline", "x"}, []string{corrupt, bootimage.ErrNotBzImage.Error(), "gzip compressed kernel", "corrupt"}},
 			{"missing initrd", []string{"--kernel", abs("vmlinuz"), "--initrd", abs("nope.cpio"), "--cmdline", "x"}, []string{abs("nope.cpio"), "no such file"}},
 			{"initrd is a kernel", []string{"--kernel", abs("vmlinuz"), "--initrd", abs("vmlinuz"), "--cmdline", "x"}, []string{abs("vmlinuz"), bootimage.ErrBadInitrd.Error()}},
 		} {
@@ -448,6 +453,27 @@ func TestStageBadInputs(t *testing.T) {
 			},
 			want: []string{`"vmlinuz"`, bootimage.ErrNotBzImage.Error()},
 			kind: "bootimage.not_bzimage",
+		},
+		{
+			name: "kernel's compressed payload is corrupt",
+			args: func(t *testing.T) []string {
+				return []string{base(t, func(dir string, m *bootimage.Manifest) {
+					k := testimage.CorruptPayload(im.Kernel.Data)
+					rewrite(t, filepath.Join(dir, "vmlinuz"), k)
+					m.Modules[0].SHA256 = testimage.Digest(k)
+				})}
+			},
+			want: []string{`"vmlinuz"`, "gzip compressed kernel", "corrupt"},
+			kind: "bootimage.not_bzimage",
+		},
+		{
+			name: "kernel file's compressed payload is corrupt",
+			args: func(t *testing.T) []string {
+				p := filepath.Join(t.TempDir(), "vmlinuz")
+				rewrite(t, p, testimage.CorruptPayload(im.Kernel.Data))
+				return []string{"--kernel", p, "--cmdline", "quiet"}
+			},
+			want: []string{"vmlinuz", "gzip compressed kernel", "corrupt"},
 		},
 		{
 			name: "piece does not match its digest",

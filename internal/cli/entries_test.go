@@ -1,12 +1,17 @@
 package cli
 
 import (
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/fastreboot/fastreboot/internal/statindex"
+	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
@@ -130,5 +135,106 @@ func TestStageEntryBadInput(t *testing.T) {
 	}
 	if r := h.run("stage", "--default", "--kernel", "k"); r.code != ExitUsage {
 		t.Errorf("--default with --kernel: exit %d", r.code)
+	}
+}
+
+// copyBootFixture copies a root of testdata/boot (links kept) so that a
+// test can change its files.
+func copyBootFixture(t *testing.T, name string) string {
+	t.Helper()
+	src, dst := bootFixture(t, name), t.TempDir()
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, to)
+		case d.IsDir():
+			return os.MkdirAll(to, 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(to, b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// TestStageStatIndex: an image from a boot entry has no digests; the stat
+// index in the state directory spares reading the files that did not
+// change, and the report counts every byte read, hashing included.
+func TestStageStatIndex(t *testing.T) {
+	h := newHarness(t)
+	// The index's runs start a minute ahead: the files this test writes
+	// are not racy (statindex.Granularity).
+	h.cfg.now = func() time.Time { return time.Now().Add(time.Minute) }
+	h.startDaemon()
+	root := copyBootFixture(t, "bls")
+	boot := filepath.Join(root, "boot")
+	size := func(name string) int64 {
+		fi, err := os.Stat(filepath.Join(boot, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	files := []string{"vmlinuz-6.1.0-10-amd64", "ucode.img", "initrd.img-6.1.0-10-amd64"}
+	var all int64
+	for _, f := range files {
+		all += size(f)
+	}
+	stage := func(args ...string) fastreboot.StageReport {
+		t.Helper()
+		var rep fastreboot.StageReport
+		decode(t, h.run(append([]string{"stage", "--default", "--root", root, "--json"}, args...)...), &rep)
+		if rep.Hashed == nil {
+			t.Fatalf("no hashed report")
+		}
+		return rep
+	}
+
+	rep := stage()
+	if rep.Hashed.Hashed != 3 || rep.Hashed.BytesRead != all || rep.Sync.BytesRead != all || rep.BytesRead != 2*all {
+		t.Errorf("first stage: hashed %+v, sync %d, in all %d; want 3 files, %d bytes each way", rep.Hashed, rep.Sync.BytesRead, rep.BytesRead, all)
+	}
+	rep = stage()
+	if rep.Hashed.Hits != 3 || rep.Hashed.BytesRead != 0 || rep.BytesRead != 0 {
+		t.Errorf("unchanged stage: hashed %+v, in all %d; want nothing read", rep.Hashed, rep.BytesRead)
+	}
+
+	// The initramfs is regenerated with a changed file: that file alone
+	// is read, to hash it and into the cache.
+	initrd := filepath.Join(boot, "initrd.img-6.1.0-10-amd64")
+	if err := os.WriteFile(initrd, testimage.Gzip(testimage.Cpio(testimage.File{Name: "init", Data: []byte("#!/bin/sh\necho changed\n"), Mode: 0o755})), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := size("initrd.img-6.1.0-10-amd64")
+	rep = stage()
+	if !cmp.Equal(rep.Hashed.Read, []string{initrd}) || rep.Hashed.BytesRead != n || rep.Hashed.Hits != 2 ||
+		!cmp.Equal(rep.Sync.Read, []string{"initrd.img-6.1.0-10-amd64"}) || rep.BytesRead != 2*n {
+		t.Errorf("after the change: hashed %+v, sync %+v, in all %d; want only %s (%d bytes) read, twice", rep.Hashed, rep.Sync, rep.BytesRead, initrd, n)
+	}
+	r := h.run("stage", "--default", "--root", root)
+	if !strings.Contains(r.stdout, "digests: 0 of 3 files hashed (0 B: ), 3 unchanged by the stat index") || !strings.Contains(r.stdout, "read in all: 0 B") {
+		t.Errorf("text report: %q", r.stdout)
+	}
+	// --no-index hashes everything and leaves the index alone.
+	if rep = stage("--no-index"); rep.Hashed.Hashed != 3 || rep.Hashed.Hits != 0 {
+		t.Errorf("--no-index: %+v", rep.Hashed)
+	}
+	// The index is in the state directory.
+	if _, err := os.Stat(filepath.Join(h.stateDir, statindex.FileName)); err != nil {
+		t.Errorf("index: %v", err)
 	}
 }

@@ -27,7 +27,11 @@ var commandHelp = map[string]string{
   read the modules that changed into the cache, build the next image from it
   and load it; --current restages what this generation runs from the cache
   alone; --default and --entry ID take the kernel, initrds and command line
-  of a boot entry (fastreboot entries)`,
+  of a boot entry (fastreboot entries). Module files must be regular files
+  of the manifest's size, fitting in MemAvailable less 64 MiB; a new kernel
+  is decompressed once in full (bounded by its init_size) and a corrupt one
+  refused; initrd pieces may unpack to --initrd-max-ratio times their size
+  (at least 16 MiB) and --initrd-max-unpacked in all (global flags)`,
 	"entries": `entries [--json] [--root DIR]
   list the boot entries under DIR (BLS Type #1 entries, grub.cfg, Debian's
   vmlinuz/initrd.img links), each with its kernel, initrds and command line,

@@ -213,6 +213,13 @@ type StageReportV1 struct {
 	Segments *SegmentsReportV1 `json:"segments,omitempty"`
 	// Sync is what filling the cache read (hits, misses, bytes read).
 	Sync SyncReportV1 `json:"sync"`
+	// Hashed is what learning the digests of an image given by its files
+	// (a boot entry, --kernel/--initrd) read before staging, through the
+	// stat index; absent for a manifest with digests.
+	Hashed *hashReportV1 `json:"hashed,omitempty"`
+	// BytesRead is every byte the stage read from storage: `hashed`'s and
+	// `sync`'s.
+	BytesRead int64 `json:"bytes_read"`
 	// InitrdBytes is the whole initrd: PiecesBytes of initrd pieces,
 	// PaddingBytes to 4-byte boundaries, and the HandoffBytes piece, which
 	// holds CarriedModules modules of CarriedBytes.
@@ -899,6 +906,8 @@ func stageReportV1Of(s fastreboot.StageReport) StageReportV1 {
 		Load:           string(s.Load),
 		Segments:       segmentsReportV1Ptr(s.Segments),
 		Sync:           syncReportV1Of(s.Sync),
+		Hashed:         hashReportV1Ptr(s.Hashed),
+		BytesRead:      s.BytesRead,
 		InitrdBytes:    s.InitrdBytes,
 		PiecesBytes:    s.PiecesBytes,
 		PaddingBytes:   s.PaddingBytes,
@@ -1476,4 +1485,27 @@ func bootEntryV1Of(e bootentry.Entry, dflt bool) BootEntryV1 {
 		d.Error = e.Err.Error()
 	}
 	return d
+}
+
+// hashReportV1 is the v1 form of fastreboot.HashReport.
+type hashReportV1 struct {
+	// Files is the number of files described; Hits those the stat index
+	// answered for (not read); Hashed those read and hashed; Racy those of
+	// `hashed` whose record matched but was too recent to trust.
+	Files  int `json:"files"`
+	Hits   int `json:"hits"`
+	Hashed int `json:"hashed"`
+	Racy   int `json:"racy"`
+	// BytesRead counts every byte read from the files: hashing and
+	// content checks.
+	BytesRead int64 `json:"bytes_read"`
+	// Read names the files hashed, in order.
+	Read []string `json:"read,omitempty"`
+}
+
+func hashReportV1Ptr(h *fastreboot.HashReport) *hashReportV1 {
+	if h == nil {
+		return nil
+	}
+	return &hashReportV1{Files: h.Files, Hits: h.Hits, Hashed: h.Hashed, Racy: h.Racy, BytesRead: h.BytesRead, Read: slices.Clone(h.Read)}
 }

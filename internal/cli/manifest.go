@@ -41,7 +41,7 @@ func manifestCreate(ctx context.Context, e *env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("manifest create takes flags only, got %q", pos)
 	}
-	m, err := img.manifest(ctx, e)
+	m, err := img.manifest(ctx, e, true)
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func manifestValidate(ctx context.Context, e *env, args []string) error {
 	}{Manifest: pos[0], Modules: len(m.Modules)}
 	if *content {
 		// A throwaway cache does exactly the checks staging does.
-		c := modcache.New(modcache.Options{Logger: e.log, Check: bootimage.CheckModule, Root: e.root})
+		c := modcache.New(modcache.Options{Logger: e.log, Check: bootimage.CheckModuleLimits(e.cfg.machine.InitrdLimits), Root: e.root})
 		defer c.Close()
 		rep, err := c.Sync(ctx, m, modcache.DirSource(filepath.Dir(pos[0])))
 		if err != nil {

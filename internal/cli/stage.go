@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/internal/statindex"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
@@ -25,6 +26,9 @@ type imageFlags struct {
 	appendTo string
 	name     string
 	entry    entryFlags
+	noIndex  bool
+	// hashed is what describing the files read (set by manifest).
+	hashed *fastreboot.HashReport
 }
 
 func addImageFlags(fs *flag.FlagSet, f *imageFlags) {
@@ -34,6 +38,7 @@ func addImageFlags(fs *flag.FlagSet, f *imageFlags) {
 	fs.StringVar(&f.appendTo, "append", "", "words added to the running command line's (or the boot entry's) kernel parameters, before any \"--\" (whose words go to init); instead of --cmdline")
 	fs.StringVar(&f.name, "name", "", "the image's name (default: the boot entry's id with --entry or --default)")
 	addEntryFlags(fs, &f.entry)
+	fs.BoolVar(&f.noIndex, "no-index", false, "hash every file of an image given by its files or a boot entry: neither use nor update the stat index (its digests by device, inode, size and times, in the state directory)")
 }
 
 // manifest builds the manifest the flags describe: each file is hashed and
@@ -41,7 +46,13 @@ func addImageFlags(fs *flag.FlagSet, f *imageFlags) {
 // --append, or the running one (cleaned of loader words) plus --append.
 // With --entry or --default the files and the command line are the boot
 // entry's.
-func (f *imageFlags) manifest(ctx context.Context, e *env) (*bootimage.Manifest, error) {
+//
+// The files' digests come from the stat index in the state directory for
+// the files that did not change since it saw them (internal/statindex);
+// the others are read and hashed, and with check their content is checked
+// (staging leaves that to the cache, which checks every module it reads).
+// What that read is in f.hashed.
+func (f *imageFlags) manifest(ctx context.Context, e *env, check bool) (*bootimage.Manifest, error) {
 	if f.cmdline != "" && f.appendTo != "" {
 		return nil, usagef("give --cmdline or --append, not both")
 	}
@@ -79,22 +90,45 @@ func (f *imageFlags) manifest(ctx context.Context, e *env) (*bootimage.Manifest,
 	if err != nil {
 		return nil, err
 	}
-	var abs []string
+	paths := []string{kernel}
 	for _, i := range initrds {
 		a, err := filepath.Abs(i)
 		if err != nil {
 			return nil, err
 		}
-		abs = append(abs, a)
+		paths = append(paths, a)
 	}
-	m, err := bootimage.FromFiles(kernel, abs, cmdline)
-	if err != nil {
+	indexPath := filepath.Join(e.stateDir, statindex.FileName)
+	if f.noIndex {
+		indexPath = ""
+	}
+	idx := statindex.Open(indexPath, e.now())
+	m := &bootimage.Manifest{Version: bootimage.SchemaVersion, Name: name, Cmdline: cmdline}
+	for i, p := range paths {
+		role := bootimage.RoleInitrd
+		if i == 0 {
+			role = bootimage.RoleKernel
+		}
+		mod, err := idx.Module(p, role, check)
+		if err == nil {
+			m.Modules = append(m.Modules, mod)
+			continue
+		}
 		if fromEntry {
 			return nil, fmt.Errorf("boot entry %q: %w", f.entry.entry.ID, err)
 		}
 		return nil, err
 	}
-	m.Name = name
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	rep := fastreboot.HashReport(idx.Report())
+	f.hashed = &rep
+	if !f.noIndex {
+		if err := idx.Save(); err != nil {
+			e.log.Info("the stat index was not saved: the next stage hashes these files again", "err", err)
+		}
+	}
 	return m, nil
 }
 
@@ -178,11 +212,11 @@ func stageRequest(ctx context.Context, e *env, pos []string, img *imageFlags, cu
 		p, err := filepath.Abs(pos[0])
 		return agent.StageRequest{Manifest: p}, err
 	}
-	m, err := img.manifest(ctx, e)
+	m, err := img.manifest(ctx, e, false)
 	if err != nil {
 		return agent.StageRequest{}, err
 	}
-	return agent.StageRequest{Inline: m}, nil
+	return agent.StageRequest{Inline: m, Hashed: img.hashed}, nil
 }
 
 func stage(ctx context.Context, e *env, req agent.StageRequest, asJSON bool) (*fastreboot.StageReport, error) {
@@ -227,8 +261,15 @@ func stage(ctx context.Context, e *env, req agent.StageRequest, asJSON bool) (*f
 	} else {
 		fmt.Fprintf(w, "  load: %s\n", loadName(rep.Load))
 	}
+	if h := rep.Hashed; h != nil {
+		fmt.Fprintf(w, "  digests: %d of %d files hashed (%s: %s), %d unchanged by the stat index\n",
+			h.Hashed, h.Files, human(h.BytesRead), strings.Join(baseNames(h.Read), ", "), h.Hits)
+	}
 	fmt.Fprintf(w, "  read from storage: %s (%d modules: %s); from cache: %d modules\n",
 		human(rep.Sync.BytesRead), rep.Sync.Misses, strings.Join(rep.Sync.Read, ", "), rep.Sync.Hits)
+	if rep.Hashed != nil {
+		fmt.Fprintf(w, "  read in all: %s (hashing %s + cache %s)\n", human(rep.BytesRead), human(rep.Hashed.BytesRead), human(rep.Sync.BytesRead))
+	}
 	for _, warn := range rep.Sync.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", warn)
 	}
@@ -311,6 +352,14 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 	}
 	drain(e.stdout)
 	return m.Reboot(ctx, ro)
+}
+
+func baseNames(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		out = append(out, filepath.Base(p))
+	}
+	return out
 }
 
 func because(why string) string {

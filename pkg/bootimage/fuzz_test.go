@@ -3,6 +3,7 @@ package bootimage
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -108,6 +109,43 @@ func FuzzCheckKernel(f *testing.F) {
 		}
 		if info.ImageBytes > int64(len(data)) || info.Protocol < minProtocol {
 			t.Fatalf("accepted %d bytes with %+v", len(data), info)
+		}
+	})
+}
+
+// FuzzCleanCmdline cleans an arbitrary /proc/cmdline: what it keeps are
+// words of the input, never the boot loader's or the crash path's, and
+// splitting is stable across a join.
+func FuzzCleanCmdline(f *testing.F) {
+	f.Add("BOOT_IMAGE=/vmlinuz-6.1.0-28-amd64 root=UUID=1234 ro quiet crashkernel=384M")
+	f.Add(`elfcorehdr=0x7f000000 console=ttyS0 ` + CrashMarker + ` reset_devices irqpoll -- init arg  "two  words"`)
+	f.Add(`dyndbg="file foo.c +p" initrd=\initrd.img -- --`)
+	f.Add("a\"b c\t\n--")
+	f.Fuzz(func(t *testing.T, s string) {
+		in, _ := SplitCmdline(s)
+		words := map[string]bool{}
+		for _, w := range in {
+			words[w] = true
+		}
+		out := CleanCmdline(s)
+		kept, initArgs := SplitCmdline(out)
+		for _, w := range kept {
+			if !words[w] {
+				t.Errorf("CleanCmdline(%q) = %q: word %q is not one of the input's", s, out, w)
+			}
+			if w == CrashMarker {
+				t.Errorf("CleanCmdline(%q) = %q keeps the crash marker", s, out)
+			}
+			if _, drop := droppedKeys[cmdlineKey(w)]; drop {
+				t.Errorf("CleanCmdline(%q) = %q keeps %q", s, out, w)
+			}
+		}
+		if _, want := SplitCmdline(s); initArgs != want {
+			t.Errorf("CleanCmdline(%q) = %q: init arguments %q, want %q", s, out, initArgs, want)
+		}
+		p1, i1 := SplitCmdline(JoinCmdline(in, initArgs))
+		if !slices.Equal(p1, in) || i1 != initArgs {
+			t.Errorf("SplitCmdline(JoinCmdline(SplitCmdline(%q))) = %q %q, want %q %q", s, p1, i1, in, initArgs)
 		}
 	})
 }

@@ -85,6 +85,11 @@ type Options struct {
 	// StateDir holds the decompressed kernel index of LoadSegments
 	// (KernelELFIndexFile); "" means DefaultStateDir.
 	StateDir string
+	// InitrdLimits bound what initrd pieces may unpack to (the zero value
+	// means bootimage's defaults): BuildImage measures the real unpacked
+	// size of the pieces with them, and a cache created for this Machine
+	// should check with CheckModuleLimits(InitrdLimits).
+	InitrdLimits bootimage.InitrdLimits
 }
 
 // StageOptions say what one Stage does. The zero value stages an update
@@ -133,6 +138,29 @@ type StageOptions struct {
 	// (ManifestOrigin.CheckModules); it verifies no signature itself: the
 	// caller checks the signature against its trust root.
 	Origin *ManifestOrigin
+	// Hashed is what the caller read to learn the digests of an image
+	// given by its files (a boot entry, files named on the command line)
+	// before Stage; the report carries it and counts it in BytesRead.
+	// Nil for a manifest that came with its digests.
+	Hashed *HashReport
+}
+
+// HashReport is what learning the digests of files read: a stat index
+// (like git's) answers for the files that did not change, the others are
+// read and hashed.
+type HashReport struct {
+	// Files is the number of files described; Hits those the index
+	// answered for (not read); Hashed those read and hashed; Racy those
+	// of Hashed whose index record matched but was too recent to trust.
+	Files  int `json:"files"`
+	Hits   int `json:"hits"`
+	Hashed int `json:"hashed"`
+	Racy   int `json:"racy"`
+	// BytesRead counts every byte read from the files: hashing and
+	// content checks.
+	BytesRead int64 `json:"bytes_read"`
+	// Read names the files hashed, in order.
+	Read []string `json:"read,omitempty"`
 }
 
 // RebootOptions say what one Reboot (or PlanReboot) does. The zero value
@@ -162,6 +190,9 @@ type Machine struct {
 	// one at a time; it guards staged.
 	mu     sync.Mutex
 	staged *StageReport
+	// unpacked memoizes what each initrd piece (by digest) unpacks to,
+	// for the crash path's sizing; guarded by mu.
+	unpacked map[string]int64
 	// elfMu runs the derivations of decompressed kernels one at a time
 	// (kernelELF): PrepareKernelELF takes only elfMu, so that a
 	// background derivation holds back only the calls that need the ELF.
@@ -241,6 +272,12 @@ type StageReport struct {
 	Segments *SegmentsReport `json:"segments,omitempty"`
 	// Sync is what filling the cache read (hits, misses, bytes read).
 	Sync modcache.SyncReport `json:"sync"`
+	// Hashed is what learning the image's digests read before staging
+	// (StageOptions.Hashed); nil for a manifest with digests.
+	Hashed *HashReport `json:"hashed,omitempty"`
+	// BytesRead is every byte this stage read from storage: Hashed's and
+	// Sync's.
+	BytesRead int64 `json:"bytes_read"`
 	// InitrdBytes is the whole initrd: PiecesBytes of initrd pieces,
 	// PaddingBytes to 4-byte boundaries, and the HandoffBytes piece, which
 	// holds CarriedModules modules of CarriedBytes.
@@ -359,6 +396,7 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 		Reason:       reason,
 		DryRun:       so.DryRun,
 		Load:         load,
+		Hashed:       so.Hashed,
 	}
 	rep.Timeline.StageStart = t0
 	phase := t0
@@ -374,6 +412,10 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 		origin: so.Origin,
 	}
 	b, err := mc.build(ctx, m, src, spec, &rep, lap)
+	rep.BytesRead = rep.Sync.BytesRead
+	if so.Hashed != nil {
+		rep.BytesRead += so.Hashed.BytesRead
+	}
 	if err != nil {
 		return rep, err
 	}

@@ -112,6 +112,7 @@ func TestStageLoadsCompleteImage(t *testing.T) {
 		Loaded:         true,
 		Load:           LoadFile,
 		Sync:           modcache.SyncReport{Misses: 5, BytesRead: total, Read: []string{"vmlinuz", "base.cpio.gz", "kmods.cpio.xz", "site.cpio", "odd.cpio.zst"}},
+		BytesRead:      total,
 		InitrdBytes:    int64(len(img.initrd)),
 		PiecesBytes:    total - m.Kernel().Size,
 		PaddingBytes:   int64(len(want)) - (total - m.Kernel().Size),
@@ -196,6 +197,14 @@ func TestStageBadInputsLoadNothing(t *testing.T) {
 				im.Kernel.Data = k[:len(k)-300]
 			},
 			wantIs: bootimage.ErrNotBzImage, wantName: `"vmlinuz"`,
+		},
+		{
+			// The header checks; the payload's gzip CRC does not.
+			name: "corrupt compressed kernel",
+			edit: func(im *testimage.Image) {
+				im.Kernel.Data = testimage.CorruptPayload(testimage.Kernel(testimage.KernelOptions{PayloadBytes: 20000}))
+			},
+			wantIs: bootimage.ErrNotBzImage, wantName: "gzip compressed kernel",
 		},
 		{
 			name:   "kernel without 64-bit entry",
@@ -407,6 +416,22 @@ func TestStageCarryNone(t *testing.T) {
 	}
 	if rep.CarriedModules != 0 || rep.CarriedBytes != 0 || rep.HandoffBytes > 4096 {
 		t.Errorf("report: %d carried modules, %d bytes, handoff %d bytes", rep.CarriedModules, rep.CarriedBytes, rep.HandoffBytes)
+	}
+}
+
+// The bytes the caller read to learn the digests (StageOptions.Hashed)
+// are in the report and in its BytesRead, with the cache's.
+func TestStageCountsHashedBytes(t *testing.T) {
+	im := testimage.Default()
+	m, dir := im.WriteTempDir(t)
+	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: &fakeLoader{}})
+	hashed := &HashReport{Files: 4, Hits: 3, Hashed: 1, BytesRead: 1234, Read: []string{"/boot/site.cpio"}}
+	rep, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Hashed: hashed, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Hashed != hashed || rep.Sync.BytesRead == 0 || rep.BytesRead != rep.Sync.BytesRead+1234 {
+		t.Errorf("hashed %+v, bytes read %d (sync %d)", rep.Hashed, rep.BytesRead, rep.Sync.BytesRead)
 	}
 }
 
