@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastreboot/fastreboot/internal/cli"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
 )
@@ -89,14 +90,7 @@ func TestCarriedCacheAdoption(t *testing.T) {
 			t.Errorf("round %d (eager %v): %d modules adopted unverified, want %d", i, eager, round.unverified, want)
 		}
 		// `cache ls` waits for the background verification.
-		var ls struct {
-			Stats struct {
-				Adoption struct {
-					Modules, Pending, Verified, Failed int
-					VerifyNS                           time.Duration `json:"verify_ns"`
-				} `json:"adoption"`
-			} `json:"stats"`
-		}
+		var ls cli.CacheLsV1
 		if err := g.FastrebootJSON("cache ls", &ls); err != nil {
 			t.Fatalf("round %d: %v", i, err)
 		}
@@ -104,7 +98,7 @@ func TestCarriedCacheAdoption(t *testing.T) {
 		if a.Modules != want || a.Verified != want || a.Pending != 0 || a.Failed != 0 {
 			t.Errorf("round %d: adoption after cache ls %+v, want %d verified", i, a, want)
 		}
-		round.verify = a.VerifyNS
+		round.verify = a.VerifyTime
 		t.Logf("round %d (%s): daemon start -> socket %.2fs, userspace -> READY %.2fs, Resume %.3fs (%d unverified), background verify %.3fs, status said pending=%d verified=%d",
 			i, mode(eager), round.daemon.Seconds(), round.userToReady.Seconds(), round.rehydrate.Seconds(), round.unverified, round.verify.Seconds(),
 			st.Agent.Cache.Adoption.Pending, st.Agent.Cache.Adoption.Verified)

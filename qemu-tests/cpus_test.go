@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fastreboot/fastreboot/pkg/cpustop"
+	"github.com/fastreboot/fastreboot/internal/cli"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
@@ -17,15 +17,13 @@ import (
 // test here builds the same base piece, so the build is shared.
 const oncpuCmd = harness.ModulePath + "/qemu-tests/cmd/oncpu"
 
-// cpuReport is the CPU part of `fastreboot status --json`.
-type cpuReport struct {
-	Generation int `json:"generation"`
-	CPUs       *struct {
-		Online string          `json:"online"`
-		Check  *cpustop.Report `json:"check"`
-		Error  string          `json:"error"`
-	} `json:"cpus"`
-	Problems []string `json:"problems"`
+// cpuList is the recorded CPUs as status prints them ("cpu2 (apic 2)").
+func cpuList(cpus []cli.RecordedCPUV1) string {
+	var out []string
+	for _, c := range cpus {
+		out = append(out, fmt.Sprintf("cpu%d (apic %d)", c.ID, c.APICID))
+	}
+	return "[" + strings.Join(out, " ") + "]"
 }
 
 // TestCPUPolicies proves both CPU policies of the update path on a 4-CPU
@@ -97,7 +95,7 @@ func TestCPUPolicies(t *testing.T) {
 		t.Errorf("gen 4 (maxcpus=2) cpus online %q, want 0-1", r.Boot.CPUs)
 	}
 	st = cpuStatus(t, g)
-	if c := st.CPUs; c == nil || c.Check == nil || fmt.Sprint(c.Check.Missing) != "[cpu2 (apic 2) cpu3 (apic 3)]" ||
+	if c := st.CPUs; c == nil || c.Check == nil || cpuList(c.Check.Missing) != "[cpu2 (apic 2) cpu3 (apic 3)]" ||
 		!strings.Contains(c.Error, "2 of 4 missing") {
 		t.Errorf("gen 4 status cpus = %+v, want cpu2 and cpu3 missing", c)
 	}
@@ -178,9 +176,9 @@ func refusedHotplugReboot(t *testing.T, g *scenario.Guest) {
 	}
 }
 
-func cpuStatus(t *testing.T, g *scenario.Guest) *cpuReport {
+func cpuStatus(t *testing.T, g *scenario.Guest) *status {
 	t.Helper()
-	var st cpuReport
+	var st status
 	if err := g.FastrebootJSON("status", &st); err != nil {
 		t.Fatalf("fastreboot status: %v", err)
 	}

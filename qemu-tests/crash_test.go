@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastreboot/fastreboot/internal/cli"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
-	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
@@ -107,24 +107,24 @@ func startCrashVM(t *testing.T, mode crashhandler.Mode, reserve string, allowReb
 }
 
 // arm arms the crash path of generation 1 with manifest v1.
-func (c *crashVM) arm() *crashpath.ArmReport {
+func (c *crashVM) arm() *cli.CrashArmV1 {
 	c.t.Helper()
-	var rep crashpath.ArmReport
+	var rep cli.CrashArmV1
 	cmd := fmt.Sprintf("crash arm --mode %s %s/%s", c.mode, scenario.MountPoint, scenario.ManifestV1)
 	if err := c.g.FastrebootJSON(cmd, &rep); err != nil {
 		c.t.Fatalf("fastreboot %s: %v", cmd, err)
 	}
-	if !rep.Armed || rep.State == nil || rep.State.Mode != c.mode {
+	if !rep.Armed || rep.State == nil || rep.State.Mode != string(c.mode) {
 		c.t.Fatalf("crash arm: %+v, want armed in mode %s", rep, c.mode)
 	}
 	c.t.Logf("armed %s: image %d bytes, reservation %d MiB (needs %d MiB: %s), took %v",
-		c.mode, rep.State.ImageBytes, rep.State.ReservationBytes>>20, rep.State.Sizing.Total>>20, rep.State.Sizing.Breakdown(), rep.Took)
+		c.mode, rep.State.ImageBytes, rep.State.ReservationBytes>>20, rep.State.Sizing.Total>>20, sizingText(rep.State.Sizing), rep.Took)
 	return &rep
 }
 
-func (c *crashVM) crashStatus() *crashpath.StatusReport {
+func (c *crashVM) crashStatus() *cli.CrashStatusV1 {
 	c.t.Helper()
-	var st crashpath.StatusReport
+	var st cli.CrashStatusV1
 	if err := c.g.FastrebootJSON("crash status", &st); err != nil {
 		c.t.Fatalf("fastreboot crash status: %v", err)
 	}
@@ -243,10 +243,10 @@ func (c *crashVM) checkProduction(what, wantReason string, reason fastreboot.Rea
 		}
 	}
 	st := c.crashStatus()
-	if st.Generation != c.gen || st.Reason != reason {
+	if st.Generation != c.gen || st.Reason != string(reason) {
 		c.t.Errorf("%s: generation %d reason %s, want %d %s", what, st.Generation, st.Reason, c.gen, reason)
 	}
-	if !st.Armed || st.Mode != c.mode {
+	if !st.Armed || st.Mode != string(c.mode) {
 		c.t.Errorf("%s: crash path armed %v mode %q, want armed again in mode %s", what, st.Armed, st.Mode, c.mode)
 	}
 	if wantReason != "" {
@@ -339,7 +339,7 @@ func crashStory(t *testing.T, mode crashhandler.Mode, reserve string) {
 	}
 
 	c.arm()
-	if st := c.crashStatus(); !st.Armed || st.Mode != mode {
+	if st := c.crashStatus(); !st.Armed || st.Mode != string(mode) {
 		t.Fatalf("gen 1 crash status: armed %v mode %s", st.Armed, st.Mode)
 	}
 
@@ -426,7 +426,7 @@ func recoverySummary(rs []recovery) string {
 // and nothing armed), never a hang: the machine comes back cold.
 func TestCrashKernelPanics(t *testing.T) {
 	c := startCrashVM(t, crashhandler.ModeTwoStage, reserveTwoStage, true)
-	var rep crashpath.ArmReport
+	var rep cli.CrashArmV1
 	// --initrd image: the panic comes from frguest's frguest.crashpanic
 	// hook, which runs only when the crash kernel runs production's
 	// initramfs (frguest as init); the minimal crash initramfs, two-stage
@@ -461,7 +461,7 @@ func TestCrashKernelPanics(t *testing.T) {
 	if err := c.g.FastrebootJSON("status", &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Generation != 1 || st.Reason != fastreboot.ReasonCold || boot.CPUs != "0-3" {
+	if st.Generation != 1 || st.Reason != string(fastreboot.ReasonCold) || boot.CPUs != "0-3" {
 		t.Errorf("after the crash kernel's panic: generation %d reason %s cpus %s, want a cold boot (1, cold, 0-3)", st.Generation, st.Reason, boot.CPUs)
 	}
 	if resets(c.vm) == 0 {

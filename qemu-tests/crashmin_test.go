@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastreboot/fastreboot/internal/cli"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
@@ -53,7 +54,7 @@ func TestCrashMinimalInitrd(t *testing.T) {
 	// What each initrd choice needs, like kdumpctl estimate.
 	need := map[crashpath.Initrd]int64{}
 	for _, initrd := range []crashpath.Initrd{crashpath.InitrdImage, crashpath.InitrdMinimal} {
-		var est crashpath.EstimateReport
+		var est cli.CrashEstimateV1
 		cmd := fmt.Sprintf("crash estimate --mode two-stage --initrd %s --json %s", initrd, manifest)
 		out, err := g.Run("fastreboot " + cmd)
 		if err != nil {
@@ -63,7 +64,7 @@ func TestCrashMinimalInitrd(t *testing.T) {
 		if err := g.FastrebootJSON(cmd, &est); err != nil {
 			t.Fatalf("fastreboot %s: %v", cmd, err)
 		}
-		if est.Initrd != initrd {
+		if est.Initrd != string(initrd) {
 			t.Errorf("estimate --initrd %s: built with initrd %q", initrd, est.Initrd)
 		}
 		need[initrd] = est.Sizing.Total
@@ -80,17 +81,17 @@ func TestCrashMinimalInitrd(t *testing.T) {
 		t.Errorf("crash estimate: minimal %d MiB, image %d MiB: want minimal smaller", need[crashpath.InitrdMinimal]>>20, need[crashpath.InitrdImage]>>20)
 	}
 
-	var armed crashpath.ArmReport
+	var armed cli.CrashArmV1
 	cmd := "crash arm --mode two-stage --initrd minimal " + manifest
 	if err := g.FastrebootJSON(cmd, &armed); err != nil {
 		t.Fatalf("fastreboot %s: %v", cmd, err)
 	}
-	if !armed.Armed || armed.State == nil || armed.Initrd != crashpath.InitrdMinimal {
+	if !armed.Armed || armed.State == nil || armed.Initrd != string(crashpath.InitrdMinimal) {
 		t.Fatalf("crash arm --initrd minimal: armed %v initrd %q state %+v", armed.Armed, armed.Initrd, armed.State)
 	}
 	t.Logf("armed two-stage --initrd minimal: initrd %d bytes (crash init piece %d, handoff %d), reservation %d MiB (needs %d MiB: %s), took %v",
 		armed.State.InitrdBytes, armed.Image.PiecesBytes, armed.Image.HandoffBytes, armed.State.ReservationBytes>>20,
-		armed.State.Sizing.Total>>20, armed.State.Sizing.Breakdown(), armed.Took)
+		armed.State.Sizing.Total>>20, sizingText(armed.State.Sizing), armed.Took)
 
 	trigger := c.vm.Elapsed()
 	if err := sysrqCrash(c)(); err != nil {

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastreboot/fastreboot/internal/cli"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
-	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
 )
@@ -49,17 +49,17 @@ func crashLoadStory(t *testing.T, mode crashhandler.Mode, reserve string) {
 				t.Fatal(err)
 			}
 		}
-		var rep crashpath.ArmReport
+		var rep cli.CrashArmV1
 		cmd := fmt.Sprintf("crash arm --mode %s --load %s %s/%s", mode, load, scenario.MountPoint, scenario.ManifestV1)
 		if err := c.g.FastrebootJSON(cmd, &rep); err != nil {
 			t.Fatalf("fastreboot %s: %v", cmd, err)
 		}
 		st := rep.State
-		if !rep.Armed || st == nil || st.Mode != mode || st.Load != load || st.LoadFallback != "" {
+		if !rep.Armed || st == nil || st.Mode != string(mode) || st.Load != string(load) || st.LoadFallback != "" {
 			t.Fatalf("crash arm --load %s: %+v, want armed in %s mode with %s and no fallback", load, rep, mode, load)
 		}
 		t.Logf("armed %s with %s: image %d bytes, reservation %d MiB (needs %d MiB: %s), took %v",
-			mode, load, st.ImageBytes, st.ReservationBytes>>20, st.Sizing.Total>>20, st.Sizing.Breakdown(), rep.Took)
+			mode, load, st.ImageBytes, st.ReservationBytes>>20, st.Sizing.Total>>20, sizingText(st.Sizing), rep.Took)
 		if seg := rep.Image.Segments; load == crashhandler.LoadSegments {
 			if seg == nil || len(seg.Segments) == 0 {
 				t.Fatalf("crash arm --load segments: no placement reported: %+v", rep.Image)
@@ -67,7 +67,7 @@ func crashLoadStory(t *testing.T, mode crashhandler.Mode, reserve string) {
 			t.Logf("segments: entry %#x, kernel %#x-%#x (entry %#x), boot_params %#x, %d segments, free tail %+v, decompressed now %v (%v)",
 				seg.Entry, seg.KernelStart, seg.KernelEnd, seg.KernelEntry, seg.BootParams, len(seg.Segments), seg.Avoided, seg.Decompressed, seg.DecompressTime)
 		}
-		if cs := c.crashStatus(); !cs.Armed || cs.State == nil || cs.State.Load != load {
+		if cs := c.crashStatus(); !cs.Armed || cs.State == nil || cs.State.Load != string(load) {
 			t.Fatalf("crash status after arming with %s: armed %v state %+v", load, cs.Armed, cs.State)
 		}
 

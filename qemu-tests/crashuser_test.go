@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastreboot/fastreboot/internal/cli"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
-	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
@@ -67,7 +67,7 @@ func crashAsUser(t *testing.T, mode crashhandler.Mode, reserve string) {
 		}
 		c.gen++
 		t.Logf("update reboot: downtime %.2fs (line lost: %v)", r.Downtime().Seconds(), r.LineLost)
-		if st := guestStatus(t, g); st.Generation != c.gen || st.Reason != fastreboot.ReasonUpdate {
+		if st := guestStatus(t, g); st.Generation != c.gen || st.Reason != string(fastreboot.ReasonUpdate) {
 			t.Errorf("after the update reboot: generation %d reason %s, want %d update", st.Generation, st.Reason, c.gen)
 		}
 		checkUpdateTimeline(t, g, c.gen)
@@ -187,7 +187,7 @@ func refuseUnrearmable(c *crashVM) {
 // checks that it fits the reservation the test booted with.
 func logEstimate(c *crashVM) {
 	c.t.Helper()
-	var est crashpath.EstimateReport
+	var est cli.CrashEstimateV1
 	cmd := fmt.Sprintf("crash estimate --mode %s %s", c.mode, userManifest)
 	if err := c.g.FastrebootJSON(cmd, &est); err != nil {
 		c.t.Fatalf("fastreboot %s: %v", cmd, err)
@@ -201,12 +201,12 @@ func logEstimate(c *crashVM) {
 // armUser arms the crash path in c.mode with the user's manifest.
 func armUser(c *crashVM) {
 	c.t.Helper()
-	var rep crashpath.ArmReport
+	var rep cli.CrashArmV1
 	cmd := fmt.Sprintf("crash arm --mode %s %s", c.mode, userManifest)
 	if err := c.g.FastrebootJSON(cmd, &rep); err != nil {
 		c.t.Fatalf("gen %d: fastreboot %s: %v", c.gen, cmd, err)
 	}
-	if !rep.Armed || rep.State == nil || rep.State.Mode != c.mode {
+	if !rep.Armed || rep.State == nil || rep.State.Mode != string(c.mode) {
 		c.t.Fatalf("gen %d: crash arm: %+v, want armed in mode %s", c.gen, rep, c.mode)
 	}
 	c.t.Logf("gen %d armed %s: reservation %d MiB (needs %d MiB), crash cmdline %q", c.gen, c.mode, rep.State.ReservationBytes>>20, rep.State.Sizing.Total>>20, rep.State.Cmdline)
@@ -231,14 +231,14 @@ func checkUserCmdline(c *crashVM, what string) {
 func checkUserRecovery(c *crashVM, what string) {
 	c.t.Helper()
 	checkUserCmdline(c, what)
-	if st := guestStatus(c.t, c.g); st.Generation != c.gen || st.Reason != fastreboot.ReasonCrash {
+	if st := guestStatus(c.t, c.g); st.Generation != c.gen || st.Reason != string(fastreboot.ReasonCrash) {
 		c.t.Errorf("%s: status generation %d reason %s, want %d crash", what, st.Generation, st.Reason, c.gen)
 	}
 	cs := c.crashStatus()
 	if !cs.Armed {
 		c.t.Errorf("%s: crash status not armed in gen %d: the start-up `crash arm --auto` did not protect it", what, c.gen)
 	}
-	var last crashhandler.Evidence
+	var last cli.CrashLastV1
 	if err := c.g.FastrebootJSON("crash last", &last); err != nil {
 		c.t.Errorf("%s: crash last: %v (status says reason %s)", what, err, cs.Reason)
 		return

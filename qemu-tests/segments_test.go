@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/internal/cli"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
@@ -51,12 +52,12 @@ func TestSegmentsUpdateStory(t *testing.T) {
 
 	// Stage v2 with kexec_load: the kernel is decompressed now, before
 	// the downtime, and only the changed piece is read from the disk.
-	var staged fastreboot.StageReport
+	var staged cli.StageV1
 	if err := g.FastrebootJSON("stage --load=segments "+scenario.MountPoint+"/"+scenario.ManifestV2, &staged); err != nil {
 		t.Fatal(err)
 	}
 	seg := staged.Segments
-	if staged.Load != fastreboot.LoadSegments || !staged.Loaded || seg == nil || !seg.Decompressed {
+	if staged.Load != string(fastreboot.LoadSegments) || !staged.Loaded || seg == nil || !seg.Decompressed {
 		t.Fatalf("stage --load=segments: load %q, loaded %v, segments %+v; want segments, loaded, decompressed", staged.Load, staged.Loaded, seg)
 	}
 	if siteSize := scenario.ModuleSize(s.V2, scenario.SiteV2File); staged.Sync.BytesRead != siteSize {
@@ -67,7 +68,7 @@ func TestSegmentsUpdateStory(t *testing.T) {
 		scenario.ModuleSize(s.V2, scenario.KernelFile), elf.Size, seg.DecompressTime.Round(time.Millisecond), staged.Durations.Load.Round(time.Millisecond),
 		staged.Durations.Total.Round(time.Millisecond), staged.InitrdBytes, staged.HandoffBytes, seg.KernelStart, seg.KernelEnd, seg.Relocated, seg.MemoryMap, seg.Avoided)
 	checkAvoided(t, seg)
-	if st := guestStatus(t, g); st.Agent == nil || st.Agent.Staged == nil || st.Agent.Staged.Load != fastreboot.LoadSegments {
+	if st := guestStatus(t, g); st.Agent == nil || st.Agent.Staged == nil || st.Agent.Staged.Load != string(fastreboot.LoadSegments) {
 		t.Errorf("status does not report the staged image's load method: %+v", st.Agent)
 	}
 
@@ -131,20 +132,20 @@ func TestSegmentsUpdateStory(t *testing.T) {
 // shows: v2, every CPU, the memory of the cold boot (the e820 table came
 // from the recorded firmware map), the handoff's generation, and a cache
 // rehydrated without the disk that holds the decompressed kernel too.
-func checkSegmentsGeneration(t *testing.T, g *scenario.Guest, boot *harness.Boot, gen int, s *scenario.Setup, memKB int64, elf fastreboot.KernelELF, probeReads int64) {
+func checkSegmentsGeneration(t *testing.T, g *scenario.Guest, boot *harness.Boot, gen int, s *scenario.Setup, memKB int64, elf cli.KernelELFV1, probeReads int64) {
 	t.Helper()
 	if boot.Release != "v2" || boot.CPUs != "0-3" || boot.Daemon != "started" {
 		t.Errorf("gen %d ready = %+v, want release v2, cpus 0-3, daemon started", gen, boot.Ready)
 	}
 	k := waitKernelELF(t, g, gen)
-	if k.State != agent.KernelELFReady || k.ELF != elf || !k.Decompressed {
+	if k.State != string(agent.KernelELFReady) || k.ELF != elf || !k.Decompressed {
 		t.Errorf("gen %d decompressed kernel: %+v; want ready, derived again from the bzImage, matching %+v", gen, k, elf)
 	}
 	if d := boot.MemTotalKB - memKB; d < -8<<10 || d > 8<<10 {
 		t.Errorf("gen %d MemTotal %d kB, gen 1 had %d kB: want all the memory (within 8 MiB)", gen, boot.MemTotalKB, memKB)
 	}
 	st := guestStatus(t, g)
-	if st.Generation != gen || st.Reason != fastreboot.ReasonUpdate || st.Manifest != "v2" {
+	if st.Generation != gen || st.Reason != string(fastreboot.ReasonUpdate) || st.Manifest != "v2" {
 		t.Errorf("gen %d status: generation %d reason %s image %q", gen, st.Generation, st.Reason, st.Manifest)
 	}
 	if st.State != nil && st.State.RehydrateError != "" {
@@ -168,7 +169,7 @@ func checkSegmentsGeneration(t *testing.T, g *scenario.Guest, boot *harness.Boot
 
 // waitKernelELF waits for the daemon's background preparation of the
 // decompressed kernel to end (it takes ~15 s under TCG).
-func waitKernelELF(t *testing.T, g *scenario.Guest, gen int) agent.KernelELFStatus {
+func waitKernelELF(t *testing.T, g *scenario.Guest, gen int) cli.KernelELFStatusV1 {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
@@ -176,7 +177,7 @@ func waitKernelELF(t *testing.T, g *scenario.Guest, gen int) agent.KernelELFStat
 		if st.Agent == nil || st.Agent.KernelELF == nil {
 			t.Fatalf("gen %d status reports no decompressed kernel preparation: %+v", gen, st.Agent)
 		}
-		if k := st.Agent.KernelELF; k.State != agent.KernelELFPreparing || time.Now().After(deadline) {
+		if k := st.Agent.KernelELF; k.State != string(agent.KernelELFPreparing) || time.Now().After(deadline) {
 			return *k
 		}
 		time.Sleep(2 * time.Second)
@@ -188,9 +189,9 @@ const keptStart, keptEnd = 0x6000000, 0x7000000
 
 // checkAvoided asserts that the crash kernel reservation and the kept
 // region were avoided, and that no segment overlaps them.
-func checkAvoided(t *testing.T, seg *fastreboot.SegmentsReport) {
+func checkAvoided(t *testing.T, seg *cli.SegmentsReportV1) {
 	t.Helper()
-	var crash, kept []fastreboot.AvoidedRange
+	var crash, kept []cli.AvoidedRangeV1
 	for _, a := range seg.Avoided {
 		switch {
 		case strings.Contains(a.Why, "crash kernel"):

@@ -3,38 +3,21 @@ package qemutests
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/internal/cli"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
-	"github.com/fastreboot/fastreboot/pkg/modcache"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
 )
 
-// status is the part of `fastreboot status --json` the tests read.
-type status struct {
-	Generation int               `json:"generation"`
-	Reason     fastreboot.Reason `json:"reason"`
-	Manifest   string            `json:"manifest"`
-	Timeline   struct {
-		StageStart  time.Time `json:"stage_start"`
-		StageEnd    time.Time `json:"stage_end"`
-		KernelStart time.Time `json:"kernel_start"`
-		Resumed     time.Time `json:"resumed"`
-	} `json:"timeline"`
-	State     *fastreboot.State `json:"state"`
-	Preflight fastreboot.Report `json:"preflight"`
-	Agent     *struct {
-		Cache     modcache.Stats          `json:"cache"`
-		Staged    *fastreboot.StageReport `json:"staged"`
-		KernelELF *agent.KernelELFStatus  `json:"kernel_elf"`
-	} `json:"agent"`
-	Problems []string `json:"problems"`
-}
+// status is `fastreboot status --json`: the versioned document, decoded as
+// a program reading the CLI's output would (docs/json.md).
+type status = cli.StatusV1
 
 // prepare builds the story's files once per test.
 func prepare(t *testing.T, o scenario.Options) *scenario.Setup {
@@ -82,7 +65,7 @@ func TestUpdateStory(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := guestStatus(t, g)
-	if st.Generation != 1 || st.Reason != fastreboot.ReasonCold {
+	if st.Generation != 1 || st.Reason != string(fastreboot.ReasonCold) {
 		t.Errorf("gen 1 status: generation %d reason %s, want 1 cold", st.Generation, st.Reason)
 	}
 
@@ -90,7 +73,7 @@ func TestUpdateStory(t *testing.T) {
 	if err := g.MountStorage(); err != nil {
 		t.Fatal(err)
 	}
-	var sync modcache.SyncReport
+	var sync cli.CacheSyncV1
 	if err := g.FastrebootJSON("cache sync "+scenario.MountPoint+"/"+scenario.ManifestV1, &sync); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +87,7 @@ func TestUpdateStory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var staged fastreboot.StageReport
+	var staged cli.StageV1
 	if err := g.FastrebootJSON("stage "+scenario.MountPoint+"/"+scenario.ManifestV2, &staged); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +107,7 @@ func TestUpdateStory(t *testing.T) {
 	}
 	t.Logf("stage v2: tool read %d bytes, disk read %d bytes, stage took %v (kexec_file_load %v)",
 		staged.Sync.BytesRead, after-before, staged.Durations.Total, staged.Durations.Load)
-	if !staged.Loaded || staged.Generation != 2 || staged.Reason != fastreboot.ReasonUpdate {
+	if !staged.Loaded || staged.Generation != 2 || staged.Reason != string(fastreboot.ReasonUpdate) {
 		t.Errorf("stage report: loaded %v generation %d reason %s, want loaded, 2, update", staged.Loaded, staged.Generation, staged.Reason)
 	}
 
@@ -174,7 +157,7 @@ func checkGeneration(t *testing.T, g *scenario.Guest, boot *harness.Boot, gen in
 		t.Errorf("gen %d ready = %+v, want release v2, cpus 0-3, daemon started", gen, boot.Ready)
 	}
 	st := guestStatus(t, g)
-	if st.Generation != gen || st.Reason != fastreboot.ReasonUpdate || st.Manifest != "v2" {
+	if st.Generation != gen || st.Reason != string(fastreboot.ReasonUpdate) || st.Manifest != "v2" {
 		t.Errorf("gen %d status: generation %d reason %s image %q, want %d update v2", gen, st.Generation, st.Reason, st.Manifest, gen)
 	}
 	if st.Timeline.StageStart.IsZero() || st.Timeline.StageEnd.Before(st.Timeline.StageStart) || st.Timeline.Resumed.IsZero() {
@@ -198,4 +181,16 @@ func checkGeneration(t *testing.T, g *scenario.Guest, boot *harness.Boot, gen in
 	if n, err := g.DiskReadBytes(); err != nil || n != probeReads {
 		t.Errorf("gen %d disk read %d bytes (err %v), want the kernel's probe only (%d, as in gen 1)", gen, n, err, probeReads)
 	}
+}
+
+// sizingText says what a crash reservation is made of, in MiB.
+func sizingText(s cli.CrashSizingV1) string {
+	t := fmt.Sprintf("load %d MiB", s.Load>>20)
+	if s.Runtime != 0 || s.Reload != 0 {
+		t += fmt.Sprintf(" + crash kernel runtime %d MiB + reload %d MiB", s.Runtime>>20, s.Reload>>20)
+	}
+	if s.Minimal {
+		t += " (minimal initrd: the larger of the load and runtime+reload)"
+	}
+	return t
 }

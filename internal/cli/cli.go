@@ -10,12 +10,15 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/manifestsig"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
 // Exit codes.
@@ -86,10 +89,12 @@ Commands:
   crash last [--save DIR] [--json] the evidence of the last crash (log, reason, CPU)
   crash recover [--evidence-dir D] in a crash kernel: keep the evidence; two-stage:
                                    restage production and kexec into it
-  daemon                           hold the cache for this generation: adopt it
-                                   from the handoff (verified in the background at
-                                   low priority, and before any use) and serve the
-                                   other commands
+  daemon [--group G]               hold the cache for this generation: adopt it
+        [--request-timeout D]      from the handoff (verified in the background at
+        [--max-request-bytes N]    low priority, and before any use) and serve the
+                                   other commands, to root and the members of
+                                   --group G (SO_PEERCRED), each request bounded
+                                   in time and size
   key gen -o PREFIX                make an ed25519 key pair: PREFIX.key (0600), PREFIX.pub
   key sign -k KEY MANIFEST         write MANIFEST.sig, a signature over the manifest's
                                    exact bytes (which name every module by SHA-256)
@@ -128,8 +133,56 @@ func globalFlags(e *env) (*flag.FlagSet, *bool) {
 	fs.StringVar(&e.root, "root", "/", "the directory holding proc/, sys/ and the handoff (for tests)")
 	fs.StringVar(&e.trust, "trust", "", "the trust root: a public key file or a directory of *.pub files; with one, only manifests one of its keys signed are staged, synced or armed (default "+manifestsig.DefaultTrustRoot+" under --root when it exists)")
 	fs.BoolVar(&e.noDaemon, "no-daemon", false, "do not use the daemon: stage and cache commands work on a cache of this process only")
+	fs.DurationVar(&e.timeout, "timeout", agent.DefaultClientTimeout, "how long to wait for the daemon's answer to one request (the daemon gives up on its own after its --request-timeout)")
+	fs.Var(ratioFlag{&e.cfg.machine.InitrdLimits.MaxRatio}, "initrd-max-ratio", fmt.Sprintf("`N`: a compressed initrd piece may unpack to N times its size, or %s if more (default %d; -1: no limit); the daemon keeps the limits it was started with",
+		memmap.FormatSize(bootimage.InitrdRatioFloor), bootimage.DefaultInitrdMaxRatio))
+	fs.Var(sizeFlag{&e.cfg.machine.InitrdLimits.MaxUnpacked}, "initrd-max-unpacked", fmt.Sprintf("`SIZE` (e.g. 2G): what one initrd module's pieces may unpack to together (default %s; -1: no limit)",
+		memmap.FormatSize(bootimage.DefaultInitrdMaxUnpacked)))
 	verbose := fs.Bool("v", false, "log what the library does to stderr")
 	return fs, verbose
+}
+
+// ratioFlag is --initrd-max-ratio: a positive integer, or -1.
+type ratioFlag struct{ v *int64 }
+
+func (f ratioFlag) String() string {
+	if f.v == nil || *f.v == 0 {
+		return ""
+	}
+	return strconv.FormatInt(*f.v, 10)
+}
+
+func (f ratioFlag) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n == 0 || n < -1 {
+		return fmt.Errorf("want a positive number or -1, got %q", s)
+	}
+	*f.v = n
+	return nil
+}
+
+// sizeFlag is --initrd-max-unpacked: a size as the kernel's memparse reads
+// it (4G, 512M, 1073741824), or -1.
+type sizeFlag struct{ v *int64 }
+
+func (f sizeFlag) String() string {
+	if f.v == nil || *f.v <= 0 {
+		return ""
+	}
+	return memmap.FormatSize(uint64(*f.v))
+}
+
+func (f sizeFlag) Set(s string) error {
+	if s == "-1" {
+		*f.v = -1
+		return nil
+	}
+	n, rest, ok := memmap.ParseSize(s)
+	if !ok || rest != "" || n == 0 {
+		return fmt.Errorf("want a size such as 4G, or -1, got %q", s)
+	}
+	*f.v = int64(n)
+	return nil
 }
 
 // printMainUsage prints `fastreboot help`: the commands, then the global
@@ -147,6 +200,7 @@ type env struct {
 	stateDir       string
 	root           string
 	noDaemon       bool
+	timeout        time.Duration
 	trust          string
 	log            *slog.Logger
 	cfg            config
@@ -384,7 +438,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 // runs (or --no-daemon). The second result closes what was opened.
 func (e *env) service(ctx context.Context) (agent.Service, func(), error) {
 	if !e.noDaemon {
-		c, err := agent.Dial(e.socket)
+		c, err := e.dial()
 		if err == nil {
 			return c, func() {}, nil
 		}
@@ -402,6 +456,11 @@ func (e *env) service(ctx context.Context) (agent.Service, func(), error) {
 		return nil, nil, err
 	}
 	return a, func() { a.Close() }, nil
+}
+
+// dial connects to the daemon with the --timeout of every request.
+func (e *env) dial() (*agent.Client, error) {
+	return agent.DialWith(e.socket, agent.ClientOptions{Timeout: e.timeout})
 }
 
 func printJSON(w io.Writer, v any) error {

@@ -27,7 +27,11 @@ var commandHelp = map[string]string{
   read the modules that changed into the cache, build the next image from it
   and load it; --current restages what this generation runs from the cache
   alone; --default and --entry ID take the kernel, initrds and command line
-  of a boot entry (fastreboot entries)`,
+  of a boot entry (fastreboot entries). Module files must be regular files
+  of the manifest's size, fitting in MemAvailable less 64 MiB; a new kernel
+  is decompressed once in full (bounded by its init_size) and a corrupt one
+  refused; initrd pieces may unpack to --initrd-max-ratio times their size
+  (at least 16 MiB) and --initrd-max-unpacked in all (global flags)`,
 	"entries": `entries [--json] [--root DIR]
   list the boot entries under DIR (BLS Type #1 entries, grub.cfg, Debian's
   vmlinuz/initrd.img links), each with its kernel, initrds and command line,
@@ -66,9 +70,12 @@ var commandHelp = map[string]string{
 	"key verify": `key verify [-p PUB] [--json] MANIFEST
   check MANIFEST.sig against the public key file or directory PUB, or the
   trust root (--trust)`,
-	"daemon": `daemon [--verify-carried lazy|eager]
+	"daemon": `daemon [--group GROUP] [--request-timeout D] [--max-request-bytes N] [--verify-carried lazy|eager]
   hold the cache for this generation: adopt it from the handoff and serve
-  the other commands on the socket`,
+  the other commands on the socket, to root and the members of GROUP
+  (checked with SO_PEERCRED; the socket is 0600, or 0660 owned by GROUP);
+  each request must fit in N bytes and is abandoned after D (default 10m;
+  the client's own limit is the global --timeout, default 11m)`,
 }
 
 // commandGroups are the commands that take a subcommand.

@@ -114,7 +114,7 @@ func TestCommandHelp(t *testing.T) {
 		t.Errorf("fastreboot help nope: exit %d, want %d", code, ExitUsage)
 	}
 	out.Reset()
-	if code := run(ctx, []string{"help"}, &out, &errOut, config{}); code != ExitOK || !strings.Contains(out.String(), "Global flags:\n  --no-daemon") {
+	if code := run(ctx, []string{"help"}, &out, &errOut, config{}); code != ExitOK || !strings.Contains(out.String(), "Global flags:\n  --initrd-max-ratio N") || !strings.Contains(out.String(), "\n  --no-daemon\n") {
 		t.Errorf("fastreboot help: exit %d, no global flags in:\n%s", code, out.String())
 	}
 }

@@ -147,11 +147,14 @@ func (h *harness) runCtx(ctx context.Context, args ...string) result {
 
 // startDaemon runs `fastreboot daemon` until the test ends and waits until
 // it answers.
-func (h *harness) startDaemon() {
+func (h *harness) startDaemon() { h.t.Helper(); h.startDaemonWith() }
+
+// startDaemonWith is startDaemon with global flags for the daemon.
+func (h *harness) startDaemonWith(global ...string) {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan result, 1)
-	go func() { done <- h.runCtx(ctx, "daemon") }()
+	go func() { done <- h.runCtx(ctx, append(global, "daemon")...) }()
 	h.t.Cleanup(func() {
 		cancel()
 		select {

@@ -68,6 +68,13 @@ type KernelOptions struct {
 	// PayloadBytes adds that many pseudo-random bytes to the ELF inside
 	// the payload, to make larger kernels (default 0).
 	PayloadBytes int
+	// Payload, if set, is the compressed kernel instead of the gzip of
+	// the ELF: the caller appends the 4-byte size field formats other
+	// than gzip carry (see KernelBomb).
+	Payload []byte
+	// InitSize, if set, is the header's init_size instead of one that
+	// fits the ELF.
+	InitSize uint32
 }
 
 // Kernel returns a fake bzImage. Its layout is that of a real one: one
@@ -85,7 +92,10 @@ func Kernel(opts KernelOptions) []byte {
 	}
 	const setupSects = 1
 	const headCode = 64
-	payload := gzipBytes(minimalELF(opts.PayloadBytes))
+	payload := opts.Payload
+	if payload == nil {
+		payload = gzipBytes(minimalELF(opts.PayloadBytes))
+	}
 
 	setup := make([]byte, (setupSects+1)*512)
 	le := binary.LittleEndian
@@ -111,8 +121,12 @@ func Kernel(opts KernelOptions) []byte {
 	le.PutUint32(setup[0x238:], 2047) // cmdline_size
 	le.PutUint32(setup[OffPayloadOff:], headCode)
 	le.PutUint32(setup[OffPayloadLen:], uint32(len(payload)))
-	le.PutUint64(setup[0x258:], 0x1000000)                           // pref_address
-	le.PutUint32(setup[0x260:], uint32(4<<20+len(payload)*4)&^0xfff) // init_size
+	le.PutUint64(setup[0x258:], 0x1000000) // pref_address
+	initSize := opts.InitSize
+	if initSize == 0 {
+		initSize = uint32(4<<20+len(payload)*4) &^ 0xfff
+	}
+	le.PutUint32(setup[0x260:], initSize)
 
 	pm := make([]byte, headCode, headCode+len(payload)+4)
 	for i := range pm {
@@ -125,6 +139,79 @@ func Kernel(opts KernelOptions) []byte {
 		pm = append(pm, make([]byte, 16-pad)...)
 	}
 	return append(setup, pm...)
+}
+
+// KernelBomb returns a fake bzImage with a valid header (init_size
+// initSize) whose payload is a zstd frame of RLE blocks of zeros that
+// unpacks to unpacked bytes, about 32 KiB of payload per GiB, with the
+// size field saying initSize: a decompressor without a bound fills
+// memory with it.
+func KernelBomb(unpacked int64, initSize uint32) []byte {
+	payload := ZstdZeros(unpacked)
+	payload = binary.LittleEndian.AppendUint32(payload, initSize)
+	return Kernel(KernelOptions{Payload: payload, InitSize: initSize})
+}
+
+// ZstdZeros returns a zstd frame (RFC 8878) of n zero bytes written as
+// RLE blocks of 128 KiB: 4 bytes per block.
+func ZstdZeros(n int64) []byte { return zstdFrame(nil, n, nil) }
+
+// zstdFrame returns a zstd frame of head (a raw block), n zeros (RLE
+// blocks of 128 KiB) and tail (a raw block); empty parts are left out.
+func zstdFrame(head []byte, n int64, tail []byte) []byte {
+	const block = 128 << 10
+	// Magic, frame header descriptor 0 (no checksum, no content size),
+	// window descriptor 0x38: a 128 KiB window, the largest block.
+	b := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x38}
+	blockHeader := func(size int64, typ uint32, last bool) {
+		hdr := uint32(size)<<3 | typ<<1
+		if last {
+			hdr |= 1 // Last_Block
+		}
+		b = append(b, byte(hdr), byte(hdr>>8), byte(hdr>>16))
+	}
+	if len(head) > 0 {
+		blockHeader(int64(len(head)), 0, n == 0 && len(tail) == 0) // Raw_Block
+		b = append(b, head...)
+	}
+	for n > 0 {
+		size := min(n, block)
+		n -= size
+		blockHeader(size, 1, n == 0 && len(tail) == 0) // RLE_Block
+		b = append(b, 0)
+	}
+	if len(tail) > 0 {
+		blockHeader(int64(len(tail)), 0, true)
+		b = append(b, tail...)
+	}
+	return b
+}
+
+// InitrdBomb returns a zstd-compressed newc archive holding one file of n
+// zero bytes (n a multiple of 4): about 32 KiB per GiB, which the kernel
+// would unpack into RAM at boot.
+func InitrdBomb(n int64) []byte {
+	name := "bomb\x00"
+	head := fmt.Sprintf("070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%s",
+		100, 0o100644, 0, 0, 1, 0, n, 0, 0, 0, 0, len(name), 0, name)
+	for len(head)%4 != 0 {
+		head += "\x00"
+	}
+	return zstdFrame([]byte(head), n, Cpio())
+}
+
+// CorruptPayload returns a copy of the bzImage k with bytes in the middle
+// of its compressed kernel flipped: the header still checks.
+func CorruptPayload(k []byte) []byte {
+	b := bytes.Clone(k)
+	le := binary.LittleEndian
+	setup := (int(b[OffSetupSects]) + 1) * 512
+	off := setup + int(le.Uint32(b[OffPayloadOff:]))
+	n := int(le.Uint32(b[OffPayloadLen:]))
+	for i := off + n/2 - 8; i < off+n/2+8; i++ {
+		b[i] ^= 0x5a
+	}
+	return b
 }
 
 // minimalELF returns a little x86-64 ELF executable with one PT_LOAD

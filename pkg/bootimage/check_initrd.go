@@ -28,6 +28,72 @@ type initrdPiece struct {
 	Entries  int    // cpio entries, trailers not counted
 }
 
+// Default initrd limits (InitrdLimits). A compressed piece of an initrd
+// built from programs and kernel modules unpacks to 3 to 5 times its
+// size; one that unpacks to a hundred times its size, beyond 16 MiB, is
+// far more likely a decompression bomb, which the kernel would unpack
+// into RAM at boot.
+const (
+	// DefaultInitrdMaxRatio is how many times its compressed size a
+	// compressed piece may unpack to.
+	DefaultInitrdMaxRatio = 100
+	// InitrdRatioFloor is what any compressed piece may unpack to,
+	// whatever its ratio: small pieces of mostly empty files compress
+	// far better than a hundred to one.
+	InitrdRatioFloor = 16 << 20
+	// DefaultInitrdMaxUnpacked is what all pieces of one initrd module
+	// may unpack to together (uncompressed archives count their size).
+	DefaultInitrdMaxUnpacked = 4 << 30
+)
+
+// InitrdLimits bound what an initrd unpacks to; ScanInitrd stops
+// decompressing a piece as soon as it passes them. The zero value means
+// the defaults.
+type InitrdLimits struct {
+	// MaxRatio is how many times its compressed size a compressed piece
+	// (one stream) may unpack to, or InitrdRatioFloor if that is more.
+	// 0 means DefaultInitrdMaxRatio, a negative value no ratio limit.
+	MaxRatio int64
+	// MaxUnpacked is what the initrd (all its pieces) may unpack to.
+	// 0 means DefaultInitrdMaxUnpacked, a negative value no limit.
+	MaxUnpacked int64
+}
+
+func (l InitrdLimits) withDefaults() InitrdLimits {
+	if l.MaxRatio == 0 {
+		l.MaxRatio = DefaultInitrdMaxRatio
+	}
+	if l.MaxUnpacked == 0 {
+		l.MaxUnpacked = DefaultInitrdMaxUnpacked
+	}
+	return l
+}
+
+// InitrdInfo is what ScanInitrd found.
+type InitrdInfo struct {
+	// Pieces is the number of pieces: uncompressed archives and
+	// compressed streams.
+	Pieces int
+	// UnpackedBytes is the cpio data the pieces hold once decompressed:
+	// what the kernel unpacks into its rootfs, near enough (file data
+	// plus headers and names).
+	UnpackedBytes int64
+}
+
+// ScanInitrd is CheckInitrd with limits on what the pieces unpack to, and
+// it says how much that is. A piece beyond the limits fails with an error
+// wrapping ErrBadInitrd and ErrUnpackLimit that names the piece (format,
+// offset), its compressed size and what it unpacked to before it was
+// stopped.
+func ScanInitrd(r io.ReaderAt, size int64, lim InitrdLimits) (InitrdInfo, error) {
+	pieces, err := scanInitrdLimits(r, size, lim.withDefaults())
+	info := InitrdInfo{Pieces: len(pieces)}
+	for _, p := range pieces {
+		info.UnpackedBytes += p.Unpacked
+	}
+	return info, err
+}
+
 // CheckInitrd reports whether r (size bytes) is an initrd that the kernel
 // unpacks completely into its rootfs, the way init/initramfs.c reads it: a
 // sequence of pieces with zero bytes allowed between them, each piece
@@ -48,7 +114,8 @@ type initrdPiece struct {
 //
 // Failures wrap ErrBadInitrd and give the offset in the initrd (and in the
 // decompressed data) where they were found; a truncated file or stream
-// says "truncated". Read errors from r are returned as they are.
+// says "truncated". Read errors from r are returned as they are. The
+// default InitrdLimits apply (see ScanInitrd).
 func CheckInitrd(r io.ReaderAt, size int64) error {
 	_, err := scanInitrd(r, size)
 	return err
@@ -58,13 +125,20 @@ func badInitrd(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadInitrd, fmt.Sprintf(format, args...))
 }
 
-// scanInitrd checks the initrd and describes its pieces.
+// scanInitrd checks the initrd under the default limits and describes
+// its pieces.
 func scanInitrd(r io.ReaderAt, size int64) ([]initrdPiece, error) {
+	return scanInitrdLimits(r, size, InitrdLimits{}.withDefaults())
+}
+
+// scanInitrdLimits checks the initrd and describes its pieces.
+func scanInitrdLimits(r io.ReaderAt, size int64, lim InitrdLimits) ([]initrdPiece, error) {
 	if size <= 0 {
 		return nil, badInitrd("empty (%d bytes)", size)
 	}
 	c := newCursor(r, size)
 	var pieces []initrdPiece
+	var unpacked int64 // by the pieces so far
 	for {
 		b, err := c.peekByte()
 		if err == io.EOF {
@@ -83,10 +157,15 @@ func scanInitrd(r io.ReaderAt, size int64) ([]initrdPiece, error) {
 		case b == '0' && c.off%4 == 0:
 			p, err = scanCpioPiece(c)
 		default:
-			p, err = scanCompressedPiece(c)
+			p, err = scanCompressedPiece(c, lim, unpacked)
 		}
 		if err != nil {
 			return pieces, err
+		}
+		unpacked += p.Unpacked
+		if lim.MaxUnpacked >= 0 && unpacked > lim.MaxUnpacked {
+			return pieces, fmt.Errorf("%w: %w: the pieces up to the %s piece at offset %d unpack to %d bytes, more than the %d an initrd may (InitrdLimits.MaxUnpacked)",
+				ErrBadInitrd, ErrUnpackLimit, p.Format, p.Offset, unpacked, lim.MaxUnpacked)
 		}
 		pieces = append(pieces, p)
 	}
@@ -121,8 +200,11 @@ func scanCpioPiece(c *cursor) (initrdPiece, error) {
 }
 
 // scanCompressedPiece decompresses the stream at c's offset, walks the
-// archives in it and leaves c just after the stream.
-func scanCompressedPiece(c *cursor) (initrdPiece, error) {
+// archives in it and leaves c just after the stream. The stream may unpack
+// to lim.MaxRatio times what it has consumed (at least InitrdRatioFloor),
+// and the pieces before it (unpacked bytes) and it to lim.MaxUnpacked;
+// decompression stops as soon as it passes either.
+func scanCompressedPiece(c *cursor, lim InitrdLimits, unpacked int64) (initrdPiece, error) {
 	start := c.off
 	p := initrdPiece{Offset: start}
 	head, err := c.br.Peek(8)
@@ -146,8 +228,12 @@ func scanCompressedPiece(c *cursor) (initrdPiece, error) {
 	if err != nil {
 		return p, decoderError(c, format, start, err)
 	}
-	out := newStream(d, streamBuf)
+	guard := &unpackGuard{r: d, lim: lim, before: unpacked, consumed: func() int64 { return c.off - start }, rest: c.size - start}
+	out := newStream(guard, streamBuf)
 	archives, entries, werr := walkDecompressed(out)
+	if guard.err != nil {
+		return p, fmt.Errorf("%w: %w: %s piece at offset %d: %v", ErrBadInitrd, ErrUnpackLimit, format, start, guard.err)
+	}
 	derr := d.err
 	if cerr := d.close(); derr == nil && cerr != io.EOF {
 		derr = cerr
@@ -167,10 +253,59 @@ func scanCompressedPiece(c *cursor) (initrdPiece, error) {
 	}
 	p.Length = used
 	p.Unpacked = out.off
+	if err := ratioLimit(lim, used, p.Unpacked); err != nil {
+		return p, fmt.Errorf("%w: %w: %s piece at offset %d: %v", ErrBadInitrd, ErrUnpackLimit, format, start, err)
+	}
 	p.Archives = archives
 	p.Entries = entries
 	c.seek(start + used)
 	return p, nil
+}
+
+// unpackGuard passes the decompressed bytes of one piece on until they
+// pass the limits: lim.MaxRatio times the compressed bytes consumed so far
+// (or InitrdRatioFloor), and lim.MaxUnpacked with the pieces before.
+type unpackGuard struct {
+	r        io.Reader
+	lim      InitrdLimits
+	before   int64
+	consumed func() int64
+	rest     int64 // bytes of the initrd from the piece's start
+	n        int64
+	err      error
+}
+
+func (g *unpackGuard) Read(p []byte) (int, error) {
+	if g.err != nil {
+		return 0, g.err
+	}
+	n, err := g.r.Read(p)
+	g.n += int64(n)
+	if g.lim.MaxUnpacked >= 0 && g.before+g.n > g.lim.MaxUnpacked {
+		g.err = fmt.Errorf("stopped: it unpacks to more than %d bytes, with the pieces before it more than the %d an initrd may (InitrdLimits.MaxUnpacked)",
+			g.lim.MaxUnpacked-g.before, g.lim.MaxUnpacked)
+		return 0, g.err
+	}
+	// The stream has consumed at most what the cursor read.
+	if rerr := ratioLimit(g.lim, g.consumed(), g.n); rerr != nil {
+		g.err = fmt.Errorf("stopped: its first %v; the piece has at most %d bytes", rerr, g.rest)
+		return 0, g.err
+	}
+	return n, err
+}
+
+// ratioLimit checks that compressed bytes unpacking to unpacked bytes
+// stay within lim.MaxRatio (or InitrdRatioFloor).
+func ratioLimit(lim InitrdLimits, compressed, unpacked int64) error {
+	if lim.MaxRatio < 0 {
+		return nil
+	}
+	limit := max(InitrdRatioFloor, lim.MaxRatio*compressed)
+	if unpacked > limit {
+		return fmt.Errorf("%d compressed bytes unpack to more than %d bytes, more than %d times their size (InitrdLimits.MaxRatio; any piece may unpack to %d)",
+			compressed, limit, lim.MaxRatio, int64(InitrdRatioFloor))
+	}
+	return nil
 }
 
 func decoderError(c *cursor, format string, start int64, err error) error {

@@ -229,7 +229,8 @@ func TestCheckInitrdReadError(t *testing.T) {
 }
 
 // A piece whose content is far larger than what the check may allocate:
-// the data is decompressed and skipped as a stream.
+// the data is decompressed and skipped as a stream (without a ratio
+// limit, which these zeros would pass).
 func TestCheckInitrdStreams(t *testing.T) {
 	const fileSize = 64 << 20
 	const maxAlloc = 32 << 20
@@ -256,7 +257,9 @@ func TestCheckInitrdStreams(t *testing.T) {
 			runtime.GC()
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
-			pieces, err := scanInitrd(bytes.NewReader(data), int64(len(data)))
+			// Zeros unpack far beyond the default ratio: no ratio limit
+			// here (TestInitrdLimits tests it).
+			pieces, err := scanInitrdLimits(bytes.NewReader(data), int64(len(data)), InitrdLimits{MaxRatio: -1}.withDefaults())
 			runtime.ReadMemStats(&after)
 			if err != nil {
 				t.Fatal(err)

@@ -7,8 +7,11 @@
 // them from files or from the running system ([FromFiles],
 // [FromRunningSystem]) and checks module contents before anything is
 // loaded: [CheckKernel] looks at the x86 bzImage setup header the way
-// kexec_file_load does, [CheckInitrd] walks an initrd the way the kernel's
-// init/initramfs.c unpacks it, decompressing each piece as a stream.
+// kexec_file_load does, [CheckKernelPayload] also decompresses the whole
+// compressed kernel ([UnpackKernel], bounded by the header's init_size),
+// [CheckInitrd] walks an initrd the way the kernel's init/initramfs.c
+// unpacks it, decompressing each piece as a stream. Module files are
+// opened with [OpenFile]: without blocking, regular files only.
 //
 // # Schema version 1
 //

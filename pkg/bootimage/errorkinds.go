@@ -10,5 +10,6 @@ func ErrorKinds() map[string]error {
 		"bootimage.not_bzimage":      ErrNotBzImage,
 		"bootimage.bad_initrd":       ErrBadInitrd,
 		"bootimage.not_regular_file": ErrNotRegularFile,
+		"bootimage.unpack_limit":     ErrUnpackLimit,
 	}
 }

@@ -49,7 +49,8 @@ func ExampleFromFiles() {
 	defer os.RemoveAll(dir)
 
 	// A kernel and an initrd piece as a build leaves them (here: a
-	// minimal bzImage header and a one-file newc archive).
+	// minimal bzImage around a gzip-compressed ELF and a one-file newc
+	// archive).
 	kernel := filepath.Join(dir, "vmlinuz")
 	initrd := filepath.Join(dir, "site.cpio")
 	if err := os.WriteFile(kernel, fakeBzImage(nil), 0o644); err != nil {
@@ -79,7 +80,7 @@ func ExampleFromFiles() {
 		fmt.Println(err)
 	}
 	// Output:
-	// kernel vmlinuz    3072 bytes  sha256 bc0efc24b21b...
+	// kernel vmlinuz    3072 bytes  sha256 3fd65776031f...
 	// initrd site.cpio   264 bytes  sha256 a027700feb45...
 }
 

@@ -10,7 +10,7 @@ import (
 
 // FromFiles builds a manifest from a kernel file, initrd files (in unpack
 // order) and a command line. Each file is hashed and its content checked
-// (CheckKernel, CheckInitrd); modules are named by the file's base name and
+// (CheckKernelPayload, CheckInitrd); modules are named by the file's base name and
 // their Source is the path as given. The result is validated, so two
 // initrds with the same base name are an error. Errors name the file.
 func FromFiles(kernel string, initrds []string, cmdline string) (*Manifest, error) {
@@ -56,7 +56,7 @@ func moduleFromFile(path string, role Role) (Module, error) {
 	}
 	switch role {
 	case RoleKernel:
-		err = CheckKernel(f, n)
+		err = CheckKernelPayload(f, n)
 	case RoleInitrd:
 		err = CheckInitrd(f, n)
 	}

@@ -3,6 +3,7 @@ package bootimage
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -108,6 +109,85 @@ func FuzzCheckKernel(f *testing.F) {
 		}
 		if info.ImageBytes > int64(len(data)) || info.Protocol < minProtocol {
 			t.Fatalf("accepted %d bytes with %+v", len(data), info)
+		}
+	})
+}
+
+// UnpackKernel never panics, fails only with ErrNotBzImage, and never
+// writes more than the payload's size field, which never exceeds
+// init_size; what it accepts is an ELF of exactly that size. Inputs whose
+// size field is above 1 MiB are left out to keep each run short.
+func FuzzUnpackKernel(f *testing.F) {
+	elf := append(append([]byte(nil), fakeELF...), make([]byte, 3000)...)
+	for _, format := range []string{"gzip", "xz", "lzma", "zstd", "lz4"} {
+		f.Add(fakeBzImageWith(kernelPayload(f, format, elf, -1), nil))
+	}
+	f.Add(fakeBzImageWith(kernelPayload(f, "zstd", elf, 100), nil))
+	f.Add(fakeBzImageWith(kernelPayload(f, "gzip", make([]byte, 64<<10), 4096), withInitSize(4096)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := FindKernelPayload(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			if !errors.Is(err, ErrNotBzImage) {
+				t.Fatalf("FindKernelPayload error is not ErrNotBzImage: %v", err)
+			}
+			return
+		}
+		if p.UnpackedBytes > p.InitSize {
+			t.Fatalf("accepted a size field above init_size: %+v", p)
+		}
+		if p.UnpackedBytes > 1<<20 {
+			return
+		}
+		var w countWriter
+		p, err = UnpackKernel(bytes.NewReader(data), int64(len(data)), &w)
+		if w.n > p.UnpackedBytes {
+			t.Fatalf("wrote %d bytes, more than the size field's %d", w.n, p.UnpackedBytes)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrNotBzImage) {
+				t.Fatalf("UnpackKernel error is not ErrNotBzImage: %v", err)
+			}
+			return
+		}
+		if w.n != p.UnpackedBytes {
+			t.Fatalf("accepted %d bytes unpacked, size field %d", w.n, p.UnpackedBytes)
+		}
+	})
+}
+
+// FuzzCleanCmdline cleans an arbitrary /proc/cmdline: what it keeps are
+// words of the input, never the boot loader's or the crash path's, and
+// splitting is stable across a join.
+func FuzzCleanCmdline(f *testing.F) {
+	f.Add("BOOT_IMAGE=/vmlinuz-6.1.0-28-amd64 root=UUID=1234 ro quiet crashkernel=384M")
+	f.Add(`elfcorehdr=0x7f000000 console=ttyS0 ` + CrashMarker + ` reset_devices irqpoll -- init arg  "two  words"`)
+	f.Add(`dyndbg="file foo.c +p" initrd=\initrd.img -- --`)
+	f.Add("a\"b c\t\n--")
+	f.Fuzz(func(t *testing.T, s string) {
+		in, _ := SplitCmdline(s)
+		words := map[string]bool{}
+		for _, w := range in {
+			words[w] = true
+		}
+		out := CleanCmdline(s)
+		kept, initArgs := SplitCmdline(out)
+		for _, w := range kept {
+			if !words[w] {
+				t.Errorf("CleanCmdline(%q) = %q: word %q is not one of the input's", s, out, w)
+			}
+			if w == CrashMarker {
+				t.Errorf("CleanCmdline(%q) = %q keeps the crash marker", s, out)
+			}
+			if _, drop := droppedKeys[cmdlineKey(w)]; drop {
+				t.Errorf("CleanCmdline(%q) = %q keeps %q", s, out, w)
+			}
+		}
+		if _, want := SplitCmdline(s); initArgs != want {
+			t.Errorf("CleanCmdline(%q) = %q: init arguments %q, want %q", s, out, initArgs, want)
+		}
+		p1, i1 := SplitCmdline(JoinCmdline(in, initArgs))
+		if !slices.Equal(p1, in) || i1 != initArgs {
+			t.Errorf("SplitCmdline(JoinCmdline(SplitCmdline(%q))) = %q %q, want %q %q", s, p1, i1, in, initArgs)
 		}
 	})
 }

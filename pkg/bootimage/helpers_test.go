@@ -31,6 +31,12 @@ const fakeVersion = "6.1.0-test (builder@example) #1 SMP PREEMPT_DYNAMIC"
 // and syssize*16 bytes of protected-mode "code". mutate may change the
 // header before the image is laid out.
 func fakeBzImage(mutate func(h *bzimage.LinuxHeader)) []byte {
+	return fakeBzImageWith(fakePayload, mutate)
+}
+
+// fakeBzImageWith is fakeBzImage with another compressed kernel; syssize
+// grows to hold it.
+func fakeBzImageWith(payload []byte, mutate func(h *bzimage.LinuxHeader)) []byte {
 	var h bzimage.LinuxHeader
 	h.SetupSects = 3
 	h.Bootsectormagic = 0xAA55
@@ -47,9 +53,9 @@ func fakeBzImage(mutate func(h *bzimage.LinuxHeader)) []byte {
 	h.XLoadFlags = 0x7f // KERNEL_64, CAN_BE_LOADED_ABOVE_4G, EFI handovers, ...
 	h.CmdLineSize = MaxCmdline - 1
 	h.PayloadOffset = 0x40
-	h.PayloadSize = 0x100
 	h.InitSize = 0x1000000
-	h.Syssize = 0x40 // 1 KiB of protected-mode code
+	h.Syssize = max(0x40, uint32(0x40+len(payload)+4+15)/16) // at least 1 KiB of protected-mode code
+	h.PayloadSize = uint32(len(payload))
 	if mutate != nil {
 		mutate(&h)
 	}
@@ -69,8 +75,25 @@ func fakeBzImage(mutate func(h *bzimage.LinuxHeader)) []byte {
 	for i := (setup + 1) * 512; i < len(img); i++ {
 		img[i] = byte(i * 7)
 	}
+	if at := (setup+1)*512 + int(h.PayloadOffset); at+len(payload) <= len(img) {
+		copy(img[at:], payload)
+	}
 	return img
 }
+
+// fakeELF is what fakeBzImage's payload unpacks to: the ELF magic and
+// some bytes (UnpackKernel checks only the magic).
+var fakeELF = append([]byte("\x7fELF\x02\x01\x01"), bytes.Repeat([]byte("vmlinux "), 40)...)
+
+// fakePayload is fakeELF gzip-compressed, as arch/x86/boot/compressed
+// leaves a gzip payload: the gzip trailer's ISIZE is the size field.
+var fakePayload = func() []byte {
+	var b bytes.Buffer
+	w, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
+	w.Write(fakeELF)
+	w.Close()
+	return b.Bytes()
+}()
 
 // sampleRecords is a small root file system.
 func sampleRecords() []cpio.Record {

@@ -170,6 +170,13 @@ func vmcoreinfo61(extra ...string) string {
 // from logical position firstLpos on, wrapping like the kernel's data_alloc
 // (a block that would cross the ring's end is stored at its start).
 func fakeVmcore(recs []fakeRec, firstID, firstLpos uint64, prstatus ...fakeNote) []byte {
+	return fakeVmcoreCore(recs, firstID, firstLpos, prstatus...).bytes()
+}
+
+// fakeVmcoreCore is fakeVmcore before it is laid out: notes[len-1] is the
+// VMCOREINFO note, loads[1].data the direct map (descriptors at 0, infos at
+// 0x1000, the text ring at 0x2000).
+func fakeVmcoreCore(recs []fakeRec, firstID, firstLpos uint64, prstatus ...fakeNote) fakeCore {
 	const count, size = 1 << fakeCountBits, 1 << fakeSizeBits
 	text := make([]byte, 0x200)
 	le.PutUint64(text[0x10:], fakeRingVA) // prb = &printk_rb_dynamic
@@ -217,7 +224,7 @@ func fakeVmcore(recs []fakeRec, firstID, firstLpos uint64, prstatus ...fakeNote)
 			{vaddr: fakeTextVA, paddr: fakeTextPA, data: text, memsz: 0x1000},
 			{vaddr: fakeDirectVA, paddr: fakeDirectPA, data: direct},
 		},
-	}.bytes()
+	}
 }
 
 // sysrqCrash is the log of `echo c > /proc/sysrq-trigger` on CPU 1. The

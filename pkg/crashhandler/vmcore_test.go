@@ -403,17 +403,6 @@ func TestCheckMemoryMap(t *testing.T) {
 	}
 }
 
-func FuzzReadEvidence(f *testing.F) {
-	f.Add(sysrqCrashVmcore())
-	f.Add(fakeCore{machine: emX86_64}.bytes())
-	f.Fuzz(func(t *testing.T, b []byte) {
-		ev, err := ReadEvidence(bytes.NewReader(b), EvidenceOptions{})
-		if err == nil && ev == nil {
-			t.Fatal("nil evidence without error")
-		}
-	})
-}
-
 func FuzzParseNotes(f *testing.F) {
 	f.Add([]byte("\x05\x00\x00\x00\x04\x00\x00\x00\x01\x00\x00\x00CORE\x00\x00\x00\x00abcd"))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -30,9 +30,10 @@ type Image struct {
 	Cmdline string
 	// Manifest is the image's manifest (a copy).
 	Manifest *bootimage.Manifest
-	// UnpackedBytes estimates the initrd's size once unpacked into the
-	// rootfs: uncompressed newc pieces and the handoff count as they are,
-	// compressed pieces UnpackedFactor times their size.
+	// UnpackedBytes is the initrd's size once unpacked into the rootfs:
+	// the cpio data of every piece, decompressed (measured once per
+	// piece: bootimage.ScanInitrd under Options.InitrdLimits), and the
+	// handoff piece.
 	UnpackedBytes int64
 	// Report says what building it did; Loaded is always false.
 	Report StageReport
@@ -48,10 +49,6 @@ type Image struct {
 	// Report.Segments with the placement.
 	Segments crashhandler.SegmentsImage
 }
-
-// UnpackedFactor is the expansion Image.UnpackedBytes assumes for a
-// compressed initrd piece (zstd/xz of Go binaries and kernel modules: 3 to 4).
-const UnpackedFactor = 4
 
 // Close releases the initrd memfd.
 func (img *Image) Close() error {
@@ -189,6 +186,27 @@ type buildSpec struct {
 	crashInit Piece
 	// origin is copied into Handoff.Origin.
 	origin *ManifestOrigin
+	// prefetched is StageOptions.Prefetched.
+	prefetched *Prefetch
+}
+
+// withPrefetch is the sync report of a build whose modules pre
+// (StageOptions.Prefetched) read before the build's own sync found them
+// cached: pre's report, plus what the build's sync had to read again
+// (modules evicted in between) and its warnings. Nil pre: sync itself.
+func withPrefetch(pre *Prefetch, sync modcache.SyncReport) modcache.SyncReport {
+	if pre == nil {
+		return sync
+	}
+	out := pre.Sync
+	out.Read = slices.Clone(out.Read)
+	out.Warnings = slices.Clone(out.Warnings)
+	out.Hits = max(out.Hits-sync.Misses, 0)
+	out.Misses += sync.Misses
+	out.BytesRead += sync.BytesRead
+	out.Read = append(out.Read, sync.Read...)
+	out.Warnings = append(out.Warnings, sync.Warnings...)
+	return out
 }
 
 // built is an image build produced: the cached kernel, the new sealed initrd
@@ -220,10 +238,19 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 	}
 	lap(&rep.Durations.Validate)
 
-	if rep.Sync, err = mc.cache.Sync(ctx, m, src); err != nil {
+	if pre := spec.prefetched; pre != nil && pre.Err != nil {
+		rep.Sync, rep.Durations.Sync = pre.Sync, pre.Took
+		return nil, pre.Err
+	}
+	sync, err := mc.cache.Sync(ctx, m, src)
+	rep.Sync = withPrefetch(spec.prefetched, sync)
+	if err != nil {
 		return nil, err
 	}
 	lap(&rep.Durations.Sync)
+	if spec.prefetched != nil {
+		rep.Durations.Sync += spec.prefetched.Took
+	}
 
 	b = &built{}
 	kmod := m.Kernel()
@@ -244,14 +271,14 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 		pieces = append(pieces, e)
 		blobs = append(blobs, e)
 		b.piecesPadded += (e.Size() + 3) &^ 3
-		if spec.crashInit != nil {
-			continue
+		if spec.crashInit != nil || !spec.crash {
+			continue // the crash init piece is measured below; a Stage needs no sizing
 		}
-		if isNewc(e) {
-			b.unpacked += e.Size()
-		} else {
-			b.unpacked += UnpackedFactor * e.Size()
+		n, err := mc.unpackedBytes(mod, e)
+		if err != nil {
+			return nil, err
 		}
+		b.unpacked += n
 	}
 	if spec.segments {
 		if b.seg, err = mc.prepareSegments(ctx, m, kmod, b.kernel, spec); err != nil {
@@ -324,12 +351,21 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 	return b, nil
 }
 
-// isNewc reports whether a piece starts with a newc cpio magic (an
-// uncompressed archive).
-func isNewc(p Piece) bool {
-	var b [6]byte
-	if n, _ := p.ReadAt(b[:], 0); n < len(b) {
-		return false
+// unpackedBytes returns what the initrd piece mod (cached as e) unpacks
+// to, the real size the crash path's sizing needs: bootimage.ScanInitrd
+// under Options.InitrdLimits, once per digest for the Machine's life (the
+// piece's decompression costs seconds under emulation). mc.mu is held.
+func (mc *Machine) unpackedBytes(mod bootimage.Module, e *modcache.Entry) (int64, error) {
+	if n, ok := mc.unpacked[e.Digest()]; ok {
+		return n, nil
 	}
-	return string(b[:]) == "070701" || string(b[:]) == "070702"
+	info, err := bootimage.ScanInitrd(e, e.Size(), mc.opts.InitrdLimits)
+	if err != nil {
+		return 0, fmt.Errorf("initrd piece %q: %w", mod.Name, err)
+	}
+	if mc.unpacked == nil {
+		mc.unpacked = make(map[string]int64)
+	}
+	mc.unpacked[e.Digest()] = info.UnpackedBytes
+	return info.UnpackedBytes, nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"debug/elf"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -18,8 +17,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/u-root/u-root/pkg/boot/bzimage"
 
 	"github.com/fastreboot/fastreboot/internal/atomicfile"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
@@ -65,13 +62,22 @@ func kernelELFName(kernelSHA256 string) string { return "kernel-elf:" + kernelSH
 // that stages with LoadSegments must be created with it as its Check:
 // bootimage.CheckModule rejects the decompressed kernel's role.
 func CheckModule(m bootimage.Module, r io.ReaderAt) error {
-	if m.Role != RoleKernelELF {
-		return bootimage.CheckModule(m, r)
+	return CheckModuleLimits(bootimage.InitrdLimits{})(m, r)
+}
+
+// CheckModuleLimits returns CheckModule with lim as the initrd limits
+// (bootimage.CheckModuleLimits).
+func CheckModuleLimits(lim bootimage.InitrdLimits) func(m bootimage.Module, r io.ReaderAt) error {
+	check := bootimage.CheckModuleLimits(lim)
+	return func(m bootimage.Module, r io.ReaderAt) error {
+		if m.Role != RoleKernelELF {
+			return check(m, r)
+		}
+		if err := CheckKernelELF(r, m.Size); err != nil {
+			return fmt.Errorf("module %q: %w", m.Name, err)
+		}
+		return nil
 	}
-	if err := CheckKernelELF(r, m.Size); err != nil {
-		return fmt.Errorf("module %q: %w", m.Name, err)
-	}
-	return nil
 }
 
 // CheckKernelELF checks that r holds an x86-64 executable ELF with at least
@@ -129,51 +135,22 @@ func readKernelELF(r io.ReaderAt, size int64) (*kernelImage, error) {
 	return k, nil
 }
 
-// decompressKernel returns the ELF inside a bzImage, decompressed by
-// u-root's bzimage package (gzip, xz, lzma, zstd, bzip2, lz4).
+// decompressKernel returns the ELF inside a bzImage (bootimage.UnpackKernel:
+// gzip, xz, lzma, zstd, bzip2, lz4). Memory is bounded by the header: the
+// output buffer is the size the payload records, which may not exceed
+// init_size, and decompression stops there; a payload that unpacks to
+// more, or to anything but that size, is refused (a forged 1.5 MB bzImage
+// once took 4.2 GB here).
 func decompressKernel(r io.ReaderAt, size int64) ([]byte, error) {
-	b := make([]byte, size)
-	if _, err := io.ReadFull(io.NewSectionReader(r, 0, size), b); err != nil {
-		return nil, fmt.Errorf("reading the bzImage: %w", err)
-	}
-	clearCertificateTable(b)
-	var bz bzimage.BzImage
-	if err := bz.UnmarshalBinary(b); err != nil {
+	p, err := bootimage.FindKernelPayload(r, size)
+	if err != nil {
 		return nil, fmt.Errorf("decompressing the bzImage: %w", err)
 	}
-	return bz.KernelCode, nil
-}
-
-// clearCertificateTable zeroes the PE certificate table entry of a signed
-// bzImage (an EFI stub kernel) in b. bzimage.UnmarshalBinary ignores the
-// signature but, finding one, prints a warning through the standard
-// logger; a library must not print. The digest of the bzImage itself was
-// checked against the manifest before. Offsets: the PE/COFF optional
-// header's data directory 4 (Microsoft PE format, "Optional Header Data
-// Directories").
-func clearCertificateTable(b []byte) {
-	le := binary.LittleEndian
-	if len(b) < 0x40 || string(b[:2]) != "MZ" {
-		return
+	buf := bytes.NewBuffer(make([]byte, 0, p.UnpackedBytes))
+	if _, err := bootimage.UnpackKernel(r, size, buf); err != nil {
+		return nil, fmt.Errorf("decompressing the bzImage: %w", err)
 	}
-	pe := int64(le.Uint32(b[0x3c:]))
-	if pe+26 > int64(len(b)) || string(b[pe:pe+4]) != "PE\x00\x00" {
-		return
-	}
-	opt := pe + 24
-	end := opt + int64(le.Uint16(b[pe+20:]))
-	var dir int64
-	switch le.Uint16(b[opt:]) {
-	case 0x10b: // PE32
-		dir = opt + 128
-	case 0x20b: // PE32+
-		dir = opt + 144
-	default:
-		return
-	}
-	if dir+8 <= end && dir+8 <= int64(len(b)) {
-		clear(b[dir : dir+8])
-	}
+	return buf.Bytes(), nil
 }
 
 // kernelELFIndex is the content of KernelELFIndexFile.
@@ -237,7 +214,7 @@ func recordKernelELFs(dir string, recs ...KernelELF) error {
 // writeFileAtomic writes dir/name mode 0600 (atomicfile.WriteFile),
 // creating dir if needed.
 func writeFileAtomic(dir, name string, data []byte) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := atomicfile.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	return atomicfile.WriteFile(filepath.Join(dir, name), data, 0o600)

@@ -276,25 +276,6 @@ func TestDecompressKernel(t *testing.T) {
 	}
 }
 
-func TestClearCertificateTable(t *testing.T) {
-	le := binary.LittleEndian
-	b := make([]byte, 0x400)
-	copy(b, "MZ")
-	le.PutUint32(b[0x3c:], 0x80)
-	copy(b[0x80:], "PE\x00\x00")
-	le.PutUint16(b[0x80+20:], 240) // SizeOfOptionalHeader of PE32+
-	opt := 0x80 + 24
-	le.PutUint16(b[opt:], 0x20b)
-	le.PutUint64(b[opt+144:], 0xdeadbeef00001000) // certificate table
-	le.PutUint64(b[opt+136:], 0x1234)             // the directory before it stays
-	clearCertificateTable(b)
-	if le.Uint64(b[opt+144:]) != 0 || le.Uint64(b[opt+136:]) != 0x1234 {
-		t.Errorf("certificate table %#x, previous directory %#x; want 0 and 0x1234", le.Uint64(b[opt+144:]), le.Uint64(b[opt+136:]))
-	}
-	short := []byte("MZ")
-	clearCertificateTable(short) // must not panic
-}
-
 func TestCheckKernelELF(t *testing.T) {
 	kernel := testimage.Kernel(testimage.KernelOptions{})
 	elfBytes, err := decompressKernel(bytes.NewReader(kernel), int64(len(kernel)))

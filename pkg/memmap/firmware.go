@@ -198,9 +198,13 @@ func (m Map) merged() []Entry {
 // shell or GRUB would need the $ escaped. It returns nil for a map without
 // RAM (exactmap without RAM would leave the kernel nothing).
 //
-// KASLR's decompressor avoids at most 4 non-RAM memmap= regions; with more
-// it stops randomising the kernel's physical address
-// (arch/x86/boot/compressed/kaslr.c), which is harmless here.
+// KASLR's decompressor keeps the kernel off only the first 4 memmap=
+// regions with a non-zero start (RAM words included); given as separate
+// words, as here, later ones are not avoided and randomisation goes on
+// (arch/x86/boot/compressed/kaslr.c mem_avoid_memmap). The ranges these
+// words describe are the firmware's, which KASLR picks from anyway; a
+// region another memmap=$ word keeps above 16 MiB may be hit
+// (docs/kernel-facts.md).
 func (m Map) CmdlineWords() []string {
 	if m.RAMBytes() == 0 {
 		return nil

@@ -33,8 +33,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
-	"github.com/fastreboot/fastreboot/pkg/fastreboot"
-	"github.com/fastreboot/fastreboot/pkg/modcache"
+	"github.com/fastreboot/fastreboot/internal/cli"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
 )
@@ -224,7 +223,7 @@ func once(g *scenario.Guest, m method, running, to string) (*sample, error) {
 	}
 	smp.DiskRead = after - before
 	if m.fastreboot {
-		var rep fastreboot.StageReport
+		var rep cli.StageV1
 		if err := scenario.DecodeJSON(out, &rep); err != nil {
 			return nil, err
 		}
@@ -239,11 +238,7 @@ func once(g *scenario.Guest, m method, running, to string) (*sample, error) {
 	}
 	smp.ToKernel, smp.KernelToUser, smp.Downtime, smp.CPUs, smp.LineLost = r.ToKernel(), r.KernelToUser(), r.Downtime(), r.Boot.CPUs, r.LineLost
 	if m.fastreboot {
-		var st struct {
-			Agent *struct {
-				Cache modcache.Stats `json:"cache"`
-			} `json:"agent"`
-		}
+		var st cli.StatusV1
 		if err := g.FastrebootJSON("status", &st); err != nil {
 			return nil, err
 		}
@@ -257,13 +252,11 @@ func once(g *scenario.Guest, m method, running, to string) (*sample, error) {
 func settle(g *scenario.Guest) error {
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		var st struct {
-			Agent *agent.Info `json:"agent"`
-		}
+		var st cli.StatusV1
 		if err := g.FastrebootJSON("status", &st); err != nil {
 			return err
 		}
-		if st.Agent == nil || st.Agent.KernelELF == nil || st.Agent.KernelELF.State != agent.KernelELFPreparing {
+		if st.Agent == nil || st.Agent.KernelELF == nil || st.Agent.KernelELF.State != string(agent.KernelELFPreparing) {
 			return nil
 		}
 		if time.Now().After(deadline) {

@@ -49,7 +49,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
-	"github.com/fastreboot/fastreboot/pkg/crashpath"
+	"github.com/fastreboot/fastreboot/internal/cli"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
@@ -288,7 +288,7 @@ func (b *bench) once(n string) (*sample, error) {
 	switch m.shape {
 	case shapeDirect, shapeTwoStage:
 		cmd := fmt.Sprintf("crash arm --mode %s --load %s", m.mode, m.load)
-		var rep crashpath.ArmReport
+		var rep cli.CrashArmV1
 		if err := g.FastrebootJSON(cmd+" "+manifest, &rep); err != nil {
 			return nil, fmt.Errorf("fastreboot %s: %w", cmd, err)
 		}
@@ -366,7 +366,7 @@ func (b *bench) once(n string) (*sample, error) {
 func waitArmed(g *scenario.Guest) error {
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		var st crashpath.StatusReport
+		var st cli.CrashStatusV1
 		if err := g.FastrebootJSON("crash status", &st); err != nil {
 			return err
 		}
@@ -374,7 +374,7 @@ func waitArmed(g *scenario.Guest) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the start-up re-arm reported success but `crash status` says not armed after 5 minutes: %+v", st.StatusReport)
+			return fmt.Errorf("the start-up re-arm reported success but `crash status` says not armed after 5 minutes: %+v", st.CrashStatusReportV1)
 		}
 		time.Sleep(2 * time.Second)
 	}
@@ -391,11 +391,11 @@ func waitArmed(g *scenario.Guest) error {
 // through its firmware; so does the anchor.
 func (b *bench) coldBoot() error {
 	g, vm := b.g, b.g.VM
-	var st crashpath.StatusReport
+	var st cli.CrashStatusV1
 	if err := g.FastrebootJSON("crash status", &st); err != nil {
 		return err
 	}
-	if st.Reason == fastreboot.ReasonCold {
+	if st.Reason == string(fastreboot.ReasonCold) {
 		return nil
 	}
 	fmt.Fprintf(os.Stderr, "crashbench: generation %d (%s): %s; rebooting through the firmware before kdump (unmeasured)\n",
@@ -491,13 +491,11 @@ func kdumpCmdline(production string) string {
 func settle(g *scenario.Guest) error {
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		var st struct {
-			Agent *agent.Info `json:"agent"`
-		}
+		var st cli.StatusV1
 		if err := g.FastrebootJSON("status", &st); err != nil {
 			return err
 		}
-		if st.Agent == nil || st.Agent.KernelELF == nil || st.Agent.KernelELF.State != agent.KernelELFPreparing {
+		if st.Agent == nil || st.Agent.KernelELF == nil || st.Agent.KernelELF.State != string(agent.KernelELFPreparing) {
 			return nil
 		}
 		if time.Now().After(deadline) {

@@ -21,8 +21,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/fastreboot/fastreboot/pkg/fastreboot"
-	"github.com/fastreboot/fastreboot/pkg/modcache"
+	"github.com/fastreboot/fastreboot/internal/cli"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
 )
@@ -163,7 +162,7 @@ func run(ctx context.Context, w io.Writer, echo, keep bool) (*result, error) {
 		return nil, err
 	}
 	done = progress(w, "filling the module cache from the disk (manifest v1)")
-	var sync modcache.SyncReport
+	var sync cli.CacheSyncV1
 	if err := g.FastrebootJSON("cache sync "+scenario.MountPoint+"/"+scenario.ManifestV1, &sync); err != nil {
 		return nil, err
 	}
@@ -186,7 +185,7 @@ func run(ctx context.Context, w io.Writer, echo, keep bool) (*result, error) {
 			return nil, err
 		}
 		done = progress(w, "generation %d: fastreboot %s (read what changed, build the image in RAM, load it)", prev.Gen, step.args)
-		var rep fastreboot.StageReport
+		var rep cli.StageV1
 		if err := g.FastrebootJSON(step.args, &rep); err != nil {
 			return nil, err
 		}
@@ -220,13 +219,7 @@ func run(ctx context.Context, w io.Writer, echo, keep bool) (*result, error) {
 		done(fmt.Sprintf("generation %d up: reboot request -> kernel %.1fs -> userspace %.1fs (downtime %.1fs)%s, CPUs %s, release %s",
 			step.gen, r.ToKernel().Seconds(), r.KernelToUser().Seconds(), r.Downtime().Seconds(), lost, r.Boot.CPUs, r.Boot.Release))
 
-		var st struct {
-			Generation int               `json:"generation"`
-			Reason     fastreboot.Reason `json:"reason"`
-			Agent      *struct {
-				Cache modcache.Stats `json:"cache"`
-			} `json:"agent"`
-		}
+		var st cli.StatusV1
 		if err := g.FastrebootJSON("status", &st); err != nil {
 			return nil, err
 		}
