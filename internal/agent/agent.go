@@ -687,7 +687,10 @@ func (a *Agent) setCurrentOrigin(o *fastreboot.ManifestOrigin) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.currentOrigin, a.currentSignedBy, a.currentTrustErr = o, "", nil
-	if a.current == nil || o == nil {
+	if a.current == nil {
+		return // a cold boot before its first sync: nothing runs that a manifest names
+	}
+	if o == nil {
 		if a.opts.Trust != nil {
 			a.currentTrustErr = fmt.Errorf("%w (trust root %s)", manifestsig.ErrUnsigned, a.opts.Trust.Path)
 		}
