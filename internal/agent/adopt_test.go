@@ -39,6 +39,10 @@ func carriedRoot(t *testing.T, root, path string, m *bootimage.Manifest, tamper 
 			t.Fatal(err)
 		}
 		b[len(b)/2] ^= 0x20
+		// The handoff's modules are unpacked read-only (0400).
+		if err := os.Chmod(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			t.Fatal(err)
 		}

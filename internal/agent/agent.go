@@ -186,6 +186,11 @@ type Options struct {
 	// (carried by the handoff) verifies; Resume adopts carried modules
 	// only under such a signature. Nil: manifests need no signature.
 	Trust *manifestsig.TrustRoot
+	// Storage returns the storage the modules of a manifest are read
+	// from: dir is the manifest file's directory, or "/" for an inline
+	// manifest (whose sources are absolute). Nil means
+	// modcache.DirSource(dir). Tests inject sources that block.
+	Storage func(dir string) modcache.Source
 }
 
 // Agent owns a module cache and stages images from it.
@@ -201,10 +206,15 @@ type Agent struct {
 	mc *fastreboot.Machine
 
 	// op makes the requests that use or change the cache's content run
-	// one at a time: Sync, Stage, Verify, Evict, and a crash arm or
-	// estimate from its build until crashhandler has loaded the image (the
-	// load is outside the Machine, and an Evict meanwhile would drop the
-	// modules the built image reads). Taken before elfMu.
+	// one at a time: Stage, Verify, Evict, and a crash arm or estimate
+	// from its build until crashhandler has loaded the image (the load is
+	// outside the Machine, and an Evict meanwhile would drop the modules
+	// the built image reads). Taken before elfMu. It is never held across
+	// storage I/O: the modules a request names are read into the cache
+	// before it is taken (Machine.Prefetch; Sync and restoreCarried only
+	// do that and take no lock), and under it nothing is read
+	// (evictedMeanwhile), so that a source that blocks (a FIFO, a hung
+	// server) wedges only its own request.
 	op sync.Mutex
 	// elfMu is held while the decompressed kernel is derived in the
 	// background (PrepareKernelELF): Evict waits for it, as it could drop
@@ -401,8 +411,8 @@ func (a *Agent) VerifyCarried(ctx context.Context) bool {
 // failed and is worth trying again (the storage may not be mounted yet this
 // early in the boot).
 func (a *Agent) restoreCarried(ctx context.Context) bool {
-	a.op.Lock()
-	defer a.op.Unlock()
+	// No lock: the cache is safe for concurrent use, and storage may
+	// block (see op).
 	failures := a.cache.Stats().Adoption.Failures
 	a.mu.Lock()
 	m, origin := a.current, a.currentOrigin
@@ -442,7 +452,7 @@ func (a *Agent) reread(ctx context.Context, m *bootimage.Manifest, origin *fastr
 			}
 		}
 	}
-	rep, err := a.cache.Sync(ctx, m, modcache.DirSource(dir))
+	rep, err := a.cache.Sync(ctx, m, a.storage(dir))
 	if err != nil {
 		return fmt.Sprintf("waiting for the storage (%s) to read the dropped modules again, retrying: %v", dir, err), true
 	}
@@ -489,10 +499,10 @@ func (a *Agent) Info(ctx context.Context) (*Info, error) {
 	return in, nil
 }
 
-// Sync implements Service.
+// Sync implements Service. It takes no lock: the cache is safe for
+// concurrent use, and reading storage under a lock would let one blocked
+// source wedge every other request.
 func (a *Agent) Sync(ctx context.Context, req SyncRequest) (*modcache.SyncReport, error) {
-	a.op.Lock()
-	defer a.op.Unlock()
 	m, src, origin, err := a.resolve(req.Manifest, req.Inline)
 	if err != nil {
 		return nil, err
@@ -517,8 +527,6 @@ func (a *Agent) Sync(ctx context.Context, req SyncRequest) (*modcache.SyncReport
 
 // Stage implements Service.
 func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageReport, error) {
-	a.op.Lock()
-	defer a.op.Unlock()
 	reason := req.Reason
 	if reason == "" {
 		reason = fastreboot.ReasonUpdate
@@ -542,8 +550,16 @@ func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageR
 			return nil, fmt.Errorf("stage: %w", err)
 		}
 	}
+	var pre *fastreboot.Prefetch
+	if !req.Current {
+		// Stage reports the prefetch's error, if any, as its own.
+		pre, _ = a.mc.Prefetch(ctx, m, src)
+		src = evictedMeanwhile{}
+	}
+	a.op.Lock()
+	defer a.op.Unlock()
 	so := a.stageOptions(reason)
-	so.DryRun, so.Load, so.Origin, so.Hashed = req.DryRun, req.Load, origin, req.Hashed
+	so.DryRun, so.Load, so.Origin, so.Hashed, so.Prefetched = req.DryRun, req.Load, origin, req.Hashed, pre
 	if req.NoCarry {
 		so.Carry = fastreboot.CarryNone
 	}
@@ -630,7 +646,7 @@ func (a *Agent) resolve(path string, inline *bootimage.Manifest) (*bootimage.Man
 				return nil, nil, nil, fmt.Errorf("inline manifest: module %s: source %q is not absolute", mod.Name, mod.Source)
 			}
 		}
-		return inline, modcache.DirSource("/"), nil, nil
+		return inline, a.storage("/"), nil, nil
 	case path != "":
 		signed, err := manifestsig.ReadSigned(path)
 		if err != nil && trust == nil && errors.Is(err, manifestsig.ErrMalformed) {
@@ -642,7 +658,7 @@ func (a *Agent) resolve(path string, inline *bootimage.Manifest) (*bootimage.Man
 			if err != nil {
 				return nil, nil, nil, err
 			}
-			return m, modcache.DirSource(filepath.Dir(path)), &fastreboot.ManifestOrigin{Path: path}, nil
+			return m, a.storage(filepath.Dir(path)), &fastreboot.ManifestOrigin{Path: path}, nil
 		}
 		if err != nil {
 			return nil, nil, nil, err
@@ -660,7 +676,7 @@ func (a *Agent) resolve(path string, inline *bootimage.Manifest) (*bootimage.Man
 		if signed.Signature != nil {
 			origin.Signed = signed
 		}
-		return m, modcache.DirSource(filepath.Dir(path)), origin, nil
+		return m, a.storage(filepath.Dir(path)), origin, nil
 	}
 	return nil, nil, nil, errors.New("no manifest given")
 }
@@ -671,7 +687,10 @@ func (a *Agent) setCurrentOrigin(o *fastreboot.ManifestOrigin) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.currentOrigin, a.currentSignedBy, a.currentTrustErr = o, "", nil
-	if a.current == nil || o == nil {
+	if a.current == nil {
+		return // a cold boot before its first sync: nothing runs that a manifest names
+	}
+	if o == nil {
 		if a.opts.Trust != nil {
 			a.currentTrustErr = fmt.Errorf("%w (trust root %s)", manifestsig.ErrUnsigned, a.opts.Trust.Path)
 		}
@@ -712,4 +731,23 @@ type noStorage struct{}
 
 func (noStorage) Open(_ context.Context, m bootimage.Module) (io.ReadCloser, error) {
 	return nil, fmt.Errorf("module %s (sha256 %s): %w", m.Name, m.SHA256, ErrNoStorage)
+}
+
+// storage is the Source of the modules of a manifest in dir
+// (Options.Storage).
+func (a *Agent) storage(dir string) modcache.Source {
+	if a.opts.Storage != nil {
+		return a.opts.Storage(dir)
+	}
+	return modcache.DirSource(dir)
+}
+
+// evictedMeanwhile is the Source of a stage or crash build whose modules
+// were read before the operation lock (Machine.Prefetch): under the lock
+// nothing is read from storage, so a module missing then was evicted by a
+// request that ran in between.
+type evictedMeanwhile struct{}
+
+func (evictedMeanwhile) Open(_ context.Context, m bootimage.Module) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("module %s (sha256 %s) was read into the cache, then evicted by a concurrent request before this one could use it: try again", m.Name, m.SHA256)
 }

@@ -264,7 +264,7 @@ func TestServeSocket(t *testing.T) {
 		b, _ := newAgent(t, agent.Options{})
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		err := agent.Serve(ctx, b, sock)
+		err := agent.Serve(ctx, b, sock, agent.ServeOptions{})
 		if err == nil || !strings.Contains(err.Error(), "another daemon is listening") {
 			t.Errorf("second Serve = %v", err)
 		}
@@ -313,7 +313,7 @@ func TestServeSocket(t *testing.T) {
 		a, _ := newAgent(t, agent.Options{})
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		if err := agent.Serve(ctx, a, sock); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		if err := agent.Serve(ctx, a, sock, agent.ServeOptions{}); err == nil || !strings.Contains(err.Error(), "not a socket") {
 			t.Errorf("Serve over a regular file = %v", err)
 		}
 		if _, err := os.Stat(sock); err != nil {

@@ -53,8 +53,10 @@ func crashConfig(opts Options) crashpath.Config {
 // target resolves a request's manifest file or inline manifest (checking
 // its signature under a trust root); neither is the running image, served
 // from the cache alone (under a trust root, only if its manifest's carried
-// signature verified).
-func (a *Agent) target(path string, inline *bootimage.Manifest) (crashpath.Target, error) {
+// signature verified). A manifest's modules are read into the cache here
+// (Machine.Prefetch), before the crash path takes the operation lock,
+// under which the target reads nothing.
+func (a *Agent) target(ctx context.Context, path string, inline *bootimage.Manifest) (crashpath.Target, error) {
 	if path == "" && inline == nil {
 		_, origin, err := a.runningImage()
 		if err != nil && a.opts.Trust != nil {
@@ -65,12 +67,18 @@ func (a *Agent) target(path string, inline *bootimage.Manifest) (crashpath.Targe
 		return crashpath.Target{Source: noStorage{}, Origin: origin}, nil
 	}
 	m, src, origin, err := a.resolve(path, inline)
-	return crashpath.Target{Manifest: m, Source: src, Label: path, Origin: origin}, err
+	if err != nil {
+		return crashpath.Target{}, err
+	}
+	if _, err := a.mc.Prefetch(ctx, m, src); err != nil {
+		return crashpath.Target{}, err
+	}
+	return crashpath.Target{Manifest: m, Source: evictedMeanwhile{}, Label: path, Origin: origin}, nil
 }
 
 // CrashArm implements Service (crashpath.Path.Arm).
 func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*crashpath.ArmReport, error) {
-	t, err := a.target(req.Manifest, req.Inline)
+	t, err := a.target(ctx, req.Manifest, req.Inline)
 	if err != nil {
 		return nil, fmt.Errorf("crash arm: %w", err)
 	}
@@ -82,7 +90,7 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*crashpath.A
 
 // CrashEstimate implements Service (crashpath.Path.Estimate).
 func (a *Agent) CrashEstimate(ctx context.Context, req CrashEstimateRequest) (*crashpath.EstimateReport, error) {
-	t, err := a.target(req.Manifest, req.Inline)
+	t, err := a.target(ctx, req.Manifest, req.Inline)
 	if err != nil {
 		return nil, fmt.Errorf("crash estimate: %w", err)
 	}
@@ -117,11 +125,11 @@ const (
 	pathCrashEstimate = "/v1/crash/estimate"
 )
 
-func crashRoutes(mux *http.ServeMux, s Service) {
-	mux.Handle("POST "+pathCrashArm, handle(s.CrashArm))
-	mux.Handle("POST "+pathCrashDisarm, handle(func(ctx context.Context, _ empty) (*crashpath.StatusReport, error) { return s.CrashDisarm(ctx) }))
-	mux.Handle("POST "+pathCrashStatus, handle(func(ctx context.Context, _ empty) (*crashpath.StatusReport, error) { return s.CrashStatus(ctx) }))
-	mux.Handle("POST "+pathCrashEstimate, handle(s.CrashEstimate))
+func crashRoutes(mux *http.ServeMux, s Service, lim limits) {
+	mux.Handle("POST "+pathCrashArm, handle(lim, s.CrashArm))
+	mux.Handle("POST "+pathCrashDisarm, handle(lim, func(ctx context.Context, _ empty) (*crashpath.StatusReport, error) { return s.CrashDisarm(ctx) }))
+	mux.Handle("POST "+pathCrashStatus, handle(lim, func(ctx context.Context, _ empty) (*crashpath.StatusReport, error) { return s.CrashStatus(ctx) }))
+	mux.Handle("POST "+pathCrashEstimate, handle(lim, s.CrashEstimate))
 }
 
 // CrashArm implements Service.

@@ -20,8 +20,12 @@ import (
 // ErrorKinds names this package's own sentinel errors for the registry.
 func ErrorKinds() map[string]error {
 	return map[string]error{
-		"agent.no_storage": ErrNoStorage,
-		"agent.no_daemon":  ErrNoDaemon,
+		"agent.no_storage":        ErrNoStorage,
+		"agent.no_daemon":         ErrNoDaemon,
+		"agent.not_authorized":    ErrNotAuthorized,
+		"agent.request_too_large": ErrRequestTooLarge,
+		"agent.request_timeout":   ErrRequestTimeout,
+		"agent.client_timeout":    ErrClientTimeout,
 	}
 }
 

@@ -135,7 +135,7 @@ func serveAt(t *testing.T, a *agent.Agent, sock string) func() error {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- agent.Serve(ctx, a, sock) }()
+	go func() { done <- agent.Serve(ctx, a, sock, agent.ServeOptions{}) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		select {

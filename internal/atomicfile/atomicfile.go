@@ -17,7 +17,8 @@ import (
 // WriteFile replaces path with data, mode perm: it writes a temporary file
 // in path's directory, syncs it, sets perm (the umask does not apply),
 // renames it over path and syncs the directory so the rename itself is on
-// disk. The directory must exist. On error path is unchanged and the
+// disk. The directory must exist. A symlink at path is replaced, never
+// followed: its target is untouched. On error path is unchanged and the
 // temporary file is gone.
 func WriteFile(path string, data []byte, perm fs.FileMode) error {
 	return WriteFrom(path, perm, func(w io.Writer) error {
@@ -61,8 +62,37 @@ func WriteFrom(path string, perm fs.FileMode, fill func(io.Writer) error) (err e
 	return syncDir(dir)
 }
 
-// syncDir fsyncs dir, making a rename in it durable.
-func syncDir(dir string) error {
+// MkdirAll is os.MkdirAll(dir, perm) that also makes the directories it
+// creates durable: it fsyncs the parent of each one (a new directory's
+// entry is in its parent, which must reach the disk too, or a crash can
+// lose the directory with the files written in it).
+func MkdirAll(dir string, perm fs.FileMode) error {
+	dir = filepath.Clean(dir)
+	var created []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil {
+			break
+		}
+		created = append(created, d)
+		if parent := filepath.Dir(d); parent == d {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, perm); err != nil {
+		return err
+	}
+	for _, d := range created {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return fmt.Errorf("making %s durable: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// syncDir fsyncs dir, making a rename in it durable; tests replace it.
+var syncDir = fsyncDir
+
+func fsyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -60,6 +61,64 @@ func TestWriteFileErrors(t *testing.T) {
 	ents, _ := os.ReadDir(dir)
 	if len(ents) != 1 {
 		t.Errorf("directory holds %d entries after a failed write, want 1", len(ents))
+	}
+}
+
+// recordSyncs replaces syncDir for the test and returns the directories
+// synced.
+func recordSyncs(t *testing.T) *[]string {
+	var synced []string
+	old := syncDir
+	syncDir = func(dir string) error {
+		synced = append(synced, dir)
+		return old(dir)
+	}
+	t.Cleanup(func() { syncDir = old })
+	return &synced
+}
+
+// TestDurable: a write syncs its directory (the rename), MkdirAll the
+// parent of every directory it creates.
+func TestDurable(t *testing.T) {
+	synced := recordSyncs(t)
+	root := t.TempDir()
+	deep := filepath.Join(root, "a", "b")
+	if err := MkdirAll(deep, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(filepath.Join(deep, "f"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(root, "a"), root, deep}
+	if !slices.Equal(*synced, want) {
+		t.Errorf("synced %q, want %q", *synced, want)
+	}
+	*synced = nil
+	if err := MkdirAll(deep, 0o700); err != nil || len(*synced) != 0 {
+		t.Errorf("MkdirAll of an existing directory: %v, synced %q", err, *synced)
+	}
+}
+
+// TestWriteFileReplacesSymlink: a symlink at the path is replaced, its
+// target neither followed nor truncated.
+func TestWriteFileReplacesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	if err := os.WriteFile(target, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "link")
+	if err := os.Symlink(target, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(p, []byte("new"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "keep" {
+		t.Errorf("target = %q, want untouched", b)
+	}
+	if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("path after WriteFile: %v, %v; want a regular file", fi, err)
 	}
 }
 

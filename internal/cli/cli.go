@@ -89,10 +89,12 @@ Commands:
   crash last [--save DIR] [--json] the evidence of the last crash (log, reason, CPU)
   crash recover [--evidence-dir D] in a crash kernel: keep the evidence; two-stage:
                                    restage production and kexec into it
-  daemon                           hold the cache for this generation: adopt it
-                                   from the handoff (verified in the background at
-                                   low priority, and before any use) and serve the
-                                   other commands
+  daemon [--group G]               hold the cache for this generation: adopt it
+        [--request-timeout D]      from the handoff (verified in the background at
+        [--max-request-bytes N]    low priority, and before any use) and serve the
+                                   other commands, to root and the members of
+                                   --group G (SO_PEERCRED), each request bounded
+                                   in time and size
   key gen -o PREFIX                make an ed25519 key pair: PREFIX.key (0600), PREFIX.pub
   key sign -k KEY MANIFEST         write MANIFEST.sig, a signature over the manifest's
                                    exact bytes (which name every module by SHA-256)
@@ -131,6 +133,7 @@ func globalFlags(e *env) (*flag.FlagSet, *bool) {
 	fs.StringVar(&e.root, "root", "/", "the directory holding proc/, sys/ and the handoff (for tests)")
 	fs.StringVar(&e.trust, "trust", "", "the trust root: a public key file or a directory of *.pub files; with one, only manifests one of its keys signed are staged, synced or armed (default "+manifestsig.DefaultTrustRoot+" under --root when it exists)")
 	fs.BoolVar(&e.noDaemon, "no-daemon", false, "do not use the daemon: stage and cache commands work on a cache of this process only")
+	fs.DurationVar(&e.timeout, "timeout", agent.DefaultClientTimeout, "how long to wait for the daemon's answer to one request (the daemon gives up on its own after its --request-timeout)")
 	fs.Var(ratioFlag{&e.cfg.machine.InitrdLimits.MaxRatio}, "initrd-max-ratio", fmt.Sprintf("`N`: a compressed initrd piece may unpack to N times its size, or %s if more (default %d; -1: no limit); the daemon keeps the limits it was started with",
 		memmap.FormatSize(bootimage.InitrdRatioFloor), bootimage.DefaultInitrdMaxRatio))
 	fs.Var(sizeFlag{&e.cfg.machine.InitrdLimits.MaxUnpacked}, "initrd-max-unpacked", fmt.Sprintf("`SIZE` (e.g. 2G): what one initrd module's pieces may unpack to together (default %s; -1: no limit)",
@@ -197,6 +200,7 @@ type env struct {
 	stateDir       string
 	root           string
 	noDaemon       bool
+	timeout        time.Duration
 	trust          string
 	log            *slog.Logger
 	cfg            config
@@ -434,7 +438,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 // runs (or --no-daemon). The second result closes what was opened.
 func (e *env) service(ctx context.Context) (agent.Service, func(), error) {
 	if !e.noDaemon {
-		c, err := agent.Dial(e.socket)
+		c, err := e.dial()
 		if err == nil {
 			return c, func() {}, nil
 		}
@@ -452,6 +456,11 @@ func (e *env) service(ctx context.Context) (agent.Service, func(), error) {
 		return nil, nil, err
 	}
 	return a, func() { a.Close() }, nil
+}
+
+// dial connects to the daemon with the --timeout of every request.
+func (e *env) dial() (*agent.Client, error) {
+	return agent.DialWith(e.socket, agent.ClientOptions{Timeout: e.timeout})
 }
 
 func printJSON(w io.Writer, v any) error {

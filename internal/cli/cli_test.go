@@ -201,9 +201,42 @@ func TestManifestCreate(t *testing.T) {
 		}
 	})
 
+	// -o replaces a symlink there; its target is neither followed nor
+	// truncated.
+	t.Run("symlink at -o", func(t *testing.T) {
+		h := newHarness(t)
+		d := t.TempDir()
+		target := filepath.Join(d, "precious")
+		if err := os.WriteFile(target, []byte("keep me\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(d, "m.json")
+		if err := os.Symlink(target, out); err != nil {
+			t.Fatal(err)
+		}
+		r := h.run(append([]string{"manifest", "create", "--cmdline", im.Cmdline, "-o", out}, files...)...)
+		if r.code != ExitOK {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		if b, err := os.ReadFile(target); err != nil || string(b) != "keep me\n" {
+			t.Errorf("symlink target after manifest create -o: %q, %v; want it untouched", b, err)
+		}
+		fi, err := os.Lstat(out)
+		if err != nil || !fi.Mode().IsRegular() {
+			t.Fatalf("-o after manifest create: %v, %v; want a regular file", fi, err)
+		}
+		if _, err := bootimage.Load(out); err != nil {
+			t.Errorf("the manifest written: %v", err)
+		}
+	})
+
 	t.Run("bad input", func(t *testing.T) {
 		notKernel := filepath.Join(t.TempDir(), "notakernel")
 		if err := os.WriteFile(notKernel, []byte("MZ not a bzImage at all"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		corrupt := filepath.Join(t.TempDir(), "vmlinuz-corrupt")
+		if err := os.WriteFile(corrupt, testimage.CorruptPayload(testimage.Kernel(testimage.KernelOptions{PayloadBytes: 20000})), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		for _, tc := range []struct {
@@ -212,6 +245,7 @@ func TestManifestCreate(t *testing.T) {
 			want []string
 		}{
 			{"not a bzImage", []string{"--kernel", notKernel, "--cmdline", "x"}, []string{notKernel, bootimage.ErrNotBzImage.Error()}},
+			{"corrupt compressed kernel", []string{"--kernel", corrupt, "--cmdline", "x"}, []string{corrupt, bootimage.ErrNotBzImage.Error(), "gzip compressed kernel", "corrupt"}},
 			{"missing initrd", []string{"--kernel", abs("vmlinuz"), "--initrd", abs("nope.cpio"), "--cmdline", "x"}, []string{abs("nope.cpio"), "no such file"}},
 			{"initrd is a kernel", []string{"--kernel", abs("vmlinuz"), "--initrd", abs("vmlinuz"), "--cmdline", "x"}, []string{abs("vmlinuz"), bootimage.ErrBadInitrd.Error()}},
 		} {

@@ -29,6 +29,10 @@ const verifyCarriedWord = "fastreboot.verify_carried=eager"
 // the difference.
 func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("daemon")
+	var so agent.ServeOptions
+	fs.DurationVar(&so.RequestTimeout, "request-timeout", agent.DefaultRequestTimeout, "the deadline of each request: past it the client gets an error and the operation stops at its next check")
+	fs.Int64Var(&so.MaxRequestBytes, "max-request-bytes", agent.DefaultMaxRequestBytes, "the largest request body accepted (an inline manifest takes about 300 bytes a module)")
+	fs.StringVar(&so.Group, "group", "", "a `GROUP` (name or ID) whose members may use the daemon besides root: the socket becomes mode 0660 owned by it; peers are checked with SO_PEERCRED (default: root only, mode 0600)")
 	verify := fs.String("verify-carried", "", "lazy (adopt the carried modules at once, hash them in the background) or eager (hash them before serving); default lazy unless the command line has fastreboot.verify_carried=eager")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -85,5 +89,5 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	if a.PrepareKernelELF(ctx) {
 		fmt.Fprintf(e.stderr, "fastreboot daemon: re-deriving the decompressed kernel for --load=segments in the background\n")
 	}
-	return agent.Serve(ctx, a, e.socket)
+	return agent.Serve(ctx, a, e.socket, so)
 }

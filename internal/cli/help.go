@@ -70,9 +70,12 @@ var commandHelp = map[string]string{
 	"key verify": `key verify [-p PUB] [--json] MANIFEST
   check MANIFEST.sig against the public key file or directory PUB, or the
   trust root (--trust)`,
-	"daemon": `daemon [--verify-carried lazy|eager]
+	"daemon": `daemon [--group GROUP] [--request-timeout D] [--max-request-bytes N] [--verify-carried lazy|eager]
   hold the cache for this generation: adopt it from the handoff and serve
-  the other commands on the socket`,
+  the other commands on the socket, to root and the members of GROUP
+  (checked with SO_PEERCRED; the socket is 0600, or 0660 owned by GROUP);
+  each request must fit in N bytes and is abandoned after D (default 10m;
+  the client's own limit is the global --timeout, default 11m)`,
 }
 
 // commandGroups are the commands that take a subcommand.

@@ -3,10 +3,10 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/internal/atomicfile"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
@@ -65,7 +65,10 @@ func manifestCreate(ctx context.Context, e *env, args []string) error {
 		_, err = e.stdout.Write(b)
 		return err
 	}
-	if err := os.WriteFile(*out, b, 0o644); err != nil {
+	// A temporary file renamed over -o: a symlink there is replaced, never
+	// followed, and its target never truncated; a crash leaves the old
+	// manifest or the new one.
+	if err := atomicfile.WriteFile(*out, b, 0o644); err != nil {
 		return fmt.Errorf("writing manifest: %w", err)
 	}
 	return nil

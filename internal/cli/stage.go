@@ -38,7 +38,7 @@ func addImageFlags(fs *flag.FlagSet, f *imageFlags) {
 	fs.StringVar(&f.appendTo, "append", "", "words added to the running command line's (or the boot entry's) kernel parameters, before any \"--\" (whose words go to init); instead of --cmdline")
 	fs.StringVar(&f.name, "name", "", "the image's name (default: the boot entry's id with --entry or --default)")
 	addEntryFlags(fs, &f.entry)
-	fs.BoolVar(&f.noIndex, "no-index", false, "hash every file of an image given by its files or a boot entry: neither use nor update the stat index (its digests by device, inode, size and times, in the state directory)")
+	fs.BoolVar(&f.noIndex, "no-index", false, "hash every file of an image given by its files or a boot entry: neither use nor update the stat index (its digests by device, inode, size and times, in /var/lib/fastreboot if that exists, else the state directory)")
 }
 
 // manifest builds the manifest the flags describe: each file is hashed and
@@ -98,7 +98,7 @@ func (f *imageFlags) manifest(ctx context.Context, e *env, check bool) (*bootima
 		}
 		paths = append(paths, a)
 	}
-	indexPath := filepath.Join(e.stateDir, statindex.FileName)
+	indexPath := e.statIndexPath()
 	if f.noIndex {
 		indexPath = ""
 	}
@@ -352,6 +352,26 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 	}
 	drain(e.stdout)
 	return m.Reboot(ctx, ro)
+}
+
+// persistentDir is where the stat index outlives the generation when the
+// directory exists (a package creates it): the state directory is on
+// tmpfs, and an index there starts empty after every reboot.
+const persistentDir = "var/lib/fastreboot"
+
+// statIndexPath is the stat index's file: in /var/lib/fastreboot (under
+// the global --root) when that directory exists, else in the state
+// directory.
+func (e *env) statIndexPath() string {
+	if dir := filepath.Join(e.root, persistentDir); isDir(dir) {
+		return filepath.Join(dir, statindex.FileName)
+	}
+	return filepath.Join(e.stateDir, statindex.FileName)
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }
 
 func baseNames(paths []string) []string {

@@ -95,7 +95,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	if !e.noDaemon {
-		if c, err := agent.Dial(e.socket); err == nil {
+		if c, err := e.dial(); err == nil {
 			if in, err := c.Info(ctx); err == nil {
 				rep.Agent = in
 				for _, f := range in.Cache.Adoption.Failures {

@@ -152,7 +152,7 @@ func (x *Index) hash(path string, role bootimage.Role, check bool) (string, int6
 		cr := &countingReaderAt{r: f}
 		switch role {
 		case bootimage.RoleKernel:
-			err = bootimage.CheckKernel(cr, n)
+			err = bootimage.CheckKernelPayload(cr, n)
 		case bootimage.RoleInitrd:
 			err = bootimage.CheckInitrd(cr, n)
 		}

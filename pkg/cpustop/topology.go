@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -93,10 +94,11 @@ func (o Options) pinner() func(int) error {
 }
 
 // writeSysfs writes data to an existing sysfs attribute without O_CREAT or
-// O_TRUNC. The kernel's answer (EBUSY, EPERM, ...) comes back from write(2)
+// O_TRUNC, and without following a symlink (sysfs attributes are never
+// one). The kernel's answer (EBUSY, EPERM, ...) comes back from write(2)
 // inside the *fs.PathError.
 func writeSysfs(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}

@@ -521,6 +521,31 @@ func TestDisarmRestoresOnlyItsSysctls(t *testing.T) {
 	}
 }
 
+// TestArmDoesNotFollowSysctlSymlinks: a sysctl is never a symlink; Arm
+// refuses to write through one (to the file it names) and undoes what it
+// routed.
+func TestArmDoesNotFollowSysctlSymlinks(t *testing.T) {
+	e := newEnv(t, 512<<20)
+	victim := filepath.Join(t.TempDir(), "victim")
+	writeFile(t, victim, "precious\n")
+	p := sysctlPath(e.root, SysctlSoftlockupPanic)
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Arm(e.image(t, "a crashkernel=512M"), e.opts); !errors.Is(err, ErrFaultRouting) {
+		t.Errorf("Arm with a symlinked sysctl: %v, want ErrFaultRouting", err)
+	}
+	if got := readFile(t, victim); got != "precious\n" {
+		t.Errorf("the symlink's target = %q, want untouched", got)
+	}
+	if v := e.sysctl(t, SysctlPanicOnOops); v != "0" {
+		t.Errorf("%s = %s after the failed Arm, want 0", SysctlPanicOnOops, v)
+	}
+}
+
 func TestStatusUnsupported(t *testing.T) {
 	rep, err := Status(Options{Root: t.TempDir(), StateDir: t.TempDir()})
 	if err != nil {

@@ -310,10 +310,12 @@ const (
 )
 
 // Save writes dir/evidence.json and dir/log.txt (the whole log), each
-// atomically and mode 0600 (the log may hold what only root should read),
-// creating dir.
+// atomically and mode 0600 (the log may hold what only root should read):
+// a temporary file, fsync'd, renamed into place, and the directory fsync'd
+// (atomicfile), creating dir durably. A caller erases the evidence's
+// source (pstore) only after Save returned nil.
 func (e *Evidence) Save(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := atomicfile.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("saving crash evidence: %w", err)
 	}
 	b, err := json.MarshalIndent(e, "", "  ")

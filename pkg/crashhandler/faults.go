@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // Sysctls that turn faults into a panic, and so into the crash image. All
@@ -99,7 +100,9 @@ func readSysctl(root, name string) (val string, ok bool, err error) {
 func writeSysctl(root, name, val string) error {
 	// O_TRUNC without O_CREATE: works on procfs and on the regular files of
 	// a fake tree, and never creates a sysctl that does not exist.
-	f, err := os.OpenFile(sysctlPath(root, name), os.O_WRONLY|os.O_TRUNC, 0)
+	// O_NOFOLLOW: a sysctl is never a symlink; one in a tree is not
+	// followed to whatever it names.
+	f, err := os.OpenFile(sysctlPath(root, name), os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("%w: setting %s=%s: %w", ErrFaultRouting, name, val, err)
 	}

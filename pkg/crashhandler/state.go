@@ -83,7 +83,7 @@ func ReadState(dir string) (*State, error) {
 
 // writeState replaces the state file atomically (atomicfile.WriteFile).
 func writeState(dir string, s *State) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := atomicfile.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("writing crash state: %w", err)
 	}
 	b, err := json.MarshalIndent(s, "", "  ")

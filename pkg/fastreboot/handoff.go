@@ -236,8 +236,11 @@ func WriteHandoffPiece(w io.Writer, h *Handoff, blobs []Blob) (int64, error) {
 	cw := &countWriter{w: w}
 	rw := cpio.Newc.Writer(cw)
 	ino := uint64(1)
+	// The next generation's root (its rootfs) gets these files: only root
+	// may read them (the carried modules and the handoff may hold what
+	// only root should read: the crash log among the evidence).
 	dir := func(name string) cpio.Record {
-		r := cpio.Directory(name, 0o755)
+		r := cpio.Directory(name, 0o700)
 		r.Ino, r.NLink = ino, 2
 		ino++
 		return r
@@ -249,14 +252,14 @@ func WriteHandoffPiece(w io.Writer, h *Handoff, blobs []Blob) (int64, error) {
 			Info: cpio.Info{
 				Ino:      ino,
 				Name:     HandoffModulesDir + "/" + b.Digest(),
-				Mode:     cpio.S_IFREG | 0o444,
+				Mode:     cpio.S_IFREG | 0o400,
 				NLink:    1,
 				FileSize: uint64(b.Size()),
 			},
 		})
 		ino++
 	}
-	js0 := cpio.StaticRecord(js, cpio.Info{Ino: ino, Name: HandoffFile, Mode: cpio.S_IFREG | 0o644, NLink: 1})
+	js0 := cpio.StaticRecord(js, cpio.Info{Ino: ino, Name: HandoffFile, Mode: cpio.S_IFREG | 0o600, NLink: 1})
 	recs = append(recs, js0)
 	for _, r := range recs {
 		if err := rw.WriteRecord(r); err != nil {

@@ -186,6 +186,27 @@ type buildSpec struct {
 	crashInit Piece
 	// origin is copied into Handoff.Origin.
 	origin *ManifestOrigin
+	// prefetched is StageOptions.Prefetched.
+	prefetched *Prefetch
+}
+
+// withPrefetch is the sync report of a build whose modules pre
+// (StageOptions.Prefetched) read before the build's own sync found them
+// cached: pre's report, plus what the build's sync had to read again
+// (modules evicted in between) and its warnings. Nil pre: sync itself.
+func withPrefetch(pre *Prefetch, sync modcache.SyncReport) modcache.SyncReport {
+	if pre == nil {
+		return sync
+	}
+	out := pre.Sync
+	out.Read = slices.Clone(out.Read)
+	out.Warnings = slices.Clone(out.Warnings)
+	out.Hits = max(out.Hits-sync.Misses, 0)
+	out.Misses += sync.Misses
+	out.BytesRead += sync.BytesRead
+	out.Read = append(out.Read, sync.Read...)
+	out.Warnings = append(out.Warnings, sync.Warnings...)
+	return out
 }
 
 // built is an image build produced: the cached kernel, the new sealed initrd
@@ -217,10 +238,19 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 	}
 	lap(&rep.Durations.Validate)
 
-	if rep.Sync, err = mc.cache.Sync(ctx, m, src); err != nil {
+	if pre := spec.prefetched; pre != nil && pre.Err != nil {
+		rep.Sync, rep.Durations.Sync = pre.Sync, pre.Took
+		return nil, pre.Err
+	}
+	sync, err := mc.cache.Sync(ctx, m, src)
+	rep.Sync = withPrefetch(spec.prefetched, sync)
+	if err != nil {
 		return nil, err
 	}
 	lap(&rep.Durations.Sync)
+	if spec.prefetched != nil {
+		rep.Durations.Sync += spec.prefetched.Took
+	}
 
 	b = &built{}
 	kmod := m.Kernel()

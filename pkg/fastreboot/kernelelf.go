@@ -214,7 +214,7 @@ func recordKernelELFs(dir string, recs ...KernelELF) error {
 // writeFileAtomic writes dir/name mode 0600 (atomicfile.WriteFile),
 // creating dir if needed.
 func writeFileAtomic(dir, name string, data []byte) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := atomicfile.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	return atomicfile.WriteFile(filepath.Join(dir, name), data, 0o600)

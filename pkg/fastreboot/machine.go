@@ -143,6 +143,12 @@ type StageOptions struct {
 	// before Stage; the report carries it and counts it in BytesRead.
 	// Nil for a manifest that came with its digests.
 	Hashed *HashReport
+	// Prefetched is the Machine.Prefetch of the same manifest that the
+	// caller ran before Stage, outside its locks: Stage reports its sync
+	// as its own (the modules it read are hits now), counts its time in
+	// the sync's duration, starts its timeline at it, and fails with its
+	// error if it failed. Nil: Stage reads what is missing itself.
+	Prefetched *Prefetch
 }
 
 // HashReport is what learning the digests of files read: a stat index
@@ -161,6 +167,41 @@ type HashReport struct {
 	BytesRead int64 `json:"bytes_read"`
 	// Read names the files hashed, in order.
 	Read []string `json:"read,omitempty"`
+}
+
+// Prefetch is what Machine.Prefetch read into the cache.
+type Prefetch struct {
+	// Sync is the cache's report (modcache.Cache.Sync).
+	Sync modcache.SyncReport
+	// Start is when it began; Took how long it ran.
+	Start time.Time
+	Took  time.Duration
+	// Err is why it failed (nil if it did not).
+	Err error
+}
+
+// Prefetch reads into the cache the modules of m that are not cached yet,
+// from src (modcache.Cache.Sync), without taking the Machine's lock: the
+// cache is safe for concurrent use. A caller that serves other requests
+// (the daemon) prefetches before it takes any lock of its own, then
+// passes the result to Stage (StageOptions.Prefetched) with a Source that
+// reads nothing, so that no lock is held across storage I/O: a source
+// that blocks (a FIFO, a hung network file system) wedges the one request
+// that named it, not every later one. The returned error is p.Err.
+func (mc *Machine) Prefetch(ctx context.Context, m *bootimage.Manifest, src modcache.Source) (p *Prefetch, err error) {
+	p = &Prefetch{Start: mc.opts.Now()}
+	defer func() { p.Took, p.Err = mc.opts.Now().Sub(p.Start), err }()
+	if m == nil {
+		return p, fmt.Errorf("%w: nil manifest", bootimage.ErrInvalid)
+	}
+	if mc.cache == nil {
+		return p, errors.New("no module cache: the Machine was created without one")
+	}
+	if err := m.Validate(); err != nil {
+		return p, err
+	}
+	p.Sync, err = mc.cache.Sync(ctx, m, src)
+	return p, err
 }
 
 // RebootOptions say what one Reboot (or PlanReboot) does. The zero value
@@ -355,6 +396,10 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
 	t0 := mc.opts.Now()
+	phase := t0
+	if so.Prefetched != nil {
+		t0 = so.Prefetched.Start
+	}
 	label := "<nil manifest>"
 	if m != nil {
 		label = m.Name
@@ -399,7 +444,6 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 		Hashed:       so.Hashed,
 	}
 	rep.Timeline.StageStart = t0
-	phase := t0
 	lap := func(d *time.Duration) {
 		t := mc.opts.Now()
 		*d = t.Sub(phase)
@@ -409,7 +453,8 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 	spec := buildSpec{
 		reason: reason, generation: rep.Generation, segments: load == LoadSegments,
 		dryRun: so.DryRun, carry: so.Carry, memoryMap: so.MemoryMap, handoffCrash: so.Crash, cpuRecord: so.CPURecord,
-		origin: so.Origin,
+		origin:     so.Origin,
+		prefetched: so.Prefetched,
 	}
 	b, err := mc.build(ctx, m, src, spec, &rep, lap)
 	rep.BytesRead = rep.Sync.BytesRead

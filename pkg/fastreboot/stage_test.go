@@ -545,3 +545,46 @@ func TestStageWithoutCache(t *testing.T) {
 		t.Errorf("loader called %d times", calls)
 	}
 }
+
+// TestStagePrefetched: a Stage given the Prefetch that read its modules
+// reads nothing itself, reports the prefetch's sync as its own and starts
+// its timeline at it; a failed prefetch fails the Stage with its error.
+func TestStagePrefetched(t *testing.T) {
+	ctx := context.Background()
+	m, dir := testimage.Default().WriteTempDir(t)
+	var total int64
+	for _, mod := range m.Modules {
+		total += mod.Size
+	}
+	cache := newCache(t)
+	mc := New(cache, Options{Root: fakeTree(t, goodTree), Loader: &fakeLoader{}, Now: stepClock(t0, time.Second)})
+	pre, err := mc.Prefetch(ctx, m, modcache.DirSource(dir))
+	if err != nil || pre.Sync.BytesRead != total || pre.Sync.Misses != len(m.Modules) || !pre.Start.Equal(t0) || pre.Took != time.Second {
+		t.Fatalf("Prefetch = %+v, %v", pre, err)
+	}
+	none := &countingSource{fail: true}
+	rep, err := mc.Stage(ctx, m, none, StageOptions{Prefetched: pre})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(none.opens) != 0 {
+		t.Errorf("Stage opened %v after the prefetch", none.opens)
+	}
+	if diff := cmp.Diff(pre.Sync, rep.Sync); diff != "" {
+		t.Errorf("stage sync is not the prefetch's (-prefetch +stage):\n%s", diff)
+	}
+	if !rep.Timeline.StageStart.Equal(t0) || rep.Durations.Sync < pre.Took {
+		t.Errorf("timeline starts %v (want %v), sync took %v (want at least the prefetch's %v)", rep.Timeline.StageStart, t0, rep.Durations.Sync, pre.Took)
+	}
+
+	bad := *m
+	bad.Modules = slices.Clone(m.Modules)
+	bad.Modules[1].SHA256 = strings.Repeat("0", 64)
+	pre, err = mc.Prefetch(ctx, &bad, modcache.DirSource(dir))
+	if !errors.Is(err, modcache.ErrDigestMismatch) || pre.Err != err {
+		t.Fatalf("Prefetch of a bad module: %v (p.Err %v)", err, pre.Err)
+	}
+	if _, err := mc.Stage(ctx, &bad, none, StageOptions{Prefetched: pre}); !errors.Is(err, modcache.ErrDigestMismatch) || len(none.opens) != 0 {
+		t.Errorf("Stage after a failed prefetch: %v, opened %v", err, none.opens)
+	}
+}

@@ -7,6 +7,7 @@ package scenario
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -16,11 +17,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 )
 
@@ -69,9 +72,17 @@ type Options struct {
 	// the modules' (the kernel unpacks archives back to back), e.g. host
 	// tools for benchmarks.
 	ExtraFiles []harness.File
+	// SignKey, when set, signs ManifestV1 and ManifestV2 (MANIFEST.sig on
+	// the disk; ManifestCorrupt stays unsigned) and puts its public key
+	// into the kmods piece as TrustKeyFile, so that every generation of the
+	// story has a trust root (fastreboot's default directory).
+	SignKey ed25519.PrivateKey
 	// Logger receives build progress.
 	Logger *slog.Logger
 }
+
+// TrustKeyFile is where Options.SignKey's public key lands in the guest.
+const TrustKeyFile = "etc/fastreboot/trust/scenario.pub"
 
 // Setup is a prepared story: the host files, the manifests and the disk.
 type Setup struct {
@@ -117,8 +128,16 @@ func Prepare(ctx context.Context, k *harness.Kernel, o Options) (*Setup, error) 
 	if err != nil {
 		return nil, fmt.Errorf("kmods piece: %w", err)
 	}
-	if len(o.ExtraFiles) > 0 {
-		if err := appendArchive(s.Kmods.Path, o.ExtraFiles); err != nil {
+	extra := o.ExtraFiles
+	if o.SignKey != nil {
+		pub, err := manifestsig.MarshalPublicKey(o.SignKey.Public().(ed25519.PublicKey))
+		if err != nil {
+			return nil, err
+		}
+		extra = append(slices.Clone(extra), harness.File{Path: TrustKeyFile, Data: pub})
+	}
+	if len(extra) > 0 {
+		if err := appendArchive(s.Kmods.Path, extra); err != nil {
 			return nil, fmt.Errorf("kmods piece: %w", err)
 		}
 	}
@@ -169,6 +188,16 @@ func Prepare(ctx context.Context, k *harness.Kernel, o Options) (*Setup, error) 
 			return nil, err
 		}
 		s.Files[name] = p
+		if o.SignKey != nil && name != ManifestCorrupt {
+			sig, err := manifestsig.Sign(o.SignKey, b).Marshal()
+			if err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(manifestsig.SignaturePath(p), sig, 0o644); err != nil {
+				return nil, err
+			}
+			s.Files[manifestsig.SignaturePath(name)] = manifestsig.SignaturePath(p)
+		}
 	}
 
 	s.Initrd = filepath.Join(o.Dir, InitrdV1File)
