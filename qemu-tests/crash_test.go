@@ -442,8 +442,16 @@ func TestCrashKernelPanics(t *testing.T) {
 	if err := c.vm.SendLine("echo c > /proc/sysrq-trigger"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.vm.Expect(3*time.Minute, harness.CrashStageRE); err != nil {
+	// The crash kernel is proven by its own command line; frguest's
+	// marker before it panics the crash kernel is a best effort (the
+	// panic stops the CPUs and a busy host's tty may never send it).
+	if m, err := c.vm.Expect(3*time.Minute, harness.CrashKernelRE); err != nil {
 		t.Fatalf("no crash kernel: %v", err)
+	} else if m.Groups[1] != string(crashhandler.ModeTwoStage) {
+		t.Errorf("crash kernel mode %q, want %s", m.Groups[1], crashhandler.ModeTwoStage)
+	}
+	if _, err := c.vm.Expect(3*time.Minute, regexp.MustCompile(`Kernel panic - not syncing`)); err != nil {
+		t.Fatalf("the crash kernel did not panic: %v", err)
 	}
 	boot, err := c.vm.WaitBoot(4 * time.Minute)
 	if err != nil {

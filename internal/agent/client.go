@@ -48,7 +48,8 @@ func Dial(socket string) (*Client, error) {
 }
 
 // DialWith connects to the daemon at socket. It returns an error wrapping
-// ErrNoDaemon when the socket does not exist or nobody listens on it.
+// ErrNoDaemon when the socket does not exist or nobody listens on it, and
+// one wrapping ErrNotAuthorized when the socket's mode refuses this user.
 func DialWith(socket string, opts ClientOptions) (*Client, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultClientTimeout
@@ -57,6 +58,9 @@ func DialWith(socket string, opts ClientOptions) (*Client, error) {
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, fmt.Errorf("%w on %s", ErrNoDaemon, socket)
+		}
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("%w: dial %s: %w (the daemon serves root, its own user and the members of its --group)", ErrNotAuthorized, socket, err)
 		}
 		return nil, fmt.Errorf("dial %s: %w", socket, err)
 	}

@@ -116,8 +116,8 @@ func TestPeerAuthorization(t *testing.T) {
 			t.Errorf("socket mode %v, owner %d; want a root socket of mode 0600", fi.Mode(), fi.Sys().(*syscall.Stat_t).Uid)
 		}
 		bin := sharedCopy(t, sock)
-		if out := asUser(t, bin, sock, nobody, nobody); !strings.Contains(out, "permission denied") {
-			t.Errorf("another user through the socket's mode: %q, want permission denied", out)
+		if out := asUser(t, bin, sock, nobody, nobody); !strings.Contains(out, "permission denied") || !strings.Contains(out, "not authorized: true") {
+			t.Errorf("another user through the socket's mode: %q, want permission denied (ErrNotAuthorized)", out)
 		}
 		// A socket whose mode lets anyone connect (changed by hand, or a
 		// daemon of old): the peer check still refuses.

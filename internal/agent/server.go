@@ -128,7 +128,7 @@ func handle[Req, Resp any](lim limits, fn func(context.Context, Req) (*Resp, err
 			if r.Context().Err() != nil {
 				return // the client is gone
 			}
-			writeError(w, http.StatusGatewayTimeout, fmt.Errorf("%s: %w: no answer within %s (the daemon's --request-timeout); the operation stops at its next check of the deadline",
+			writeError(w, http.StatusGatewayTimeout, fmt.Errorf("%s: %w: no answer within %s (the daemon's --request-timeout); the operation stops at its next check of the deadline, or completes if it is past the last one (fastreboot status says what is staged)",
 				r.URL.Path, ErrRequestTimeout, lim.timeout))
 			return
 		}
@@ -158,8 +158,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// ServeOptions configure Serve. The zero value serves root alone, with
-// the default limits.
+// ServeOptions configure Serve. The zero value serves root and the
+// daemon's own user alone, with the default limits.
 type ServeOptions struct {
 	// RequestTimeout bounds each request's work; 0 means
 	// DefaultRequestTimeout.
@@ -169,7 +169,7 @@ type ServeOptions struct {
 	MaxRequestBytes int64
 	// Group, a group name or numeric ID, lets its members use the daemon
 	// besides root: the socket is then mode 0660 and owned by that group.
-	// "" serves root alone (mode 0600).
+	// "" serves root (and the daemon's user) alone (mode 0600).
 	Group string
 }
 

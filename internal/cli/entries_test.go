@@ -233,8 +233,19 @@ func TestStageStatIndex(t *testing.T) {
 	if rep = stage("--no-index"); rep.Hashed.Hashed != 3 || rep.Hashed.Hits != 0 {
 		t.Errorf("--no-index: %+v", rep.Hashed)
 	}
-	// The index is in the state directory.
+	// The index is in the state directory, or in /var/lib/fastreboot
+	// when that exists: there it outlives the generation.
 	if _, err := os.Stat(filepath.Join(h.stateDir, statindex.FileName)); err != nil {
 		t.Errorf("index: %v", err)
+	}
+	persistent := filepath.Join(h.root, "var", "lib", "fastreboot")
+	if err := os.MkdirAll(persistent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if rep = stage(); rep.Hashed.Hashed != 3 {
+		t.Errorf("first stage with a new index in %s: %+v", persistent, rep.Hashed)
+	}
+	if _, err := os.Stat(filepath.Join(persistent, statindex.FileName)); err != nil {
+		t.Errorf("index in /var/lib/fastreboot: %v", err)
 	}
 }

@@ -216,7 +216,7 @@ type StageReportV1 struct {
 	// Hashed is what learning the digests of an image given by its files
 	// (a boot entry, --kernel/--initrd) read before staging, through the
 	// stat index; absent for a manifest with digests.
-	Hashed *hashReportV1 `json:"hashed,omitempty"`
+	Hashed *HashReportV1 `json:"hashed,omitempty"`
 	// BytesRead is every byte the stage read from storage: `hashed`'s and
 	// `sync`'s.
 	BytesRead int64 `json:"bytes_read"`
@@ -1487,8 +1487,8 @@ func bootEntryV1Of(e bootentry.Entry, dflt bool) BootEntryV1 {
 	return d
 }
 
-// hashReportV1 is the v1 form of fastreboot.HashReport.
-type hashReportV1 struct {
+// HashReportV1 is the v1 form of fastreboot.HashReport.
+type HashReportV1 struct {
 	// Files is the number of files described; Hits those the stat index
 	// answered for (not read); Hashed those read and hashed; Racy those of
 	// `hashed` whose record matched but was too recent to trust.
@@ -1503,9 +1503,9 @@ type hashReportV1 struct {
 	Read []string `json:"read,omitempty"`
 }
 
-func hashReportV1Ptr(h *fastreboot.HashReport) *hashReportV1 {
+func hashReportV1Ptr(h *fastreboot.HashReport) *HashReportV1 {
 	if h == nil {
 		return nil
 	}
-	return &hashReportV1{Files: h.Files, Hits: h.Hits, Hashed: h.Hashed, Racy: h.Racy, BytesRead: h.BytesRead, Read: slices.Clone(h.Read)}
+	return &HashReportV1{Files: h.Files, Hits: h.Hits, Hashed: h.Hashed, Racy: h.Racy, BytesRead: h.BytesRead, Read: slices.Clone(h.Read)}
 }

@@ -35,6 +35,8 @@
 // images: the cache serves the module of that digest, checked when it
 // was read; the image is then the one the file held when it was hashed.
 //
-// The index lives in the state directory, replaced atomically
-// (internal/atomicfile); a missing or unreadable index is an empty one.
+// The caller chooses the index's file (the command line: the persistent
+// /var/lib/fastreboot when it exists, else the state directory); it is
+// replaced atomically (internal/atomicfile), and a missing or unreadable
+// index is an empty one.
 package statindex

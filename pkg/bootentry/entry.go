@@ -186,7 +186,8 @@ func (l *List) pickDefault(nbls int, g grubScan, loaderDefault loaderDefault, en
 	// 5. Debian's links.
 	for i, e := range l.Entries {
 		if e.ID == "debian" {
-			set(i, "Debian's "+strings.TrimSuffix(e.Config, " link")+" and initrd.img links")
+			link := strings.TrimSuffix(e.Config, " link")
+			set(i, fmt.Sprintf("Debian's links %s and %s", link, filepath.Join(filepath.Dir(link), "initrd.img")))
 			return
 		}
 	}

@@ -113,6 +113,48 @@ func FuzzCheckKernel(f *testing.F) {
 	})
 }
 
+// UnpackKernel never panics, fails only with ErrNotBzImage, and never
+// writes more than the payload's size field, which never exceeds
+// init_size; what it accepts is an ELF of exactly that size. Inputs whose
+// size field is above 1 MiB are left out to keep each run short.
+func FuzzUnpackKernel(f *testing.F) {
+	elf := append(append([]byte(nil), fakeELF...), make([]byte, 3000)...)
+	for _, format := range []string{"gzip", "xz", "lzma", "zstd", "lz4"} {
+		f.Add(fakeBzImageWith(kernelPayload(f, format, elf, -1), nil))
+	}
+	f.Add(fakeBzImageWith(kernelPayload(f, "zstd", elf, 100), nil))
+	f.Add(fakeBzImageWith(kernelPayload(f, "gzip", make([]byte, 64<<10), 4096), withInitSize(4096)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := FindKernelPayload(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			if !errors.Is(err, ErrNotBzImage) {
+				t.Fatalf("FindKernelPayload error is not ErrNotBzImage: %v", err)
+			}
+			return
+		}
+		if p.UnpackedBytes > p.InitSize {
+			t.Fatalf("accepted a size field above init_size: %+v", p)
+		}
+		if p.UnpackedBytes > 1<<20 {
+			return
+		}
+		var w countWriter
+		p, err = UnpackKernel(bytes.NewReader(data), int64(len(data)), &w)
+		if w.n > p.UnpackedBytes {
+			t.Fatalf("wrote %d bytes, more than the size field's %d", w.n, p.UnpackedBytes)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrNotBzImage) {
+				t.Fatalf("UnpackKernel error is not ErrNotBzImage: %v", err)
+			}
+			return
+		}
+		if w.n != p.UnpackedBytes {
+			t.Fatalf("accepted %d bytes unpacked, size field %d", w.n, p.UnpackedBytes)
+		}
+	})
+}
+
 // FuzzCleanCmdline cleans an arbitrary /proc/cmdline: what it keeps are
 // words of the input, never the boot loader's or the crash path's, and
 // splitting is stable across a join.

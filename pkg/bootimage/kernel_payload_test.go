@@ -17,7 +17,7 @@ import (
 // stream, then (for every format but gzip, whose ISIZE is the same
 // number) the unpacked size as a 32-bit little-endian word, unless size
 // forges another.
-func kernelPayload(t *testing.T, format string, elf []byte, size int64) []byte {
+func kernelPayload(t testing.TB, format string, elf []byte, size int64) []byte {
 	t.Helper()
 	b := compress(t, format, elf)
 	if size < 0 {

@@ -20,7 +20,7 @@ const (
 	markerKey = "fastreboot.crash"
 	// origKey saves a production word CrashCmdline had to remove:
 	// "fastreboot.orig=crashkernel%3D512M" restores "crashkernel=512M".
-	// The saved word is %-escaped ('=', '%', '"', blanks) so that it never
+	// The saved word is %-escaped ('=', '%', '"', white space) so that it never
 	// contains "crashkernel=": the kernel finds that string anywhere in the
 	// line, not only at a word start (kernel/crash_core.c
 	// get_last_crashkernel uses strstr).
@@ -248,12 +248,14 @@ func ProductionCmdline(crash string, mm memmap.Map) string {
 	return bootimage.JoinCmdline(out, initArgs)
 }
 
-// escapeWord %-escapes the bytes that must not appear in a saved word.
+// escapeWord %-escapes the bytes that must not appear in a saved word: '%',
+// '=', '"' and every byte the kernel splits a command line at (its isspace:
+// blank, \t, \n, \v, \f, \r, and NUL, which ends the line).
 func escapeWord(w string) string {
 	var b strings.Builder
 	for i := 0; i < len(w); i++ {
 		switch c := w[i]; c {
-		case '%', '=', '"', ' ', '\t', '\n', '\r':
+		case '%', '=', '"', ' ', '\t', '\n', '\v', '\f', '\r', 0:
 			fmt.Fprintf(&b, "%%%02X", c)
 		default:
 			b.WriteByte(c)

@@ -240,3 +240,24 @@ func TestCrashStageRE(t *testing.T) {
 		}
 	}
 }
+
+// TestCrashKernelRE: the crash kernel's command line line gives its mode;
+// a production kernel's does not match.
+func TestCrashKernelRE(t *testing.T) {
+	for _, tt := range []struct {
+		line, mode string
+	}{
+		{"[    0.151025] Kernel command line: console=ttyS0 memmap=1M$0x7f000000 fastreboot.crash=two-stage reset_devices irqpoll panic=3", "two-stage"},
+		{"[    0.151025] Kernel command line: console=ttyS0 fastreboot.crash=direct possible_cpus=9", "direct"},
+		{"[    0.151025] Kernel command line: console=ttyS0 panic=-1 crashkernel=416M", ""},
+		{"[    0.000000] Command line: console=ttyS0 fastreboot.crash=two-stage", ""},
+	} {
+		got := ""
+		if m := CrashKernelRE.FindStringSubmatch(tt.line); m != nil {
+			got = m[1]
+		}
+		if got != tt.mode {
+			t.Errorf("%q: mode %q, want %q", tt.line, got, tt.mode)
+		}
+	}
+}

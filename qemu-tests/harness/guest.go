@@ -26,6 +26,12 @@ var (
 	// "fastreboot: crash stage mode=M" (fastreboot as PID 1, two-stage
 	// mode's default).
 	CrashStageRE = regexp.MustCompile(`^(?:FRGUEST_RECOVER|fastreboot: crash stage) mode=(\S+)`)
+	// CrashKernelRE matches the line in which a kernel the crash path
+	// started prints its command line, with the crash mode as Groups[1]:
+	// proof that the crash kernel runs that does not depend on a line its
+	// userspace prints right before a panic or a kexec (the tty may never
+	// send it).
+	CrashKernelRE = regexp.MustCompile(`Kernel command line: .*\bfastreboot\.crash=(\S+)`)
 	// KernelStartRE matches the first line the kernel prints.
 	KernelStartRE = regexp.MustCompile(`Linux version \d`)
 )
