@@ -1,11 +1,12 @@
 #!/bin/sh
 # install-deps.sh installs the host tools the QEMU tests and the demo need
-# (Debian/Ubuntu), and checks that Go is there. Idempotent: packages already
+# (Debian/Ubuntu; mmdebstrap builds the Debian system TestDebianSystem
+# boots), and checks that Go is there. Idempotent: packages already
 # installed are left alone. Runs apt-get as root, or through sudo when not
 # root and sudo is available.
 set -eu
 
-PKGS="qemu-system-x86 kmod kexec-tools cpio e2fsprogs zstd xz-utils ca-certificates"
+PKGS="qemu-system-x86 kmod kexec-tools cpio e2fsprogs zstd xz-utils ca-certificates mmdebstrap"
 PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null 2>&1 || PKGS="$PKGS golang-go"
 

@@ -49,10 +49,13 @@ Commands:
                                    kexec_load of the kernel decompressed once and
                                    cached, no digest check at reboot (refused
                                    under lockdown / Secure Boot)
-  reboot [--dry-run] [--fallback refuse|firmware] [--stop-cpus kernel|hotplug] [MANIFEST]
+  reboot [--dry-run] [--force] [--fallback refuse|firmware] [--stop-cpus kernel|hotplug] [MANIFEST]
                                    jump into the staged image (stage MANIFEST first
-                                   if given); sync(2) then reboot(LINUX_REBOOT_CMD_KEXEC);
-                                   --stop-cpus hotplug takes the other CPUs offline
+                                   if given); under systemd through systemctl kexec
+                                   (services stopped, file systems unmounted, then
+                                   the loaded image), else (or with --force) at once:
+                                   sync(2) then reboot(LINUX_REBOOT_CMD_KEXEC);
+                                   --stop-cpus hotplug (direct) takes the other CPUs offline
                                    first and brings them back if the reboot fails
                                    (default kernel: the kernel stops them itself)
   cache ls|verify|evict [--json]   list, re-hash, or drop unreferenced cached modules
@@ -214,6 +217,9 @@ type config struct {
 	// Generation are set from the command line and the agent.) The zero
 	// value is the real system.
 	machine fastreboot.Options
+	// systemctl, when set, replaces running systemctl (reboot through
+	// systemd); tests record the call.
+	systemctl func(ctx context.Context, args ...string) error
 	// now is the clock of the stat index's runs (nil: time.Now); tests
 	// move it ahead so that files they just wrote are not racy.
 	now func() time.Time

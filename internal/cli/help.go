@@ -38,9 +38,12 @@ var commandHelp = map[string]string{
   and the one stage --default picks, with the rule that picked it: loader.conf's
   default, grubenv's next_entry or saved_entry, grub.cfg's default, the newest
   BLS entry, Debian's links (docs/boot-entries.md)`,
-	"reboot": `reboot [MANIFEST] [--dry-run] [--fallback refuse|firmware] [--stop-cpus kernel|hotplug] [--json]
-  jump into the staged image (stage MANIFEST first if given): sync(2), then
-  reboot(LINUX_REBOOT_CMD_KEXEC)`,
+	"reboot": `reboot [MANIFEST] [--dry-run] [--force] [--fallback refuse|firmware] [--stop-cpus kernel|hotplug] [--json]
+  jump into the staged image (stage MANIFEST first if given). Under systemd
+  through systemctl kexec: services stopped and file systems unmounted, then
+  the loaded image (systemctl loads none of its own when one is loaded).
+  Without systemd, or with --force: sync(2), then reboot(LINUX_REBOOT_CMD_KEXEC)
+  at once`,
 	"cache ls":     "cache ls [--json]\n  list the cached modules and the cache's counters",
 	"cache verify": "cache verify [--json]\n  hash every cached module again; a module that no longer matches is dropped",
 	"cache sync":   "cache sync MANIFEST [--json]\n  read into the daemon's cache what MANIFEST needs and is not cached yet\n  (refused without a daemon: a cache of the command alone would keep nothing)",

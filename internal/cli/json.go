@@ -71,6 +71,10 @@ type StatusV1 struct {
 	// when one answers, else this command's); absent when none is set:
 	// then manifests need no signature.
 	Trust *TrustInfoV1 `json:"trust,omitempty"`
+	// RebootPath is how `fastreboot reboot` reboots here: "systemd"
+	// (systemctl kexec: services stopped, file systems unmounted first) or
+	// "direct" (sync(2) and reboot(2) at once: no service manager).
+	RebootPath string `json:"reboot_path"`
 }
 
 // StatusTimelineV1 is the previous generation's timeline with this
@@ -94,12 +98,13 @@ func statusDoc(r *statusReport) StatusV1 {
 			KernelStart: r.Timeline.KernelStart,
 			Resumed:     r.Timeline.Resumed,
 		},
-		State:     generationStateV1Ptr(r.State),
-		Preflight: preflightV1Of(r.Preflight),
-		Agent:     agentInfoV1Ptr(r.Agent),
-		Problems:  slices.Clone(r.Problems),
-		Crash:     crashStatusReportV1Ptr(r.Crash),
-		Trust:     trustInfoV1Ptr(r.Trust),
+		State:      generationStateV1Ptr(r.State),
+		Preflight:  preflightV1Of(r.Preflight),
+		Agent:      agentInfoV1Ptr(r.Agent),
+		Problems:   slices.Clone(r.Problems),
+		Crash:      crashStatusReportV1Ptr(r.Crash),
+		Trust:      trustInfoV1Ptr(r.Trust),
+		RebootPath: r.RebootPath,
 	}
 	if r.CPUs != nil {
 		c := cpuStatusV1Of(*r.CPUs)

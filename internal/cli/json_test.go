@@ -93,6 +93,7 @@ var fillValues = map[string]any{
 	"Entry.ID":         "debian-6.1.0-28-amd64",
 	"Config":           "/boot/loader/entries/debian-6.1.0-28-amd64.conf",
 	"DefaultReason":    "loader.conf default debian-*",
+	"RebootPath":       "systemd",
 	"Origin":           "storage",
 	"Verification":     "verified",
 	"State":            "ready",

@@ -287,6 +287,7 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 	fallback := fs.String("fallback", "refuse", "when nothing is loaded: refuse, or firmware (reboot through the firmware)")
 	stopCPUs := cpustop.DefaultPolicy
 	fs.Var(&stopCPUs, "stop-cpus", "`POLICY`: kernel (the kernel stops the other CPUs) or hotplug (take them offline first, back online if the reboot fails)")
+	force := fs.Bool("force", false, "jump at once (sync(2), reboot(2)) even under systemd, without stopping services or unmounting file systems")
 	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -295,6 +296,10 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 	opts := e.cfg.machine
 	opts.Root, opts.Logger = e.root, e.log
 	ro := fastreboot.RebootOptions{DryRun: *dryRun, StopCPUs: stopCPUs}
+	path := rebootPath(e.root)
+	if *force {
+		path = rebootDirect
+	}
 	switch *fallback {
 	case "refuse":
 		ro.Fallback = fastreboot.FallbackRefuse
@@ -339,8 +344,12 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 		if err := printJSON(e.stdout, rebootDoc(plan)); err != nil {
 			return err
 		}
+	} else if *dryRun && path == rebootViaSystemd {
+		fmt.Fprintf(e.stdout, "fastreboot: dry run: would reboot through %s with systemctl %s%s\n", plan.Mode, systemctlVerb(plan), because(plan.Why))
 	} else if *dryRun {
 		fmt.Fprintf(e.stdout, "fastreboot: dry run: would sync and reboot through %s%s%s\n", plan.Mode, because(plan.Why), cpuNote(plan))
+	} else if path == rebootViaSystemd {
+		fmt.Fprintf(e.stdout, "fastreboot: rebooting through %s with systemctl %s at %s%s\n", plan.Mode, systemctlVerb(plan), time.Now().UTC().Format(time.RFC3339Nano), because(plan.Why))
 	} else if plan.Mode == "kexec" {
 		fmt.Fprintf(e.stdout, "fastreboot: rebooting through kexec at %s%s\n", time.Now().UTC().Format(time.RFC3339Nano), cpuNote(plan))
 	} else {
@@ -351,7 +360,21 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 	drain(e.stdout)
+	if path == rebootViaSystemd {
+		// systemd stops the services, unmounts the file systems and syncs,
+		// then reboots into what is loaded: ours (see rebootViaSystemd).
+		return runSystemctl(ctx, e, systemctlVerb(plan))
+	}
 	return m.Reboot(ctx, ro)
+}
+
+// systemctlVerb is the systemctl command of a reboot plan: kexec, or
+// reboot when the plan goes through the firmware.
+func systemctlVerb(plan fastreboot.RebootPlan) string {
+	if plan.Mode == "kexec" {
+		return "kexec"
+	}
+	return "reboot"
 }
 
 // persistentDir is where the stat index outlives the generation when the

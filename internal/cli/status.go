@@ -40,6 +40,10 @@ type statusReport struct {
 	// Trust is the trust root manifests are checked against (the daemon's
 	// when one answers); nil when none is set.
 	Trust *agent.TrustInfo `json:"trust,omitempty"`
+	// RebootPath is how `fastreboot reboot` reboots here: "systemd"
+	// (systemctl kexec: services stopped, file systems unmounted first) or
+	// "direct" (sync(2) and reboot(2) at once: no service manager).
+	RebootPath string `json:"reboot_path"`
 }
 
 type timeline struct {
@@ -59,7 +63,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("status takes no arguments, got %q", pos)
 	}
-	rep := statusReport{Generation: 1, Reason: fastreboot.ReasonCold}
+	rep := statusReport{Generation: 1, Reason: fastreboot.ReasonCold, RebootPath: rebootPath(e.root)}
 	st, err := fastreboot.LoadState(e.stateDir)
 	switch {
 	case err == nil:
@@ -184,6 +188,11 @@ func printStatus(e *env, r *statusReport) {
 	}
 	p := r.Preflight
 	fmt.Fprintf(w, "kexec: image loaded %s, crash image loaded %s, lockdown %s\n", yesNo(p.KexecLoaded), yesNo(p.CrashLoaded), orUnknown(p.Lockdown))
+	if r.RebootPath == rebootViaSystemd {
+		fmt.Fprintln(w, "reboot path: systemd (fastreboot reboot runs systemctl kexec: services stopped, file systems unmounted; --force jumps at once)")
+	} else {
+		fmt.Fprintln(w, "reboot path: direct (no service manager: fastreboot reboot syncs and jumps at once)")
+	}
 	for _, c := range p.Checks {
 		mark := "ok  "
 		if !c.OK {

@@ -324,11 +324,48 @@ func DecodeHandoff(r io.Reader) (*Handoff, error) {
 	return &h, nil
 }
 
-// ReadHandoff reads root/fastreboot/handoff.json, as unpacked by the kernel
-// from the handoff piece. It returns an error wrapping ErrNoHandoff if the
-// file does not exist (a cold boot), or ErrHandoff if it cannot be used.
+// HandoffRunDir is where a distribution's initramfs moves the handoff
+// before switch_root (the initramfs root, and the handoff with it, is freed
+// then; /run is moved into the real root): the fastreboot initramfs-tools
+// boot script moves root/fastreboot to root/run/fastreboot/handoff, so the
+// daemon started by systemd in the real root finds it there (next to, not
+// inside, the state directory's files: DefaultStateDir is /run/fastreboot).
+const HandoffRunDir = "run/fastreboot/handoff"
+
+// FindHandoff returns the directory under root that holds this
+// generation's handoff (handoff.json and modules/): root/fastreboot, where
+// the kernel unpacks it (an initramfs system, or a program run in the
+// initramfs), else root/run/fastreboot/handoff (HandoffRunDir: after
+// switch_root).
+// With neither it returns root/fastreboot and an error wrapping
+// ErrNoHandoff.
+//
+// root/fastreboot wins when both exist: a program in the initramfs (a crash
+// kernel's crash recover) reads the handoff it booted with.
+func FindHandoff(root string) (string, error) {
+	first := filepath.Join(root, HandoffDir)
+	for _, dir := range []string{first, filepath.Join(root, HandoffRunDir)} {
+		if _, err := os.Lstat(filepath.Join(dir, handoffBase)); err == nil {
+			return dir, nil
+		}
+	}
+	return first, fmt.Errorf("%s: %w", filepath.Join(root, HandoffFile), ErrNoHandoff)
+}
+
+// handoffBase is the handoff's file name in its directory.
+const handoffBase = "handoff.json"
+
+// ReadHandoff reads the handoff of this generation: root/fastreboot/handoff.json,
+// as unpacked by the kernel from the handoff piece, or
+// root/run/fastreboot/handoff/handoff.json, where an initramfs moved it before
+// switch_root (FindHandoff). It returns an error wrapping ErrNoHandoff if
+// neither exists (a cold boot), or ErrHandoff if it cannot be used.
 func ReadHandoff(root string) (*Handoff, error) {
-	p := filepath.Join(root, HandoffFile)
+	dir, err := FindHandoff(root)
+	if err != nil {
+		return nil, err
+	}
+	p := filepath.Join(dir, handoffBase)
 	f, err := os.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", p, ErrNoHandoff)

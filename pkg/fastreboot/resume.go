@@ -118,8 +118,9 @@ type State struct {
 }
 
 // Resume starts a generation: it reads the handoff under opts.Root
-// (ReadHandoff), adopts into cache the carried modules in
-// Root/fastreboot/modules (cache.Adopt: size checked, copied and sealed,
+// (ReadHandoff), adopts into cache the carried modules in the modules/
+// directory next to it (Root/fastreboot/modules, or Root/run/fastreboot/handoff/modules
+// after an initramfs moved it there) (cache.Adopt: size checked, copied and sealed,
 // their digests verified later, before each is first used; cache.Rehydrate,
 // which hashes them here, with opts.EagerVerify; either reads no storage and
 // removes the files as they enter the cache), and saves the resulting State in
@@ -201,7 +202,8 @@ func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*St
 		}
 		if cache != nil && len(h.Carried) > 0 && adopt {
 			t := clock()
-			dir := filepath.Join(opts.Root, HandoffModulesDir)
+			hdir, _ := FindHandoff(opts.Root)
+			dir := filepath.Join(hdir, "modules")
 			rehydrate := cache.Adopt
 			if opts.EagerVerify {
 				rehydrate = cache.Rehydrate

@@ -284,3 +284,63 @@ func TestResumeTamperedCarriedModule(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeAfterSwitchRoot: a distribution's initramfs moves the handoff
+// from the initramfs root to /run/fastreboot/handoff before switch_root; the
+// daemon in the real root finds it there and rehydrates every carried
+// module from it, reading no storage.
+func TestResumeAfterSwitchRoot(t *testing.T) {
+	ctx := context.Background()
+	im := testimage.Default()
+	m, dir := im.WriteTempDir(t)
+	loader := &fakeLoader{}
+	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader})
+	rep, err := mc.Stage(ctx, m, modcache.DirSource(dir), StageOptions{Reason: ReasonUpdate, Generation: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, img := loader.state()
+	initramfs := unpackHandoff(t, img.initrd, rep.HandoffBytes)
+	// The real root: the initramfs-tools boot script's move.
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(root, HandoffRunDir)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(initramfs, HandoffDir), filepath.Join(root, HandoffRunDir)); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := FindHandoff(root); err != nil || d != filepath.Join(root, HandoffRunDir) {
+		t.Fatalf("FindHandoff = %q, %v; want %s", d, err, filepath.Join(root, HandoffRunDir))
+	}
+	cache := newCache(t)
+	st, err := Resume(ctx, cache, ResumeOptions{Root: root, StateDir: filepath.Join(t.TempDir(), "state")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Generation != 2 || st.Reason != ReasonUpdate || st.RehydrateError != "" || st.Rehydrated.Modules != 4 {
+		t.Fatalf("state after switch_root %+v", st)
+	}
+	if s := cache.Stats(); s.BytesRead != 0 || s.BytesRehydrated == 0 {
+		t.Errorf("cache stats %+v: want everything rehydrated, nothing read", s)
+	}
+	if left, _ := os.ReadDir(filepath.Join(root, HandoffRunDir, "modules")); len(left) != 0 {
+		t.Errorf("%d handoff files left in /run", len(left))
+	}
+	// The kernel's place wins over /run: a program in the initramfs (a
+	// crash kernel's crash recover) reads the handoff it booted with.
+	both := t.TempDir()
+	for _, d := range []string{HandoffDir, HandoffRunDir} {
+		if err := os.MkdirAll(filepath.Join(both, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(both, d, "handoff.json"), []byte("{}"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, _ := FindHandoff(both); d != filepath.Join(both, HandoffDir) {
+		t.Errorf("FindHandoff with both = %q, want %s", d, filepath.Join(both, HandoffDir))
+	}
+	if _, err := FindHandoff(t.TempDir()); !errors.Is(err, ErrNoHandoff) {
+		t.Errorf("FindHandoff of an empty root: %v, want ErrNoHandoff", err)
+	}
+}
