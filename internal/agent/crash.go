@@ -56,10 +56,13 @@ func crashConfig(opts Options) crashpath.Config {
 // signature verified). A manifest's modules are read into the cache here
 // (Machine.Prefetch), before the crash path takes the operation lock,
 // under which the target reads nothing.
-func (a *Agent) target(ctx context.Context, path string, inline *bootimage.Manifest) (crashpath.Target, error) {
+//
+// An estimate (arm false) of the running image needs no trust: it loads
+// nothing.
+func (a *Agent) target(ctx context.Context, path string, inline *bootimage.Manifest, arm bool) (crashpath.Target, error) {
 	if path == "" && inline == nil {
 		_, origin, err := a.runningImage()
-		if err != nil && a.opts.Trust != nil {
+		if err != nil && a.opts.Trust != nil && arm {
 			return crashpath.Target{}, err
 		}
 		// crashpath finds the running image itself (Config.Current, or it
@@ -78,7 +81,7 @@ func (a *Agent) target(ctx context.Context, path string, inline *bootimage.Manif
 
 // CrashArm implements Service (crashpath.Path.Arm).
 func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*crashpath.ArmReport, error) {
-	t, err := a.target(ctx, req.Manifest, req.Inline)
+	t, err := a.target(ctx, req.Manifest, req.Inline, true)
 	if err != nil {
 		return nil, fmt.Errorf("crash arm: %w", err)
 	}
@@ -90,7 +93,7 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*crashpath.A
 
 // CrashEstimate implements Service (crashpath.Path.Estimate).
 func (a *Agent) CrashEstimate(ctx context.Context, req CrashEstimateRequest) (*crashpath.EstimateReport, error) {
-	t, err := a.target(ctx, req.Manifest, req.Inline)
+	t, err := a.target(ctx, req.Manifest, req.Inline, false)
 	if err != nil {
 		return nil, fmt.Errorf("crash estimate: %w", err)
 	}

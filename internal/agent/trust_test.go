@@ -220,6 +220,10 @@ func TestUntrustedHandoff(t *testing.T) {
 	if _, err := a.CrashArm(ctx, agent.CrashArmRequest{Mode: crashhandler.ModeDirect}); !errors.Is(err, manifestsig.ErrUnsigned) {
 		t.Errorf("crash arm of an untrusted image: %v, want ErrUnsigned", err)
 	}
+	// An estimate loads nothing: it is not a question of trust.
+	if _, err := a.CrashEstimate(ctx, agent.CrashEstimateRequest{}); errors.Is(err, manifestsig.ErrUnsigned) {
+		t.Errorf("crash estimate of the running image refused for trust: %v", err)
+	}
 	in, _ := a.Info(ctx)
 	if in.Trust == nil || in.Trust.RunningSignedBy != "" || in.Trust.RunningError == "" {
 		t.Errorf("Info.Trust %+v", in.Trust)

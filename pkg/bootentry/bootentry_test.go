@@ -3,6 +3,7 @@ package bootentry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log"
@@ -307,5 +308,27 @@ func TestCompareVersions(t *testing.T) {
 		if got := bootentry.CompareVersions(tc.a, tc.b); got != tc.want {
 			t.Errorf("CompareVersions(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
 		}
+	}
+}
+
+// A grub.cfg that u-root's parser rejects (a configfile it cannot read)
+// leaves every GRUB entry unbootable with the reason, and says so as a
+// problem; an entry without an initrd line is ErrNoInitrd.
+func TestGrubParserFailure(t *testing.T) {
+	root := copyTree(t, filepath.Join(fixtures, "bad"))
+	cfg := filepath.Join(root, "boot", "grub", "grub.cfg")
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, append(b, []byte("menuentry 'bare' --id bare {\n\tlinux /boot/vmlinuz-6.1.0-10-amd64\n}\n")...), 0o644)
+	l := scan(t, root)
+	if _, err := l.Lookup("bare"); !errors.Is(err, bootentry.ErrNoInitrd) || !strings.Contains(err.Error(), "grub.cfg:15") {
+		t.Errorf("bare: %v", err)
+	}
+	os.WriteFile(cfg, append(b, []byte("configfile /boot/grub/missing.cfg\n")...), 0o644)
+	l = scan(t, root)
+	if _, err := l.Lookup("fine"); !errors.Is(err, bootentry.ErrUnsupported) || !strings.Contains(err.Error(), "could not be parsed") {
+		t.Errorf("fine after a bad configfile: %v", err)
+	}
+	if len(l.Problems) == 0 || !strings.Contains(fmt.Sprint(l.Problems), "missing.cfg") {
+		t.Errorf("problems %v, want the configfile named", l.Problems)
 	}
 }
