@@ -103,10 +103,15 @@ func (a *Agent) CrashEstimate(ctx context.Context, req CrashEstimateRequest) (*c
 // CrashDisarm implements Service: it unloads the crash image, restores the
 // sysctls and reports the crash path.
 func (a *Agent) CrashDisarm(ctx context.Context) (*crashpath.StatusReport, error) {
-	if err := a.crash.Disarm(ctx); err != nil {
+	warnings, err := a.crash.Disarm(ctx)
+	if err != nil {
 		return nil, err
 	}
-	return a.crash.Status()
+	rep, err := a.crash.Status()
+	if rep != nil {
+		rep.Warnings = warnings
+	}
+	return rep, err
 }
 
 // CrashStatus implements Service.

@@ -92,6 +92,11 @@ func MkdirAll(dir string, perm fs.FileMode) error {
 // syncDir fsyncs dir, making a rename in it durable; tests replace it.
 var syncDir = fsyncDir
 
+// SyncDir fsyncs the directory dir, making durable the entries created,
+// renamed or removed in it (a file created in place and synced itself is
+// lost in a crash if its directory entry is not).
+func SyncDir(dir string) error { return syncDir(dir) }
+
 func fsyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {

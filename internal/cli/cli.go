@@ -139,7 +139,7 @@ func globalFlags(e *env) (*flag.FlagSet, *bool) {
 	fs.DurationVar(&e.timeout, "timeout", agent.DefaultClientTimeout, "how long to wait for the daemon's answer to one request (the daemon gives up on its own after its --request-timeout)")
 	fs.Var(ratioFlag{&e.cfg.machine.InitrdLimits.MaxRatio}, "initrd-max-ratio", fmt.Sprintf("`N`: a compressed initrd piece may unpack to N times its size, or %s if more (default %d; -1: no limit); the daemon keeps the limits it was started with",
 		memmap.FormatSize(bootimage.InitrdRatioFloor), bootimage.DefaultInitrdMaxRatio))
-	fs.Var(sizeFlag{&e.cfg.machine.InitrdLimits.MaxUnpacked}, "initrd-max-unpacked", fmt.Sprintf("`SIZE` (e.g. 2G): what one initrd module's pieces may unpack to together (default %s; -1: no limit)",
+	fs.Var(sizeFlag{&e.cfg.machine.InitrdLimits.MaxUnpacked}, "initrd-max-unpacked", fmt.Sprintf("`SIZE` (e.g. 2G): what all initrd pieces of an image may unpack to together (default %s; -1: no limit)",
 		memmap.FormatSize(bootimage.DefaultInitrdMaxUnpacked)))
 	verbose := fs.Bool("v", false, "log what the library does to stderr")
 	return fs, verbose

@@ -233,6 +233,7 @@ func crashDisarm(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	printWarnings(e.stderr, rep.Warnings)
 	if *asJSON {
 		return printJSON(e.stdout, crashStatusDoc(schemaCrashDisarm, rep))
 	}

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -57,6 +58,58 @@ func TestCrashCommands(t *testing.T) {
 	}
 	if r := h.run("crash", "disarm"); r.code != ExitOK || !strings.Contains(r.stdout, "disarmed") {
 		t.Errorf("crash disarm: %+v", r)
+	}
+}
+
+// TestCrashDisarmWarnings: the sysctls a tampered crash state names that
+// disarm leaves alone are printed as warnings by the CLI, not only logged
+// where the daemon runs, and --json carries them.
+func TestCrashDisarmWarnings(t *testing.T) {
+	h := newHarness(t)
+	h.writeRoot(crashFiles("402653184"))
+	v1, _ := testimage.Update()
+	_, p := v1.WriteTemp(t)
+	tamper := func() {
+		t.Helper()
+		if r := h.run("crash", "arm", "--mode", "direct", p); r.code != ExitOK {
+			t.Fatalf("crash arm: %+v", r)
+		}
+		path := filepath.Join(h.stateDir, "crash.json")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st map[string]any
+		if err := json.Unmarshal(b, &st); err != nil {
+			t.Fatal(err)
+		}
+		st["previous_sysctls"].(map[string]any)["kernel.modprobe"] = "/tmp/evil"
+		if b, err = json.Marshal(st); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	tamper()
+	r := h.run("crash", "disarm")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "disarmed") || !strings.Contains(r.stderr, "warning: ") || !strings.Contains(r.stderr, "kernel.modprobe") {
+		t.Errorf("crash disarm of a tampered state: %+v, want a warning naming kernel.modprobe on stderr", r)
+	}
+
+	tamper()
+	r = h.run("crash", "disarm", "--json")
+	var doc CrashStatusV1
+	decode(t, r, &doc)
+	if doc.Schema != schemaCrashDisarm || len(doc.Warnings) != 1 || !strings.Contains(doc.Warnings[0], "kernel.modprobe") {
+		t.Errorf("crash disarm --json: schema %q, warnings %q; want one naming kernel.modprobe", doc.Schema, doc.Warnings)
+	}
+	if !strings.Contains(r.stderr, "kernel.modprobe") {
+		t.Errorf("crash disarm --json: stderr %q lacks the warning", r.stderr)
+	}
+	if got := h.run("crash", "status", "--json").stdout; strings.Contains(got, "warnings") {
+		t.Errorf("crash status --json after the disarm: %s, want no warnings", got)
 	}
 }
 

@@ -188,6 +188,10 @@ type CrashStatusReportV1 struct {
 	MemoryMapRAM uint64 `json:"memory_map_ram_bytes,omitempty"`
 	// Last is the evidence of the last crash, if any is known.
 	Last *CrashEvidenceV1 `json:"last,omitempty"`
+	// Warnings (crash disarm only) name the sysctls the crash state names
+	// that disarm left alone: not fault-routing sysctls fastreboot
+	// manages, or not an integer.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // StageReportV1 is the v1 form of fastreboot.StageReport.
@@ -890,6 +894,7 @@ func crashStatusReportV1Of(s crashpath.StatusReport) CrashStatusReportV1 {
 		Reason:           string(s.Reason),
 		MemoryMapRAM:     s.MemoryMapRAM,
 		Last:             crashEvidenceV1Ptr(s.Last),
+		Warnings:         slices.Clone(s.Warnings),
 	}
 }
 

@@ -41,7 +41,7 @@ const (
 	// whatever its ratio: small pieces of mostly empty files compress
 	// far better than a hundred to one.
 	InitrdRatioFloor = 16 << 20
-	// DefaultInitrdMaxUnpacked is what all pieces of one initrd module
+	// DefaultInitrdMaxUnpacked is what all initrd pieces of a boot image
 	// may unpack to together (uncompressed archives count their size).
 	DefaultInitrdMaxUnpacked = 4 << 30
 )
@@ -54,9 +54,20 @@ type InitrdLimits struct {
 	// (one stream) may unpack to, or InitrdRatioFloor if that is more.
 	// 0 means DefaultInitrdMaxRatio, a negative value no ratio limit.
 	MaxRatio int64
-	// MaxUnpacked is what the initrd (all its pieces) may unpack to.
-	// 0 means DefaultInitrdMaxUnpacked, a negative value no limit.
+	// MaxUnpacked is what the initrd (all its pieces) may unpack to:
+	// ScanInitrd applies it to the one initrd it reads, and a boot image
+	// of several initrd modules (pkg/fastreboot) to all of them together
+	// (UnpackedLimit). 0 means DefaultInitrdMaxUnpacked, a negative value
+	// no limit.
 	MaxUnpacked int64
+}
+
+// UnpackedLimit returns the bound on what all initrd pieces of a boot
+// image may unpack to together (MaxUnpacked, or its default), and false
+// when there is none.
+func (l InitrdLimits) UnpackedLimit() (int64, bool) {
+	l = l.withDefaults()
+	return l.MaxUnpacked, l.MaxUnpacked > 0
 }
 
 func (l InitrdLimits) withDefaults() InitrdLimits {

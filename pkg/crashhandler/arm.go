@@ -236,17 +236,17 @@ func Arm(img Image, opts Options) (*State, error) {
 // KEXEC_FILE_UNLOAD|KEXEC_FILE_ON_CRASH) and writes back the sysctl values
 // Arm recorded: only those of the fault-routing sysctls it manages
 // (DefaultFaults, kernel.panic_on_warn, kernel.panic_on_rcu_stall) with an
-// integer value; any other entry of the state file is ignored with a
-// warning in the log. Disarming when nothing is armed succeeds. If the unload
-// fails, nothing else changes.
-func Disarm(opts Options) error {
+// integer value; any other entry of the state file is left alone, and
+// the returned warnings name each one (also logged). Disarming when nothing
+// is armed succeeds. If the unload fails, nothing else changes.
+func Disarm(opts Options) (warnings []string, err error) {
 	o := opts.withDefaults()
 	st, stErr := ReadState(o.StateDir)
 	if err := o.Loader.FileLoad(nil, nil, "", kexecFileUnload|kexecFileOnCrash); err != nil {
-		return fmt.Errorf("disarming crash image: kexec_file_load(UNLOAD|ON_CRASH): %w", classifyLoadError(err))
+		return nil, fmt.Errorf("disarming crash image: kexec_file_load(UNLOAD|ON_CRASH): %w", classifyLoadError(err))
 	}
 	if stErr != nil {
-		return fmt.Errorf("crash image unloaded, sysctls not restored: %w", stErr)
+		return nil, fmt.Errorf("crash image unloaded, sysctls not restored: %w", stErr)
 	}
 	if st != nil {
 		// Only the fault-routing sysctls Arm manages are written back,
@@ -254,12 +254,13 @@ func Disarm(opts Options) error {
 		kept, ignored := managedPrevious(st.Previous)
 		for _, ig := range ignored {
 			o.Logger.Warn("disarm: not restoring a sysctl the crash state names", "sysctl", ig, "state", statePath(o.StateDir))
+			warnings = append(warnings, fmt.Sprintf("not restored: %s, named in %s", ig, statePath(o.StateDir)))
 		}
 		if err := restoreAllFaults(o.Root, kept); err != nil {
-			return fmt.Errorf("crash image unloaded, restoring sysctls: %w", err)
+			return warnings, fmt.Errorf("crash image unloaded, restoring sysctls: %w", err)
 		}
 	}
-	return removeState(o.StateDir)
+	return warnings, removeState(o.StateDir)
 }
 
 // StatusReport describes the crash path of the running kernel.

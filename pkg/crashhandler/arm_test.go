@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -196,7 +197,7 @@ func TestArm(t *testing.T) {
 		}
 	}
 
-	if err := Disarm(e.opts); err != nil {
+	if _, err := Disarm(e.opts); err != nil {
 		t.Fatal(err)
 	}
 	if last := e.kernel.calls[len(e.kernel.calls)-1]; last != (loadCall{Flags: kexecFileUnload | kexecFileOnCrash}) {
@@ -214,7 +215,7 @@ func TestArm(t *testing.T) {
 		t.Errorf("Status after Disarm = %+v", rep)
 	}
 	// Disarming again is fine.
-	if err := Disarm(e.opts); err != nil {
+	if _, err := Disarm(e.opts); err != nil {
 		t.Errorf("second Disarm: %v", err)
 	}
 }
@@ -256,7 +257,7 @@ func TestRearmKeepsFirstPreviousValues(t *testing.T) {
 	if st.Previous[SysctlHungTaskPanic] != "0" || st.Previous[SysctlPanicOnOops] != "1" {
 		t.Errorf("previous = %v, want hung_task_panic 0 and panic_on_oops 1", st.Previous)
 	}
-	if err := Disarm(e.opts); err != nil {
+	if _, err := Disarm(e.opts); err != nil {
 		t.Fatal(err)
 	}
 	if e.sysctl(t, SysctlHungTaskPanic) != "0" || e.sysctl(t, SysctlPanicOnOops) != "1" {
@@ -461,7 +462,7 @@ func TestDisarmFailureKeepsState(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.kernel.err = syscall.EPERM
-	if err := Disarm(e.opts); !errors.Is(err, ErrNotPermitted) {
+	if _, err := Disarm(e.opts); !errors.Is(err, ErrNotPermitted) {
 		t.Errorf("Disarm error = %v, want ErrNotPermitted", err)
 	}
 	if st, _ := ReadState(e.state); st == nil || e.sysctl(t, SysctlPanicOnOops) != "1" {
@@ -494,8 +495,19 @@ func TestDisarmRestoresOnlyItsSysctls(t *testing.T) {
 	}
 	var logged strings.Builder
 	e.opts.Logger = slog.New(slog.NewTextHandler(&logged, nil))
-	if err := Disarm(e.opts); err != nil {
+	warnings, err := Disarm(e.opts)
+	if err != nil {
 		t.Fatalf("Disarm: %v", err)
+	}
+	// The caller gets the warnings too (the CLI prints them), one per
+	// entry left alone.
+	if len(warnings) != 4 {
+		t.Errorf("Disarm warnings %q, want 4", warnings)
+	}
+	for _, w := range []string{"kernel.core_pattern", "kernel.modprobe", "kernel/../../../etc/x", SysctlSoftlockupPanic} {
+		if !slices.ContainsFunc(warnings, func(s string) bool { return strings.Contains(s, w) }) {
+			t.Errorf("Disarm warnings %q do not name %s", warnings, w)
+		}
 	}
 	if got := readFile(t, corePattern); got != "core\n" {
 		t.Errorf("kernel.core_pattern = %q after Disarm, want it untouched", got)

@@ -233,7 +233,7 @@ func TestCrashArm(t *testing.T) {
 	if err != nil || st.Mode != crashhandler.ModeDirect || st.MemoryMapRAM == 0 {
 		t.Errorf("Status = %+v, %v", st, err)
 	}
-	if err := p.Disarm(ctx); err != nil {
+	if _, err := p.Disarm(ctx); err != nil {
 		t.Fatalf("Disarm: %v", err)
 	}
 	if got := sysctl(t, root, crashhandler.SysctlPanicOnOops); got != "0" {

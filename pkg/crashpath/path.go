@@ -282,12 +282,14 @@ func (p *Path) crashOptions(mode crashhandler.Mode) crashhandler.Options {
 }
 
 // Disarm unloads the crash image and restores the fault-routing sysctls
-// (crashhandler.Disarm).
-func (p *Path) Disarm(ctx context.Context) error {
-	if err := crashhandler.Disarm(p.crashOptions("")); err != nil {
-		return fmt.Errorf("crash disarm: %w", err)
+// (crashhandler.Disarm); the warnings name the entries of the state file
+// it left alone.
+func (p *Path) Disarm(ctx context.Context) ([]string, error) {
+	warnings, err := crashhandler.Disarm(p.crashOptions(""))
+	if err != nil {
+		return warnings, fmt.Errorf("crash disarm: %w", err)
 	}
-	return nil
+	return warnings, nil
 }
 
 // cacheOnly is the Source of an image served from the cache alone.

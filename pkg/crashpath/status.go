@@ -21,6 +21,10 @@ type StatusReport struct {
 	MemoryMapRAM uint64 `json:"memory_map_ram_bytes,omitempty"`
 	// Last is the evidence of the last crash, if any is known.
 	Last *crashhandler.Evidence `json:"last,omitempty"`
+	// Warnings, in the report of a disarm, name what it left alone: the
+	// sysctls the crash state names that are not fault-routing sysctls
+	// fastreboot manages (or hold no integer). Status leaves it empty.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Status reports the crash path of the running generation.

@@ -260,9 +260,21 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 	if err := bootimage.CheckKernel(b.kernel, b.kernel.Size()); err != nil {
 		return nil, fmt.Errorf("kernel %q: %w", kmod.Name, err)
 	}
+	if !spec.segments {
+		if h, err := bootimage.ReadSetupHeader(b.kernel); err == nil {
+			if max := maxFileCmdline(h.CmdLineSize); len(m.Cmdline) > max {
+				return nil, fmt.Errorf("%w: manifest %q: %d bytes, kexec_file_load takes at most %d for kernel %q (its cmdline_size %d, less the NUL and the 30 bytes it keeps for elfcorehdr=)",
+					bootimage.ErrCmdlineTooLong, m.Name, len(m.Cmdline), max, kmod.Name, h.CmdLineSize)
+			}
+		}
+	}
 	rep.KernelSHA256 = kmod.SHA256
 	blobs := []Blob{b.kernel}
 	var pieces []*modcache.Entry
+	// The initrd limit bounds what all the image's pieces unpack to
+	// together, not each module alone: the kernel unpacks every one of
+	// them into the same rootfs.
+	limit, bounded := mc.opts.InitrdLimits.UnpackedLimit()
 	for _, mod := range m.Initrds() {
 		e, err := mc.entry(mod)
 		if err != nil {
@@ -271,14 +283,18 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 		pieces = append(pieces, e)
 		blobs = append(blobs, e)
 		b.piecesPadded += (e.Size() + 3) &^ 3
-		if spec.crashInit != nil || !spec.crash {
-			continue // the crash init piece is measured below; a Stage needs no sizing
+		if spec.crashInit != nil || (!spec.crash && !bounded) {
+			continue // the crash init piece is measured below; an unbounded Stage needs no sizing
 		}
 		n, err := mc.unpackedBytes(mod, e)
 		if err != nil {
 			return nil, err
 		}
 		b.unpacked += n
+		if bounded && b.unpacked > limit {
+			return nil, fmt.Errorf("initrd piece %q: %w: %w: it unpacks to %d bytes, which brings the image's initrd pieces up to it to %d, more than the %d an initrd may (InitrdLimits.MaxUnpacked)",
+				mod.Name, bootimage.ErrBadInitrd, bootimage.ErrUnpackLimit, n, b.unpacked, limit)
+		}
 	}
 	if spec.segments {
 		if b.seg, err = mc.prepareSegments(ctx, m, kmod, b.kernel, spec); err != nil {
@@ -352,9 +368,10 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 }
 
 // unpackedBytes returns what the initrd piece mod (cached as e) unpacks
-// to, the real size the crash path's sizing needs: bootimage.ScanInitrd
-// under Options.InitrdLimits, once per digest for the Machine's life (the
-// piece's decompression costs seconds under emulation). mc.mu is held.
+// to, the real size the crash path's sizing and the image's initrd limit
+// need: bootimage.ScanInitrd under Options.InitrdLimits, once per digest
+// for the Machine's life (the piece's decompression costs seconds under
+// emulation). mc.mu is held.
 func (mc *Machine) unpackedBytes(mod bootimage.Module, e *modcache.Entry) (int64, error) {
 	if n, ok := mc.unpacked[e.Digest()]; ok {
 		return n, nil
@@ -368,4 +385,19 @@ func (mc *Machine) unpackedBytes(mod bootimage.Module, e *modcache.Entry) (int64
 	}
 	mc.unpacked[e.Digest()] = info.UnpackedBytes
 	return info.UnpackedBytes, nil
+}
+
+// maxFileCmdline is the longest command line, without its NUL, that
+// kexec_file_load takes for a kernel whose setup header says cmdline_size:
+// its x86 loader refuses with EINVAL a line whose length with the NUL
+// plus 30 bytes (room for the "elfcorehdr=0x<addr> " a crash load
+// prepends) exceeds cmdline_size, on every load, not only crash loads
+// (arch/x86/kernel/kexec-bzimage64.c bzImage64_load, 6.1;
+// docs/kernel-facts.md). A header without cmdline_size (protocol < 2.06)
+// is taken to say COMMAND_LINE_SIZE less the NUL.
+func maxFileCmdline(cmdlineSize uint32) int {
+	if cmdlineSize == 0 || cmdlineSize > bootimage.MaxCmdline-1 {
+		cmdlineSize = bootimage.MaxCmdline - 1
+	}
+	return int(cmdlineSize) - 1 - 30
 }

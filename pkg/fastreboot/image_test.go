@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -95,5 +96,42 @@ func TestBuildImageUnpackedBytes(t *testing.T) {
 	_, err = build(Options{InitrdLimits: bootimage.InitrdLimits{MaxUnpacked: 1 << 20}})
 	if !errors.Is(err, bootimage.ErrUnpackLimit) || !strings.Contains(err.Error(), `"sparse.cpio.xz"`) {
 		t.Errorf("BuildImage under a 1 MiB total = %v, want ErrUnpackLimit naming sparse.cpio.xz", err)
+	}
+}
+
+// TestInitrdLimitSpansModules: InitrdLimits.MaxUnpacked bounds what all
+// the image's initrd pieces unpack to together, not each module alone:
+// two pieces of 2 MiB each pass a 3 MiB limit one by one and fail it
+// together, for a Stage as for a crash image, naming the module that
+// crossed it and the running total.
+func TestInitrdLimitSpansModules(t *testing.T) {
+	im := testimage.Default()
+	a := testimage.Cpio(testimage.File{Name: "a.img", Data: make([]byte, 2<<20)})
+	b := testimage.Cpio(testimage.File{Name: "b.img", Data: make([]byte, 2<<20)})
+	im.Initrds = []testimage.Blob{{Name: "a.cpio.xz", Data: testimage.Xz(a)}, {Name: "b.cpio.zst", Data: testimage.Zstd(b)}}
+	m, dir := im.WriteTempDir(t)
+	lim := bootimage.InitrdLimits{MaxUnpacked: 3 << 20}
+	for _, p := range []struct{ name, data []byte }{{[]byte("a"), a}, {[]byte("b"), b}} {
+		if _, err := bootimage.ScanInitrd(bytes.NewReader(p.data), int64(len(p.data)), lim); err != nil {
+			t.Fatalf("piece %s alone under 3 MiB: %v", p.name, err)
+		}
+	}
+	want := `initrd piece "b.cpio.zst": `
+	total := fmt.Sprintf("brings the image's initrd pieces up to it to %d, more than the %d", len(a)+len(b), 3<<20)
+	newMachine := func() *Machine {
+		return New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: &fakeLoader{}, Logger: testLogger(t), InitrdLimits: lim})
+	}
+	_, err := newMachine().Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Reason: ReasonUpdate})
+	if !errors.Is(err, bootimage.ErrUnpackLimit) || !errors.Is(err, bootimage.ErrBadInitrd) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), total) {
+		t.Errorf("Stage = %v, want ErrUnpackLimit naming b.cpio.zst and saying %q", err, total)
+	}
+	_, err = newMachine().BuildImage(context.Background(), m, modcache.DirSource(dir), BuildOptions{Reason: ReasonCrash, MemoryMap: qemuMap})
+	if !errors.Is(err, bootimage.ErrUnpackLimit) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), total) {
+		t.Errorf("BuildImage = %v, want ErrUnpackLimit naming b.cpio.zst and saying %q", err, total)
+	}
+	lim.MaxUnpacked = 5 << 20
+	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: &fakeLoader{}, Logger: testLogger(t), InitrdLimits: lim})
+	if _, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Reason: ReasonUpdate}); err != nil {
+		t.Errorf("Stage under 5 MiB: %v", err)
 	}
 }

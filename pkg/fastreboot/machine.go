@@ -87,8 +87,11 @@ type Options struct {
 	StateDir string
 	// InitrdLimits bound what initrd pieces may unpack to (the zero value
 	// means bootimage's defaults): BuildImage measures the real unpacked
-	// size of the pieces with them, and a cache created for this Machine
-	// should check with CheckModuleLimits(InitrdLimits).
+	// size of the pieces with them, Stage and BuildImage refuse an image
+	// whose initrd pieces unpack to more than MaxUnpacked together (each
+	// piece is decompressed once per digest for the Machine's life; a
+	// negative MaxUnpacked spares a Stage that), and a cache created for
+	// this Machine should check with CheckModuleLimits(InitrdLimits).
 	InitrdLimits bootimage.InitrdLimits
 }
 

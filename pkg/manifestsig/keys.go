@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+
+	"github.com/fastreboot/fastreboot/internal/atomicfile"
 )
 
 // PEM block types of the key files.
@@ -103,8 +106,9 @@ func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
 // crypto/rand) and writes prefix.key (the private key, mode 0600) and
 // prefix.pub (the public key, mode 0644). Neither file may exist: both are
 // created with O_EXCL, so an existing key is never overwritten and a
-// symbolic link planted at either path is not followed. On failure nothing
-// is left behind. It returns the two paths and the public key.
+// symbolic link planted at either path is not followed. Both files and
+// their directory are fsynced before it returns. On failure nothing is
+// left behind. It returns the two paths and the public key.
 func GenerateKeyFiles(prefix string, rand io.Reader) (privPath, pubPath string, pub ed25519.PublicKey, err error) {
 	pub, priv, err := ed25519.GenerateKey(rand)
 	if err != nil {
@@ -126,8 +130,19 @@ func GenerateKeyFiles(prefix string, rand io.Reader) (privPath, pubPath string, 
 		os.Remove(privPath)
 		return "", "", nil, err
 	}
+	// The new entries are in the directory, which must reach the disk
+	// too, or a crash can lose the key just reported written (both files
+	// are in prefix's directory).
+	if err := syncDir(filepath.Dir(privPath)); err != nil {
+		os.Remove(privPath)
+		os.Remove(pubPath)
+		return "", "", nil, fmt.Errorf("manifestsig: making %s and %s durable: %w", privPath, pubPath, err)
+	}
 	return privPath, pubPath, pub, nil
 }
+
+// syncDir fsyncs a directory; tests replace it.
+var syncDir = atomicfile.SyncDir
 
 // writeExcl creates path (O_EXCL: it must not exist, a symbolic link
 // included) with mode perm, writes b and syncs it; on failure it removes
