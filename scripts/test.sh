@@ -94,6 +94,6 @@ go test -count=1 ./...
 # They must not skip here: a missing QEMU or kernel is a failure.
 echo "test.sh: qemu-tests module: go vet ./..."
 (cd qemu-tests && go vet ./...)
-echo "test.sh: QEMU boot tests (single-threaded TCG, about 20 minutes on 2 cores)"
+echo "test.sh: QEMU boot tests (single-threaded TCG, about 30 minutes on 2 cores, TestDebianSystem about 10 of them)"
 (cd qemu-tests && go test -count=1 $(go list ./... | grep -v '/qemu-tests$') &&
 	FASTREBOOT_REQUIRE_QEMU=1 go test -count=1 -v -timeout 75m ./)

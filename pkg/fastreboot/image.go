@@ -260,6 +260,14 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 	if err := bootimage.CheckKernel(b.kernel, b.kernel.Size()); err != nil {
 		return nil, fmt.Errorf("kernel %q: %w", kmod.Name, err)
 	}
+	if !spec.segments {
+		if h, err := bootimage.ReadSetupHeader(b.kernel); err == nil {
+			if max := maxFileCmdline(h.CmdLineSize); len(m.Cmdline) > max {
+				return nil, fmt.Errorf("%w: manifest %q: %d bytes, kexec_file_load takes at most %d for kernel %q (its cmdline_size %d, less the NUL and the 30 bytes it keeps for elfcorehdr=)",
+					bootimage.ErrCmdlineTooLong, m.Name, len(m.Cmdline), max, kmod.Name, h.CmdLineSize)
+			}
+		}
+	}
 	rep.KernelSHA256 = kmod.SHA256
 	blobs := []Blob{b.kernel}
 	var pieces []*modcache.Entry
@@ -377,4 +385,19 @@ func (mc *Machine) unpackedBytes(mod bootimage.Module, e *modcache.Entry) (int64
 	}
 	mc.unpacked[e.Digest()] = info.UnpackedBytes
 	return info.UnpackedBytes, nil
+}
+
+// maxFileCmdline is the longest command line, without its NUL, that
+// kexec_file_load takes for a kernel whose setup header says cmdline_size:
+// its x86 loader refuses with EINVAL a line whose length with the NUL
+// plus 30 bytes (room for the "elfcorehdr=0x<addr> " a crash load
+// prepends) exceeds cmdline_size, on every load, not only crash loads
+// (arch/x86/kernel/kexec-bzimage64.c bzImage64_load, 6.1;
+// docs/kernel-facts.md). A header without cmdline_size (protocol < 2.06)
+// is taken to say COMMAND_LINE_SIZE less the NUL.
+func maxFileCmdline(cmdlineSize uint32) int {
+	if cmdlineSize == 0 || cmdlineSize > bootimage.MaxCmdline-1 {
+		cmdlineSize = bootimage.MaxCmdline - 1
+	}
+	return int(cmdlineSize) - 1 - 30
 }

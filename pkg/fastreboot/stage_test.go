@@ -159,14 +159,18 @@ func TestStageCmdlineLimit(t *testing.T) {
 	m, dir := im.WriteTempDir(t)
 	loader := &fakeLoader{}
 	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: loader})
-	m.Cmdline = strings.Repeat("a", bootimage.MaxCmdline-1)
+	// The test kernel's cmdline_size is 2047, as Debian's: kexec_file_load
+	// takes 2047 - 1 (the NUL) - 30 (room for elfcorehdr=) = 2016 bytes.
+	m.Cmdline = strings.Repeat("a", 2016)
 	if _, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Reason: ReasonUpdate}); err != nil {
 		t.Fatalf("cmdline of %d bytes: %v", len(m.Cmdline), err)
 	}
-	m.Cmdline += "a"
-	_, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Reason: ReasonUpdate})
-	if !errors.Is(err, bootimage.ErrCmdlineTooLong) || !strings.Contains(err.Error(), m.Name) {
-		t.Errorf("cmdline of %d bytes: %v, want ErrCmdlineTooLong naming %q", len(m.Cmdline), err, m.Name)
+	for _, n := range []int{2017, bootimage.MaxCmdline - 1, bootimage.MaxCmdline} {
+		m.Cmdline = strings.Repeat("a", n)
+		_, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Reason: ReasonUpdate})
+		if !errors.Is(err, bootimage.ErrCmdlineTooLong) || !strings.Contains(err.Error(), m.Name) {
+			t.Errorf("cmdline of %d bytes: %v, want ErrCmdlineTooLong naming %q", len(m.Cmdline), err, m.Name)
+		}
 	}
 	if calls, _ := loader.state(); calls != 1 {
 		t.Errorf("loader called %d times, want 1", calls)
