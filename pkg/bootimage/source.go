@@ -24,8 +24,26 @@ var ErrNotRegularFile = errors.New("bootimage: not a regular file")
 // and its size; the caller reads no more than that size (O_NONBLOCK does
 // not change reads of a regular file).
 func OpenFile(path string) (*os.File, int64, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	return openRegular(path, 0)
+}
+
+// OpenFileNoFollow is OpenFile without following a symbolic link in the
+// last element of path (O_NOFOLLOW): for files this program wrote itself
+// and reads back from a directory others might write to, such as the
+// handoff's module files. A symbolic link there is refused like any other
+// file that is not regular: an error that names the path, says "is a
+// symbolic link" and wraps ErrNotRegularFile.
+func OpenFileNoFollow(path string) (*os.File, int64, error) {
+	return openRegular(path, syscall.O_NOFOLLOW)
+}
+
+func openRegular(path string, flags int) (*os.File, int64, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|flags, 0)
 	if err != nil {
+		// O_NOFOLLOW fails a symbolic link with ELOOP.
+		if fi, lerr := os.Lstat(path); flags&syscall.O_NOFOLLOW != 0 && errors.Is(err, syscall.ELOOP) && lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return nil, 0, fmt.Errorf("%s: is %s: %w", path, fileKind(fi.Mode()), ErrNotRegularFile)
+		}
 		return nil, 0, err // *PathError names the file
 	}
 	fi, err := f.Stat()

@@ -30,8 +30,9 @@ type RehydrateReport struct {
 // generation checked the modules before carrying them, and the digest check
 // proves they are those bytes.
 //
-// A missing file, or one whose size or digest does not match, is an error
-// naming the file; nothing from it enters the cache and it is left in place
+// A missing file, one that is not a regular file (a symbolic link is not
+// followed: bootimage.OpenFileNoFollow), or one whose size or digest does
+// not match, is an error naming the file; nothing from it enters the cache and it is left in place
 // for inspection. Files that did verify stay cached even when others failed
 // (the error joins every failure). A module already cached is not copied;
 // its redundant handoff file is removed unread.
@@ -95,10 +96,13 @@ func (c *Cache) rehydrateOne(ctx context.Context, m bootimage.Module, path strin
 		}
 		return false, nil
 	}
-	f, err := os.Open(path)
+	// The handoff directory is written by the previous generation's
+	// initrd, but a symbolic link or a FIFO planted there must not make
+	// this read another file or block: regular files only, not followed.
+	f, _, err := bootimage.OpenFileNoFollow(path)
 	if err != nil {
 		c.finish(done, m.SHA256, nil, 0, nil)
-		return false, err // *PathError names the file
+		return false, err // names the file
 	}
 	var n int64
 	if adopt {

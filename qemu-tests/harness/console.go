@@ -318,3 +318,35 @@ func (c *Console) linesBetween(from, to int) []Line {
 	}
 	return out
 }
+
+// kernelStampRE matches a kernel printk timestamp, "[    5.738396] ".
+var kernelStampRE = regexp.MustCompile(`\[\s*\d+\.\d{6}\] `)
+
+// Healed returns lines with the kernel's messages taken out of the middle of
+// userspace lines. Guest userspace and the kernel share the serial console,
+// and a printk can land inside a line a program is writing:
+//
+//	fastreboot: ... evidence from "vmcore" in 0.1[    5.738396] hrtimer: interrupt took 155410490 ns
+//	2s, memory map check ok, ...
+//
+// Healed gives the kernel message a line of its own and joins the program's
+// two halves into one line (at the first half's time). Only a message that
+// starts right after a non-space character is taken for an intrusion, so
+// a program that prints kernel lines after a prefix ("frguest: [ ...") is
+// left alone.
+func Healed(lines []Line) []Line {
+	out := make([]Line, 0, len(lines))
+	for i := 0; i < len(lines); i++ {
+		l := lines[i]
+		loc := kernelStampRE.FindStringIndex(l.Text)
+		if loc == nil || loc[0] == 0 || l.Text[loc[0]-1] == ' ' || i+1 == len(lines) {
+			out = append(out, l)
+			continue
+		}
+		out = append(out, Line{T: l.T, Text: l.Text[loc[0]:], off: l.off + loc[0]})
+		next := lines[i+1]
+		out = append(out, Line{T: l.T, Text: l.Text[:loc[0]] + next.Text, off: l.off})
+		i++
+	}
+	return out
+}

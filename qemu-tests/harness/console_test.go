@@ -261,3 +261,32 @@ func TestCrashKernelRE(t *testing.T) {
 		}
 	}
 }
+
+// TestHealed: a kernel message inside a program's line is taken out and the
+// program's line joined; lines that merely quote kernel lines stay as they
+// are.
+func TestHealed(t *testing.T) {
+	in := []Line{
+		{T: 1, Text: `fastreboot: crash stage recovered: evidence from "vmcore" in 0.1[    5.738396] hrtimer: interrupt took 155410490 ns`},
+		{T: 2, Text: `2s, memory map check ok, production initrd 28240484 bytes staged`},
+		{T: 3, Text: `frguest: [    1.234567] ramoops: using 0x100000@0x7f000000`},
+		{T: 4, Text: `[    5.900000] virtio_blk virtio1: [vda] 2048 512-byte logical blocks`},
+	}
+	var got []string
+	for _, l := range Healed(in) {
+		got = append(got, l.Text)
+	}
+	want := []string{
+		`[    5.738396] hrtimer: interrupt took 155410490 ns`,
+		`fastreboot: crash stage recovered: evidence from "vmcore" in 0.12s, memory map check ok, production initrd 28240484 bytes staged`,
+		`frguest: [    1.234567] ramoops: using 0x100000@0x7f000000`,
+		`[    5.900000] virtio_blk virtio1: [vda] 2048 512-byte logical blocks`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Healed (-want +got):\n%s", diff)
+	}
+	re := regexp.MustCompile(`evidence from "[^"]*vmcore" in \S+, memory map check ok`)
+	if !re.MatchString(got[1]) {
+		t.Errorf("the joined line does not match %s", re)
+	}
+}
