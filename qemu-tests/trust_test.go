@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/internal/cli"
 	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
@@ -16,29 +16,6 @@ import (
 // frtamperCmd stages a signed manifest with the library and loads the image
 // with one byte of a carried module changed.
 const frtamperCmd = harness.ModulePath + "/qemu-tests/cmd/frtamper"
-
-// trustStatus is the part of `fastreboot status --json` the trust test
-// reads.
-type trustStatus struct {
-	Generation int               `json:"generation"`
-	Reason     fastreboot.Reason `json:"reason"`
-	State      *struct {
-		Carried    int `json:"carried"`
-		Rehydrated struct {
-			Modules int `json:"modules"`
-		} `json:"rehydrated"`
-		ManifestPath string                 `json:"manifest_path"`
-		Trust        *fastreboot.TrustState `json:"trust"`
-	} `json:"state"`
-	Trust *struct {
-		Root            string   `json:"root"`
-		Keys            []string `json:"keys"`
-		RunningSignedBy string   `json:"running_signed_by"`
-	} `json:"trust"`
-	Agent *struct {
-		Warnings []string `json:"warnings"`
-	} `json:"agent"`
-}
 
 // TestSignedManifestTrust proves the trust story on Debian's kernel: every
 // generation's initramfs holds a trust root (the public key in the kmods
@@ -67,9 +44,9 @@ func TestSignedManifestTrust(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	status := func() *trustStatus {
+	status := func() *cli.StatusV1 {
 		t.Helper()
-		var st trustStatus
+		var st cli.StatusV1
 		if err := g.FastrebootJSON("status", &st); err != nil {
 			t.Fatalf("fastreboot status: %v", err)
 		}
