@@ -58,7 +58,11 @@ EOF_MOD
 	echo "test.sh: go list -m all of the scratch importer:"
 	sed 's/^/  /' "$scratch/modules.txt"
 	# The pattern must match real package paths: the harness's graph has them.
-	if ! (cd qemu-tests && go list -deps ./harness) | grep -Eq "^($harness_pkgs)/"; then
+	# Into a file first: with pipefail, grep -q quitting at its first match
+	# would end go list with SIGPIPE and fail the pipeline (seen once the
+	# harness's graph outgrew the pipe's buffer).
+	if ! (cd qemu-tests && go list -deps ./harness) >"$scratch/harness-deps.txt" ||
+		! grep -Eq "^($harness_pkgs)/" "$scratch/harness-deps.txt"; then
 		echo "test.sh: FAIL: the harness pattern matches none of qemu-tests/harness's packages" >&2
 		rm -rf "$scratch"
 		return 1
