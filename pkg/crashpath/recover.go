@@ -181,6 +181,10 @@ func restage(ctx context.Context, cfg Config, rep *RecoverReport, running string
 		// kexec_file_load reads the image in (see
 		// crashhandler.RequiredReservation).
 		ReleaseCache: true,
+		// Production staged these pieces under its initrd limits
+		// before it armed; decompressing them again here would hold
+		// the decompressor's memory through the reload's peak.
+		SkipInitrdScan: true,
 	}
 	staged, err := p.cfg.Machine.Stage(ctx, &prod, cacheOnly{}, so)
 	if err != nil {

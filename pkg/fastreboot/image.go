@@ -188,6 +188,8 @@ type buildSpec struct {
 	origin *ManifestOrigin
 	// prefetched is StageOptions.Prefetched.
 	prefetched *Prefetch
+	// skipScan is StageOptions.SkipInitrdScan.
+	skipScan bool
 }
 
 // withPrefetch is the sync report of a build whose modules pre
@@ -283,8 +285,8 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 		pieces = append(pieces, e)
 		blobs = append(blobs, e)
 		b.piecesPadded += (e.Size() + 3) &^ 3
-		if spec.crashInit != nil || (!spec.crash && !bounded) {
-			continue // the crash init piece is measured below; an unbounded Stage needs no sizing
+		if spec.crashInit != nil || (!spec.crash && (!bounded || spec.skipScan)) {
+			continue // the crash init piece is measured below; an unbounded or pre-checked Stage needs no sizing
 		}
 		n, err := mc.unpackedBytes(mod, e)
 		if err != nil {

@@ -129,8 +129,18 @@ func TestInitrdLimitSpansModules(t *testing.T) {
 	if !errors.Is(err, bootimage.ErrUnpackLimit) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), total) {
 		t.Errorf("BuildImage = %v, want ErrUnpackLimit naming b.cpio.zst and saying %q", err, total)
 	}
+	// SkipInitrdScan (a crash stage reloading what production staged
+	// under its limits) decompresses nothing: the same image loads, and
+	// the Machine has measured no piece.
+	mc := newMachine()
+	if _, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Reason: ReasonCrash, SkipInitrdScan: true}); err != nil {
+		t.Errorf("Stage with SkipInitrdScan: %v", err)
+	}
+	if len(mc.unpacked) != 0 {
+		t.Errorf("Stage with SkipInitrdScan measured %d pieces, want none decompressed", len(mc.unpacked))
+	}
 	lim.MaxUnpacked = 5 << 20
-	mc := New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: &fakeLoader{}, Logger: testLogger(t), InitrdLimits: lim})
+	mc = New(newCache(t), Options{Root: fakeTree(t, goodTree), Loader: &fakeLoader{}, Logger: testLogger(t), InitrdLimits: lim})
 	if _, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Reason: ReasonUpdate}); err != nil {
 		t.Errorf("Stage under 5 MiB: %v", err)
 	}

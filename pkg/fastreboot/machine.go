@@ -152,6 +152,16 @@ type StageOptions struct {
 	// the sync's duration, starts its timeline at it, and fails with its
 	// error if it failed. Nil: Stage reads what is missing itself.
 	Prefetched *Prefetch
+	// SkipInitrdScan spares Stage decompressing the initrd pieces to
+	// check what they unpack to together (Options.InitrdLimits): for an
+	// image whose pieces were checked already when the generation that
+	// armed it staged them. A two-stage crash kernel reloading production
+	// sets it: the decompressor's window and the pages it touched stay
+	// with the Go runtime through kexec_file_load's peak, and in a tight
+	// crash reservation those megabytes ran the crash stage out of memory
+	// (crashhandler.MinimalHeadroom). Each piece still comes with its
+	// digest checked.
+	SkipInitrdScan bool
 }
 
 // HashReport is what learning the digests of files read: a stat index
@@ -458,6 +468,7 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 		dryRun: so.DryRun, carry: so.Carry, memoryMap: so.MemoryMap, handoffCrash: so.Crash, cpuRecord: so.CPURecord,
 		origin:     so.Origin,
 		prefetched: so.Prefetched,
+		skipScan:   so.SkipInitrdScan,
 	}
 	b, err := mc.build(ctx, m, src, spec, &rep, lap)
 	rep.BytesRead = rep.Sync.BytesRead
