@@ -20,6 +20,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
+	"github.com/fastreboot/fastreboot/pkg/rollback"
 )
 
 // DefaultSocket is where the daemon listens.
@@ -54,6 +55,11 @@ type Service interface {
 	// CrashEstimate says which crashkernel= the armed or a given image
 	// needs, without arming anything.
 	CrashEstimate(ctx context.Context, req CrashEstimateRequest) (*crashpath.EstimateReport, error)
+	// Bless makes the running generation's image last-known-good
+	// (rollback.ErrNotOnTrial when it is not on trial).
+	Bless(ctx context.Context, req BlessRequest) (*BlessReport, error)
+	// Rollback stages the last-known-good image, reason rollback.
+	Rollback(ctx context.Context, req RollbackRequest) (*RollbackReport, error)
 }
 
 // SyncRequest names a manifest file; its modules are read relative to its
@@ -81,6 +87,14 @@ type StageRequest struct {
 	// Hashed is what the client read to learn the digests of an Inline
 	// manifest (its stat index); the report carries it.
 	Hashed *fastreboot.HashReport `json:"hashed,omitempty"`
+	// Trial is what the staged generation must do to be blessed when it
+	// goes on trial (an image other than last-known-good's): a deadline,
+	// a health command. Nil: no deadline, no health command; it stays on
+	// trial until `fastreboot bless`.
+	Trial *rollback.TrialOptions `json:"trial,omitempty"`
+	// Policy, when set, is the crash-loop protection from the staged
+	// generation on (validated; nil keeps the running one's).
+	Policy *rollback.Policy `json:"policy,omitempty"`
 }
 
 // Info describes the agent and its cache.
@@ -105,6 +119,9 @@ type Info struct {
 	// Trust is the agent's trust root; nil when none is set (manifests
 	// need no signature).
 	Trust *TrustInfo `json:"trust,omitempty"`
+	// Rollback is the boot assessment: last-known-good, the trial, the
+	// crash count, what a crash would boot, the history.
+	Rollback *RollbackInfo `json:"rollback,omitempty"`
 	// Warnings are what the agent noticed and mended on its own, e.g. a
 	// carried module that failed its content check and was read again from
 	// storage.
@@ -175,6 +192,15 @@ type Options struct {
 	// is ready (fastreboot.ResumeOptions.EagerVerify), as before their
 	// verification was deferred; for comparison.
 	EagerVerify bool
+	// Reboot jumps into the image the agent staged for a rollback (a
+	// trial's missed deadline or failed health command, RunTrial); nil
+	// means a direct kexec (fastreboot.Machine.Reboot). The daemon passes
+	// the reboot path of `fastreboot reboot` (systemctl kexec under
+	// systemd).
+	Reboot func(ctx context.Context) error
+	// Now is the agent's clock (trial deadlines, the crash-loop window);
+	// nil means time.Now.
+	Now func() time.Time
 	// CrashInit is the program a minimal crash initramfs runs as /init
 	// (crashpath.InitrdMinimal); "" means Root/proc/self/exe, the running
 	// fastreboot binary.
@@ -247,6 +273,17 @@ type Agent struct {
 	// crash is the generation's crash path over the cache and mc.
 	crash *crashpath.Path
 
+	// rb is the generation's boot assessment (rollback.go); health the
+	// trial's health command, rollingBack why a rollback is under way.
+	rb          rollback.State
+	health      *HealthStatus
+	rollingBack string
+	// lastArm and lastStage are this agent's last crash arm and stage
+	// requests, done again by a bless under the new assessment.
+	lastArm   *CrashArmRequest
+	lastStage *StageRequest
+	now       func() time.Time
+
 	background sync.WaitGroup // PrepareKernelELF, VerifyCarried; Close waits for them
 }
 
@@ -270,7 +307,11 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	cache := modcache.New(modcache.Options{Logger: log, Check: fastreboot.CheckModuleLimits(opts.Machine.InitrdLimits), Root: opts.Root})
 	mo := opts.Machine
 	mo.Root, mo.Logger, mo.StateDir = opts.Root, log, opts.StateDir
-	a := &Agent{opts: opts, log: log, cache: cache, started: time.Now(), mc: fastreboot.New(cache, mo), closing: make(chan struct{})}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	a := &Agent{opts: opts, log: log, cache: cache, started: now(), mc: fastreboot.New(cache, mo), closing: make(chan struct{}), now: now}
 	var err error
 	if opts.Resume {
 		a.state, err = fastreboot.Resume(ctx, cache, fastreboot.ResumeOptions{
@@ -288,8 +329,10 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	}
 	a.current = a.state.Manifest
 	a.setCurrentOrigin(a.state.Origin)
+	a.initRollback()
 	cfg := crashConfig(opts)
 	cfg.Logger, cfg.Cache, cfg.Machine, cfg.State = log, cache, a.mc, a.state
+	cfg.Rollback, cfg.Now = a.rollbackState, now
 	cfg.Current = func() *bootimage.Manifest {
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -492,6 +535,7 @@ func (a *Agent) Info(ctx context.Context) (*Info, error) {
 			in.Trust.RunningError = a.currentTrustErr.Error()
 		}
 	}
+	in.Rollback = a.rollbackInfoLocked()
 	in.Warnings = slices.Clone(a.warnings)
 	if a.rereadStatus != "" {
 		in.Warnings = append(in.Warnings, a.rereadStatus)
@@ -521,6 +565,10 @@ func (a *Agent) Sync(ctx context.Context, req SyncRequest) (*modcache.SyncReport
 	a.mu.Unlock()
 	if !known {
 		a.setCurrentOrigin(origin)
+		// The firmware's boot loader chose it: it is good.
+		a.mu.Lock()
+		a.knownRunningLocked(m)
+		a.mu.Unlock()
 	}
 	return &rep, nil
 }
@@ -560,6 +608,19 @@ func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageR
 	defer a.op.Unlock()
 	so := a.stageOptions(reason)
 	so.DryRun, so.Load, so.Origin, so.Hashed, so.Prefetched = req.DryRun, req.Load, origin, req.Hashed, pre
+	a.mu.Lock()
+	rb := a.rb
+	a.mu.Unlock()
+	if req.Policy != nil {
+		if rb, err = rb.WithPolicy(*req.Policy); err != nil {
+			return nil, fmt.Errorf("stage: %w", err)
+		}
+	}
+	next, err := rb.Stage(a.state.Generation+1, m, string(reason), req.Trial, a.now())
+	if err != nil {
+		return nil, fmt.Errorf("stage: %w", err)
+	}
+	so.Rollback = &next
 	if req.NoCarry {
 		so.Carry = fastreboot.CarryNone
 	}
@@ -570,6 +631,9 @@ func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageR
 	if !req.DryRun {
 		a.mu.Lock()
 		a.staged, a.report = m, &rep
+		r := req
+		a.lastStage = &r
+		a.rollingBack = ""
 		a.mu.Unlock()
 	}
 	return &rep, nil
@@ -607,6 +671,14 @@ func (a *Agent) Evict(ctx context.Context) (*modcache.EvictReport, error) {
 	for _, m := range []*bootimage.Manifest{a.current, a.staged} {
 		if m != nil {
 			keep = append(keep, m)
+		}
+	}
+	// Last-known-good and the fallback are pinned: a rollback serves
+	// them from the cache.
+	for _, im := range []*rollback.Image{a.rb.Good, a.rb.Fallback} {
+		if im != nil {
+			m := im.Manifest
+			keep = append(keep, &m)
 		}
 	}
 	a.mu.Unlock()

@@ -35,8 +35,13 @@ func TestServeInfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &agent.Info{Daemon: true, PID: os.Getpid(), Generation: 1, Reason: fastreboot.ReasonCold}
-	if diff := cmp.Diff(want, in, cmpopts.IgnoreFields(agent.Info{}, "Started", "Cache")); diff != "" {
+	if diff := cmp.Diff(want, in, cmpopts.IgnoreFields(agent.Info{}, "Started", "Cache", "Rollback")); diff != "" {
 		t.Errorf("Info over the socket (-want +got):\n%s", diff)
+	}
+	// A cold boot that knows no manifest yet: nothing good, nothing on
+	// trial, a crash recovers into the same image.
+	if r := in.Rollback; r == nil || r.Generation != 1 || r.State.Good != nil || r.OnTrial || r.NextCrash.Action != "crash" {
+		t.Errorf("Rollback = %+v", in.Rollback)
 	}
 	if in.Started.IsZero() || in.Started.After(time.Now()) {
 		t.Errorf("Started = %v", in.Started)

@@ -85,10 +85,23 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*crashpath.A
 	if err != nil {
 		return nil, fmt.Errorf("crash arm: %w", err)
 	}
-	return a.crash.Arm(ctx, crashpath.ArmOptions{
+	rep, err := a.crash.Arm(ctx, crashpath.ArmOptions{
 		Target: t, Mode: req.Mode, Auto: req.Auto, Append: req.Append, PanicTimeout: req.PanicTimeout,
 		NoFaults: req.NoFaults, AllowNoRearm: req.AllowNoRearm, Load: req.Load, Initrd: req.Initrd,
 	})
+	if err == nil && rep != nil && rep.Armed {
+		// A bless arms again with the same request, and the mode armed:
+		// an --auto arm would find the handoff's mode only.
+		r := req
+		r.Auto = false
+		if rep.State != nil {
+			r.Mode = rep.State.Mode
+		}
+		a.mu.Lock()
+		a.lastArm = &r
+		a.mu.Unlock()
+	}
+	return rep, err
 }
 
 // CrashEstimate implements Service (crashpath.Path.Estimate).

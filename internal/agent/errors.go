@@ -15,6 +15,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
+	"github.com/fastreboot/fastreboot/pkg/rollback"
 )
 
 // ErrorKinds names this package's own sentinel errors for the registry.
@@ -54,6 +55,7 @@ var errorKinds = buildErrorKinds(
 	fastreboot.ErrorKinds(),
 	crashpath.ErrorKinds(),
 	manifestsig.ErrorKinds(),
+	rollback.ErrorKinds(),
 	ErrorKinds(),
 )
 

@@ -87,6 +87,8 @@ func handler(s Service, lim limits) http.Handler {
 	mux.Handle("POST "+pathVerify, handle(lim, func(ctx context.Context, _ empty) (*modcache.VerifyReport, error) { return s.Verify(ctx) }))
 	mux.Handle("POST "+pathEvict, handle(lim, func(ctx context.Context, _ empty) (*modcache.EvictReport, error) { return s.Evict(ctx) }))
 	crashRoutes(mux, s, lim)
+	mux.Handle("POST "+pathBless, handle(lim, s.Bless))
+	mux.Handle("POST "+pathRollback, handle(lim, s.Rollback))
 	return mux
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
+	"github.com/fastreboot/fastreboot/pkg/rollback"
 )
 
 // Target names the image a crash image is built of: a manifest and where
@@ -76,6 +77,11 @@ type ArmReport struct {
 	// Initrd is what the crash image's initrd holds.
 	Initrd Initrd        `json:"initrd,omitempty"`
 	Took   time.Duration `json:"took_ns"`
+	// Decision is what a crash boots (rollback.State.Decide), when the
+	// generation keeps a boot assessment and the running image was armed:
+	// the same image (crash), last-known-good or the fallback (rollback,
+	// Image then names it).
+	Decision *rollback.Decision `json:"decision,omitempty"`
 	// Warnings say what the armed path cannot do: problems the arm chose
 	// to accept (AllowNoRearm), or no evidence of a crash of this
 	// generation (no pstore backend).
@@ -135,7 +141,11 @@ func (p *Path) Arm(ctx context.Context, o ArmOptions) (*ArmReport, error) {
 		initrd = p.armedInitrd()
 	}
 	defer p.lock()()
-	b, err := p.buildImage(ctx, o.Target, mode, load, initrd)
+	target, reason, rb, d := p.crashTarget(o.Target)
+	if d != nil && d.Action == rollback.ActionFirmware {
+		return nil, fmt.Errorf("crash arm: %s: %w", d.Why, ErrFirmwareOnly)
+	}
+	b, err := p.buildImage(ctx, target, mode, load, initrd, reason, rb)
 	if err != nil {
 		return nil, fmt.Errorf("crash arm: %w", err)
 	}
@@ -146,7 +156,7 @@ func (p *Path) Arm(ctx context.Context, o ArmOptions) (*ArmReport, error) {
 	copts.AllowNoRearm = o.AllowNoRearm
 	copts.Load = load.method
 	st, err := crashhandler.Arm(b.image(), copts)
-	rep := &ArmReport{Armed: err == nil, State: st, Image: &b.img.Report, MemoryMapFrom: b.from, Initrd: b.initrd, Took: time.Since(t0)}
+	rep := &ArmReport{Armed: err == nil, State: st, Image: &b.img.Report, MemoryMapFrom: b.from, Initrd: b.initrd, Took: time.Since(t0), Decision: d}
 	if err != nil {
 		if errors.Is(err, crashhandler.ErrNoRearm) {
 			return rep, fmt.Errorf("crash arm %s: %w (or arm anyway with --allow-no-rearm)", b.label, err)
@@ -216,7 +226,11 @@ func (p *Path) Estimate(ctx context.Context, o EstimateOptions) (*EstimateReport
 	}
 	load := p.loadMethod(o.Load)
 	defer p.lock()()
-	b, err := p.buildImage(ctx, o.Target, mode, load, o.Initrd)
+	target, reason, rb, d := p.crashTarget(o.Target)
+	if d != nil && d.Action == rollback.ActionFirmware {
+		return nil, fmt.Errorf("crash estimate: %s: %w", d.Why, ErrFirmwareOnly)
+	}
+	b, err := p.buildImage(ctx, target, mode, load, o.Initrd, reason, rb)
 	if err != nil {
 		return nil, fmt.Errorf("crash estimate: %w", err)
 	}
@@ -269,7 +283,7 @@ func (b *build) image() crashhandler.Image {
 // crash mode and the carried modules; with load.prepare, also prepared for
 // kexec_load. The caller holds the build lock (an Evict must not drop the
 // modules until the image is loaded) and closes b.img.
-func (p *Path) buildImage(ctx context.Context, t Target, mode crashhandler.Mode, load loadMethod, initrd Initrd) (*build, error) {
+func (p *Path) buildImage(ctx context.Context, t Target, mode crashhandler.Mode, load loadMethod, initrd Initrd, reason fastreboot.Reason, rb *rollback.State) (*build, error) {
 	if p.cfg.Machine == nil {
 		return nil, errors.New("no module cache to build the crash image from (Config.Cache)")
 	}
@@ -309,8 +323,8 @@ func (p *Path) buildImage(ctx context.Context, t Target, mode crashhandler.Mode,
 	// replaced by CrashCmdline).
 	b.cmdline = p.ProductionManifest(m).Cmdline
 	bo := fastreboot.BuildOptions{
-		Reason: fastreboot.ReasonCrash, Generation: p.state.Generation, Crash: crash, MemoryMap: b.mm, Segments: load.prepare,
-		Origin: t.Origin,
+		Reason: reason, Generation: p.state.Generation, Crash: crash, MemoryMap: b.mm, Segments: load.prepare,
+		Origin: t.Origin, Rollback: rb,
 	}
 	if initrd == InitrdMinimal {
 		exe, err := p.crashInit()
@@ -331,6 +345,37 @@ func (p *Path) buildImage(ctx context.Context, t Target, mode crashhandler.Mode,
 		return nil, err
 	}
 	return b, nil
+}
+
+// crashTarget is what Arm builds for target t: when t is the running image
+// (no manifest) and the generation keeps a boot assessment, what
+// rollback.State.Decide says a crash now boots (the image, the handoff's
+// reason, the state with the decision pending, the decision); otherwise t,
+// reason crash and the state as it is.
+func (p *Path) crashTarget(t Target) (Target, fastreboot.Reason, *rollback.State, *rollback.Decision) {
+	if p.cfg.Rollback == nil {
+		return t, fastreboot.ReasonCrash, nil, nil
+	}
+	rs := p.cfg.Rollback()
+	if rs == nil {
+		return t, fastreboot.ReasonCrash, nil, nil
+	}
+	if t.Manifest != nil {
+		// A manifest given by the caller is armed as asked; its handoff
+		// still carries the assessment.
+		s := rs.Clone()
+		return t, fastreboot.ReasonCrash, &s, nil
+	}
+	d := rs.Decide(p.state.Generation, p.cfg.Now())
+	armed := rs.Armed(d)
+	reason := fastreboot.ReasonCrash
+	if d.Action == rollback.ActionRollback {
+		m := d.Image.Manifest
+		t = Target{Manifest: &m, Label: "last-known-good " + d.Image.Label()}
+		reason = fastreboot.ReasonRollback
+	}
+	p.log.Info("crash path decision", "action", d.Action, "why", d.Why)
+	return t, reason, &armed, &d
 }
 
 // crashInit opens the program a minimal crash initramfs runs as /init:

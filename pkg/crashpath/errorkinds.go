@@ -5,5 +5,6 @@ package crashpath
 func ErrorKinds() map[string]error {
 	return map[string]error{
 		"crashpath.not_crash_kernel": ErrNotCrashKernel,
+		"crashpath.firmware_only":    ErrFirmwareOnly,
 	}
 }

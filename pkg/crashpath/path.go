@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
+	"github.com/fastreboot/fastreboot/pkg/rollback"
 )
 
 // EvidenceDir is where the evidence of the last crash is kept, under the
@@ -25,6 +27,11 @@ const EvidenceDir = "crash"
 // ErrNotCrashKernel: Recover ran in a kernel that was not started by the
 // crash path (its command line has no fastreboot.crash= marker).
 var ErrNotCrashKernel = errors.New("not a crash kernel (no fastreboot.crash= on the command line)")
+
+// ErrFirmwareOnly: the boot assessment says a crash of this generation
+// reboots through the firmware (a crash loop of the last good image), so no
+// crash image is armed (rollback.ActionFirmware).
+var ErrFirmwareOnly = errors.New("a crash reboots through the firmware: no crash image is armed")
 
 // Config configures a Path and Recover.
 type Config struct {
@@ -71,6 +78,14 @@ type Config struct {
 	// it returns the release. Nil makes the Path's builds wait only for
 	// each other.
 	Lock func() (unlock func())
+	// Rollback returns the running generation's boot assessment (nil:
+	// none). Arm of the running image arms what it decides for a crash
+	// (rollback.State.Decide): the last-known-good image while the
+	// generation is on trial, the fallback after a crash loop; the crash
+	// handoff carries the state with the decision pending.
+	Rollback func() *rollback.State
+	// Now is the clock of the crash-loop window; nil means time.Now.
+	Now func() time.Time
 }
 
 // withDefaults fills in the defaults of Root, StateDir and Logger.
@@ -83,6 +98,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	c.MachineOptions.Root, c.MachineOptions.Logger, c.MachineOptions.StateDir = c.Root, c.Logger, c.StateDir
 	if c.Machine == nil && c.Cache != nil {

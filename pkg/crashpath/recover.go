@@ -85,7 +85,7 @@ func Recover(ctx context.Context, cfg Config, ro RecoverOptions) (*RecoverReport
 	// The crash image's handoff says reason crash and the generation
 	// after the one that crashed.
 	crashed := 0
-	if h, err := fastreboot.ReadHandoff(cfg.Root); err == nil && h.Reason == fastreboot.ReasonCrash {
+	if h, err := fastreboot.ReadHandoff(cfg.Root); err == nil && (h.Reason == fastreboot.ReasonCrash || h.Reason == fastreboot.ReasonRollback) {
 		crashed = max(h.Generation-1, 1)
 	}
 	rep.PstoreBackend, rep.Warnings = preparePstore(cfg)
@@ -167,8 +167,15 @@ func restage(ctx context.Context, cfg Config, rep *RecoverReport, running string
 		crash = &fastreboot.HandoffCrash{}
 	}
 	crash.Mode, crash.Evidence = rep.Mode, ev
+	// The crash image's reason (crash, or rollback when it was armed
+	// with last-known-good) and boot assessment (its pending decision,
+	// applied by production) go on to production.
+	reason := st.Reason
+	if reason != fastreboot.ReasonRollback {
+		reason = fastreboot.ReasonCrash
+	}
 	so := fastreboot.StageOptions{
-		Reason: fastreboot.ReasonCrash, Generation: max(st.Generation-1, 1), Crash: crash, MemoryMap: mm,
+		Reason: reason, Generation: max(st.Generation-1, 1), Crash: crash, MemoryMap: mm, Rollback: st.Rollback,
 		// Production must bring back the CPUs of the kernel that
 		// crashed, not the one CPU this stage runs on.
 		CPURecord: st.CPURecord,

@@ -76,7 +76,10 @@ func LastCrash(root, stateDir string) *crashhandler.Evidence {
 	if err != nil {
 		return nil
 	}
-	crashed := h.Reason == fastreboot.ReasonCrash
+	// A rollback is a crash's when its crash image was armed with the
+	// decision pending (a missed deadline or failed health command rolls
+	// back with none).
+	crashed := h.Reason == fastreboot.ReasonCrash || (h.Reason == fastreboot.ReasonRollback && h.Rollback != nil && h.Rollback.Pending != nil)
 	if h.Crash != nil && h.Crash.Evidence != nil {
 		ev := *h.Crash.Evidence
 		// Evidence of an earlier crash is not this crash's.

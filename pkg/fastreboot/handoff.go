@@ -20,6 +20,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
+	"github.com/fastreboot/fastreboot/pkg/rollback"
 )
 
 // HandoffVersion is the handoff format this package writes. Fields added
@@ -68,12 +69,16 @@ const (
 	ReasonCrash Reason = "crash"
 	// ReasonManual: an operator asked for a reboot into the same image.
 	ReasonManual Reason = "manual"
+	// ReasonRollback: back to the last-known-good image, after a
+	// generation on trial failed (a crash, a missed deadline, a failed
+	// health command) or a crash loop (see pkg/rollback).
+	ReasonRollback Reason = "rollback"
 )
 
 // Valid reports whether r is one of the known reasons.
 func (r Reason) Valid() bool {
 	switch r {
-	case ReasonCold, ReasonUpdate, ReasonCrash, ReasonManual:
+	case ReasonCold, ReasonUpdate, ReasonCrash, ReasonManual, ReasonRollback:
 		return true
 	}
 	return false
@@ -135,8 +140,10 @@ type Handoff struct {
 	// signed manifest names the same modules as Manifest, whose command
 	// line fastreboot extended.
 	Origin *ManifestOrigin `json:"origin,omitempty"`
-	// The rollback state (the generation to fall back to, and why) is to
-	// come as a typed field like Crash.
+	// Rollback is the boot assessment the next generation runs under
+	// (StageOptions.Rollback): last-known-good, the trial, the crash
+	// count, the history; nil when none was kept.
+	Rollback *rollback.State `json:"rollback,omitempty"`
 }
 
 // HandoffCrash is the crash path's state a handoff carries, so that the
@@ -381,6 +388,20 @@ func ReadHandoff(root string) (*Handoff, error) {
 	return h, nil
 }
 
+// carriable lists the modules a handoff may carry: its manifest's, then
+// those of the rollback state's last-known-good and fallback images.
+func (h *Handoff) carriable() []bootimage.Module {
+	mods := slices.Clone(h.Manifest.Modules)
+	if r := h.Rollback; r != nil {
+		for _, im := range []*rollback.Image{r.Good, r.Fallback} {
+			if im != nil {
+				mods = append(mods, im.Manifest.Modules...)
+			}
+		}
+	}
+	return mods
+}
+
 // CarriedManifest returns the part of h.Manifest whose modules were carried,
 // the manifest to rehydrate from fastreboot/modules/.
 func (h *Handoff) CarriedManifest() *bootimage.Manifest {
@@ -390,8 +411,9 @@ func (h *Handoff) CarriedManifest() *bootimage.Manifest {
 	}
 	m := h.Manifest
 	m.Modules = nil
-	for _, mod := range h.Manifest.Modules {
+	for _, mod := range h.carriable() {
 		if carried[mod.SHA256] {
+			carried[mod.SHA256] = false // once
 			m.Modules = append(m.Modules, mod)
 		}
 	}

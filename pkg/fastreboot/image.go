@@ -14,6 +14,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
+	"github.com/fastreboot/fastreboot/pkg/rollback"
 )
 
 // Image is a boot image built from the cache but not loaded: what a caller
@@ -90,6 +91,10 @@ type BuildOptions struct {
 	CrashInit Piece
 	// Origin is as in StageOptions.
 	Origin *ManifestOrigin
+	// Rollback is copied into the handoff (Handoff.Rollback). Unlike
+	// StageOptions.Rollback, a built image carries only its manifest's
+	// modules: a crash image's reservation holds no other image.
+	Rollback *rollback.State
 }
 
 // BuildImage makes every module of m cached (reading from src only what is
@@ -117,7 +122,7 @@ func (mc *Machine) BuildImage(ctx context.Context, m *bootimage.Manifest, src mo
 		return nil, errors.New("no module cache: the Machine was created without one")
 	}
 	if !bo.Reason.Valid() || bo.Reason == ReasonCold {
-		return nil, fmt.Errorf("reason %q: want %q, %q or %q", bo.Reason, ReasonUpdate, ReasonCrash, ReasonManual)
+		return nil, fmt.Errorf("reason %q: want %q, %q, %q or %q", bo.Reason, ReasonUpdate, ReasonCrash, ReasonManual, ReasonRollback)
 	}
 	gen := max(bo.Generation, 1) + 1
 	rep := StageReport{Manifest: m.Name, CmdlineBytes: len(m.Cmdline), Generation: gen, Reason: bo.Reason, DryRun: true}
@@ -126,7 +131,7 @@ func (mc *Machine) BuildImage(ctx context.Context, m *bootimage.Manifest, src mo
 	spec := buildSpec{
 		reason: bo.Reason, generation: gen, segments: bo.Segments, crash: true, crashInit: bo.CrashInit,
 		dryRun: bo.DryRun, carry: bo.Carry, memoryMap: bo.MemoryMap, handoffCrash: bo.Crash, cpuRecord: bo.CPURecord,
-		origin: bo.Origin,
+		origin: bo.Origin, rollback: bo.Rollback,
 	}
 	b, err := mc.build(ctx, m, src, spec, &rep, func(*time.Duration) {})
 	if err != nil {
@@ -190,6 +195,9 @@ type buildSpec struct {
 	prefetched *Prefetch
 	// skipScan is StageOptions.SkipInitrdScan.
 	skipScan bool
+	// rollback is copied into Handoff.Rollback; a Stage (not a crash
+	// build) also carries its good images' cached modules.
+	rollback *rollback.State
 }
 
 // withPrefetch is the sync report of a build whose modules pre
@@ -337,6 +345,8 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 
 	if spec.carry == CarryNone {
 		blobs = nil
+	} else if !spec.crash {
+		blobs = append(blobs, mc.rollbackBlobs(spec.rollback, m)...)
 	}
 	rep.Timeline.StageEnd = mc.opts.Now()
 	h := &Handoff{Generation: spec.generation, Reason: spec.reason, Timeline: rep.Timeline, Manifest: *m}
@@ -351,6 +361,10 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 		h.KernelELFs = []KernelELF{b.seg.elf.rec}
 	}
 	h.Origin = spec.origin.Clone()
+	if spec.rollback != nil {
+		r := spec.rollback.Clone()
+		h.Rollback = &r
+	}
 	hstart := a.off
 	if _, err := WriteHandoffPiece(a, h, blobs); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.initrd.Name(), err)
@@ -402,4 +416,38 @@ func maxFileCmdline(cmdlineSize uint32) int {
 		cmdlineSize = bootimage.MaxCmdline - 1
 	}
 	return int(cmdlineSize) - 1 - 30
+}
+
+// rollbackBlobs are the cached modules of r's last-known-good and fallback
+// images that m does not name, which a Stage carries so that the next
+// generation can roll back from its cache alone. A module not cached is
+// left out (and logged): a rollback to its image reads it from storage.
+func (mc *Machine) rollbackBlobs(r *rollback.State, m *bootimage.Manifest) []Blob {
+	if r == nil {
+		return nil
+	}
+	seen := make(map[string]bool)
+	for _, mod := range m.Modules {
+		seen[mod.SHA256] = true
+	}
+	var blobs []Blob
+	for _, im := range []*rollback.Image{r.Good, r.Fallback} {
+		if im == nil {
+			continue
+		}
+		for _, mod := range im.Manifest.Modules {
+			if seen[mod.SHA256] {
+				continue
+			}
+			seen[mod.SHA256] = true
+			e, err := mc.entry(mod)
+			if err != nil {
+				mc.log.Warn("a good image's module is not cached and is not carried: a rollback to it reads it from storage",
+					"image", im.Label(), "module", mod.Name, "err", err)
+				continue
+			}
+			blobs = append(blobs, e)
+		}
+	}
+	return blobs
 }

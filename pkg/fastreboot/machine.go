@@ -13,6 +13,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
+	"github.com/fastreboot/fastreboot/pkg/rollback"
 )
 
 // Fallback says what Reboot does when it cannot kexec.
@@ -162,6 +163,12 @@ type StageOptions struct {
 	// (crashhandler.MinimalHeadroom). Each piece still comes with its
 	// digest checked.
 	SkipInitrdScan bool
+	// Rollback is the boot assessment the next generation runs under
+	// (Handoff.Rollback; see pkg/rollback); nil carries none. Unless
+	// Carry is CarryNone, the handoff also carries the cached modules of
+	// its last-known-good and fallback images, so that a rollback reads
+	// nothing from storage.
+	Rollback *rollback.State
 }
 
 // HashReport is what learning the digests of files read: a stat index
@@ -437,7 +444,7 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 		reason = ReasonUpdate
 	}
 	if !reason.Valid() || reason == ReasonCold {
-		return rep, fmt.Errorf("reason %q: want %q, %q or %q", reason, ReasonUpdate, ReasonCrash, ReasonManual)
+		return rep, fmt.Errorf("reason %q: want %q, %q, %q or %q", reason, ReasonUpdate, ReasonCrash, ReasonManual, ReasonRollback)
 	}
 	load := so.Load
 	if load == "" {
@@ -469,6 +476,7 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 		origin:     so.Origin,
 		prefetched: so.Prefetched,
 		skipScan:   so.SkipInitrdScan,
+		rollback:   so.Rollback,
 	}
 	b, err := mc.build(ctx, m, src, spec, &rep, lap)
 	rep.BytesRead = rep.Sync.BytesRead

@@ -15,6 +15,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
+	"github.com/fastreboot/fastreboot/pkg/rollback"
 )
 
 // DefaultStateDir is where Resume saves the generation's State: the one
@@ -112,6 +113,9 @@ type State struct {
 	// bytes), so that a restage of this image carries it on; nil when the
 	// handoff has none.
 	Origin *ManifestOrigin `json:"origin,omitempty"`
+	// Rollback is the handoff's boot assessment (Handoff.Rollback) as it
+	// was written, before this generation applies it; nil when none.
+	Rollback *rollback.State `json:"rollback,omitempty"`
 	// Trust is the check of Origin's signature against
 	// ResumeOptions.Trust; nil without a trust root.
 	Trust *TrustState `json:"trust,omitempty"`
@@ -187,6 +191,7 @@ func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*St
 			st.CPUsError = st.CPUs.Err().Error()
 		}
 		st.Origin = h.Origin
+		st.Rollback = h.Rollback
 		adopt := true
 		if opts.Trust != nil {
 			st.Trust = &TrustState{Root: opts.Trust.Path}
