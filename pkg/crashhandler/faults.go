@@ -237,3 +237,29 @@ func faultStatus(root string, previous map[string]string) ([]FaultStatus, error)
 	}
 	return out, nil
 }
+
+// SysctlPanic is kernel.panic: seconds a panic waits before the kernel
+// reboots through the firmware (0: never; negative: at once).
+const SysctlPanic = "kernel.panic"
+
+// EnsurePanicReboot makes a panic reboot through the firmware: when
+// kernel.panic is 0 (wait forever, Debian's default) it sets it to
+// seconds; any other value is left, as it reboots already. It returns the
+// value in effect and whether it changed it.
+func EnsurePanicReboot(root string, seconds int) (string, bool, error) {
+	val, ok, err := readSysctl(root, SysctlPanic)
+	if err != nil {
+		return "", false, err
+	}
+	if !ok {
+		return "", false, fmt.Errorf("%w: %s: no such sysctl", ErrFaultRouting, SysctlPanic)
+	}
+	if val != "0" {
+		return val, false, nil
+	}
+	v := fmt.Sprint(seconds)
+	if err := writeSysctl(root, SysctlPanic, v); err != nil {
+		return val, false, err
+	}
+	return v, true, nil
+}

@@ -143,7 +143,7 @@ func (p *Path) Arm(ctx context.Context, o ArmOptions) (*ArmReport, error) {
 	defer p.lock()()
 	target, reason, rb, d := p.crashTarget(o.Target)
 	if d != nil && d.Action == rollback.ActionFirmware {
-		return nil, fmt.Errorf("crash arm: %s: %w", d.Why, ErrFirmwareOnly)
+		return p.armFirmware(o, d, t0)
 	}
 	b, err := p.buildImage(ctx, target, mode, load, initrd, reason, rb)
 	if err != nil {
@@ -345,6 +345,36 @@ func (p *Path) buildImage(ctx context.Context, t Target, mode crashhandler.Mode,
 		return nil, err
 	}
 	return b, nil
+}
+
+// DefaultFirmwarePanic is the kernel.panic a firmware decision sets when
+// the kernel would otherwise wait forever after a panic.
+const DefaultFirmwarePanic = 10
+
+// armFirmware carries out a firmware decision (a crash loop of the last
+// good image): no crash image stays loaded, and a panic reboots through the
+// firmware after kernel.panic seconds (set to o.PanicTimeout, else
+// DefaultFirmwarePanic, when it is 0), whose boot loader picks the image.
+// The report says so; Armed is false.
+func (p *Path) armFirmware(o ArmOptions, d *rollback.Decision, t0 time.Time) (*ArmReport, error) {
+	rep := &ArmReport{Decision: d}
+	warnings, err := crashhandler.Disarm(p.crashOptions(""))
+	rep.Warnings = append(rep.Warnings, warnings...)
+	if err != nil {
+		return rep, fmt.Errorf("crash arm: %s: unloading the crash image: %w", d.Why, err)
+	}
+	secs := o.PanicTimeout
+	if secs <= 0 {
+		secs = DefaultFirmwarePanic
+	}
+	val, _, err := crashhandler.EnsurePanicReboot(p.cfg.Root, secs)
+	if err != nil {
+		return rep, fmt.Errorf("crash arm: %s: %w", d.Why, err)
+	}
+	rep.Why = fmt.Sprintf("%s: no crash image armed; a panic reboots through the firmware (kernel.panic=%s)", d.Why, val)
+	rep.Took = time.Since(t0)
+	p.log.Warn("crash path: firmware reboot on panic", "why", d.Why, "kernel.panic", val)
+	return rep, nil
 }
 
 // crashTarget is what Arm builds for target t: when t is the running image
