@@ -136,6 +136,13 @@ func (c *crashVM) crashStatus() *cli.CrashStatusV1 {
 // checks it.
 func (c *crashVM) crash(fault, wantReason string, provoke func() error) recovery {
 	c.t.Helper()
+	return c.crashInto(fault, wantReason, provoke, fastreboot.ReasonCrash)
+}
+
+// crashInto is crash for a production generation started for reason
+// (crash, or rollback when the crash path was armed with last-known-good).
+func (c *crashVM) crashInto(fault, wantReason string, provoke func() error, reason fastreboot.Reason) recovery {
+	c.t.Helper()
 	r := recovery{fault: fault, Trigger: c.vm.Elapsed()}
 	if err := provoke(); err != nil {
 		c.t.Fatalf("%s: provoking: %v", fault, err)
@@ -211,7 +218,7 @@ func (c *crashVM) crash(fault, wantReason string, provoke func() error) recovery
 	c.gen++
 	c.t.Logf("%s (%s): panic -> crash userspace %.2fs, -> production userspace %.2fs, -> armed and ready %.2fs",
 		fault, c.mode, (r.CrashUser - r.Trigger).Seconds(), r.toUser().Seconds(), r.toReady().Seconds())
-	c.checkProduction(fault, wantReason, fastreboot.ReasonCrash)
+	c.checkProduction(fault, wantReason, reason)
 	c.recoveries = append(c.recoveries, r)
 	return r
 }

@@ -25,7 +25,33 @@ const (
 	// crashPanicWord on a crash kernel's command line makes frguest panic
 	// that crash kernel (tests of the crash kernel's own panic=N).
 	crashPanicWord = "frguest.crashpanic"
+	// orphanWord on a production command line makes frguest, once ready,
+	// start `frfault orphan`: every process is killed, init exits and the
+	// kernel panics ("Attempted to kill init!"), the way a bad update's
+	// init dies at start. FaultMarker says it was started.
+	orphanWord  = "frguest.orphan"
+	FaultMarker = "FRGUEST_FAULT"
 )
+
+// orphanAtStart starts `frfault orphan` in its own session when the
+// command line asks for it (orphanWord, and not a crash kernel).
+func orphanAtStart(w io.Writer, c config, sys system) {
+	cmdline := strings.TrimSpace(readString(c.root, "proc/cmdline"))
+	if _, crash := crashhandler.CrashModeOf(cmdline); crash || !hasWord(cmdline, orphanWord) {
+		return
+	}
+	bin, err := sys.lookPath("frfault")
+	if err != nil {
+		fmt.Fprintf(w, "%s orphan: %v\n", FaultMarker, err)
+		return
+	}
+	cmd := exec.Command(bin, "orphan")
+	if err := sys.startBg(cmd); err != nil {
+		fmt.Fprintf(w, "%s orphan: %v\n", FaultMarker, err)
+		return
+	}
+	fmt.Fprintf(w, "%s orphan pid=%d\n", FaultMarker, cmd.Process.Pid)
+}
 
 // crashStage runs the crash stage when the kernel command line says this
 // kernel was started by the crash path. In two-stage mode `fastreboot

@@ -107,6 +107,7 @@ func run(ctx context.Context, w io.Writer, c config, sys system) error {
 	cpus := strings.TrimSpace(readString(c.root, "sys/devices/system/cpu/online"))
 	fmt.Fprintf(w, "%s uptime=%s release=%s cpus=%s memtotal_kb=%d modules=%d/%d daemon=%s\n",
 		ReadyMarker, uptime(c.root), release, cpus, memTotalKB(c.root), loaded, total, daemonState)
+	orphanAtStart(w, c, sys)
 	return errors.Join(modErr, daemonErr)
 }
 
