@@ -8,6 +8,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
+	"github.com/fastreboot/fastreboot/pkg/rollback"
 )
 
 // The agent's crash path is a crashpath.Path over its cache; these are the
@@ -89,7 +90,8 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*crashpath.A
 		Target: t, Mode: req.Mode, Auto: req.Auto, Append: req.Append, PanicTimeout: req.PanicTimeout,
 		NoFaults: req.NoFaults, AllowNoRearm: req.AllowNoRearm, Load: req.Load, Initrd: req.Initrd,
 	})
-	if err == nil && rep != nil && rep.Armed {
+	firmware := rep != nil && rep.Decision != nil && rep.Decision.Action == rollback.ActionFirmware
+	if err == nil && rep != nil && (rep.Armed || firmware) {
 		// A bless arms again with the same request, and the mode armed:
 		// an --auto arm would find the handoff's mode only.
 		r := req
@@ -100,6 +102,9 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*crashpath.A
 		a.mu.Lock()
 		a.lastArm = &r
 		a.mu.Unlock()
+	}
+	if err == nil && rep != nil && rep.Decision != nil && !rep.Decision.LoopEnds.IsZero() {
+		a.rearmAt(rep.Decision.LoopEnds)
 	}
 	return rep, err
 }

@@ -475,3 +475,33 @@ func (c *Client) Bless(ctx context.Context, req BlessRequest) (*BlessReport, err
 func (c *Client) Rollback(ctx context.Context, req RollbackRequest) (*RollbackReport, error) {
 	return call[RollbackReport](ctx, c, pathRollback, req)
 }
+
+// rearmAt arms the crash path again (this agent's last arm request) once
+// the oldest crash the decision counted leaves the crash-loop window: a
+// crash after it is not part of the loop, and must not go to the fallback
+// or the firmware. The decision is taken at arm time because the crash
+// kernel cannot ask anyone at panic time.
+func (a *Agent) rearmAt(t time.Time) {
+	d := time.Until(t) + time.Second
+	a.log.Info("crash path: re-arming when the crash-loop window moves on", "at", t)
+	a.background.Add(1)
+	go func() {
+		defer a.background.Done()
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		select {
+		case <-a.closing:
+			return
+		case <-timer.C:
+		}
+		a.mu.Lock()
+		arm := a.lastArm
+		a.mu.Unlock()
+		if arm == nil {
+			return
+		}
+		if _, err := a.CrashArm(context.Background(), *arm); err != nil {
+			a.log.Error("crash path: re-arming after the crash-loop window", "err", err)
+		}
+	}()
+}
