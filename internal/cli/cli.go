@@ -58,6 +58,12 @@ Commands:
                                    --stop-cpus hotplug (direct) takes the other CPUs offline
                                    first and brings them back if the reboot fails
                                    (default kernel: the kernel stops them itself)
+  bless [--json]                   make the running generation's image, on trial,
+                                   last-known-good (refused when nothing is on
+                                   trial); re-arm the crash path with it
+  rollback [--why TEXT] [--reboot] [--json]
+                                   end the trial: stage last-known-good (reason
+                                   rollback); --reboot jumps into it at once
   cache ls|verify|evict [--json]   list, re-hash, or drop unreferenced cached modules
   cache sync MANIFEST [--json]     read into the cache what MANIFEST needs
   manifest create --kernel K --initrd I... [--cmdline C | --append A] [--name N] [-o FILE]
@@ -258,6 +264,8 @@ var commands = map[string]command{
 	"crash":    cmdCrash,
 	"key":      cmdKey,
 	"entries":  cmdEntries,
+	"bless":    cmdBless,
+	"rollback": cmdRollback,
 }
 
 // Main runs the command line args and returns the exit code.
@@ -457,7 +465,7 @@ func (e *env) service(ctx context.Context) (agent.Service, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Machine: e.cfg.machine, Trust: trust})
+	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Machine: e.cfg.machine, Trust: trust, Reboot: e.rebootFunc()})
 	if err != nil {
 		return nil, nil, err
 	}

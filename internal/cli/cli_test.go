@@ -33,7 +33,7 @@ func TestUsage(t *testing.T) {
 		{args: []string{"--help"}, code: ExitOK, stdout: "Usage: fastreboot"},
 		{args: []string{"-h"}, code: ExitOK, stdout: "Usage: fastreboot", skipGlobal: true},
 		{args: []string{"stage", "-h"}, code: ExitOK, stdout: "Usage: fastreboot"},
-		{args: []string{"frobnicate"}, code: ExitUsage, stderr: `unknown command "frobnicate" (commands: cache, `},
+		{args: []string{"frobnicate"}, code: ExitUsage, stderr: `unknown command "frobnicate" (commands: bless, cache, `},
 		{args: []string{"--frob", "status"}, code: ExitUsage, stderr: "flag provided but not defined: -frob"},
 		{args: []string{"status", "--frob"}, code: ExitUsage, stderr: "fastreboot status: flag provided but not defined: -frob (see fastreboot help)"},
 		{args: []string{"status", "now"}, code: ExitUsage, stderr: "status takes no arguments"},

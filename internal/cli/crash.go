@@ -12,6 +12,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/rollback"
 )
 
 const crashUsage = `fastreboot crash arm [MANIFEST] [--mode two-stage|direct] [--auto]
@@ -115,6 +116,13 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "loaded with kexec_file_load instead of kexec_load: %s\n", st.LoadFallback)
 	} else if st.Load != "" {
 		fmt.Fprintf(e.stdout, "loaded with the %s method\n", st.Load)
+	}
+	if d := rep.Decision; d != nil {
+		if d.Action == rollback.ActionRollback && d.Image != nil {
+			fmt.Fprintf(e.stdout, "a crash boots: %s (reason rollback): %s\n", d.Image.Label(), d.Why)
+		} else {
+			fmt.Fprintf(e.stdout, "a crash boots: the running image again (reason %s): %s\n", d.Action, d.Why)
+		}
 	}
 	printWarnings(e.stderr, rep.Warnings)
 	return nil

@@ -7,7 +7,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
@@ -59,7 +61,10 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Resume: true, Machine: e.cfg.machine, EagerVerify: eager, Trust: trust})
+	// A trial's missed deadline or failed health command rolls back and
+	// reboots the way `fastreboot reboot` does (systemctl kexec under
+	// systemd).
+	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Resume: true, Machine: e.cfg.machine, EagerVerify: eager, Trust: trust, Reboot: e.rebootFunc()})
 	if err != nil {
 		return err
 	}
@@ -89,5 +94,31 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	if a.PrepareKernelELF(ctx) {
 		fmt.Fprintf(e.stderr, "fastreboot daemon: re-deriving the decompressed kernel for --load=segments in the background\n")
 	}
+	if in, err := a.Info(ctx); err == nil && in.Rollback != nil && in.Rollback.OnTrial {
+		fmt.Fprintf(e.stderr, "fastreboot daemon: generation %d on trial: %s\n", st.Generation, trialLine(in.Rollback))
+	}
+	a.RunTrial(ctx)
 	return agent.Serve(ctx, a, e.socket, so)
+}
+
+// trialLine says what the generation on trial runs and what ends its
+// trial: "image v2@..., last-known-good v1@..., deadline ... (10m0s), health
+// command \"...\"".
+func trialLine(r *agent.RollbackInfo) string {
+	tr := r.State.Trial
+	s := fmt.Sprintf("image %s, last-known-good %s", tr.Label(), r.State.Good.Label())
+	if !r.Deadline.IsZero() {
+		s += fmt.Sprintf(", deadline %s (%s)", r.Deadline.Format(time.RFC3339), tr.Deadline)
+	} else {
+		s += ", no deadline"
+	}
+	if len(tr.Health) > 0 {
+		s += fmt.Sprintf(", health command %q", strings.Join(tr.Health, " "))
+	} else {
+		s += ", no health command"
+	}
+	if r.Deadline.IsZero() && len(tr.Health) == 0 {
+		s += ": on trial until `fastreboot bless`"
+	}
+	return s
 }

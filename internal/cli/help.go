@@ -32,6 +32,15 @@ var commandHelp = map[string]string{
   is decompressed once in full (bounded by its init_size) and a corrupt one
   refused; initrd pieces may unpack to --initrd-max-ratio times their size
   (at least 16 MiB) and --initrd-max-unpacked in all (global flags)`,
+	"bless": `bless [--json]
+  make the running generation's image, on trial, last-known-good (the old
+  one becomes the fallback), then arm the crash path and restage the staged
+  image again under the new assessment if the daemon had; refused, exit 1,
+  when nothing is on trial`,
+	"rollback": `rollback [--why TEXT] [--reboot] [--json]
+  end the running generation's trial: stage last-known-good with reason
+  rollback (refused when nothing is on trial); with --reboot the daemon jumps
+  into it as fastreboot reboot does`,
 	"entries": `entries [--json] [--root DIR]
   list the boot entries under DIR (BLS Type #1 entries, grub.cfg, Debian's
   vmlinuz/initrd.img links), each with its kernel, initrds and command line,

@@ -89,6 +89,8 @@ type harness struct {
 	loader   *fakeLoader
 	rebooter *fakeRebooter
 	cfg      config
+	// daemonErr is what the daemon startDaemon started wrote to stderr.
+	daemonErr syncBuffer
 }
 
 func newHarness(t *testing.T) *harness {
@@ -137,9 +139,16 @@ func (h *harness) run(args ...string) result {
 
 func (h *harness) runCtx(ctx context.Context, args ...string) result {
 	h.t.Helper()
-	var out, errw syncBuffer
+	var errw syncBuffer
+	return h.runTo(ctx, &errw, args...)
+}
+
+// runTo is runCtx with stderr written to errw as well.
+func (h *harness) runTo(ctx context.Context, errw *syncBuffer, args ...string) result {
+	h.t.Helper()
+	var out syncBuffer
 	global := []string{"--root", h.root, "--state-dir", h.stateDir, "--socket", h.socket}
-	code := run(ctx, append(global, args...), &out, &errw, h.cfg)
+	code := run(ctx, append(global, args...), &out, errw, h.cfg)
 	r := result{code, out.String(), errw.String()}
 	h.t.Logf("fastreboot %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
 	return r
@@ -154,7 +163,7 @@ func (h *harness) startDaemonWith(global ...string) {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan result, 1)
-	go func() { done <- h.runCtx(ctx, append(global, "daemon")...) }()
+	go func() { done <- h.runTo(ctx, &h.daemonErr, append(global, "daemon")...) }()
 	h.t.Cleanup(func() {
 		cancel()
 		select {

@@ -39,6 +39,8 @@ const (
 	schemaKeyVerify        = "fastreboot.key.verify.v1"
 	schemaError            = "fastreboot.error.v1"
 	schemaEntries          = "fastreboot.entries.v1"
+	schemaBless            = "fastreboot.bless.v1"
+	schemaRollback         = "fastreboot.rollback.v1"
 )
 
 // StatusV1 is `fastreboot status --json`.
@@ -75,6 +77,10 @@ type StatusV1 struct {
 	// (systemctl kexec: services stopped, file systems unmounted first) or
 	// "direct" (sync(2) and reboot(2) at once: no service manager).
 	RebootPath string `json:"reboot_path"`
+	// Rollback is the boot assessment the daemon keeps: last-known-good,
+	// the trial, the crash-loop policy and count, what the next crash
+	// boots, the history; absent when no daemon answers.
+	Rollback *RollbackInfoV1 `json:"rollback,omitempty"`
 }
 
 // StatusTimelineV1 is the previous generation's timeline with this
@@ -105,6 +111,7 @@ func statusDoc(r *statusReport) StatusV1 {
 		Crash:      crashStatusReportV1Ptr(r.Crash),
 		Trust:      trustInfoV1Ptr(r.Trust),
 		RebootPath: r.RebootPath,
+		Rollback:   r.Rollback,
 	}
 	if r.CPUs != nil {
 		c := cpuStatusV1Of(*r.CPUs)
@@ -274,6 +281,60 @@ type CrashRecoverV1 struct {
 
 func crashRecoverDoc(r *crashpath.RecoverReport) CrashRecoverV1 {
 	return CrashRecoverV1{Schema: schemaCrashRecover, RecoverReportV1: recoverReportV1Of(*r)}
+}
+
+// BlessV1 is `fastreboot bless --json`.
+type BlessV1 struct {
+	Schema string `json:"schema"`
+	// Generation is the generation blessed: its image is last-known-good.
+	Generation int `json:"generation"`
+	// Good is the new last-known-good image.
+	Good RollbackImageV1 `json:"good"`
+	// Fallback is the last-known-good image before it, where a crash
+	// loop of Good goes; absent when there was none.
+	Fallback *RollbackImageV1 `json:"fallback,omitempty"`
+	// Rearmed is true when the daemon had armed the crash path and armed
+	// it again, so that a crash now recovers into the blessed image.
+	Rearmed bool `json:"rearmed"`
+	// Restaged is true when the daemon had staged an image (under the
+	// trial's assessment) and staged it again under the new one.
+	Restaged bool `json:"restaged"`
+	// Warnings say what failed after the bless itself: a re-arm or a
+	// restage.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+func blessDoc(r *agent.BlessReport) BlessV1 {
+	d := BlessV1{
+		Schema: schemaBless, Generation: r.Generation, Fallback: rollbackImageV1Ptr(r.Fallback),
+		Rearmed: r.Rearmed, Restaged: r.Restaged, Warnings: slices.Clone(r.Warnings),
+	}
+	if r.Good != nil {
+		d.Good = rollbackImageV1Of(*r.Good)
+	}
+	return d
+}
+
+// RollbackV1 is `fastreboot rollback --json`.
+type RollbackV1 struct {
+	Schema string `json:"schema"`
+	// Good is the last-known-good image staged, reason rollback.
+	Good RollbackImageV1 `json:"good"`
+	// Why is what the history records ("asked by an operator" unless
+	// --why says).
+	Why string `json:"why"`
+	// Staged is the stage of Good.
+	Staged *StageReportV1 `json:"staged,omitempty"`
+	// Rebooting is true when the reboot into it was started (--reboot).
+	Rebooting bool `json:"rebooting"`
+}
+
+func rollbackDoc(r *agent.RollbackReport) RollbackV1 {
+	d := RollbackV1{Schema: schemaRollback, Why: r.Why, Staged: stageReportV1Ptr(r.Staged), Rebooting: r.Rebooting}
+	if r.Good != nil {
+		d.Good = rollbackImageV1Of(*r.Good)
+	}
+	return d
 }
 
 // ErrorV1 is what a command that fails before printing its report prints

@@ -26,6 +26,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
+	"github.com/fastreboot/fastreboot/pkg/rollback"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/json (TestJSONGolden) and the reference of docs/json.md (TestJSONDoc) from the current output")
@@ -51,6 +52,7 @@ var fillStrings = map[reflect.Type]string{
 	reflect.TypeFor[bootimage.Role]():          string(bootimage.RoleKernel),
 	reflect.TypeFor[bootentry.Source]():        string(bootentry.SourceBLS),
 	reflect.TypeFor[cpustop.Policy]():          string(cpustop.PolicyHotplug),
+	reflect.TypeFor[rollback.Action]():         string(rollback.ActionRollback),
 }
 
 // fillBase is when the generation the documents describe staged its image.
@@ -135,6 +137,26 @@ var fillValues = map[string]any{
 	"Algorithm":        "ed25519",
 	"Signature":        int64(0x5c),
 	"Manifest_byte":    int64(0x7b),
+	// The boot assessment: generation 2 runs v2 on trial, v1 is
+	// last-known-good.
+	"Image.ID":              "5d41402abc4b2a76",
+	"Image.Generation":      int64(1),
+	"Image.By":              "bless",
+	"Trial.ID":              "7c6a180b36896a0a",
+	"TrialOptions.Health":   "/usr/local/bin/healthcheck",
+	"HealthStatus.Command":  "/usr/local/bin/healthcheck",
+	"HealthStatus.State":    "failed",
+	"HealthStatus.ExitCode": int64(1),
+	"HealthStatus.Error":    `"/usr/local/bin/healthcheck": exit status 1`,
+	"HealthStatus.Output":   "curl: (7) Failed to connect to localhost port 8080",
+	"Event.Reason":          "update",
+	"Event.Image":           "v2@7c6a180b36896a0a",
+	"Event.Note":            "on trial; last-known-good v1@5d41402abc4b2a76",
+	"Decision.Why":          "generation 2 runs v2@7c6a180b36896a0a on trial: a crash rolls back to last-known-good v1@5d41402abc4b2a76",
+	"RollingBack":           `health command failed: "/usr/local/bin/healthcheck": exit status 1`,
+	"RollbackReport.Why":    "asked by an operator",
+	"BlessReport.Warnings":  "re-arming the crash path with the blessed image: crash arm: no crashkernel= reservation",
+	"MaxCrashes":            int64(3),
 	// Counts and generations.
 	"Generation":        int64(2),
 	"Version":           int64(2),
@@ -213,6 +235,9 @@ var fillValues = map[string]any{
 	"RehydrateTime":  175 * time.Millisecond,
 	"VerifyTime":     612 * time.Millisecond,
 	"EvidenceAt":     310 * time.Millisecond,
+	"Window":         15 * time.Minute,
+	"Deadline":       10 * time.Minute,
+	"HealthTimeout":  2 * time.Minute,
 	// Times, as offsets from fillBase.
 	"StageStart_t":      time.Duration(0),
 	"StageEnd_t":        57786 * time.Millisecond,
@@ -223,6 +248,11 @@ var fillValues = map[string]any{
 	"ArmedAt_t":         95 * time.Second,
 	"Restarted_t":       time.Duration(0),
 	"Time_t":            240 * time.Second,
+	"Since_t":           57786 * time.Millisecond,
+	"Deadline_t":        681 * time.Second,
+	"Crashes_t":         240 * time.Second,
+	"LoopEnds_t":        1140 * time.Second,
+	"At_t":              57786 * time.Millisecond,
 }
 
 // fillValue returns the realistic value of field in parent (see
@@ -358,6 +388,8 @@ func filled[T any]() *T {
 // with every field set.
 func jsonDocs() map[string]any {
 	status := filled[statusReport]()
+	// status fills its v1 boot assessment from the daemon's answer.
+	status.Rollback = rollbackInfoV1Ptr(status.Agent.Rollback)
 	diff := filled[bootimage.ManifestDiff]()
 	return map[string]any{
 		schemaStatus:           statusDoc(status),
@@ -378,7 +410,9 @@ func jsonDocs() map[string]any {
 		schemaEntries:          entriesDoc(filledEntries()),
 		schemaKeyVerify: keyVerifyDoc("/boot/fr/v2.json", &bootimage.Manifest{Name: "v2", Modules: make([]bootimage.Module, 3)},
 			"9f3c2a1b0d4e5f60", manifestsig.NewTrustRoot("/etc/fastreboot/trust")),
-		schemaError: errorDoc("stage", "stage /boot/fr/v2.json: vmlinuz: digest mismatch", []string{"modcache.digest_mismatch"}, ExitFailed),
+		schemaBless:    blessDoc(filled[agent.BlessReport]()),
+		schemaRollback: rollbackDoc(filled[agent.RollbackReport]()),
+		schemaError:    errorDoc("stage", "stage /boot/fr/v2.json: vmlinuz: digest mismatch", []string{"modcache.digest_mismatch"}, ExitFailed),
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
+	"github.com/fastreboot/fastreboot/pkg/rollback"
 )
 
 // GenerationStateV1 is the v1 form of fastreboot.State.
@@ -338,6 +339,12 @@ type CrashArmReportV1 struct {
 	Initrd string `json:"initrd,omitempty"`
 	// Took is how long arming took.
 	Took time.Duration `json:"took_ns"`
+	// Decision is what a crash of this generation boots, as the boot
+	// assessment decided when the running image was armed: the same image
+	// (action crash) or last-known-good, or the fallback after a crash
+	// loop (action rollback, `image` names it); absent when a manifest
+	// was given, which is armed as asked.
+	Decision *RollbackDecisionV1 `json:"decision,omitempty"`
 	// Warnings say what the armed path cannot do: problems the request
 	// chose to accept (AllowNoRearm), or no evidence of a crash of this
 	// generation (no pstore backend).
@@ -987,6 +994,7 @@ func crashArmReportV1Of(s crashpath.ArmReport) CrashArmReportV1 {
 		MemoryMapFrom: s.MemoryMapFrom,
 		Initrd:        string(s.Initrd),
 		Took:          s.Took,
+		Decision:      rollbackDecisionV1Ptr(s.Decision),
 		Warnings:      slices.Clone(s.Warnings),
 	}
 }
@@ -1513,4 +1521,194 @@ func hashReportV1Ptr(h *fastreboot.HashReport) *HashReportV1 {
 		return nil
 	}
 	return &HashReportV1{Files: h.Files, Hits: h.Hits, Hashed: h.Hashed, Racy: h.Racy, BytesRead: h.BytesRead, Read: slices.Clone(h.Read)}
+}
+
+// RollbackInfoV1 is the v1 form of agent.RollbackInfo: the boot
+// assessment of the running generation, as the daemon keeps it.
+type RollbackInfoV1 struct {
+	// Generation is the running generation; OnTrial says whether it runs
+	// an image on trial (not proven good yet: a crash, a missed deadline
+	// or a failed health command boots last-known-good).
+	Generation int  `json:"generation"`
+	OnTrial    bool `json:"on_trial"`
+	// Good is the last-known-good image; absent when none is known (a
+	// cold boot whose image was never named).
+	Good *RollbackImageV1 `json:"good,omitempty"`
+	// Fallback is the good image before Good: where a crash loop of Good
+	// goes; absent when there is none, and a crash loop of Good reboots
+	// through the firmware.
+	Fallback *RollbackImageV1 `json:"fallback,omitempty"`
+	// Trial is the image on trial and what it must do to be blessed;
+	// absent when no generation is on trial.
+	Trial *RollbackTrialV1 `json:"trial,omitempty"`
+	// Deadline is when the trial's deadline passes (the daemon's start
+	// plus the trial's `deadline_ns`); absent when there is none or the
+	// generation is not on trial.
+	Deadline time.Time `json:"deadline,omitzero"`
+	// Health is the trial's health command as the daemon ran it; absent
+	// when there is none or it has not started.
+	Health *HealthStatusV1 `json:"health,omitempty"`
+	// Policy is the crash-loop protection.
+	Policy RollbackPolicyV1 `json:"policy"`
+	// Crashes are the times of the running image's recent crashes,
+	// oldest first, as counted when the generation started (those
+	// older than the window then were dropped).
+	Crashes []time.Time `json:"crashes,omitempty"`
+	// NextCrash is what a crash of this generation boots now.
+	NextCrash RollbackDecisionV1 `json:"next_crash"`
+	// History is the last events of the assessment (at most 16), oldest
+	// first.
+	History []RollbackEventV1 `json:"history,omitempty"`
+	// RollingBack says why a rollback is under way (or why it failed);
+	// absent when none is.
+	RollingBack string `json:"rolling_back,omitempty"`
+}
+
+// RollbackImageV1 is the v1 form of rollback.Image: an image known to be
+// good.
+type RollbackImageV1 struct {
+	// ID names the image by its modules (16 hex digits of a SHA-256 over
+	// each module's role and digest; the command line is not part of it);
+	// Name is its manifest's name.
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+	// Generation is the generation that proved it good (blessed it, or
+	// booted it cold).
+	Generation int `json:"generation"`
+	// Since is when it became good; By says how: "cold boot", "bless",
+	// "health command", "crash loop fallback".
+	Since time.Time `json:"since,omitzero"`
+	By    string    `json:"by,omitempty"`
+}
+
+// RollbackTrialV1 is the v1 form of rollback.Trial: a generation booted
+// from an image not proven good yet.
+type RollbackTrialV1 struct {
+	// ID and Name name the image on trial, as in `good`.
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+	// Generation is the generation on trial; Since when its image was
+	// staged.
+	Generation int       `json:"generation"`
+	Since      time.Time `json:"since,omitzero"`
+	// Deadline, when set, is how long after the trial generation's
+	// daemon starts a bless may come; past it the daemon rolls back.
+	Deadline time.Duration `json:"deadline_ns,omitempty"`
+	// Health, when set, is the command (argv) the trial generation's
+	// daemon runs: exit 0 within HealthTimeout (0: 5 minutes) blesses,
+	// anything else rolls back.
+	Health        []string      `json:"health,omitempty"`
+	HealthTimeout time.Duration `json:"health_timeout_ns,omitempty"`
+}
+
+// RollbackPolicyV1 is the v1 form of rollback.Policy.
+type RollbackPolicyV1 struct {
+	// MaxCrashes is K: the K-th crash of one image within Window leaves
+	// it (for the fallback image, or the firmware).
+	MaxCrashes int           `json:"max_crashes"`
+	Window     time.Duration `json:"window_ns"`
+}
+
+// RollbackDecisionV1 is the v1 form of rollback.Decision: what a crash
+// boots.
+type RollbackDecisionV1 struct {
+	// Action is "crash" (recover into the same image), "rollback" (boot
+	// `image`: last-known-good, or the fallback after a crash loop) or
+	// "firmware" (nothing armed: the panic reboots through the firmware).
+	Action string `json:"action"`
+	// Image is the image a rollback boots; absent otherwise.
+	Image *RollbackImageV1 `json:"image,omitempty"`
+	// Why says why, in a sentence.
+	Why string `json:"why"`
+	// LoopEnds is when the oldest counted crash leaves the window: a
+	// crash after it may be decided otherwise; absent when no crash is
+	// counted.
+	LoopEnds time.Time `json:"loop_ends,omitzero"`
+}
+
+// RollbackEventV1 is the v1 form of rollback.Event: one line of the
+// history.
+type RollbackEventV1 struct {
+	// Generation is the generation the event is about; Reason what
+	// happened: cold, update, manual, crash, rollback, bless, firmware.
+	Generation int    `json:"generation"`
+	Reason     string `json:"reason"`
+	// Image is the label (name@id) of the image it concerns.
+	Image string `json:"image,omitempty"`
+	// At is when it happened; Note says more (a trial's end, a crash's
+	// cause, who blessed).
+	At   time.Time `json:"at,omitzero"`
+	Note string    `json:"note,omitempty"`
+}
+
+// HealthStatusV1 is the v1 form of agent.HealthStatus: the trial's health
+// command as the daemon ran it.
+type HealthStatusV1 struct {
+	// Command is the argv.
+	Command []string `json:"command"`
+	// State is "running", "passed" or "failed".
+	State string `json:"state"`
+	// ExitCode is the command's exit code (-1 while it runs, or when it
+	// was killed); Error says why it failed.
+	ExitCode int    `json:"exit_code"`
+	Error    string `json:"error,omitempty"`
+	// Output is the last bytes (at most 2048) of its stdout and stderr.
+	Output string `json:"output,omitempty"`
+	// Took is how long it ran.
+	Took time.Duration `json:"took_ns"`
+}
+
+func rollbackInfoV1Ptr(p *agent.RollbackInfo) *RollbackInfoV1 {
+	if p == nil {
+		return nil
+	}
+	s := p.State
+	v := RollbackInfoV1{
+		Generation:  p.Generation,
+		OnTrial:     p.OnTrial,
+		Good:        rollbackImageV1Ptr(s.Good),
+		Fallback:    rollbackImageV1Ptr(s.Fallback),
+		Deadline:    p.Deadline,
+		Policy:      RollbackPolicyV1{MaxCrashes: s.Policy.MaxCrashes, Window: s.Policy.Window},
+		Crashes:     slices.Clone(s.Crashes),
+		NextCrash:   rollbackDecisionV1Of(p.NextCrash),
+		RollingBack: p.RollingBack,
+	}
+	if t := s.Trial; t != nil {
+		v.Trial = &RollbackTrialV1{
+			ID: t.ID, Name: t.Name, Generation: t.Generation, Since: t.Since,
+			Deadline: t.Deadline, Health: slices.Clone(t.Health), HealthTimeout: t.HealthTimeout,
+		}
+	}
+	if h := p.Health; h != nil {
+		v.Health = &HealthStatusV1{Command: slices.Clone(h.Command), State: h.State, ExitCode: h.ExitCode, Error: h.Error, Output: h.Output, Took: h.Took}
+	}
+	for _, e := range s.History {
+		v.History = append(v.History, RollbackEventV1{Generation: e.Generation, Reason: e.Reason, Image: e.Image, At: e.At, Note: e.Note})
+	}
+	return &v
+}
+
+func rollbackImageV1Of(s rollback.Image) RollbackImageV1 {
+	return RollbackImageV1{ID: s.ID, Name: s.Manifest.Name, Generation: s.Generation, Since: s.Since, By: s.By}
+}
+
+func rollbackImageV1Ptr(p *rollback.Image) *RollbackImageV1 {
+	if p == nil {
+		return nil
+	}
+	v := rollbackImageV1Of(*p)
+	return &v
+}
+
+func rollbackDecisionV1Of(s rollback.Decision) RollbackDecisionV1 {
+	return RollbackDecisionV1{Action: string(s.Action), Image: rollbackImageV1Ptr(s.Image), Why: s.Why, LoopEnds: s.LoopEnds}
+}
+
+func rollbackDecisionV1Ptr(p *rollback.Decision) *RollbackDecisionV1 {
+	if p == nil {
+		return nil
+	}
+	v := rollbackDecisionV1Of(*p)
+	return &v
 }

@@ -44,6 +44,10 @@ type statusReport struct {
 	// (systemctl kexec: services stopped, file systems unmounted first) or
 	// "direct" (sync(2) and reboot(2) at once: no service manager).
 	RebootPath string `json:"reboot_path"`
+	// Rollback is the daemon's boot assessment (agent.Info.Rollback), in
+	// its v1 form already: a field born with the schemas, it has no older
+	// shape to keep, and the tests decode the document into this type.
+	Rollback *RollbackInfoV1 `json:"rollback,omitempty"`
 }
 
 type timeline struct {
@@ -106,6 +110,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 					rep.Problems = append(rep.Problems, "carried module failed its verification: "+f)
 				}
 				rep.Trust = in.Trust
+				rep.Rollback = rollbackInfoV1Ptr(in.Rollback)
 			} else {
 				rep.Problems = append(rep.Problems, err.Error())
 			}
@@ -226,6 +231,11 @@ func printStatus(e *env, r *statusReport) {
 		}
 	} else {
 		fmt.Fprintln(w, "cache: no daemon running (start `fastreboot daemon` to keep the cache)")
+	}
+	if r.Rollback != nil {
+		printRollback(w, r.Rollback, time.Now())
+	} else if r.Agent == nil {
+		fmt.Fprintln(w, "boot assessment: kept by the daemon, and none is running")
 	}
 	if r.Crash != nil {
 		printCrashStatus(w, r.Crash)
