@@ -49,6 +49,16 @@ Commands:
                                    kexec_load of the kernel decompressed once and
                                    cached, no digest check at reboot (refused
                                    under lockdown / Secure Boot)
+        [--trial-deadline D] [--health CMD] [--health-timeout D]
+                                   an image other than last-known-good boots on
+                                   trial: a crash boots last-known-good until
+                                   bless; its daemon rolls back after D without a
+                                   bless, or when CMD fails (default: no deadline,
+                                   no command: on trial until bless)
+        [--max-crashes K] [--crash-window D]
+                                   crash-loop policy: the K-th crash of one image
+                                   within D boots the fallback image, or the
+                                   firmware (default 3 within 15m)
   reboot [--dry-run] [--force] [--fallback refuse|firmware] [--stop-cpus kernel|hotplug] [MANIFEST]
                                    jump into the staged image (stage MANIFEST first
                                    if given); under systemd through systemctl kexec

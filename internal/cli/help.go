@@ -31,7 +31,12 @@ var commandHelp = map[string]string{
   of the manifest's size, fitting in MemAvailable less 64 MiB; a new kernel
   is decompressed once in full (bounded by its init_size) and a corrupt one
   refused; initrd pieces may unpack to --initrd-max-ratio times their size
-  (at least 16 MiB) and --initrd-max-unpacked in all (global flags)`,
+  (at least 16 MiB) and --initrd-max-unpacked in all (global flags).
+  An image other than last-known-good boots on trial: a crash of it boots
+  last-known-good, and it stays on trial until fastreboot bless, or until
+  its daemon rolls back: past --trial-deadline without a bless, or when the
+  --health command fails (which blesses when it exits 0). --max-crashes and
+  --crash-window set the crash-loop policy (default 3 within 15m)`,
 	"bless": `bless [--json]
   make the running generation's image, on trial, last-known-good (the old
   one becomes the fallback), then arm the crash path and restage the staged
@@ -47,10 +52,11 @@ var commandHelp = map[string]string{
   and the one stage --default picks, with the rule that picked it: loader.conf's
   default, grubenv's next_entry or saved_entry, grub.cfg's default, the newest
   BLS entry, Debian's links (docs/boot-entries.md)`,
-	"reboot": `reboot [MANIFEST] [--dry-run] [--force] [--fallback refuse|firmware] [--stop-cpus kernel|hotplug] [--json]
-  jump into the staged image (stage MANIFEST first if given). Under systemd
-  through systemctl kexec: services stopped and file systems unmounted, then
-  the loaded image (systemctl loads none of its own when one is loaded).
+	"reboot": `reboot [MANIFEST [--trial-deadline D] [--health CMD] [--health-timeout D] [--max-crashes K] [--crash-window D]] [--dry-run] [--force] [--fallback refuse|firmware] [--stop-cpus kernel|hotplug] [--json]
+  jump into the staged image (stage MANIFEST first if given, with the trial
+  and crash-loop flags of stage). Under systemd through systemctl kexec:
+  services stopped and file systems unmounted, then the loaded image
+  (systemctl loads none of its own when one is loaded).
   Without systemd, or with --force: sync(2), then reboot(LINUX_REBOOT_CMD_KEXEC)
   at once`,
 	"cache ls":     "cache ls [--json]\n  list the cached modules and the cache's counters",
@@ -165,7 +171,7 @@ func printFlags(w io.Writer, title string, fs *flag.FlagSet) {
 			fmt.Fprintf(w, " %s", typ)
 		}
 		fmt.Fprintf(w, "\n      %s", usage)
-		if d := f.DefValue; d != "" && d != "false" && d != "0" && d != "[]" {
+		if d := f.DefValue; d != "" && d != "false" && d != "0" && d != "0s" && d != "[]" {
 			fmt.Fprintf(w, " (default %s)", d)
 		}
 		fmt.Fprintln(w)

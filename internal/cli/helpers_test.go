@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
@@ -23,14 +26,47 @@ type fakeLoader struct {
 	mu      sync.Mutex
 	calls   int
 	cmdline string
+	initrd  []byte // the last call's
 }
 
 func (l *fakeLoader) FileLoad(kernel, initrd *os.File, cmdline string, flags int) error {
+	var b []byte
+	if initrd != nil { // nil: an unload
+		var err error
+		if b, err = io.ReadAll(io.NewSectionReader(initrd, 0, 1<<40)); err != nil {
+			return err
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.calls++
-	l.cmdline = cmdline
+	l.cmdline, l.initrd = cmdline, b
 	return nil
+}
+
+// handoff returns the handoff of the image the last call loaded, whose
+// handoff piece rep says the size of, unpacked into a new directory as the
+// next kernel would.
+func (l *fakeLoader) handoff(t *testing.T, rep *fastreboot.StageReport) *fastreboot.Handoff {
+	t.Helper()
+	l.mu.Lock()
+	initrd := l.initrd
+	l.mu.Unlock()
+	if rep.HandoffBytes <= 0 || rep.HandoffBytes > int64(len(initrd)) {
+		t.Fatalf("handoff piece of %d bytes in an initrd of %d", rep.HandoffBytes, len(initrd))
+	}
+	root := t.TempDir()
+	piece := initrd[int64(len(initrd))-rep.HandoffBytes:]
+	if err := cpio.ForEachRecord(cpio.Newc.Reader(bytes.NewReader(piece)), func(r cpio.Record) error {
+		return cpio.CreateFileInRoot(r, root, false)
+	}); err != nil {
+		t.Fatalf("unpacking the handoff piece: %v", err)
+	}
+	h, err := fastreboot.ReadHandoff(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
 func (l *fakeLoader) Calls() int {

@@ -2,13 +2,16 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/rollback"
 )
 
 // cmdBless makes the running generation's image, on trial,
@@ -105,6 +108,172 @@ func cmdRollback(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(w, "  `fastreboot reboot` jumps into it")
 	}
 	return nil
+}
+
+// trialFlags are stage's flags for the boot assessment: what the staged
+// generation must do to be blessed when it goes on trial, and the
+// crash-loop policy.
+type trialFlags struct {
+	fs            *flag.FlagSet
+	deadline      time.Duration
+	health        string
+	healthTimeout time.Duration
+	maxCrashes    int
+	window        time.Duration
+}
+
+func addTrialFlags(fs *flag.FlagSet, f *trialFlags) {
+	f.fs = fs
+	fs.DurationVar(&f.deadline, "trial-deadline", 0, fmt.Sprintf("`DURATION` within which the staged generation, when on trial (an image other than last-known-good), must be blessed once its daemon starts, or the daemon rolls back (0: no deadline; else %s to %s)", rollback.MinDeadline, rollback.MaxDeadline))
+	fs.StringVar(&f.health, "health", "", "a `COMMAND` the staged generation's daemon runs when it is on trial: exit 0 blesses, anything else rolls back; split on white space, without a shell (anything more complex belongs in a script)")
+	fs.DurationVar(&f.healthTimeout, "health-timeout", 0, fmt.Sprintf("`DURATION` the --health command may take (default %s)", rollback.DefaultHealthTimeout))
+	fs.IntVar(&f.maxCrashes, "max-crashes", 0, fmt.Sprintf("`K`: from the staged generation on, the K-th crash of one image within --crash-window leaves it for the fallback image, or the firmware (1 to %d; default %d, or the running generation's)", rollback.MaxMaxCrashes, rollback.DefaultMaxCrashes))
+	fs.DurationVar(&f.window, "crash-window", 0, fmt.Sprintf("`DURATION` in which --max-crashes crashes make a crash loop (%s to %s; default %s, or the running generation's)", rollback.MinWindow, rollback.MaxWindow, rollback.DefaultWindow))
+}
+
+// given reports whether flag name was on the command line.
+func (f *trialFlags) given(name string) bool {
+	found := false
+	f.fs.Visit(func(fl *flag.Flag) { found = found || fl.Name == name })
+	return found
+}
+
+// any reports whether any of the flags was given.
+func (f *trialFlags) any() bool {
+	for _, n := range []string{"trial-deadline", "health", "health-timeout", "max-crashes", "crash-window"} {
+		if f.given(n) {
+			return true
+		}
+	}
+	return false
+}
+
+// apply validates the flags (rollback's Validate, one flag at a time so
+// that the usage error names it) and sets req.Trial when a trial flag was
+// given and req.Policy when a policy flag was (the other one of
+// --max-crashes and --crash-window from rollback.DefaultPolicy).
+func (f *trialFlags) apply(req *agent.StageRequest) error {
+	var t rollback.TrialOptions
+	trial := false
+	if f.given("trial-deadline") {
+		trial, t.Deadline = true, f.deadline
+		if err := (rollback.TrialOptions{Deadline: f.deadline}).Validate(); err != nil {
+			return usagef("--trial-deadline %s: %v", f.deadline, err)
+		}
+	}
+	if f.given("health") {
+		trial, t.Health = true, strings.Fields(f.health)
+		if len(t.Health) == 0 {
+			return usagef("--health %q: %v", f.health, (rollback.TrialOptions{Health: []string{f.health}}).Validate())
+		}
+	}
+	if f.given("health-timeout") {
+		trial, t.HealthTimeout = true, f.healthTimeout
+		if err := (rollback.TrialOptions{Health: t.Health, HealthTimeout: f.healthTimeout}).Validate(); err != nil {
+			return usagef("--health-timeout %s: %v", f.healthTimeout, err)
+		}
+	}
+	if trial {
+		if err := t.Validate(); err != nil {
+			return usagef("%v", err)
+		}
+		req.Trial = &t
+	}
+	if f.given("max-crashes") || f.given("crash-window") {
+		p := rollback.DefaultPolicy()
+		if f.given("max-crashes") {
+			p.MaxCrashes = f.maxCrashes
+			if err := (rollback.Policy{MaxCrashes: f.maxCrashes, Window: rollback.DefaultWindow}).Validate(); err != nil {
+				return usagef("--max-crashes %d: %v", f.maxCrashes, err)
+			}
+		}
+		if f.given("crash-window") {
+			p.Window = f.window
+			if err := (rollback.Policy{MaxCrashes: rollback.DefaultMaxCrashes, Window: f.window}).Validate(); err != nil {
+				return usagef("--crash-window %s: %v", f.window, err)
+			}
+		}
+		if err := p.Validate(); err != nil {
+			return usagef("%v", err)
+		}
+		req.Policy = &p
+	}
+	return nil
+}
+
+// printStagedTrial says whether the generation rep staged goes on trial.
+// The StageReport does not say: it is what rollback.State.Stage, which the
+// agent applied, decides for the staged image under the running
+// generation's assessment (Info after the stage, which leaves that
+// assessment as it was). Nothing is printed when it cannot be known (no
+// assessment, a manifest this command cannot read).
+func printStagedTrial(ctx context.Context, e *env, svc agent.Service, req agent.StageRequest, rep *fastreboot.StageReport) {
+	in, err := svc.Info(ctx)
+	if err != nil || in.Rollback == nil {
+		return
+	}
+	st := in.Rollback.State
+	if req.Policy != nil {
+		if st, err = st.WithPolicy(*req.Policy); err != nil {
+			return
+		}
+	}
+	w := e.stdout
+	if req.Policy != nil {
+		fmt.Fprintf(w, "  crash-loop policy: the %s crash of one image within %s leaves it (from generation %d on)\n", ordinal(st.Policy.MaxCrashes), st.Policy.Window, rep.Generation)
+	}
+	var m *bootimage.Manifest
+	switch {
+	case req.Inline != nil:
+		m = req.Inline
+	case req.Manifest != "":
+		if m, err = bootimage.Load(req.Manifest); err != nil {
+			e.log.Info("not saying whether the staged image goes on trial", "err", err)
+			return
+		}
+	case in.Rollback.OnTrial:
+		// The running image, on trial: it stays on trial.
+		tr := *st.Trial
+		if req.Trial != nil {
+			tr.TrialOptions = *req.Trial
+		}
+		fmt.Fprintf(w, "  still on trial: last-known-good %s; %s\n", st.Good.Label(), trialTerms(tr.TrialOptions))
+		return
+	default:
+		return
+	}
+	next, err := st.Stage(rep.Generation, m, string(rep.Reason), req.Trial, e.now())
+	if err != nil {
+		return
+	}
+	switch {
+	case next.Trial == nil:
+		fmt.Fprintf(w, "  not on trial: %s is last-known-good\n", next.Good.Label())
+		if req.Trial != nil {
+			fmt.Fprintln(w, "  (its trial flags apply only to an image on trial)")
+		}
+	default:
+		fmt.Fprintf(w, "  on trial: last-known-good %s; %s\n", next.Good.Label(), trialTerms(next.Trial.TrialOptions))
+	}
+}
+
+// trialTerms says what a trial ends with: "deadline D; health CMD".
+func trialTerms(t rollback.TrialOptions) string {
+	deadline, health := "none", "none"
+	if t.Deadline > 0 {
+		deadline = t.Deadline.String()
+	}
+	if len(t.Health) > 0 {
+		health = strings.Join(t.Health, " ")
+		if t.HealthTimeout > 0 {
+			health += fmt.Sprintf(" (timeout %s)", t.HealthTimeout)
+		}
+	}
+	s := "deadline " + deadline + "; health " + health
+	if t.Deadline <= 0 && len(t.Health) == 0 {
+		s += ": on trial until `fastreboot bless`"
+	}
+	return s
 }
 
 // historyShown is how many of the last history events status prints.

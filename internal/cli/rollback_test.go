@@ -110,6 +110,93 @@ func TestBlessNothingOnTrial(t *testing.T) {
 	}
 }
 
+// TestStageTrialFlags: every bad trial or crash-loop value is a usage
+// error naming the flag and the value, and nothing is read or staged.
+func TestStageTrialFlags(t *testing.T) {
+	im1, _ := testimage.Update()
+	_, p1 := im1.WriteTemp(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--max-crashes", "0"}, "--max-crashes 0: "},
+		{[]string{"--max-crashes", "1000"}, "--max-crashes 1000: "},
+		{[]string{"--max-crashes", "-1", "--crash-window", "1h"}, "--max-crashes -1: "},
+		{[]string{"--crash-window", "1ms"}, "--crash-window 1ms: "},
+		{[]string{"--crash-window", "1000h"}, "--crash-window 1000h0m0s: "},
+		{[]string{"--trial-deadline", "1ms"}, "--trial-deadline 1ms: "},
+		{[]string{"--trial-deadline", "-1m"}, "--trial-deadline -1m0s: "},
+		{[]string{"--health-timeout", "1m"}, "--health-timeout 1m0s: "},
+		{[]string{"--health", "true", "--health-timeout", "-1s"}, "--health-timeout -1s: "},
+		{[]string{"--health", ""}, `--health "": `},
+		{[]string{"--health", "  "}, `--health "  ": `},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			h := newHarness(t)
+			for _, cmd := range [][]string{{"stage", p1}, {"reboot", p1}} {
+				r := h.run(append(append([]string{"--no-daemon"}, cmd...), tc.args...)...)
+				if r.code != ExitUsage || !strings.Contains(r.stderr, "fastreboot "+cmd[0]+": "+tc.want) {
+					t.Errorf("%s: exit %d, stderr %q; want %d and %q", cmd[0], r.code, r.stderr, ExitUsage, tc.want)
+				}
+				if strings.Contains(r.stderr, "staging") {
+					t.Errorf("%s: staging began before the flags were checked: %q", cmd[0], r.stderr)
+				}
+			}
+			if h.loader.Calls() != 0 || len(h.rebooter.Calls()) != 0 {
+				t.Errorf("%d loads, reboots %q after a bad flag", h.loader.Calls(), h.rebooter.Calls())
+			}
+		})
+	}
+	// reboot takes them only for a MANIFEST it stages.
+	h := newHarness(t)
+	h.writeRoot(map[string]string{"sys/kernel/kexec_loaded": "1\n"})
+	r := h.run("--no-daemon", "reboot", "--health", "true")
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "for the MANIFEST") || len(h.rebooter.Calls()) != 0 {
+		t.Errorf("reboot --health without a manifest: exit %d, stderr %q, reboots %q", r.code, r.stderr, h.rebooter.Calls())
+	}
+}
+
+// TestStageOnTrial: the trial and crash-loop flags reach the staged
+// generation's handoff, and stage says whether it goes on trial.
+func TestStageOnTrial(t *testing.T) {
+	im1, im2 := testimage.Update()
+	m1, p1 := im1.WriteTemp(t)
+	m2, p2 := im2.WriteTemp(t)
+	h := newHarness(t)
+	h.startDaemon()
+	if r := h.run("cache", "sync", p1); r.code != ExitOK {
+		t.Fatalf("cache sync: %s", r.stderr)
+	}
+	r := h.run("stage", p2, "--trial-deadline", "10m", "--health", " /usr/local/bin/check  --quick ", "--max-crashes", "5")
+	for _, w := range []string{
+		"  crash-loop policy: the 5th crash of one image within 15m0s leaves it (from generation 2 on)\n",
+		"  on trial: last-known-good " + label(m1) + "; deadline 10m0s; health /usr/local/bin/check --quick\n",
+	} {
+		if r.code != ExitOK || !strings.Contains(r.stdout, w) {
+			t.Errorf("stage on trial: exit %d, no %q in stdout:\n%s", r.code, w, r.stdout)
+		}
+	}
+	var rep fastreboot.StageReport
+	decode(t, h.run("stage", p2, "--json", "--trial-deadline", "10m", "--health", "/usr/local/bin/check --quick", "--health-timeout", "30s", "--crash-window", "1h"), &rep)
+	ho := h.loader.handoff(t, &rep)
+	want := rollback.TrialOptions{Deadline: 10 * time.Minute, Health: []string{"/usr/local/bin/check", "--quick"}, HealthTimeout: 30 * time.Second}
+	if rb := ho.Rollback; rb == nil || rb.Trial == nil || rb.Trial.ID != rollback.ImageID(m2) || rb.Trial.Generation != 2 ||
+		!slices.Equal(rb.Trial.Health, want.Health) || rb.Trial.Deadline != want.Deadline || rb.Trial.HealthTimeout != want.HealthTimeout ||
+		rb.Policy != (rollback.Policy{MaxCrashes: rollback.DefaultMaxCrashes, Window: time.Hour}) || rb.Good == nil || rb.Good.ID != rollback.ImageID(m1) {
+		t.Errorf("the staged handoff's assessment: %+v; want v2 on trial with %+v, K=3 within 1h, v1 good", ho.Rollback, want)
+	}
+
+	// The running image is last-known-good: not on trial, whatever the flags.
+	r = h.run("stage", p1, "--trial-deadline", "10m")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "  not on trial: "+label(m1)+" is last-known-good\n  (its trial flags apply only to an image on trial)\n") {
+		t.Errorf("stage of last-known-good: exit %d, stdout:\n%s", r.code, r.stdout)
+	}
+	r = h.run("stage", p2)
+	if r.code != ExitOK || !strings.Contains(r.stdout, "  on trial: last-known-good "+label(m1)+"; deadline none; health none: on trial until `fastreboot bless`\n") {
+		t.Errorf("stage without trial flags: exit %d, stdout:\n%s", r.code, r.stdout)
+	}
+}
+
 // TestRollbackStatus: a generation on trial: status shows the boot
 // assessment (text and JSON), crash arm says a crash boots last-known-good,
 // bless makes it last-known-good, and rollback stages last-known-good and

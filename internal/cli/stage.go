@@ -164,6 +164,8 @@ func cmdStage(ctx context.Context, e *env, args []string) error {
 	noCarry := fs.Bool("no-carry", false, "do not carry the cache into the next kernel (it reads its modules from storage)")
 	reason := fs.String("reason", string(fastreboot.ReasonUpdate), "why the next generation boots: update, manual or crash")
 	load := fs.String("load", string(fastreboot.LoadFile), "file (kexec_file_load) or segments (kexec_load of the kernel decompressed once and cached; refused under lockdown)")
+	var trial trialFlags
+	addTrialFlags(fs, &trial)
 	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -173,11 +175,17 @@ func cmdStage(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usagef("--load: %v", err)
 	}
+	// Bad trial or policy values are refused before anything is read.
+	var assess agent.StageRequest
+	if err := trial.apply(&assess); err != nil {
+		return err
+	}
 	req, err := stageRequest(ctx, e, pos, &img, *current)
 	if err != nil {
 		return err
 	}
 	req.DryRun, req.NoCarry, req.Reason, req.Load = *dryRun, *noCarry, fastreboot.Reason(*reason), method
+	req.Trial, req.Policy = assess.Trial, assess.Policy
 	if !req.Reason.Valid() || req.Reason == fastreboot.ReasonCold {
 		// Only the firmware boots cold: Stage refuses that reason.
 		return usagef("--reason %q: want update, manual or crash", *reason)
@@ -278,6 +286,7 @@ func stage(ctx context.Context, e *env, req agent.StageRequest, asJSON bool) (*f
 	d := rep.Durations
 	fmt.Fprintf(w, "  phases: validate %s, sync %s, assemble %s, handoff %s, %s %s\n",
 		ms(d.Validate), ms(d.Sync), ms(d.Assemble), ms(d.Handoff), loadName(rep.Load), ms(d.Load))
+	printStagedTrial(ctx, e, svc, req, rep)
 	return rep, nil
 }
 
@@ -288,10 +297,19 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 	stopCPUs := cpustop.DefaultPolicy
 	fs.Var(&stopCPUs, "stop-cpus", "`POLICY`: kernel (the kernel stops the other CPUs) or hotplug (take them offline first, back online if the reboot fails)")
 	force := fs.Bool("force", false, "jump at once (sync(2), reboot(2)) even under systemd, without stopping services or unmounting file systems")
+	var trial trialFlags
+	addTrialFlags(fs, &trial)
 	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	var assess agent.StageRequest
+	if err := trial.apply(&assess); err != nil {
+		return err
+	}
+	if trial.any() && len(pos) == 0 {
+		return usagef("--trial-deadline, --health, --health-timeout, --max-crashes and --crash-window are for the MANIFEST reboot stages first")
 	}
 	opts := e.cfg.machine
 	opts.Root, opts.Logger = e.root, e.log
@@ -318,6 +336,7 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		req.DryRun = *dryRun
+		req.Trial, req.Policy = assess.Trial, assess.Policy
 		se := *e
 		if *asJSON {
 			se.stdout = io.Discard // the plan printed below holds the report
