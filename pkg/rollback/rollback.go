@@ -469,6 +469,9 @@ func (s State) Adopt(gen int, reason string, crashAt time.Time, note string, now
 	case ActionCrash:
 		s.Crashes = append(s.recent(crashAt), crashAt)
 		if s.Trial != nil {
+			// Recovered into the same image (no good one to roll back
+			// to): the new generation carries on its trial.
+			s.Trial.Generation = gen
 			ev.Image = s.Trial.Label()
 		} else {
 			ev.Image = s.Good.Label()

@@ -212,3 +212,18 @@ func TestHistoryBounded(t *testing.T) {
 		t.Errorf("history %d events ending at %+v", len(s.History), s.History[len(s.History)-1])
 	}
 }
+
+func TestCrashOnTrialWithoutGood(t *testing.T) {
+	s := mustStage(t, Cold(1, nil, t0), 2, imgB, nil, t0)
+	d := s.Decide(2, t0)
+	if d.Action != ActionCrash {
+		t.Fatalf("crash on trial with no good image: %+v, want crash", d)
+	}
+	got := s.Armed(d).Adopt(3, EventCrash, t0, "panic", t0)
+	if !got.OnTrial(3) {
+		t.Errorf("the recovered generation 3 is not on trial: %+v", got.Trial)
+	}
+	if _, err := got.Bless(3, imgB, "bless", t0); err != nil {
+		t.Errorf("bless of the recovered trial generation: %v", err)
+	}
+}
