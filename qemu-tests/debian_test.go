@@ -147,7 +147,14 @@ type debianStatus struct {
 	Generation int    `json:"generation"`
 	Reason     string `json:"reason"`
 	RebootPath string `json:"reboot_path"`
-	State      *struct {
+	Rollback   *struct {
+		OnTrial bool `json:"on_trial"`
+		Good    *struct {
+			Generation int    `json:"generation"`
+			By         string `json:"by"`
+		} `json:"good"`
+	} `json:"rollback"`
+	State *struct {
 		Carried    int `json:"carried"`
 		Rehydrated struct {
 			Modules int   `json:"modules"`
@@ -288,6 +295,15 @@ func TestDebianSystem(t *testing.T) {
 	}
 	if st2.Agent == nil || st2.Agent.Cache.BytesRead != 0 || st2.Agent.Cache.BytesRehydrated == 0 {
 		t.Fatalf("generation 2's daemon: %+v; want the cache rehydrated with 0 bytes from storage", st2.Agent)
+	}
+	// The update booted on trial; fastreboot-bless.service blessed it
+	// once boot-complete.target was reached.
+	if s := mustRun(t, vm, "systemctl is-active fastreboot-bless.service", 2*time.Minute); s != "active" {
+		t.Errorf("generation 2: fastreboot-bless.service is %q, want active", s)
+	}
+	guestJSON(t, vm, "fastreboot status --json", &st2)
+	if r := st2.Rollback; r == nil || r.OnTrial || r.Good == nil || r.Good.Generation != 2 {
+		t.Errorf("generation 2's boot assessment: %+v; want it blessed by the unit (last-known-good generation 2, not on trial)", st2.Rollback)
 	}
 	t.Logf("STEP 3 reboot through systemd: request -> next kernel %.1fs, -> root shell %.1fs; generation 2 (update) runs release v2, rehydrated %d modules (%d bytes), 0 bytes read; marker on disk",
 		(kernelAt - req).Seconds(), (up - req).Seconds(), st2.State.Rehydrated.Modules, st2.State.Rehydrated.Bytes)

@@ -37,11 +37,13 @@ var commandHelp = map[string]string{
   its daemon rolls back: past --trial-deadline without a bless, or when the
   --health command fails (which blesses when it exits 0). --max-crashes and
   --crash-window set the crash-loop policy (default 3 within 15m)`,
-	"bless": `bless [--json]
+	"bless": `bless [--json | --if-trial]
   make the running generation's image, on trial, last-known-good (the old
   one becomes the fallback), then arm the crash path and restage the staged
   image again under the new assessment if the daemon had; refused, exit 1,
-  when nothing is on trial`,
+  when nothing is on trial (--if-trial: says so and succeeds, for
+  fastreboot-bless.service, which blesses once boot-complete.target is
+  reached)`,
 	"rollback": `rollback [--why TEXT] [--reboot] [--json]
   end the running generation's trial: stage last-known-good with reason
   rollback (refused when nothing is on trial); with --reboot the daemon jumps

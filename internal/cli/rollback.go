@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 func cmdBless(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("bless")
 	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
+	ifTrial := fs.Bool("if-trial", false, "succeed, saying so, when nothing is on trial (for a unit that runs at every boot: fastreboot-bless.service)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -26,12 +28,19 @@ func cmdBless(ctx context.Context, e *env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("bless takes no arguments, got %q", pos)
 	}
+	if *ifTrial && *asJSON {
+		return usagef("--if-trial prints text only: a program reads --json and its error kind rollback.not_on_trial")
+	}
 	svc, done, err := e.service(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
 	rep, err := svc.Bless(ctx, agent.BlessRequest{})
+	if err != nil && *ifTrial && errors.Is(err, rollback.ErrNotOnTrial) {
+		fmt.Fprintf(e.stdout, "fastreboot: nothing to bless: %v\n", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

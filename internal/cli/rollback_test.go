@@ -98,6 +98,14 @@ func TestBlessNothingOnTrial(t *testing.T) {
 	if r.code != ExitFailed || !strings.Contains(r.stderr, rollback.ErrNotOnTrial.Error()+": generation 1 runs last-known-good image "+label(m1)) || r.stdout != "" {
 		t.Errorf("bless of last-known-good: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
+	// The unit that blesses at every boot: nothing on trial is fine.
+	r = h.run("bless", "--if-trial")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "nothing to bless") || !strings.Contains(r.stdout, rollback.ErrNotOnTrial.Error()) {
+		t.Errorf("bless --if-trial of last-known-good: exit %d, stdout %q, stderr %q; want success saying nothing is on trial", r.code, r.stdout, r.stderr)
+	}
+	if r := h.run("bless", "--if-trial", "--json"); r.code != ExitUsage {
+		t.Errorf("bless --if-trial --json: exit %d, want a usage error", r.code)
+	}
 	r = h.run("bless", "--json")
 	e = ErrorV1{}
 	decodeStdout(t, r, &e)
