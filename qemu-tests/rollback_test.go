@@ -108,6 +108,10 @@ func (c *crashVM) release() string {
 // downtime.
 func (c *crashVM) stageReboot(what, args string) time.Duration {
 	c.t.Helper()
+	// Every generation mounts the storage disk again.
+	if err := c.g.MountStorage(); err != nil {
+		c.t.Fatalf("%s: %v", what, err)
+	}
 	if _, err := c.g.Run("fastreboot stage " + args); err != nil {
 		c.t.Fatalf("%s: %v", what, err)
 	}
@@ -271,8 +275,10 @@ func TestRollbackCrash(t *testing.T) {
 	const bad = "/tmp/bad-v2.json"
 	c.v2Manifest(bad, "bad-v2", "frguest.orphan")
 	c.stageReboot("update to the bad image", bad)
-	if _, err := c.vm.Expect(time.Minute, faultRE); err != nil {
-		t.Fatalf("the bad image's init fault: %v", err)
+	// frguest starts the fault right after its ready marker, before
+	// the prompt RebootWith waited for.
+	if _, ok := lastLineBefore(c.vm, faultRE, c.readyAt(), c.vm.Elapsed()+time.Second); !ok {
+		t.Fatalf("the bad image's init fault: no %q after its ready marker", faultRE)
 	}
 	c.crashInto("bad update: init dies at start", "Attempted to kill init", func() error { return nil }, fastreboot.ReasonRollback)
 	st := c.rbState("after the bad update")
