@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -614,6 +615,13 @@ func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageR
 	if req.Policy != nil {
 		if rb, err = rb.WithPolicy(*req.Policy); err != nil {
 			return nil, fmt.Errorf("stage: %w", err)
+		}
+	}
+	if t := req.Trial; t != nil && len(t.Health) > 0 {
+		// The next generation's daemon runs it: a command this system
+		// cannot find is refused now rather than failing the trial.
+		if _, err := exec.LookPath(t.Health[0]); err != nil {
+			return nil, fmt.Errorf("stage: %w: health command %q: %w", rollback.ErrPolicy, t.Health[0], err)
 		}
 	}
 	next, err := rb.Stage(a.state.Generation+1, m, string(reason), req.Trial, a.now())

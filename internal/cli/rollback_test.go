@@ -155,6 +155,18 @@ func TestStageTrialFlags(t *testing.T) {
 			}
 		})
 	}
+	// A health command this system cannot find is refused when staged,
+	// not found failing in the next generation; nothing is loaded.
+	{
+		h := newHarness(t)
+		r := h.run("--no-daemon", "stage", "--health", "/nonexistent/health-check --quick", p1)
+		if r.code != ExitFailed || !strings.Contains(r.stderr, `health command "/nonexistent/health-check"`) || !strings.Contains(r.stderr, "invalid policy") {
+			t.Errorf("stage --health with a missing command: exit %d, stderr %q", r.code, r.stderr)
+		}
+		if h.loader.Calls() != 0 {
+			t.Errorf("%d loads after a missing health command", h.loader.Calls())
+		}
+	}
 	// reboot takes them only for a MANIFEST it stages.
 	h := newHarness(t)
 	h.writeRoot(map[string]string{"sys/kernel/kexec_loaded": "1\n"})
