@@ -187,19 +187,19 @@ func TestStageOnTrial(t *testing.T) {
 	if r := h.run("cache", "sync", p1); r.code != ExitOK {
 		t.Fatalf("cache sync: %s", r.stderr)
 	}
-	r := h.run("stage", p2, "--trial-deadline", "10m", "--health", " /usr/local/bin/check  --quick ", "--max-crashes", "5")
+	r := h.run("stage", p2, "--trial-deadline", "10m", "--health", " /bin/true  --quick ", "--max-crashes", "5")
 	for _, w := range []string{
 		"  crash-loop policy: the 5th crash of one image within 15m0s leaves it (from generation 2 on)\n",
-		"  on trial: last-known-good " + label(m1) + "; deadline 10m0s; health /usr/local/bin/check --quick\n",
+		"  on trial: last-known-good " + label(m1) + "; deadline 10m0s; health /bin/true --quick\n",
 	} {
 		if r.code != ExitOK || !strings.Contains(r.stdout, w) {
 			t.Errorf("stage on trial: exit %d, no %q in stdout:\n%s", r.code, w, r.stdout)
 		}
 	}
 	var rep fastreboot.StageReport
-	decode(t, h.run("stage", p2, "--json", "--trial-deadline", "10m", "--health", "/usr/local/bin/check --quick", "--health-timeout", "30s", "--crash-window", "1h"), &rep)
+	decode(t, h.run("stage", p2, "--json", "--trial-deadline", "10m", "--health", "/bin/true --quick", "--health-timeout", "30s", "--crash-window", "1h"), &rep)
 	ho := h.loader.handoff(t, &rep)
-	want := rollback.TrialOptions{Deadline: 10 * time.Minute, Health: []string{"/usr/local/bin/check", "--quick"}, HealthTimeout: 30 * time.Second}
+	want := rollback.TrialOptions{Deadline: 10 * time.Minute, Health: []string{"/bin/true", "--quick"}, HealthTimeout: 30 * time.Second}
 	if rb := ho.Rollback; rb == nil || rb.Trial == nil || rb.Trial.ID != rollback.ImageID(m2) || rb.Trial.Generation != 2 ||
 		!slices.Equal(rb.Trial.Health, want.Health) || rb.Trial.Deadline != want.Deadline || rb.Trial.HealthTimeout != want.HealthTimeout ||
 		rb.Policy != (rollback.Policy{MaxCrashes: rollback.DefaultMaxCrashes, Window: time.Hour}) || rb.Good == nil || rb.Good.ID != rollback.ImageID(m1) {
