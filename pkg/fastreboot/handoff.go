@@ -320,12 +320,18 @@ func DecodeHandoff(r io.Reader) (*Handoff, error) {
 	if err := checkHandoffKernelELFs(h.KernelELFs, inManifest); err != nil {
 		return nil, err
 	}
+	// A Stage also carries the modules of the rollback state's good
+	// images (Handoff.carriable).
+	carriable := make(map[string]bool, len(inManifest))
+	for _, m := range h.carriable() {
+		carriable[m.SHA256] = true
+	}
 	for _, d := range h.Carried {
 		if !isDigest(d) {
 			return nil, fmt.Errorf("%w: carried digest %q is not 64 lowercase hex digits", ErrHandoff, d)
 		}
-		if !inManifest[d] {
-			return nil, fmt.Errorf("%w: carried module %s is not in the manifest", ErrHandoff, d)
+		if !carriable[d] {
+			return nil, fmt.Errorf("%w: carried module %s is not in the manifest or a good image of the rollback state", ErrHandoff, d)
 		}
 	}
 	return &h, nil
