@@ -478,3 +478,58 @@ func TestEvictKeepsGoodImages(t *testing.T) {
 		}
 	}
 }
+
+// TestCrashLoopArmsFallback: the fallback's modules are not in the crash
+// image (it carries only its own manifest's), so the generation after a
+// crash of blessed v2 does not hold v1's site piece; when its next crash
+// would be the K-th within the window, the crash arm of the running image
+// must arm the fallback v1 (reason rollback), reading what is missing from
+// the fallback's directory.
+func TestCrashLoopArmsFallback(t *testing.T) {
+	ctx := context.Background()
+	root2 := crashRoot(t, 384<<20)
+	tr := stageTrial(t, root2, agent.StageRequest{Policy: &rollback.Policy{MaxCrashes: 2, Window: time.Hour}}, true)
+	withBootID(t, root2, "boot-2")
+	newCrashAgent := func(root string) (*agent.Agent, *flagLoader) {
+		l := &flagLoader{}
+		a, err := agent.New(ctx, agent.Options{Root: root, StateDir: t.TempDir(), Resume: true, Machine: fastreboot.Options{
+			Loader: l, Probe: func() error { return errors.New("probe must not run in tests") },
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		return a, l
+	}
+	gen2, l2 := newCrashAgent(root2)
+	if _, err := gen2.Bless(ctx, agent.BlessRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	arm, err := gen2.CrashArm(ctx, agent.CrashArmRequest{Mode: crashhandler.ModeDirect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if arm.Decision == nil || arm.Decision.Action != rollback.ActionCrash || arm.Image.Manifest != "v2" {
+		t.Fatalf("gen 2 armed %s with decision %+v", arm.Image.Manifest, arm.Decision)
+	}
+
+	// Generation 2 crashes: the direct crash kernel is generation 3,
+	// resumed from the crash image's handoff.
+	root3 := crashRoot(t, 384<<20)
+	withBootID(t, root3, "boot-3")
+	unpackHandoff(t, l2.initrd, arm.Image, root3)
+	gen3, l3 := newCrashAgent(root3)
+	r := rbInfo(t, gen3)
+	if r.Generation != 3 || len(r.State.Crashes) != 1 || r.State.Fallback == nil || r.NextCrash.Action != rollback.ActionRollback ||
+		r.NextCrash.Image == nil || r.NextCrash.Image.ID != rollback.ImageID(tr.m1) {
+		t.Fatalf("generation 3 after a crash: %+v (next crash %+v)", r, r.NextCrash)
+	}
+	rep, err := gen3.CrashArm(ctx, agent.CrashArmRequest{Mode: crashhandler.ModeDirect})
+	if err != nil {
+		t.Fatalf("crash arm of a crash-looping image with a fallback: %v", err)
+	}
+	h := handoffOf(t, l3.initrd, rep.Image)
+	if !rep.Armed || h.Manifest.Name != "v1" || h.Reason != fastreboot.ReasonRollback || h.Rollback.Pending == nil || h.Rollback.Pending.Image.ID != rollback.ImageID(tr.m1) {
+		t.Errorf("armed %v: %s, reason %s, pending %+v; want the fallback v1, reason rollback", rep.Armed, h.Manifest.Name, h.Reason, h.Rollback.Pending)
+	}
+}
