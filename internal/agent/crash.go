@@ -66,6 +66,9 @@ func (a *Agent) target(ctx context.Context, path string, inline *bootimage.Manif
 		if err != nil && a.opts.Trust != nil && arm {
 			return crashpath.Target{}, err
 		}
+		// The boot assessment may decide that a crash of the running
+		// image boots last-known-good or the fallback instead.
+		a.prefetchGood(ctx)
 		// crashpath finds the running image itself (Config.Current, or it
 		// says it is unknown); the estimate of an armed image needs none.
 		return crashpath.Target{Source: noStorage{}, Origin: origin}, nil

@@ -178,6 +178,8 @@ type flagLoader struct {
 	flags   int
 	cmdline string
 	initrd  []byte
+	// initrds are the initrds of every load, in order.
+	initrds [][]byte
 }
 
 func (l *flagLoader) FileLoad(kernel, initrd *os.File, cmdline string, flags int) error {
@@ -194,6 +196,7 @@ func (l *flagLoader) FileLoad(kernel, initrd *os.File, cmdline string, flags int
 			initrd.ReadAt(b, 0)
 		}
 		l.initrd = b
+		l.initrds = append(l.initrds, b)
 	}
 	return nil
 }

@@ -203,6 +203,29 @@ func (a *Agent) currentDirLocked() string {
 	return ""
 }
 
+// prefetchGood reads into the cache what is missing of the last-known-good
+// and fallback images, from their manifests' directories, before the crash
+// path takes the operation lock: its decision for a crash of the running
+// image may be either, and it builds them from the cache alone. They may
+// be missing: a crash image carries only its own manifest's modules, so
+// the generation after a crash holds only the image that crashed. A
+// failure is logged; the arm then says what is missing.
+func (a *Agent) prefetchGood(ctx context.Context) {
+	a.mu.Lock()
+	var ims []rollback.Image
+	for _, im := range []*rollback.Image{a.rb.Good, a.rb.Fallback} {
+		if im != nil && im.Dir != "" {
+			ims = append(ims, *im)
+		}
+	}
+	a.mu.Unlock()
+	for _, im := range ims {
+		if _, err := a.mc.Prefetch(ctx, &im.Manifest, a.storage(im.Dir)); err != nil {
+			a.log.Warn("a good image is not whole in the cache: a crash path decision for it cannot be armed", "image", im.Label(), "err", err)
+		}
+	}
+}
+
 // rollbackInfo is Info's view of the assessment (a.mu held).
 func (a *Agent) rollbackInfoLocked() *RollbackInfo {
 	gen := a.state.Generation

@@ -17,9 +17,10 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
+	"github.com/fastreboot/fastreboot/pkg/rollback"
 )
 
-var updateGolden = flag.Bool("update", false, "rewrite testdata/handoff/v2.json (TestHandoffGoldenWrite) from what WriteHandoffPiece writes")
+var updateGolden = flag.Bool("update", false, "rewrite testdata/handoff/v2.json and v2-rollback.json (TestHandoffGoldenWrite, TestHandoffGoldenRollback) from what WriteHandoffPiece writes")
 
 // handoffGoldenDir holds the handoff fixtures shared by the repository.
 var handoffGoldenDir = filepath.Join("..", "..", "testdata", "handoff")
@@ -167,5 +168,107 @@ func TestDecodeHandoffV1BadExtra(t *testing.T) {
 	b, _ = json.Marshal(m)
 	if _, err := DecodeHandoff(bytes.NewReader(b)); err == nil || !bytes.Contains([]byte(err.Error()), []byte(`"memory_map"`)) {
 		t.Errorf("err = %v, want ErrHandoff naming memory_map", err)
+	}
+}
+
+// goldenRollbackHandoff is the handoff of testdata/handoff/v2-rollback.json:
+// a handoff with a boot assessment whose every field is set (the state no
+// single transition writes: it pins the encoding of each field), and whose
+// carried modules include one of the fallback image, which the manifest
+// does not name.
+func goldenRollbackHandoff() (*Handoff, []Blob) {
+	h, blobs := goldenHandoff()
+	t0 := h.Timeline.StageStart
+	h.Generation, h.Reason, h.Origin = 5, ReasonRollback, nil
+	h.Crash.Evidence.Generation = 4
+	v0 := testimage.Default()
+	v0.Name = "v0"
+	v0.Initrds[2].Data = testimage.Cpio(testimage.File{Name: "etc/fastreboot-release", Data: []byte("v0\n")})
+	blobs = append(blobs, newMemBlob(v0.Initrds[2].Data))
+	_, v2 := testimage.Update()
+	good := &rollback.Image{
+		ID: rollback.ImageID(&h.Manifest), Generation: 2, Manifest: h.Manifest,
+		Since: t0.Add(-time.Hour), By: "bless", Dir: "/boot/fr",
+	}
+	fallback := &rollback.Image{
+		ID: rollback.ImageID(v0.Manifest()), Generation: 1, Manifest: *v0.Manifest(),
+		Since: t0.Add(-2 * time.Hour), By: "cold boot", Dir: "/boot/fr-v0",
+	}
+	pending := *good
+	h.Rollback = &rollback.State{
+		Good:     good,
+		Fallback: fallback,
+		Trial: &rollback.Trial{
+			ID: rollback.ImageID(v2.Manifest()), Name: v2.Name, Generation: 4, Since: t0.Add(-10 * time.Minute),
+			TrialOptions: rollback.TrialOptions{Deadline: 10 * time.Minute, Health: []string{"/usr/local/bin/health", "--quick"}, HealthTimeout: 2 * time.Minute},
+		},
+		Crashes: []time.Time{t0.Add(-5 * time.Minute), t0.Add(-time.Minute)},
+		Policy:  rollback.Policy{MaxCrashes: 3, Window: 15 * time.Minute},
+		Pending: &rollback.Decision{
+			Action: rollback.ActionRollback, Image: &pending,
+			Why:      "generation 4 runs v2 on trial: a crash rolls back to last-known-good test",
+			LoopEnds: t0.Add(10 * time.Minute),
+		},
+		History: []rollback.Event{
+			{Generation: 1, Reason: rollback.EventCold, Image: "v0@" + fallback.ID, At: t0.Add(-2 * time.Hour)},
+			{Generation: 2, Reason: rollback.EventBless, Image: "test@" + good.ID, At: t0.Add(-time.Hour), Note: "bless"},
+			{Generation: 4, Reason: rollback.EventUpdate, Image: "v2@" + rollback.ImageID(v2.Manifest()), At: t0.Add(-10 * time.Minute), Note: "on trial; last-known-good test@" + good.ID},
+		},
+	}
+	return h, blobs
+}
+
+// TestHandoffGoldenRollback: what WriteHandoffPiece writes for a handoff
+// with a boot assessment is testdata/handoff/v2-rollback.json, byte for
+// byte (go test -update rewrites it); the fixture decodes to the same
+// assessment, and its carried fallback module is in CarriedManifest. The
+// older fixtures carry none.
+func TestHandoffGoldenRollback(t *testing.T) {
+	h, blobs := goldenRollbackHandoff()
+	want := h.Rollback.Clone()
+	var buf bytes.Buffer
+	if _, err := WriteHandoffPiece(&buf, h, blobs); err != nil {
+		t.Fatal(err)
+	}
+	got := handoffJSONOf(t, buf.Bytes())
+	path := filepath.Join(handoffGoldenDir, "v2-rollback.json")
+	if *updateGolden {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	golden, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(golden), string(got)); diff != "" {
+		t.Errorf("handoff.json differs from %s (-golden +written; go test -update rewrites it after a deliberate change, and HandoffVersion changes if an older reader would misread it):\n%s", path, diff)
+	}
+
+	read, err := DecodeHandoff(bytes.NewReader(golden))
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if read.Version != 2 || read.Reason != ReasonRollback || len(read.Carried) != 5 {
+		t.Errorf("%s: version %d, reason %s, carried %d; want 2, rollback, 5", path, read.Version, read.Reason, len(read.Carried))
+	}
+	if diff := cmp.Diff(&want, read.Rollback); diff != "" {
+		t.Errorf("%s: rollback (-want +decoded):\n%s", path, diff)
+	}
+	cm := read.CarriedManifest()
+	fallbackSite := want.Fallback.Manifest.Modules[3]
+	if len(cm.Modules) != 5 || cm.Modules[4] != fallbackSite {
+		t.Errorf("%s: CarriedManifest %v, want the manifest's 4 modules and the fallback's site piece", path, cm.Modules)
+	}
+	for _, name := range []string{"v1-legacy.json", "v2.json", "v2-no-origin.json"} {
+		f, err := os.Open(filepath.Join(handoffGoldenDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		old, err := DecodeHandoff(f)
+		f.Close()
+		if err != nil || old.Rollback != nil {
+			t.Errorf("%s: rollback %+v, %v; want none", name, old.Rollback, err)
+		}
 	}
 }

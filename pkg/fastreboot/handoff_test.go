@@ -230,6 +230,19 @@ func TestDecodeHandoff(t *testing.T) {
 		{"bad manifest", func(m map[string]any) { m["manifest"].(map[string]any)["modules"] = []any{} }, "manifest"},
 		{"carried not in manifest", func(m map[string]any) { m["carried"] = []string{strings.Repeat("ab", 32)} }, "not in the manifest"},
 		{"carried path", func(m map[string]any) { m["carried"] = []string{"../x"} }, "not 64 lowercase hex"},
+		// A Stage carries the rollback state's good images too.
+		{"carried of last-known-good", func(m map[string]any) {
+			m["rollback"] = map[string]any{"good": map[string]any{"manifest": map[string]any{"modules": []any{map[string]any{"sha256": strings.Repeat("ab", 32)}}}}}
+			m["carried"] = []string{strings.Repeat("ab", 32)}
+		}, ""},
+		{"carried of the fallback", func(m map[string]any) {
+			m["rollback"] = map[string]any{"fallback": map[string]any{"manifest": map[string]any{"modules": []any{map[string]any{"sha256": strings.Repeat("ab", 32)}}}}}
+			m["carried"] = []string{strings.Repeat("ab", 32)}
+		}, ""},
+		{"carried of neither", func(m map[string]any) {
+			m["rollback"] = map[string]any{"good": map[string]any{"manifest": map[string]any{"modules": []any{map[string]any{"sha256": strings.Repeat("cd", 32)}}}}}
+			m["carried"] = []string{strings.Repeat("ab", 32)}
+		}, "not in the manifest or the rollback state's good images"},
 		{"wrong type", func(m map[string]any) { m["generation"] = "two" }, "cannot unmarshal"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
