@@ -223,8 +223,10 @@ func TestRollbackTrial(t *testing.T) {
 	down = c.stageReboot("update to v2 with a health command", "--health \"sleep 600\" --health-timeout 30s "+v2)
 	st = c.rbState("v2 with a health command")
 	c.expectGood("v2 with a health command", st, c.s.V1.Name, true, "rollback")
-	if h := st.Rollback.Health; h == nil || h.State != "running" {
-		t.Errorf("v2 with a health command: health %+v, want running", h)
+	// Running, or (on a loaded host, where the test reads the status
+	// late) already failed by its timeout.
+	if h := st.Rollback.Health; h == nil || (h.State != "running" && !(h.State == "failed" && strings.Contains(h.Error, "did not finish"))) {
+		t.Errorf("v2 with a health command: health %+v, want running or failed by its timeout", h)
 	}
 	startedAt = c.readyAt()
 	took = c.waitRollback("health command", startedAt, 3*time.Minute)
