@@ -276,11 +276,17 @@ func TestRollbackCrash(t *testing.T) {
 	// 1. A bad update: v2's modules, and its init dies at start.
 	const bad = "/tmp/bad-v2.json"
 	c.v2Manifest(bad, "bad-v2", "frguest.orphan")
-	c.stageReboot("update to the bad image", bad)
-	// frguest starts the fault right after its ready marker, before
-	// the prompt RebootWith waited for.
-	if _, ok := lastLineBefore(c.vm, faultRE, c.readyAt(), c.vm.Elapsed()+time.Second); !ok {
-		t.Fatalf("the bad image's init fault: no %q after its ready marker", faultRE)
+	// Its init kills the shell before any prompt: wait for frguest's
+	// fault line, not for a prompt.
+	if _, err := g.Run("fastreboot stage " + bad); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.vm.SendLine("fastreboot reboot"); err != nil {
+		t.Fatal(err)
+	}
+	c.gen++
+	if _, err := c.vm.Expect(5*time.Minute, faultRE); err != nil {
+		t.Fatalf("the bad image's init fault: %v", err)
 	}
 	c.crashInto("bad update: init dies at start", "Attempted to kill init", func() error { return nil }, fastreboot.ReasonRollback)
 	st := c.rbState("after the bad update")
