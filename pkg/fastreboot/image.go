@@ -91,9 +91,10 @@ type BuildOptions struct {
 	CrashInit Piece
 	// Origin is as in StageOptions.
 	Origin *ManifestOrigin
-	// Rollback is copied into the handoff (Handoff.Rollback). Unlike
-	// StageOptions.Rollback, a built image carries only its manifest's
-	// modules: a crash image's reservation holds no other image.
+	// Rollback is copied into the handoff (Handoff.Rollback); as for
+	// StageOptions.Rollback, the good images' cached modules are carried
+	// too (the generation a crash image starts arms the fallback of a
+	// crash loop from its cache; the reservation is sized with them).
 	Rollback *rollback.State
 }
 
@@ -345,7 +346,10 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 
 	if spec.carry == CarryNone {
 		blobs = nil
-	} else if !spec.crash {
+	} else {
+		// A crash image too: the generation it starts must be able to
+		// arm (or roll back to) the good images from its cache, and a
+		// crash kernel has no storage.
 		blobs = append(blobs, mc.rollbackBlobs(spec.rollback, m)...)
 	}
 	rep.Timeline.StageEnd = mc.opts.Now()
