@@ -333,6 +333,7 @@ func TestRollbackCrash(t *testing.T) {
 
 	// 4. v1 crash-loops too: no crash image is armed, and the panic
 	// reboots through the firmware.
+	c.firmwareNext = true
 	c.crash("crash of v1", "sysrq triggered crash", sysrqCrash(c))
 	st = c.rbState("v1 after a crash")
 	c.expectGood("v1 after a crash", st, c.s.V1.Name, false, "firmware")
