@@ -220,7 +220,7 @@ func TestRollbackTrial(t *testing.T) {
 
 	// 2. A health command that does not finish in time: back on v1 at
 	// its timeout.
-	down = c.stageReboot("update to v2 with a health command", "--health \"sleep 600\" --health-timeout 30s "+v2)
+	down = c.stageReboot("update to v2 with a health command", "--health \"sleep 600\" --health-timeout 45s "+v2)
 	st = c.rbState("v2 with a health command")
 	c.expectGood("v2 with a health command", st, c.s.V1.Name, true, "rollback")
 	// Running, or (on a loaded host, where the test reads the status
@@ -238,7 +238,7 @@ func TestRollbackTrial(t *testing.T) {
 	if e := st.lastEvent(); !strings.Contains(e, "health command") {
 		t.Errorf("after the failed health command: last event %q, want the health command named", e)
 	}
-	t.Logf("failed health command: update downtime %.2fs; from v2's ready marker to v1's userspace %.2fs (timeout 30s from the daemon's start)", down.Seconds(), took.Seconds())
+	t.Logf("failed health command: update downtime %.2fs; from v2's ready marker to v1's userspace %.2fs (timeout 45s from the daemon's start)", down.Seconds(), took.Seconds())
 
 	// 3. A health command that passes blesses v2.
 	c.stageReboot("update to v2 with a passing health command", "--health true "+v2)
