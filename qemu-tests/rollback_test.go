@@ -7,53 +7,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastreboot/fastreboot/internal/cli"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
 )
 
-// rbStatus is the part of `fastreboot status --json` the rollback tests
-// read: the boot assessment.
-type rbStatus struct {
-	Generation int    `json:"generation"`
-	Reason     string `json:"reason"`
-	Rollback   *struct {
-		OnTrial  bool      `json:"on_trial"`
-		Deadline time.Time `json:"deadline"`
-		Good     *rbImage  `json:"good"`
-		Fallback *rbImage  `json:"fallback"`
-		Trial    *struct {
-			Generation int    `json:"generation"`
-			Name       string `json:"name"`
-		} `json:"trial"`
-		Health *struct {
-			State string `json:"state"`
-			Error string `json:"error"`
-		} `json:"health"`
-		NextCrash struct {
-			Action string `json:"action"`
-			Why    string `json:"why"`
-		} `json:"next_crash"`
-		History []struct {
-			Generation int    `json:"generation"`
-			Reason     string `json:"reason"`
-			Image      string `json:"image"`
-			Note       string `json:"note"`
-		} `json:"history"`
-	} `json:"rollback"`
-}
-
-type rbImage struct {
-	ID         string `json:"id"`
-	Name       string `json:"name"`
-	Generation int    `json:"generation"`
-}
-
 // rbState reads the boot assessment of the running generation.
-func (c *crashVM) rbState(what string) *rbStatus {
+func (c *crashVM) rbState(what string) *cli.StatusV1 {
 	c.t.Helper()
-	var st rbStatus
+	var st cli.StatusV1
 	if err := c.g.FastrebootJSON("status", &st); err != nil {
 		c.t.Fatalf("%s: fastreboot status: %v", what, err)
 	}
@@ -64,7 +28,7 @@ func (c *crashVM) rbState(what string) *rbStatus {
 }
 
 // lastEvent is the newest history event.
-func (s *rbStatus) lastEvent() string {
+func lastEvent(s *cli.StatusV1) string {
 	h := s.Rollback.History
 	if len(h) == 0 {
 		return ""
@@ -75,7 +39,7 @@ func (s *rbStatus) lastEvent() string {
 
 // expectGood checks which image is last-known-good, whether the running
 // generation is on trial, and what a crash would boot.
-func (c *crashVM) expectGood(what string, st *rbStatus, good string, onTrial bool, nextCrash string) {
+func (c *crashVM) expectGood(what string, st *cli.StatusV1, good string, onTrial bool, nextCrash string) {
 	c.t.Helper()
 	r := st.Rollback
 	if r.Good == nil || r.Good.Name != good {
@@ -88,7 +52,7 @@ func (c *crashVM) expectGood(what string, st *rbStatus, good string, onTrial boo
 		c.t.Errorf("%s: a crash would %s (%s), want %s", what, r.NextCrash.Action, r.NextCrash.Why, nextCrash)
 	}
 	c.t.Logf("%s: gen %d (%s), good %s, on trial %v, next crash %s: %s; last event %s",
-		what, st.Generation, st.Reason, good, r.OnTrial, r.NextCrash.Action, r.NextCrash.Why, st.lastEvent())
+		what, st.Generation, st.Reason, good, r.OnTrial, r.NextCrash.Action, r.NextCrash.Why, lastEvent(st))
 }
 
 // release is the site release of the generation that printed the newest
@@ -213,7 +177,7 @@ func TestRollbackTrial(t *testing.T) {
 		t.Errorf("after the deadline: gen %d reason %s release %s, want gen %d rollback v1", st.Generation, st.Reason, c.release(), c.gen)
 	}
 	c.expectGood("after the deadline", st, c.s.V1.Name, false, "crash")
-	if e := st.lastEvent(); !strings.Contains(e, "rollback") || !strings.Contains(e, "deadline") {
+	if e := lastEvent(st); !strings.Contains(e, "rollback") || !strings.Contains(e, "deadline") {
 		t.Errorf("after the deadline: last event %q, want the rollback and the deadline", e)
 	}
 	t.Logf("never blessed: update downtime %.2fs; from v2's ready marker to v1's userspace %.2fs (deadline %s from the daemon's start)", down.Seconds(), took.Seconds(), deadline)
@@ -235,7 +199,7 @@ func TestRollbackTrial(t *testing.T) {
 		t.Errorf("after the failed health command: reason %s release %s, want rollback v1", st.Reason, c.release())
 	}
 	c.expectGood("after the failed health command", st, c.s.V1.Name, false, "crash")
-	if e := st.lastEvent(); !strings.Contains(e, "health command") {
+	if e := lastEvent(st); !strings.Contains(e, "health command") {
 		t.Errorf("after the failed health command: last event %q, want the health command named", e)
 	}
 	t.Logf("failed health command: update downtime %.2fs; from v2's ready marker to v1's userspace %.2fs (timeout 45s from the daemon's start)", down.Seconds(), took.Seconds())
@@ -294,23 +258,18 @@ func TestRollbackCrash(t *testing.T) {
 		t.Errorf("after the bad update: release %s, want v1", c.release())
 	}
 	c.expectGood("after the bad update", st, c.s.V1.Name, false, "crash")
-	if e := st.lastEvent(); !strings.Contains(e, "rollback") || !strings.Contains(e, "bad-v2") || !strings.Contains(e, "kill init") {
+	if e := lastEvent(st); !strings.Contains(e, "rollback") || !strings.Contains(e, "bad-v2") || !strings.Contains(e, "kill init") {
 		t.Errorf("after the bad update: last event %q, want the rollback, the bad image and the panic", e)
 	}
 
 	// 2. A good update, blessed: a crash recovers into it.
 	c.stageReboot("update to v2", "--max-crashes 2 --crash-window 1h "+v2)
 	c.expectGood("v2 on trial", c.rbState("v2 on trial"), c.s.V1.Name, true, "rollback")
-	var bl struct {
-		Generation int      `json:"generation"`
-		Good       *rbImage `json:"good"`
-		Fallback   *rbImage `json:"fallback"`
-		Rearmed    bool     `json:"rearmed"`
-	}
+	var bl cli.BlessV1
 	if err := g.FastrebootJSON("bless", &bl); err != nil {
 		t.Fatalf("bless: %v", err)
 	}
-	if bl.Generation != c.gen || bl.Good == nil || bl.Good.Name != c.s.V2.Name || bl.Fallback == nil || bl.Fallback.Name != c.s.V1.Name || !bl.Rearmed {
+	if bl.Generation != c.gen || bl.Good.Name != c.s.V2.Name || bl.Fallback == nil || bl.Fallback.Name != c.s.V1.Name || !bl.Rearmed {
 		t.Errorf("bless: %+v, want gen %d good v2 fallback v1 re-armed", bl, c.gen)
 	}
 	c.expectGood("v2 blessed", c.rbState("v2 blessed"), c.s.V2.Name, false, "crash")

@@ -278,6 +278,23 @@ func TotalSize(m *bootimage.Manifest) int64 {
 	return n
 }
 
+// Distinct is what a cache holding the modules of every manifest given
+// holds: the number of distinct modules (by digest) and their bytes. An
+// update on trial carries last-known-good's modules with its own.
+func Distinct(ms ...*bootimage.Manifest) (count int, size int64) {
+	seen := map[string]bool{}
+	for _, m := range ms {
+		for _, mod := range m.Modules {
+			if !seen[mod.SHA256] {
+				seen[mod.SHA256] = true
+				count++
+				size += mod.Size
+			}
+		}
+	}
+	return count, size
+}
+
 // VMOptions are the options for booting generation 1.
 func (s *Setup) VMOptions() harness.Options {
 	return harness.Options{
