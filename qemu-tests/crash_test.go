@@ -78,7 +78,7 @@ type recovery struct {
 func (r recovery) toUser() time.Duration  { return r.Start - r.Trigger }
 func (r recovery) toReady() time.Duration { return r.Ready - r.Trigger }
 
-func startCrashVM(t *testing.T, mode crashhandler.Mode, reserve string, allowReboot bool) *crashVM {
+func startCrashVM(t *testing.T, mode crashhandler.Mode, reserve string, allowReboot bool, extra ...harness.Disk) *crashVM {
 	t.Helper()
 	s := prepare(t, scenario.Options{
 		Cmdline:       "crashkernel=" + reserve + " " + pstoreCmdline + " " + earlyConsole,
@@ -92,6 +92,7 @@ func startCrashVM(t *testing.T, mode crashhandler.Mode, reserve string, allowReb
 	o := s.VMOptions()
 	o.Name = "crash-" + string(mode)
 	o.Disks = append(o.Disks, harness.Disk{Path: scratch})
+	o.Disks = append(o.Disks, extra...)
 	o.AllowReboot = allowReboot
 	o.MaxCPUs = harness.CrashVMMaxCPUs
 	vm, boot := harness.StartBootT(t, o, 3*time.Minute)

@@ -2,6 +2,7 @@ package qemutests
 
 import (
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -229,7 +230,14 @@ var faultRE = regexp.MustCompile(`^FRGUEST_FAULT orphan pid=`)
 // a crash loop of it (2 crashes within the hour) goes back to the
 // fallback, and a crash loop of that reboots through the firmware.
 func TestRollbackCrash(t *testing.T) {
-	c := startCrashVM(t, crashhandler.ModeTwoStage, reserveTwoStage, true)
+	// The disk frguest mounts on /var/lib/fastreboot (as a distribution's
+	// root file system holds it): the daemon's boot record outlives the
+	// firmware reboot there.
+	persist := filepath.Join(t.TempDir(), "persist.img")
+	if err := harness.BuildLabeledDisk(persist, "frpersist", 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	c := startCrashVM(t, crashhandler.ModeTwoStage, reserveTwoStage, true, harness.Disk{Path: persist})
 	g := c.g
 	v1, v2 := scenario.MountPoint+"/"+scenario.ManifestV1, scenario.MountPoint+"/"+scenario.ManifestV2
 	if _, err := g.Run("fastreboot cache sync " + v1); err != nil {
@@ -320,5 +328,42 @@ func TestRollbackCrash(t *testing.T) {
 	if st.Generation != 1 || st.Reason != string(fastreboot.ReasonCold) {
 		t.Errorf("after the firmware reset: gen %d reason %s, want a cold boot", st.Generation, st.Reason)
 	}
+	// The cold boot shows the evidence chain: the previous boot's record
+	// (kept on the persist disk) and its last panic (kept by pstore).
+	checkPreviousBoot(t, st, c.s.V1.Name)
+	if out, err := g.Run("fastreboot status"); err != nil || !strings.Contains(out, "previous boot:") || !strings.Contains(out, "rebooted through the firmware") {
+		t.Errorf("status after the firmware reset (%v) has no previous boot section:\n%s", err, out)
+	}
 	t.Logf("v1's crash loop: panic -> firmware -> userspace %.2fs", (boot.StartAt - trigger).Seconds())
+}
+
+// checkPreviousBoot asserts what the cold boot after v1's crash loop knows
+// of the boot before it: its crash path was armed for the firmware, its
+// last panic is the sysrq crash, and its history holds the chain (the bad
+// update rolled back, v2's crash loop back on v1, v1's crash).
+func checkPreviousBoot(t *testing.T, st *cli.StatusV1, good string) {
+	t.Helper()
+	r := st.Rollback
+	pb := r.PreviousBoot
+	if pb == nil {
+		t.Fatalf("after the firmware reset: no previous boot in the assessment: %+v", r)
+	}
+	if pb.Armed == nil || pb.Armed.Action != "firmware" || !strings.Contains(pb.Panic, "sysrq triggered crash") ||
+		!strings.Contains(pb.Ended, "rebooted through the firmware") {
+		t.Errorf("previous boot: armed %+v, panic %q, ended %q; want the firmware decision and the sysrq panic", pb.Armed, pb.Panic, pb.Ended)
+	}
+	var chain []string
+	for _, e := range pb.History {
+		chain = append(chain, fmt.Sprintf("gen %d %s %s", e.Generation, e.Reason, e.Image))
+	}
+	joined := strings.Join(chain, "; ")
+	for _, want := range []string{"rollback " + good, "crash " + good} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("previous boot's history %q has no %q", joined, want)
+		}
+	}
+	if len(r.History) == 0 || r.History[0].Reason != "firmware" || !strings.Contains(r.History[0].Note, "sysrq triggered crash") {
+		t.Errorf("cold boot's history %+v, want a firmware start naming the panic", r.History)
+	}
+	t.Logf("after the firmware reset: %s; chain: %s", pb.Ended, joined)
 }

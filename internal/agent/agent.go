@@ -213,6 +213,13 @@ type Options struct {
 	// (carried by the handoff) verifies; Resume adopts carried modules
 	// only under such a signature. Nil: manifests need no signature.
 	Trust *manifestsig.TrustRoot
+	// PersistDir, when set, is an existing directory on storage that
+	// survives a firmware reboot (the daemon's default is
+	// DefaultPersistDir): the agent keeps there a record of this boot's
+	// assessment, so that the cold boot after a crash loop that left for
+	// the firmware shows the chain of crashes before it
+	// (rollback.PreviousBoot). "" keeps none.
+	PersistDir string
 	// Storage returns the storage the modules of a manifest are read
 	// from: dir is the manifest file's directory, or "/" for an inline
 	// manifest (whose sources are absolute). Nil means
@@ -284,6 +291,10 @@ type Agent struct {
 	lastArm   *CrashArmRequest
 	lastStage *StageRequest
 	now       func() time.Time
+	// armed is the decision the crash path was last armed with (nil:
+	// not armed), kept in the boot record (previous.go).
+	armed         *rollback.Decision
+	persistWarned bool
 
 	background sync.WaitGroup // PrepareKernelELF, VerifyCarried; Close waits for them
 }

@@ -106,6 +106,13 @@ func (a *Agent) CrashArm(ctx context.Context, req CrashArmRequest) (*crashpath.A
 		a.lastArm = &r
 		a.mu.Unlock()
 	}
+	if err == nil && rep != nil && (rep.Armed || firmware) {
+		d := rep.Decision
+		if d == nil {
+			d = &rollback.Decision{Action: rollback.ActionCrash, Why: "armed with " + req.Manifest}
+		}
+		a.setArmed(d)
+	}
 	if err == nil && rep != nil && rep.Decision != nil && !rep.Decision.LoopEnds.IsZero() {
 		a.rearmAt(rep.Decision.LoopEnds)
 	}
@@ -128,6 +135,7 @@ func (a *Agent) CrashDisarm(ctx context.Context) (*crashpath.StatusReport, error
 	if err != nil {
 		return nil, err
 	}
+	a.setArmed(nil)
 	rep, err := a.crash.Status()
 	if rep != nil {
 		rep.Warnings = warnings

@@ -147,6 +147,8 @@ func (a *Agent) initRollback() {
 			}
 		}
 		a.rb = h.Adopt(a.state.Generation, string(a.state.Reason), crashAt, note, now)
+	} else if a.state.Reason == fastreboot.ReasonCold {
+		a.rb = rollback.ColdAfter(a.state.Generation, a.current, a.previousBoot(), now)
 	} else {
 		a.rb = rollback.Cold(a.state.Generation, a.current, now)
 	}
@@ -175,6 +177,7 @@ func (a *Agent) saveRollbackLocked() {
 	if err != nil {
 		a.log.Warn("saving the boot assessment", "err", err)
 	}
+	a.persistLocked()
 }
 
 // rollbackState returns a copy of the assessment (crashpath.Config.Rollback).

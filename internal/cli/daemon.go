@@ -35,6 +35,7 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&so.RequestTimeout, "request-timeout", agent.DefaultRequestTimeout, "the deadline of each request: past it the client gets an error and the operation stops at its next check")
 	fs.Int64Var(&so.MaxRequestBytes, "max-request-bytes", agent.DefaultMaxRequestBytes, "the largest request body accepted (an inline manifest takes about 300 bytes a module)")
 	fs.StringVar(&so.Group, "group", "", "a `GROUP` (name or ID) whose members may use the daemon besides root: the socket becomes mode 0660 owned by it; peers are checked with SO_PEERCRED (default: root only, mode 0600)")
+	persist := fs.String("persist-dir", agent.DefaultPersistDir, "an existing `DIR` on the disk (under --root) where the daemon keeps a record of this boot's assessment, so that the cold boot after a crash loop that left for the firmware shows the chain of crashes; \"none\" keeps none")
 	verify := fs.String("verify-carried", "", "lazy (adopt the carried modules at once, hash them in the background) or eager (hash them before serving); default lazy unless the command line has fastreboot.verify_carried=eager")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -64,7 +65,11 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 	// A trial's missed deadline or failed health command rolls back and
 	// reboots the way `fastreboot reboot` does (systemctl kexec under
 	// systemd).
-	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Resume: true, Machine: e.cfg.machine, EagerVerify: eager, Trust: trust, Reboot: e.rebootFunc()})
+	persistDir := ""
+	if *persist != "none" && *persist != "" {
+		persistDir = filepath.Join(e.root, *persist)
+	}
+	a, err := agent.New(ctx, agent.Options{Root: e.root, StateDir: e.stateDir, Logger: e.log, Resume: true, Machine: e.cfg.machine, EagerVerify: eager, Trust: trust, Reboot: e.rebootFunc(), PersistDir: persistDir})
 	if err != nil {
 		return err
 	}
@@ -76,6 +81,14 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "fastreboot daemon: warning: %v\n", err)
 	} else if len(ld.Loaded) > 0 {
 		fmt.Fprintf(e.stderr, "fastreboot daemon: pstore backend %s registered (ramoops %s)\n", ld.Backend, ld.Params)
+	}
+	// A cold boot: the panic log pstore kept is the end of the previous
+	// boot (a crash loop that left for the firmware).
+	if p := a.NotePreviousPanic(); p != "" {
+		fmt.Fprintf(e.stderr, "fastreboot daemon: the previous boot ended in a panic: %s\n", p)
+	}
+	if in, err := a.Info(ctx); err == nil && in.Rollback != nil && in.Rollback.State.Previous != nil {
+		fmt.Fprintf(e.stderr, "fastreboot daemon: %s\n", in.Rollback.State.Previous.Ending())
 	}
 	st := a.State()
 	how := "verified"

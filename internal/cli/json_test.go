@@ -139,6 +139,8 @@ var fillValues = map[string]any{
 	"Manifest_byte":    int64(0x7b),
 	// The boot assessment: generation 2 runs v2 on trial, v1 is
 	// last-known-good.
+	"PreviousBoot.BootID":   "3f1e2d7c-9a4b-4e2f-8c1d-5b6a7e8f9012",
+	"PreviousBoot.Panic":    "sysrq: Trigger a crash; Kernel panic - not syncing: sysrq triggered crash",
 	"Image.ID":              "5d41402abc4b2a76",
 	"Image.Generation":      int64(1),
 	"Image.By":              "bless",

@@ -1562,6 +1562,34 @@ type RollbackInfoV1 struct {
 	// RollingBack says why a rollback is under way (or why it failed);
 	// absent when none is.
 	RollingBack string `json:"rolling_back,omitempty"`
+	// PreviousBoot is what the cold boot that started this boot knew of
+	// the boot before it: the record that boot's daemon kept on disk
+	// (`daemon --persist-dir`) and its last panic from pstore; absent when
+	// it knew nothing.
+	PreviousBoot *RollbackPreviousBootV1 `json:"previous_boot,omitempty"`
+}
+
+// RollbackPreviousBootV1 is the v1 form of rollback.PreviousBoot.
+type RollbackPreviousBootV1 struct {
+	// BootID is the kernel's boot id of that boot; Generation its last
+	// generation that saved the record, at SavedAt.
+	BootID     string    `json:"boot_id,omitempty"`
+	Generation int       `json:"generation,omitempty"`
+	SavedAt    time.Time `json:"saved_at,omitzero"`
+	// Armed is what its crash path was last armed with (action "firmware":
+	// no crash image, a panic rebooted through the firmware); absent when
+	// it was not armed.
+	Armed *RollbackDecisionV1 `json:"armed,omitempty"`
+	// Ended says, in a sentence, how it ended as far as the record and
+	// pstore tell.
+	Ended string `json:"ended"`
+	// Panic is its last panic (panic line and cause) from pstore, at
+	// PanicAt; absent when pstore kept none newer than the record.
+	Panic   string    `json:"panic,omitempty"`
+	PanicAt time.Time `json:"panic_at,omitzero"`
+	// History is its history, oldest first: the chain of crashes and
+	// rollbacks that led to its end.
+	History []RollbackEventV1 `json:"history,omitempty"`
 }
 
 // RollbackImageV1 is the v1 form of rollback.Image: an image known to be
@@ -1683,10 +1711,22 @@ func rollbackInfoV1Ptr(p *agent.RollbackInfo) *RollbackInfoV1 {
 	if h := p.Health; h != nil {
 		v.Health = &HealthStatusV1{Command: slices.Clone(h.Command), State: h.State, ExitCode: h.ExitCode, Error: h.Error, Output: h.Output, Took: h.Took}
 	}
-	for _, e := range s.History {
-		v.History = append(v.History, RollbackEventV1{Generation: e.Generation, Reason: e.Reason, Image: e.Image, At: e.At, Note: e.Note})
+	v.History = rollbackEventsV1(s.History)
+	if pb := s.Previous; pb != nil {
+		v.PreviousBoot = &RollbackPreviousBootV1{
+			BootID: pb.BootID, Generation: pb.Generation, SavedAt: pb.SavedAt, Armed: rollbackDecisionV1Ptr(pb.Armed),
+			Ended: pb.Ending(), Panic: pb.Panic, PanicAt: pb.PanicAt, History: rollbackEventsV1(pb.History),
+		}
 	}
 	return &v
+}
+
+func rollbackEventsV1(evs []rollback.Event) []RollbackEventV1 {
+	var v []RollbackEventV1
+	for _, e := range evs {
+		v = append(v, RollbackEventV1{Generation: e.Generation, Reason: e.Reason, Image: e.Image, At: e.At, Note: e.Note})
+	}
+	return v
 }
 
 func rollbackImageV1Of(s rollback.Image) RollbackImageV1 {

@@ -358,19 +358,29 @@ func printRollback(w io.Writer, r *RollbackInfoV1, now time.Time) {
 	if r.RollingBack != "" {
 		fmt.Fprintf(w, "  rolling back:    %s\n", r.RollingBack)
 	}
-	if len(r.History) > 0 {
-		hist := r.History[max(len(r.History)-historyShown, 0):]
-		fmt.Fprintf(w, "  history (last %d of %d):\n", len(hist), len(r.History))
-		for _, ev := range hist {
-			line := fmt.Sprintf("    %s generation %d %s", ev.At.Format(time.RFC3339), ev.Generation, ev.Reason)
-			if ev.Image != "" {
-				line += " " + ev.Image
-			}
-			if ev.Note != "" {
-				line += ": " + ev.Note
-			}
-			fmt.Fprintln(w, line)
+	printHistory(w, "  history", r.History)
+	if pb := r.PreviousBoot; pb != nil {
+		fmt.Fprintf(w, "  previous boot:   %s\n", pb.Ended)
+		printHistory(w, "  previous boot's history", pb.History)
+	}
+}
+
+// printHistory prints the newest historyShown events of hist under title.
+func printHistory(w io.Writer, title string, hist []RollbackEventV1) {
+	if len(hist) == 0 {
+		return
+	}
+	shown := hist[max(len(hist)-historyShown, 0):]
+	fmt.Fprintf(w, "%s (last %d of %d):\n", title, len(shown), len(hist))
+	for _, ev := range shown {
+		line := fmt.Sprintf("    %s generation %d %s", ev.At.Format(time.RFC3339), ev.Generation, ev.Reason)
+		if ev.Image != "" {
+			line += " " + ev.Image
 		}
+		if ev.Note != "" {
+			line += ": " + ev.Note
+		}
+		fmt.Fprintln(w, line)
 	}
 }
 

@@ -398,8 +398,9 @@ func systemctlVerb(plan fastreboot.RebootPlan) string {
 
 // persistentDir is where the stat index outlives the generation when the
 // directory exists (a package creates it): the state directory is on
-// tmpfs, and an index there starts empty after every reboot.
-const persistentDir = "var/lib/fastreboot"
+// tmpfs, and an index there starts empty after every reboot. The daemon
+// keeps its boot record there too.
+const persistentDir = agent.DefaultPersistDir
 
 // statIndexPath is the stat index's file: in /var/lib/fastreboot (under
 // the global --root) when that directory exists, else in the state

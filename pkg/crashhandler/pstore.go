@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrNoPstore: no panic log is stored in pstore (the pstore file system is
@@ -54,6 +55,7 @@ func CollectPstoreEvidence(opts EvidenceOptions) (*Evidence, error) {
 	type part struct {
 		name string
 		id   int
+		at   time.Time
 	}
 	ev := &Evidence{CPU: -1}
 	var parts []part
@@ -76,7 +78,7 @@ func CollectPstoreEvidence(opts EvidenceOptions) (*Evidence, error) {
 			ev.Problems = append(ev.Problems, "pstore "+e.Name()+": compressed record pstore could not decompress")
 			continue
 		}
-		parts = append(parts, part{e.Name(), id})
+		parts = append(parts, part{name: e.Name(), id: id})
 	}
 	if len(parts) == 0 {
 		return nil, fmt.Errorf("%w: %s has no dmesg record", ErrNoPstore, dir)
@@ -84,16 +86,30 @@ func CollectPstoreEvidence(opts EvidenceOptions) (*Evidence, error) {
 	// ramoops numbers dmesg records in the order they were written; one
 	// panic dump writes Part1 (the newest text) first.
 	sort.Slice(parts, func(i, j int) bool { return parts[i].id < parts[j].id })
+	// Records of earlier dumps that nobody erased (a crash the two-stage
+	// path recovered from reads /proc/vmcore and leaves pstore alone) are
+	// not this one's: keep the newest dump's parts, written within
+	// dumpSpread of its newest record (pstore gives each record's time as
+	// its file's modification time; a dump's parts are written at once).
+	var newest time.Time
+	for i := range parts {
+		if fi, err := os.Stat(filepath.Join(dir, parts[i].name)); err == nil {
+			parts[i].at = fi.ModTime()
+			if parts[i].at.After(newest) {
+				newest = parts[i].at
+			}
+		}
+	}
+	ev.Time = newest.UTC()
 	var recs []LogRecord
 	for i := len(parts) - 1; i >= 0; i-- {
-		p := filepath.Join(dir, parts[i].name)
-		b, err := os.ReadFile(p)
+		if parts[i].at.Before(newest.Add(-dumpSpread)) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, parts[i].name))
 		if err != nil {
 			ev.Problems = append(ev.Problems, fmt.Sprintf("pstore %s: %v", parts[i].name, err))
 			continue
-		}
-		if fi, err := os.Stat(p); err == nil && ev.Time.IsZero() {
-			ev.Time = fi.ModTime().UTC()
 		}
 		recs = append(recs, ParseDmesgRecord(string(b))...)
 	}
@@ -103,6 +119,9 @@ func CollectPstoreEvidence(opts EvidenceOptions) (*Evidence, error) {
 	}
 	return ev, nil
 }
+
+// dumpSpread bounds how far apart in time the parts of one pstore dump are.
+const dumpSpread = 2 * time.Second
 
 // ParseDmesgRecord parses the text of a pstore dmesg record ("Panic#1
 // Part1" header, then one "<level>[seconds.micros] text" line per log

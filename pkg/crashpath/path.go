@@ -244,6 +244,16 @@ func (p *Path) LoadPstore() (*crashhandler.RamoopsLoad, error) {
 	return crashhandler.LoadRamoops(p.cfg.pstoreOptions(nil))
 }
 
+// PstoreEvidence reads the panic log pstore holds, mounting pstore first
+// when it is not: on a cold boot, the end of the boot before it (a panic
+// that rebooted through the firmware). Call it after LoadPstore.
+func (p *Path) PstoreEvidence() (*crashhandler.Evidence, error) {
+	if _, err := crashhandler.MountPstore(p.cfg.pstoreOptions(nil)); err != nil {
+		return nil, err
+	}
+	return crashhandler.CollectPstoreEvidence(crashhandler.EvidenceOptions{Root: p.cfg.Root})
+}
+
 // HandoffCrash is the crash path's state every handoff of this generation
 // carries: the armed crash mode (else the one this generation's handoff
 // names), the crash initrd choice and the last crash's evidence; nil if

@@ -18,7 +18,11 @@
 //	[good G, fallback F] --K-th crash within W--> [good F] (reason rollback)
 //	[good G, no fallback] --K-th crash within W--> firmware reboot (panic=N)
 //
-// A cold boot's image is good: the firmware's boot loader chose it.
+// A cold boot's image is good: the firmware's boot loader chose it. The
+// firmware keeps nothing of RAM but pstore, so the chain of a crash loop
+// that left for the firmware reaches the next cold boot from a record the
+// daemon keeps on disk and the panic log pstore keeps ([PreviousBoot],
+// [ColdAfter]).
 package rollback
 
 import (
@@ -255,6 +259,9 @@ type State struct {
 	Pending *Decision `json:"pending,omitempty"`
 	// History is the last HistoryLen events, oldest first.
 	History []Event `json:"history,omitempty"`
+	// Previous is what the cold boot that started this boot knew of the
+	// boot before it (ColdAfter); nil when it knew nothing.
+	Previous *PreviousBoot `json:"previous_boot,omitempty"`
 }
 
 // Cold is the state of a cold-booted generation: its image, if known, is
@@ -291,6 +298,7 @@ func (s State) Clone() State {
 	}
 	c.Crashes = slices.Clone(s.Crashes)
 	c.History = slices.Clone(s.History)
+	c.Previous = s.Previous.Clone()
 	return c
 }
 

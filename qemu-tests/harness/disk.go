@@ -15,6 +15,12 @@ import (
 // 16 MiB of room. Host files (File.Src) are hard-linked into the staging
 // directory when possible, copied otherwise.
 func BuildDisk(img string, size int64, files ...File) error {
+	return BuildLabeledDisk(img, "frstorage", size, files...)
+}
+
+// BuildLabeledDisk is BuildDisk with the file system's label (frguest
+// mounts the disk labelled frpersist on /var/lib/fastreboot).
+func BuildLabeledDisk(img, label string, size int64, files ...File) error {
 	mke2fs, err := lookTool("mke2fs")
 	if err != nil {
 		return fmt.Errorf("mke2fs (e2fsprogs) not found: %w", err)
@@ -41,7 +47,7 @@ func BuildDisk(img string, size int64, files ...File) error {
 		size = content + content/4 + 16<<20
 	}
 	os.Remove(img)
-	cmd := exec.Command(mke2fs, "-q", "-F", "-t", "ext4", "-L", "frstorage",
+	cmd := exec.Command(mke2fs, "-q", "-F", "-t", "ext4", "-L", label,
 		"-d", stage, img, strconv.FormatInt(size/1024, 10)+"k")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

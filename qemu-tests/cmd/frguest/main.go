@@ -54,6 +54,7 @@ type system struct {
 	loadModule func(f *os.File) error       // finit_module(2)
 	lookPath   func(string) (string, error) // exec.LookPath
 	startBg    func(*exec.Cmd) error        // start in its own session
+	mount      func(dev, target, fstype string) error
 	sleep      func(context.Context, time.Duration) error
 }
 
@@ -95,6 +96,7 @@ func run(ctx context.Context, w io.Writer, c config, sys system) error {
 		// evidence a direct crash kernel cannot read from /proc/vmcore.
 		crashStage(ctx, w, c, sys)
 	}
+	persistErr := mountPersist(w, c, sys)
 	daemonState, daemonErr := startDaemon(ctx, w, c, sys)
 	if daemonState == "started" {
 		rearm(ctx, w, c, sys)
@@ -108,7 +110,7 @@ func run(ctx context.Context, w io.Writer, c config, sys system) error {
 	fmt.Fprintf(w, "%s uptime=%s release=%s cpus=%s memtotal_kb=%d modules=%d/%d daemon=%s\n",
 		ReadyMarker, uptime(c.root), release, cpus, memTotalKB(c.root), loaded, total, daemonState)
 	orphanAtStart(w, c, sys)
-	return errors.Join(modErr, daemonErr)
+	return errors.Join(modErr, persistErr, daemonErr)
 }
 
 // loadModules loads every module of the list in order. It returns how many

@@ -28,6 +28,9 @@ func hostSystem() system {
 			return c.Start()
 		},
 		sleep: sleepCtx,
+		mount: func(dev, target, fstype string) error {
+			return unix.Mount(dev, target, fstype, 0, "")
+		},
 	}
 }
 

@@ -17,6 +17,7 @@ func hostSystem() system {
 		lookPath:   exec.LookPath,
 		startBg:    func(*exec.Cmd) error { return errNotLinux },
 		sleep:      sleepCtx,
+		mount:      func(string, string, string) error { return errNotLinux },
 	}
 }
 
