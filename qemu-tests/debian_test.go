@@ -305,6 +305,11 @@ func TestDebianSystem(t *testing.T) {
 	if r := st2.Rollback; r == nil || r.OnTrial || r.Good == nil || r.Good.Generation != 2 {
 		t.Errorf("generation 2's boot assessment: %+v; want it blessed by the unit (last-known-good generation 2, not on trial)", st2.Rollback)
 	}
+	// The daemon keeps its boot record on the disk (for the cold boot
+	// after a firmware reboot), in the directory the package created.
+	if s := mustRun(t, vm, `cat /var/lib/fastreboot/boot-assessment.json 2>/dev/null | grep -c '"generation": 2' || true`, time.Minute); s == "0" || s == "" {
+		t.Errorf("generation 2: /var/lib/fastreboot/boot-assessment.json does not record generation 2 (%q)", s)
+	}
 	t.Logf("STEP 3 reboot through systemd: request -> next kernel %.1fs, -> root shell %.1fs; generation 2 (update) runs release v2, rehydrated %d modules (%d bytes), 0 bytes read; marker on disk",
 		(kernelAt - req).Seconds(), (up - req).Seconds(), st2.State.Rehydrated.Modules, st2.State.Rehydrated.Bytes)
 

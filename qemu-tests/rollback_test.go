@@ -304,6 +304,10 @@ func TestRollbackCrash(t *testing.T) {
 	c.crash("crash of v1", "sysrq triggered crash", sysrqCrash(c))
 	st = c.rbState("v1 after a crash")
 	c.expectGood("v1 after a crash", st, c.s.V1.Name, false, "firmware")
+	// No crash image, but an oops still panics (into the firmware).
+	if out, err := g.Run("cat /proc/sys/kernel/panic_on_oops /sys/kernel/kexec_crash_loaded"); err != nil || strings.Join(strings.Fields(out), " ") != "1 0" {
+		t.Errorf("v1 set for the firmware: panic_on_oops, kexec_crash_loaded = %q (%v), want 1 and 0", out, err)
+	}
 	trigger := c.vm.Elapsed()
 	if err := c.vm.SendLine("echo c > /proc/sysrq-trigger"); err != nil {
 		t.Fatal(err)

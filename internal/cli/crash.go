@@ -283,6 +283,9 @@ func printCrashStatus(w io.Writer, rep *crashpath.StatusReport) {
 	}
 	fmt.Fprintf(w, "crash path:   %s (mode %s), reservation %s, generation %d (%s)\n",
 		armed, mode, human(rep.ReservationBytes), rep.Generation, rep.Reason)
+	if st := rep.State; st != nil && st.Firmware {
+		fmt.Fprintln(w, "firmware:     no crash image (a crash loop's decision): a fault still panics, and the panic reboots through the firmware")
+	}
 	if st := rep.State; st != nil && st.Load != "" {
 		fmt.Fprintf(w, "loaded with:  %s\n", st.Load)
 		if st.LoadFallback != "" {

@@ -612,6 +612,10 @@ type CrashArmStateV1 struct {
 	MemoryMap []MemoryRangeV1 `json:"memory_map,omitempty"`
 	// Warnings are the problems Arm was told to accept (Options.AllowNoRearm).
 	Warnings []string `json:"warnings,omitempty"`
+	// Firmware: no crash image (a crash loop's decision), faults still
+	// routed to panic, and a panic reboots through the firmware; the
+	// image fields are empty.
+	Firmware bool `json:"firmware,omitempty"`
 }
 
 // FaultStatusV1 is the v1 form of crashhandler.FaultStatus.
@@ -1148,6 +1152,7 @@ func crashArmStateV1Of(s crashhandler.State) CrashArmStateV1 {
 		Previous:         maps.Clone(s.Previous),
 		MemoryMap:        memoryRangeV1s(s.MemoryMap),
 		Warnings:         slices.Clone(s.Warnings),
+		Firmware:         s.Firmware,
 	}
 }
 

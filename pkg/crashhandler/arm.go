@@ -232,6 +232,41 @@ func Arm(img Image, opts Options) (*State, error) {
 	return st, nil
 }
 
+// RouteToFirmware is the crash path of a crash loop that leaves for the
+// firmware: no crash image (one that is loaded is unloaded), while the
+// fault-routing sysctls still route faults to a panic as Arm sets them
+// (opts.Faults), so that an oops, a hung task or a lockup still ends in a
+// panic, which reboots through the firmware when kernel.panic is set
+// (EnsurePanicReboot). The state file records it (State.Firmware) with the
+// sysctls' values from before the first Arm: Disarm writes them back, and
+// a later Arm keeps them. If the unload fails, the sysctls this call
+// changed are restored and the armed image stays.
+func RouteToFirmware(opts Options) (*State, error) {
+	o := opts.withDefaults()
+	prev, err := ReadState(o.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("routing panics to the firmware (remove the state file if it is damaged): %w", err)
+	}
+	previous := map[string]string{}
+	if prev != nil {
+		kept, _ := managedPrevious(prev.Previous)
+		maps.Copy(previous, kept)
+	}
+	changed, err := routeFaults(o.Root, o.Faults.names(), previous)
+	if err != nil {
+		return nil, fmt.Errorf("routing panics to the firmware: %w", errors.Join(err, restoreFaults(o.Root, previous, changed)))
+	}
+	if err := o.Loader.FileLoad(nil, nil, "", kexecFileUnload|kexecFileOnCrash); err != nil {
+		err = fmt.Errorf("routing panics to the firmware: unloading the crash image: kexec_file_load(UNLOAD|ON_CRASH): %w", classifyLoadError(err))
+		return nil, errors.Join(err, restoreFaults(o.Root, previous, changed))
+	}
+	st := &State{Version: stateVersion, ArmedAt: o.Now().UTC(), Firmware: true, Previous: previous}
+	if err := writeState(o.StateDir, st); err != nil {
+		return st, fmt.Errorf("crash image unloaded and faults routed to panic, but the state was not recorded: %w", err)
+	}
+	return st, nil
+}
+
 // Disarm unloads the crash image (kexec_file_load with
 // KEXEC_FILE_UNLOAD|KEXEC_FILE_ON_CRASH) and writes back the sysctl values
 // Arm recorded: only those of the fault-routing sysctls it manages

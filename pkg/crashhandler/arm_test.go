@@ -599,3 +599,38 @@ func TestImageDigestFallbacks(t *testing.T) {
 		t.Errorf("hashed digest = %q, %v", d1, err)
 	}
 }
+
+// TestRouteToFirmware: with nothing armed yet, the faults are routed to
+// panic and the state records the values before; a failed unload restores
+// what it changed and leaves the state alone; a later Arm and Disarm keep
+// the values from before the first change.
+func TestRouteToFirmware(t *testing.T) {
+	e := newEnv(t, 512<<20)
+	e.kernel.err = syscall.EPERM
+	if _, err := RouteToFirmware(e.opts); !errors.Is(err, ErrNotPermitted) {
+		t.Errorf("RouteToFirmware with the unload refused = %v, want ErrNotPermitted", err)
+	}
+	if st, _ := ReadState(e.state); st != nil || e.sysctl(t, SysctlPanicOnOops) != "0" {
+		t.Errorf("a failed RouteToFirmware left state %+v, panic_on_oops %s", st, e.sysctl(t, SysctlPanicOnOops))
+	}
+	e.kernel.err = nil
+	st, err := RouteToFirmware(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Firmware || st.Previous[SysctlPanicOnOops] != "0" || e.sysctl(t, SysctlPanicOnOops) != "1" {
+		t.Errorf("state %+v, panic_on_oops %s; want firmware, routed, 0 recorded", st, e.sysctl(t, SysctlPanicOnOops))
+	}
+	if _, err := Arm(e.image(t, "a crashkernel=512M"), e.opts); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := ReadState(e.state); st == nil || st.Firmware || st.Previous[SysctlPanicOnOops] != "0" {
+		t.Errorf("state after an arm: %+v, want an image and 0 recorded", st)
+	}
+	if _, err := Disarm(e.opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.sysctl(t, SysctlPanicOnOops); got != "0" {
+		t.Errorf("panic_on_oops after the disarm = %s, want 0", got)
+	}
+}

@@ -57,6 +57,10 @@ type State struct {
 	MemoryMap memmap.Map `json:"memory_map,omitempty"`
 	// Warnings are the problems Arm was told to accept (Options.AllowNoRearm).
 	Warnings []string `json:"warnings,omitempty"`
+	// Firmware: no crash image, faults still routed to panic, and a panic
+	// reboots through the firmware (RouteToFirmware: a crash loop's
+	// decision). The image fields are empty.
+	Firmware bool `json:"firmware,omitempty"`
 }
 
 func statePath(dir string) string { return filepath.Join(dir, stateFile) }

@@ -358,10 +358,12 @@ const DefaultFirmwarePanic = 10
 // The report says so; Armed is false.
 func (p *Path) armFirmware(o ArmOptions, d *rollback.Decision, t0 time.Time) (*ArmReport, error) {
 	rep := &ArmReport{Decision: d}
-	warnings, err := crashhandler.Disarm(p.crashOptions(""))
-	rep.Warnings = append(rep.Warnings, warnings...)
-	if err != nil {
-		return rep, fmt.Errorf("crash arm: %s: unloading the crash image: %w", d.Why, err)
+	// No crash image, but faults still panic (as an armed crash path
+	// routes them), and the panic goes through the firmware.
+	copts := p.crashOptions("")
+	copts.Faults.Disable = o.NoFaults
+	if _, err := crashhandler.RouteToFirmware(copts); err != nil {
+		return rep, fmt.Errorf("crash arm: %s: %w", d.Why, err)
 	}
 	secs := o.PanicTimeout
 	if secs <= 0 {

@@ -187,7 +187,7 @@ func TestArmRollbackDecision(t *testing.T) {
 // TestArmFirmwareDecision: the K-th crash of last-known-good within the
 // window, with no fallback, arms no crash image: Arm unloads the one armed
 // before (a crash would recover into the crash-looping image again),
-// restores the fault sysctls, sets kernel.panic (which was 0: wait
+// keeps the faults routed to panic, sets kernel.panic (which was 0: wait
 // forever) so that the panic reboots through the firmware, and says so
 // (Armed false, the decision, no error); Estimate refuses with
 // ErrFirmwareOnly and loads nothing.
@@ -225,14 +225,22 @@ func TestArmFirmwareDecision(t *testing.T) {
 	if r.l.calls != 2 || r.l.flags != 3 /* UNLOAD|ON_CRASH */ || &r.l.initrd[0] != &armedInitrd[0] {
 		t.Errorf("kexec_file_load: %d calls, last flags %#x; want the unload only", r.l.calls, r.l.flags)
 	}
-	if got := sysctl(t, r.root, crashhandler.SysctlPanicOnOops); got != "0" {
-		t.Errorf("panic_on_oops = %s, want 0 restored", got)
+	// An oops still panics (and the panic goes through the firmware).
+	if got := sysctl(t, r.root, crashhandler.SysctlPanicOnOops); got != "1" {
+		t.Errorf("panic_on_oops = %s, want 1 kept", got)
 	}
 	if got := sysctl(t, r.root, crashhandler.SysctlPanic); got != "10" {
 		t.Errorf("kernel.panic = %s, want %d", got, crashpath.DefaultFirmwarePanic)
 	}
-	if st, err := r.p.Status(); err != nil || st.State != nil {
-		t.Errorf("Status after the firmware decision: %+v, %v; want no armed state", st, err)
+	if st, err := r.p.Status(); err != nil || st.Armed || st.State == nil || !st.State.Firmware || st.State.Previous[crashhandler.SysctlPanicOnOops] != "0" {
+		t.Errorf("Status after the firmware decision: %+v, %v; want a firmware state keeping the values before the first arm", st, err)
+	}
+	// A disarm then writes back the values from before the first arm.
+	if _, err := r.p.Disarm(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := sysctl(t, r.root, crashhandler.SysctlPanicOnOops); got != "0" {
+		t.Errorf("panic_on_oops after a disarm = %s, want 0 restored", got)
 	}
 	// A kernel.panic already set is left as it is.
 	writeRootFile(t, r.root, "proc/sys/kernel/panic", "30\n")
