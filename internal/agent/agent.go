@@ -295,6 +295,9 @@ type Agent struct {
 	// not armed), kept in the boot record (previous.go).
 	armed         *rollback.Decision
 	persistWarned bool
+	// trialStart is when this generation's first daemon started (a
+	// restarted daemon reads it back): a trial's deadline counts from it.
+	trialStart time.Time
 
 	background sync.WaitGroup // PrepareKernelELF, VerifyCarried; Close waits for them
 }
@@ -324,6 +327,7 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 		now = time.Now
 	}
 	a := &Agent{opts: opts, log: log, cache: cache, started: now(), mc: fastreboot.New(cache, mo), closing: make(chan struct{}), now: now}
+	a.trialStart = a.started
 	var err error
 	if opts.Resume {
 		a.state, err = fastreboot.Resume(ctx, cache, fastreboot.ResumeOptions{

@@ -110,6 +110,9 @@ type savedRollback struct {
 	BootID     string         `json:"boot_id"`
 	Generation int            `json:"generation"`
 	State      rollback.State `json:"state"`
+	// TrialStart is when the generation's first daemon started: a
+	// trial's deadline counts from it, also for a restarted daemon.
+	TrialStart time.Time `json:"trial_start,omitzero"`
 }
 
 // healthOutputMax bounds the health command's output the status keeps.
@@ -135,6 +138,9 @@ func (a *Agent) initRollback() {
 		var s savedRollback
 		if json.Unmarshal(b, &s) == nil && s.Generation == a.state.Generation && s.BootID != "" && s.BootID == a.bootID() {
 			a.rb = s.State
+			if !s.TrialStart.IsZero() && s.TrialStart.Before(a.trialStart) {
+				a.trialStart = s.TrialStart
+			}
 			return
 		}
 	}
@@ -170,7 +176,7 @@ func evidenceNote(ev *crashhandler.Evidence) string {
 // (or the agent is not shared yet). A failure is logged: the state in
 // memory, which the next handoff carries, is what counts.
 func (a *Agent) saveRollbackLocked() {
-	b, err := json.MarshalIndent(savedRollback{BootID: a.bootID(), Generation: a.state.Generation, State: a.rb}, "", "  ")
+	b, err := json.MarshalIndent(savedRollback{BootID: a.bootID(), Generation: a.state.Generation, State: a.rb, TrialStart: a.trialStart}, "", "  ")
 	if err == nil {
 		err = atomicfile.WriteFile(filepath.Join(a.opts.StateDir, rollbackFile), b, 0o600)
 	}
@@ -234,7 +240,7 @@ func (a *Agent) rollbackInfoLocked() *RollbackInfo {
 	gen := a.state.Generation
 	in := &RollbackInfo{Generation: gen, State: a.rb.Clone(), OnTrial: a.rb.OnTrial(gen), NextCrash: a.rb.Decide(gen, a.now()), RollingBack: a.rollingBack}
 	if in.OnTrial && a.rb.Trial.Deadline > 0 {
-		in.Deadline = a.started.Add(a.rb.Trial.Deadline)
+		in.Deadline = a.trialStart.Add(a.rb.Trial.Deadline)
 	}
 	if a.health != nil {
 		h := *a.health
@@ -376,7 +382,7 @@ func (a *Agent) RunTrial(ctx context.Context) {
 		defer a.background.Done()
 		var deadline <-chan time.Time
 		if tr.Deadline > 0 {
-			t := time.NewTimer(time.Until(a.started.Add(tr.Deadline)))
+			t := time.NewTimer(time.Until(a.trialStart.Add(tr.Deadline)))
 			defer t.Stop()
 			deadline = t.C
 		}

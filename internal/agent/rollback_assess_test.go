@@ -533,3 +533,26 @@ func TestCrashLoopArmsFallback(t *testing.T) {
 		t.Errorf("armed %v: %s, reason %s, pending %+v; want the fallback v1, reason rollback", rep.Armed, h.Manifest.Name, h.Reason, h.Rollback.Pending)
 	}
 }
+
+// TestDeadlineSurvivesRestart: a trial's deadline counts from the
+// generation's first daemon; a daemon restarted later in the same boot
+// keeps it (it does not give the trial a new deadline).
+func TestDeadlineSurvivesRestart(t *testing.T) {
+	root := t.TempDir()
+	stageTrial(t, root, agent.StageRequest{Trial: &rollback.TrialOptions{Deadline: 10 * time.Minute}}, false)
+	withBootID(t, root, "boot-2")
+	state := t.TempDir()
+	first := time.Date(2026, 12, 6, 1, 0, 0, 0, time.UTC)
+	clock := first
+	now := func() time.Time { return clock }
+	a, _ := newAgent(t, agent.Options{Root: root, StateDir: state, Resume: true, Now: now})
+	if r := rbInfo(t, a); !r.OnTrial || !r.Deadline.Equal(first.Add(10*time.Minute)) {
+		t.Fatalf("first daemon: on trial %v, deadline %v; want %v", r.OnTrial, r.Deadline, first.Add(10*time.Minute))
+	}
+	a.Close()
+	clock = first.Add(7 * time.Minute)
+	a2, _ := newAgent(t, agent.Options{Root: root, StateDir: state, Resume: true, Now: now})
+	if r := rbInfo(t, a2); !r.OnTrial || !r.Deadline.Equal(first.Add(10*time.Minute)) {
+		t.Errorf("restarted daemon: on trial %v, deadline %v; want the first daemon's %v", r.OnTrial, r.Deadline, first.Add(10*time.Minute))
+	}
+}
