@@ -198,8 +198,22 @@ func (a *Agent) rollbackState() *rollback.State {
 // (a.mu held).
 func (a *Agent) knownRunningLocked(m *bootimage.Manifest) {
 	if a.rb.Good == nil && a.rb.Trial == nil && m != nil {
-		a.rb.Good = &rollback.Image{ID: rollback.ImageID(m), Generation: a.state.Generation, Manifest: *m, Since: a.now(), By: "cold boot", Dir: a.currentDirLocked()}
+		a.rb.Good = &rollback.Image{ID: rollback.ImageID(m), Generation: a.state.Generation, Manifest: *m, Since: a.now(), By: "cold boot"}
+		a.setImageOriginLocked(a.rb.Good)
 		a.saveRollbackLocked()
+	}
+}
+
+// setImageOriginLocked records in im, the running image becoming good,
+// where its manifest came from: its directory (for modules not cached), its
+// file and its signed bytes (which a rollback to it carries).
+func (a *Agent) setImageOriginLocked(im *rollback.Image) {
+	im.Dir = a.currentDirLocked()
+	if o := a.currentOrigin; o != nil {
+		im.Path = o.Path
+		if o.Signed != nil {
+			im.Signed = o.Clone().Signed
+		}
 	}
 }
 
@@ -270,7 +284,7 @@ func (a *Agent) bless(ctx context.Context, by string) (*BlessReport, error) {
 		a.mu.Unlock()
 		return nil, fmt.Errorf("bless: %w", err)
 	}
-	next.Good.Dir = a.currentDirLocked()
+	a.setImageOriginLocked(next.Good)
 	a.rb = next
 	a.saveRollbackLocked()
 	arm, stage := a.lastArm, a.lastStage
@@ -320,6 +334,7 @@ func (a *Agent) Rollback(ctx context.Context, req RollbackRequest) (*RollbackRep
 	a.op.Lock()
 	so := a.stageOptions(fastreboot.ReasonRollback)
 	so.Rollback, so.Prefetched = &next, pre
+	so.Origin = fastreboot.ImageOrigin(&good)
 	staged, err := a.mc.Stage(ctx, a.crash.ProductionManifest(&good.Manifest), evictedMeanwhile{}, so)
 	a.op.Unlock()
 	rep := &RollbackReport{Good: &good, Why: why, Staged: &staged}

@@ -229,3 +229,55 @@ func TestUntrustedHandoff(t *testing.T) {
 		t.Errorf("Info.Trust %+v", in.Trust)
 	}
 }
+
+// TestRollbackCarriesSignedManifest: under a trust root, v1 (signed) is
+// last-known-good and v2 (signed) boots on trial; its rollback stages v1
+// with v1's signed manifest in the handoff, so that the generation it
+// boots verifies its own image and adopts the carried modules.
+func TestRollbackCarriesSignedManifest(t *testing.T) {
+	ctx := context.Background()
+	im1, im2 := testimage.Update()
+	m1, p1 := im1.WriteTemp(t)
+	_, p2 := im2.WriteTemp(t)
+	keyPath, trust := newKey(t)
+	sign(t, keyPath, p1)
+	sign(t, keyPath, p2)
+
+	gen1, l1 := newAgent(t, agent.Options{Root: crashRoot(t, 384<<20), Trust: trust})
+	if _, err := gen1.Sync(ctx, agent.SyncRequest{Manifest: p1}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := gen1.Stage(ctx, agent.StageRequest{Manifest: p2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root2 := crashRoot(t, 384<<20)
+	withBootID(t, root2, "boot-1")
+	_, initrd, _ := l1.last()
+	unpackHandoff(t, initrd, rep, root2)
+	gen1.Close()
+
+	gen2, l2 := newAgent(t, agent.Options{Root: root2, Resume: true, Trust: trust})
+	if r := rbInfo(t, gen2); !r.OnTrial || r.State.Good == nil || r.State.Good.Signed == nil {
+		t.Fatalf("generation 2: on trial %v, last-known-good %+v; want v1 with its signed manifest", r.OnTrial, r.State.Good)
+	}
+	rb, err := gen2.Rollback(ctx, agent.RollbackRequest{Why: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root3 := crashRoot(t, 384<<20)
+	withBootID(t, root3, "boot-1")
+	_, initrd, _ = l2.last()
+	unpackHandoff(t, initrd, rb.Staged, root3)
+	gen2.Close()
+
+	gen3, _ := newAgent(t, agent.Options{Root: root3, Resume: true, Trust: trust})
+	st := gen3.State()
+	if st.Reason != "rollback" || st.Manifest == nil || st.Manifest.Name != m1.Name {
+		t.Fatalf("generation 3: reason %s, manifest %+v; want v1 by rollback", st.Reason, st.Manifest)
+	}
+	if st.Trust == nil || st.Trust.SignedBy == "" || st.Trust.Error != "" || st.Rehydrated.Modules != len(m1.Modules) {
+		t.Errorf("generation 3 under the trust root: trust %+v, rehydrated %+v; want v1's signature verified and its %d modules adopted",
+			st.Trust, st.Rehydrated, len(m1.Modules))
+	}
+}

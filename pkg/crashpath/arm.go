@@ -403,7 +403,9 @@ func (p *Path) crashTarget(t Target) (Target, fastreboot.Reason, *rollback.State
 	reason := fastreboot.ReasonCrash
 	if d.Action == rollback.ActionRollback {
 		m := d.Image.Manifest
-		t = Target{Manifest: &m, Label: "last-known-good " + d.Image.Label()}
+		// Its origin (file, signed bytes) goes with it: the generation
+		// it boots verifies its own image under a trust root.
+		t = Target{Manifest: &m, Label: "last-known-good " + d.Image.Label(), Origin: fastreboot.ImageOrigin(d.Image)}
 		reason = fastreboot.ReasonRollback
 	}
 	p.log.Info("crash path decision", "action", d.Action, "why", d.Why)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/manifestsig"
+	"github.com/fastreboot/fastreboot/pkg/rollback"
 )
 
 // ManifestOrigin is where a staged manifest came from: its file and, when
@@ -100,4 +101,14 @@ func VerifyOrigin(trust *manifestsig.TrustRoot, o *ManifestOrigin, m *bootimage.
 		return "", err
 	}
 	return id, nil
+}
+
+// ImageOrigin is the origin a rollback to im carries in its handoff: the
+// manifest file and signed bytes recorded when im became good (nil when
+// neither is known).
+func ImageOrigin(im *rollback.Image) *ManifestOrigin {
+	if im == nil || (im.Path == "" && im.Signed == nil) {
+		return nil
+	}
+	return (&ManifestOrigin{Path: im.Path, Signed: im.Signed}).Clone()
 }

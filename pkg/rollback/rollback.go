@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
+	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 )
 
 // Defaults and bounds of a Policy.
@@ -127,6 +128,12 @@ type Image struct {
 	// relative sources are read from when they are not cached ("" if
 	// unknown: the image must be served from the cache).
 	Dir string `json:"dir,omitempty"`
+	// Path is the manifest's file ("" if unknown) and Signed its signed
+	// bytes when it was signed: a rollback to this image carries them in
+	// its handoff, so that the generation it boots can verify its own
+	// image under a trust root.
+	Path   string              `json:"path,omitempty"`
+	Signed *manifestsig.Signed `json:"signed,omitempty"`
 }
 
 // Label names the image in messages: the manifest's name and the ID.
