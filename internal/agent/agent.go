@@ -647,7 +647,13 @@ func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageR
 	if req.NoCarry {
 		so.Carry = fastreboot.CarryNone
 	}
-	rep, err := a.mc.Stage(ctx, a.crash.ProductionManifest(m), src, so)
+	pm := a.crash.ProductionManifest(m)
+	if next.OnTrial(a.state.Generation+1) && next.Good != nil {
+		// An early death of the image on trial reboots through the
+		// firmware rather than waiting for a person.
+		pm = crashpath.TrialManifest(pm)
+	}
+	rep, err := a.mc.Stage(ctx, pm, src, so)
 	if err != nil {
 		return &rep, err
 	}

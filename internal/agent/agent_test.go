@@ -86,9 +86,11 @@ func TestSyncThenStage(t *testing.T) {
 	if l.Calls() != 1 {
 		t.Fatalf("loader called %d times, want 1", l.Calls())
 	}
+	// v2 goes on trial (v1, synced on a cold boot, is last-known-good):
+	// panic=10 makes an early death of it reboot through the firmware.
 	kernel, initrd, cmdline := l.last()
-	if !bytes.Equal(kernel, im2.Kernel.Data) || cmdline != m2.Cmdline {
-		t.Errorf("loaded kernel of %d bytes, cmdline %q; want the v2 kernel and %q", len(kernel), cmdline, m2.Cmdline)
+	if want := m2.Cmdline + " panic=10"; !bytes.Equal(kernel, im2.Kernel.Data) || cmdline != want {
+		t.Errorf("loaded kernel of %d bytes, cmdline %q; want the v2 kernel and %q", len(kernel), cmdline, want)
 	}
 	// The pieces come first, in manifest order, each padded to 4 bytes.
 	var off int

@@ -104,6 +104,7 @@ func TestBootRecordAcrossFirmware(t *testing.T) {
 	// Boot B: the cold boot after the firmware, with the panic in pstore.
 	rootB := crashRoot(t, 384<<20)
 	withBootID(t, rootB, "boot-b")
+	writeRootFile(t, rootB, "sys/module/pstore/parameters/backend", "ramoops\n")
 	writeRootFile(t, rootB, "sys/fs/pstore/dmesg-ramoops-0", "Panic#1 Part1\n<6>[   40.000000] sysrq: Trigger a crash\n<0>[   40.000100] Kernel panic - not syncing: sysrq triggered crash\n")
 	b2 := newCold(rootB)
 	r := rbInfo(t, b2)
@@ -141,6 +142,7 @@ func TestPreviousPanicOlderThanRecord(t *testing.T) {
 	}
 	root := t.TempDir()
 	withBootID(t, root, "boot-b")
+	writeRootFile(t, root, "sys/module/pstore/parameters/backend", "ramoops\n")
 	writeRootFile(t, root, "sys/fs/pstore/dmesg-ramoops-0", "Panic#1 Part1\n<0>[   40.000100] Kernel panic - not syncing: sysrq triggered crash\n")
 	a, _ := newAgent(t, agent.Options{Root: root, PersistDir: persist, Pstore: fakePstoreMount})
 	if line := a.NotePreviousPanic(); line != "" {

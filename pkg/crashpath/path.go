@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -208,6 +209,25 @@ func (p *Path) ProductionManifest(m *bootimage.Manifest) *bootimage.Manifest {
 	return &c
 }
 
+// TrialManifest is m, an image staged on trial, with panic=N
+// (DefaultFirmwarePanic) on its command line when it has no panic= word:
+// the crash path of a generation is armed by its own daemon, once it runs,
+// so a kernel or an init of the image on trial that dies before that
+// reboots through the firmware instead of waiting forever (kernel.panic=0,
+// Debian's default) for a person. m is returned as it is when it names its
+// own panic=.
+func TrialManifest(m *bootimage.Manifest) *bootimage.Manifest {
+	params, initArgs := bootimage.SplitCmdline(m.Cmdline)
+	for _, w := range params {
+		if strings.HasPrefix(w, "panic=") {
+			return m
+		}
+	}
+	c := *m
+	c.Cmdline = bootimage.JoinCmdline(append(params, "panic="+strconv.Itoa(DefaultFirmwarePanic)), initArgs)
+	return &c
+}
+
 // runningCmdline is Root/proc/cmdline ("" if unreadable).
 func (p *Path) runningCmdline() string {
 	b, err := os.ReadFile(filepath.Join(p.cfg.Root, "proc/cmdline"))
@@ -244,10 +264,19 @@ func (p *Path) LoadPstore() (*crashhandler.RamoopsLoad, error) {
 	return crashhandler.LoadRamoops(p.cfg.pstoreOptions(nil))
 }
 
-// PstoreEvidence reads the panic log pstore holds, mounting pstore first
-// when it is not: on a cold boot, the end of the boot before it (a panic
-// that rebooted through the firmware). Call it after LoadPstore.
+// PstoreEvidence reads the panic log pstore holds: on a cold boot, the end
+// of the boot before it (a panic that rebooted through the firmware). With
+// a pstore backend registered (call it after LoadPstore) it mounts pstore
+// first when it is not; with none there is nothing to read
+// (crashhandler.ErrNoPstore).
 func (p *Path) PstoreEvidence() (*crashhandler.Evidence, error) {
+	backend, err := crashhandler.PstoreBackend(p.cfg.Root)
+	if err != nil {
+		return nil, err
+	}
+	if backend == "" {
+		return nil, fmt.Errorf("%w: no pstore backend registered", crashhandler.ErrNoPstore)
+	}
 	if _, err := crashhandler.MountPstore(p.cfg.pstoreOptions(nil)); err != nil {
 		return nil, err
 	}
