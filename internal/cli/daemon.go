@@ -83,10 +83,8 @@ func cmdDaemon(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "fastreboot daemon: pstore backend %s registered (ramoops %s)\n", ld.Backend, ld.Params)
 	}
 	// A cold boot: the panic log pstore kept is the end of the previous
-	// boot (a crash loop that left for the firmware).
-	if p := a.NotePreviousPanic(); p != "" {
-		fmt.Fprintf(e.stderr, "fastreboot daemon: the previous boot ended in a panic: %s\n", p)
-	}
+	// boot (a crash loop that left for the firmware); the ending says it.
+	a.NotePreviousPanic()
 	if in, err := a.Info(ctx); err == nil && in.Rollback != nil && in.Rollback.State.Previous != nil {
 		fmt.Fprintf(e.stderr, "fastreboot daemon: %s\n", in.Rollback.State.Previous.Ending())
 	}

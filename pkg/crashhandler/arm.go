@@ -159,21 +159,9 @@ func Arm(img Image, opts Options) (*State, error) {
 	kernelBytes, initrdBytes := p.kernelBytes, p.initrdBytes
 	method, fallback, fileNeed := p.method, p.fallback, p.fileNeed
 
-	prev, err := ReadState(o.StateDir)
+	previous, changed, err := o.routeFaultsKeeping()
 	if err != nil {
-		return nil, fmt.Errorf("arming crash image (remove the state file if it is damaged): %w", err)
-	}
-	previous := map[string]string{}
-	if prev != nil {
-		kept, ignored := managedPrevious(prev.Previous)
-		for _, ig := range ignored {
-			o.Logger.Warn("crash state: ignoring a recorded sysctl value", "sysctl", ig, "state", statePath(o.StateDir))
-		}
-		maps.Copy(previous, kept)
-	}
-	changed, err := routeFaults(o.Root, o.Faults.names(), previous)
-	if err != nil {
-		return nil, fmt.Errorf("arming crash image: %w", errors.Join(err, restoreFaults(o.Root, previous, changed)))
+		return nil, fmt.Errorf("arming crash image: %w", err)
 	}
 
 	o.Logger.Debug("loading crash image", "mode", mode, "load", method, "cmdline", cmdline, "need", need.Total, "reservation", have)
@@ -232,6 +220,31 @@ func Arm(img Image, opts Options) (*State, error) {
 	return st, nil
 }
 
+// routeFaultsKeeping routes o.Faults to panic, keeping the values from
+// before the first Arm that the state file records (only those of the
+// sysctls Arm manages; others are logged and ignored). It returns those
+// values with the ones it recorded now, and the sysctls it changed (what a
+// failure after it restores). A routing error restores what it changed.
+func (o Options) routeFaultsKeeping() (previous map[string]string, changed []string, err error) {
+	prev, err := ReadState(o.StateDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the crash state (remove the state file if it is damaged): %w", err)
+	}
+	previous = map[string]string{}
+	if prev != nil {
+		kept, ignored := managedPrevious(prev.Previous)
+		for _, ig := range ignored {
+			o.Logger.Warn("crash state: ignoring a recorded sysctl value", "sysctl", ig, "state", statePath(o.StateDir))
+		}
+		maps.Copy(previous, kept)
+	}
+	changed, err = routeFaults(o.Root, o.Faults.names(), previous)
+	if err != nil {
+		return nil, nil, errors.Join(err, restoreFaults(o.Root, previous, changed))
+	}
+	return previous, changed, nil
+}
+
 // RouteToFirmware is the crash path of a crash loop that leaves for the
 // firmware: no crash image (one that is loaded is unloaded), while the
 // fault-routing sysctls still route faults to a panic as Arm sets them
@@ -243,18 +256,9 @@ func Arm(img Image, opts Options) (*State, error) {
 // changed are restored and the armed image stays.
 func RouteToFirmware(opts Options) (*State, error) {
 	o := opts.withDefaults()
-	prev, err := ReadState(o.StateDir)
+	previous, changed, err := o.routeFaultsKeeping()
 	if err != nil {
-		return nil, fmt.Errorf("routing panics to the firmware (remove the state file if it is damaged): %w", err)
-	}
-	previous := map[string]string{}
-	if prev != nil {
-		kept, _ := managedPrevious(prev.Previous)
-		maps.Copy(previous, kept)
-	}
-	changed, err := routeFaults(o.Root, o.Faults.names(), previous)
-	if err != nil {
-		return nil, fmt.Errorf("routing panics to the firmware: %w", errors.Join(err, restoreFaults(o.Root, previous, changed)))
+		return nil, fmt.Errorf("routing panics to the firmware: %w", err)
 	}
 	if err := o.Loader.FileLoad(nil, nil, "", kexecFileUnload|kexecFileOnCrash); err != nil {
 		err = fmt.Errorf("routing panics to the firmware: unloading the crash image: kexec_file_load(UNLOAD|ON_CRASH): %w", classifyLoadError(err))

@@ -265,20 +265,16 @@ func (p *Path) LoadPstore() (*crashhandler.RamoopsLoad, error) {
 }
 
 // PstoreEvidence reads the panic log pstore holds: on a cold boot, the end
-// of the boot before it (a panic that rebooted through the firmware). With
-// a pstore backend registered (call it after LoadPstore) it mounts pstore
-// first when it is not; with none there is nothing to read
-// (crashhandler.ErrNoPstore).
+// of the boot before it (a panic that rebooted through the firmware). It
+// makes pstore readable as crash recover does (preparePstore); with no
+// backend registered there is nothing to read (crashhandler.ErrNoPstore).
 func (p *Path) PstoreEvidence() (*crashhandler.Evidence, error) {
-	backend, err := crashhandler.PstoreBackend(p.cfg.Root)
-	if err != nil {
-		return nil, err
+	backend, warnings := preparePstore(p.cfg)
+	for _, w := range warnings {
+		p.log.Warn("making pstore readable", "warning", w)
 	}
 	if backend == "" {
 		return nil, fmt.Errorf("%w: no pstore backend registered", crashhandler.ErrNoPstore)
-	}
-	if _, err := crashhandler.MountPstore(p.cfg.pstoreOptions(nil)); err != nil {
-		return nil, err
 	}
 	return crashhandler.CollectPstoreEvidence(crashhandler.EvidenceOptions{Root: p.cfg.Root})
 }

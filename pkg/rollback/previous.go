@@ -95,14 +95,20 @@ func ColdAfter(gen int, m *bootimage.Manifest, prev *PreviousBoot, now time.Time
 	return s
 }
 
+// startIndex is the index in History of generation gen's cold (or
+// firmware) start event, -1 if the history no longer holds it.
+func (s State) startIndex(gen int) int {
+	return slices.IndexFunc(s.History, func(h Event) bool {
+		return h.Generation == gen && (h.Reason == EventCold || h.Reason == EventFirmware)
+	})
+}
+
 // startEvent is the cold start event of generation gen, saying how the
 // previous boot ended.
 func (s State) startEvent(gen int) Event {
 	e := Event{Generation: gen, Reason: EventCold}
-	for _, h := range s.History {
-		if h.Generation == gen && (h.Reason == EventCold || h.Reason == EventFirmware) {
-			e = h
-		}
+	if i := s.startIndex(gen); i >= 0 {
+		e = s.History[i]
 	}
 	if s.Previous.FirmwareLoop() {
 		e.Reason = EventFirmware
@@ -121,11 +127,9 @@ func (s State) WithPreviousPanic(gen int, panicLine string, at time.Time) State 
 	}
 	s.Previous.Panic, s.Previous.PanicAt = panicLine, at
 	e := s.startEvent(gen)
-	for i := range s.History {
-		if s.History[i].Generation == gen && (s.History[i].Reason == EventCold || s.History[i].Reason == EventFirmware) {
-			s.History[i] = e
-			return s
-		}
+	if i := s.startIndex(gen); i >= 0 {
+		s.History[i] = e
+		return s
 	}
 	return s.event(e)
 }
