@@ -13,6 +13,12 @@ import (
 // (dependencies and the crc32c softdep are resolved by BuildKmods).
 var StorageModules = []string{"virtio_pci", "virtio_blk", "ext4"}
 
+// KeptRegionModules are the modules that turn a legacy persistent-memory
+// region (memmap=SIZE!START, e820 type 12) into /dev/pmemN: nd_e820 makes
+// the region, nd_pmem binds its raw namespace (libnvdimm and nd_btt come
+// in as dependencies). docs/kernel-facts.md, Kept memory region.
+var KeptRegionModules = []string{"nd_e820", "nd_pmem"}
+
 // Markers printed by the guest helper frguest (qemu-tests/cmd/frguest).
 var (
 	// StartRE matches frguest's first line, printed as userspace begins.

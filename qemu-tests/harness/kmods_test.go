@@ -25,6 +25,10 @@ kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_legacy_dev
 kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
 kernel/arch/x86/crypto/crc32c-intel.ko:
 kernel/crypto/crc32c_generic.ko:
+kernel/drivers/nvdimm/libnvdimm.ko:
+kernel/drivers/nvdimm/nd_pmem.ko: kernel/drivers/nvdimm/nd_btt.ko kernel/drivers/nvdimm/libnvdimm.ko
+kernel/drivers/nvdimm/nd_btt.ko: kernel/drivers/nvdimm/libnvdimm.ko
+kernel/drivers/nvdimm/nd_e820.ko: kernel/drivers/nvdimm/libnvdimm.ko
 kernel/fs/loop/a.ko: kernel/fs/loop/b.ko
 kernel/fs/loop/b.ko: kernel/fs/loop/a.ko
 `
@@ -109,6 +113,16 @@ func TestResolve(t *testing.T) {
 				req("kernel/fs/mbcache.ko"),
 				req("kernel/lib/crc16.ko"),
 				req("kernel/fs/ext4/ext4.ko"),
+			},
+		},
+		{
+			name: "kept region modules: the region's driver before the namespace's",
+			in:   KeptRegionModules,
+			want: []LoadEntry{
+				req("kernel/drivers/nvdimm/libnvdimm.ko"),
+				req("kernel/drivers/nvdimm/nd_e820.ko"),
+				req("kernel/drivers/nvdimm/nd_btt.ko"),
+				req("kernel/drivers/nvdimm/nd_pmem.ko"),
 			},
 		},
 		{

@@ -64,6 +64,12 @@ type Options struct {
 	// Modules are more kernel modules for the kmods piece, loaded after
 	// harness.StorageModules (e.g. "ramoops").
 	Modules []string
+	// KeptRegion, when set, is a legacy persistent-memory region
+	// SIZE!START (e.g. "64M!0x40000000") that every generation's command
+	// line carries as memmap=KeptRegion, with harness.KeptRegionModules
+	// loaded by frguest before the daemon starts: the guest boots with
+	// /dev/pmem0 over the region (docs/kernel-facts.md, Kept memory region).
+	KeptRegion string
 	// ModulesOnDisk are more kernel modules the kmods piece holds (and its
 	// modules.dep lists) without loading them: what a distribution has on
 	// disk for a program to load itself (e.g. "ramoops" for fastreboot).
@@ -111,6 +117,11 @@ func Prepare(ctx context.Context, k *harness.Kernel, o Options) (*Setup, error) 
 	}
 	s := &Setup{Kernel: k, Dir: o.Dir, Files: map[string]string{KernelFile: k.Vmlinuz}}
 	s.Cmdline = strings.TrimSpace(harness.DefaultCmdline + " " + o.Cmdline)
+	modules := append(slices.Clone(harness.StorageModules), o.Modules...)
+	if o.KeptRegion != "" {
+		s.Cmdline += " memmap=" + o.KeptRegion
+		modules = append(modules, harness.KeptRegionModules...)
+	}
 
 	log.Info("building the base piece (u-root init, gosh, fastreboot, frguest)")
 	base, err := harness.BuildBase(ctx, harness.BaseOptions{
@@ -123,8 +134,8 @@ func Prepare(ctx context.Context, k *harness.Kernel, o Options) (*Setup, error) 
 	s.Base = base
 	s.Files[BaseFile] = base.Path
 
-	log.Info("building the kernel-module piece", "modules", harness.StorageModules)
-	s.Kmods, err = harness.BuildKmodsOnDisk(filepath.Join(o.Dir, KmodsFile), k, harness.None, append(append([]string(nil), harness.StorageModules...), o.Modules...), o.ModulesOnDisk)
+	log.Info("building the kernel-module piece", "modules", modules)
+	s.Kmods, err = harness.BuildKmodsOnDisk(filepath.Join(o.Dir, KmodsFile), k, harness.None, modules, o.ModulesOnDisk)
 	if err != nil {
 		return nil, fmt.Errorf("kmods piece: %w", err)
 	}
