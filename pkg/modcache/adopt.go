@@ -99,6 +99,13 @@ func (c *Cache) adoptFile(ctx context.Context, m bootimage.Module, f *os.File) (
 	if fi.Size() != m.Size {
 		return nil, 0, fmt.Errorf("%w: file has %d bytes, the manifest says %d", ErrSizeMismatch, fi.Size(), m.Size)
 	}
+	return c.adoptReader(ctx, m, f)
+}
+
+// adoptReader copies m.Size bytes of r into a new sealed memfd without
+// hashing them: the one copy Adopt and AdoptSections share. The entry it
+// returns is unverified (its verification is deferred, see Adopt).
+func (c *Cache) adoptReader(ctx context.Context, m bootimage.Module, r io.Reader) (*Entry, int64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
@@ -111,7 +118,7 @@ func (c *Cache) adoptFile(ctx context.Context, m bootimage.Module, f *os.File) (
 	// than io.CopyN's 32 KiB fallback). Seals exist only on memfds, so the
 	// rootfs file itself cannot be made immutable and adopted in place.
 	bp := bufPool.Get().(*[]byte)
-	n, err := io.CopyBuffer(struct{ io.Writer }{mf}, io.LimitReader(f, m.Size), *bp)
+	n, err := io.CopyBuffer(struct{ io.Writer }{mf}, io.LimitReader(r, m.Size), *bp)
 	bufPool.Put(bp)
 	if err == nil && n < m.Size {
 		err = io.EOF
@@ -119,7 +126,7 @@ func (c *Cache) adoptFile(ctx context.Context, m bootimage.Module, f *os.File) (
 	if err == nil {
 		err = seal(mf)
 	} else if errors.Is(err, io.EOF) {
-		err = fmt.Errorf("%w: file ended after %d of the %d bytes of the manifest", ErrSizeMismatch, n, m.Size)
+		err = fmt.Errorf("%w: its bytes ended after %d of the %d bytes of the manifest", ErrSizeMismatch, n, m.Size)
 	}
 	if err != nil {
 		mf.Close()

@@ -17,7 +17,9 @@
 // hashing, so that the cache is ready sooner, and defers each entry's
 // verification to its first use ([Cache.Get], a Sync or Add that finds it,
 // Verify) or to [Cache.VerifyPending], whichever comes first; an entry that
-// fails is dropped before anyone uses it. [Cache.Verify] re-hashes every entry,
+// fails is dropped before anyone uses it. [Cache.AdoptSections] adopts the
+// same way from byte ranges another generation kept ([Sections], e.g. a
+// kept memory region's index). [Cache.Verify] re-hashes every entry,
 // [Cache.Evict] drops the entries no kept manifest references.
 //
 // The sealed memfd of an entry ([Entry.File]) can be passed directly as the
