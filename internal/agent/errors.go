@@ -12,6 +12,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/keptmem"
 	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
@@ -49,6 +50,7 @@ var errorKinds = buildErrorKinds(
 	bootimage.ErrorKinds(),
 	bootentry.ErrorKinds(),
 	memmap.ErrorKinds(),
+	keptmem.ErrorKinds(),
 	modcache.ErrorKinds(),
 	cpustop.ErrorKinds(),
 	crashhandler.ErrorKinds(),
