@@ -15,8 +15,8 @@ import (
 type Device interface {
 	io.ReaderAt
 	io.WriterAt
-	// Sync makes what was written durable across a kexec (fsync on the
-	// block device: the pmem driver writes through to the memory).
+	// Sync returns once what was written is in the region (fsync(2) on
+	// the block device), so that it is there for the next kernel.
 	Sync() error
 	// Size is the region's size in bytes.
 	Size() int64

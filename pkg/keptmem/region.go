@@ -10,9 +10,8 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
-// Align is the alignment of a region's start and size: 2 MiB, a huge page,
-// so that the region never splits one of the kernel's direct-map pages
-// and the pmem driver can map it with large pages.
+// Align is the alignment of a region's start and size: 2 MiB, an x86 huge
+// page, so that the region and the RAM around it fall on whole large pages.
 const Align = 2 << 20
 
 // fourGiB is where Plan prefers the region to start: above the 32-bit
