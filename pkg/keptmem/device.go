@@ -23,7 +23,10 @@ type Device interface {
 }
 
 // FileDevice is a Device over an open file: the block device /dev/pmemN
-// on a machine, a regular file in tests.
+// on a machine, a regular file in tests. Writes go to the page cache;
+// with another process holding the device open, an unsynced write was
+// lost across a kexec (docs/kernel-facts.md, Kept memory region), which is
+// why Write syncs after each step.
 type FileDevice struct {
 	f    *os.File
 	size int64

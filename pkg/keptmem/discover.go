@@ -16,8 +16,11 @@ import (
 // pmemFiles returns the files that describe the block device name (e.g.
 // "pmem0") under root: its size in 512-byte sectors, and the file holding
 // its physical start in hex (which may be missing), and the device node.
-// The sysfs layout of nd_pmem's namespaces is kept here alone, so that it
-// can follow what is measured.
+// The sysfs layout of nd_pmem's namespaces is kept here alone: on Debian's
+// 6.1, /sys/block/pmem0 links into the namespace (.../e820_pmem/ndbus0/
+// region0/namespace0.0/block/pmem0), so device/resource is the
+// namespace's start ("0x40000000"), and size counts 512-byte sectors
+// (docs/kernel-facts.md, Kept memory region).
 func pmemFiles(root, name string) (size, resource, node string) {
 	return filepath.Join(root, "sys/block", name, "size"),
 		filepath.Join(root, "sys/block", name, "device/resource"),
@@ -33,8 +36,10 @@ func pmemFiles(root, name string) (size, resource, node string) {
 // root/dev/pmemN.
 //
 // The device exists once the kernel booted with r.CmdlineWords and the
-// modules nd_e820, libnvdimm and nd_pmem are loaded (Debian builds
-// X86_PMEM_LEGACY as a module).
+// modules libnvdimm, nd_e820, nd_btt and nd_pmem are loaded (Debian builds
+// X86_PMEM_LEGACY as a module; modules.dep brings libnvdimm and nd_btt
+// with nd_e820 and nd_pmem). It is the whole region, raw: no label, no
+// info block.
 func FindDevice(root string, r Region) (string, error) {
 	if root == "" {
 		root = "/"
@@ -67,7 +72,7 @@ func FindDevice(root string, r Region) (string, error) {
 	}
 	switch len(bySize) {
 	case 0:
-		return "", fmt.Errorf("%w: no %s/sys/block/pmem* device is %s (is the kernel booted with %s, and are nd_e820, libnvdimm and nd_pmem loaded?)",
+		return "", fmt.Errorf("%w: no %s/sys/block/pmem* device is %s (is the kernel booted with %s, and are nd_e820 and nd_pmem loaded?)",
 			ErrNoDevice, strings.TrimSuffix(root, "/"), r, r.CmdlineWords()[0])
 	case 1:
 	default:

@@ -4,11 +4,13 @@
 // instead of unpacking it from the handoff initramfs.
 //
 // The carrier on Debian's 6.1 kernel is legacy persistent memory: every
-// generation's command line carries memmap=SIZE!START ([Region.CmdlineWords],
-// [InheritCmdline]), which makes the range e820 type 12; with the modules
-// nd_e820, libnvdimm and nd_pmem it is the block device /dev/pmemN
-// ([FindDevice], [OpenFileDevice]). [Plan] places a new region in the
-// recorded firmware memory map, as crashhandler places the ramoops region.
+// generation's command line carries memmap=SIZE!START
+// ([Region.CmdlineWords], [InheritCmdline]), which makes the range e820
+// type 12; with the modules nd_e820 and nd_pmem (and their dependencies)
+// it is the block device /dev/pmemN ([FindDevice], [OpenFileDevice]);
+// docs/kernel-facts.md, Kept memory region, has what was measured. [Plan]
+// places a new region in the recorded firmware memory map, as
+// crashhandler places the ramoops region.
 // The bytes are reached through [Device], so that a carrier built on
 // Linux 6.16+ Kexec HandOver / Live Update memfd preservation can replace
 // the block device.
@@ -17,8 +19,8 @@
 //
 // All integers are little-endian; offsets are from the region's start.
 //
-//	offset 0, the header (HeaderSize = 128 bytes; its 4096-byte block
-//	holds nothing else):
+//	offset 0, the header (HeaderSize = 128 bytes; the rest of its
+//	4096-byte block is unspecified):
 //	   0  8  magic "FRKEPT\x00\x01" (Magic)
 //	   8  4  format version, 1 (FormatVersion)
 //	  12  4  header length, 128
@@ -31,18 +33,23 @@
 //	  88  8  reserved, zero
 //	  96 32  SHA-256 of header bytes 0-95
 //
-//	offset 4096 on: the modules, sorted by digest, each at a 4096-byte
-//	aligned offset (BlockSize), the bytes between them unspecified.
+//	offset 4096: a block of zeros (4096 bytes). nd_pmem's probe reads
+//	an info block (BTT, pfn, dax) there and would claim the device in
+//	that mode if it found one; Open requires it zero.
+//
+//	offset 8192 on (DataStart): the modules, sorted by digest, each at a
+//	4096-byte aligned offset (BlockSize), the bytes between them
+//	unspecified.
 //
 //	then, at the next 4096-byte aligned offset, the index: one 80-byte
 //	entry per module (EntrySize), sorted by digest, unique:
 //	   0 64  the module's SHA-256, 64 lowercase hex ASCII digits
-//	  64  8  its offset (4096-aligned, at or after 4096)
+//	  64  8  its offset (4096-aligned, at or after 8192)
 //	  72  8  its size; its bytes end at or before the index's offset
 //	no two modules overlap or share an offset (an empty module takes a
 //	block of its own).
 //
-// [Write] zeroes the header and syncs, writes the modules and syncs, the
+// [Write] zeroes the header and the block after it and syncs, writes the modules and syncs, the
 // index and syncs, and the header last and syncs: a write interrupted at
 // any point leaves no valid header. [Open] checks everything above but the
 // modules' bytes, and every failure wraps [ErrNoIndex] (no magic: blank,

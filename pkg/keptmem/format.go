@@ -21,8 +21,13 @@ const (
 	Magic = "FRKEPT\x00\x01"
 	// FormatVersion is the format this package writes and reads.
 	FormatVersion = 1
-	// BlockSize aligns the header block, every module and the index.
+	// BlockSize aligns every module and the index.
 	BlockSize = 4096
+	// DataStart is where the modules may begin: after the header's block
+	// (0-4095) and a zero block (4096-8191) where nd_pmem's probe looks for
+	// a BTT, pfn or dax info block, which module bytes must never form
+	// (docs/kernel-facts.md, Kept memory region).
+	DataStart = 2 * BlockSize
 	// HeaderSize is the header's encoded length at offset 0.
 	HeaderSize = 128
 	// EntrySize is one index entry's length.
@@ -123,9 +128,10 @@ func (ix *Index) Section(digest string) *io.SectionReader {
 // Open reads and validates the index of the region on dev. The header's
 // magic, version, length and checksum, its region size against dev.Size,
 // the index's bounds and SHA-256, and every entry (a well-formed digest,
-// sorted and unique, a BlockSize-aligned offset after the header block, its
-// bytes before the index and overlapping no other entry's) are checked.
-// The modules' bytes are not read.
+// sorted and unique, a BlockSize-aligned offset at or after DataStart, its
+// bytes before the index and overlapping no other entry's), and that the
+// block nd_pmem probes (4096-8191) is zero, are checked. The modules'
+// bytes are not read.
 //
 // A region without the magic (blank, never written, or invalidated by a
 // Write that did not finish) is ErrNoIndex; a header of another version
@@ -134,8 +140,8 @@ func (ix *Index) Section(digest string) *io.SectionReader {
 func Open(dev Device) (*Index, error) {
 	name := deviceName(dev)
 	size := dev.Size()
-	if size < BlockSize {
-		return nil, fmt.Errorf("%w: %s has %d bytes, less than the %d-byte header block", ErrTooSmall, name, size, BlockSize)
+	if size < DataStart {
+		return nil, fmt.Errorf("%w: %s has %d bytes, less than the %d bytes before the modules", ErrTooSmall, name, size, DataStart)
 	}
 	b := make([]byte, HeaderSize)
 	if _, err := dev.ReadAt(b, 0); err != nil {
@@ -144,6 +150,13 @@ func Open(dev Device) (*Index, error) {
 	h, err := decodeHeader(b, uint64(size))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	probe := make([]byte, DataStart-BlockSize)
+	if _, err := dev.ReadAt(probe, BlockSize); err != nil {
+		return nil, fmt.Errorf("keptmem: reading %s at %#x: %w", name, BlockSize, err)
+	}
+	if !allZero(probe) {
+		return nil, fmt.Errorf("%w: %s: the block at %#x, which nd_pmem probes for an info block, is not zero", ErrCorrupt, name, BlockSize)
 	}
 	ib := make([]byte, h.IndexLength)
 	if _, err := dev.ReadAt(ib, int64(h.IndexOffset)); err != nil {
@@ -192,8 +205,8 @@ func decodeHeader(b []byte, size uint64) (Header, error) {
 	switch {
 	case h.RegionSize != size:
 		return Header{}, fmt.Errorf("%w: the header was written for a region of %d bytes, the device has %d", ErrCorrupt, h.RegionSize, size)
-	case h.IndexOffset < BlockSize || h.IndexOffset%BlockSize != 0:
-		return Header{}, fmt.Errorf("%w: the index offset %#x is not a multiple of %d after the header block", ErrCorrupt, h.IndexOffset, BlockSize)
+	case h.IndexOffset < DataStart || h.IndexOffset%BlockSize != 0:
+		return Header{}, fmt.Errorf("%w: the index offset %#x is not a multiple of %d at or after %#x", ErrCorrupt, h.IndexOffset, BlockSize, DataStart)
 	case h.IndexLength%EntrySize != 0:
 		return Header{}, fmt.Errorf("%w: the index length %d is not a multiple of the %d-byte entry", ErrCorrupt, h.IndexLength, EntrySize)
 	case h.IndexOffset > size || h.IndexLength > size-h.IndexOffset:
@@ -217,8 +230,8 @@ func decodeIndex(b []byte, indexOff int64) ([]Entry, error) {
 			return nil, fmt.Errorf("%w: index entry %d: digest %q is not 64 lowercase hex digits", ErrCorrupt, n, digest)
 		case n > 0 && digest <= entries[n-1].Digest:
 			return nil, fmt.Errorf("%w: index entry %d: %s is not after %s (sorted, unique)", ErrCorrupt, n, digest, entries[n-1].Digest)
-		case off < BlockSize || off%BlockSize != 0:
-			return nil, fmt.Errorf("%w: index entry %d (%s): offset %#x is not a multiple of %d after the header block", ErrCorrupt, n, digest, off, BlockSize)
+		case off < DataStart || off%BlockSize != 0:
+			return nil, fmt.Errorf("%w: index entry %d (%s): offset %#x is not a multiple of %d at or after %#x", ErrCorrupt, n, digest, off, BlockSize, DataStart)
 		case off > uint64(indexOff) || size > uint64(indexOff)-off:
 			return nil, fmt.Errorf("%w: index entry %d (%s): %d bytes at %#x end past the index at %#x", ErrCorrupt, n, digest, size, off, indexOff)
 		}
@@ -274,10 +287,10 @@ type WriteOptions struct {
 // Write lays blobs out on dev and returns the new index. Blobs of the
 // same digest are kept once. In order, each step synced before the next:
 //
-//  1. the header is zeroed (a valid header before it would describe bytes
-//     about to change);
+//  1. the header and the block after it are zeroed (a valid header
+//     before it would describe bytes about to change);
 //  2. the modules are written, sorted by digest, each at the next
-//     BlockSize-aligned offset after the header block (an empty one
+//     BlockSize-aligned offset from DataStart (an empty one
 //     takes a block too), and hashed on the way: one whose bytes do not match its digest or size stops the
 //     write (ErrBadBlob), leaving the region without an index;
 //  3. the index, at the next aligned offset after the modules;
@@ -326,7 +339,7 @@ func Write(dev Device, blobs []Blob, opts WriteOptions) (*Index, error) {
 	// rather than wrap.
 	size := dev.Size()
 	entries := make([]Entry, 0, len(digests))
-	need := int64(BlockSize)
+	need := int64(DataStart)
 	for _, d := range digests {
 		n := byDigest[d].Size()
 		entries = append(entries, Entry{Digest: d, Offset: need, Size: n})
@@ -362,8 +375,8 @@ func Write(dev Device, blobs []Blob, opts WriteOptions) (*Index, error) {
 		h.Sequence = old.header.Sequence + 1
 	}
 
-	// 1. Invalidate.
-	if _, err := dev.WriteAt(make([]byte, HeaderSize), 0); err != nil {
+	// 1. Invalidate (and clear the block nd_pmem probes).
+	if _, err := dev.WriteAt(make([]byte, DataStart), 0); err != nil {
 		return nil, fmt.Errorf("keptmem: invalidating the header of %s: %w", name, err)
 	}
 	if err := dev.Sync(); err != nil {

@@ -40,8 +40,8 @@ func TestWriteOpenRoundTrip(t *testing.T) {
 	}
 	checkSections(t, ix)
 	for i, e := range ix.Entries() {
-		if e.Offset%BlockSize != 0 || e.Offset < BlockSize {
-			t.Errorf("entry %d at %#x: not aligned after the header block", i, e.Offset)
+		if e.Offset%BlockSize != 0 || e.Offset < DataStart {
+			t.Errorf("entry %d at %#x: not aligned at or after DataStart", i, e.Offset)
 		}
 	}
 	if ix.Section(strings.Repeat("0", 64)) != nil {
@@ -71,6 +71,7 @@ func TestOpenBlank(t *testing.T) {
 		{"zeros", newMem(1 << 20), ErrNoIndex},
 		{"garbage", &memDevice{b: bytes.Repeat([]byte{0xa5}, 1<<20)}, ErrNoIndex},
 		{"smaller than a block", newMem(100), ErrTooSmall},
+		{"smaller than the header and the probed block", newMem(DataStart - 1), ErrTooSmall},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Open(tc.dev)
@@ -82,7 +83,7 @@ func TestOpenBlank(t *testing.T) {
 }
 
 func TestWriteTooSmall(t *testing.T) {
-	dev := newMem(40 << 10) // testBlobs need 37184 bytes
+	dev := newMem(44 << 10) // testBlobs need 41280 bytes
 	if _, err := Write(dev, testBlobs(), WriteOptions{}); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
@@ -219,6 +220,7 @@ func TestOpenFlippedByte(t *testing.T) {
 		{"sequence", offSequence, ErrCorrupt},
 		{"index offset", offIndexOff, ErrCorrupt},
 		{"header checksum", offHeaderSum + 5, ErrCorrupt},
+		{"the block nd_pmem probes", BlockSize + 100, ErrCorrupt},
 		{"index digest", int64(h.IndexOffset) + 3, ErrCorrupt},
 		{"index offset field", int64(h.IndexOffset) + 64, ErrCorrupt},
 		{"index size field", int64(h.IndexOffset) + EntrySize + 72, ErrCorrupt},
@@ -281,23 +283,25 @@ func TestOpenHandCrafted(t *testing.T) {
 		want    error // nil: valid
 		msg     string
 	}{
-		{name: "valid", entries: []Entry{{a, 4096, 100}, {b, 8192, 4096}, {c, 3 * 4096, 0}}},
+		{name: "valid", entries: []Entry{{a, 8192, 100}, {b, 12288, 4096}, {c, 4 * 4096, 0}}},
 		{name: "empty index", entries: nil},
-		{name: "overlap", entries: []Entry{{a, 4096, 5000}, {b, 8192, 10}}, want: ErrCorrupt, msg: "overlap"},
-		{name: "same offset", entries: []Entry{{a, 4096, 0}, {b, 4096, 0}}, want: ErrCorrupt, msg: "overlap"},
+		{name: "overlap", entries: []Entry{{a, 8192, 5000}, {b, 12288, 10}}, want: ErrCorrupt, msg: "overlap"},
+		{name: "same offset", entries: []Entry{{a, 8192, 0}, {b, 8192, 0}}, want: ErrCorrupt, msg: "overlap"},
 		{name: "into the index", entries: []Entry{{a, 28 << 10, 4097}}, want: ErrCorrupt, msg: "past the index"},
-		{name: "huge size", entries: []Entry{{a, 4096, -1}}, want: ErrCorrupt, msg: "past the index"},
+		{name: "huge size", entries: []Entry{{a, 8192, -1}}, want: ErrCorrupt, msg: "past the index"},
 		{name: "in the header block", entries: []Entry{{a, 0, 10}}, want: ErrCorrupt, msg: "offset"},
-		{name: "unaligned", entries: []Entry{{a, 4097, 10}}, want: ErrCorrupt, msg: "offset"},
-		{name: "unsorted", entries: []Entry{{b, 4096, 1}, {a, 8192, 1}}, want: ErrCorrupt, msg: "sorted"},
-		{name: "duplicate", entries: []Entry{{a, 4096, 1}, {a, 8192, 1}}, want: ErrCorrupt, msg: "sorted"},
-		{name: "uppercase digest", entries: []Entry{{strings.Repeat("A", 64), 4096, 1}}, want: ErrCorrupt, msg: "hex"},
+		{name: "in the probed block", entries: []Entry{{a, 4096, 10}}, want: ErrCorrupt, msg: "offset"},
+		{name: "unaligned", entries: []Entry{{a, 8193, 10}}, want: ErrCorrupt, msg: "offset"},
+		{name: "unsorted", entries: []Entry{{b, 8192, 1}, {a, 12288, 1}}, want: ErrCorrupt, msg: "sorted"},
+		{name: "duplicate", entries: []Entry{{a, 8192, 1}, {a, 12288, 1}}, want: ErrCorrupt, msg: "sorted"},
+		{name: "uppercase digest", entries: []Entry{{strings.Repeat("A", 64), 8192, 1}}, want: ErrCorrupt, msg: "hex"},
 		{name: "region size", patch: func(h *Header) { h.RegionSize = 128 << 10 }, want: ErrCorrupt, msg: "region of"},
 		{name: "index past the end", patch: func(h *Header) { h.IndexLength = 1 << 20 * EntrySize }, want: ErrCorrupt, msg: "past the region"},
 		{name: "index offset overflow", patch: func(h *Header) { h.IndexOffset = 1<<64 - 4096 }, want: ErrCorrupt, msg: "past the region"},
 		{name: "index unaligned", patch: func(h *Header) { h.IndexOffset = indexOff + 8 }, want: ErrCorrupt, msg: "index offset"},
 		{name: "index in the header block", patch: func(h *Header) { h.IndexOffset = 0 }, want: ErrCorrupt, msg: "index offset"},
-		{name: "index length", entries: []Entry{{a, 4096, 1}}, patch: func(h *Header) { h.IndexLength-- }, want: ErrCorrupt, msg: "entry"},
+		{name: "index in the probed block", patch: func(h *Header) { h.IndexOffset = 4096 }, want: ErrCorrupt, msg: "index offset"},
+		{name: "index length", entries: []Entry{{a, 8192, 1}}, patch: func(h *Header) { h.IndexLength-- }, want: ErrCorrupt, msg: "entry"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dev := craft(size, indexOff, tc.entries, tc.patch)

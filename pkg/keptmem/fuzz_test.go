@@ -11,7 +11,7 @@ import (
 // FuzzOpen feeds Open arbitrary region bytes: it must never panic, and an
 // index it accepts must keep every promise Open makes.
 func FuzzOpen(f *testing.F) {
-	dev := newMem(4 * BlockSize)
+	dev := newMem(5 * BlockSize)
 	if _, err := Write(dev, []Blob{newBlob([]byte("kernel")), newBlob([]byte("initrd"))}, WriteOptions{Generation: 1}); err != nil {
 		f.Fatal(err)
 	}
@@ -19,8 +19,8 @@ func FuzzOpen(f *testing.F) {
 	f.Add(make([]byte, BlockSize))
 	f.Add([]byte(Magic))
 	a, b := strings.Repeat("a", 64), strings.Repeat("b", 64)
-	f.Add(craft(3*BlockSize, 2*BlockSize, []Entry{{a, 4096, 100}, {b, 4096, 10}}, nil).b)
-	f.Add(craft(3*BlockSize, 2*BlockSize, []Entry{{a, 4096, 100}}, nil).b)
+	f.Add(craft(4*BlockSize, 3*BlockSize, []Entry{{a, 8192, 100}, {b, 8192, 10}}, nil).b)
+	f.Add(craft(4*BlockSize, 3*BlockSize, []Entry{{a, 8192, 100}}, nil).b)
 	f.Fuzz(func(t *testing.T, region []byte) {
 		if len(region) > 1<<20 {
 			return
@@ -40,7 +40,7 @@ func FuzzOpen(f *testing.F) {
 		byOff := slices.Clone(es)
 		slices.SortFunc(byOff, func(x, y Entry) int { return int(x.Offset - y.Offset) })
 		for i, e := range byOff {
-			if e.Offset < BlockSize || e.Offset%BlockSize != 0 || e.Size < 0 || e.end() > int64(h.IndexOffset) || int64(h.IndexOffset+h.IndexLength) > int64(len(region)) {
+			if e.Offset < DataStart || e.Offset%BlockSize != 0 || e.Size < 0 || e.end() > int64(h.IndexOffset) || int64(h.IndexOffset+h.IndexLength) > int64(len(region)) {
 				t.Fatalf("entry %+v out of bounds (header %+v, region %d bytes)", e, h, len(region))
 			}
 			if i > 0 && e.Offset < byOff[i-1].end() {

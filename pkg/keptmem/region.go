@@ -56,6 +56,13 @@ func (r Region) CmdlineWords() []string {
 //
 // size must be a non-zero multiple of Align. ErrNoRoom names the largest
 // aligned room there is.
+//
+// The firmware map still lists a kept region as System RAM (only the
+// memmap= word on each command line keeps it; docs/kernel-facts.md, Kept
+// memory region): Plan is for a machine that keeps none yet, and the
+// running one's region is found with ParseCmdline on /proc/cmdline.
+// Nothing is known yet about regions that are not 16 MiB aligned (the nd
+// region's align attribute read 0x1000000 with one at 1 GiB).
 func Plan(fw memmap.Map, size uint64, avoid []memmap.Range) (Region, error) {
 	switch {
 	case size == 0:
