@@ -109,7 +109,7 @@ func fakeVM(t *testing.T, run func(cmd string) (out string, code int)) *VM {
 	c, _ := newTestConsole(nil)
 	c.now = time.Now
 	vm := &VM{console: c, stdin: pw, exited: make(chan struct{})}
-	marker := regexp.MustCompile(`^(.*); echo (__FR_DONE_\d+_)\$\?$`)
+	marker := regexp.MustCompile(`^\{ (.*); \} 2>&1; echo (__FR_DONE_\d+_)\$\?$`)
 	go func() {
 		io.WriteString(c, "$ ")
 		s := bufio.NewScanner(pr)
@@ -288,5 +288,18 @@ func TestHealed(t *testing.T) {
 	re := regexp.MustCompile(`evidence from "[^"]*vmcore" in \S+, memory map check ok`)
 	if !re.MatchString(got[1]) {
 		t.Errorf("the joined line does not match %s", re)
+	}
+}
+
+func TestGroupStderr(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"fastreboot status --check", "{ fastreboot status --check; } 2>&1"},
+		{"echo a; echo b; ", "{ echo a; echo b; } 2>&1"},
+		{"sleep 100 &", "{ sleep 100 & } 2>&1"},
+		{"true && false", "{ true && false; } 2>&1"},
+	} {
+		if got := groupStderr(tc.in); got != tc.want {
+			t.Errorf("groupStderr(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }

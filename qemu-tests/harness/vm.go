@@ -428,10 +428,15 @@ const maxLine = 1024
 
 // Run types cmd into the guest shell (which must be at its prompt, e.g.
 // after the frguest ready marker) followed by an end marker carrying the
-// exit status: `cmd; echo __FR_DONE_<n>_$?`. It waits (0 means
+// exit status: `{ cmd; } 2>&1; echo __FR_DONE_<n>_$?`. It waits (0 means
 // DefaultTimeout) for the marker and returns cmd's output (the lines
 // between the echoed command and the marker) and exit status. cmd must be a
 // complete command list on one line.
+//
+// cmd's stderr is sent to its stdout: u-root's init gives the shell two
+// pipes (its multi-TTY writers are not files), each copied to the console
+// by its own goroutine, so under load a command's stderr could reach the
+// console after the marker its stdout carried.
 func (vm *VM) Run(cmd string, timeout time.Duration) (string, int, error) {
 	if strings.ContainsAny(cmd, "\n\r") {
 		return "", -1, fmt.Errorf("run %q: multi-line commands are not supported", cmd)
@@ -439,7 +444,7 @@ func (vm *VM) Run(cmd string, timeout time.Duration) (string, int, error) {
 	n := vm.runN.Add(1)
 	marker := fmt.Sprintf("__FR_DONE_%d_", n)
 	tail := "echo " + marker + "$?"
-	line := cmd + "; " + tail
+	line := groupStderr(cmd) + "; " + tail
 	if len(line) > maxLine {
 		return "", -1, fmt.Errorf("run: command of %d bytes too long for the console (max %d)", len(line), maxLine)
 	}
@@ -471,6 +476,16 @@ func (vm *VM) Run(cmd string, timeout time.Duration) (string, int, error) {
 		}
 	}
 	return seg, code, nil
+}
+
+// groupStderr wraps cmd in a group whose stderr goes to its stdout. A
+// command list ending in & (started in the background) keeps it: `{ cmd & }`.
+func groupStderr(cmd string) string {
+	cmd = strings.TrimRight(cmd, " \t;")
+	if strings.HasSuffix(cmd, "&") && !strings.HasSuffix(cmd, "&&") {
+		return "{ " + cmd + " } 2>&1"
+	}
+	return "{ " + cmd + "; } 2>&1"
 }
 
 // RunOK is Run that fails unless cmd exits 0.
