@@ -15,6 +15,13 @@
 // Linux 6.16+ Kexec HandOver / Live Update memfd preservation can replace
 // the block device.
 //
+// # Sharing the region
+//
+// A command line word fastreboot.preserve=SIZE gives the region's last SIZE
+// bytes to the areas workloads preserve across a fast reboot; the module
+// cache's format below is then written in the part before them
+// ([ParseLayout], [Layout], [Window]), and "region" below means that part.
+//
 // # The format on the region
 //
 // All integers are little-endian; offsets are from the region's start.

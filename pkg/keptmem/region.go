@@ -163,7 +163,8 @@ func parseWord(w string) ([]Region, bool, error) {
 
 // InheritCmdline returns next, the command line of an image about to be
 // staged, with the running system's kept region (its memmap=SIZE!START
-// word, rewritten by CmdlineWords) appended before any "--" when next keeps
+// word, rewritten by CmdlineWords, and its fastreboot.preserve= word:
+// Layout.Words) appended before any "--" when next keeps
 // none of its own: without it the generation next boots would use the
 // region as RAM and the cache kept there would be lost. A region of next
 // always wins (next is returned unchanged), as it is when running keeps
@@ -177,7 +178,7 @@ func InheritCmdline(next, running string) (string, error) {
 	if _, ok, err := ParseCmdline(next); ok || err != nil {
 		return next, err
 	}
-	r, ok, err := ParseCmdline(running)
+	l, ok, err := ParseLayout(running)
 	if err != nil {
 		return next, fmt.Errorf("the running command line: %w", err)
 	}
@@ -185,5 +186,5 @@ func InheritCmdline(next, running string) (string, error) {
 		return next, nil
 	}
 	words, initArgs := bootimage.SplitCmdline(next)
-	return bootimage.JoinCmdline(append(slices.Clip(words), r.CmdlineWords()...), initArgs), nil
+	return bootimage.JoinCmdline(append(slices.Clip(words), l.Words()...), initArgs), nil
 }
