@@ -247,3 +247,27 @@ func MountPstore(opts PstoreOptions) (bool, error) {
 	opts.log().Info("pstore mounted", "target", target)
 	return true, nil
 }
+
+// LoadModules loads the modules names, in order, each after its
+// dependencies, as LoadRamoops loads ramoops (Root/lib/modules/RELEASE/
+// modules.dep; modules the kernel has, Root/sys/module/NAME, skipped), with
+// loader (nil: finit_module(2)). It returns the files loaded. The daemon
+// loads nd_e820 and nd_pmem this way when the command line keeps a kept
+// memory region (pkg/keptmem) and no device holds it yet.
+func LoadModules(root string, loader ModuleLoader, names ...string) ([]string, error) {
+	if root == "" {
+		root = "/"
+	}
+	if loader == nil {
+		loader = KernelModules{}
+	}
+	var all []string
+	for _, n := range names {
+		loaded, err := loadModule(root, n, "", loader)
+		all = append(all, loaded...)
+		if err != nil {
+			return all, fmt.Errorf("loading %s: %w", n, err)
+		}
+	}
+	return all, nil
+}

@@ -358,3 +358,41 @@ func mustParseIomem(t testing.TB, s string) memmap.Iomem {
 	}
 	return m
 }
+
+// TestCrashCmdlineKeepsKeptRegion: the kept memory region's word
+// (memmap=SIZE!START, pkg/keptmem) stays on the crash line of both modes,
+// in direct mode after memmap=exactmap and the map (exactmap would erase
+// it, and the recorded map lists the region as RAM: the later ! word makes
+// it persistent memory again), and on the production line after a crash.
+func TestCrashCmdlineKeepsKeptRegion(t *testing.T) {
+	const kept = "memmap=64M!0x40000000"
+	mm := qemuMemoryMap()
+	prod := "console=ttyS0 crashkernel=368M " + kept + " fastreboot.preserve=2M"
+	for _, mode := range []Mode{ModeDirect, ModeTwoStage} {
+		crash := CrashCmdline(prod, mode, CmdlineOptions{MemoryMap: mm})
+		words := splitCmdline(crash)
+		if !hasWord(words, kept) || !hasWord(words, "fastreboot.preserve=2M") {
+			t.Errorf("%s crash line %q lacks the kept region's words", mode, crash)
+		}
+		if mode == ModeDirect {
+			exact, region, lastMap := -1, -1, -1
+			for i, w := range words {
+				switch {
+				case w == "memmap=exactmap":
+					exact = i
+				case w == kept:
+					region = i
+				case strings.HasPrefix(w, "memmap=") && strings.Contains(w, "@"):
+					lastMap = i
+				}
+			}
+			if exact < 0 || region < exact || region < lastMap {
+				t.Errorf("direct crash line %q: %s must follow memmap=exactmap and the map's words", crash, kept)
+			}
+		}
+		back := ProductionCmdline("elfcorehdr=0x5e000000 "+crash, mm)
+		if !hasWord(splitCmdline(back), kept) {
+			t.Errorf("%s: production line %q lacks %q", mode, back, kept)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/keptmem"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 	"github.com/fastreboot/fastreboot/pkg/rollback"
@@ -191,12 +192,20 @@ func (p *Path) restricted(mm memmap.Map) bool {
 // manifest sets its own (crashhandler.InheritCrashkernel: without it the
 // next generation could not re-arm the crash path), the recorded memory
 // map when this kernel runs on a restricted one, and a pstore region for
-// crash evidence (crashhandler.EvidenceCmdline). Every image the
-// generation stages should be this one; Arm derives the crash command line
-// from it.
+// crash evidence (crashhandler.EvidenceCmdline), and the running kept
+// memory region (keptmem.InheritCmdline: without it the next generation
+// would use the region as RAM and lose the module cache kept there).
+// Every image the generation stages should be this one; Arm derives the
+// crash command line from it.
 func (p *Path) ProductionManifest(m *bootimage.Manifest) *bootimage.Manifest {
 	c := *m
-	c.Cmdline = crashhandler.InheritCrashkernel(c.Cmdline, p.runningCmdline())
+	running := p.runningCmdline()
+	c.Cmdline = crashhandler.InheritCrashkernel(c.Cmdline, running)
+	if kept, err := keptmem.InheritCmdline(c.Cmdline, running); err != nil {
+		p.log.Warn("the next image does not inherit the kept region", "err", err)
+	} else {
+		c.Cmdline = kept
+	}
 	mm, _, err := p.MemoryMap()
 	if err == nil && p.restricted(mm) {
 		c.Cmdline = crashhandler.ProductionCmdline(c.Cmdline, mm)

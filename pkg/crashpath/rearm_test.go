@@ -204,3 +204,42 @@ func TestCrashEstimate(t *testing.T) {
 		t.Errorf("direct estimate %+v, %v; want a smaller reservation that fits", est, err)
 	}
 }
+
+// TestKeptRegionInherited: the system was cold booted with a kept region
+// (memmap=64M!0x40000000) that the manifest does not name. Every image
+// staged keeps it (ProductionManifest), and the crash image too, in both
+// modes, so that the generation after a crash keeps it; in direct mode
+// the word follows the memory map's memmap=exactmap, which would erase it.
+func TestKeptRegionInherited(t *testing.T) {
+	ctx := context.Background()
+	const kept = "memmap=64M!0x40000000"
+	for _, mode := range []crashhandler.Mode{crashhandler.ModeTwoStage, crashhandler.ModeDirect} {
+		t.Run(string(mode), func(t *testing.T) {
+			im, _ := testimage.Update()
+			m, mp := im.WriteTemp(t)
+			root := crashRoot(t, 384<<20)
+			withCmdline(t, root, "console=ttyS0 crashkernel=384M "+kept)
+			l := &flagLoader{}
+			p := newPath(t, root, l)
+			if pm := p.ProductionManifest(m); !strings.Contains(pm.Cmdline, kept) {
+				t.Errorf("production manifest's command line %q lacks %s", pm.Cmdline, kept)
+			}
+			own := *m
+			own.Cmdline += " memmap=32M!0x80000000"
+			if pm := p.ProductionManifest(&own); strings.Contains(pm.Cmdline, kept) {
+				t.Errorf("a manifest with its own region got the running one too: %q", pm.Cmdline)
+			}
+			rep, err := p.Arm(ctx, crashpath.ArmOptions{Target: target(t, mp), Mode: mode})
+			if err != nil {
+				t.Fatalf("Arm: %v", err)
+			}
+			next := crashhandler.NextCmdline(l.cmdline, mode, rep.State.MemoryMap)
+			for name, line := range map[string]string{"crash": l.cmdline, "next": next} {
+				i := strings.Index(line, kept)
+				if i < 0 || i < strings.Index(line, "memmap=exactmap") || (mode == crashhandler.ModeDirect && !strings.Contains(line, "memmap=exactmap")) {
+					t.Errorf("%s command line %q: want %s, after memmap=exactmap when there is one (always in direct mode)", name, line, kept)
+				}
+			}
+		})
+	}
+}

@@ -144,6 +144,10 @@ type Handoff struct {
 	// (StageOptions.Rollback): last-known-good, the trial, the crash
 	// count, the history; nil when none was kept.
 	Rollback *rollback.State `json:"rollback,omitempty"`
+	// Kept, when set, says that the modules were written to the kept
+	// memory region instead of fastreboot/modules/ (Carried is then
+	// empty): which region, and which index (CarryKept).
+	Kept *HandoffKept `json:"kept,omitempty"`
 }
 
 // HandoffCrash is the crash path's state a handoff carries, so that the
@@ -319,6 +323,11 @@ func DecodeHandoff(r io.Reader) (*Handoff, error) {
 	}
 	if err := checkHandoffKernelELFs(h.KernelELFs, inManifest); err != nil {
 		return nil, err
+	}
+	if h.Kept != nil {
+		if err := h.Kept.check(); err != nil {
+			return nil, err
+		}
 	}
 	// A Stage also carries the modules of the rollback state's
 	// last-known-good and fallback images (carriable).

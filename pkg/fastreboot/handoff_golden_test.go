@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/keptmem"
 	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/rollback"
@@ -270,5 +273,50 @@ func TestHandoffGoldenRollback(t *testing.T) {
 		if err != nil || old.Rollback != nil {
 			t.Errorf("%s: rollback %+v, %v; want none", name, old.Rollback, err)
 		}
+	}
+}
+
+// TestHandoffGoldenKept: a handoff whose modules went to the kept region
+// (CarryKept) is testdata/handoff/v2-kept.json, byte for byte (go test
+// -update rewrites it): Kept names the region and the index, no module is
+// carried, and the version is unchanged (the field is optional: an older
+// reader adopts nothing and reads the modules from storage). It decodes to
+// the same record; a malformed record is refused.
+func TestHandoffGoldenKept(t *testing.T) {
+	h, _ := goldenHandoff()
+	h.Reason, h.Crash = ReasonUpdate, nil
+	h.Kept = &HandoffKept{
+		Region: keptmem.Region{Start: 0x40000000, Size: 64 << 20}, CacheSize: 64 << 20,
+		IndexSHA256: strings.Repeat("ab", 32), Sequence: 3, Modules: 4, Bytes: 17 << 20,
+	}
+	want := *h.Kept
+	var buf bytes.Buffer
+	if _, err := WriteHandoffPiece(&buf, h, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := handoffJSONOf(t, buf.Bytes())
+	path := filepath.Join(handoffGoldenDir, "v2-kept.json")
+	if *updateGolden {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	golden, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(golden), string(got)); diff != "" {
+		t.Errorf("handoff.json differs from %s (-golden +written):\n%s", path, diff)
+	}
+	read, err := DecodeHandoff(bytes.NewReader(golden))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read.Version != HandoffVersion || len(read.Carried) != 0 || read.Kept == nil || *read.Kept != want {
+		t.Errorf("%s: version %d, carried %v, kept %+v", path, read.Version, read.Carried, read.Kept)
+	}
+	bad := bytes.Replace(golden, []byte(strings.Repeat("ab", 32)), []byte("not-a-digest"), 1)
+	if _, err := DecodeHandoff(bytes.NewReader(bad)); !errors.Is(err, ErrHandoff) {
+		t.Errorf("a kept record with a bad digest: err = %v, want ErrHandoff", err)
 	}
 }

@@ -318,9 +318,10 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 	if b.initrd, err = kexecsys.NewImageFile("fastreboot-initrd"); err != nil {
 		return nil, err
 	}
+	initrd := b.initrd // the error returns below return a nil b
 	defer func() {
 		if err != nil {
-			b.initrd.Close()
+			initrd.Close()
 		}
 	}()
 	a := &assembler{dst: b.initrd}
@@ -344,7 +345,15 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 	}
 	lap(&rep.Durations.Assemble)
 
-	if spec.carry == CarryNone {
+	carry, kept, err := mc.resolveCarry(spec, rep)
+	if err != nil {
+		return nil, err
+	}
+	if kept != nil {
+		defer kept.Close()
+	}
+	rep.Carrier = carry
+	if carry == CarryNone {
 		blobs = nil
 	} else {
 		// A crash image too: the generation it starts must be able to
@@ -369,17 +378,37 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 		r := spec.rollback.Clone()
 		h.Rollback = &r
 	}
+	inInitrd := blobs
+	if kept != nil {
+		// The modules go to the region, the handoff says where.
+		h.Kept, rep.Kept, err = mc.writeKept(kept, blobs, spec)
+		switch {
+		case err == nil:
+			inInitrd = nil
+		case spec.carry == CarryAuto:
+			// Too small, or a failed write (which left the region
+			// without an index): the initrd carries them.
+			rep.CarrierWarning = "carried in the initrd: the kept carrier: " + err.Error()
+			mc.log.Warn("auto carrier: carrying the modules in the initrd", "why", err)
+			h.Kept, rep.Kept, rep.Carrier, err = nil, nil, CarryInitrd, nil
+		default:
+			return nil, fmt.Errorf("the kept carrier: %w", err)
+		}
+	}
 	hstart := a.off
-	if _, err := WriteHandoffPiece(a, h, blobs); err != nil {
+	if _, err := WriteHandoffPiece(a, h, inInitrd); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.initrd.Name(), err)
 	}
 	rep.HandoffBytes = a.off - hstart
 	rep.CarriedModules = len(h.Carried)
-	rep.CarriedBytes = uniqueBytes(blobs) // a digest is carried once
+	rep.CarriedBytes = uniqueBytes(inInitrd) // a digest is carried once
+	if h.Kept != nil {
+		rep.CarriedModules, rep.CarriedBytes = h.Kept.Modules, h.Kept.Bytes
+	}
 	rep.InitrdBytes = a.off
 	rep.PaddingBytes = a.padding
 	rep.CopiedInKernel = a.kernelCopied
-	rep.CopiedInUser = a.userCopied + rep.CarriedBytes
+	rep.CopiedInUser = a.userCopied + uniqueBytes(inInitrd)
 	if err := kexecsys.SealImage(b.initrd); err != nil {
 		return nil, err
 	}

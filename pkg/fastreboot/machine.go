@@ -11,6 +11,7 @@ import (
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
+	"github.com/fastreboot/fastreboot/pkg/keptmem"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 	"github.com/fastreboot/fastreboot/pkg/rollback"
@@ -50,6 +51,19 @@ const (
 	// CarryNone writes only handoff.json: the next generation starts with
 	// an empty cache. Benchmarks use it to show what carrying costs.
 	CarryNone
+	// CarryKept writes the modules CarryInitrd would carry into the cache
+	// part of the running system's kept memory region (pkg/keptmem: the
+	// memmap=SIZE!START word of Root/proc/cmdline, its /dev/pmemN), at
+	// stage time, and the handoff piece holds only handoff.json, whose
+	// Kept field locates them: nothing of them is copied into the initrd,
+	// hashed by the purgatory or unpacked by the next kernel. A Stage that
+	// finds no region, no device, or too small a region fails (the loaded
+	// image stays).
+	CarryKept
+	// CarryAuto is CarryKept when the running command line keeps a region
+	// and its device is found and large enough, else CarryInitrd; the
+	// report says which, and why it fell back (StageReport.CarrierWarning).
+	CarryAuto
 )
 
 func (c Carry) String() string {
@@ -58,8 +72,40 @@ func (c Carry) String() string {
 		return "initrd"
 	case CarryNone:
 		return "none"
+	case CarryKept:
+		return "kept"
+	case CarryAuto:
+		return "auto"
 	}
 	return fmt.Sprintf("Carry(%d)", int(c))
+}
+
+// ParseCarry reads a carrier's name: "auto", "kept", "initrd" or "none".
+func ParseCarry(s string) (Carry, error) {
+	for _, c := range []Carry{CarryAuto, CarryKept, CarryInitrd, CarryNone} {
+		if s == c.String() {
+			return c, nil
+		}
+	}
+	return 0, fmt.Errorf("carrier %q: want auto, kept, initrd or none", s)
+}
+
+// MarshalText writes the carrier's name.
+func (c Carry) MarshalText() ([]byte, error) {
+	if _, err := ParseCarry(c.String()); err != nil {
+		return nil, err
+	}
+	return []byte(c.String()), nil
+}
+
+// UnmarshalText reads a carrier's name (ParseCarry).
+func (c *Carry) UnmarshalText(b []byte) error {
+	v, err := ParseCarry(string(b))
+	if err != nil {
+		return err
+	}
+	*c = v
+	return nil
 }
 
 // Options configure a Machine: what stays the same for its life (the
@@ -351,10 +397,41 @@ type StageReport struct {
 	// CopiedInKernel counts piece bytes copied by copy_file_range,
 	// CopiedInUser those copied through a user-space buffer (pread/pwrite
 	// fallback, and the carried modules).
-	CopiedInKernel int64     `json:"copied_in_kernel"`
-	CopiedInUser   int64     `json:"copied_in_user"`
-	Timeline       Timeline  `json:"timeline"`
-	Durations      Durations `json:"durations"`
+	CopiedInKernel int64 `json:"copied_in_kernel"`
+	CopiedInUser   int64 `json:"copied_in_user"`
+	// Carrier is how the modules reach the next generation: initrd
+	// (CarriedModules in the handoff piece), kept (CarriedModules in the
+	// kept region, Kept) or none; StageOptions.Carry with auto resolved.
+	Carrier Carry `json:"carrier"`
+	// CarrierWarning says why an auto carrier fell back to the initrd
+	// (no region on the command line, no device, too small a region).
+	CarrierWarning string `json:"carrier_warning,omitempty"`
+	// Kept is what the kept carrier wrote; nil for the other carriers.
+	Kept      *KeptReport `json:"kept,omitempty"`
+	Timeline  Timeline    `json:"timeline"`
+	Durations Durations   `json:"durations"`
+}
+
+// KeptReport is what a Stage with the kept carrier wrote to the kept
+// region.
+type KeptReport struct {
+	// Device is the region's block device (or the file a test gave).
+	Device string `json:"device"`
+	// Region is the kept region; CacheSize the length of its cache part,
+	// at its start (keptmem.Layout).
+	Region    keptmem.Region `json:"region"`
+	CacheSize int64          `json:"cache_size"`
+	// Sequence is the region's write count after this write (the
+	// handoff names it: an index written later is refused).
+	Sequence uint64 `json:"sequence"`
+	// Modules and Bytes are the modules written and their bytes; Written
+	// is false in a dry run, which writes nothing.
+	Modules int   `json:"modules"`
+	Bytes   int64 `json:"bytes"`
+	Written bool  `json:"written"`
+	// Took is how long the write took (keptmem.Write: the modules hashed
+	// and copied, each step synced).
+	Took time.Duration `json:"took_ns"`
 }
 
 // Staged returns the report of the last successful Stage of this Machine.

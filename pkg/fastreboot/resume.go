@@ -93,6 +93,13 @@ type State struct {
 	// rehydrated; they are missing from the cache and a later Sync reads
 	// them from storage.
 	RehydrateError string `json:"rehydrate_error,omitempty"`
+	// Carrier is how the handoff carried the modules: "initrd" (its
+	// modules/ files), "kept" (the kept region, Kept) or "none"; empty on
+	// a cold boot.
+	Carrier string `json:"carrier,omitempty"`
+	// Kept is the kept region the modules were adopted from (Carrier
+	// "kept"), as the handoff named it and the device found.
+	Kept *KeptState `json:"kept,omitempty"`
 	// Restarted is when Resume last ran again in this boot with a cache
 	// (a restarted daemon). The modules rehydrated before lived in the
 	// previous process's cache and are gone (their handoff files were
@@ -182,6 +189,14 @@ func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*St
 		m := h.Manifest
 		st.Manifest = &m
 		st.Carried = len(h.Carried)
+		switch {
+		case h.Kept != nil:
+			st.Carrier, st.Carried = CarryKept.String(), h.Kept.Modules
+		case len(h.Carried) > 0:
+			st.Carrier = CarryInitrd.String()
+		default:
+			st.Carrier = CarryNone.String()
+		}
 		// The kernel brought every CPU it could up before init ran
 		// (smp_init), so what is online now is what came back.
 		st.CPURecord = h.CPUs
@@ -203,6 +218,15 @@ func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*St
 				if rerr := os.RemoveAll(filepath.Join(opts.Root, HandoffModulesDir)); rerr != nil {
 					log.Warn("resume: removing the untrusted carried modules", "err", rerr)
 				}
+			}
+		}
+		if cache != nil && h.Kept != nil && adopt {
+			t := clock()
+			st.Rehydrated, err = adoptKept(ctx, cache, opts.Root, h, opts.EagerVerify, st)
+			st.RehydrateTime = clock().Sub(t)
+			if err != nil {
+				st.RehydrateError = err.Error()
+				log.Warn("resume: the modules in the kept region were not adopted; they are read from storage", "err", err)
 			}
 		}
 		if cache != nil && len(h.Carried) > 0 && adopt {
