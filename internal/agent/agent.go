@@ -81,8 +81,14 @@ type StageRequest struct {
 	Current bool                `json:"current,omitempty"`
 	Reason  fastreboot.Reason   `json:"reason,omitempty"`
 	DryRun  bool                `json:"dry_run,omitempty"`
-	// NoCarry stages without carrying the cache into the next generation.
+	// NoCarry stages without carrying the cache into the next generation
+	// (Carry "none").
 	NoCarry bool `json:"no_carry,omitempty"`
+	// Carry is how the cache reaches the next generation: "auto" (the
+	// default: the kept region when the running command line keeps one
+	// and its device is there, else the initrd), "kept", "initrd" or
+	// "none" (fastreboot.ParseCarry).
+	Carry string `json:"carry,omitempty"`
 	// Load is the load method ("" is fastreboot.LoadFile).
 	Load fastreboot.LoadMethod `json:"load,omitempty"`
 	// Hashed is what the client read to learn the digests of an Inline
@@ -330,6 +336,13 @@ func New(ctx context.Context, opts Options) (*Agent, error) {
 	a.trialStart = a.started
 	var err error
 	if opts.Resume {
+		// The handoff may name modules kept in the kept region: its
+		// device must be there before Resume looks for it.
+		if what, kerr := ensureKeptDevice(opts, 2*time.Second); kerr != nil {
+			log.Warn("the kept region's device is missing: modules kept there are read from storage", "err", kerr)
+		} else if what != "" {
+			log.Info(what)
+		}
 		a.state, err = fastreboot.Resume(ctx, cache, fastreboot.ResumeOptions{
 			Root: opts.Root, StateDir: opts.StateDir, Logger: log, EagerVerify: opts.EagerVerify, Trust: opts.Trust,
 		})
@@ -522,7 +535,9 @@ func (a *Agent) reread(ctx context.Context, m *bootimage.Manifest, origin *fastr
 // handoff repeats (crashpath.Path.HandoffCrash) and the recorded memory
 // map, if readable.
 func (a *Agent) stageOptions(reason fastreboot.Reason) fastreboot.StageOptions {
-	so := fastreboot.StageOptions{Reason: reason, Generation: a.state.Generation, Crash: a.crash.HandoffCrash()}
+	// The kept region when the running system keeps one, else the
+	// initrd (fastreboot.CarryAuto).
+	so := fastreboot.StageOptions{Reason: reason, Generation: a.state.Generation, Crash: a.crash.HandoffCrash(), Carry: fastreboot.CarryAuto}
 	if mm, _, err := a.crash.MemoryMap(); err == nil {
 		so.MemoryMap = mm
 	}
@@ -644,8 +659,15 @@ func (a *Agent) Stage(ctx context.Context, req StageRequest) (*fastreboot.StageR
 		return nil, fmt.Errorf("stage: %w", err)
 	}
 	so.Rollback = &next
-	if req.NoCarry {
+	switch {
+	case req.NoCarry && req.Carry != "" && req.Carry != fastreboot.CarryNone.String():
+		return nil, fmt.Errorf("stage: no_carry and carry %q disagree", req.Carry)
+	case req.NoCarry:
 		so.Carry = fastreboot.CarryNone
+	case req.Carry != "":
+		if so.Carry, err = fastreboot.ParseCarry(req.Carry); err != nil {
+			return nil, fmt.Errorf("stage: %w", err)
+		}
 	}
 	pm := a.crash.ProductionManifest(m)
 	if next.OnTrial(a.state.Generation+1) && next.Good != nil {

@@ -44,7 +44,13 @@ Commands:
   stage --default | --entry ID     the image of a boot entry (BLS, grub.cfg or
         [--root DIR]               Debian's vmlinuz/initrd.img links): --default
                                    the one the boot loader boots by default
-        [--dry-run] [--no-carry] [--reason R] [--json]
+        [--dry-run] [--reason R] [--json]
+        [--carry auto|kept|initrd|none]
+                                   how the cache reaches the next kernel: auto
+                                   (default) writes it to the kept memory region
+                                   when this system keeps one (fastreboot kept),
+                                   else into the initrd; none reads storage
+                                   (--no-carry is --carry none)
         [--load file|segments]     file (default): kexec_file_load; segments:
                                    kexec_load of the kernel decompressed once and
                                    cached, no digest check at reboot (refused

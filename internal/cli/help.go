@@ -36,7 +36,11 @@ var commandHelp = map[string]string{
   last-known-good, and it stays on trial until fastreboot bless, or until
   its daemon rolls back: past --trial-deadline without a bless, or when the
   --health command fails (which blesses when it exits 0). --max-crashes and
-  --crash-window set the crash-loop policy (default 3 within 15m)`,
+  --crash-window set the crash-loop policy (default 3 within 15m).
+  --carry auto (the default) writes the cached modules to the kept memory
+  region when the running command line keeps one and its /dev/pmemN is
+  there (the next kernel adopts them in place, hashing each before use),
+  else carries them in the initrd, saying why; --carry kept fails instead`,
 	"bless": `bless [--json | --if-trial]
   make the running generation's image, on trial, last-known-good (the old
   one becomes the fallback), then arm the crash path and restage the staged

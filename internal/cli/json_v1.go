@@ -20,6 +20,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
+	"github.com/fastreboot/fastreboot/pkg/keptmem"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 	"github.com/fastreboot/fastreboot/pkg/rollback"
@@ -71,6 +72,51 @@ type GenerationStateV1 struct {
 	// Trust is the check of the handoff manifest's signature against the
 	// trust root when the generation resumed; absent without one.
 	Trust *TrustStateV1 `json:"trust,omitempty"`
+	// Carrier is how the handoff carried the modules: "initrd" (files in
+	// the handoff piece), "kept" (the kept memory region: Kept) or "none";
+	// absent on a cold boot. Rehydrated and RehydrateTime are the
+	// adoption from it.
+	Carrier string `json:"carrier,omitempty"`
+	// Kept is the kept region the modules were adopted from (carrier
+	// "kept"): its device, and the region and write sequence the handoff
+	// named.
+	Kept *KeptStateV1 `json:"kept,omitempty"`
+}
+
+// KeptRegionV1 is the v1 form of keptmem.Region: physical addresses.
+type KeptRegionV1 struct {
+	// Start and Size of the region, in bytes.
+	Start uint64 `json:"start"`
+	Size  uint64 `json:"size"`
+}
+
+// KeptStateV1 is the v1 form of fastreboot.KeptState.
+type KeptStateV1 struct {
+	// Device is the region's block device found at resume (absent when
+	// none was found: rehydrate_error says so).
+	Device string `json:"device,omitempty"`
+	// Region and Sequence are what the handoff named.
+	Region   KeptRegionV1 `json:"region"`
+	Sequence uint64       `json:"sequence"`
+}
+
+// KeptReportV1 is the v1 form of fastreboot.KeptReport: what a stage with
+// the kept carrier wrote to the kept region.
+type KeptReportV1 struct {
+	// Device is the region's block device.
+	Device string `json:"device"`
+	// Region is the kept region; CacheSize the length of its module cache
+	// part, at its start.
+	Region    KeptRegionV1 `json:"region"`
+	CacheSize int64        `json:"cache_size"`
+	// Sequence is the region's write count after this write.
+	Sequence uint64 `json:"sequence"`
+	// Modules and Bytes were written; Written is false in a dry run.
+	Modules int   `json:"modules"`
+	Bytes   int64 `json:"bytes"`
+	Written bool  `json:"written"`
+	// Took is how long the write took.
+	Took time.Duration `json:"took_ns"`
 }
 
 // CpuStatusV1 is the v1 form of cpuStatus.
@@ -239,6 +285,13 @@ type StageReportV1 struct {
 	// fallback, and the carried modules).
 	CopiedInKernel int64 `json:"copied_in_kernel"`
 	CopiedInUser   int64 `json:"copied_in_user"`
+	// Carrier is how the modules reach the next generation: "initrd"
+	// (in the handoff piece), "kept" (written to the kept memory region:
+	// Kept) or "none"; CarrierWarning says why the default carrier (auto)
+	// fell back to the initrd.
+	Carrier        string        `json:"carrier"`
+	CarrierWarning string        `json:"carrier_warning,omitempty"`
+	Kept           *KeptReportV1 `json:"kept,omitempty"`
 	// Timeline is when staging began and ended (the times the next generation gets in its handoff).
 	Timeline TimelineV1 `json:"timeline"`
 	// Durations are the phases of staging.
@@ -851,7 +904,26 @@ func generationStateV1Of(s fastreboot.State) GenerationStateV1 {
 		CPURecord:      cpuRecordV1Ptr(s.CPURecord),
 		ManifestPath:   manifestPathOf(s.Origin),
 		Trust:          trustStateV1Ptr(s.Trust),
+		Carrier:        s.Carrier,
+		Kept:           keptStateV1Ptr(s.Kept),
 	}
+}
+
+func keptRegionV1Of(r keptmem.Region) KeptRegionV1 { return KeptRegionV1{Start: r.Start, Size: r.Size} }
+
+func keptStateV1Ptr(p *fastreboot.KeptState) *KeptStateV1 {
+	if p == nil {
+		return nil
+	}
+	return &KeptStateV1{Device: p.Device, Region: keptRegionV1Of(p.Region), Sequence: p.Sequence}
+}
+
+func keptReportV1Ptr(p *fastreboot.KeptReport) *KeptReportV1 {
+	if p == nil {
+		return nil
+	}
+	return &KeptReportV1{Device: p.Device, Region: keptRegionV1Of(p.Region), CacheSize: p.CacheSize, Sequence: p.Sequence,
+		Modules: p.Modules, Bytes: p.Bytes, Written: p.Written, Took: p.Took}
 }
 
 func manifestPathOf(o *fastreboot.ManifestOrigin) string {
@@ -932,6 +1004,9 @@ func stageReportV1Of(s fastreboot.StageReport) StageReportV1 {
 		CarriedBytes:   s.CarriedBytes,
 		CopiedInKernel: s.CopiedInKernel,
 		CopiedInUser:   s.CopiedInUser,
+		Carrier:        s.Carrier.String(),
+		CarrierWarning: s.CarrierWarning,
+		Kept:           keptReportV1Ptr(s.Kept),
 		Timeline:       timelineV1Of(s.Timeline),
 		Durations:      durationsV1Of(s.Durations),
 	}

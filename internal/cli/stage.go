@@ -161,7 +161,8 @@ func cmdStage(ctx context.Context, e *env, args []string) error {
 	addImageFlags(fs, &img)
 	current := fs.Bool("current", false, "restage what this generation runs, from the cache alone")
 	dryRun := fs.Bool("dry-run", false, "build everything, load and reboot nothing")
-	noCarry := fs.Bool("no-carry", false, "do not carry the cache into the next kernel (it reads its modules from storage)")
+	carry := fs.String("carry", fastreboot.CarryAuto.String(), "how the cache reaches the next kernel: auto (the kept region when this system keeps one, else the initrd), kept, initrd or none (it reads its modules from storage)")
+	noCarry := fs.Bool("no-carry", false, "the same as --carry none")
 	reason := fs.String("reason", string(fastreboot.ReasonUpdate), "why the next generation boots: update, manual or crash")
 	load := fs.String("load", string(fastreboot.LoadFile), "file (kexec_file_load) or segments (kexec_load of the kernel decompressed once and cached; refused under lockdown)")
 	var trial trialFlags
@@ -184,7 +185,20 @@ func cmdStage(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	req.DryRun, req.NoCarry, req.Reason, req.Load = *dryRun, *noCarry, fastreboot.Reason(*reason), method
+	carrier, err := fastreboot.ParseCarry(*carry)
+	if err != nil {
+		return usagef("--carry: %v", err)
+	}
+	if *noCarry {
+		if set(fs, "carry") && carrier != fastreboot.CarryNone {
+			return usagef("--no-carry and --carry %s disagree", carrier)
+		}
+		carrier = fastreboot.CarryNone
+	}
+	req.DryRun, req.Reason, req.Load = *dryRun, fastreboot.Reason(*reason), method
+	if carrier != fastreboot.CarryAuto {
+		req.Carry = carrier.String()
+	}
 	req.Trial, req.Policy = assess.Trial, assess.Policy
 	if !req.Reason.Valid() || req.Reason == fastreboot.ReasonCold {
 		// Only the firmware boots cold: Stage refuses that reason.
@@ -281,8 +295,16 @@ func stage(ctx context.Context, e *env, req agent.StageRequest, asJSON bool) (*f
 	for _, warn := range rep.Sync.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", warn)
 	}
-	fmt.Fprintf(w, "  initrd %s = pieces %s + padding %d B + handoff %s (%d modules carried, %s)\n",
-		human(rep.InitrdBytes), human(rep.PiecesBytes), rep.PaddingBytes, human(rep.HandoffBytes), rep.CarriedModules, human(rep.CarriedBytes))
+	if k := rep.Kept; k != nil {
+		fmt.Fprintf(w, "  initrd %s = pieces %s + padding %d B + handoff %s (carrier kept: %d modules, %s written to %s, sequence %d, in %s)\n",
+			human(rep.InitrdBytes), human(rep.PiecesBytes), rep.PaddingBytes, human(rep.HandoffBytes), k.Modules, human(k.Bytes), k.Device, k.Sequence, k.Took.Round(time.Millisecond))
+	} else {
+		fmt.Fprintf(w, "  initrd %s = pieces %s + padding %d B + handoff %s (carrier %s: %d modules carried, %s)\n",
+			human(rep.InitrdBytes), human(rep.PiecesBytes), rep.PaddingBytes, human(rep.HandoffBytes), rep.Carrier, rep.CarriedModules, human(rep.CarriedBytes))
+	}
+	if rep.CarrierWarning != "" {
+		fmt.Fprintf(w, "  warning: %s\n", rep.CarrierWarning)
+	}
 	d := rep.Durations
 	fmt.Fprintf(w, "  phases: validate %s, sync %s, assemble %s, handoff %s, %s %s\n",
 		ms(d.Validate), ms(d.Sync), ms(d.Assemble), ms(d.Handoff), loadName(rep.Load), ms(d.Load))
@@ -441,3 +463,10 @@ func loadName(m fastreboot.LoadMethod) string {
 }
 
 func ms(d time.Duration) string { return d.Round(time.Millisecond).String() }
+
+// set reports whether flag name was on fs's command line.
+func set(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(fl *flag.Flag) { found = found || fl.Name == name })
+	return found
+}

@@ -173,8 +173,12 @@ func printStatus(e *env, r *statusReport) {
 		if s.Rehydrated.Unverified > 0 {
 			how = fmt.Sprintf("%d adopted unverified", s.Rehydrated.Unverified)
 		}
-		fmt.Fprintf(w, "  handoff carried %d modules; rehydrated %d (%s) in %s (%s)\n",
-			s.Carried, s.Rehydrated.Modules, human(s.Rehydrated.Bytes), s.RehydrateTime.Round(time.Millisecond), how)
+		from := "the initrd"
+		if k := s.Kept; s.Carrier == fastreboot.CarryKept.String() && k != nil {
+			from = fmt.Sprintf("the kept region %s (%s, sequence %d)", k.Region, orNone(k.Device), k.Sequence)
+		}
+		fmt.Fprintf(w, "  carrier %s: %d modules carried in %s; adopted %d (%s) in %s (%s)\n",
+			orNone(s.Carrier), s.Carried, from, s.Rehydrated.Modules, human(s.Rehydrated.Bytes), s.RehydrateTime.Round(time.Millisecond), how)
 	}
 	if s := r.State; s != nil && s.CarriedLost > 0 {
 		fmt.Fprintf(w, "  daemon restarted %s: the %d carried modules an earlier daemon rehydrated died with its cache (a stage reads them from storage)\n",
@@ -300,6 +304,14 @@ func yesNo(b bool) string {
 func orUnknown(s string) string {
 	if s == "" {
 		return "unknown"
+	}
+	return s
+}
+
+// orNone is s, or "none" when it is empty.
+func orNone(s string) string {
+	if s == "" {
+		return "none"
 	}
 	return s
 }

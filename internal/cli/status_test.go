@@ -87,7 +87,7 @@ func TestStatus(t *testing.T) {
 		for _, w := range []string{
 			"generation 2, reason update, image v1\n",
 			"staged by the previous generation: 2025-11-25T15:00:00Z .. 2025-11-25T15:00:00.08Z (80ms)",
-			"handoff carried 4 modules; rehydrated 4 (",
+			"4 modules carried in the initrd; adopted 4 (",
 			"kexec: image loaded no, crash image loaded no, lockdown none",
 			"cache: no daemon running",
 		} {
@@ -356,7 +356,7 @@ func TestStatusAdoption(t *testing.T) {
 
 			text := h.run("status").stdout
 			for _, w := range []string{
-				"handoff carried 4 modules; rehydrated 4 (",
+				"4 modules carried in the initrd; adopted 4 (",
 				"(4 adopted unverified)",
 				fmt.Sprintf("carried modules adopted unverified: 4 (%s): %d verified, 0 pending, %d failed (", human(want.Bytes), want.Verified, want.Failed),
 			} {
