@@ -88,6 +88,12 @@ Commands:
                                    Debian's links), the default and why
   manifest diff OLD NEW [--json]   name added, removed and changed modules
   manifest validate [--content] M  check a manifest (and with --content its files)
+  kept plan --size SIZE [--preserve SIZE] [--json]
+                                   where a kept memory region goes: the
+                                   memmap=SIZE!START word to add to the boot
+                                   loader's command line (the module cache then
+                                   crosses kexec in place, not in the initrd)
+  kept status [--json]             the running region, its /dev/pmemN, its index
   crash arm [MANIFEST] [--mode two-stage|direct] [--auto] [--append W]...
         [--load segments|file]     build the crash image from the cache and load it
         [--allow-no-rearm]         (segments, the default: kexec_load ON_CRASH of the
@@ -282,6 +288,7 @@ var commands = map[string]command{
 	"entries":  cmdEntries,
 	"bless":    cmdBless,
 	"rollback": cmdRollback,
+	"kept":     cmdKept,
 }
 
 // Main runs the command line args and returns the exit code.

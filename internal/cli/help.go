@@ -41,6 +41,19 @@ var commandHelp = map[string]string{
   region when the running command line keeps one and its /dev/pmemN is
   there (the next kernel adopts them in place, hashing each before use),
   else carries them in the initrd, saying why; --carry kept fails instead`,
+	"kept plan": `kept plan --size SIZE [--preserve SIZE] [--json]
+  where a kept memory region of SIZE goes, and the words to add to the boot
+  loader's command line: memmap=SIZE!START (and fastreboot.preserve=SIZE
+  when --preserve gives the region's end to workloads). It is placed, 2 MiB
+  aligned, in the recorded firmware memory map's RAM (above 4 GiB when it
+  fits), outside the crashkernel= reservation and the RAM the running
+  kernel does not use (the ramoops region). Once booted with them, every
+  staged image keeps the region and stage --carry auto writes the module
+  cache there instead of into the initrd`,
+	"kept status": `kept status [--json]
+  the kept memory region of the running command line, its /dev/pmemN, and
+  the header of the module index it holds (sequence, writer generation,
+  modules, bytes), or why there is none`,
 	"bless": `bless [--json | --if-trial]
   make the running generation's image, on trial, last-known-good (the old
   one becomes the fallback), then arm the crash path and restage the staged
@@ -108,6 +121,7 @@ var commandGroups = map[string][]string{
 	"manifest": {"create", "diff", "validate"},
 	"crash":    {"arm", "estimate", "disarm", "status", "last", "recover"},
 	"key":      {"gen", "sign", "verify"},
+	"kept":     {"plan", "status"},
 }
 
 // printHelp prints the usage of the command named by words ("stage",

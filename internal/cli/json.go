@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/hex"
 	"slices"
 	"time"
 
@@ -41,6 +42,8 @@ const (
 	schemaEntries          = "fastreboot.entries.v1"
 	schemaBless            = "fastreboot.bless.v1"
 	schemaRollback         = "fastreboot.rollback.v1"
+	schemaKeptPlan         = "fastreboot.kept.plan.v1"
+	schemaKeptStatus       = "fastreboot.kept.status.v1"
 )
 
 // StatusV1 is `fastreboot status --json`.
@@ -412,6 +415,90 @@ func entriesDoc(l *bootentry.List) EntriesV1 {
 		if p != nil {
 			d.Problems = append(d.Problems, p.Error())
 		}
+	}
+	return d
+}
+
+// KeptPlanV1 is `fastreboot kept plan --json`: where a new kept memory
+// region goes and the words that keep it.
+type KeptPlanV1 struct {
+	Schema string `json:"schema"`
+	// Region is the planned region; CacheSize the part of it at its start
+	// that holds the module cache, PreserveSize the part at its end given
+	// to preserved workload areas (fastreboot.preserve=).
+	Region       KeptRegionV1 `json:"region"`
+	CacheSize    int64        `json:"cache_size"`
+	PreserveSize int64        `json:"preserve_size,omitempty"`
+	// Words are the words to add to the boot loader's command line:
+	// memmap=SIZE!START, and fastreboot.preserve=SIZE when areas are kept.
+	Words []string `json:"words"`
+	// MemoryMapFrom is the memory map the region was placed in: "handoff"
+	// (the one recorded while healthy) or "firmware" (this boot's).
+	MemoryMapFrom string `json:"memory_map_from"`
+	// Avoided are the ranges the region was kept out of: the crashkernel=
+	// reservation, the RAM the running kernel does not use (the ramoops
+	// region, a kept region).
+	Avoided []AvoidedRangeV1 `json:"avoided,omitempty"`
+	// Running is the region the running command line keeps already;
+	// absent when none.
+	Running *KeptRegionV1 `json:"running,omitempty"`
+}
+
+func keptPlanDoc(r *keptPlanReport) KeptPlanV1 {
+	d := KeptPlanV1{
+		Schema: schemaKeptPlan, Region: keptRegionV1Of(r.Layout.Region),
+		CacheSize: r.Layout.CacheSize, PreserveSize: r.Layout.AreasSize,
+		Words: slices.Clone(r.Words), MemoryMapFrom: r.MemoryMapFrom,
+		Avoided: avoidedRangeV1s(r.Avoided),
+	}
+	if r.Running != nil {
+		v := keptRegionV1Of(*r.Running)
+		d.Running = &v
+	}
+	return d
+}
+
+// KeptStatusV1 is `fastreboot kept status --json`: the kept memory region
+// of the running command line, its device and its index.
+type KeptStatusV1 struct {
+	Schema string `json:"schema"`
+	// Region is the running command line's region (absent: it keeps
+	// none); CacheSize the module cache's part, PreserveSize the
+	// preserved areas' part.
+	Region       *KeptRegionV1 `json:"region,omitempty"`
+	CacheSize    int64         `json:"cache_size,omitempty"`
+	PreserveSize int64         `json:"preserve_size,omitempty"`
+	// Device is the region's block device; DeviceError says why none
+	// was found.
+	Device      string `json:"device,omitempty"`
+	DeviceError string `json:"device_error,omitempty"`
+	// Index is the header of the index the region holds; absent when it
+	// holds no valid one, and IndexError says why.
+	Index      *KeptIndexV1 `json:"index,omitempty"`
+	IndexError string       `json:"index_error,omitempty"`
+}
+
+// KeptIndexV1 is the v1 form of keptmem.Header, with what the index
+// holds.
+type KeptIndexV1 struct {
+	// Sequence counts the region's writes; Generation is the writer's.
+	Sequence   uint64 `json:"sequence"`
+	Generation uint64 `json:"generation"`
+	// Modules and Bytes are what the index holds.
+	Modules int   `json:"modules"`
+	Bytes   int64 `json:"bytes"`
+	// SHA256 is the index's digest (lowercase hex), as a handoff names it.
+	SHA256 string `json:"index_sha256"`
+}
+
+func keptStatusDoc(r *keptStatusReport) KeptStatusV1 {
+	d := KeptStatusV1{Schema: schemaKeptStatus, Device: r.Device, DeviceError: r.DeviceError, IndexError: r.IndexError}
+	if l := r.Layout; l != nil {
+		v := keptRegionV1Of(l.Region)
+		d.Region, d.CacheSize, d.PreserveSize = &v, l.CacheSize, l.AreasSize
+	}
+	if h := r.Header; h != nil {
+		d.Index = &KeptIndexV1{Sequence: h.Sequence, Generation: h.Generation, Modules: r.Modules, Bytes: r.Bytes, SHA256: hex.EncodeToString(h.IndexSHA256[:])}
 	}
 	return d
 }

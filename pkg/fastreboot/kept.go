@@ -187,7 +187,7 @@ func adoptKept(ctx context.Context, cache *modcache.Cache, root string, h *Hando
 	st.Kept.Device = t.path
 	ix, err := keptmem.Open(t.cache)
 	if err != nil {
-		return modcache.RehydrateReport{}, fmt.Errorf("kept region %s: %w", t.path, err)
+		return modcache.RehydrateReport{}, fmt.Errorf("kept region: %w", err)
 	}
 	hd := ix.Header()
 	if got := hex.EncodeToString(hd.IndexSHA256[:]); hd.Sequence != k.Sequence || got != k.IndexSHA256 || ix.Len() != k.Modules {
