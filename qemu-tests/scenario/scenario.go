@@ -70,6 +70,12 @@ type Options struct {
 	// loaded by frguest before the daemon starts: the guest boots with
 	// /dev/pmem0 over the region (docs/kernel-facts.md, Kept memory region).
 	KeptRegion string
+	// KeptRegionInherited leaves the memmap=KeptRegion word off the
+	// manifests' command lines: only the cold boot's has it, as when a
+	// user adds it to the boot loader and makes manifests without it;
+	// fastreboot's inheritance (keptmem.InheritCmdline) keeps the region
+	// in every later generation.
+	KeptRegionInherited bool
 	// ModulesOnDisk are more kernel modules the kmods piece holds (and its
 	// modules.dep lists) without loading them: what a distribution has on
 	// disk for a program to load itself (e.g. "ramoops" for fastreboot).
@@ -97,6 +103,9 @@ type Setup struct {
 	Kmods   *harness.KmodsPiece
 	Dir     string
 	Cmdline string
+	// manifestCmdline is the manifests' command line: Cmdline, without
+	// the kept region's word under Options.KeptRegionInherited.
+	manifestCmdline string
 	// Files maps disk file names to host paths.
 	Files map[string]string
 	// V1 and V2 are the manifests on the disk.
@@ -118,8 +127,12 @@ func Prepare(ctx context.Context, k *harness.Kernel, o Options) (*Setup, error) 
 	s := &Setup{Kernel: k, Dir: o.Dir, Files: map[string]string{KernelFile: k.Vmlinuz}}
 	s.Cmdline = strings.TrimSpace(harness.DefaultCmdline + " " + o.Cmdline)
 	modules := append(slices.Clone(harness.StorageModules), o.Modules...)
+	s.manifestCmdline = s.Cmdline
 	if o.KeptRegion != "" {
 		s.Cmdline += " memmap=" + o.KeptRegion
+		if !o.KeptRegionInherited {
+			s.manifestCmdline = s.Cmdline
+		}
 		modules = append(modules, harness.KeptRegionModules...)
 	}
 
@@ -252,7 +265,7 @@ func appendArchive(path string, files []harness.File) error {
 // to the disk's root.
 func (s *Setup) manifest(name, site string) (*bootimage.Manifest, error) {
 	m, err := bootimage.FromFiles(s.Files[KernelFile],
-		[]string{s.Files[BaseFile], s.Files[KmodsFile], s.Files[site]}, s.Cmdline)
+		[]string{s.Files[BaseFile], s.Files[KmodsFile], s.Files[site]}, s.manifestCmdline)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", name, err)
 	}

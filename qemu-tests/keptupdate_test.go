@@ -1,0 +1,201 @@
+package qemutests
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fastreboot/fastreboot/internal/cli"
+	"github.com/fastreboot/fastreboot/pkg/keptmem"
+	"github.com/fastreboot/fastreboot/qemu-tests/harness"
+	"github.com/fastreboot/fastreboot/qemu-tests/scenario"
+)
+
+// TestKeptUpdateStory proves the kept carrier as a user meets it: the boot
+// loader's command line keeps a region (memmap=64M!0x40000000) that the
+// manifests do not name, and the default carrier (auto) writes the cache
+// there at stage time. The update v1 -> v2 carries no module in its
+// initrd; generation 2 keeps the region (inherited), adopts every module
+// from /dev/pmem0 reading no storage, and its cache verifies. A reboot
+// with --carry initrd follows for comparison (both downtimes logged), then
+// one more kept jump (the region written again: sequence 2), and last a
+// stage whose region is spoiled after it (its header's magic overwritten):
+// the next generation refuses the index, says why, and reads storage.
+func TestKeptUpdateStory(t *testing.T) {
+	s := prepare(t, scenario.Options{
+		KeptRegion:          keptRegion,
+		KeptRegionInherited: true,
+		ExtraCommands:       []string{"github.com/u-root/u-root/cmds/core/dd"},
+		ExtraFiles:          []harness.File{{Path: "etc/kept-junk", Data: []byte("X")}},
+	})
+	if strings.Contains(s.V2.Cmdline, "memmap=") {
+		t.Fatalf("manifest v2's command line %q names a region: the story needs one that does not", s.V2.Cmdline)
+	}
+	vm, boot := harness.StartBootT(t, s.VMOptions(), 3*time.Minute)
+	g := &scenario.Guest{VM: vm, Timeout: 3 * time.Minute}
+	if boot.Daemon != "started" || boot.Release != "v1" {
+		t.Fatalf("gen 1 ready = %+v, want v1, daemon started", boot.Ready)
+	}
+	run := func(cmd string) string {
+		t.Helper()
+		out, err := g.Run(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(scenario.StripKernelLines(out))
+	}
+	// The user's first step: kept plan says which words to add. Its
+	// answer must parse as a region (this guest was booted with one
+	// already, which the plan avoids and reports).
+	var plan cli.KeptPlanV1
+	if err := g.FastrebootJSON("kept plan --size 64M", &plan); err != nil {
+		t.Fatal(err)
+	}
+	if l, ok, err := keptmem.ParseLayout(strings.Join(plan.Words, " ")); err != nil || !ok || l.Region.Size != 64<<20 ||
+		plan.Running == nil || plan.Running.Start != 0x40000000 || (l.Region.Start < 0x44000000 && l.Region.Start+l.Region.Size > 0x40000000) {
+		t.Errorf("kept plan %+v: want a 64 MiB region outside the running one (%v)", plan, err)
+	}
+	t.Logf("kept plan --size 64M: %s (memory map from %s)", strings.Join(plan.Words, " "), plan.MemoryMapFrom)
+	probeReads, err := g.DiskReadBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.MountStorage(); err != nil {
+		t.Fatal(err)
+	}
+	var sync cli.CacheSyncV1
+	if err := g.FastrebootJSON("cache sync "+scenario.MountPoint+"/"+scenario.ManifestV1, &sync); err != nil {
+		t.Fatal(err)
+	}
+	// v2 on trial carries last-known-good v1's site piece too.
+	modules, total := scenario.Distinct(s.V2, s.V1)
+
+	stage := func(gen int, args string) *cli.StageV1 {
+		t.Helper()
+		var st cli.StageV1
+		if err := g.FastrebootJSON("stage "+args, &st); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("gen %d stage %s: carrier %s, initrd %d bytes (handoff piece %d), %d modules of %d bytes carried; stage took %v",
+			gen, args, st.Carrier, st.InitrdBytes, st.HandoffBytes, st.CarriedModules, st.CarriedBytes, st.Durations.Total)
+		if st.Kept != nil {
+			t.Logf("gen %d kept write: %d modules, %d bytes to %s, sequence %d, in %v", gen, st.Kept.Modules, st.Kept.Bytes, st.Kept.Device, st.Kept.Sequence, st.Kept.Took)
+		}
+		if !st.Loaded {
+			t.Fatalf("gen %d stage %s: not loaded", gen, args)
+		}
+		return &st
+	}
+	checkKeptStage := func(gen int, st *cli.StageV1, seq uint64) {
+		t.Helper()
+		if st.Carrier != "kept" || st.Kept == nil || !st.Kept.Written || st.Kept.Device != "/dev/pmem0" || st.Kept.Sequence != seq ||
+			st.Kept.Modules != modules || st.Kept.Bytes != total || st.CarrierWarning != "" {
+			t.Errorf("gen %d stage: carrier %q (%q), kept %+v; want kept on /dev/pmem0, sequence %d, %d modules of %d bytes",
+				gen, st.Carrier, st.CarrierWarning, st.Kept, seq, modules, total)
+		}
+		if st.HandoffBytes >= 64<<10 || st.CopiedInUser != 0 {
+			t.Errorf("gen %d stage: handoff piece %d bytes, %d copied in user space; want no module in the initrd (< 64 KiB)", gen, st.HandoffBytes, st.CopiedInUser)
+		}
+	}
+	reboot := func(from int) *scenario.Reboot {
+		t.Helper()
+		r, err := g.RebootWith("fastreboot reboot", scenario.RebootingRE, 3*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("gen %d -> gen %d: request -> kernel %.2fs, kernel -> userspace %.2fs, downtime %.2fs",
+			from, from+1, r.ToKernel().Seconds(), r.KernelToUser().Seconds(), r.Downtime().Seconds())
+		if r.Boot.Release != "v2" || r.Boot.Daemon != "started" {
+			t.Fatalf("gen %d ready = %+v, want v2, daemon started", from+1, r.Boot.Ready)
+		}
+		if out := run("cat /proc/cmdline"); !strings.Contains(out, "memmap="+keptRegion) {
+			t.Errorf("gen %d command line %q lacks the inherited memmap=%s", from+1, out, keptRegion)
+		}
+		return r
+	}
+	checkAdopted := func(gen int, carrier string, seq uint64) {
+		t.Helper()
+		st := guestStatus(t, g)
+		if st.Generation != gen || st.State == nil || st.Agent == nil {
+			t.Fatalf("gen %d status: generation %d, state %v, agent %v", gen, st.Generation, st.State != nil, st.Agent != nil)
+		}
+		s := st.State
+		t.Logf("gen %d: carrier %s, adopted %d modules (%d bytes) in %v", gen, s.Carrier, s.Rehydrated.Modules, s.Rehydrated.Bytes, s.RehydrateTime)
+		if s.Carrier != carrier || s.RehydrateError != "" || s.Rehydrated.Modules != modules || s.Rehydrated.Bytes != total {
+			t.Errorf("gen %d state: carrier %q, error %q, adopted %d modules of %d bytes; want %s, %d of %d",
+				gen, s.Carrier, s.RehydrateError, s.Rehydrated.Modules, s.Rehydrated.Bytes, carrier, modules, total)
+		}
+		if carrier == "kept" && (s.Kept == nil || s.Kept.Device != "/dev/pmem0" || s.Kept.Sequence != seq) {
+			t.Errorf("gen %d state kept %+v, want /dev/pmem0, sequence %d", gen, s.Kept, seq)
+		}
+		if c := st.Agent.Cache; c.BytesRead != 0 || c.Modules != modules {
+			t.Errorf("gen %d cache: read %d bytes from storage, %d modules; want 0, %d", gen, c.BytesRead, c.Modules, modules)
+		}
+		var vr cli.CacheVerifyV1
+		if err := g.FastrebootJSON("cache verify", &vr); err != nil || len(vr.Bad) != 0 || vr.Modules != modules {
+			t.Errorf("gen %d cache verify: %+v, %v; want %d good modules", gen, vr, err, modules)
+		}
+		if n, err := g.DiskReadBytes(); err != nil || n != probeReads {
+			t.Errorf("gen %d disk read %d bytes (err %v), want the kernel's probe only (%d)", gen, n, err, probeReads)
+		}
+	}
+
+	// Gen 1 -> 2: the update, with the default carrier.
+	st := stage(1, scenario.MountPoint+"/"+scenario.ManifestV2)
+	checkKeptStage(1, st, 1)
+	if !strings.Contains(st.Cmdline, "memmap="+keptRegion) {
+		t.Errorf("staged command line %q lacks the inherited memmap=%s", st.Cmdline, keptRegion)
+	}
+	keptInitrd := st.InitrdBytes
+	r := reboot(1)
+	keptDown := r.Downtime()
+	checkAdopted(2, "kept", 1)
+	var ks cli.KeptStatusV1
+	if err := g.FastrebootJSON("kept status", &ks); err != nil {
+		t.Fatal(err)
+	}
+	if ks.Device != "/dev/pmem0" || ks.Index == nil || ks.Index.Sequence != 1 || ks.Index.Generation != 1 || ks.Index.Modules != modules || ks.Index.Bytes != total {
+		t.Errorf("gen 2 kept status %+v (index %+v): want /dev/pmem0 holding gen 1's write, sequence 1, %d modules of %d bytes", ks, ks.Index, modules, total)
+	}
+
+	// Gen 2 -> 3: the same image carried in the initrd, for comparison.
+	st = stage(2, "--current --carry initrd")
+	if st.Carrier != "initrd" || st.Kept != nil || st.HandoffBytes < total {
+		t.Errorf("gen 2 stage --carry initrd: carrier %q, kept %+v, handoff piece %d bytes; want initrd holding %d bytes", st.Carrier, st.Kept, st.HandoffBytes, total)
+	}
+	initrdInitrd := st.InitrdBytes
+	r = reboot(2)
+	initrdDown := r.Downtime()
+	checkAdopted(3, "initrd", 0)
+	t.Logf("downtime (request -> next userspace): kept %.2fs (initrd %d bytes), initrd %.2fs (initrd %d bytes)",
+		keptDown.Seconds(), keptInitrd, initrdDown.Seconds(), initrdInitrd)
+
+	// Gen 3 -> 4: kept again, the region written again.
+	st = stage(3, "--current")
+	checkKeptStage(3, st, 2)
+	reboot(3)
+	checkAdopted(4, "kept", 2)
+
+	// Gen 4 -> 5: the region spoiled after the stage: its header's magic.
+	st = stage(4, "--current")
+	checkKeptStage(4, st, 3)
+	run("dd if=/etc/kept-junk of=/dev/pmem0 bs=1 count=1 conv=notrunc oflag=sync status=none")
+	reboot(4)
+	st5 := guestStatus(t, g)
+	if s := st5.State; s == nil || s.Carrier != "kept" || s.Rehydrated.Modules != 0 || !strings.Contains(s.RehydrateError, "no index") {
+		t.Fatalf("gen 5 state %+v: want carrier kept, nothing adopted, an error saying the region holds no index", s)
+	}
+	t.Logf("gen 5 refused the spoiled region: %s", st5.State.RehydrateError)
+	if out := run("fastreboot status"); !strings.Contains(out, "no index") {
+		t.Errorf("gen 5 status text does not say why nothing was adopted:\n%s", out)
+	}
+	if err := g.MountStorage(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.FastrebootJSON("cache sync "+scenario.MountPoint+"/"+scenario.ManifestV2, &sync); err != nil {
+		t.Fatal(err)
+	}
+	if want := scenario.TotalSize(s.V2); sync.BytesRead != want {
+		t.Errorf("gen 5 cache sync v2 read %d bytes, want all of v2 from storage (%d)", sync.BytesRead, want)
+	}
+}
