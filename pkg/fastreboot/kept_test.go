@@ -2,6 +2,7 @@ package fastreboot
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -289,5 +290,29 @@ func TestParseCarry(t *testing.T) {
 	var c Carry
 	if err := c.UnmarshalText([]byte("kept")); err != nil || c != CarryKept {
 		t.Errorf("UnmarshalText(kept) = %v, %v", c, err)
+	}
+}
+
+// TestStageKeptDryRun: a dry run resolves the kept carrier but writes
+// nothing to the region.
+func TestStageKeptDryRun(t *testing.T) {
+	im := testimage.Default()
+	m, dir := im.WriteTempDir(t)
+	dev := newPmemFile(t, testRegion)
+	mc := New(newCache(t), Options{Root: keptRoot(t, keptCmdline, dev), Loader: &fakeLoader{}})
+	rep, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Carry: CarryKept, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Carrier != CarryKept || rep.Kept == nil || rep.Kept.Written || rep.Kept.Modules != 4 {
+		t.Errorf("dry run: carrier %v, kept %+v", rep.Carrier, rep.Kept)
+	}
+	f, err := keptmem.OpenFileDevice(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := keptmem.Open(f); !errors.Is(err, keptmem.ErrNoIndex) {
+		t.Errorf("the region after a dry run: %v, want ErrNoIndex (blank)", err)
 	}
 }

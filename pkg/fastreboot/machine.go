@@ -58,7 +58,11 @@ const (
 	// Kept field locates them: nothing of them is copied into the initrd,
 	// hashed by the purgatory or unpacked by the next kernel. A Stage that
 	// finds no region, no device, or too small a region fails (the loaded
-	// image stays).
+	// image stays). The region holds one index: once a Stage has begun
+	// writing it, an image loaded before with the kept carrier names an
+	// index that is gone (even if this Stage then fails), and the
+	// generation it boots reads its modules from storage (Resume refuses
+	// the index; no wrong byte is used). A dry run writes nothing.
 	CarryKept
 	// CarryAuto is CarryKept when the running command line keeps a region
 	// and its device is found and large enough, else CarryInitrd; the
@@ -470,7 +474,9 @@ func (mc *Machine) StageFile(ctx context.Context, path string, so StageOptions) 
 //     padded to 4 bytes and copied once (copy_file_range from the cached
 //     memfds where the kernel allows it), then the handoff piece
 //     (generation+1, reason, timeline, the manifest, and the carried
-//     modules unless StageOptions.Carry is CarryNone); the memfd is sealed;
+//     modules unless StageOptions.Carry is CarryNone, or is CarryKept
+//     or CarryAuto and the modules went to the kept region: see
+//     CarryKept); the memfd is sealed;
 //  5. kexec_file_load(kernel memfd, initrd memfd, m.Cmdline, 0).
 //
 // The Loader is called only with a complete image. Any failure before it

@@ -138,6 +138,17 @@ type State struct {
 // opts.StateDir. Without a handoff the state is generation 1, reason
 // "cold". A nil cache skips rehydration.
 //
+// A handoff written with the kept carrier (Handoff.Kept) carries no
+// module file: Resume finds the kept region's device under opts.Root
+// (keptmem.FindDevice; it must exist by then: the daemon loads nd_e820
+// and nd_pmem first), opens the index in its cache part (keptmem.Open)
+// and adopts the modules only when the index is the one the handoff names
+// (sequence, SHA-256, module count), with cache.AdoptSections: copied
+// into sealed memfds, each hashed before its first use as for the
+// initrd's files. A missing device, an index written since, a torn or
+// corrupt one adopt nothing, and State.RehydrateError says why; the
+// modules are then read from storage. State.Carrier names the carrier.
+//
 // A failed rehydration does not fail Resume: the generation is still known,
 // the modules that verified are cached, and State.RehydrateError says what
 // is missing. Likewise State.CPUs says whether every CPU online when the
