@@ -345,7 +345,7 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 	}
 	lap(&rep.Durations.Assemble)
 
-	carry, kept, err := mc.resolveCarry(spec, rep)
+	carry, kept, err := mc.resolveCarry(spec, m.Cmdline, rep)
 	if err != nil {
 		return nil, err
 	}

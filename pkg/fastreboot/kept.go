@@ -10,6 +10,7 @@ import (
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/keptmem"
+	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
@@ -104,7 +105,11 @@ func openKeptLayout(root string, l keptmem.Layout) (*keptTarget, error) {
 // region is rewritten by every later Stage); kept and auto open the
 // running region. Auto falls back to the initrd when that fails, saying
 // why in rep.CarrierWarning; kept fails.
-func (mc *Machine) resolveCarry(spec buildSpec, rep *StageReport) (Carry, *keptTarget, error) {
+//
+// The staged command line must keep the same region (the caller inherits
+// it: keptmem.InheritCmdline, as crashpath.Path.ProductionManifest does):
+// a kernel booted without it would use the region as RAM.
+func (mc *Machine) resolveCarry(spec buildSpec, cmdline string, rep *StageReport) (Carry, *keptTarget, error) {
 	c := spec.carry
 	if c != CarryKept && c != CarryAuto {
 		return c, nil, nil
@@ -114,7 +119,16 @@ func (mc *Machine) resolveCarry(spec buildSpec, rep *StageReport) (Carry, *keptT
 	}
 	k, err := openKept(mc.opts.Root)
 	if err == nil {
-		return CarryKept, k, nil
+		next, ok, perr := keptmem.ParseLayout(cmdline)
+		if perr == nil && ok && next == k.layout {
+			return CarryKept, k, nil
+		}
+		k.Close()
+		err = fmt.Errorf("kept region %s: the staged command line does not keep it (memmap=%s!%#x with the same fastreboot.preserve=; keptmem.InheritCmdline adds it)",
+			k.layout.Region, memmap.FormatSize(k.layout.Region.Size), k.layout.Region.Start)
+		if perr != nil {
+			err = fmt.Errorf("%w: %w", err, perr)
+		}
 	}
 	if c == CarryKept {
 		return c, nil, fmt.Errorf("the kept carrier: %w", err)

@@ -70,7 +70,20 @@ const keptCmdline = "console=ttyS0 memmap=4M!0x40000000"
 
 // stageKept stages im from a fresh cache with carry on a system keeping
 // testRegion on dev, and returns the loaded initrd and the report.
+//
+// The image's command line inherits the running region, as the daemon's
+// images do (crashpath.Path.ProductionManifest).
 func stageKept(t *testing.T, im testimage.Image, cmdline, dev string, carry Carry) (StageReport, []byte, error) {
+	t.Helper()
+	var err error
+	if im.Cmdline, err = keptmem.InheritCmdline(im.Cmdline, cmdline); err != nil {
+		t.Fatal(err)
+	}
+	return stageImage(t, im, cmdline, dev, carry)
+}
+
+// stageImage is stageKept without the inheritance.
+func stageImage(t *testing.T, im testimage.Image, cmdline, dev string, carry Carry) (StageReport, []byte, error) {
 	t.Helper()
 	m, dir := im.WriteTempDir(t)
 	loader := &fakeLoader{}
@@ -297,6 +310,7 @@ func TestParseCarry(t *testing.T) {
 // nothing to the region.
 func TestStageKeptDryRun(t *testing.T) {
 	im := testimage.Default()
+	im.Cmdline += " memmap=4M!0x40000000"
 	m, dir := im.WriteTempDir(t)
 	dev := newPmemFile(t, testRegion)
 	mc := New(newCache(t), Options{Root: keptRoot(t, keptCmdline, dev), Loader: &fakeLoader{}})
@@ -314,5 +328,29 @@ func TestStageKeptDryRun(t *testing.T) {
 	defer f.Close()
 	if _, err := keptmem.Open(f); !errors.Is(err, keptmem.ErrNoIndex) {
 		t.Errorf("the region after a dry run: %v, want ErrNoIndex (blank)", err)
+	}
+}
+
+// TestStageKeptNeedsInheritedRegion: an image whose command line does not
+// keep the running region (or keeps another layout) would use it as RAM:
+// auto carries in the initrd, saying so, and kept fails.
+func TestStageKeptNeedsInheritedRegion(t *testing.T) {
+	for name, extra := range map[string]string{
+		"none":           "",
+		"other preserve": " memmap=4M!0x40000000 fastreboot.preserve=2M",
+		"another region": " memmap=4M!0x80000000",
+	} {
+		t.Run(name, func(t *testing.T) {
+			im := testimage.Default()
+			im.Cmdline += extra
+			dev := newPmemFile(t, testRegion)
+			rep, _, err := stageImage(t, im, keptCmdline, dev, CarryAuto)
+			if err != nil || rep.Carrier != CarryInitrd || !strings.Contains(rep.CarrierWarning, "does not keep it") {
+				t.Errorf("auto: carrier %v, warning %q, %v", rep.Carrier, rep.CarrierWarning, err)
+			}
+			if _, _, err := stageImage(t, im, keptCmdline, dev, CarryKept); err == nil || !strings.Contains(err.Error(), "does not keep it") {
+				t.Errorf("kept: err = %v", err)
+			}
+		})
 	}
 }
