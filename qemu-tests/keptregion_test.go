@@ -71,7 +71,9 @@ func TestKeptRegion(t *testing.T) {
 	if err := g.MountStorage(); err != nil {
 		t.Fatal(err)
 	}
-	run("fastreboot stage " + scenario.MountPoint + "/" + scenario.ManifestV2)
+	// The initrd carries the cache: the default carrier (auto) would
+	// write it over the pattern, into the region this test reads raw.
+	run("fastreboot stage --carry initrd " + scenario.MountPoint + "/" + scenario.ManifestV2)
 	r, err := g.RebootWith("fastreboot reboot", scenario.RebootingRE, 3*time.Minute)
 	if err != nil {
 		t.Fatal(err)
