@@ -6,8 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/keptmem"
+	"github.com/fastreboot/fastreboot/pkg/modcache"
 )
 
 // keptFiles is a 2 GiB guest's memory: the firmware map, /proc/iomem with
@@ -109,5 +112,38 @@ func TestKeptStatus(t *testing.T) {
 	}
 	if r := h.run("kept", "status"); !strings.Contains(r.stdout, "sequence 1, written by generation 7") {
 		t.Errorf("text: %q", r.stdout)
+	}
+}
+
+// TestStatusKeptCarrier: status says the generation was adopted from the
+// kept region, which device and write, and how long it took; a refused
+// region is a problem naming why.
+func TestStatusKeptCarrier(t *testing.T) {
+	h := newHarness(t)
+	st := &fastreboot.State{
+		Generation: 2, Reason: fastreboot.ReasonUpdate, Carried: 5, Carrier: "kept",
+		Kept:          &fastreboot.KeptState{Device: "/dev/pmem0", Region: keptmem.Region{Start: 0x40000000, Size: 64 << 20}, Sequence: 3},
+		Rehydrated:    modcache.RehydrateReport{Modules: 5, Bytes: 19 << 20, Unverified: 5},
+		RehydrateTime: 230 * time.Millisecond,
+	}
+	if err := fastreboot.SaveState(h.stateDir, st); err != nil {
+		t.Fatal(err)
+	}
+	r := h.run("status")
+	if want := "carrier kept: 5 modules carried in the kept region 64M at 0x40000000 (/dev/pmem0, sequence 3); adopted 5 (19.0 MiB) in 230ms"; !strings.Contains(r.stdout, want) {
+		t.Errorf("status has no %q:\n%s", want, r.stdout)
+	}
+	var doc StatusV1
+	r = h.run("status", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || doc.State == nil || doc.State.Carrier != "kept" || doc.State.Kept == nil ||
+		doc.State.Kept.Sequence != 3 || doc.State.RehydrateTime != 230*time.Millisecond {
+		t.Errorf("status --json state %+v, %v", doc.State, err)
+	}
+	st.Rehydrated, st.RehydrateError = modcache.RehydrateReport{}, "kept region: /dev/pmem0[0:67108864]: kept region holds no index"
+	if err := fastreboot.SaveState(h.stateDir, st); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.run("status"); !strings.Contains(r.stdout, "rehydration: kept region: /dev/pmem0[0:67108864]: kept region holds no index") {
+		t.Errorf("status does not say why nothing was adopted:\n%s", r.stdout)
 	}
 }
