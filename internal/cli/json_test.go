@@ -188,6 +188,20 @@ var fillValues = map[string]any{
 	"E820Entries":       int64(7),
 	"CmdlineBytes":      int64(54),
 	"Default":           int64(0),
+	// Preserved areas: a 320 MiB kept region at 1 GiB, its last 258 MiB
+	// for areas (fastreboot.preserve=258M), one area of 256 MiB.
+	"Location.Device":             "/dev/pmem0",
+	"Region.Start":                uint64(0x40000000),
+	"Region.Size":                 uint64(320 << 20),
+	"Layout.CacheSize":            int64(62 << 20),
+	"Layout.AreasSize":            int64(258 << 20),
+	"Area.Name":                   "state",
+	"Area.Offset":                 int64(62<<20 + 64<<10),
+	"Area.Size":                   int64(256 << 20),
+	"Area.Cgroup":                 "/work",
+	"Area.Generation":             int64(1),
+	"preserveListing.Free":        int64(2<<20 - 64<<10),
+	"preserveListing.LargestFree": int64(2<<20 - 64<<10),
 	// Sizes in bytes.
 	"Size":             int64(8222656),
 	"KernelELF.Size":   int64(65905112),
@@ -410,6 +424,7 @@ func jsonDocs() map[string]any {
 		schemaCrashLast:        crashLastDoc(filled[crashhandler.Evidence]()),
 		schemaCrashRecover:     crashRecoverDoc(filled[crashpath.RecoverReport]()),
 		schemaEntries:          entriesDoc(filledEntries()),
+		schemaPreserveLs:       preserveLsDoc(filled[preserveListing]()),
 		schemaKeyVerify: keyVerifyDoc("/boot/fr/v2.json", &bootimage.Manifest{Name: "v2", Modules: make([]bootimage.Module, 3)},
 			"9f3c2a1b0d4e5f60", manifestsig.NewTrustRoot("/etc/fastreboot/trust")),
 		schemaBless:    blessDoc(filled[agent.BlessReport]()),
