@@ -213,8 +213,9 @@ func freezePreserved(ctx context.Context, e *env, force bool) (thaw func(), err 
 		}
 		return refuse(err)
 	}
+	us := func(d time.Duration) string { return d.Round(time.Microsecond).String() }
 	fmt.Fprintf(e.stderr, "fastreboot: %d preserved area(s) on %s: froze %s in %s, synced in %s\n", len(areas), loc.Device,
-		orDash(strings.Join(frozen.Cgroups, " ")), ms(froze), ms(time.Since(start)-froze))
+		orDash(strings.Join(frozen.Cgroups, " ")), us(froze), us(time.Since(start)-froze))
 	return func() {
 		if err := frozen.Thaw(); err != nil {
 			fmt.Fprintf(e.stderr, "fastreboot: %v\n", err)
