@@ -133,18 +133,19 @@ func TestPreserveWorkload(t *testing.T) {
 	}
 	area := doc.Areas[0]
 	t.Logf("gen 1: area %q: %d bytes at offset %#x of %s (areas part %#x, %d bytes)", area.Name, area.Size, area.Offset, doc.Device, doc.AreasOffset, doc.AreasSize)
+	// Staged first, so that the reboot follows the fill at once: the same
+	// image again (a cold boot knows no manifest of its own
+	// until one is staged, so stage --current cannot be used yet).
+	if err := g.MountStorage(); err != nil {
+		t.Fatal(err)
+	}
+	run("fastreboot stage " + scenario.MountPoint + "/" + scenario.ManifestV1)
 	fill := frworkloadLine(t, run(fmt.Sprintf("frworkload fill %s %d %d %d %s", doc.Device, area.Offset, area.Size, preserveSeed, workCgroup)), "fill")
 	if fill["sha256"] != want {
 		t.Fatalf("gen 1: the workload's state hashes to %s, want %s (the host's)", fill["sha256"], want)
 	}
 	t.Logf("gen 1: frworkload (pid %s) filled 256 MiB in %v, sha256 %s", fill["pid"], msOf(t, fill, "fill_ms"), fill["sha256"])
 
-	// The same image again (a cold boot knows no manifest of its own
-	// until one is staged, so stage --current cannot be used yet).
-	if err := g.MountStorage(); err != nil {
-		t.Fatal(err)
-	}
-	run("fastreboot stage " + scenario.MountPoint + "/" + scenario.ManifestV1)
 	// What the page cache still holds unwritten: the sync before the jump
 	// writes it to the region.
 	t.Logf("gen 1 before the reboot: %s", strings.Join(strings.Fields(run("grep '^(Dirty|Writeback):' /proc/meminfo")), " "))
