@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -60,6 +62,13 @@ func cmdPreserve(ctx context.Context, e *env, args []string) error {
 		if cg, err = cgroupPath(e.root, *cgroup); err != nil {
 			return usagef("preserve create: --cgroup: %v", err)
 		}
+	}
+	if sub != "ls" {
+		unlock, err := lockPreserve(e)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 	}
 	loc, t, done, err := openPreserved(e)
 	if err != nil {
@@ -139,6 +148,25 @@ func cgroupPath(root, p string) (string, error) {
 		return "", fmt.Errorf("%q: want a path under %s such as %s/work", p, mount, mount)
 	}
 	return p, nil
+}
+
+// lockPreserve serializes the commands that change the area table (two
+// at once would each write a table without the other's change): an
+// exclusive flock(2) on preserve.lock in the state directory.
+func lockPreserve(e *env) (func(), error) {
+	if err := os.MkdirAll(e.stateDir, 0o755); err != nil {
+		return nil, err
+	}
+	p := filepath.Join(e.stateDir, "preserve.lock")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("flock %s: %w", p, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // currentGeneration is the running generation (the state the daemon

@@ -58,7 +58,8 @@ type entry struct {
 
 // Table is the area table of an areas part. It is not safe for concurrent
 // use, and two processes changing one table at once lose a change: callers
-// serialize (the command line holds a lock file).
+// serialize (fastreboot preserve create and rm hold a lock file in the
+// state directory).
 type Table struct {
 	dev     keptmem.Device
 	base    int64
