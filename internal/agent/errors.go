@@ -16,6 +16,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
+	"github.com/fastreboot/fastreboot/pkg/preserve"
 	"github.com/fastreboot/fastreboot/pkg/rollback"
 )
 
@@ -51,6 +52,7 @@ var errorKinds = buildErrorKinds(
 	bootentry.ErrorKinds(),
 	memmap.ErrorKinds(),
 	keptmem.ErrorKinds(),
+	preserve.ErrorKinds(),
 	modcache.ErrorKinds(),
 	cpustop.ErrorKinds(),
 	crashhandler.ErrorKinds(),

@@ -126,6 +126,13 @@ Commands:
                                    other commands, to root and the members of
                                    --group G (SO_PEERCRED), each request bounded
                                    in time and size
+  preserve create NAME --size SIZE [--cgroup PATH]
+                                   a named area of the kept region's areas part
+                                   (fastreboot.preserve=SIZE) that a workload maps
+                                   (/dev/pmemN at its offset) and finds again after
+                                   a fast reboot, which freezes PATH and syncs first
+  preserve ls [--json] | rm NAME   list the areas (device, offset, size, cgroup,
+                                   generation) / remove one
   key gen -o PREFIX                make an ed25519 key pair: PREFIX.key (0600), PREFIX.pub
   key sign -k KEY MANIFEST         write MANIFEST.sig, a signature over the manifest's
                                    exact bytes (which name every module by SHA-256)
@@ -289,6 +296,7 @@ var commands = map[string]command{
 	"bless":    cmdBless,
 	"rollback": cmdRollback,
 	"kept":     cmdKept,
+	"preserve": cmdPreserve,
 }
 
 // Main runs the command line args and returns the exit code.

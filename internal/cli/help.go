@@ -98,6 +98,16 @@ var commandHelp = map[string]string{
 	"crash status":  "crash status [--json]\n  the crash path: armed or not, its image and reservation, the last crash",
 	"crash last":    "crash last [--save DIR] [--json]\n  the evidence of the last crash: reason, CPU, the crashed kernel's log",
 	"crash recover": "crash recover [--evidence-dir DIR] [--no-reboot] [--json]\n  in a crash kernel: keep the evidence; two-stage: restage production and\n  kexec into it",
+	"preserve create": `preserve create NAME --size SIZE [--cgroup PATH]
+  add an area of SIZE bytes named NAME to the kept region's areas part (the
+  last fastreboot.preserve=SIZE bytes of the memmap=SIZE!START region) and
+  print its offset on /dev/pmemN: a workload maps the device there (mmap
+  MAP_SHARED) and finds the same bytes after a fast reboot. fastreboot
+  reboot freezes PATH's processes (cgroup v2) and syncs the device before
+  the jump, and refuses the reboot without --force when it cannot. The
+  area's bytes are not cleared; the workload should checksum its state`,
+	"preserve ls": "preserve ls [--json]\n  the areas: device, offset, size, cgroup, the generation that created them",
+	"preserve rm": "preserve rm NAME\n  remove an area from the table (its bytes are left as they are)",
 	"key gen": `key gen -o PREFIX
   make an ed25519 key pair: PREFIX.key (private, mode 0600) and PREFIX.pub
   (public, for the trust roots); neither file may exist`,
@@ -122,6 +132,7 @@ var commandGroups = map[string][]string{
 	"crash":    {"arm", "estimate", "disarm", "status", "last", "recover"},
 	"key":      {"gen", "sign", "verify"},
 	"kept":     {"plan", "status"},
+	"preserve": {"create", "ls", "rm"},
 }
 
 // printHelp prints the usage of the command named by words ("stage",

@@ -40,6 +40,7 @@ const (
 	schemaKeyVerify        = "fastreboot.key.verify.v1"
 	schemaError            = "fastreboot.error.v1"
 	schemaEntries          = "fastreboot.entries.v1"
+	schemaPreserveLs       = "fastreboot.preserve.ls.v1"
 	schemaBless            = "fastreboot.bless.v1"
 	schemaRollback         = "fastreboot.rollback.v1"
 	schemaKeptPlan         = "fastreboot.kept.plan.v1"
@@ -499,6 +500,43 @@ func keptStatusDoc(r *keptStatusReport) KeptStatusV1 {
 	}
 	if h := r.Header; h != nil {
 		d.Index = &KeptIndexV1{Sequence: h.Sequence, Generation: h.Generation, Modules: r.Modules, Bytes: r.Bytes, SHA256: hex.EncodeToString(h.IndexSHA256[:])}
+	}
+	return d
+}
+
+// PreserveLsV1 is `fastreboot preserve ls --json`.
+type PreserveLsV1 struct {
+	Schema string `json:"schema"`
+	// Device is the kept region's block device, e.g. "/dev/pmem0".
+	Device string `json:"device"`
+	// Region is the kept region (memmap=SIZE!START).
+	Region KeptRegionV1 `json:"region"`
+	// AreasOffset is where the areas part starts on the device: the
+	// module cache's part is before it.
+	AreasOffset int64 `json:"areas_offset"`
+	// AreasSize is the areas part's size in bytes (fastreboot.preserve=SIZE).
+	AreasSize int64 `json:"areas_size"`
+	// FreeBytes is what no area takes after the table; LargestFreeBytes
+	// is the largest area that can still be created.
+	FreeBytes        int64 `json:"free_bytes"`
+	LargestFreeBytes int64 `json:"largest_free_bytes"`
+	// Areas are the preserved areas, by offset.
+	Areas []PreservedAreaV1 `json:"areas"`
+}
+
+func preserveLsDoc(l *preserveListing) PreserveLsV1 {
+	lay := l.Location.Layout
+	d := PreserveLsV1{
+		Schema:      schemaPreserveLs,
+		Device:      l.Location.Device,
+		Region:      KeptRegionV1{Start: lay.Region.Start, Size: lay.Region.Size},
+		AreasOffset: lay.CacheSize, AreasSize: lay.AreasSize,
+		FreeBytes: l.Free, LargestFreeBytes: l.LargestFree,
+		Areas: []PreservedAreaV1{},
+	}
+	for _, a := range l.Areas {
+		d.Areas = append(d.Areas, PreservedAreaV1{Name: a.Name, Offset: a.Offset, Size: a.Size,
+			Cgroup: a.Cgroup, Generation: a.Generation, Created: a.Created})
 	}
 	return d
 }

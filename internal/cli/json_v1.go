@@ -83,13 +83,6 @@ type GenerationStateV1 struct {
 	Kept *KeptStateV1 `json:"kept,omitempty"`
 }
 
-// KeptRegionV1 is the v1 form of keptmem.Region: physical addresses.
-type KeptRegionV1 struct {
-	// Start and Size of the region, in bytes.
-	Start uint64 `json:"start"`
-	Size  uint64 `json:"size"`
-}
-
 // KeptStateV1 is the v1 form of fastreboot.KeptState.
 type KeptStateV1 struct {
 	// Device is the region's block device found at resume (absent when
@@ -1831,4 +1824,30 @@ func rollbackDecisionV1Ptr(p *rollback.Decision) *RollbackDecisionV1 {
 	}
 	v := rollbackDecisionV1Of(*p)
 	return &v
+}
+
+// KeptRegionV1 is the v1 form of keptmem.Region.
+type KeptRegionV1 struct {
+	// Start is the region's physical address.
+	Start uint64 `json:"start"`
+	// Size is its length in bytes.
+	Size uint64 `json:"size"`
+}
+
+// PreservedAreaV1 is the v1 form of preserve.Area.
+type PreservedAreaV1 struct {
+	// Name names the area (letters, digits, '.', '_', '-').
+	Name string `json:"name"`
+	// Offset is where the area starts on the device: the offset a
+	// workload maps it at.
+	Offset int64 `json:"offset"`
+	// Size is its length in bytes, a multiple of 4096.
+	Size int64 `json:"size"`
+	// Cgroup is the workload's cgroup v2 path under the hierarchy's root
+	// (e.g. "/work"), frozen before a fast reboot; absent: none.
+	Cgroup string `json:"cgroup,omitempty"`
+	// Generation is the generation that created the area.
+	Generation int `json:"generation"`
+	// Created is when it was created (second resolution).
+	Created time.Time `json:"created"`
 }

@@ -416,11 +416,27 @@ func (e *env) rebootFunc() func(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
+			thaw, err := freezePreserved(ctx, e, false)
+			if err != nil {
+				return err
+			}
 			fmt.Fprintf(e.stderr, "fastreboot: rebooting through %s with systemctl %s at %s\n", plan.Mode, systemctlVerb(plan), time.Now().UTC().Format(time.RFC3339Nano))
-			return runSystemctl(ctx, e, systemctlVerb(plan))
+			if err := runSystemctl(ctx, e, systemctlVerb(plan)); err != nil {
+				thaw()
+				return err
+			}
+			return nil
+		}
+		thaw, err := freezePreserved(ctx, e, false)
+		if err != nil {
+			return err
 		}
 		fmt.Fprintf(e.stderr, "fastreboot: rebooting through kexec at %s\n", time.Now().UTC().Format(time.RFC3339Nano))
 		drain(e.stderr)
-		return m.Reboot(ctx, ro)
+		if err := m.Reboot(ctx, ro); err != nil {
+			thaw()
+			return err
+		}
+		return nil
 	}
 }

@@ -312,7 +312,7 @@ func stage(ctx context.Context, e *env, req agent.StageRequest, asJSON bool) (*f
 	return rep, nil
 }
 
-func cmdReboot(ctx context.Context, e *env, args []string) error {
+func cmdReboot(ctx context.Context, e *env, args []string) (err error) {
 	fs := newFlags("reboot")
 	dryRun := fs.Bool("dry-run", false, "print the plan, sync and reboot nothing (a MANIFEST is staged as a dry run)")
 	fallback := fs.String("fallback", "refuse", "when nothing is loaded: refuse, or firmware (reboot through the firmware)")
@@ -400,13 +400,28 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 		// m.Reboot would plan again, without the image staged above.
 		return nil
 	}
+	if plan.Mode == "kexec" {
+		// The workloads of preserved areas stop writing and what they
+		// wrote is synced; a reboot that comes back thaws them.
+		thaw, ferr := freezePreserved(ctx, e, *force)
+		if ferr != nil {
+			return ferr
+		}
+		defer func() {
+			if err != nil {
+				thaw()
+			}
+		}()
+	}
 	drain(e.stdout)
 	if path == rebootViaSystemd {
 		// systemd stops the services, unmounts the file systems and syncs,
 		// then reboots into what is loaded: ours (see rebootViaSystemd).
-		return runSystemctl(ctx, e, systemctlVerb(plan))
+		err = runSystemctl(ctx, e, systemctlVerb(plan))
+		return err
 	}
-	return m.Reboot(ctx, ro)
+	err = m.Reboot(ctx, ro)
+	return err
 }
 
 // systemctlVerb is the systemctl command of a reboot plan: kexec, or
