@@ -3,6 +3,7 @@ package fastreboot
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -58,6 +59,10 @@ type keptTarget struct {
 
 func (k *keptTarget) Close() error { return k.file.Close() }
 
+// errNoRegion: the running command line keeps no region, the usual case
+// (the auto carrier then uses the initrd without a warning).
+var errNoRegion = errors.New("no kept region configured")
+
 // openKept finds the running system's kept region (the memmap=SIZE!START
 // and fastreboot.preserve= words of Root/proc/cmdline), its device under
 // Root (keptmem.FindDevice) and opens its cache part. Errors say which of
@@ -73,7 +78,7 @@ func openKept(root string) (*keptTarget, error) {
 		return nil, fmt.Errorf("kept region: %s: %w", p, err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("kept region: %s keeps no region (no memmap=SIZE!START word; `fastreboot kept plan` says which to add)", p)
+		return nil, fmt.Errorf("kept region: %s keeps no region (no memmap=SIZE!START word; `fastreboot kept plan` says which to add): %w", p, errNoRegion)
 	}
 	return openKeptLayout(root, l)
 }
@@ -104,7 +109,8 @@ func openKeptLayout(root string, l keptmem.Layout) (*keptTarget, error) {
 // images carry in their initrd (the crash kernel loads no nd_pmem, and the
 // region is rewritten by every later Stage); kept and auto open the
 // running region. Auto falls back to the initrd when that fails, saying
-// why in rep.CarrierWarning; kept fails.
+// why in rep.CarrierWarning, except when the running system keeps no
+// region at all (nothing was asked for: the initrd, silently); kept fails.
 //
 // The staged command line must keep the same region (the caller inherits
 // it: keptmem.InheritCmdline, as crashpath.Path.ProductionManifest does):
@@ -132,6 +138,10 @@ func (mc *Machine) resolveCarry(spec buildSpec, cmdline string, rep *StageReport
 	}
 	if c == CarryKept {
 		return c, nil, fmt.Errorf("the kept carrier: %w", err)
+	}
+	if errors.Is(err, errNoRegion) {
+		mc.log.Debug("auto carrier: carrying the modules in the initrd", "why", err)
+		return CarryInitrd, nil, nil
 	}
 	rep.CarrierWarning = "carried in the initrd: " + err.Error()
 	mc.log.Warn("auto carrier: carrying the modules in the initrd", "why", err)
