@@ -193,7 +193,7 @@ func (m *Manifest) Validate() error {
 		default:
 			errs = append(errs, fmt.Errorf("%w: %s: unknown role %q (want %q or %q)", ErrInvalid, what, mod.Role, RoleKernel, RoleInitrd))
 		}
-		if !isSHA256Hex(mod.SHA256) {
+		if !IsSHA256Hex(mod.SHA256) {
 			errs = append(errs, fmt.Errorf("%w: %s: bad sha256 %q: want 64 lowercase hex digits", ErrInvalid, what, mod.SHA256))
 		}
 		if mod.Size <= 0 {
@@ -217,7 +217,9 @@ func (m *Manifest) Validate() error {
 	return errors.Join(errs...)
 }
 
-func isSHA256Hex(s string) bool {
+// IsSHA256Hex reports whether s is a SHA-256 as manifests, the cache and
+// the handoff write it: 64 lowercase hex digits.
+func IsSHA256Hex(s string) bool {
 	if len(s) != 64 {
 		return false
 	}

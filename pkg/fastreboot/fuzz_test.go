@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/fastreboot/fastreboot/internal/testimage"
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 )
 
 // The fuzzers of the outside input this package parses: kernels given to
@@ -93,7 +94,7 @@ func FuzzReadKernelELFs(f *testing.F) {
 		}
 		var recs []KernelELF
 		for k, r := range idx {
-			if k != r.Kernel || !isDigest(r.Kernel) || !isDigest(r.SHA256) || r.Size <= 0 {
+			if k != r.Kernel || !bootimage.IsSHA256Hex(r.Kernel) || !bootimage.IsSHA256Hex(r.SHA256) || r.Size <= 0 {
 				t.Fatalf("accepted record %q: %+v", k, r)
 			}
 			recs = append(recs, r)

@@ -221,7 +221,7 @@ func WriteHandoffPiece(w io.Writer, h *Handoff, blobs []Blob) (int64, error) {
 	var unique []Blob
 	for _, b := range blobs {
 		d := b.Digest()
-		if !isDigest(d) {
+		if !bootimage.IsSHA256Hex(d) {
 			return 0, fmt.Errorf("handoff: module digest %q is not 64 lowercase hex digits", d)
 		}
 		if b.Size() < 0 || b.Size() > math.MaxUint32 {
@@ -336,7 +336,7 @@ func DecodeHandoff(r io.Reader) (*Handoff, error) {
 		carriable[m.SHA256] = true
 	}
 	for _, d := range h.Carried {
-		if !isDigest(d) {
+		if !bootimage.IsSHA256Hex(d) {
 			return nil, fmt.Errorf("%w: carried digest %q is not 64 lowercase hex digits", ErrHandoff, d)
 		}
 		if !carriable[d] {
@@ -444,16 +444,4 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
-}
-
-func isDigest(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }

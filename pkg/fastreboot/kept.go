@@ -41,7 +41,7 @@ func (k *HandoffKept) check() error {
 		return fmt.Errorf("%w: kept region %s is not 2 MiB aligned and non-empty", ErrHandoff, k.Region)
 	case k.CacheSize <= 0 || uint64(k.CacheSize) > k.Region.Size:
 		return fmt.Errorf("%w: kept cache size %d is outside the %s region", ErrHandoff, k.CacheSize, k.Region)
-	case !isDigest(k.IndexSHA256):
+	case !bootimage.IsSHA256Hex(k.IndexSHA256):
 		return fmt.Errorf("%w: kept index SHA-256 %q is not 64 lowercase hex digits", ErrHandoff, k.IndexSHA256)
 	case k.Modules < 0 || k.Bytes < 0:
 		return fmt.Errorf("%w: kept modules %d, bytes %d", ErrHandoff, k.Modules, k.Bytes)

@@ -179,7 +179,7 @@ func readKernelELFs(dir string) (map[string]KernelELF, error) {
 	}
 	m := make(map[string]KernelELF, len(idx.KernelELFs))
 	for _, k := range idx.KernelELFs {
-		if !isDigest(k.Kernel) || !isDigest(k.SHA256) || k.Size <= 0 {
+		if !bootimage.IsSHA256Hex(k.Kernel) || !bootimage.IsSHA256Hex(k.SHA256) || k.Size <= 0 {
 			return nil, fmt.Errorf("%s: malformed record %+v", p, k)
 		}
 		m[k.Kernel] = k
@@ -366,7 +366,7 @@ func cachedByName(c *modcache.Cache, name string) *modcache.Entry {
 func checkHandoffKernelELFs(recs []KernelELF, known map[string]bool) error {
 	seen := make(map[string]bool, len(recs))
 	for _, k := range recs {
-		if !isDigest(k.Kernel) || !isDigest(k.SHA256) || k.Size <= 0 {
+		if !bootimage.IsSHA256Hex(k.Kernel) || !bootimage.IsSHA256Hex(k.SHA256) || k.Size <= 0 {
 			return fmt.Errorf("%w: malformed decompressed kernel record %+v", ErrHandoff, k)
 		}
 		if !known[k.Kernel] {

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/fastreboot/fastreboot/pkg/bootimage"
 )
 
 // The on-region format; doc.go describes it.
@@ -226,7 +228,7 @@ func decodeIndex(b []byte, indexOff int64) ([]Entry, error) {
 		off, size := le.Uint64(raw[64:]), le.Uint64(raw[72:])
 		n := len(entries)
 		switch {
-		case !isDigest(digest):
+		case !bootimage.IsSHA256Hex(digest):
 			return nil, fmt.Errorf("%w: index entry %d: digest %q is not 64 lowercase hex digits", ErrCorrupt, n, digest)
 		case n > 0 && digest <= entries[n-1].Digest:
 			return nil, fmt.Errorf("%w: index entry %d: %s is not after %s (sorted, unique)", ErrCorrupt, n, digest, entries[n-1].Digest)
@@ -250,18 +252,6 @@ func decodeIndex(b []byte, indexOff int64) ([]Entry, error) {
 func allZero(b []byte) bool {
 	for _, c := range b {
 		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-func isDigest(s string) bool {
-	if len(s) != 2*sha256.Size {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 			return false
 		}
 	}
@@ -318,7 +308,7 @@ func Write(dev Device, blobs []Blob, opts WriteOptions) (*Index, error) {
 	byDigest := make(map[string]Blob, len(blobs))
 	for _, b := range blobs {
 		d := b.Digest()
-		if !isDigest(d) {
+		if !bootimage.IsSHA256Hex(d) {
 			return nil, fmt.Errorf("%w: digest %q is not 64 lowercase hex digits", ErrBadBlob, d)
 		}
 		if b.Size() < 0 {

@@ -291,25 +291,13 @@ func (c *Cache) load(ctx context.Context, m bootimage.Module, r io.Reader, origi
 // validModule rejects a module whose digest or size cannot be what the cache
 // computes, before anything is opened.
 func validModule(m bootimage.Module) error {
-	if !isDigest(m.SHA256) {
+	if !bootimage.IsSHA256Hex(m.SHA256) {
 		return fmt.Errorf("sha256 %q is not 64 lowercase hex digits", m.SHA256)
 	}
 	if m.Size < 0 {
 		return fmt.Errorf("negative size %d", m.Size)
 	}
 	return nil
-}
-
-func isDigest(s string) bool {
-	if len(s) != 2*sha256.Size {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // Add puts m's content, read from r, into the cache: one pass copying into a
