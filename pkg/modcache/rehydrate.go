@@ -42,43 +42,54 @@ func (c *Cache) Rehydrate(ctx context.Context, dir string, m *bootimage.Manifest
 
 // rehydrate is Rehydrate, or Adopt if adopt.
 func (c *Cache) rehydrate(ctx context.Context, dir string, m *bootimage.Manifest, adopt bool) (RehydrateReport, error) {
+	return c.carry(ctx, m, "rehydrate", adopt, func(mod bootimage.Module) (bool, error) {
+		return c.rehydrateOne(ctx, mod, filepath.Join(dir, mod.SHA256), adopt)
+	}, "dir", dir)
+}
+
+// carry walks m's modules for Rehydrate, Adopt and AdoptSections: each
+// valid digest once (a module whose content another name carried gets
+// that name), one(mod) for the first module of each digest, every failure
+// named by the verb and joined; ErrClosed or a done ctx stops it. The
+// report counts what one added (as Unverified too when unverified).
+func (c *Cache) carry(ctx context.Context, m *bootimage.Manifest, verb string, unverified bool, one func(bootimage.Module) (bool, error), logArgs ...any) (RehydrateReport, error) {
 	var rep RehydrateReport
 	var errs []error
 	seen := make(map[string]bool)
 	for _, mod := range m.Modules {
 		if err := ctx.Err(); err != nil {
-			errs = append(errs, fmt.Errorf("modcache: rehydrate: %w", err))
+			errs = append(errs, fmt.Errorf("modcache: %s: %w", verb, err))
 			break
 		}
 		if err := validModule(mod); err != nil {
-			errs = append(errs, fmt.Errorf("modcache: rehydrate module %q: %w", mod.Name, err))
+			errs = append(errs, fmt.Errorf("modcache: %s module %q: %w", verb, mod.Name, err))
 			continue
 		}
 		if seen[mod.SHA256] {
-			// Same content under another name: one file carried it.
+			// Same content under another name: one copy carried it.
 			if e, err := c.lookup(mod.SHA256); err == nil {
 				e.addName(mod.Name)
 			}
 			continue
 		}
 		seen[mod.SHA256] = true
-		added, err := c.rehydrateOne(ctx, mod, filepath.Join(dir, mod.SHA256), adopt)
+		added, err := one(mod)
 		if added {
 			rep.Modules++
 			rep.Bytes += mod.Size
-			if adopt {
+			if unverified {
 				rep.Unverified++
 			}
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("modcache: rehydrate module %q: %w", mod.Name, err))
+			errs = append(errs, fmt.Errorf("modcache: %s module %q (%s): %w", verb, mod.Name, mod.SHA256, err))
 			if errors.Is(err, ErrClosed) {
 				break
 			}
 		}
 	}
-	c.log.Debug("modcache: rehydrate", "dir", dir, "manifest", m.Name, "adopt", adopt,
-		"modules", rep.Modules, "bytes", rep.Bytes, "errors", len(errs))
+	c.log.Debug("modcache: "+verb, append(logArgs, "manifest", m.Name, "unverified", unverified,
+		"modules", rep.Modules, "bytes", rep.Bytes, "errors", len(errs))...)
 	return rep, errors.Join(errs...)
 }
 

@@ -2,7 +2,6 @@ package modcache
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -27,40 +26,9 @@ type Sections interface {
 // is an error naming it (ErrNotCached, ErrSizeMismatch); the others are
 // adopted (the error joins every failure). The sections are only read.
 func (c *Cache) AdoptSections(ctx context.Context, src Sections, m *bootimage.Manifest) (RehydrateReport, error) {
-	var rep RehydrateReport
-	var errs []error
-	seen := make(map[string]bool)
-	for _, mod := range m.Modules {
-		if err := ctx.Err(); err != nil {
-			errs = append(errs, fmt.Errorf("modcache: adopt sections: %w", err))
-			break
-		}
-		if err := validModule(mod); err != nil {
-			errs = append(errs, fmt.Errorf("modcache: adopt module %q: %w", mod.Name, err))
-			continue
-		}
-		if seen[mod.SHA256] {
-			if e, err := c.lookup(mod.SHA256); err == nil {
-				e.addName(mod.Name)
-			}
-			continue
-		}
-		seen[mod.SHA256] = true
-		added, err := c.adoptSection(ctx, src, mod)
-		if added {
-			rep.Modules++
-			rep.Bytes += mod.Size
-			rep.Unverified++
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("modcache: adopt module %q (%s): %w", mod.Name, mod.SHA256, err))
-			if errors.Is(err, ErrClosed) {
-				break
-			}
-		}
-	}
-	c.log.Debug("modcache: adopt sections", "manifest", m.Name, "modules", rep.Modules, "bytes", rep.Bytes, "errors", len(errs))
-	return rep, errors.Join(errs...)
+	return c.carry(ctx, m, "adopt", true, func(mod bootimage.Module) (bool, error) {
+		return c.adoptSection(ctx, src, mod)
+	})
 }
 
 // adoptSection adopts one module from its section; added reports a new
