@@ -3,8 +3,6 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -26,11 +24,7 @@ var keptModules = []string{"nd_e820", "nd_pmem"}
 // kept modules were not adopted, and they are read from storage).
 func ensureKeptDevice(opts Options, wait time.Duration) (string, error) {
 	root := opts.Root
-	b, err := os.ReadFile(filepath.Join(root, "proc/cmdline"))
-	if err != nil {
-		return "", fmt.Errorf("kept region: %w", err)
-	}
-	l, ok, err := keptmem.ParseLayout(strings.TrimSpace(string(b)))
+	l, ok, err := keptmem.RunningLayout(root)
 	if err != nil || !ok {
 		return "", err
 	}

@@ -188,11 +188,7 @@ func keptStatus(e *env, args []string) error {
 
 func readKeptStatus(root string) (*keptStatusReport, error) {
 	rep := &keptStatusReport{}
-	b, err := os.ReadFile(filepath.Join(root, "proc/cmdline"))
-	if err != nil {
-		return nil, fmt.Errorf("kept status: %w", err)
-	}
-	l, ok, err := keptmem.ParseLayout(strings.TrimSpace(string(b)))
+	l, ok, err := keptmem.RunningLayout(root)
 	if err != nil {
 		return nil, fmt.Errorf("kept status: %w", err)
 	}

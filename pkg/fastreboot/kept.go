@@ -5,9 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/keptmem"
@@ -69,13 +67,9 @@ var errNoRegion = errors.New("no kept region configured")
 // those is missing.
 func openKept(root string) (*keptTarget, error) {
 	p := filepath.Join(root, "proc/cmdline")
-	b, err := os.ReadFile(p)
+	l, ok, err := keptmem.RunningLayout(root)
 	if err != nil {
-		return nil, fmt.Errorf("kept region: reading the running command line: %w", err)
-	}
-	l, ok, err := keptmem.ParseLayout(strings.TrimSpace(string(b)))
-	if err != nil {
-		return nil, fmt.Errorf("kept region: %s: %w", p, err)
+		return nil, fmt.Errorf("kept region: %w", err)
 	}
 	if !ok {
 		return nil, fmt.Errorf("kept region: %s keeps no region (no memmap=SIZE!START word; `fastreboot kept plan` says which to add): %w", p, errNoRegion)

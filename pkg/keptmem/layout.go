@@ -3,6 +3,8 @@ package keptmem
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
@@ -123,4 +125,22 @@ func (w *window) Sync() error { return w.dev.Sync() }
 func (w *window) Size() int64 { return w.size }
 func (w *window) Name() string {
 	return fmt.Sprintf("%s[%d:%d]", deviceName(w.dev), w.off, w.off+w.size)
+}
+
+// RunningLayout is ParseLayout of the running kernel's command line,
+// root/proc/cmdline (root "" is "/"); errors name the file.
+func RunningLayout(root string) (Layout, bool, error) {
+	if root == "" {
+		root = "/"
+	}
+	p := filepath.Join(root, "proc/cmdline")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return Layout{}, false, fmt.Errorf("keptmem: the running command line: %w", err)
+	}
+	l, ok, err := ParseLayout(strings.TrimSpace(string(b)))
+	if err != nil {
+		return Layout{}, false, fmt.Errorf("%s: %w", p, err)
+	}
+	return l, ok, nil
 }

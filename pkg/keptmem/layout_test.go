@@ -117,3 +117,27 @@ func TestWriteInsideWindow(t *testing.T) {
 		t.Error("Open(whole device) accepted an index written for the window (its region size differs)")
 	}
 }
+
+func TestRunningLayout(t *testing.T) {
+	root := t.TempDir()
+	if _, _, err := RunningLayout(root); err == nil || !strings.Contains(err.Error(), "running command line") {
+		t.Errorf("no proc/cmdline: err = %v", err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "proc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(line string) {
+		if err := os.WriteFile(filepath.Join(root, "proc/cmdline"), []byte(line+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("console=ttyS0 memmap=320M!0x40000000 fastreboot.preserve=256M")
+	l, ok, err := RunningLayout(root)
+	if err != nil || !ok || l.CacheSize != 64<<20 || l.AreasSize != 256<<20 {
+		t.Errorf("RunningLayout = %+v, %v, %v", l, ok, err)
+	}
+	write("console=ttyS0 fastreboot.preserve=256M")
+	if _, _, err := RunningLayout(root); err == nil || !strings.Contains(err.Error(), filepath.Join(root, "proc/cmdline")) {
+		t.Errorf("preserve without a region: err = %v, want one naming the file", err)
+	}
+}

@@ -2,9 +2,7 @@ package preserve
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/fastreboot/fastreboot/pkg/keptmem"
 )
@@ -27,14 +25,10 @@ func Find(root string) (Location, error) {
 		root = "/"
 	}
 	p := filepath.Join(root, "proc/cmdline")
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return Location{}, fmt.Errorf("preserve: %w", err)
-	}
-	l, ok, err := keptmem.ParseLayout(strings.TrimSpace(string(b)))
+	l, ok, err := keptmem.RunningLayout(root)
 	switch {
 	case err != nil:
-		return Location{}, fmt.Errorf("preserve: %s: %w", p, err)
+		return Location{}, fmt.Errorf("preserve: %w", err)
 	case !ok:
 		return Location{}, fmt.Errorf("%w: %s keeps no memmap=SIZE!START region", ErrNoAreas, p)
 	case l.AreasSize == 0:
