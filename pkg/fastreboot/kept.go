@@ -166,7 +166,10 @@ func (mc *Machine) writeKept(k *keptTarget, blobs []Blob, spec buildSpec) (*Hand
 		mc.log.Info("dry run: would write the modules to the kept region", "device", k.path, "modules", rec.Modules, "bytes", rec.Bytes)
 		return rec, rep, nil
 	}
-	ix, err := keptmem.Write(k.cache, kb, keptmem.WriteOptions{Generation: uint64(max(spec.generation-1, 1)), Logger: mc.log})
+	// The blobs are cache entries, whose digests the cache checked (or
+	// checks before their first use): no second hashing pass here; the
+	// next generation hashes every module it adopts before using it.
+	ix, err := keptmem.Write(k.cache, kb, keptmem.WriteOptions{Generation: uint64(max(spec.generation-1, 1)), Logger: mc.log, Hashed: true})
 	rep.Took = mc.opts.Now().Sub(t)
 	if err != nil {
 		return nil, rep, err

@@ -272,6 +272,11 @@ type WriteOptions struct {
 	Generation uint64
 	// Logger receives what was written; nil discards.
 	Logger *slog.Logger
+	// Hashed says the blobs' digests were checked already (entries of a
+	// module cache): their bytes are copied without hashing them again,
+	// and only their sizes are checked. Whoever reads the region hashes
+	// each module before using it either way (modcache.AdoptSections).
+	Hashed bool
 }
 
 // Write lays blobs out on dev and returns the new index. Blobs of the
@@ -281,8 +286,10 @@ type WriteOptions struct {
 //     before it would describe bytes about to change);
 //  2. the modules are written, sorted by digest, each at the next
 //     BlockSize-aligned offset from DataStart (an empty one
-//     takes a block too), and hashed on the way: one whose bytes do not match its digest or size stops the
-//     write (ErrBadBlob), leaving the region without an index;
+//     takes a block too), and hashed on the way (unless
+//     WriteOptions.Hashed): one whose bytes do not match its digest or
+//     size stops the write (ErrBadBlob), leaving the region without an
+//     index;
 //  3. the index, at the next aligned offset after the modules;
 //  4. the header, last.
 //
@@ -375,7 +382,7 @@ func Write(dev Device, blobs []Blob, opts WriteOptions) (*Index, error) {
 	// 2. Modules.
 	buf := make([]byte, 1<<20)
 	for _, e := range entries {
-		if err := copyBlob(dev, e, byDigest[e.Digest], buf); err != nil {
+		if err := copyBlob(dev, e, byDigest[e.Digest], buf, !opts.Hashed); err != nil {
 			return nil, fmt.Errorf("keptmem: writing %s to %s: %w", e.Digest, name, err)
 		}
 	}
@@ -401,19 +408,23 @@ func Write(dev Device, blobs []Blob, opts WriteOptions) (*Index, error) {
 	return &Index{dev: dev, header: h, entries: entries}, nil
 }
 
-// copyBlob writes b's bytes at e.Offset, hashing them, and checks them.
-func copyBlob(dev Device, e Entry, b Blob, buf []byte) error {
+// copyBlob writes b's bytes at e.Offset and checks their size, and their
+// digest if check.
+func copyBlob(dev Device, e Entry, b Blob, buf []byte, check bool) error {
 	hash := sha256.New()
 	src := io.NewSectionReader(b, 0, e.Size)
-	w := io.NewOffsetWriter(dev, e.Offset)
-	n, err := io.CopyBuffer(io.MultiWriter(w, hash), src, buf)
+	var w io.Writer = io.NewOffsetWriter(dev, e.Offset)
+	if check {
+		w = io.MultiWriter(w, hash)
+	}
+	n, err := io.CopyBuffer(w, src, buf)
 	if err != nil {
 		return err
 	}
 	if n != e.Size {
 		return fmt.Errorf("%w: %d bytes read, %d expected", ErrBadBlob, n, e.Size)
 	}
-	if got := hex.EncodeToString(hash.Sum(nil)); got != e.Digest {
+	if got := hex.EncodeToString(hash.Sum(nil)); check && got != e.Digest {
 		return fmt.Errorf("%w: its bytes hash to %s", ErrBadBlob, got)
 	}
 	return nil

@@ -331,3 +331,39 @@ func TestOpenVersion(t *testing.T) {
 		t.Errorf("Open of version 2 = %v, want ErrVersion", err)
 	}
 }
+
+// TestWriteHashed: WriteOptions.Hashed copies without hashing (a lying blob
+// is written, size checked only), and the reader's own hashing is what
+// catches it; without it the write refuses the blob.
+func TestWriteHashed(t *testing.T) {
+	good := newBlob([]byte("module bytes"))
+	liar := blob{Reader: bytes.NewReader([]byte("other bytes!")), digest: good.digest}
+	if _, err := Write(newMem(1<<20), []Blob{liar}, WriteOptions{}); !errors.Is(err, ErrBadBlob) {
+		t.Errorf("Write(liar) = %v, want ErrBadBlob", err)
+	}
+	dev := newMem(1 << 20)
+	ix, err := Write(dev, []Blob{liar}, WriteOptions{Hashed: true})
+	if err != nil {
+		t.Fatalf("Write(liar, Hashed) = %v", err)
+	}
+	b, err := io.ReadAll(ix.Section(good.digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) == good.digest {
+		t.Error("the section of a lying blob hashes to its claimed digest")
+	}
+	short := blob{Reader: bytes.NewReader([]byte("short")), digest: good.digest}
+	lying := sizeLiar{short, good.Size()}
+	if _, err := Write(newMem(1<<20), []Blob{lying}, WriteOptions{Hashed: true}); !errors.Is(err, ErrBadBlob) {
+		t.Errorf("Write(short blob, Hashed) = %v, want ErrBadBlob (sizes are still checked)", err)
+	}
+}
+
+// sizeLiar is a blob claiming more bytes than it has.
+type sizeLiar struct {
+	blob
+	size int64
+}
+
+func (s sizeLiar) Size() int64 { return s.size }
