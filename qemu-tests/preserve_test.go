@@ -153,14 +153,22 @@ func TestPreserveWorkload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// reboot prints what it froze right before the kexec: the line may
+	// not reach the console before the jump (as the rebooting line may
+	// not: r.LineLost), so it is checked when it is there and its loss is
+	// only logged. The preservation itself is proven below, by what
+	// generation 2 reads; the freeze's all-or-nothing is unit-tested.
 	froze := ""
 	for _, l := range vm.Lines() {
 		if strings.Contains(l.Text, "preserved area(s) on") {
 			froze = strings.TrimSpace(l.Text)
 		}
 	}
-	if !strings.Contains(froze, "froze /work in") {
-		t.Errorf("gen 1: no line of fastreboot reboot says it froze /work (got %q)", froze)
+	switch {
+	case froze == "":
+		froze = "(the freeze line was lost with the jump)"
+	case !strings.Contains(froze, "froze /work in"):
+		t.Errorf("gen 1: fastreboot reboot's preserve line %q does not say it froze /work", froze)
 	}
 	t.Logf("gen 1 -> 2: %s; reboot requested -> userspace %.2fs", froze, r.Downtime().Seconds())
 
