@@ -34,14 +34,14 @@ func OpenFile(path string) (*os.File, int64, error) {
 // file that is not regular: an error that names the path, says "is a
 // symbolic link" and wraps ErrNotRegularFile.
 func OpenFileNoFollow(path string) (*os.File, int64, error) {
-	return openRegular(path, syscall.O_NOFOLLOW)
+	return openRegular(path, oNoFollow)
 }
 
 func openRegular(path string, flags int) (*os.File, int64, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|flags, 0)
 	if err != nil {
 		// O_NOFOLLOW fails a symbolic link with ELOOP.
-		if fi, lerr := os.Lstat(path); flags&syscall.O_NOFOLLOW != 0 && errors.Is(err, syscall.ELOOP) && lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		if fi, lerr := os.Lstat(path); flags&oNoFollow != 0 && errors.Is(err, syscall.ELOOP) && lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
 			return nil, 0, fmt.Errorf("%s: is %s: %w", path, fileKind(fi.Mode()), ErrNotRegularFile)
 		}
 		return nil, 0, err // *PathError names the file

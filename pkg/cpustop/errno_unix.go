@@ -16,3 +16,6 @@ func errnoName(err error) string {
 	}
 	return ""
 }
+
+// oNoFollow is O_NOFOLLOW, which systems outside unix do not have.
+const oNoFollow = unix.O_NOFOLLOW

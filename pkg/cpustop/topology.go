@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -98,7 +97,7 @@ func (o Options) pinner() func(int) error {
 // one). The kernel's answer (EBUSY, EPERM, ...) comes back from write(2)
 // inside the *fs.PathError.
 func writeSysfs(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
+	f, err := os.OpenFile(path, os.O_WRONLY|oNoFollow, 0)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 )
 
 // Sysctls that turn faults into a panic, and so into the crash image. All
@@ -102,7 +101,7 @@ func writeSysctl(root, name, val string) error {
 	// a fake tree, and never creates a sysctl that does not exist.
 	// O_NOFOLLOW: a sysctl is never a symlink; one in a tree is not
 	// followed to whatever it names.
-	f, err := os.OpenFile(sysctlPath(root, name), os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0)
+	f, err := os.OpenFile(sysctlPath(root, name), os.O_WRONLY|os.O_TRUNC|oNoFollow, 0)
 	if err != nil {
 		return fmt.Errorf("%w: setting %s=%s: %w", ErrFaultRouting, name, val, err)
 	}

@@ -1,0 +1,8 @@
+//go:build unix
+
+package bootimage
+
+import "syscall"
+
+// oNoFollow is O_NOFOLLOW on the systems that have it.
+const oNoFollow = syscall.O_NOFOLLOW
