@@ -70,19 +70,11 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 		Mode: crashhandler.Mode(*mode), Auto: *auto, PanicTimeout: *panicTimeout, NoFaults: *noFaults,
 		AllowNoRearm: *allowNoRearm,
 	}
-	if req.Load, err = crashhandler.ParseLoadMethod(*load); err != nil {
-		return usagef("--load: %v", err)
-	}
-	if req.Initrd, err = parseInitrdFlag(*initrd, req.Mode); err != nil {
+	if req.Load, req.Initrd, err = parseCrashChoice(req.Mode, *load, *initrd); err != nil {
 		return err
 	}
 	for _, w := range appendWords {
 		req.Append = append(req.Append, strings.Fields(w)...)
-	}
-	switch req.Mode {
-	case "", crashhandler.ModeTwoStage, crashhandler.ModeDirect:
-	default:
-		return usagef("--mode %q: want %s or %s", *mode, crashhandler.ModeTwoStage, crashhandler.ModeDirect)
 	}
 	if len(pos) == 1 {
 		req.Manifest = pos[0]
@@ -99,9 +91,7 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 	if *asJSON {
 		return printJSON(e.stdout, crashArmDoc(rep))
 	}
-	for _, w := range rep.Warnings {
-		fmt.Fprintf(e.stderr, "warning: %s\n", w)
-	}
+	printWarnings(e.stderr, rep.Warnings)
 	if !rep.Armed {
 		fmt.Fprintf(e.stdout, "crash path not armed: %s\n", rep.Why)
 		return nil
@@ -124,7 +114,6 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "a crash boots: the running image again (reason %s): %s\n", d.Action, d.Why)
 		}
 	}
-	printWarnings(e.stderr, rep.Warnings)
 	return nil
 }
 
@@ -144,16 +133,8 @@ func crashEstimate(ctx context.Context, e *env, args []string) error {
 		return usagef("crash estimate takes at most one manifest, got %q", pos)
 	}
 	req := agent.CrashEstimateRequest{Mode: crashhandler.Mode(*mode)}
-	if req.Load, err = crashhandler.ParseLoadMethod(*load); err != nil {
-		return usagef("--load: %v", err)
-	}
-	if req.Initrd, err = parseInitrdFlag(*initrd, req.Mode); err != nil {
+	if req.Load, req.Initrd, err = parseCrashChoice(req.Mode, *load, *initrd); err != nil {
 		return err
-	}
-	switch req.Mode {
-	case "", crashhandler.ModeTwoStage, crashhandler.ModeDirect:
-	default:
-		return usagef("--mode %q: want %s or %s", *mode, crashhandler.ModeTwoStage, crashhandler.ModeDirect)
 	}
 	if len(pos) == 1 {
 		req.Manifest = pos[0]
@@ -172,6 +153,25 @@ func crashEstimate(ctx context.Context, e *env, args []string) error {
 	}
 	printEstimate(e.stdout, rep)
 	return nil
+}
+
+// parseCrashChoice checks the --mode, --load and --initrd flags that crash
+// arm and crash estimate share.
+func parseCrashChoice(mode crashhandler.Mode, load, initrd string) (crashhandler.LoadMethod, crashpath.Initrd, error) {
+	switch mode {
+	case "", crashhandler.ModeTwoStage, crashhandler.ModeDirect:
+	default:
+		return "", "", usagef("--mode %q: want %s or %s", mode, crashhandler.ModeTwoStage, crashhandler.ModeDirect)
+	}
+	m, err := crashhandler.ParseLoadMethod(load)
+	if err != nil {
+		return "", "", usagef("--load: %v", err)
+	}
+	i, err := parseInitrdFlag(initrd, mode)
+	if err != nil {
+		return "", "", err
+	}
+	return m, i, nil
 }
 
 // parseInitrdFlag checks --initrd: "" (the request's default: the choice

@@ -41,6 +41,9 @@ func TestCrashArmNoRearm(t *testing.T) {
 	if r.code != ExitOK || !strings.Contains(r.stderr, "warning: the generation booted after a crash has no crashkernel=") || !strings.Contains(r.stdout, "crash path armed") {
 		t.Errorf("crash arm --allow-no-rearm: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
+	if n := strings.Count(r.stderr, "warning: the generation booted after a crash has no crashkernel="); n != 1 {
+		t.Errorf("crash arm --allow-no-rearm printed the re-arm warning %d times, want once: %q", n, r.stderr)
+	}
 	var rep crashpath.ArmReport
 	r = h.run("crash", "arm", p, "--allow-no-rearm", "--json")
 	decode(t, r, &rep)
