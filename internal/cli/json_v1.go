@@ -52,9 +52,11 @@ type GenerationStateV1 struct {
 	// them from storage.
 	RehydrateError string `json:"rehydrate_error,omitempty"`
 	// Restarted is when the daemon was last restarted within this boot:
-	// the modules rehydrated before lived in the previous daemon's cache
-	// and are gone, so Rehydrated is then zero and CarriedLost counts them
-	// (a later Sync reads them from storage).
+	// the modules rehydrated before lived in the previous daemon's cache.
+	// Those the kept region carried are adopted again from it when it
+	// still holds the handoff's index (Rehydrated counts them); otherwise
+	// they are gone, so Rehydrated is zero and CarriedLost counts them (a
+	// later Sync reads them from storage).
 	Restarted   time.Time `json:"restarted,omitzero"`
 	CarriedLost int       `json:"carried_lost,omitempty"`
 	// CPUs compares the CPUs online when the previous generation staged

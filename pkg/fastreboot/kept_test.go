@@ -357,3 +357,64 @@ func TestStageKeptNeedsInheritedRegion(t *testing.T) {
 		})
 	}
 }
+
+// TestResumeKeptRestarted: a daemon restarted within a kept generation
+// adopts the carried modules from the region again (the first process's
+// cache died with it); once the region's index is spoiled, a restart
+// adopts nothing and counts the modules lost, as with the initrd carrier.
+func TestResumeKeptRestarted(t *testing.T) {
+	im := testimage.Default()
+	dev := newPmemFile(t, testRegion)
+	rep, initrd, err := stageKept(t, im, keptCmdline, dev, CarryAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := unpackHandoff(t, initrd, rep.HandoffBytes)
+	addPmem(t, root, dev, testRegion)
+	stateDir := t.TempDir()
+	resume := func() (*State, *modcache.Cache) {
+		t.Helper()
+		cache := newCache(t)
+		st, err := Resume(context.Background(), cache, ResumeOptions{Root: root, StateDir: stateDir, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, cache
+	}
+	first, _ := resume()
+	if first.Rehydrated.Modules != 4 || !first.Restarted.IsZero() {
+		t.Fatalf("first Resume: rehydrated %+v, restarted %v", first.Rehydrated, first.Restarted)
+	}
+
+	again, cache := resume()
+	total := testimage.TotalSize(im.Manifest())
+	if again.Restarted.IsZero() || again.CarriedLost != 0 || again.RehydrateError != "" ||
+		again.Rehydrated != (modcache.RehydrateReport{Modules: 4, Bytes: total, Unverified: 4}) || again.Generation != first.Generation {
+		t.Fatalf("restarted Resume: rehydrated %+v, lost %d, error %q, restarted %v; want the 4 modules adopted again",
+			again.Rehydrated, again.CarriedLost, again.RehydrateError, again.Restarted)
+	}
+	if vr, err := cache.VerifyPending(context.Background()); err != nil || vr.Modules != 4 || len(vr.Bad) != 0 {
+		t.Errorf("VerifyPending after the restart = %+v, %v; want 4 good modules", vr, err)
+	}
+	if s := cache.Stats(); s.BytesRead != 0 || s.Modules != 4 {
+		t.Errorf("cache stats after the restart %+v: want 4 modules and no storage read", s)
+	}
+
+	// A stage (or anything) wrote the region again: its header no longer
+	// matches the index the handoff names.
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(make([]byte, 512), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	third, cache := resume()
+	if third.Rehydrated != (modcache.RehydrateReport{}) || third.CarriedLost != 4 || third.Restarted.IsZero() {
+		t.Fatalf("restart after the region was spoiled: rehydrated %+v, lost %d; want nothing adopted and 4 lost", third.Rehydrated, third.CarriedLost)
+	}
+	if s := cache.Stats(); s.Modules != 0 {
+		t.Errorf("cache after the refused re-adoption holds %d modules, want 0", s.Modules)
+	}
+}

@@ -187,7 +187,7 @@ func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*St
 		if cache == nil || prev.Rehydrated.Modules == 0 {
 			return prev, nil
 		}
-		return restarted(prev, opts.StateDir, clock(), log)
+		return restarted(ctx, cache, prev, h, opts, clock, log)
 	}
 
 	st := &State{Generation: 1, Reason: ReasonCold, Resumed: clock()}
@@ -268,18 +268,40 @@ func Resume(ctx context.Context, cache *modcache.Cache, opts ResumeOptions) (*St
 
 // restarted is Resume run again in the boot prev describes, with a cache
 // (a daemon restarted): the modules the first Resume rehydrated lived in
-// the cache of a process that is gone, and the handoff files they came
-// from were consumed, so this cache holds none of them. The state says so
-// (Rehydrated zero, CarriedLost counting them, Restarted) and is saved,
-// rather than reporting modules rehydrated that no cache holds.
-func restarted(prev *State, dir string, now time.Time, log *slog.Logger) (*State, error) {
+// the cache of a process that is gone. Modules the handoff carried in the
+// kept region are still there: when the region still holds the index the
+// handoff names (no stage has written it since), they are adopted again,
+// hashed before use as the first time. Otherwise (the initrd carrier,
+// whose handoff files were consumed, or a region written again) this
+// cache holds none of them and the state says so (Rehydrated zero,
+// CarriedLost counting them), rather than reporting modules rehydrated
+// that no cache holds. Either way Restarted is set and the state saved.
+func restarted(ctx context.Context, cache *modcache.Cache, prev *State, h *Handoff, opts ResumeOptions, clock func() time.Time, log *slog.Logger) (*State, error) {
 	st := *prev
-	st.CarriedLost += prev.Rehydrated.Modules
 	st.Rehydrated, st.RehydrateTime = modcache.RehydrateReport{}, 0
-	st.Restarted = now
+	st.Restarted = clock()
+	trusted := prev.Trust == nil || prev.Trust.Error == ""
+	if h != nil && h.Kept != nil && trusted {
+		t := clock()
+		rep, err := adoptKept(ctx, cache, opts.Root, h, opts.EagerVerify, &st)
+		if err == nil || rep.Modules > 0 {
+			st.Rehydrated, st.RehydrateTime, st.RehydrateError = rep, clock().Sub(t), ""
+			if err != nil {
+				st.RehydrateError = err.Error()
+			}
+			log.Info("resume: restarted within the boot; the carried modules adopted again from the kept region",
+				"generation", st.Generation, "modules", rep.Modules, "bytes", rep.Bytes, "took", st.RehydrateTime)
+			if err := SaveState(opts.StateDir, &st); err != nil {
+				return &st, fmt.Errorf("resume: %w", err)
+			}
+			return &st, nil
+		}
+		log.Warn("resume: restarted within the boot; the kept region no longer holds the handoff's index", "err", err)
+	}
+	st.CarriedLost += prev.Rehydrated.Modules
 	log.Warn("resume: restarted within the boot; the carried modules died with the previous process's cache, a stage reads them from storage",
 		"generation", st.Generation, "lost", prev.Rehydrated.Modules)
-	if err := SaveState(dir, &st); err != nil {
+	if err := SaveState(opts.StateDir, &st); err != nil {
 		return &st, fmt.Errorf("resume: %w", err)
 	}
 	return &st, nil
