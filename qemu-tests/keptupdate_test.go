@@ -1,6 +1,7 @@
 package qemutests
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -27,7 +28,7 @@ func TestKeptUpdateStory(t *testing.T) {
 	s := prepare(t, scenario.Options{
 		KeptRegion:          keptRegion,
 		KeptRegionInherited: true,
-		ExtraCommands:       []string{"github.com/u-root/u-root/cmds/core/dd"},
+		ExtraCommands:       []string{"github.com/u-root/u-root/cmds/core/dd", "github.com/u-root/u-root/cmds/core/kill"},
 		ExtraFiles:          []harness.File{{Path: "etc/kept-junk", Data: []byte("X")}},
 	})
 	if strings.Contains(s.V2.Cmdline, "memmap=") {
@@ -159,6 +160,13 @@ func TestKeptUpdateStory(t *testing.T) {
 	if ks.Device != "/dev/pmem0" || ks.Index == nil || ks.Index.Sequence != 1 || ks.Index.Generation != 1 || ks.Index.Modules != modules || ks.Index.Bytes != total {
 		t.Errorf("gen 2 kept status %+v (index %+v): want /dev/pmem0 holding gen 1's write, sequence 1, %d modules of %d bytes", ks, ks.Index, modules, total)
 	}
+	restartDaemon(t, g)
+	if st := guestStatus(t, g); st.State == nil || st.State.Restarted.IsZero() || st.State.CarriedLost != 0 ||
+		st.State.Rehydrated.Modules != modules || st.Agent == nil || st.Agent.Cache.Modules != modules || st.Agent.Cache.BytesRead != 0 {
+		t.Errorf("gen 2 after a daemon restart: state %+v, agent %+v; want the %d modules adopted again from the region, none lost, no storage read", st.State, st.Agent, modules)
+	} else {
+		t.Logf("gen 2 daemon restarted: adopted %d modules again from the region in %v", st.State.Rehydrated.Modules, st.State.RehydrateTime)
+	}
 
 	// Then the same image, from the same cache, carried alternately in
 	// the initrd and in the kept region (written again each time: its
@@ -231,4 +239,44 @@ func median(xs []float64) float64 {
 		return s[n/2]
 	}
 	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// restartDaemon stops the guest's fastreboot daemon (SIGTERM, the pid
+// status reports) and starts it again as frguest does, then waits until
+// it answers: what an admin or a service manager restarting it does.
+func restartDaemon(t *testing.T, g *scenario.Guest) {
+	t.Helper()
+	st := guestStatus(t, g)
+	if st.Agent == nil || !st.Agent.Daemon || st.Agent.PID <= 0 {
+		t.Fatalf("restart: no daemon answers status (agent %+v)", st.Agent)
+	}
+	pid := st.Agent.PID
+	if _, err := g.Run(fmt.Sprintf("kill %d", pid)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		// Gone, or a zombie its parent (frguest) has not reaped.
+		out, _ := g.Run(fmt.Sprintf("cat /proc/%d/stat", pid))
+		if f := strings.Fields(out[strings.LastIndex(out, ")")+1:]); len(f) == 0 || f[0] == "Z" || strings.Contains(out, "No such file") || strings.Contains(out, "no such file") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restart: daemon %d still alive a minute after SIGTERM", pid)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if _, err := g.Run("fastreboot daemon >> /var/log/fastreboot-daemon.log 2>&1 &"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		var st cli.StatusV1
+		if err := g.FastrebootJSON("status", &st); err == nil && st.Agent != nil && st.Agent.Daemon && st.Agent.PID != pid {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restart: no new daemon answered status within a minute")
+		}
+		time.Sleep(time.Second)
+	}
 }
