@@ -53,21 +53,34 @@ type Segment struct {
 	Size uint64
 }
 
-// Load calls kexec_load(2) through u-root's kexec.Load, which page-aligns
-// the segments and checks that they do not overlap and that the entry is
-// inside one. flags is 0 or LoadOnCrash (KEXEC_ARCH_DEFAULT is implied).
-// Errors of the call are *KexecError values; EPERM also matches
-// ErrKexecLoadForbidden.
+// Load calls kexec_load(2). flags is 0 or LoadOnCrash (KEXEC_ARCH_DEFAULT
+// is implied). Segments that all start on a page go to the kernel as they
+// are, their sizes rounded up to pages (see pageAligned): the buffers are
+// not copied, which matters to a crash kernel loading a whole image in a
+// small reservation. Others (and segments that share a page once rounded)
+// go through u-root's kexec.Load, which aligns and merges them by copying
+// every buffer. Either way the segments must not overlap
+// and the entry must be inside one. Errors of the call are *KexecError
+// values; EPERM also matches ErrKexecLoadForbidden.
 func Load(entry uint64, segments []Segment, flags uint64) error {
-	segs := make(kexec.Segments, 0, len(segments))
-	for _, s := range segments {
-		segs = append(segs, kexec.NewSegment(s.Buf, kexec.Range{Start: uintptr(s.Phys), Size: uint(s.Size)}))
-	}
 	fl := "KEXEC_ARCH_DEFAULT"
 	if flags&LoadOnCrash != 0 {
 		fl = "KEXEC_ON_CRASH|" + fl
 	}
 	args := fmt.Sprintf("entry %#x, %d segments, %s", entry, len(segments), fl)
+	if pageAligned(segments) {
+		if segs, err := checkDisjoint(entry, segments); err == nil {
+			if errno := rawLoad(entry, segs, flags); errno != 0 {
+				return &KexecError{Op: OpLoad, Args: args, Errno: errno}
+			}
+			return nil
+		}
+		// Overlapping once rounded to pages: u-root merges them.
+	}
+	segs := make(kexec.Segments, 0, len(segments))
+	for _, s := range segments {
+		segs = append(segs, kexec.NewSegment(s.Buf, kexec.Range{Start: uintptr(s.Phys), Size: uint(s.Size)}))
+	}
 	err := kexec.Load(uintptr(entry), segs, flags)
 	if err == nil {
 		return nil

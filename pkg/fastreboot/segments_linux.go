@@ -27,7 +27,7 @@ import (
 // segmentsSupported reports that this platform has the segments load method.
 func segmentsSupported() error { return nil }
 
-// SegmentsLoad calls kexec_load(2) through kexecsys.Load (u-root's kexec.Load), which
+// SegmentsLoad calls kexec_load(2) through kexecsys.Load, which
 // page-aligns the segments and checks that they do not overlap and that the
 // entry is inside one. Errors are *KexecError values as for FileLoad; EPERM
 // also matches ErrKexecLoadForbidden, because under lockdown kexec_load is
