@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -50,6 +51,14 @@ func (l *fakeSegmentsLoader) SegmentsLoad(entry uint64, segs []Segment) error {
 	l.loads++
 	if l.err != nil {
 		return l.err
+	}
+	// Every plan starts its segments on a page, so that kexecsys.Load
+	// hands them to kexec_load without copying them (a copy of the
+	// whole image would not fit a crash kernel's reservation).
+	for _, s := range segs {
+		if s.Phys%4096 != 0 {
+			return fmt.Errorf("fakeSegmentsLoader: %s segment at %#x does not start on a page", s.Name, s.Phys)
+		}
 	}
 	l.entry = entry
 	l.segs = nil
