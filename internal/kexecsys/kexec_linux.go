@@ -59,9 +59,9 @@ type Segment struct {
 // not copied, which matters to a crash kernel loading a whole image in a
 // small reservation. Others (and segments that share a page once rounded)
 // go through u-root's kexec.Load, which aligns and merges them by copying
-// every buffer. Either way the segments must not overlap
-// and the entry must be inside one. Errors of the call are *KexecError
-// values; EPERM also matches ErrKexecLoadForbidden.
+// every buffer. Either way the segments must not overlap and the entry
+// must be inside one. Errors of the call are *KexecError values; EPERM
+// also matches ErrKexecLoadForbidden.
 func Load(entry uint64, segments []Segment, flags uint64) error {
 	fl := "KEXEC_ARCH_DEFAULT"
 	if flags&LoadOnCrash != 0 {

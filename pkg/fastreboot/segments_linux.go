@@ -27,9 +27,9 @@ import (
 // segmentsSupported reports that this platform has the segments load method.
 func segmentsSupported() error { return nil }
 
-// SegmentsLoad calls kexec_load(2) through kexecsys.Load, which
-// page-aligns the segments and checks that they do not overlap and that the
-// entry is inside one. Errors are *KexecError values as for FileLoad; EPERM
+// SegmentsLoad calls kexec_load(2) through kexecsys.Load, which passes
+// page-aligned segments (every plan of planSegments) without copying them
+// and checks that they do not overlap and that the entry is inside one. Errors are *KexecError values as for FileLoad; EPERM
 // also matches ErrKexecLoadForbidden, because under lockdown kexec_load is
 // refused whatever the image while kexec_file_load loads signed kernels.
 func (KexecLoader) SegmentsLoad(entry uint64, segments []Segment) error {
