@@ -257,6 +257,10 @@ type StageReportV1 struct {
 	// was placed (nil for LoadFile).
 	Load     string            `json:"load"`
 	Segments *SegmentsReportV1 `json:"segments,omitempty"`
+	// LoadFallback says why a stage asked for the segments load method
+	// loaded its image with kexec_file_load instead; Load is then
+	// "file".
+	LoadFallback string `json:"load_fallback,omitempty"`
 	// Sync is what filling the cache read (hits, misses, bytes read).
 	Sync SyncReportV1 `json:"sync"`
 	// Hashed is what learning the digests of an image given by its files
@@ -683,8 +687,13 @@ type FaultStatusV1 struct {
 
 // SegmentsReportV1 is the v1 form of fastreboot.SegmentsReport.
 type SegmentsReportV1 struct {
-	// KernelELF is the decompressed kernel that was loaded.
+	// KernelELF is the decompressed kernel that was loaded; zero when
+	// Compressed.
 	KernelELF KernelELFV1 `json:"kernel_elf"`
+	// Compressed is true when the bzImage's compressed kernel was loaded
+	// as it is: it decompresses itself after the jump, as after
+	// kexec_file_load.
+	Compressed bool `json:"compressed,omitempty"`
 	// Decompressed is true when this Stage decompressed the bzImage (it was
 	// not cached yet), in DecompressTime; false when the cache held it.
 	Decompressed   bool          `json:"decompressed"`
@@ -988,6 +997,7 @@ func stageReportV1Of(s fastreboot.StageReport) StageReportV1 {
 		Loaded:         s.Loaded,
 		Load:           string(s.Load),
 		Segments:       segmentsReportV1Ptr(s.Segments),
+		LoadFallback:   s.LoadFallback,
 		Sync:           syncReportV1Of(s.Sync),
 		Hashed:         hashReportV1Ptr(s.Hashed),
 		BytesRead:      s.BytesRead,
@@ -1239,6 +1249,7 @@ func faultStatusV1Of(s crashhandler.FaultStatus) FaultStatusV1 {
 func segmentsReportV1Of(s fastreboot.SegmentsReport) SegmentsReportV1 {
 	return SegmentsReportV1{
 		KernelELF:      kernelELFV1Of(s.KernelELF),
+		Compressed:     s.Compressed,
 		Decompressed:   s.Decompressed,
 		DecompressTime: s.DecompressTime,
 		Entry:          s.Entry,

@@ -156,7 +156,7 @@ func TestArm(t *testing.T) {
 		Version: stateVersion, ArmedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Mode: ModeTwoStage, Load: LoadFile,
 		Cmdline: wantCmdline, Name: "v1", Digest: st.Digest,
 		KernelBytes: debianKernelBytes, InitrdBytes: findingsInitrdBytes, ImageBytes: debianKernelBytes + findingsInitrdBytes,
-		Sizing:           RequiredReservation(ImageSize{debianKernelBytes, findingsInitrdBytes, debianInitSize, debianKernelAlign, 0, 4, 16, 0}, ModeTwoStage),
+		Sizing:           RequiredReservation(ImageSize{debianKernelBytes, findingsInitrdBytes, debianInitSize, debianKernelAlign, 0, 4, 16, 0, false}, ModeTwoStage),
 		ReservationBytes: 512 << 20, Previous: prev, MemoryMap: qemuMemoryMap(),
 	}
 	if d := cmp.Diff(want, st); d != "" {

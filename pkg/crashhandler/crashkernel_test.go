@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/fastreboot/fastreboot/internal/kexecsys"
 )
 
 func TestInheritCrashkernel(t *testing.T) {
@@ -230,7 +232,7 @@ func TestEstimateImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	need := RequiredReservation(ImageSize{debianKernelBytes, findingsInitrdBytes, debianInitSize, debianKernelAlign, 0, 4, 16, 0}, ModeTwoStage)
+	need := RequiredReservation(ImageSize{debianKernelBytes, findingsInitrdBytes, debianInitSize, debianKernelAlign, 0, 4, 16, 0, false}, ModeTwoStage)
 	if est.Sizing != need || est.Crashkernel != fmt.Sprintf("crashkernel=%dM", need.Total>>20) || est.Fits || !est.Supported || est.ReservationBytes != 256<<20 {
 		t.Errorf("estimate %+v, want the sizing %+v, not fitting in 256 MiB", est, need)
 	}
@@ -314,4 +316,28 @@ func FuzzParseCrashkernel(f *testing.F) {
 			t.Errorf("size %d with error %v", ck.Size, err)
 		}
 	})
+}
+
+// TestEstimateReloadUnderLockdown: a two-stage crash kernel with a minimal
+// initramfs reloads production with kexec_load; under lockdown it must use
+// kexec_file_load, and the estimate counts the kernel and initrd that
+// kexec_file_load reads besides the image.
+func TestEstimateReloadUnderLockdown(t *testing.T) {
+	e := newEnv(t, 256<<20)
+	img := e.image(t, "console=ttyS0 crashkernel=512M")
+	const reload = 27253192
+	img.ReloadInitrdBytes = reload
+	open, err := EstimateImage(img, e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(e.root, kexecsys.LockdownPath), "none [integrity] confidentiality\n")
+	locked, err := EstimateImage(img, e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	once := pageAlign(debianKernelBytes) + pageAlign(reload)
+	if !open.Sizing.Minimal || locked.Sizing.Reload-open.Sizing.Reload != once || locked.Sizing.Total <= open.Sizing.Total {
+		t.Errorf("reload with kexec_load %+v, under lockdown %+v: want the kernel and initrd (%d bytes) counted once more under lockdown", open.Sizing, locked.Sizing, once)
+	}
 }

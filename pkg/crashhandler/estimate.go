@@ -83,8 +83,11 @@ func (o Options) plan(img Image) (*plan, error) {
 		KernelAlign:         p.hdr.Alignment,
 		InitrdUnpackedBytes: img.InitrdUnpackedBytes,
 		ReloadInitrdBytes:   img.ReloadInitrdBytes,
-		CPUs:                cpus,
-		PossibleCPUs:        possible,
+		// The two-stage crash kernel reloads production with
+		// kexec_load, or with kexec_file_load under lockdown.
+		ReloadWithFile: KexecLoadForbidden(o.Root) != nil,
+		CPUs:           cpus,
+		PossibleCPUs:   possible,
 	}
 	p.fileNeed = RequiredReservation(size, p.mode)
 	p.need = p.fileNeed

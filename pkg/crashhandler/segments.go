@@ -112,7 +112,7 @@ func KexecLoadForbidden(root string) error {
 // ReservationAlign. A direct crash kernel loaded this way gets the full
 // firmware memory map in its boot parameters, so it needs only the
 // segments. A two-stage crash kernel runs out of the reservation and
-// reloads production with kexec_file_load: it needs the Runtime and Reload
+// reloads production: it needs the Runtime and Reload
 // of RequiredReservation(img, mode) too (with a minimal crash initramfs,
 // the larger of the segments and them: see RequiredReservation), plus
 // their struct pages.

@@ -125,7 +125,7 @@ func TestArmLoadMethod(t *testing.T) {
 			if tt.wantSegCalls > 0 && seg.calls[0] != st.Cmdline {
 				t.Errorf("kexec_load command line %q, state says %q", seg.calls[0], st.Cmdline)
 			}
-			wantSizing := SegmentsSizing(tt.segBytes, ImageSize{debianKernelBytes, findingsInitrdBytes, debianInitSize, debianKernelAlign, 0, 4, 16, 0}, tt.mode)
+			wantSizing := SegmentsSizing(tt.segBytes, ImageSize{debianKernelBytes, findingsInitrdBytes, debianInitSize, debianKernelAlign, 0, 4, 16, 0, false}, tt.mode)
 			if st.Load == LoadFile {
 				wantSizing = st.Sizing // the file sizing is TestArm's
 			}
@@ -168,7 +168,7 @@ func TestKexecLoadForbidden(t *testing.T) {
 }
 
 func TestSegmentsSizing(t *testing.T) {
-	img := ImageSize{debianKernelBytes, findingsInitrdBytes, debianInitSize, debianKernelAlign, 0, 4, 16, 0}
+	img := ImageSize{debianKernelBytes, findingsInitrdBytes, debianInitSize, debianKernelAlign, 0, 4, 16, 0, false}
 	s := SegmentsSizing(70<<20+1, img, ModeDirect)
 	want := Sizing{Mode: ModeDirect, Method: LoadSegments, Load: 70<<20 + 1, Total: 80 << 20}
 	if d := cmp.Diff(want, s); d != "" {

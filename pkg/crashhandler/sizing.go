@@ -104,6 +104,12 @@ type ImageSize struct {
 	// initramfs holds the crash stage's program instead of production's
 	// initrd pieces); 0 means InitrdBytes.
 	ReloadInitrdBytes int64 `json:"reload_initrd_bytes,omitempty"`
+	// ReloadWithFile: the two-stage crash kernel will reload production
+	// with kexec_file_load, because the kernel forbids kexec_load
+	// (lockdown), and holds the kernel and initrd it read besides the
+	// image. Only the minimal crash initramfs's sizing counts the
+	// difference (see RequiredReservation).
+	ReloadWithFile bool `json:"reload_with_file,omitempty"`
 }
 
 // Sizing is the outcome of RequiredReservation, in bytes.
@@ -195,23 +201,27 @@ func (s Sizing) Breakdown() string {
 // after unpacking and its kernel segment shrinks to the kernel image, so
 // they are not counted again. The crash stage moves the carried modules
 // into the cache, and Stage releases all but the kernel once production's
-// initrd (R = ReloadInitrdBytes) is assembled (fastreboot.StageOptions.ReleaseCache), so
-// at the peak, the end of kexec_file_load, it holds:
+// initrd (R = ReloadInitrdBytes) is assembled (fastreboot.StageOptions.ReleaseCache).
+// It reloads production with kexec_load of the compressed kernel
+// (fastreboot.StageOptions.CompressedKernel), which reads the cache's
+// kernel and the assembled initrd in place (kexecsys.Load passes
+// page-aligned segments without a copy) into destination pages, so at the
+// peak, the end of kexec_load, it holds:
 //
 //	Runtime = MinimalResident + MinimalStageBase + MinimalHeadroom + CPU budgets
 //	        + unpacked crash init piece (InitrdUnpackedBytes: the binary)
 //	Reload  = kernel + R                  the cache's kernel, the assembled initrd
-//	        + kernel + R                  kernel_read_file copies
 //	        + PAGE_ALIGN(init_size) + R   destination pages
+//	        [+ kernel + R]                ReloadWithFile: kernel_read_file copies
 //	Total   = max(Load, Runtime + Reload)
 //
-// Measured (TestCrashMinimalInitrd, 416 MiB reservation, kernel 8.2 MB,
-// R 27.3 MB, init_size 63.6 MiB): the lowest MemFree while recovering was
-// 165204 kB, 140.8 MiB below the stage's start, where this model counts
-// 140.5 MiB; in all 255 MiB of the reservation in use at the peak, which
-// is 252.5 MiB in a 256 MiB reservation (2.5 MiB fewer struct pages); there
-// the crash stage ran out of memory (see MinimalHeadroom): the test image
-// needs 272 MiB, where it recovered with 14.5 MiB to spare.
+// Measured (TestCrashMinimalInitrd, kernel 8.2 MB, R 27.3 MB, init_size
+// 63.6 MiB): reloading with kexec_file_load, the lowest MemFree while
+// recovering in a 416 MiB reservation was 165204 kB, 140.8 MiB below the
+// stage's start, where this model counts 140.5 MiB; a 256 MiB reservation
+// ran out of memory (see MinimalHeadroom) and 272 MiB recovered. Reloading
+// with kexec_load, the model asks 240 MiB, and in a 240 MiB reservation the
+// lowest MemFree was 32052 kB.
 //
 // In every case Total is divided by (1 - 64/4096) for the struct page of
 // every page the crash kernel manages, and rounded up to ReservationAlign.
@@ -248,6 +258,9 @@ func RequiredReservation(img ImageSize, mode Mode) Sizing {
 		s.Reload = 2*image + pageAlign(img.KernelInitSize) + reload
 		sum = s.Load + s.Runtime + s.Reload
 		if img.ReloadInitrdBytes > 0 {
+			if !img.ReloadWithFile {
+				s.Reload -= image
+			}
 			s.Minimal = true
 			s.Runtime += MinimalResident + MinimalStageBase + MinimalHeadroom - TwoStageBase
 			sum = max(s.Load, s.Runtime+s.Reload)

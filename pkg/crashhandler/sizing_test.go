@@ -151,22 +151,35 @@ func TestReadKernelHeader(t *testing.T) {
 // TestRequiredReservationMinimal: the minimal crash initramfs is sized from
 // what TestCrashMinimalInitrd measured: the test image (kernel 8222656
 // bytes, crash init piece 8676516, production initrd 27253192, 4 CPUs and
-// 12 hot-plug slots) needs crashkernel=272M in two-stage mode with either
-// load method (256M ran out of memory), and Total is the larger of the
-// load and the peak.
+// 12 hot-plug slots) needs crashkernel=240M in two-stage mode with either
+// crash load method when the crash kernel reloads production with
+// kexec_load (240M recovered), and 272M when lockdown leaves it
+// kexec_file_load (256M ran out of memory, 272M recovered). Total is the
+// larger of the load and the peak.
 func TestRequiredReservationMinimal(t *testing.T) {
 	img := ImageSize{
 		KernelBytes: 8222656, InitrdBytes: 26416672, KernelInitSize: debianInitSize, KernelAlign: debianKernelAlign,
 		InitrdUnpackedBytes: 8676516, CPUs: 4, PossibleCPUs: 16, ReloadInitrdBytes: 27253192,
 	}
+	withFile := img
+	withFile.ReloadWithFile = true
 	file := RequiredReservation(img, ModeTwoStage)
-	seg := SegmentsSizing(95019008, img, ModeTwoStage)
-	for _, s := range []Sizing{file, seg} {
-		if !s.Minimal || s.Total != 272<<20 || s.Total < s.Runtime+s.Reload || s.Total < s.Load {
-			t.Errorf("%s sizing %+v: want minimal, 272 MiB and at least max(load, runtime+reload)", s.Method, s)
+	for _, tc := range []struct {
+		name string
+		s    Sizing
+		want int64
+	}{
+		{"file, reload with kexec_load", file, 240 << 20},
+		{"segments, reload with kexec_load", SegmentsSizing(95019008, img, ModeTwoStage), 240 << 20},
+		{"file, reload with kexec_file_load", RequiredReservation(withFile, ModeTwoStage), 272 << 20},
+		{"segments, reload with kexec_file_load", SegmentsSizing(95019008, withFile, ModeTwoStage), 272 << 20},
+	} {
+		s := tc.s
+		if !s.Minimal || s.Total != tc.want || s.Total < s.Runtime+s.Reload || s.Total < s.Load {
+			t.Errorf("%s: sizing %+v: want minimal, %s and at least max(load, runtime+reload)", tc.name, s, mib(tc.want))
 		}
 		if b := s.Breakdown(); !strings.Contains(b, "the larger of") {
-			t.Errorf("breakdown %q", b)
+			t.Errorf("%s: breakdown %q", tc.name, b)
 		}
 	}
 	full := img

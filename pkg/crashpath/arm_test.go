@@ -7,6 +7,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -294,9 +296,13 @@ func TestCrashArmMinimalInitrd(t *testing.T) {
 	if h := handoffOf(t, l.initrd, rep.Image); h.Crash == nil || h.Crash.Initrd != "minimal" || len(h.Carried) != len(h.Manifest.Modules) {
 		t.Errorf("crash handoff: crash %+v, carried %d of %d modules", h.Crash, len(h.Carried), len(h.Manifest.Modules))
 	}
-	// The reload is production's image whatever the crash initrd holds.
-	if s := rep.State.Sizing; s.Reload != image.Sizing.Reload || s.Reload == 0 {
-		t.Errorf("minimal sizing %+v, image %+v: want the same reload (production's initrd)", s, image.Sizing)
+	// The reload is production's image whatever the crash initrd holds;
+	// the minimal initramfs's sizing counts it once less (kexec_load
+	// reads the cache's copy in place, where kexec_file_load reads it
+	// into kernel buffers first).
+	page := func(n int64) int64 { return (n + 4095) &^ 4095 }
+	if s, once := rep.State.Sizing, page(int64(len(im.Kernel.Data)))+page(image.Image.InitrdBytes); s.Reload != image.Sizing.Reload-once || s.Reload <= once {
+		t.Errorf("minimal sizing %+v, image %+v: want the image's reload less the kernel and production's initrd (%d)", s, image.Sizing, once)
 	}
 
 	// The crash kernel: the handoff unpacked, Recover restages production.
@@ -317,6 +323,55 @@ func TestCrashArmMinimalInitrd(t *testing.T) {
 	if h.Crash == nil || crashpath.Initrd(h.Crash.Initrd) != crashpath.InitrdMinimal {
 		t.Errorf("production's handoff names crash %+v, want initrd minimal", h.Crash)
 	}
+	// This loader has no kexec_load: production is reloaded with
+	// kexec_file_load, and the report says so.
+	if rr.Staged.Load != fastreboot.LoadFile || !strings.Contains(rr.Staged.LoadFallback, "SegmentsLoader") ||
+		!slices.ContainsFunc(rr.Warnings, func(w string) bool { return strings.HasPrefix(w, "production reloaded with kexec_file_load: ") }) {
+		t.Errorf("reload without kexec_load: load %s, fallback %q, warnings %q; want kexec_file_load and a warning saying why",
+			rr.Staged.Load, rr.Staged.LoadFallback, rr.Warnings)
+	}
+
+	// With kexec_load, production's compressed kernel is loaded as it
+	// is: nothing decompressed, no kexec_file_load.
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		t.Skipf("the segments load method is x86-64 Linux only (%s/%s): the kexec_load reload is not tested", runtime.GOOS, runtime.GOARCH)
+	}
+	crash = crashRoot(t, 0)
+	withCmdline(t, crash, "elfcorehdr=0x7f000000 "+l.cmdline)
+	for rel, s := range map[string]string{
+		"proc/iomem":                  "00100000-7ffdefff : System RAM\n",
+		"sys/kernel/boot_params/data": string(make([]byte, 4096)),
+	} {
+		if err := os.MkdirAll(filepath.Join(crash, filepath.Dir(rel)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(crash, rel), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unpackHandoff(t, l.initrd, rep.Image, crash)
+	seg := &segLoader{}
+	rr, err = crashpath.Recover(ctx, crashpath.Config{Root: crash, StateDir: t.TempDir(), MachineOptions: fastreboot.Options{
+		Loader: seg, Probe: func() error { return errors.New("probe must not run in tests") },
+	}}, crashpath.RecoverOptions{})
+	if err != nil {
+		t.Fatalf("Recover with kexec_load: %v", err)
+	}
+	if s := rr.Staged.Segments; seg.loads != 1 || seg.calls != 0 || rr.Staged.Load != fastreboot.LoadSegments || s == nil || !s.Compressed || s.Decompressed || rr.Staged.LoadFallback != "" {
+		t.Errorf("reload with kexec_load: %d kexec_loads, %d kexec_file_loads, load %s, segments %+v, fallback %q; want one kexec_load of the compressed kernel",
+			seg.loads, seg.calls, rr.Staged.Load, s, rr.Staged.LoadFallback)
+	}
+}
+
+// segLoader is a flagLoader that also has kexec_load.
+type segLoader struct {
+	flagLoader
+	loads int
+}
+
+func (l *segLoader) SegmentsLoad(entry uint64, segs []fastreboot.Segment) error {
+	l.loads++
+	return nil
 }
 
 // TestCrashInitrdDefault: an arm that names no crash initrd gets the

@@ -192,10 +192,22 @@ func restage(ctx context.Context, cfg Config, rep *RecoverReport, running string
 		// before it armed; decompressing them again here would hold
 		// the decompressor's memory through the reload's peak.
 		SkipInitrdScan: true,
+		// kexec_load of the compressed kernel holds the image once in
+		// the reservation (kexecsys.Load passes the segments without a
+		// copy), plus init_size: the kernel decompresses itself after
+		// the jump, as after kexec_file_load. kexec_file_load holds the
+		// kernel and initrd files it read as well as the image it
+		// copies them into (crashhandler.RequiredReservation). Under
+		// lockdown, or a kernel without kexec_load, the file method
+		// still loads production.
+		Load: fastreboot.LoadSegments, CompressedKernel: true, FileFallback: true,
 	}
 	staged, err := p.cfg.Machine.Stage(ctx, &prod, cacheOnly{}, so)
 	if err != nil {
 		return &staged, fmt.Errorf("crash recover: staging production: %w", err)
+	}
+	if staged.LoadFallback != "" {
+		rep.Warnings = append(rep.Warnings, "production reloaded with kexec_file_load: "+staged.LoadFallback)
 	}
 	return &staged, nil
 }

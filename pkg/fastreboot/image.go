@@ -187,6 +187,11 @@ type buildSpec struct {
 	// boot (see Machine.PrepareKernelELF) and is checked against the
 	// recorded digest.
 	segments bool
+	// compressed: segments loads the bzImage's compressed kernel
+	// (StageOptions.CompressedKernel); no ELF is derived or recorded.
+	compressed bool
+	// fileFallback is StageOptions.FileFallback.
+	fileFallback bool
 	// crashInit replaces the manifest's initrd pieces with the crash
 	// init piece of this program (BuildOptions.CrashInit).
 	crashInit Piece
@@ -308,10 +313,17 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 		}
 	}
 	if spec.segments {
-		if b.seg, err = mc.prepareSegments(ctx, m, kmod, b.kernel, spec); err != nil {
+		b.seg, err = mc.prepareSegments(ctx, m, kmod, b.kernel, spec)
+		switch {
+		case err == nil:
+			rep.Segments = b.seg.report
+		case spec.fileFallback && ctx.Err() == nil:
+			mc.log.Warn("the segments load method cannot load this image; loading it with kexec_file_load", "err", err)
+			rep.Load, rep.LoadFallback = LoadFile, "segments load method: "+err.Error()
+			b.seg, err = nil, nil
+		default:
 			return nil, err
 		}
-		rep.Segments = b.seg.report
 		lap(&rep.Durations.Segments)
 	}
 
@@ -370,7 +382,7 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 		c := *spec.handoffCrash
 		h.Crash = &c
 	}
-	if b.seg != nil {
+	if b.seg != nil && !b.seg.report.Compressed {
 		h.KernelELFs = []KernelELF{b.seg.elf.rec}
 	}
 	h.Origin = spec.origin.Clone()

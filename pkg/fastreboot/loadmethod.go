@@ -96,8 +96,13 @@ type AvoidedRange struct {
 
 // SegmentsReport says how Stage loaded an image with LoadSegments.
 type SegmentsReport struct {
-	// KernelELF is the decompressed kernel that was loaded.
+	// KernelELF is the decompressed kernel that was loaded; zero when
+	// Compressed.
 	KernelELF KernelELF `json:"kernel_elf"`
+	// Compressed is true when the bzImage's compressed kernel was loaded
+	// as it is (StageOptions.CompressedKernel): it decompresses itself
+	// after the jump, as after kexec_file_load.
+	Compressed bool `json:"compressed,omitempty"`
 	// Decompressed is true when this Stage decompressed the bzImage (it was
 	// not cached yet), in DecompressTime; false when the cache held it.
 	Decompressed   bool          `json:"decompressed"`

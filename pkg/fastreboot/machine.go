@@ -163,6 +163,22 @@ type StageOptions struct {
 	Carry Carry
 	// Load is the load method; "" means LoadFile.
 	Load LoadMethod
+	// CompressedKernel makes LoadSegments load the bzImage's compressed
+	// kernel as it is, as kexec_file_load does, instead of its
+	// decompressed ELF: nothing is decompressed or cached before the
+	// load, and the image takes the bzImage plus init_size of memory
+	// where the ELF takes tens of MB more (the kernel decompresses
+	// itself after the jump, which costs that time in the downtime). For
+	// a stage whose memory is tight and which runs once: a two-stage
+	// crash kernel reloading production.
+	CompressedKernel bool
+	// FileFallback makes a LoadSegments stage that cannot use kexec_load
+	// load the same image with kexec_file_load instead of failing: when
+	// the segments preparation fails (lockdown, no boot parameters, no
+	// decompressed kernel) or the kernel refuses kexec_load
+	// (ErrKexecLoadForbidden, ErrNotPermitted, ErrNotSupported).
+	// StageReport.LoadFallback says why. Without it such a stage fails.
+	FileFallback bool
 	// MemoryMap is the firmware memory map recorded while the system was
 	// healthy. LoadSegments gives it to the next kernel as its e820 table
 	// and places the segments in its RAM. Nil reads
@@ -381,6 +397,10 @@ type StageReport struct {
 	// was placed (nil for LoadFile).
 	Load     LoadMethod      `json:"load"`
 	Segments *SegmentsReport `json:"segments,omitempty"`
+	// LoadFallback says why a LoadSegments stage loaded its image with
+	// kexec_file_load instead (StageOptions.FileFallback); Load is then
+	// LoadFile.
+	LoadFallback string `json:"load_fallback,omitempty"`
 	// Sync is what filling the cache read (hits, misses, bytes read).
 	Sync modcache.SyncReport `json:"sync"`
 	// Hashed is what learning the image's digests read before staging
@@ -492,9 +512,10 @@ func (mc *Machine) StageFile(ctx context.Context, path string, so StageOptions) 
 // match its recorded digest refuses the image with ErrKernelELFMismatch),
 // the handoff records it and carries it with the modules, and step 5 is
 // kexec_load of the ELF's segments, the initrd, the command line, the boot
-// parameters and u-root's purgatory. A kernel that forbids kexec_load
-// fails the Stage (ErrKexecLoadForbidden): it never falls back to
-// kexec_file_load by itself.
+// parameters and u-root's purgatory (with StageOptions.CompressedKernel:
+// the bzImage's compressed kernel instead of the ELF, nothing decompressed).
+// A kernel that forbids kexec_load fails the Stage (ErrKexecLoadForbidden)
+// unless StageOptions.FileFallback asks for kexec_file_load then.
 func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcache.Source, so StageOptions) (rep StageReport, err error) {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
@@ -555,6 +576,7 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 
 	spec := buildSpec{
 		reason: reason, generation: rep.Generation, segments: load == LoadSegments,
+		compressed: so.CompressedKernel, fileFallback: so.FileFallback,
 		dryRun: so.DryRun, carry: so.Carry, memoryMap: so.MemoryMap, handoffCrash: so.Crash, cpuRecord: so.CPURecord,
 		origin:     so.Origin,
 		prefetched: so.Prefetched,
@@ -582,16 +604,30 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 		return rep, err
 	}
 	if seg != nil {
-		if err := mc.loadSegments(seg, initrd, m.Cmdline, so.DryRun); err != nil {
+		err := mc.loadSegments(seg, initrd, m.Cmdline, so.DryRun)
+		switch {
+		case err == nil:
+			rep.Loaded = !so.DryRun
+		case so.FileFallback && kexecLoadRefused(err):
+			mc.log.Warn("kexec_load refused; loading the image with kexec_file_load", "err", err)
+			rep.Load, rep.Segments, rep.LoadFallback = LoadFile, nil, "kexec_load: "+err.Error()
+			seg = nil
+		default:
 			return rep, err
 		}
-		rep.Loaded = !so.DryRun
-	} else if so.DryRun {
+	}
+	switch {
+	case seg != nil:
+		// Loaded above.
+	case so.DryRun:
 		mc.log.Info("dry run: would call kexec_file_load", "manifest", label,
 			"kernel", kernel.File().Name(), "kernel_sha256", kmod.SHA256,
 			"initrd_bytes", rep.InitrdBytes, "cmdline_bytes", len(m.Cmdline), "generation", rep.Generation)
-	} else {
+	default:
 		if err := mc.opts.Loader.FileLoad(kernel.File(), initrd, m.Cmdline, 0); err != nil {
+			if rep.LoadFallback != "" {
+				err = fmt.Errorf("%w (tried because %s)", err, rep.LoadFallback)
+			}
 			return rep, err
 		}
 		rep.Loaded = true
@@ -603,6 +639,13 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 		"dry_run", rep.DryRun, "hits", rep.Sync.Hits, "misses", rep.Sync.Misses, "bytes_read", rep.Sync.BytesRead,
 		"initrd_bytes", rep.InitrdBytes, "handoff_bytes", rep.HandoffBytes, "total", rep.Durations.Total)
 	return rep, nil
+}
+
+// kexecLoadRefused reports whether err is the kernel refusing kexec_load
+// itself (lockdown, no CONFIG_KEXEC, no permission) rather than the image:
+// kexec_file_load may still load the image.
+func kexecLoadRefused(err error) bool {
+	return errors.Is(err, ErrKexecLoadForbidden) || errors.Is(err, ErrNotPermitted) || errors.Is(err, ErrNotSupported)
 }
 
 // entry returns the cached entry of mod, checking its size.

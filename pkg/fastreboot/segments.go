@@ -42,14 +42,20 @@ func (mc *Machine) firmwareMap(recorded memmap.Map) (memmap.Map, string, error) 
 // segmentsPrep is what Stage gathers for LoadSegments before it builds the
 // initrd: everything that can fail cheaply is checked first.
 type segmentsPrep struct {
-	elf     kernelELFResult
-	image   *kernelImage
-	kernel  []byte // the first setupHeaderReadSize bytes of the bzImage
-	header  bzimage.LinuxHeader
-	place   placement
-	e820    []memmap.E820Entry
-	running []byte
-	report  *SegmentsReport
+	// elf is the decompressed kernel; unset for a compressed load.
+	elf kernelELFResult
+	// image lists what to load of the kernel file kernelFile
+	// (kernelSize bytes): the ELF's PT_LOAD segments, or the
+	// bzImage's protected-mode part.
+	image      *kernelImage
+	kernelFile *os.File
+	kernelSize int64
+	kernel     []byte // the first setupHeaderReadSize bytes of the bzImage
+	header     bzimage.LinuxHeader
+	place      placement
+	e820       []memmap.E820Entry
+	running    []byte
+	report     *SegmentsReport
 }
 
 // prepareSegments checks that LoadSegments can load m and gathers what it
@@ -122,9 +128,22 @@ func (mc *Machine) prepareSegments(ctx context.Context, m *bootimage.Manifest, k
 		return nil, fmt.Errorf("segments load method: the running kernel's boot parameters (x86 only): %w", err)
 	}
 
+	if spec.compressed {
+		info, err := bootimage.InspectKernel(kernel, kernel.Size())
+		if err != nil {
+			return nil, fmt.Errorf("kernel %q: %w", kmod.Name, err)
+		}
+		if prep.image, err = compressedImage(info, prep.header); err != nil {
+			return nil, fmt.Errorf("kernel %q: %w", kmod.Name, err)
+		}
+		prep.kernelFile, prep.kernelSize = kernel.File(), kernel.Size()
+		prep.report.Compressed = true
+		return prep, nil
+	}
 	if prep.elf, err = mc.kernelELF(ctx, kmod, kernel); err != nil {
 		return nil, err
 	}
+	prep.kernelFile, prep.kernelSize = prep.elf.entry.File(), prep.elf.entry.Size()
 	prep.report.KernelELF = prep.elf.rec
 	prep.report.Decompressed = prep.elf.decompressed
 	prep.report.DecompressTime = prep.elf.took
@@ -132,6 +151,50 @@ func (mc *Machine) prepareSegments(ctx context.Context, m *bootimage.Manifest, k
 		return nil, fmt.Errorf("decompressed kernel of %q: %w", kmod.Name, err)
 	}
 	return prep, nil
+}
+
+// Boot protocol facts (Documentation/arch/x86/boot.rst) for loading a
+// bzImage's compressed kernel.
+const (
+	// defaultLoadAddr is LOAD_PHYSICAL_ADDR of an x86-64 defconfig, the
+	// load address of a kernel whose header names none (pref_address 0).
+	defaultLoadAddr = 16 * mib
+	// entry64Offset is where the 64-bit entry (startup_64 of the
+	// decompressor) sits in the protected-mode part.
+	entry64Offset = 0x200
+)
+
+// compressedImage returns the kernel image of a bzImage loaded as it is,
+// compressed, as kexec_file_load loads it (arch/x86/kernel/kexec-bzimage64.c):
+// the protected-mode part (from file offset (setup_sects+1)*512, syssize*16
+// bytes; a signature after it is not loaded) at pref_address, taking
+// init_size bytes of memory there, entered at its 64-bit entry, 0x200 in.
+// planSegments moves it up to a kernel_alignment boundary when that memory
+// is not free. The decompressor (arch/x86/boot/compressed/head_64.S) reads
+// kernel_alignment and init_size from the zero page, decompresses the
+// kernel within the init_size bytes from its load address (rounded up to
+// kernel_alignment), or from LOAD_PHYSICAL_ADDR if it was loaded below it,
+// and then may move the kernel to a random address (KASLR), avoiding the
+// e820 table's reserved ranges, memmap= ranges, the initrd, the command
+// line and the zero page: the same as after kexec_file_load. InspectKernel
+// has checked the 64-bit entry (XLF_KERNEL_64), protocol 2.12 and a
+// relocatable kernel; init_size must be set.
+func compressedImage(info *bootimage.KernelInfo, h bzimage.LinuxHeader) (*kernelImage, error) {
+	if info.InitSize == 0 {
+		return nil, fmt.Errorf("%w: init_size is 0: the memory the decompressor needs is unknown", bootimage.ErrNotBzImage)
+	}
+	load := h.PrefAddress
+	if load == 0 {
+		load = defaultLoadAddr
+	}
+	if load%minKernelAlign != 0 {
+		return nil, fmt.Errorf("%w: pref_address %#x is not 2 MiB aligned", bootimage.ErrNotBzImage, load)
+	}
+	code := uint64(info.ImageBytes - info.SetupBytes)
+	return &kernelImage{
+		Entry: load + entry64Offset,
+		Progs: []kernelProg{{Off: uint64(info.SetupBytes), Filesz: code, Paddr: load, Memsz: pageUp(max(uint64(info.InitSize), code))}},
+	}, nil
 }
 
 // lockdownForbidsKexecLoad reads the lockdown file: under "integrity" or

@@ -58,9 +58,9 @@ func sysSegments(segments []Segment) []kexecsys.Segment {
 // for the duration of fn (kexec_load copies the segments, so they are
 // unmapped after it).
 func (c *crashSegments) withMapped(fn func(elfData, initrdData []byte) error) error {
-	elfData, unmapELF, err := mapFile(c.prep.elf.entry.File(), c.prep.elf.entry.Size())
+	elfData, unmapELF, err := mapFile(c.prep.kernelFile, c.prep.kernelSize)
 	if err != nil {
-		return fmt.Errorf("decompressed kernel: %w", err)
+		return fmt.Errorf("kernel: %w", err)
 	}
 	defer unmapELF()
 	initrdData, unmapInitrd, err := mapFile(c.initrd, c.bytes)
@@ -74,9 +74,9 @@ func (c *crashSegments) withMapped(fn func(elfData, initrdData []byte) error) er
 // loadSegments maps the cached kernel ELF and the sealed initrd, places the
 // segments and calls kexec_load, or, in a dry run, only plans them.
 func (mc *Machine) loadSegments(prep *segmentsPrep, initrd *os.File, cmdline string, dryRun bool) error {
-	elfData, unmapELF, err := mapFile(prep.elf.entry.File(), prep.elf.entry.Size())
+	elfData, unmapELF, err := mapFile(prep.kernelFile, prep.kernelSize)
 	if err != nil {
-		return fmt.Errorf("decompressed kernel: %w", err)
+		return fmt.Errorf("kernel: %w", err)
 	}
 	defer unmapELF()
 	st, err := initrd.Stat()

@@ -30,8 +30,10 @@ import (
 // fakeSegmentsLoader records what kexec_load would have loaded; FileLoad
 // must never be called when the segments method is chosen.
 type fakeSegmentsLoader struct {
-	mu        sync.Mutex
-	err       error
+	mu  sync.Mutex
+	err error
+	// fileOK makes FileLoad succeed (a StageOptions.FileFallback test).
+	fileOK    bool
 	fileLoads int
 	loads     int
 	entry     uint64
@@ -42,6 +44,9 @@ func (l *fakeSegmentsLoader) FileLoad(kernel, initrd *os.File, cmdline string, f
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.fileLoads++
+	if l.fileOK {
+		return nil
+	}
 	return errors.New("fakeSegmentsLoader: FileLoad called")
 }
 
@@ -385,6 +390,132 @@ func TestStageSegmentsForbidden(t *testing.T) {
 		_, err := r.stage(t)
 		if err == nil || !strings.Contains(err.Error(), "SegmentsLoader") {
 			t.Errorf("err = %v, want a refusal naming SegmentsLoader", err)
+		}
+	})
+}
+
+// TestStageSegmentsCompressed: with CompressedKernel the kernel segment is
+// the bzImage's protected-mode part as it is, at pref_address, taking
+// init_size, entered 0x200 in; nothing is decompressed, cached or recorded.
+func TestStageSegmentsCompressed(t *testing.T) {
+	r := newSegmentsRig(t, nil)
+	r.so.CompressedKernel = true
+	rep, err := r.stage(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernel := r.im.Kernel.Data
+	setup := (int(kernel[testimage.OffSetupSects]) + 1) * 512
+	code := int(binary.LittleEndian.Uint32(kernel[testimage.OffSyssize:])) * 16
+	initSize := uint64(binary.LittleEndian.Uint32(kernel[0x260:]))
+	k := r.loader.segment(t, "kernel")
+	if !bytes.Equal(k.Buf, kernel[setup:setup+code]) {
+		t.Errorf("kernel segment: %d bytes, want the %d bytes of the protected-mode part at file offset %d", len(k.Buf), code, setup)
+	}
+	if k.Phys != 0x1000000 || k.Size != pageUp(max(initSize, uint64(code))) {
+		t.Errorf("kernel segment at %#x, %#x bytes; want pref_address 0x1000000, init_size %#x rounded to a page", k.Phys, k.Size, initSize)
+	}
+	s := rep.Segments
+	if !s.Compressed || s.Decompressed || s.KernelEntry != 0x1000200 || s.KernelELF != (KernelELF{}) {
+		t.Errorf("report: compressed %v, decompressed %v, kernel entry %#x, ELF %+v; want compressed, entry 0x1000200, no ELF",
+			s.Compressed, s.Decompressed, s.KernelEntry, s.KernelELF)
+	}
+	if n := len(r.cache.List()); n != 4 {
+		t.Errorf("cache holds %d entries, want the manifest's 4 (no decompressed kernel)", n)
+	}
+	if recs, err := readKernelELFs(r.opts.StateDir); err != nil || len(recs) != 0 {
+		t.Errorf("kernel ELF records %v (%v), want none", recs, err)
+	}
+	h, _ := handoffFromPiece(t, r.loader.segment(t, "initrd").Buf[len(padded(r.im)):])
+	if len(h.KernelELFs) != 0 {
+		t.Errorf("handoff records %v, want no decompressed kernel", h.KernelELFs)
+	}
+
+	// Relocated above a reservation over pref_address, entry with it.
+	r = newSegmentsRig(t, map[string]string{pathIomem: "00100000-7ffdffff : System RAM\n  00c00000-02bfffff : Crash kernel\n"})
+	r.so.CompressedKernel = true
+	rep, err = r.stage(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k = r.loader.segment(t, "kernel")
+	if !rep.Segments.Relocated || k.Phys < 0x2c00000 || k.Phys%0x200000 != 0 || rep.Segments.KernelEntry != k.Phys+0x200 {
+		t.Errorf("relocated: kernel at %#x, entry %#x; want it above the reservation, 2 MiB aligned, entry 0x200 in", k.Phys, rep.Segments.KernelEntry)
+	}
+}
+
+func TestCompressedImageRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts testimage.KernelOptions
+		edit func([]byte)
+		want string
+	}{
+		{"no 64-bit entry", testimage.KernelOptions{Not64Bit: true}, nil, "XLF_KERNEL_64"},
+		{"init_size 0", testimage.KernelOptions{}, func(b []byte) { binary.LittleEndian.PutUint32(b[0x260:], 0) }, "init_size"},
+		{"pref_address unaligned", testimage.KernelOptions{}, func(b []byte) { binary.LittleEndian.PutUint64(b[0x258:], 0x1000400) }, "pref_address"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newSegmentsRig(t, nil)
+			tc.opts.PayloadBytes = 20000
+			r.im.Kernel.Data = testimage.Kernel(tc.opts)
+			if tc.edit != nil {
+				tc.edit(r.im.Kernel.Data)
+			}
+			var dir string
+			r.m, dir = r.im.WriteTempDir(t)
+			r.src = modcache.DirSource(dir)
+			r.so.CompressedKernel = true
+			_, err := r.stage(t)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), r.m.Kernel().Name) || r.loader.loads != 0 {
+				t.Errorf("err = %v, loads %d; want a refusal naming the kernel and %s, no load", err, r.loader.loads, tc.want)
+			}
+		})
+	}
+}
+
+// TestStageSegmentsFileFallback: with FileFallback a stage that cannot use
+// kexec_load loads the same image with kexec_file_load and says why.
+func TestStageSegmentsFileFallback(t *testing.T) {
+	t.Run("lockdown", func(t *testing.T) {
+		r := newSegmentsRig(t, map[string]string{pathLockdown: "none [integrity] confidentiality\n"})
+		r.so.FileFallback, r.loader.fileOK = true, true
+		rep, err := r.stage(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.loader.fileLoads != 1 || r.loader.loads != 0 || !rep.Loaded || rep.Load != LoadFile || rep.Segments != nil ||
+			!strings.Contains(rep.LoadFallback, "lockdown") {
+			t.Errorf("file loads %d, kexec_loads %d, loaded %v, load %s, fallback %q; want one kexec_file_load saying lockdown",
+				r.loader.fileLoads, r.loader.loads, rep.Loaded, rep.Load, rep.LoadFallback)
+		}
+	})
+	t.Run("kexec_load EPERM", func(t *testing.T) {
+		r := newSegmentsRig(t, nil)
+		r.so.FileFallback, r.so.CompressedKernel, r.loader.fileOK = true, true, true
+		r.loader.err = &KexecError{Op: kexecsys.OpLoad, Errno: syscall.EPERM}
+		rep, err := r.stage(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.loader.fileLoads != 1 || r.loader.loads != 1 || rep.Load != LoadFile || !strings.Contains(rep.LoadFallback, "kexec_load") {
+			t.Errorf("file loads %d, kexec_loads %d, load %s, fallback %q; want kexec_load tried, then kexec_file_load", r.loader.fileLoads, r.loader.loads, rep.Load, rep.LoadFallback)
+		}
+	})
+	t.Run("an image error does not fall back", func(t *testing.T) {
+		r := newSegmentsRig(t, nil)
+		r.so.FileFallback, r.loader.fileOK = true, true
+		r.loader.err = &KexecError{Op: kexecsys.OpLoad, Errno: syscall.EADDRNOTAVAIL}
+		if _, err := r.stage(t); err == nil || r.loader.fileLoads != 0 {
+			t.Errorf("err = %v, file loads %d; want the kexec_load error and no kexec_file_load", err, r.loader.fileLoads)
+		}
+	})
+	t.Run("kexec_file_load fails too", func(t *testing.T) {
+		r := newSegmentsRig(t, map[string]string{pathLockdown: "none [integrity] confidentiality\n"})
+		r.so.FileFallback = true
+		_, err := r.stage(t)
+		if err == nil || !strings.Contains(err.Error(), "FileLoad called") || !strings.Contains(err.Error(), "lockdown") {
+			t.Errorf("err = %v, want kexec_file_load's error saying why it was tried", err)
 		}
 	})
 }
