@@ -327,6 +327,12 @@ func (w tbWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// failedTail is how many console lines closeT logs for a failed test: a
+// few, so that the test's own failure message (a Fatal's is logged just
+// before) stays in view at the end of a CI log; the console log file has
+// the rest.
+const failedTail = 8
+
 // closeT closes vm at the end of the test and, when the test failed, logs
 // the console log's path and last lines.
 func closeT(t testing.TB, name string, vm *VM) {
@@ -335,8 +341,8 @@ func closeT(t testing.TB, name string, vm *VM) {
 			t.Logf("close VM %s: %v", name, err)
 		}
 		if t.Failed() {
-			t.Logf("VM %s failed; QEMU: %s\nlast console lines (full log %s, QEMU debug log %s):\n%s",
-				name, shellQuote(vm.args), vm.LogPath(), DebugLogPath(vm.LogPath()), vm.console.Tail(150))
+			t.Logf("VM %s failed; QEMU: %s\nfull console log %s, QEMU debug log %s; last console lines:\n%s",
+				name, shellQuote(vm.args), vm.LogPath(), DebugLogPath(vm.LogPath()), vm.console.Tail(failedTail))
 		}
 	})
 }

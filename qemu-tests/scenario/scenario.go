@@ -362,13 +362,28 @@ func (g *Guest) timeout() time.Duration {
 
 // FastrebootJSON runs `fastreboot ARGS --json` and decodes its output into v.
 // On a non-zero exit the error carries the output (the message on stderr
-// reaches the console too).
+// reaches the console too). Output that does not decode (the kernel can
+// print into it in ways DecodeJSON cannot undo, e.g. a continuation line
+// with no timestamp) is read once more, and the first error is written to
+// the console log; only a second failure is an error. ARGS must therefore
+// be a command that only reads (status, crash status, estimate).
 func (g *Guest) FastrebootJSON(args string, v any) error {
 	out, err := g.Run("fastreboot " + args + " --json")
 	if err != nil {
 		return err
 	}
-	return DecodeJSON(out, v)
+	first := DecodeJSON(out, v)
+	if first == nil || !strings.Contains(args, "status") && !strings.Contains(args, "estimate") {
+		return first
+	}
+	g.VM.Console().Logf("harness: fastreboot %s --json did not decode, reading it again: %v", args, first)
+	if out, err = g.Run("fastreboot " + args + " --json"); err != nil {
+		return fmt.Errorf("%w (the first read did not decode: %v)", err, first)
+	}
+	if err := DecodeJSON(out, v); err != nil {
+		return fmt.Errorf("%w (and the first read: %v)", err, first)
+	}
+	return nil
 }
 
 // DecodeJSON decodes the first JSON object in console output. Kernel lines
