@@ -119,12 +119,21 @@ func crashInit(ctx context.Context, w io.Writer, root string, sys initSystem) in
 			fmt.Fprintf(w, "%s: warning: %s\n", CrashStageMarker, warn)
 		}
 		var initrd int64
-		if rep.Staged != nil {
-			initrd = rep.Staged.InitrdBytes
+		load := "nothing"
+		if st := rep.Staged; st != nil {
+			initrd = st.InitrdBytes
+			switch {
+			case st.Segments != nil && st.Segments.Compressed:
+				load = "kexec_load of the compressed kernel"
+			case st.Segments != nil:
+				load = "kexec_load"
+			default:
+				load = "kexec_file_load"
+			}
 		}
 		mem = readMeminfoKB(root)
-		fmt.Fprintf(w, "%s recovered: evidence from %q in %.2fs, memory map check %s, production initrd %d bytes staged, took %.2fs; min_memfree_kb=%d memfree_kb=%d rss_anon_kb=%d uptime=%s\n",
-			CrashStageMarker, rep.EvidenceFrom, rep.EvidenceAt.Seconds(), rep.MemoryMapCheck, initrd, rep.Took.Seconds(), minFree, mem["MemFree"],
+		fmt.Fprintf(w, "%s recovered: evidence from %q in %.2fs, memory map check %s, production initrd %d bytes staged with %s, took %.2fs; min_memfree_kb=%d memfree_kb=%d rss_anon_kb=%d uptime=%s\n",
+			CrashStageMarker, rep.EvidenceFrom, rep.EvidenceAt.Seconds(), rep.MemoryMapCheck, initrd, load, rep.Took.Seconds(), minFree, mem["MemFree"],
 			readStatusKB(root, "RssAnon"), procUptime(root))
 	}
 	if err != nil {

@@ -39,7 +39,8 @@ func (f *fakeInit) system() initSystem {
 			f.gotOpts = o
 			rep := &crashpath.RecoverReport{Mode: crashhandler.ModeTwoStage, EvidenceFrom: "vmcore",
 				Evidence: &crashhandler.Evidence{Reason: "Kernel panic - not syncing: sysrq triggered crash", CPU: 1},
-				Staged:   &fastreboot.StageReport{InitrdBytes: 1234}}
+				Staged: &fastreboot.StageReport{InitrdBytes: 1234, Load: fastreboot.LoadSegments,
+					Segments: &fastreboot.SegmentsReport{Compressed: true}}}
 			return rep, f.recoverErr
 		},
 		kexec: func(context.Context) error {
@@ -94,6 +95,7 @@ func TestCrashInit(t *testing.T) {
 		wantOut: []string{
 			"fastreboot: crash stage mode=two-stage uptime=2.71 memtotal_kb=215000 memfree_kb=170000 memavailable_kb=160000",
 			"fastreboot: crash stage recovered: evidence from \"vmcore\"",
+			"production initrd 1234 bytes staged with kexec_load of the compressed kernel, took",
 			"min_memfree_kb=170000 memfree_kb=170000",
 			"sysrq triggered crash",
 			"fastreboot: rebooting through kexec at ",
