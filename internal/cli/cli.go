@@ -133,6 +133,9 @@ Commands:
                                    a fast reboot, which freezes PATH and syncs first
   preserve ls [--json] | rm NAME   list the areas (device, offset, size, cgroup,
                                    generation) / remove one
+  preserve attach|detach NAME      a loop device (/dev/loopN) over the area, for
+                                   a program that maps a whole file (QEMU's
+                                   memory-backend-file) / sync and release it
   key gen -o PREFIX                make an ed25519 key pair: PREFIX.key (0600), PREFIX.pub
   key sign -k KEY MANIFEST         write MANIFEST.sig, a signature over the manifest's
                                    exact bytes (which name every module by SHA-256)

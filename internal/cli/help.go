@@ -108,6 +108,13 @@ var commandHelp = map[string]string{
   area's bytes are not cleared; the workload should checksum its state`,
 	"preserve ls": "preserve ls [--json]\n  the areas: device, offset, size, cgroup, the generation that created them",
 	"preserve rm": "preserve rm NAME\n  remove an area from the table (its bytes are left as they are)",
+	"preserve attach": `preserve attach NAME
+  print a loop block device (/dev/loopN, the loop module) that maps the area
+  NAME, for a program that maps a file but not at an offset, such as QEMU's
+  memory-backend-file (mem-path=/dev/loopN,share=on). An existing one that
+  maps it is reused. fastreboot reboot syncs the loop devices over the
+  region before the jump; the next generation attaches again`,
+	"preserve detach": "preserve detach NAME\n  sync and release the loop devices that map the area NAME",
 	"key gen": `key gen -o PREFIX
   make an ed25519 key pair: PREFIX.key (private, mode 0600) and PREFIX.pub
   (public, for the trust roots); neither file may exist`,
@@ -132,7 +139,7 @@ var commandGroups = map[string][]string{
 	"crash":    {"arm", "estimate", "disarm", "status", "last", "recover"},
 	"key":      {"gen", "sign", "verify"},
 	"kept":     {"plan", "status"},
-	"preserve": {"create", "ls", "rm"},
+	"preserve": {"create", "ls", "rm", "attach", "detach"},
 }
 
 // printHelp prints the usage of the command named by words ("stage",

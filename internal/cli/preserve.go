@@ -25,7 +25,7 @@ const cgroupMount = "sys/fs/cgroup"
 // outlives every process, so the daemon holds nothing the command needs.
 func cmdPreserve(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
-		return usagef("preserve needs a subcommand: create NAME --size SIZE [--cgroup PATH], ls, rm NAME")
+		return usagef("preserve needs a subcommand: create NAME --size SIZE [--cgroup PATH], ls, rm NAME, attach NAME, detach NAME")
 	}
 	sub := args[0]
 	fs := newFlags("preserve " + sub)
@@ -39,9 +39,9 @@ func cmdPreserve(ctx context.Context, e *env, args []string) error {
 	case "ls":
 		asJSON = fs.Bool("json", false, "print the areas as one JSON document (docs/json.md)")
 		want = 0
-	case "rm":
+	case "rm", "attach", "detach":
 	default:
-		return usagef("unknown preserve subcommand %q (create, ls, rm)", sub)
+		return usagef("unknown preserve subcommand %q (create, ls, rm, attach, detach)", sub)
 	}
 	pos, err := parse(fs, args[1:])
 	if err != nil {
@@ -91,6 +91,31 @@ func cmdPreserve(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		fmt.Fprintf(w, "removed %s\n", pos[0])
+	case "attach":
+		a, err := t.Area(pos[0])
+		if err != nil {
+			return err
+		}
+		loop, err := preserve.Attach(e.root, loc.Device, a)
+		if err != nil {
+			return err
+		}
+		// The device alone, for a script: LOOP=$(fastreboot preserve attach vm).
+		fmt.Fprintln(w, loop)
+	case "detach":
+		a, err := t.Area(pos[0])
+		if err != nil {
+			return err
+		}
+		loops, err := preserve.Detach(e.root, loc.Device, a)
+		if err != nil {
+			return err
+		}
+		if len(loops) == 0 {
+			fmt.Fprintf(w, "%s: no loop device maps it\n", a.Name)
+			return nil
+		}
+		fmt.Fprintf(w, "detached %s: %s synced and released\n", a.Name, strings.Join(loops, " "))
 	case "ls":
 		l := preserveListing{Location: loc, Areas: t.List()}
 		l.Free, l.LargestFree = t.Free()
@@ -234,15 +259,25 @@ func freezePreserved(ctx context.Context, e *env, force bool) (thaw func(), err 
 		return refuse(err)
 	}
 	froze := time.Since(start)
-	if err := t.Sync(); err != nil {
+	// Loop devices over the region (preserve attach) first: their page
+	// cache is their own, and their fsync writes it to the region's.
+	loops, err := preserve.SyncLoops(e.root, loc.Device)
+	if err == nil {
+		err = t.Sync()
+	}
+	if err != nil {
 		if terr := frozen.Thaw(); terr != nil {
 			err = fmt.Errorf("%w (and thawing: %w)", err, terr)
 		}
 		return refuse(err)
 	}
 	us := func(d time.Duration) string { return d.Round(time.Microsecond).String() }
-	fmt.Fprintf(e.stderr, "fastreboot: %d preserved area(s) on %s: froze %s in %s, synced in %s\n", len(areas), loc.Device,
-		orDash(strings.Join(frozen.Cgroups, " ")), us(froze), us(time.Since(start)-froze))
+	viaLoops := ""
+	if len(loops) > 0 {
+		viaLoops = " (with " + strings.Join(loops, " ") + ")"
+	}
+	fmt.Fprintf(e.stderr, "fastreboot: %d preserved area(s) on %s: froze %s in %s, synced%s in %s\n", len(areas), loc.Device,
+		orDash(strings.Join(frozen.Cgroups, " ")), us(froze), viaLoops, us(time.Since(start)-froze))
 	return func() {
 		if err := frozen.Thaw(); err != nil {
 			fmt.Fprintf(e.stderr, "fastreboot: %v\n", err)
