@@ -15,6 +15,15 @@
 // one not written back is lost across the kexec (docs/kernel-facts.md,
 // Kept memory region).
 //
+// A program that maps a whole file rather than a file at an offset (QEMU's
+// memory-backend-file before 8.2, as a guest's RAM) gets an area as a loop
+// block device: [Attach] configures one at the area's offset and size
+// (LOOP_CONFIGURE), [Loops] lists those over the region's device, and
+// [SyncLoops], before [Table.Sync], writes back what went through them:
+// a loop device has a page cache of its own, above the region device's.
+// The loop devices do not survive the kexec; the next generation attaches
+// again and finds the same bytes.
+//
 // # What is checked
 //
 // The table is checksummed and every change is written whole to the slot
