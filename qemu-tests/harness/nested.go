@@ -53,6 +53,11 @@ func NestedQEMUFiles(qemu string) ([]File, error) {
 	}
 	files := []File{{Path: "qemu-system-x86_64", Src: bin, Mode: 0o755}}
 	for name, src := range libs {
+		// The file, not its link (BuildDisk hard-links a Src, and a
+		// link to a relative symlink would dangle).
+		if src, err = filepath.EvalSymlinks(src); err != nil {
+			return nil, fmt.Errorf("nested QEMU: %w", err)
+		}
 		f := File{Path: "lib/" + name, Src: src}
 		if strings.HasPrefix(name, "ld-linux") {
 			f.Mode = 0o755
@@ -70,8 +75,8 @@ func NestedQEMUFiles(qemu string) ([]File, error) {
 	}
 	share := filepath.Join(filepath.Dir(filepath.Dir(bin)), "share/qemu")
 	for _, fw := range NestedQEMUFirmware {
-		p := filepath.Join(share, fw)
-		if _, err := os.Stat(p); err != nil {
+		p, err := filepath.EvalSymlinks(filepath.Join(share, fw))
+		if err != nil {
 			return nil, fmt.Errorf("nested QEMU: firmware %s: %w", fw, err)
 		}
 		files = append(files, File{Path: "share/" + fw, Src: p})
