@@ -68,10 +68,7 @@ func intOf(t *testing.T, kv map[string]string, key string) int64 {
 // again) is measured from the console lines' times.
 func TestVMPreserved(t *testing.T) {
 	harness.RequireQEMU(t)
-	qfiles, err := harness.NestedQEMUFiles("")
-	if err != nil {
-		t.Skipf("skipped: no QEMU to run inside the guest: %v", err)
-	}
+	qfiles := harness.RequireNestedQEMU(t)
 	qdisk := filepath.Join(t.TempDir(), "qemu.img")
 	if err := harness.BuildLabeledDisk(qdisk, "frqemu", 0, qfiles...); err != nil {
 		t.Fatal(err)
@@ -181,6 +178,18 @@ func TestVMPreserved(t *testing.T) {
 	}
 	t.Logf("gen 2: %s holds the counter %s; resumed (stream checked and QEMU running) in %s ms at counter %s, %s a second later",
 		loop2, res["loop_counter"], res["resume_ms"], res["counter"], res["counter_later"])
+	// Suspended again, the guest's RAM is released: detach syncs and
+	// clears the loop device, which sysfs then no longer lists.
+	again := frvmLine(t, run("frvm suspend vmstate"), "suspend")
+	if c := intOf(t, again, "counter"); c <= intOf(t, res, "counter_later") {
+		t.Errorf("gen 2: suspended again at counter %d, not past %s", c, res["counter_later"])
+	}
+	if out := run("fastreboot preserve detach vm"); !strings.Contains(out, "detached vm: "+loop2+" synced and released") {
+		t.Errorf("gen 2: preserve detach vm said %q", out)
+	}
+	if out := run("fastreboot preserve detach vm"); !strings.Contains(out, "vm: no loop device maps it") {
+		t.Errorf("gen 2: a second preserve detach vm said %q, want no loop device", out)
+	}
 	began := running - time.Duration(intOf(t, res, "resume_ms"))*time.Millisecond
 	sec := func(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', 2, 64) }
 	t.Logf("pause: the guest stopped -> running again %ss: stopped -> reboot command sent %ss (QEMU quit, the stream written, meminfo read), sent -> reboot requested %ss (line lost: %v), the host's reboot (request -> userspace, with the sync of the loop device and the region) %ss, userspace -> frvm resume began %ss (status, attach, mount over the console), resume %ss",

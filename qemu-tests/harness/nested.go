@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 )
 
 // NestedQEMUModules are the QEMU modules (Debian builds QEMU with
@@ -114,4 +115,15 @@ func ParseLdd(out []byte) (map[string]string, error) {
 		return nil, fmt.Errorf("no libraries in ldd's output %q", out)
 	}
 	return libs, sc.Err()
+}
+
+// RequireNestedQEMU returns NestedQEMUFiles(""), or skips t with the
+// reason (fails it with FASTREBOOT_REQUIRE_QEMU=1).
+func RequireNestedQEMU(t testing.TB) []File {
+	t.Helper()
+	files, err := NestedQEMUFiles("")
+	if err != nil {
+		missing(t, "no QEMU to run inside the guest: %v", err)
+	}
+	return files
 }
