@@ -184,12 +184,16 @@ func TestVMPreserved(t *testing.T) {
 	if c := intOf(t, again, "counter"); c <= intOf(t, res, "counter_later") {
 		t.Errorf("gen 2: suspended again at counter %d, not past %s", c, res["counter_later"])
 	}
+	if out, err := g.Run("fastreboot preserve rm vm"); err == nil || !strings.Contains(out, loop2+" maps it") {
+		t.Errorf("gen 2: preserve rm vm with %s over it: %v, %q; want a refusal naming it", loop2, err, out)
+	}
 	if out := run("fastreboot preserve detach vm"); !strings.Contains(out, "detached vm: "+loop2+" synced and released") {
 		t.Errorf("gen 2: preserve detach vm said %q", out)
 	}
 	if out := run("fastreboot preserve detach vm"); !strings.Contains(out, "vm: no loop device maps it") {
 		t.Errorf("gen 2: a second preserve detach vm said %q, want no loop device", out)
 	}
+	run("fastreboot preserve rm vm")
 	began := running - time.Duration(intOf(t, res, "resume_ms"))*time.Millisecond
 	sec := func(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', 2, 64) }
 	t.Logf("pause: the guest stopped -> running again %ss: stopped -> reboot command sent %ss (QEMU quit, the stream written, meminfo read), sent -> reboot requested %ss (line lost: %v), the host's reboot (request -> userspace, with the sync of the loop device and the region) %ss, userspace -> frvm resume began %ss (status, attach, mount over the console), resume %ss",

@@ -107,7 +107,7 @@ var commandHelp = map[string]string{
   the jump, and refuses the reboot without --force when it cannot. The
   area's bytes are not cleared; the workload should checksum its state`,
 	"preserve ls": "preserve ls [--json]\n  the areas: device, offset, size, cgroup, the generation that created them",
-	"preserve rm": "preserve rm NAME\n  remove an area from the table (its bytes are left as they are)",
+	"preserve rm": "preserve rm NAME\n  remove an area from the table (its bytes are left as they are); refused\n  while a loop device maps it (preserve detach)",
 	"preserve attach": `preserve attach NAME
   print a loop block device (/dev/loopN, the loop module) that maps the area
   NAME, for a program that maps a file but not at an offset, such as QEMU's

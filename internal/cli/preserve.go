@@ -87,6 +87,21 @@ func cmdPreserve(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintln(w)
 	case "rm":
+		a, err := t.Area(pos[0])
+		if err != nil {
+			return err
+		}
+		// A loop device would go on mapping a range that a later area
+		// can take.
+		loops, err := preserve.Loops(e.root, loc.Device)
+		if err != nil {
+			return err
+		}
+		for _, l := range loops {
+			if l.Maps(a) {
+				return fmt.Errorf("preserve rm %s: %s maps it (fastreboot preserve detach %s first)", a.Name, l.Device, a.Name)
+			}
+		}
 		if err := t.Remove(pos[0]); err != nil {
 			return err
 		}

@@ -218,6 +218,9 @@ func TestPreserveAttachDetach(t *testing.T) {
 	if r := h.run("preserve", "detach", "other"); r.code != ExitOK || r.stdout != "other: no loop device maps it\n" {
 		t.Errorf("detach other: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
+	if r := h.run("preserve", "rm", "vm"); r.code != ExitFailed || !strings.Contains(r.stderr, "preserve rm vm: "+loop3+" maps it (fastreboot preserve detach vm first)") {
+		t.Errorf("rm vm with loop3 over it: exit %d, stderr %q; want a refusal naming loop3", r.code, r.stderr)
+	}
 	r := h.run("--no-daemon", "reboot")
 	if r.code != ExitOK || !strings.Contains(r.stderr, "2 preserved area(s) on "+filepath.Join(h.root, "dev/pmem0")+": froze - in ") ||
 		!strings.Contains(r.stderr, "synced (with "+loop3+") in ") {
