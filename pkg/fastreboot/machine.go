@@ -616,21 +616,19 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 			return rep, err
 		}
 	}
-	switch {
-	case seg != nil:
-		// Loaded above.
-	case so.DryRun:
-		mc.log.Info("dry run: would call kexec_file_load", "manifest", label,
-			"kernel", kernel.File().Name(), "kernel_sha256", kmod.SHA256,
-			"initrd_bytes", rep.InitrdBytes, "cmdline_bytes", len(m.Cmdline), "generation", rep.Generation)
-	default:
-		if err := mc.opts.Loader.FileLoad(kernel.File(), initrd, m.Cmdline, 0); err != nil {
+	if seg == nil {
+		if so.DryRun {
+			mc.log.Info("dry run: would call kexec_file_load", "manifest", label,
+				"kernel", kernel.File().Name(), "kernel_sha256", kmod.SHA256,
+				"initrd_bytes", rep.InitrdBytes, "cmdline_bytes", len(m.Cmdline), "generation", rep.Generation)
+		} else if err := mc.opts.Loader.FileLoad(kernel.File(), initrd, m.Cmdline, 0); err != nil {
 			if rep.LoadFallback != "" {
 				err = fmt.Errorf("%w (tried because %s)", err, rep.LoadFallback)
 			}
 			return rep, err
+		} else {
+			rep.Loaded = true
 		}
-		rep.Loaded = true
 	}
 	lap(&rep.Durations.Load)
 	rep.Durations.Total = phase.Sub(t0)
