@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,13 +29,26 @@ const (
 )
 
 // frworkloadRE matches frworkload's report line.
-var frworkloadRE = regexp.MustCompile(`FRWORKLOAD (\w+) ((?:\w+=\S+ ?)+)`)
+var frworkloadRE = reportLineRE("FRWORKLOAD")
 
 // frworkloadLine returns the key=value pairs of frworkload's line of kind
 // in out.
 func frworkloadLine(t *testing.T, out, kind string) map[string]string {
 	t.Helper()
-	for _, m := range frworkloadRE.FindAllStringSubmatch(scenario.StripKernelLines(out), -1) {
+	return reportLine(t, frworkloadRE, out, kind)
+}
+
+// reportLineRE matches a test program's report line: TAG, its kind, then
+// key=value pairs.
+func reportLineRE(tag string) *regexp.Regexp {
+	return regexp.MustCompile(tag + ` (\w+) ((?:\w+=\S+ ?)+)`)
+}
+
+// reportLine returns the key=value pairs of the first line of kind that
+// re (a reportLineRE) matches in out, kernel lines removed.
+func reportLine(t *testing.T, re *regexp.Regexp, out, kind string) map[string]string {
+	t.Helper()
+	for _, m := range re.FindAllStringSubmatch(scenario.StripKernelLines(out), -1) {
 		if m[1] != kind {
 			continue
 		}
@@ -47,17 +59,13 @@ func frworkloadLine(t *testing.T, out, kind string) map[string]string {
 		}
 		return kv
 	}
-	t.Fatalf("no FRWORKLOAD %s line in %q", kind, out)
+	t.Fatalf("no %s line of kind %s in %q", re, kind, out)
 	return nil
 }
 
 func msOf(t *testing.T, kv map[string]string, key string) time.Duration {
 	t.Helper()
-	n, err := strconv.ParseInt(kv[key], 10, 64)
-	if err != nil {
-		t.Fatalf("%s=%q: %v", key, kv[key], err)
-	}
-	return time.Duration(n) * time.Millisecond
+	return time.Duration(intOf(t, kv, key)) * time.Millisecond
 }
 
 // TestPreserveWorkload proves a workload's state kept in RAM across a fast

@@ -24,26 +24,14 @@ const (
 )
 
 var (
-	frvmRE = regexp.MustCompile(`FRVM (\w+) ((?:\w+=\S+ ?)+)`)
+	frvmRE = reportLineRE("FRVM")
 	loopRE = regexp.MustCompile(`(?m)^/dev/loop[0-9]+$`)
 )
 
 // frvmLine returns the key=value pairs of frvm's line of kind in out.
 func frvmLine(t *testing.T, out, kind string) map[string]string {
 	t.Helper()
-	for _, m := range frvmRE.FindAllStringSubmatch(scenario.StripKernelLines(out), -1) {
-		if m[1] != kind {
-			continue
-		}
-		kv := map[string]string{}
-		for _, f := range strings.Fields(m[2]) {
-			k, v, _ := strings.Cut(f, "=")
-			kv[k] = v
-		}
-		return kv
-	}
-	t.Fatalf("no FRVM %s line in %q", kind, out)
-	return nil
+	return reportLine(t, frvmRE, out, kind)
 }
 
 func intOf(t *testing.T, kv map[string]string, key string) int64 {

@@ -95,6 +95,17 @@ func (q *qmp) status() (string, error) {
 
 // counter reads the guest's counter with the monitor's xp: the guest's
 // own view of its RAM.
+// counterTwice reads the counter, and again a second later: a guest that
+// runs has counted on in between.
+func (q *qmp) counterTwice() (first, later uint32, err error) {
+	if first, err = q.counter(); err != nil {
+		return 0, 0, err
+	}
+	time.Sleep(time.Second)
+	later, err = q.counter()
+	return first, later, err
+}
+
 func (q *qmp) counter() (uint32, error) {
 	r, err := q.do("human-monitor-command", map[string]string{"command-line": fmt.Sprintf("xp /1wx %#x", CounterAddr)})
 	if err != nil {

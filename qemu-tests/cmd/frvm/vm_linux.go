@@ -150,12 +150,7 @@ func start(qdir, loop string) error {
 		return err
 	}
 	ready := time.Since(t0)
-	c1, err := q.counter()
-	if err != nil {
-		return err
-	}
-	time.Sleep(time.Second)
-	c2, err := q.counter()
+	c1, c2, err := q.counterTwice()
 	if err != nil {
 		return err
 	}
@@ -409,12 +404,7 @@ func resume(qdir, loop, areaName string) error {
 	}
 	runs := time.Now()
 	resumed := runs.Sub(t0)
-	c1, err := q.counter()
-	if err != nil {
-		return err
-	}
-	time.Sleep(time.Second)
-	c2, err := q.counter()
+	c1, c2, err := q.counterTwice()
 	if err != nil {
 		return err
 	}
