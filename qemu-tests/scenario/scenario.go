@@ -368,7 +368,14 @@ func (g *Guest) timeout() time.Duration {
 // the console log; only a second failure is an error. ARGS must therefore
 // be a command that only reads (status, crash status, estimate).
 func (g *Guest) FastrebootJSON(args string, v any) error {
-	out, err := g.Run("fastreboot " + args + " --json")
+	return decodeReread(args, v, func() (string, error) { return g.Run("fastreboot " + args + " --json") },
+		func(format string, a ...any) { g.VM.Console().Logf(format, a...) })
+}
+
+// decodeReread is FastrebootJSON over run (one run of the command) and
+// logf (the console log).
+func decodeReread(args string, v any, run func() (string, error), logf func(string, ...any)) error {
+	out, err := run()
 	if err != nil {
 		return err
 	}
@@ -376,8 +383,8 @@ func (g *Guest) FastrebootJSON(args string, v any) error {
 	if first == nil || !strings.Contains(args, "status") && !strings.Contains(args, "estimate") {
 		return first
 	}
-	g.VM.Console().Logf("harness: fastreboot %s --json did not decode, reading it again: %v", args, first)
-	if out, err = g.Run("fastreboot " + args + " --json"); err != nil {
+	logf("harness: fastreboot %s --json did not decode, reading it again: %v", args, first)
+	if out, err = run(); err != nil {
 		return fmt.Errorf("%w (the first read did not decode: %v)", err, first)
 	}
 	if err := DecodeJSON(out, v); err != nil {

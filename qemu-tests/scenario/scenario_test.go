@@ -1,6 +1,8 @@
 package scenario
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -39,5 +41,35 @@ func TestStats(t *testing.T) {
 		if got := Stats(tc.in); got != tc.want {
 			t.Errorf("Stats(%v) = %+v, want %+v", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestDecodeReread: a status read whose output does not decode is read
+// once more (and the first failure logged); a command that changes
+// something is never run twice; two bad reads fail naming both.
+func TestDecodeReread(t *testing.T) {
+	reads := func(outs ...string) (func() (string, error), *int) {
+		n := 0
+		return func() (string, error) {
+			out := outs[min(n, len(outs)-1)]
+			n++
+			return out, nil
+		}, &n
+	}
+	var logged []string
+	logf := func(format string, a ...any) { logged = append(logged, fmt.Sprintf(format, a...)) }
+
+	var st struct{ Generation int }
+	run, n := reads(`{"generation": 2`, `{"generation": 3}`)
+	if err := decodeReread("status", &st, run, logf); err != nil || st.Generation != 3 || *n != 2 || len(logged) != 1 {
+		t.Errorf("status, torn then whole: err %v, generation %d, %d runs, logged %q; want the second read decoded, the first logged", err, st.Generation, *n, logged)
+	}
+	run, n = reads(`{"loaded": tru`, `{"loaded": true}`)
+	if err := decodeReread("stage /m.json", &st, run, logf); err == nil || *n != 1 {
+		t.Errorf("stage, torn: err %v, %d runs; want the error and no second stage", err, *n)
+	}
+	run, n = reads(`{"generation": 2`, `no json`)
+	if err := decodeReread("crash status", &st, run, logf); err == nil || *n != 2 || !strings.Contains(err.Error(), "first read") {
+		t.Errorf("crash status, torn twice: err %v, %d runs; want an error naming both reads", err, *n)
 	}
 }
