@@ -221,9 +221,31 @@ func (c *Console) wait(timeout time.Duration, re *regexp.Regexp, find func() (*M
 		select {
 		case <-changed:
 		case <-timer.C:
-			return nil, fmt.Errorf("waiting %v for %q: %w", timeout, re, ErrTimeout)
+			c.mu.Lock()
+			seen := c.seenLocked()
+			c.mu.Unlock()
+			return nil, fmt.Errorf("waiting %v for %q: %w (%s)", timeout, re, ErrTimeout, seen)
 		}
 	}
+}
+
+// seenLocked says what arrived past the cursor, for a timeout's error: a
+// failed test's message then tells whether the guest went quiet (and on
+// which line) or kept printing, even where only that message is kept.
+func (c *Console) seenLocked() string {
+	n := 0
+	for i := len(c.lines) - 1; i >= 0 && c.lines[i].off >= c.cursor; i-- {
+		n++
+	}
+	if n == 0 {
+		if len(c.lines) == 0 {
+			return "no console line yet"
+		}
+		l := c.lines[len(c.lines)-1]
+		return fmt.Sprintf("no console line since the wait began; the last one, at %.3fs: %q", l.T.Seconds(), l.Text)
+	}
+	l := c.lines[len(c.lines)-1]
+	return fmt.Sprintf("%d console line(s) since the wait began, the last at %.3fs: %q", n, l.T.Seconds(), l.Text)
 }
 
 func strs(m [][]byte) []string {

@@ -64,8 +64,13 @@ func TestConsoleExpect(t *testing.T) {
 	io.WriteString(c, "one\nFRGUEST_READY uptime=3.5 rel")
 
 	// A line still arriving does not match a pattern that could match it.
-	if _, err := c.Expect(50*time.Millisecond, regexp.MustCompile(`^FRGUEST_READY .*`)); !errors.Is(err, ErrTimeout) {
+	_, err := c.Expect(50*time.Millisecond, regexp.MustCompile(`^FRGUEST_READY .*`))
+	if !errors.Is(err, ErrTimeout) {
 		t.Fatalf("Expect on a partial line = %v, want ErrTimeout", err)
+	}
+	// The timeout says what did arrive: a failed test keeps that much.
+	if want := `1 console line(s) since the wait began, the last at 1.000s: "one"`; !strings.Contains(err.Error(), want) {
+		t.Errorf("timeout error %q does not say %q", err, want)
 	}
 	done := make(chan *Match)
 	go func() {
@@ -88,14 +93,17 @@ func TestConsoleExpect(t *testing.T) {
 		t.Errorf("match At = %v, want 1s (when the line began)", m.At)
 	}
 	// The cursor moved past the matched line: it does not match again.
-	if _, err := c.Expect(20*time.Millisecond, regexp.MustCompile(`FRGUEST_READY`)); !errors.Is(err, ErrTimeout) {
-		t.Errorf("second Expect = %v, want ErrTimeout", err)
+	if _, err := c.Expect(20*time.Millisecond, regexp.MustCompile(`FRGUEST_READY`)); !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), `1 console line(s) since the wait began, the last at 2.000s: "next"`) {
+		t.Errorf("second Expect = %v, want ErrTimeout saying the one line since (next)", err)
 	}
 	if m, err := c.ExpectRaw(time.Second, regexp.MustCompile(`ne(x)`)); err != nil || m.Groups[1] != "x" {
 		t.Errorf("ExpectRaw = %+v, %v", m, err)
 	}
+	if _, err := c.Expect(20*time.Millisecond, regexp.MustCompile(`never`)); !strings.Contains(err.Error(), `no console line since the wait began; the last one, at 2.000s: "next"`) {
+		t.Errorf("Expect with nothing new = %v, want it to name the last line", err)
+	}
 	c.Close(errors.New("exit status 1"))
-	_, err := c.Expect(5*time.Second, regexp.MustCompile(`never`))
+	_, err = c.Expect(5*time.Second, regexp.MustCompile(`never`))
 	if !errors.Is(err, ErrExited) || !strings.Contains(err.Error(), "exit status 1") {
 		t.Errorf("Expect after close = %v, want ErrExited with the reason", err)
 	}

@@ -152,9 +152,11 @@ func Required() bool {
 }
 
 // RequireQEMU skips t, printing why, when QEMU or mke2fs is missing; with
-// FASTREBOOT_REQUIRE_QEMU=1 it fails t instead.
+// FASTREBOOT_REQUIRE_QEMU=1 it fails t instead. Under go test -short it
+// always skips: "go test -short ./..." runs the tests that need no QEMU.
 func RequireQEMU(t testing.TB) {
 	t.Helper()
+	skipShort(t)
 	if err := CheckQEMU(); err != nil {
 		missing(t, "QEMU tests: %v", err)
 	}
@@ -164,11 +166,19 @@ func RequireQEMU(t testing.TB) {
 // reason (fails it with FASTREBOOT_REQUIRE_QEMU=1).
 func RequireKernel(t testing.TB) *Kernel {
 	t.Helper()
+	skipShort(t)
 	k, err := FindKernel()
 	if err != nil {
 		missing(t, "QEMU tests: %v", err)
 	}
 	return k
+}
+
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("QEMU tests: skipped under -short")
+	}
 }
 
 func missing(t testing.TB, format string, args ...any) {
