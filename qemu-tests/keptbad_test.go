@@ -176,6 +176,9 @@ func lastLine(s string) string {
 //     keptmem.Write's order leaves wherever it stops: the header and the
 //     block after it zeroed first, written last): the next generation
 //     finds no index and reads storage;
+//   - a region over memory in use (the kernel's load range, what the
+//     firmware reserves): the stage is refused naming the conflict, with
+//     nothing loaded;
 //   - a region too small for the modules (8 MiB): `stage --carry kept`
 //     refuses with the sizes, nothing loaded; the default carrier carries
 //     in the initrd, says why, and the next generation adopts every module
@@ -184,6 +187,24 @@ func TestKeptBadInput(t *testing.T) {
 	t.Run("device gone, index corrupt, write cut off", func(t *testing.T) {
 		k := startKeptVM(t, keptRegion)
 		v2 := scenario.MountPoint + "/" + scenario.ManifestV2
+
+		// A region over memory in use: v2's files with the running
+		// command line, its region moved over the kernel's load range
+		// (16 MiB up) or across the end of RAM into what the firmware
+		// reserves (q35 with 2 GiB: RAM ends at 0x7ffdcfff).
+		running := k.run("cat /proc/cmdline")
+		if !strings.Contains(running, "memmap="+keptRegion) {
+			t.Fatalf("the running command line %q lacks memmap=%s", running, keptRegion)
+		}
+		files := fmt.Sprintf("--kernel %[1]s/%[2]s --initrd %[1]s/%[3]s --initrd %[1]s/%[4]s --initrd %[1]s/%[5]s",
+			scenario.MountPoint, scenario.KernelFile, scenario.BaseFile, scenario.KmodsFile, scenario.SiteV2File)
+		for _, tc := range []struct{ what, region, want string }{
+			{"region over the kernel's load range", "64M!0x1000000", "the kernel's load range without KASLR"},
+			{"region over firmware-reserved memory", "64M!0x7c000000", "covers Reserved memory"},
+		} {
+			cmdline := strings.Replace(running, "memmap="+keptRegion, "memmap="+tc.region, 1)
+			k.stageFails(tc.what, files+" --cmdline '"+cmdline+"'", "overlaps memory in use", tc.want)
+		}
 
 		// The device gone.
 		k.run("echo namespace0.0 > /sys/bus/nd/drivers/nd_pmem/unbind")

@@ -880,7 +880,7 @@ type SegmentInfoV1 struct {
 	Bytes int64  `json:"bytes"`
 }
 
-// AvoidedRangeV1 is the v1 form of fastreboot.AvoidedRange.
+// AvoidedRangeV1 is the v1 form of memmap.Avoided.
 type AvoidedRangeV1 struct {
 	// Start is the first byte of the range kept free.
 	Start uint64 `json:"start"`
@@ -1370,7 +1370,7 @@ func segmentInfoV1Of(s fastreboot.SegmentInfo) SegmentInfoV1 {
 	}
 }
 
-func avoidedRangeV1Of(s fastreboot.AvoidedRange) AvoidedRangeV1 {
+func avoidedRangeV1Of(s memmap.Avoided) AvoidedRangeV1 {
 	return AvoidedRangeV1{
 		Start: s.Start,
 		End:   s.End,
@@ -1530,7 +1530,7 @@ func segmentInfoV1s(in []fastreboot.SegmentInfo) []SegmentInfoV1 {
 	return out
 }
 
-func avoidedRangeV1s(in []fastreboot.AvoidedRange) []AvoidedRangeV1 {
+func avoidedRangeV1s(in []memmap.Avoided) []AvoidedRangeV1 {
 	if in == nil {
 		return nil
 	}

@@ -40,7 +40,7 @@ type keptPlanReport struct {
 	// "firmware" (this boot's /sys/firmware/memmap).
 	MemoryMapFrom string
 	// Avoided are the ranges the region was kept out of.
-	Avoided []fastreboot.AvoidedRange
+	Avoided []memmap.Avoided
 	// Running is the region the running command line keeps, if any.
 	Running *keptmem.Region
 }
@@ -107,11 +107,11 @@ func planKept(root string, size, preserve uint64) (*keptPlanReport, error) {
 	var avoid []memmap.Range
 	for _, r := range iomem.CrashKernel() {
 		avoid = append(avoid, r)
-		rep.Avoided = append(rep.Avoided, fastreboot.AvoidedRange{Range: r, Why: "crash kernel reservation (/proc/iomem)"})
+		rep.Avoided = append(rep.Avoided, memmap.Avoided{Range: r, Why: "crash kernel reservation (/proc/iomem)"})
 	}
 	for _, r := range memmap.Subtract(memmap.Merge(fw.RAM()), ram...) {
 		avoid = append(avoid, r)
-		rep.Avoided = append(rep.Avoided, fastreboot.AvoidedRange{Range: r, Why: "not System RAM of the running kernel (/proc/iomem: a memmap= region, e.g. ramoops or a kept region)"})
+		rep.Avoided = append(rep.Avoided, memmap.Avoided{Range: r, Why: "not System RAM of the running kernel (/proc/iomem: a memmap= region, e.g. ramoops or a kept region)"})
 	}
 	r, err := keptmem.Plan(fw, size, avoid)
 	if err != nil {

@@ -349,7 +349,7 @@ func (c *crashSegments) LoadOnCrash(cmdline string) error {
 			return err
 		}
 		img.fillReport(c.prep.report)
-		c.prep.report.Avoided = []AvoidedRange{{Range: memmap.Range{Start: img.free, End: res.End}, Why: "left free in the crash kernel reservation for the kexec control page and identity page tables"}}
+		c.prep.report.Avoided = []memmap.Avoided{{Range: memmap.Range{Start: img.free, End: res.End}, Why: "left free in the crash kernel reservation for the kexec control page and identity page tables"}}
 		if c.dryRun {
 			mc.log.Info("dry run: would call kexec_load(ON_CRASH)", "entry", fmt.Sprintf("%#x", img.entry), "segments", len(img.segments))
 			return nil

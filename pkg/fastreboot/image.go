@@ -276,6 +276,9 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 	if err := bootimage.CheckKernel(b.kernel, b.kernel.Size()); err != nil {
 		return nil, fmt.Errorf("kernel %q: %w", kmod.Name, err)
 	}
+	if err := mc.checkNewRegion(m.Cmdline, b.kernel, spec); err != nil {
+		return nil, err
+	}
 	if !spec.segments {
 		if h, err := bootimage.ReadSetupHeader(b.kernel); err == nil {
 			if max := maxFileCmdline(h.CmdLineSize); len(m.Cmdline) > max {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
@@ -140,6 +141,47 @@ func (mc *Machine) resolveCarry(spec buildSpec, cmdline string, rep *StageReport
 	rep.CarrierWarning = "carried in the initrd: " + err.Error()
 	mc.log.Warn("auto carrier: carrying the modules in the initrd", "why", err)
 	return CarryInitrd, nil, nil
+}
+
+// checkNewRegion refuses an image whose command line keeps a region the
+// running system does not, over memory that cannot be kept
+// (keptmem.CheckPlacement): checked against the firmware memory map
+// (spec's recorded one, else Root's), what the running kernel holds back
+// (/proc/iomem's claims over RAM, less the running region's own range,
+// which a region may move over) and the load range of the image's kernel
+// (keptmem.KernelAvoid, from its setup header). The region the running
+// system keeps is not checked again: this generation booted with it.
+func (mc *Machine) checkNewRegion(cmdline string, kernel io.ReaderAt, spec buildSpec) error {
+	next, ok, err := keptmem.ParseCmdline(cmdline)
+	if err != nil || !ok {
+		return err
+	}
+	running, rok, rerr := keptmem.RunningLayout(mc.opts.Root)
+	rok = rok && rerr == nil
+	if rok && running.Region == next {
+		return nil
+	}
+	fw, fwSource, err := mc.firmwareMap(spec.memoryMap)
+	if err != nil {
+		return fmt.Errorf("kept region %s: checking it against the firmware memory map: %w", next, err)
+	}
+	iomem, err := memmap.ReadIomem(mc.opts.Root)
+	if err != nil {
+		return fmt.Errorf("kept region %s: checking it against what the running kernel keeps: %w", next, err)
+	}
+	var avoid []memmap.Avoided
+	for _, a := range iomem.Claimed(fw.RAM()) {
+		if !rok || a.Range != running.Region.Range() {
+			avoid = append(avoid, a)
+		}
+	}
+	h, err := bootimage.ReadSetupHeader(kernel)
+	if err != nil {
+		return fmt.Errorf("kept region %s: the kernel's load range: %w", next, err)
+	}
+	avoid = append(avoid, keptmem.KernelAvoid(h.PrefAddress, h.InitSize))
+	mc.log.Debug("checking a kept region the running system does not keep", "region", next, "memory_map", fwSource, "avoid", len(avoid))
+	return keptmem.CheckPlacement(next, fw, avoid)
 }
 
 // writeKept writes blobs to k's cache part (keptmem.Write) and returns the

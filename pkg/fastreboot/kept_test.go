@@ -3,6 +3,7 @@ package fastreboot
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -59,7 +60,9 @@ func addPmem(t *testing.T, root, dev string, r keptmem.Region) {
 // /dev/pmem0 for testRegion (when dev is not "").
 func keptRoot(t *testing.T, cmdline, dev string) string {
 	t.Helper()
-	root := fakeTree(t, tree(map[string]string{"proc/cmdline": cmdline + "\n"}))
+	files := tree(map[string]string{"proc/cmdline": cmdline + "\n", pathIomem: keptIomem})
+	maps.Copy(files, keptFirmwareMap)
+	root := fakeTree(t, files)
 	if dev != "" {
 		addPmem(t, root, dev, testRegion)
 	}
@@ -67,6 +70,79 @@ func keptRoot(t *testing.T, cmdline, dev string) string {
 }
 
 const keptCmdline = "console=ttyS0 memmap=4M!0x40000000"
+
+// keptFirmwareMap is keptRoot's firmware memory map: RAM below 640 KiB,
+// from 1 MiB to the 2 GiB PCI hole (the last 128 KiB reserved) and from
+// 4 GiB to 6 GiB.
+var keptFirmwareMap = map[string]string{
+	"sys/firmware/memmap/0/start": "0x0\n", "sys/firmware/memmap/0/end": "0x9fbff\n", "sys/firmware/memmap/0/type": "System RAM\n",
+	"sys/firmware/memmap/1/start": "0x9fc00\n", "sys/firmware/memmap/1/end": "0x9ffff\n", "sys/firmware/memmap/1/type": "Reserved\n",
+	"sys/firmware/memmap/2/start": "0x100000\n", "sys/firmware/memmap/2/end": "0x7ffdffff\n", "sys/firmware/memmap/2/type": "System RAM\n",
+	"sys/firmware/memmap/3/start": "0x7ffe0000\n", "sys/firmware/memmap/3/end": "0x7fffffff\n", "sys/firmware/memmap/3/type": "Reserved\n",
+	"sys/firmware/memmap/4/start": "0x100000000\n", "sys/firmware/memmap/4/end": "0x17fffffff\n", "sys/firmware/memmap/4/type": "System RAM\n",
+}
+
+// keptIomem is keptRoot's /proc/iomem: the running kernel keeps testRegion,
+// a 1 MiB ramoops region at 512 MiB and a crash kernel reservation.
+const keptIomem = `00000000-00000fff : Reserved
+00001000-0009fbff : System RAM
+0009fc00-0009ffff : Reserved
+00100000-1fffffff : System RAM
+  02000000-02e00fff : Kernel code
+20000000-200fffff : Reserved
+20100000-3fffffff : System RAM
+  30000000-3fffffff : Crash kernel
+40000000-403fffff : Persistent Memory (legacy)
+40400000-7ffdffff : System RAM
+7ffe0000-7fffffff : Reserved
+100000000-17fffffff : System RAM
+`
+
+// TestStageRegionPlacement: an image whose command line keeps a region
+// the running system does not is refused, naming the conflict and loading
+// nothing, when the region is not System RAM of the firmware map, covers
+// what the running kernel holds back, or the kernel's load range; a region
+// in free RAM, or over the running region (moved or grown), is staged.
+func TestStageRegionPlacement(t *testing.T) {
+	for _, tc := range []struct {
+		name, region string
+		want         string // "" staged
+	}{
+		{"firmware reserved", "4M!0x7fe00000", "covers Reserved memory 0x7ffe0000-0x80000000 of the firmware memory map"},
+		{"PCI hole", "4M!0x80000000", "0x80000000-0x80400000 is not RAM in the firmware memory map"},
+		{"crash kernel", "4M!0x3fe00000", "overlaps 0x30000000-0x40000000: crash kernel reservation"},
+		{"ramoops", "4M!0x20000000", "overlaps 0x20000000-0x20100000: kept by the running kernel: Reserved"},
+		{"kernel load range", "4M!0x1000000", "the kernel's load range without KASLR"},
+		{"low memory", "2M!0x200000", "low memory"},
+		{"free RAM", "4M!0x50000000", ""},
+		{"above 4 GiB", "64M!0x140000000", ""},
+		{"over the running region", "8M!0x40000000", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			im := testimage.Default()
+			im.Cmdline += " memmap=" + tc.region
+			dev := newPmemFile(t, testRegion)
+			loader := &fakeLoader{}
+			m, dir := im.WriteTempDir(t)
+			mc := New(newCache(t), Options{Root: keptRoot(t, keptCmdline, dev), Loader: loader, Logger: testLogger(t)})
+			rep, err := mc.Stage(context.Background(), m, modcache.DirSource(dir), StageOptions{Reason: ReasonUpdate})
+			if tc.want == "" {
+				if err != nil || rep.Carrier != CarryInitrd {
+					t.Fatalf("stage: carrier %v, %v; want it staged (carried in the initrd: the region is not the running one)", rep.Carrier, err)
+				}
+				return
+			}
+			r, _, _ := keptmem.ParseCmdline("memmap=" + tc.region)
+			if !errors.Is(err, keptmem.ErrOverlap) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), r.String()) {
+				t.Fatalf("stage: %v; want ErrOverlap naming %s and saying %q", err, r, tc.want)
+			}
+			if n, _ := loader.state(); n != 0 {
+				t.Errorf("stage refused, yet %d image(s) loaded", n)
+			}
+			t.Logf("refused: %v", err)
+		})
+	}
+}
 
 // stageKept stages im from a fresh cache with carry on a system keeping
 // testRegion on dev, and returns the loaded initrd and the report.
@@ -341,7 +417,7 @@ func TestStageKeptNeedsInheritedRegion(t *testing.T) {
 	for name, extra := range map[string]string{
 		"none":           "",
 		"other preserve": " memmap=4M!0x40000000 fastreboot.preserve=2M",
-		"another region": " memmap=4M!0x80000000",
+		"another region": " memmap=4M!0x50000000",
 	} {
 		t.Run(name, func(t *testing.T) {
 			im := testimage.Default()

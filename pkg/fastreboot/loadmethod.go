@@ -87,13 +87,6 @@ type SegmentInfo struct {
 	Bytes int64  `json:"bytes"`
 }
 
-// AvoidedRange is a piece of firmware RAM no segment may use, and why.
-// Its range is exclusive of End, as every memmap.Range.
-type AvoidedRange struct {
-	memmap.Range
-	Why string `json:"why"`
-}
-
 // SegmentsReport says how Stage loaded an image with LoadSegments.
 type SegmentsReport struct {
 	// KernelELF is the decompressed kernel that was loaded; zero when
@@ -126,7 +119,7 @@ type SegmentsReport struct {
 	E820Entries int    `json:"e820_entries"`
 	// Avoided lists the RAM kept free: the crash kernel reservation,
 	// regions kept by memmap= and other non-RAM claims in /proc/iomem.
-	Avoided []AvoidedRange `json:"avoided,omitempty"`
+	Avoided []memmap.Avoided `json:"avoided,omitempty"`
 	// EFIDropped is true when the running kernel was booted through EFI:
 	// the next kernel gets no EFI runtime services (the legacy loader
 	// cannot pass the EFI runtime mapping that kexec_file_load does) and

@@ -112,7 +112,7 @@ func parseSize(s string) (uint64, string, error) {
 // minus what must be kept.
 type placement struct {
 	RAM   []memmap.Range
-	Avoid []AvoidedRange
+	Avoid []memmap.Avoided
 }
 
 // newPlacement computes where segments may go. RAM is the firmware map's
@@ -136,17 +136,10 @@ func newPlacement(fw memmap.Map, iomem memmap.Iomem, cmdlines map[string]cmdline
 	}
 	avoid := func(r memmap.Range, why string) {
 		if !r.Empty() && overlapsRAM(r) {
-			p.Avoid = append(p.Avoid, AvoidedRange{Range: r, Why: why})
+			p.Avoid = append(p.Avoid, memmap.Avoided{Range: r, Why: why})
 		}
 	}
-	for _, e := range iomem {
-		switch {
-		case e.Name == memmap.NameCrashKernel:
-			avoid(e.Range, "crash kernel reservation (/proc/iomem)")
-		case e.Depth == 0 && e.Name != memmap.TypeRAM:
-			avoid(e.Range, fmt.Sprintf("kept by the running kernel: %s (/proc/iomem)", e.Name))
-		}
-	}
+	p.Avoid = iomem.Claimed(p.RAM)
 	names := make([]string, 0, len(cmdlines))
 	for n := range cmdlines {
 		names = append(names, n)

@@ -130,7 +130,7 @@ func TestNewPlacement(t *testing.T) {
 	got := newPlacement(qemuMap, iomem, map[string]cmdlineMemory{"running": running, "next": next})
 	want := placement{
 		RAM: []memmap.Range{{Start: 0, End: 0x9fc00}, {Start: 0x100000, End: 0x7ffe0000}, {Start: 0x100000000, End: 0x140000000}},
-		Avoid: []AvoidedRange{
+		Avoid: []memmap.Avoided{
 			{Range: memmap.Range{Start: 0, End: 0x1000}, Why: "kept by the running kernel: Reserved (/proc/iomem)"},
 			{Range: memmap.Range{Start: 0x30000000, End: 0x40000000}, Why: "crash kernel reservation (/proc/iomem)"},
 			{Range: memmap.Range{Start: 0x40000000, End: 0x41000000}, Why: "kept by the running kernel: Reserved (/proc/iomem)"},

@@ -19,6 +19,10 @@ var (
 	ErrTooSmall = errors.New("kept region too small")
 	// ErrNoRoom: Plan found no System RAM range that holds the region.
 	ErrNoRoom = errors.New("no room for a kept region")
+	// ErrOverlap: a region asked for covers memory that is not free RAM
+	// for it (CheckPlacement): what the firmware keeps, what the running
+	// kernel holds back, or where a kernel is loaded.
+	ErrOverlap = errors.New("kept region overlaps memory in use")
 	// ErrNoDevice: no persistent-memory block device covers the region.
 	ErrNoDevice = errors.New("no device for the kept region")
 	// ErrBadBlob: a module to write is malformed (digest, size) or its
@@ -36,6 +40,7 @@ func ErrorKinds() map[string]error {
 		"keptmem.too_small": ErrTooSmall,
 		"keptmem.no_room":   ErrNoRoom,
 		"keptmem.no_device": ErrNoDevice,
+		"keptmem.overlap":   ErrOverlap,
 		"keptmem.bad_blob":  ErrBadBlob,
 	}
 }

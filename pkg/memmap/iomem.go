@@ -100,3 +100,38 @@ func (m Iomem) CrashKernel() []Range {
 	}
 	return out
 }
+
+// Avoided is a range of physical memory something must stay out of, and
+// why. Its range is exclusive of End, as every Range.
+type Avoided struct {
+	Range
+	Why string `json:"why"`
+}
+
+// Claimed returns what the running kernel holds back from its own RAM
+// inside ram (the System RAM of the firmware map): the crashkernel=
+// reservations (nested in System RAM) and every top-level resource over
+// ram that is not System RAM (memmap= regions: SIZE$START shows as
+// "Reserved", SIZE!START as "Persistent Memory (legacy)"). Kexec segments
+// and a new kept region must avoid both.
+func (m Iomem) Claimed(ram []Range) []Avoided {
+	overlaps := func(r Range) bool {
+		for _, x := range ram {
+			if x.Overlaps(r) {
+				return true
+			}
+		}
+		return false
+	}
+	var out []Avoided
+	for _, e := range m {
+		switch {
+		case !overlaps(e.Range):
+		case e.Name == NameCrashKernel:
+			out = append(out, Avoided{Range: e.Range, Why: "crash kernel reservation (/proc/iomem)"})
+		case e.Depth == 0 && e.Name != TypeRAM:
+			out = append(out, Avoided{Range: e.Range, Why: fmt.Sprintf("kept by the running kernel: %s (/proc/iomem)", e.Name)})
+		}
+	}
+	return out
+}

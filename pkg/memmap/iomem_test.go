@@ -97,3 +97,31 @@ func TestParseIomemUnprivileged(t *testing.T) {
 		t.Errorf("ParseIomem = %v, want nothing", m)
 	}
 }
+
+// TestClaimed: the crash kernel reservation and the top-level resources
+// over RAM that are not System RAM are claimed; the kernel's own image,
+// ranges outside RAM and System RAM itself are not.
+func TestClaimed(t *testing.T) {
+	m, err := ParseIomem(strings.NewReader(`00000000-00000fff : Reserved
+00001000-0009fbff : System RAM
+00100000-3fffffff : System RAM
+  02000000-02e00fff : Kernel code
+  30000000-3fffffff : Crash kernel
+40000000-43ffffff : Persistent Memory (legacy)
+  40000000-43ffffff : namespace0.0
+44000000-7ffdffff : System RAM
+b0000000-bfffffff : PCI MMCONFIG 0000 [bus 00-ff]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ram := []Range{{Start: 0, End: 0x9fc00}, {Start: 0x100000, End: 0x7ffe0000}}
+	want := []Avoided{
+		{Range: Range{Start: 0, End: 0x1000}, Why: "kept by the running kernel: Reserved (/proc/iomem)"},
+		{Range: Range{Start: 0x30000000, End: 0x40000000}, Why: "crash kernel reservation (/proc/iomem)"},
+		{Range: Range{Start: 0x40000000, End: 0x44000000}, Why: "kept by the running kernel: Persistent Memory (legacy) (/proc/iomem)"},
+	}
+	if diff := cmp.Diff(want, m.Claimed(ram)); diff != "" {
+		t.Errorf("Claimed (-want +got):\n%s", diff)
+	}
+}
