@@ -172,11 +172,16 @@ func evidenceNote(ev *crashhandler.Evidence) string {
 	return strings.Join(parts, "; ")
 }
 
-// saveRollbackLocked writes the assessment to rollbackFile; a.mu is held
-// (or the agent is not shared yet). A failure is logged: the state in
+// saveRollbackLocked writes the assessment to rollbackFile, making the
+// state directory if need be; a.mu is held (or the agent is not shared
+// yet). A failure is logged: the state in
 // memory, which the next handoff carries, is what counts.
 func (a *Agent) saveRollbackLocked() {
 	b, err := json.MarshalIndent(savedRollback{BootID: a.bootID(), Generation: a.state.Generation, State: a.rb, TrialStart: a.trialStart}, "", "  ")
+	if err == nil {
+		// A command run before any daemon finds no /run/fastreboot.
+		err = os.MkdirAll(a.opts.StateDir, 0o755)
+	}
 	if err == nil {
 		err = atomicfile.WriteFile(filepath.Join(a.opts.StateDir, rollbackFile), b, 0o600)
 	}

@@ -556,3 +556,14 @@ func TestDeadlineSurvivesRestart(t *testing.T) {
 		t.Errorf("restarted daemon: on trial %v, deadline %v; want the first daemon's %v", r.OnTrial, r.Deadline, first.Add(10*time.Minute))
 	}
 }
+
+// TestColdAssessmentMakesStateDir: an in-process agent (a command run
+// before any daemon, whose /run/fastreboot does not exist yet) saves its
+// cold boot's assessment in a state directory it makes.
+func TestColdAssessmentMakesStateDir(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "run/fastreboot")
+	newAgent(t, agent.Options{StateDir: state})
+	if _, err := os.Stat(filepath.Join(state, "rollback.json")); err != nil {
+		t.Errorf("the cold boot's assessment was not saved: %v", err)
+	}
+}

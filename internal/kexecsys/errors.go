@@ -133,7 +133,7 @@ func Hint(op string, errno syscall.Errno) string {
 	}
 	switch errno {
 	case syscall.ENOSYS:
-		return "the kernel has no kexec_file_load: CONFIG_KEXEC_FILE off or an architecture without it"
+		return "the kernel has no kexec_file_load: CONFIG_KEXEC_FILE off, an architecture without it, or a seccomp filter answering ENOSYS"
 	case syscall.EPERM:
 		return "needs CAP_SYS_BOOT, kernel.kexec_load_disabled=0 and a kexec load left in kernel.kexec_load_limit_reboot; " +
 			"under lockdown (/sys/kernel/security/lockdown) an image without a trusted signature is refused with EPERM too; " +

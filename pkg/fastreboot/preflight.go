@@ -225,7 +225,10 @@ func judgeProbe(err error) (ok bool, detail string) {
 	switch {
 	case err == nil:
 		return true, "present"
-	case errors.Is(err, ErrNotSupported), errors.Is(err, syscall.ENOSYS):
+	case errors.Is(err, ErrNotSupported):
+		// The error names the likely causes (kexecsys).
+		return false, fmt.Sprintf("not available: %v", err)
+	case errors.Is(err, syscall.ENOSYS):
 		return false, fmt.Sprintf("not available: %v (CONFIG_KEXEC_FILE off, an architecture without it, or a seccomp filter answering ENOSYS)", err)
 	case errors.Is(err, syscall.EBADF):
 		return true, "present"
