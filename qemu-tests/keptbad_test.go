@@ -3,6 +3,7 @@ package qemutests
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -33,10 +34,14 @@ func startKeptVM(t *testing.T, region string) *keptVM {
 	s := prepare(t, scenario.Options{
 		KeptRegion:          region,
 		KeptRegionInherited: true,
-		ExtraCommands:       []string{"github.com/u-root/u-root/cmds/core/dd"},
+		ExtraCommands:       []string{"github.com/u-root/u-root/cmds/core/dd", frfaultCmd},
 		ExtraFiles:          []harness.File{{Path: "etc/kept-junk", Data: []byte("X")}},
 	})
-	vm, boot := harness.StartBootT(t, s.VMOptions(), 3*time.Minute)
+	opts := s.VMOptions()
+	// A panic (panic=-1) reboots through the firmware: the crash in the
+	// middle of a kept write comes back cold.
+	opts.AllowReboot = true
+	vm, boot := harness.StartBootT(t, opts, 3*time.Minute)
 	k := &keptVM{t: t, s: s, g: &scenario.Guest{VM: vm, Timeout: 3 * time.Minute}, gen: 1}
 	if boot.Daemon != "started" || boot.Release != "v1" {
 		t.Fatalf("gen 1 ready = %+v, want v1, daemon started", boot.Ready)
@@ -176,6 +181,9 @@ func lastLine(s string) string {
 //     keptmem.Write's order leaves wherever it stops: the header and the
 //     block after it zeroed first, written last): the next generation
 //     finds no index and reads storage;
+//   - a real crash in the middle of a kept write (frfault midwrite: a
+//     panic once the header is zeroed in the region): the firmware reboot
+//     finds no index, and the next kept stage puts the region back in use;
 //   - a region over memory in use (the kernel's load range, what the
 //     firmware reserves): the stage is refused naming the conflict, with
 //     nothing loaded;
@@ -247,6 +255,47 @@ func TestKeptBadInput(t *testing.T) {
 		}
 		k.reboot()
 		k.refusedRegion("write cut off", "no index")
+
+	})
+
+	t.Run("crash mid-write", func(t *testing.T) {
+		// A crash in the middle of a kept write: a kept stage writes a
+		// valid index, and the next one is torn by a panic as soon as
+		// its first step (the header zeroed) reached the region. The
+		// firmware reboot (panic=-1) comes up cold with the torn region:
+		// `kept status` says it holds no index, and a kept stage and a
+		// fast reboot put the region back in use.
+		k := startKeptVM(t, keptRegion)
+		v2 := scenario.MountPoint + "/" + scenario.ManifestV2
+		st := k.stage("--carry kept " + v2)
+		if st.Carrier != "kept" || st.Kept == nil || !st.Kept.Written {
+			t.Fatalf("gen 1 stage --carry kept: carrier %q, kept %+v", st.Carrier, st.Kept)
+		}
+		r, err := k.g.RebootWith("frfault midwrite /dev/pmem0 fastreboot stage --carry kept "+v2, regexp.MustCompile(`^frfault: /dev/pmem0 header zeroed`), 3*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := guestStatus(t, k.g); st.Generation != 1 || st.Reason != "cold" || r.Boot.Release != "v1" {
+			t.Fatalf("after the crash: generation %d, reason %q, release %q; want the cold boot of v1 (a firmware reboot)", st.Generation, st.Reason, r.Boot.Release)
+		}
+		if ks := k.keptStatus(); ks.Device != "/dev/pmem0" || ks.Index != nil || !strings.Contains(ks.IndexError, "no index") {
+			t.Errorf("kept status after the crash mid-write: device %q, index %+v, error %q; want /dev/pmem0 holding no index", ks.Device, ks.Index, ks.IndexError)
+		} else {
+			t.Logf("crash mid-write: the cold boot's kept status: %s", ks.IndexError)
+		}
+		if err := k.g.MountStorage(); err != nil {
+			t.Fatal(err)
+		}
+		st = k.stage("--carry kept " + v2)
+		if st.Carrier != "kept" || st.Kept == nil || !st.Kept.Written {
+			t.Fatalf("after the crash: stage --carry kept: carrier %q, kept %+v", st.Carrier, st.Kept)
+		}
+		k.reboot()
+		s := guestStatus(t, k.g)
+		if s.State == nil || s.State.Carrier != "kept" || s.State.RehydrateError != "" || s.State.Rehydrated.Modules != st.Kept.Modules || s.Agent == nil || s.Agent.Cache.BytesRead != 0 {
+			t.Fatalf("gen %d after the crash and a kept stage: state %+v, agent %+v; want the %d modules adopted from the region, nothing read", k.gen, s.State, s.Agent, st.Kept.Modules)
+		}
+		t.Logf("crash mid-write: the next kept stage and fast reboot adopted %d modules from the region", s.State.Rehydrated.Modules)
 	})
 
 	t.Run("region too small", func(t *testing.T) {

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fastreboot/fastreboot/pkg/keptmem"
 )
 
 // fifreeze is _IOWR('X', 119, int) (include/uapi/linux/fs.h).
@@ -46,4 +50,79 @@ func orphan() error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return nil
+}
+
+// keptMagic is the first bytes of a valid kept region header.
+var keptMagic = []byte(keptmem.Magic)
+
+// midwrite runs args and panics the kernel once dev's header, which must be
+// a valid one when it starts, reads back as zeros: keptmem.Write's first
+// step. The zeros are read through the device's page cache, where the
+// writer's buffered write lands first; an fsync of the device then puts
+// them in the region itself before the panic, while the writer is on its
+// second step (the modules, about 100 ms under TCG for 18 MiB), so the
+// crash tears the write. Polls sleep 200µs: the guest's vCPUs share one
+// host thread under TCG, and a busy loop would slow the writer it waits
+// for.
+func midwrite(dev string, args []string) error {
+	f, err := os.Open(dev)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, len(keptMagic))
+	head := func() ([]byte, error) {
+		if _, err := f.ReadAt(buf, 0); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	h, err := head()
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(h, keptMagic) {
+		return fmt.Errorf("%s holds no kept region header to watch (%q)", dev, h)
+	}
+	trigger, err := os.OpenFile("/proc/sysrq-trigger", os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	start := time.Now()
+	for polls := 1; ; polls++ {
+		select {
+		case err := <-done:
+			return fmt.Errorf("%v ended (%v) before %s's header was zeroed (%d reads)", args, err, dev, polls)
+		default:
+		}
+		h, err := head()
+		if err != nil {
+			return err
+		}
+		if allZero(h) {
+			if err := f.Sync(); err != nil {
+				return fmt.Errorf("fsync %s: %w", dev, err)
+			}
+			fmt.Printf("frfault: %s header zeroed %.3fs after the command began (%d reads): panicking\n", dev, time.Since(start).Seconds(), polls)
+			_, err := trigger.Write([]byte("c"))
+			return fmt.Errorf("sysrq c did not panic: %v", err)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

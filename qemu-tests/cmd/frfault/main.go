@@ -7,6 +7,13 @@
 //	frfault orphan     SIGKILL every process but init and itself for 5 s, then exit:
 //	                   u-root's init then finds no child left and exits, and
 //	                   the kernel panics ("Attempted to kill init!")
+//	frfault midwrite DEV CMD...
+//	                   run CMD (a kept stage) and panic the kernel
+//	                   (sysrq c) as soon as DEV's first bytes turn from a
+//	                   kept region's header magic to zeros (synced to the
+//	                   device first): keptmem.Write has invalidated the
+//	                   header and is writing the modules, so the crash
+//	                   tears the write
 package main
 
 import (
@@ -16,7 +23,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: frfault hang DIR | frfault orphan")
+		fmt.Fprintln(os.Stderr, "usage: frfault hang DIR | frfault orphan | frfault midwrite DEV CMD...")
 		os.Exit(2)
 	}
 	var err error
@@ -29,6 +36,12 @@ func main() {
 		err = hang(os.Args[2])
 	case "orphan":
 		err = orphan()
+	case "midwrite":
+		if len(os.Args) < 4 {
+			err = fmt.Errorf("midwrite needs a device and a command")
+			break
+		}
+		err = midwrite(os.Args[2], os.Args[3:])
 	default:
 		err = fmt.Errorf("unknown fault %q", os.Args[1])
 	}
