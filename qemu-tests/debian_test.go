@@ -174,10 +174,6 @@ type debianStatus struct {
 	Problems []string `json:"problems"`
 }
 
-// TestDebianSystem runs fastreboot as a Debian user would: the .deb
-// installed with apt on a Debian bookworm system (systemd, Debian's kernel,
-// initramfs-tools with the package's hook, ext4 root on virtio), booted
-// cold; an update staged and rebooted through systemd; a crash recovered.
 // debianDiskRead is the bytes the Debian system's root disk (/dev/vda)
 // has read since boot: the third field of its /sys/block stat, in
 // 512-byte sectors.
@@ -195,6 +191,11 @@ func debianDiskRead(t *testing.T, vm *harness.VM) int64 {
 	return n * 512
 }
 
+// TestDebianSystem runs fastreboot as a Debian user would: the .deb
+// installed with apt on a Debian bookworm system (systemd, Debian's kernel,
+// initramfs-tools with the package's hook, ext4 root on virtio), booted
+// cold; an update staged and rebooted through systemd; a crash recovered;
+// another update rebooted by kured's reboot command, run as kured runs it.
 func TestDebianSystem(t *testing.T) {
 	harness.RequireQEMU(t)
 	sys := debianSystem(t)
@@ -348,4 +349,83 @@ func TestDebianSystem(t *testing.T) {
 	}
 	fmt.Fprintf(testLogWriter{}, "fastreboot crash last:\n%s\n", last)
 	t.Logf("STEP 4 crash: echo c -> production root shell %.1fs; generation 3 (crash), re-armed by the unit, MemTotal %s kB as before the crash", (back - crashAt).Seconds(), memKB3)
+
+	// 5. kured's reboot command: another update, then the package's
+	// /usr/lib/fastreboot/kured-reboot run as kured runs it, from another
+	// mount namespace (its privileged hostPID pod) through
+	// `/usr/bin/nsenter -m/proc/1/ns/mnt -- WORDS`. In that "pod" namespace
+	// /usr/lib/fastreboot is an empty tmpfs (nothing of fastreboot is in
+	// kured's image): the script runs only because nsenter enters PID 1's.
+	// Its output goes to a file, as kured collects it; what it did is read
+	// in the next generation.
+	t0 = vm.Elapsed()
+	mustRun(t, vm, "echo v3 >/etc/fastreboot-test-release && update-initramfs -u 2>&1 | tail -2", 10*time.Minute)
+	updated := vm.Elapsed() - t0
+	kured := func(redirect string) string {
+		return `unshare -m --propagation private sh -c 'mount -t tmpfs kured-pod /usr/lib/fastreboot && test ! -e /usr/lib/fastreboot/kured-reboot && test "$(readlink /proc/self/ns/mnt)" != "$(readlink /proc/1/ns/mnt)" && exec /usr/bin/nsenter -m/proc/1/ns/mnt -- "$@"' kured-pod /usr/lib/fastreboot/kured-reboot` + redirect
+	}
+	// The failure path first, without a reboot: the default entry's
+	// initrd missing, stage --default fails, the script exits 1 and the
+	// machine keeps running generation 3 with nothing staged.
+	loadedBefore := mustRun(t, vm, "cat /sys/kernel/kexec_loaded", time.Minute)
+	hidden := mustRun(t, vm, `i=$(readlink -f /boot/initrd.img) && mv "$i" "$i.kured-test" && echo "$i"`, time.Minute)
+	out, code, err := vm.Run(kured(""), 5*time.Minute)
+	if err != nil {
+		t.Fatalf("kured's reboot command with the default entry's initrd missing: %v (log %s)", err, vm.LogPath())
+	}
+	fmt.Fprintf(testLogWriter{}, "kured-reboot with %s missing, exit status %d:\n%s\n", hidden, code, strings.TrimSpace(out))
+	if code != 1 || !strings.Contains(out, hidden) || !strings.Contains(out, "stage --default failed") || !strings.Contains(out, "no reboot") {
+		t.Fatalf("kured's reboot command with the default entry's initrd %s missing: exit status %d, want 1 (stage failed naming it, no reboot):\n%s", hidden, code, out)
+	}
+	mustRun(t, vm, `mv "`+hidden+`.kured-test" "`+hidden+`"`, time.Minute)
+	if s := mustRun(t, vm, "cat /sys/kernel/kexec_loaded", time.Minute); s != loadedBefore {
+		t.Fatalf("after the failed kured reboot command /sys/kernel/kexec_loaded is %s, was %s", s, loadedBefore)
+	}
+	var stFail debianStatus
+	guestJSON(t, vm, "fastreboot status --json", &stFail)
+	if stFail.Generation != 3 {
+		t.Fatalf("after the failed kured reboot command the machine runs generation %d, want 3 (no reboot)", stFail.Generation)
+	}
+	// The success path: the marker removed first, so that finding it
+	// again proves this shutdown's ExecStop.
+	mustRun(t, vm, "rm -f /var/lib/fastreboot-test-marker /var/lib/kured-reboot.log && sync && dmesg -n 7", time.Minute)
+	if err := vm.SendLine(kured(` >/var/lib/kured-reboot.log 2>&1; echo "kured-reboot exit $?" >>/var/lib/kured-reboot.log`)); err != nil {
+		t.Fatal(err)
+	}
+	req = vm.Elapsed()
+	if _, err := vm.Expect(8*time.Minute, regexp.MustCompile(`Linux version \d`)); err != nil {
+		t.Fatalf("no next kernel after kured's reboot command: %v", err)
+	}
+	kernelAt = vm.Elapsed()
+	waitDebianShell(t, vm, 6*time.Minute)
+	up = vm.Elapsed()
+	if s := mustRun(t, vm, "cat /run/fastreboot-test-release", time.Minute); s != "v3" {
+		t.Fatalf("generation 4 booted the initramfs of release %q, want v3 (the default entry's, updated)", s)
+	}
+	if s := mustRun(t, vm, "test -s /var/lib/fastreboot-test-marker && echo marker-on-disk", time.Minute); s != "marker-on-disk" {
+		t.Fatalf("kured's reboot command did not go through systemd: the marker service's ExecStop wrote nothing (%q)", s)
+	}
+	klog := mustRun(t, vm, "cat /var/lib/kured-reboot.log", time.Minute)
+	fmt.Fprintf(testLogWriter{}, "kured-reboot's output, read in generation 4:\n%s\n", klog)
+	for _, want := range []string{"staging the default boot entry", "default boot entry: debian (debian-links)", "rebooting with"} {
+		if !strings.Contains(klog, want) {
+			t.Errorf("kured-reboot's output (written before the reboot, read in generation 4) lacks %q:\n%s", want, klog)
+		}
+	}
+	// The script's exit status would be written after it returns, while
+	// systemd shuts down: the console's shell is stopped first (in the
+	// run that added this step it never landed), but if it did, it is 0.
+	if i := strings.Index(klog, "kured-reboot exit "); i >= 0 && !strings.HasPrefix(klog[i:], "kured-reboot exit 0") {
+		t.Errorf("kured-reboot exited non-zero and the machine rebooted anyway:\n%s", klog)
+	}
+	var st4 debianStatus
+	guestJSON(t, vm, "fastreboot status --json", &st4)
+	if st4.Generation != 4 || st4.Reason != "update" || st4.State == nil || st4.State.Carried == 0 || st4.State.Rehydrated.Modules != st4.State.Carried {
+		t.Fatalf("generation 4 status: %+v (state %+v)", st4, st4.State)
+	}
+	if st4.Agent == nil || st4.Agent.Cache.BytesRead != 0 || st4.Agent.Cache.BytesRehydrated == 0 {
+		t.Fatalf("generation 4's daemon: %+v; want the cache rehydrated with 0 bytes from storage", st4.Agent)
+	}
+	t.Logf("STEP 5 kured's reboot command (%.0fs in all): update-initramfs %.1fs; with the initrd missing it exits 1, kexec_loaded %s as before, generation 3 runs on; from kured's pod namespace through nsenter: request -> next kernel %.1fs, -> root shell %.1fs; generation 4 (update) runs release v3, marker on disk, rehydrated %d modules (%d bytes), 0 bytes read",
+		(vm.Elapsed() - t0).Seconds(), updated.Seconds(), loadedBefore, (kernelAt - req).Seconds(), (up - req).Seconds(), st4.State.Rehydrated.Modules, st4.State.Rehydrated.Bytes)
 }
