@@ -1,6 +1,9 @@
 package harness
 
 import (
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -47,5 +50,42 @@ func TestNestedQEMUFiles(t *testing.T) {
 		if !have[p] {
 			t.Errorf("NestedQEMUFiles has no %s (%d files)", p, len(files))
 		}
+	}
+}
+
+// TestHostBinaries: a dynamically linked host program comes with its
+// libraries and the dynamic loader, each once, at their host paths; a
+// missing program is an error naming it.
+func TestHostBinaries(t *testing.T) {
+	if _, err := exec.LookPath("ldd"); err != nil {
+		t.Skipf("no ldd on this host: %v", err)
+	}
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skipf("no sh: %v", err)
+	}
+	sh, _ = filepath.Abs(sh)
+	files, err := HostBinaries(sh, sh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	var loader, libc bool
+	for _, f := range files {
+		if seen[f.Path] {
+			t.Errorf("%s listed twice", f.Path)
+		}
+		seen[f.Path] = true
+		if strings.HasPrefix(f.Path, "/") || f.Src == "" || f.Mode != 0o755 {
+			t.Errorf("file %+v: want a relative path, a source and mode 0755", f)
+		}
+		loader = loader || strings.Contains(f.Path, "ld-linux")
+		libc = libc || strings.Contains(f.Path, "libc.so")
+	}
+	if !seen[strings.TrimPrefix(sh, "/")] || !loader || !libc {
+		t.Errorf("HostBinaries(%s) = %+v; want the program, libc and the dynamic loader", sh, files)
+	}
+	if _, err := HostBinaries("/nonexistent/kexec"); err == nil || !strings.Contains(err.Error(), "/nonexistent/kexec") {
+		t.Errorf("HostBinaries of a missing program: %v, want an error naming it", err)
 	}
 }

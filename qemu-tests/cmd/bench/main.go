@@ -24,8 +24,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -269,34 +267,9 @@ func settle(g *scenario.Guest) error {
 // kexecToolsFiles returns Debian's kexec binary and the shared libraries it
 // needs, for the initramfs.
 func kexecToolsFiles() ([]harness.File, error) {
-	const bin = "/usr/sbin/kexec"
-	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("kexec-tools: %w (apt-get install kexec-tools)", err)
-	}
-	files := []harness.File{{Path: strings.TrimPrefix(bin, "/"), Src: bin, Mode: 0o755}}
-	out, err := exec.Command("ldd", bin).Output()
+	files, err := harness.HostBinaries("/usr/sbin/kexec")
 	if err != nil {
-		return nil, fmt.Errorf("ldd %s: %w", bin, err)
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		// "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)" or
-		// "/lib64/ld-linux-x86-64.so.2 (0x...)"
-		f := strings.Fields(line)
-		var p string
-		switch {
-		case len(f) >= 3 && f[1] == "=>":
-			p = f[2]
-		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
-			p = f[0]
-		}
-		if p == "" {
-			continue
-		}
-		real, err := filepath.EvalSymlinks(p)
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, harness.File{Path: strings.TrimPrefix(p, "/"), Src: real, Mode: 0o755})
+		return nil, fmt.Errorf("kexec-tools: %w (apt-get install kexec-tools)", err)
 	}
 	return files, nil
 }

@@ -41,7 +41,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -168,9 +167,9 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
-	extra, err := hostTools(kexecBin, vmcoreDmesgBin)
+	extra, err := harness.HostBinaries(kexecBin, vmcoreDmesgBin)
 	if err != nil {
-		return err
+		return fmt.Errorf("kexec-tools: %w (apt-get install kexec-tools)", err)
 	}
 	dir, err := os.MkdirTemp("", "fastreboot-crashbench-")
 	if err != nil {
@@ -503,48 +502,4 @@ func settle(g *scenario.Guest) error {
 		}
 		time.Sleep(2 * time.Second)
 	}
-}
-
-// hostTools returns host binaries and the shared libraries they need, for
-// the initramfs.
-func hostTools(bins ...string) ([]harness.File, error) {
-	var files []harness.File
-	seen := map[string]bool{}
-	add := func(p string, src string) {
-		if !seen[p] {
-			seen[p] = true
-			files = append(files, harness.File{Path: strings.TrimPrefix(p, "/"), Src: src, Mode: 0o755})
-		}
-	}
-	for _, bin := range bins {
-		if _, err := os.Stat(bin); err != nil {
-			return nil, fmt.Errorf("kexec-tools: %w (apt-get install kexec-tools)", err)
-		}
-		add(bin, bin)
-		out, err := exec.Command("ldd", bin).Output()
-		if err != nil {
-			return nil, fmt.Errorf("ldd %s: %w", bin, err)
-		}
-		for _, line := range strings.Split(string(out), "\n") {
-			// "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)" or
-			// "/lib64/ld-linux-x86-64.so.2 (0x...)"
-			f := strings.Fields(line)
-			var p string
-			switch {
-			case len(f) >= 3 && f[1] == "=>":
-				p = f[2]
-			case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
-				p = f[0]
-			}
-			if p == "" {
-				continue
-			}
-			real, err := filepath.EvalSymlinks(p)
-			if err != nil {
-				return nil, err
-			}
-			add(p, real)
-		}
-	}
-	return files, nil
 }
