@@ -2,43 +2,23 @@ package agent_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/fastreboot/fastreboot/internal/agent"
+	"github.com/fastreboot/fastreboot/internal/faketree"
 	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 )
 
 // qemuIomem is /proc/iomem of a 2 GiB QEMU guest with crashkernel=384M.
-const qemuIomem = `00000000-00000fff : Reserved
-00001000-0009fbff : System RAM
-0009fc00-0009ffff : Reserved
-000f0000-000fffff : Reserved
-00100000-7ffdefff : System RAM
-  01000000-01e00816 : Kernel code
-  5e000000-75ffffff : Crash kernel
-7ffdf000-7fffffff : Reserved
-`
+// qemuIomem and ramoopsWords are faketree's.
+const qemuIomem = faketree.QEMUIomem
 
-// ramoopsWords is the region a root with qemuIomem gets.
-var ramoopsWords = []string{
-	"memmap=1M$0x100000", "ramoops.mem_address=0x100000", "ramoops.mem_size=0x100000",
-	"ramoops.record_size=0x40000", "crash_kexec_post_notifiers",
-}
+var ramoopsWords = faketree.RamoopsWords
 
-func writeRootFile(t *testing.T, root, rel, content string) {
-	t.Helper()
-	p := filepath.Join(root, rel)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
+func writeRootFile(t *testing.T, root, rel, content string) { faketree.Write(t, root, rel, content) }
 
 // TestStageEvidenceWords: every image staged gets the region once, the one
 // the running kernel names if it names one.

@@ -9,19 +9,12 @@ import (
 
 	"github.com/u-root/u-root/pkg/cpio"
 
+	"github.com/fastreboot/fastreboot/internal/faketree"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 )
 
 // qemuIomem is /proc/iomem of a 2 GiB QEMU guest with crashkernel=384M.
-const qemuIomem = `00000000-00000fff : Reserved
-00001000-0009fbff : System RAM
-0009fc00-0009ffff : Reserved
-000f0000-000fffff : Reserved
-00100000-7ffdefff : System RAM
-  01000000-01e00816 : Kernel code
-  5e000000-75ffffff : Crash kernel
-7ffdf000-7fffffff : Reserved
-`
+const qemuIomem = faketree.QEMUIomem
 
 // withCmdline writes root/proc/cmdline.
 func withCmdline(t *testing.T, root, cmdline string) {

@@ -13,53 +13,15 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/fastreboot/fastreboot/internal/faketree"
 	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/crashpath"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
-	"github.com/fastreboot/fastreboot/pkg/memmap"
 )
 
-// crashRoot writes a fake /proc and /sys with a crash reservation of
-// reserve bytes (0: none), the fault sysctls at 0 and a 2 GiB firmware map.
-func crashRoot(t *testing.T, reserve int64) string {
-	t.Helper()
-	root := t.TempDir()
-	w := func(rel, s string) {
-		p := filepath.Join(root, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w("sys/kernel/kexec_crash_size", itoa(reserve)+"\n")
-	w("sys/kernel/kexec_crash_loaded", "0\n")
-	for _, n := range crashhandler.DefaultFaults {
-		if n == crashhandler.SysctlHardlockupPanic {
-			continue // no PMU, as under QEMU TCG
-		}
-		w(filepath.Join("proc/sys", strings.ReplaceAll(n, ".", "/")), "0\n")
-	}
-	w("proc/meminfo", "MemTotal:        2000000 kB\n")
-	w("proc/cmdline", "console=ttyS0 crashkernel=384M\n")
-	// The program a minimal crash initramfs (two-stage mode's default)
-	// runs as /init.
-	w("proc/self/exe", strings.Repeat("static fastreboot binary ", 400))
-	for i, e := range []struct{ start, end, typ string }{
-		{"0x0", "0x9fbff", memmap.TypeRAM},
-		{"0x9fc00", "0x9ffff", memmap.TypeReserved},
-		{"0x100000", "0x7ffdefff", memmap.TypeRAM},
-		{"0x7ffdf000", "0x7fffffff", memmap.TypeReserved},
-	} {
-		d := filepath.Join("sys/firmware/memmap", itoa(int64(i)))
-		w(filepath.Join(d, "start"), e.start+"\n")
-		w(filepath.Join(d, "end"), e.end+"\n")
-		w(filepath.Join(d, "type"), e.typ+"\n")
-	}
-	return root
-}
+// crashRoot is faketree.CrashRoot.
+func crashRoot(t *testing.T, reserve int64) string { return faketree.CrashRoot(t, reserve) }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
@@ -90,22 +52,10 @@ func TestRecoverNotCrashKernel(t *testing.T) {
 	}
 }
 
-// ramoopsWords is the region a root with qemuIomem gets.
-var ramoopsWords = []string{
-	"memmap=1M$0x100000", "ramoops.mem_address=0x100000", "ramoops.mem_size=0x100000",
-	"ramoops.record_size=0x40000", "crash_kexec_post_notifiers",
-}
+// ramoopsWords is faketree.RamoopsWords.
+var ramoopsWords = faketree.RamoopsWords
 
-func writeRootFile(t *testing.T, root, rel, content string) {
-	t.Helper()
-	p := filepath.Join(root, rel)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
+func writeRootFile(t *testing.T, root, rel, content string) { faketree.Write(t, root, rel, content) }
 
 // crashHandoff writes the handoff a crash image carries into root: reason
 // crash, generation gen, the crash mode, and evidence if given.
