@@ -194,6 +194,11 @@ func TestParseReady(t *testing.T) {
 			line: "FRGUEST_READY uptime=3.10 release=v1 cpus=0-3 memtotal_kb=2014204 modules=11/12 daemon=started",
 			want: Ready{Uptime: 3100 * time.Millisecond, Release: "v1", CPUs: "0-3", MemTotalKB: 2014204, ModulesLoaded: 11, ModulesListed: 12, Daemon: "started"},
 		},
+		{
+			// The shell's prompt overtook the marker (promptFirst).
+			line: "$ FRGUEST_READY uptime=7.57 release=v2 cpus=0-3 memtotal_kb=1947096 modules=15/16 daemon=started",
+			want: Ready{Uptime: 7570 * time.Millisecond, Release: "v2", CPUs: "0-3", MemTotalKB: 1947096, ModulesLoaded: 15, ModulesListed: 16, Daemon: "started"},
+		},
 		{line: "FRGUEST_READY uptime=3.10", wantErr: true},
 		{line: "FRGUEST_START uptime=3.10", wantErr: true},
 		{line: "FRGUEST_READY uptime=x release=v1 cpus=0 memtotal_kb=1 modules=1/1 daemon=off", wantErr: true},
@@ -309,5 +314,25 @@ func TestGroupStderr(t *testing.T) {
 		if got := groupStderr(tc.in); got != tc.want {
 			t.Errorf("groupStderr(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestWaitBootPromptFirst: a boot whose shell prompt reached the console
+// ahead of frguest's ready line (u-root's init copies each child's output
+// from its own goroutine) is a boot: the markers are found behind the
+// prompt, and no second prompt is waited for.
+func TestWaitBootPromptFirst(t *testing.T) {
+	c, _ := newTestConsole(nil)
+	vm := &VM{console: c}
+	io.WriteString(c, "[    0.000000] Linux version 6.1.0-48-amd64\n")
+	io.WriteString(c, "FRGUEST_START uptime=5.57\n")
+	io.WriteString(c, "FRGUEST_CRASH_ARM ok took=0.31s: crash path not armed\n")
+	io.WriteString(c, "$ FRGUEST_READY uptime=7.57 release=v2 cpus=0-3 memtotal_kb=1947096 modules=15/16 daemon=started\n")
+	b, err := vm.WaitBoot(time.Second)
+	if err != nil {
+		t.Fatalf("WaitBoot: %v", err)
+	}
+	if b.Release != "v2" || b.Daemon != "started" || b.KernelAt != time.Second || b.StartAt != 2*time.Second || b.ReadyAt != 4*time.Second {
+		t.Errorf("boot %+v: want v2 with its daemon, the kernel at 1s, userspace at 2s, ready at 4s", b)
 	}
 }

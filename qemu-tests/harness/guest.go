@@ -19,12 +19,21 @@ var StorageModules = []string{"virtio_pci", "virtio_blk", "ext4"}
 // in as dependencies). docs/kernel-facts.md, Kept memory region.
 var KeptRegionModules = []string{"nd_e820", "nd_pmem"}
 
+// promptFirst is the shell's prompt where it reached the console before
+// the frguest line it follows: u-root's init copies each child's output to
+// the console from goroutines of its own, so the shell's first prompt can
+// overtake frguest's last line, which then reads "$ FRGUEST_READY ..."
+// (seen in a CI run, where a wait for "^FRGUEST_READY" then ran out).
+const promptFirst = "$ "
+
 // Markers printed by the guest helper frguest (qemu-tests/cmd/frguest).
 var (
 	// StartRE matches frguest's first line, printed as userspace begins.
-	StartRE = regexp.MustCompile(`^FRGUEST_START uptime=(\S+)`)
-	// ReadyRE matches frguest's last line, printed before the shell starts.
-	ReadyRE = regexp.MustCompile(`^FRGUEST_READY .*`)
+	StartRE = regexp.MustCompile(`^(?:\$ )?FRGUEST_START uptime=(\S+)`)
+	// ReadyRE matches frguest's last line, printed before the shell
+	// starts. Both markers may follow the shell's prompt on their line
+	// (promptFirst).
+	ReadyRE = regexp.MustCompile(`^(?:\$ )?FRGUEST_READY .*`)
 	// CrashStageRE matches the line a crash stage prints as it begins, with
 	// its crash mode as Groups[1]: frguest's FRGUEST_RECOVER (a crash
 	// kernel running production's initramfs, crash arm --initrd image, and
@@ -65,7 +74,7 @@ type Ready struct {
 // ParseReady parses a FRGUEST_READY line, e.g.
 // "FRGUEST_READY uptime=3.10 release=v1 cpus=0-3 memtotal_kb=2014204 modules=11/12 daemon=started".
 func ParseReady(line string) (Ready, error) {
-	f := strings.Fields(line)
+	f := strings.Fields(strings.TrimPrefix(line, promptFirst))
 	if len(f) == 0 || f[0] != "FRGUEST_READY" {
 		return Ready{}, fmt.Errorf("%w: %q", ErrBadMarker, line)
 	}
@@ -156,8 +165,10 @@ func (vm *VM) waitBoot(timeout, stall time.Duration) (*Boot, error) {
 	if b.Ready, err = ParseReady(ready.Text); err != nil {
 		return nil, err
 	}
-	if err := vm.WaitPrompt(time.Until(deadline)); err != nil {
-		return nil, fmt.Errorf("shell after %s: %w", ready.Text, err)
+	if !strings.HasPrefix(ready.Text, promptFirst) {
+		if err := vm.WaitPrompt(time.Until(deadline)); err != nil {
+			return nil, fmt.Errorf("shell after %s: %w", ready.Text, err)
+		}
 	}
 	// The kernel banner of this boot: the last one before FRGUEST_START.
 	for _, l := range vm.console.linesBetween(from, start.off) {
