@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -49,15 +50,13 @@ func cmdCrash(ctx context.Context, e *env, args []string) error {
 
 func crashArm(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("crash arm")
-	mode := fs.String("mode", "", "crash mode: two-stage (a crash kernel keeps the evidence and reboots into production) or direct (the crash kernel is production); default two-stage, or what is armed")
+	choice := addCrashChoiceFlags(fs)
 	auto := fs.Bool("auto", false, "arm again as the handoff records (mode, initrd), or do nothing when nothing was armed")
 	var appendWords stringList
 	fs.Var(&appendWords, "append", "`WORDS` to add to the crash kernel's command line (repeatable)")
 	panicTimeout := fs.Int("panic-timeout", 0, "panic=N for the crash kernel: reboot through the firmware N seconds after a panic of its own (0: the default)")
 	noFaults := fs.Bool("no-faults", false, "do not route faults (NMI, oops, hung task, lockups) to panic")
 	allowNoRearm := fs.Bool("allow-no-rearm", false, "arm even when the generation after a crash could not re-arm (no or too small crashkernel=)")
-	load := fs.String("load", "", "segments (kexec_load of the kernel decompressed ahead of time; file under lockdown) or file (kexec_file_load); default segments")
-	initrd := fs.String("initrd", "", "the crash image's initrd: minimal (fastreboot as /init and the carried modules; two-stage only) or image (production's); default minimal for two-stage")
 	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -66,11 +65,8 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 	if len(pos) > 1 {
 		return usagef("crash arm takes at most one manifest, got %q", pos)
 	}
-	req := agent.CrashArmRequest{
-		Mode: crashhandler.Mode(*mode), Auto: *auto, PanicTimeout: *panicTimeout, NoFaults: *noFaults,
-		AllowNoRearm: *allowNoRearm,
-	}
-	if req.Load, req.Initrd, err = parseCrashChoice(req.Mode, *load, *initrd); err != nil {
+	req := agent.CrashArmRequest{Auto: *auto, PanicTimeout: *panicTimeout, NoFaults: *noFaults, AllowNoRearm: *allowNoRearm}
+	if req.Mode, req.Load, req.Initrd, err = choice.parse(); err != nil {
 		return err
 	}
 	for _, w := range appendWords {
@@ -121,9 +117,7 @@ func crashArm(ctx context.Context, e *env, args []string) error {
 // needs, like kdumpctl estimate.
 func crashEstimate(ctx context.Context, e *env, args []string) error {
 	fs := newFlags("crash estimate")
-	mode := fs.String("mode", "", "crash mode: two-stage (a crash kernel keeps the evidence and reboots into production) or direct (the crash kernel is production); default two-stage, or what is armed")
-	load := fs.String("load", "", "segments (kexec_load of the kernel decompressed ahead of time; file under lockdown) or file (kexec_file_load); default segments")
-	initrd := fs.String("initrd", "", "the crash image's initrd: minimal (fastreboot as /init and the carried modules; two-stage only) or image (production's); default minimal for two-stage")
+	choice := addCrashChoiceFlags(fs)
 	asJSON := fs.Bool("json", false, "print the report as one JSON document (docs/json.md)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -132,8 +126,8 @@ func crashEstimate(ctx context.Context, e *env, args []string) error {
 	if len(pos) > 1 {
 		return usagef("crash estimate takes at most one manifest, got %q", pos)
 	}
-	req := agent.CrashEstimateRequest{Mode: crashhandler.Mode(*mode)}
-	if req.Load, req.Initrd, err = parseCrashChoice(req.Mode, *load, *initrd); err != nil {
+	var req agent.CrashEstimateRequest
+	if req.Mode, req.Load, req.Initrd, err = choice.parse(); err != nil {
 		return err
 	}
 	if len(pos) == 1 {
@@ -155,23 +149,35 @@ func crashEstimate(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// parseCrashChoice checks the --mode, --load and --initrd flags that crash
-// arm and crash estimate share.
-func parseCrashChoice(mode crashhandler.Mode, load, initrd string) (crashhandler.LoadMethod, crashpath.Initrd, error) {
+// crashChoiceFlags are the --mode, --load and --initrd flags that crash arm
+// and crash estimate share.
+type crashChoiceFlags struct{ mode, load, initrd *string }
+
+func addCrashChoiceFlags(fs *flag.FlagSet) crashChoiceFlags {
+	return crashChoiceFlags{
+		mode:   fs.String("mode", "", "crash mode: two-stage (a crash kernel keeps the evidence and reboots into production) or direct (the crash kernel is production); default two-stage, or what is armed"),
+		load:   fs.String("load", "", "segments (kexec_load of the kernel decompressed ahead of time; file under lockdown) or file (kexec_file_load); default segments"),
+		initrd: fs.String("initrd", "", "the crash image's initrd: minimal (fastreboot as /init and the carried modules; two-stage only) or image (production's); default minimal for two-stage"),
+	}
+}
+
+// parse checks the flags' values.
+func (c crashChoiceFlags) parse() (crashhandler.Mode, crashhandler.LoadMethod, crashpath.Initrd, error) {
+	mode := crashhandler.Mode(*c.mode)
 	switch mode {
 	case "", crashhandler.ModeTwoStage, crashhandler.ModeDirect:
 	default:
-		return "", "", usagef("--mode %q: want %s or %s", mode, crashhandler.ModeTwoStage, crashhandler.ModeDirect)
+		return "", "", "", usagef("--mode %q: want %s or %s", mode, crashhandler.ModeTwoStage, crashhandler.ModeDirect)
 	}
-	m, err := crashhandler.ParseLoadMethod(load)
+	m, err := crashhandler.ParseLoadMethod(*c.load)
 	if err != nil {
-		return "", "", usagef("--load: %v", err)
+		return "", "", "", usagef("--load: %v", err)
 	}
-	i, err := parseInitrdFlag(initrd, mode)
+	i, err := parseInitrdFlag(*c.initrd, mode)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
-	return m, i, nil
+	return mode, m, i, nil
 }
 
 // parseInitrdFlag checks --initrd: "" (the request's default: the choice
