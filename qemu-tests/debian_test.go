@@ -95,6 +95,9 @@ func startDebian(t *testing.T, sys string, allowReboot bool) (*harness.VM, strin
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
+			if st, err := vm.CPUState(); err == nil {
+				t.Logf("the VM's vCPUs: %s", st)
+			}
 			t.Logf("console log: %s", vm.LogPath())
 		}
 		vm.Close()

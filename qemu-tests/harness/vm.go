@@ -337,6 +337,11 @@ const failedTail = 8
 // the console log's path and last lines.
 func closeT(t testing.TB, name string, vm *VM) {
 	t.Cleanup(func() {
+		if t.Failed() {
+			if st, err := vm.CPUState(); err == nil {
+				t.Logf("VM %s failed; its vCPUs: %s", name, st)
+			}
+		}
 		if err := vm.Close(); err != nil {
 			t.Logf("close VM %s: %v", name, err)
 		}
