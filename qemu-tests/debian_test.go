@@ -277,7 +277,12 @@ func TestDebianSystem(t *testing.T) {
 	if _, err := vm.Expect(5*time.Minute, regexp.MustCompile(`fastreboot-test-marker: written`)); err != nil {
 		t.Fatalf("the test service's ExecStop did not run before the kexec: %v", err)
 	}
-	if _, err := vm.Expect(5*time.Minute, regexp.MustCompile(`Linux version \d`)); err != nil {
+	// The first kexec from the cold boot (gen 1 -> 2) took 8, 20, 52,
+	// 19, 96 and 144 s from "kexec_core: Starting new kernel" to the
+	// next banner in six runs on one long-running shared host, and once
+	// over 300 s; the later kexecs of the same VM took 3-18 s. Where the
+	// time goes was not found (a failed wait now logs each vCPU's RIP).
+	if _, err := vm.Expect(10*time.Minute, regexp.MustCompile(`Linux version \d`)); err != nil {
 		t.Fatalf("no next kernel after systemctl kexec: %v", err)
 	}
 	kernelAt := vm.Elapsed()
