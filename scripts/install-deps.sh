@@ -1,12 +1,13 @@
 #!/bin/sh
 # install-deps.sh installs the host tools the QEMU tests and the demo need
 # (Debian/Ubuntu; mmdebstrap builds the Debian system TestDebianSystem
-# boots), and checks that Go is there. Idempotent: packages already
+# boots, grub-pc-bin's grub-mkimage the GRUB disk the Debian reboot bench
+# boots it from), and checks that Go is there. Idempotent: packages already
 # installed are left alone. Runs apt-get as root, or through sudo when not
 # root and sudo is available.
 set -eu
 
-PKGS="qemu-system-x86 kmod kexec-tools cpio e2fsprogs zstd xz-utils ca-certificates mmdebstrap"
+PKGS="qemu-system-x86 kmod kexec-tools cpio e2fsprogs zstd xz-utils ca-certificates mmdebstrap grub-pc-bin"
 PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null 2>&1 || PKGS="$PKGS golang-go"
 

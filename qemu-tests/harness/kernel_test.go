@@ -99,7 +99,7 @@ func TestQEMUArgs(t *testing.T) {
 	t.Setenv(EnvAccel, "")
 	got := Options{
 		Kernel: "/k/vmlinuz", Initrd: "/k/initrd", Cmdline: "quiet",
-		Disks:    []Disk{{Path: "/d/a,b.img", ReadOnly: true}},
+		Disks:    []Disk{{Path: "/d/a,b.img", ReadOnly: true}, {Path: "/d/boot.img", BootOrder: 1}},
 		CPUModel: "max", ExtraArgs: []string{"-s"},
 	}.QEMUArgs()
 	want := []string{DefaultQEMU,
@@ -110,6 +110,8 @@ func TestQEMUArgs(t *testing.T) {
 		"-initrd", "/k/initrd",
 		"-drive", "file=/d/a,,b.img,if=none,id=disk0,format=raw,cache=unsafe,readonly=on",
 		"-device", "virtio-blk-pci,drive=disk0",
+		"-drive", "file=/d/boot.img,if=none,id=disk1,format=raw,cache=unsafe",
+		"-device", "virtio-blk-pci,drive=disk1,bootindex=0",
 		"-s",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

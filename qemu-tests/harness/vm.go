@@ -35,6 +35,10 @@ const DefaultCmdline = "console=ttyS0 panic=-1"
 type Disk struct {
 	Path     string
 	ReadOnly bool
+	// BootOrder, when not 0, makes the disk a firmware boot device: 1 is
+	// the first SeaBIOS tries (QEMU's bootindex=0), 2 the next. SeaBIOS
+	// also numbers the BIOS drives in that order (the first is 0x80).
+	BootOrder int
 }
 
 // DefaultAccel is single-threaded TCG: the vCPUs take turns on one host
@@ -172,7 +176,11 @@ func (o Options) QEMUArgs() []string {
 		if d.ReadOnly {
 			drive += ",readonly=on"
 		}
-		args = append(args, "-drive", drive, "-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d", i))
+		dev := fmt.Sprintf("virtio-blk-pci,drive=disk%d", i)
+		if d.BootOrder > 0 {
+			dev += fmt.Sprintf(",bootindex=%d", d.BootOrder-1)
+		}
+		args = append(args, "-drive", drive, "-device", dev)
 	}
 	return append(args, o.ExtraArgs...)
 }
