@@ -58,10 +58,10 @@ var keptMagic = []byte(keptmem.Magic)
 // midwrite runs args and panics the kernel once dev's header, which must be
 // a valid one when it starts, reads back as zeros: keptmem.Write's first
 // step. The zeros are read through the device's page cache, where the
-// writer's buffered write lands first; an fsync of the device then puts
-// them in the region itself before the panic, while the writer is on its
-// second step (the modules, about 100 ms under TCG for 18 MiB), so the
-// crash tears the write. Polls sleep 200µs: the guest's vCPUs share one
+// writer's buffered write lands first; sync_file_range of the header's page
+// then puts them in the region itself before the panic, while the writer
+// is on its second step (the modules, about 100 ms under TCG for 18 MiB),
+// so the crash tears the write. Polls sleep 200µs: the guest's vCPUs share one
 // host thread under TCG, and a busy loop would slow the writer it waits
 // for.
 func midwrite(dev string, args []string) error {
@@ -107,8 +107,11 @@ func midwrite(dev string, args []string) error {
 			return err
 		}
 		if allZero(h) {
-			if err := f.Sync(); err != nil {
-				return fmt.Errorf("fsync %s: %w", dev, err)
+			// Only the header's page: an fsync of the device would also
+			// wait for the modules the writer is writing meanwhile, and
+			// could return after its last step, the new header.
+			if err := unix.SyncFileRange(int(f.Fd()), 0, 4096, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER); err != nil {
+				return fmt.Errorf("sync_file_range %s: %w", dev, err)
 			}
 			fmt.Printf("frfault: %s header zeroed %.3fs after the command began (%d reads): panicking\n", dev, time.Since(start).Seconds(), polls)
 			_, err := trigger.Write([]byte("c"))

@@ -10,10 +10,10 @@
 //	frfault midwrite DEV CMD...
 //	                   run CMD (a kept stage) and panic the kernel
 //	                   (sysrq c) as soon as DEV's first bytes turn from a
-//	                   kept region's header magic to zeros (synced to the
-//	                   device first): keptmem.Write has invalidated the
-//	                   header and is writing the modules, so the crash
-//	                   tears the write
+//	                   kept region's header magic to zeros (that page
+//	                   synced to the device first): keptmem.Write has
+//	                   invalidated the header and is writing the
+//	                   modules, so the crash tears the write
 package main
 
 import (
