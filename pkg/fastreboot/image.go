@@ -12,6 +12,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
 	"github.com/fastreboot/fastreboot/pkg/cpustop"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
+	"github.com/fastreboot/fastreboot/pkg/keptmem"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
 	"github.com/fastreboot/fastreboot/pkg/rollback"
@@ -276,16 +277,17 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 	if err := bootimage.CheckKernel(b.kernel, b.kernel.Size()); err != nil {
 		return nil, fmt.Errorf("kernel %q: %w", kmod.Name, err)
 	}
-	if err := mc.checkNewRegion(m.Cmdline, b.kernel, spec); err != nil {
+	// CheckKernel read the header: it reads back.
+	hdr, err := bootimage.ReadSetupHeader(b.kernel)
+	if err != nil {
+		return nil, fmt.Errorf("kernel %q: %w", kmod.Name, err)
+	}
+	if err := mc.checkNewRegion(m.Cmdline, keptmem.KernelAvoid(hdr.PrefAddress, hdr.InitSize), spec); err != nil {
 		return nil, err
 	}
-	if !spec.segments {
-		if h, err := bootimage.ReadSetupHeader(b.kernel); err == nil {
-			if max := maxFileCmdline(h.CmdLineSize); len(m.Cmdline) > max {
-				return nil, fmt.Errorf("%w: manifest %q: %d bytes, kexec_file_load takes at most %d for kernel %q (its cmdline_size %d, less the NUL and the 30 bytes it keeps for elfcorehdr=)",
-					bootimage.ErrCmdlineTooLong, m.Name, len(m.Cmdline), max, kmod.Name, h.CmdLineSize)
-			}
-		}
+	if max := maxFileCmdline(hdr.CmdLineSize); !spec.segments && len(m.Cmdline) > max {
+		return nil, fmt.Errorf("%w: manifest %q: %d bytes, kexec_file_load takes at most %d for kernel %q (its cmdline_size %d, less the NUL and the 30 bytes it keeps for elfcorehdr=)",
+			bootimage.ErrCmdlineTooLong, m.Name, len(m.Cmdline), max, kmod.Name, hdr.CmdLineSize)
 	}
 	rep.KernelSHA256 = kmod.SHA256
 	blobs := []Blob{b.kernel}

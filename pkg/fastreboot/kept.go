@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 
 	"github.com/fastreboot/fastreboot/pkg/bootimage"
@@ -148,10 +147,10 @@ func (mc *Machine) resolveCarry(spec buildSpec, cmdline string, rep *StageReport
 // (keptmem.CheckPlacement): checked against the firmware memory map
 // (spec's recorded one, else Root's), what the running kernel holds back
 // (/proc/iomem's claims over RAM, less the running region's own range,
-// which a region may move over) and the load range of the image's kernel
-// (keptmem.KernelAvoid, from its setup header). The region the running
-// system keeps is not checked again: this generation booted with it.
-func (mc *Machine) checkNewRegion(cmdline string, kernel io.ReaderAt, spec buildSpec) error {
+// which a region may move over) and kernel, the load range of the image's
+// kernel (keptmem.KernelAvoid). The region the running system keeps is not
+// checked again: this generation booted with it.
+func (mc *Machine) checkNewRegion(cmdline string, kernel memmap.Avoided, spec buildSpec) error {
 	next, ok, err := keptmem.ParseCmdline(cmdline)
 	if err != nil || !ok {
 		return err
@@ -175,11 +174,7 @@ func (mc *Machine) checkNewRegion(cmdline string, kernel io.ReaderAt, spec build
 			avoid = append(avoid, a)
 		}
 	}
-	h, err := bootimage.ReadSetupHeader(kernel)
-	if err != nil {
-		return fmt.Errorf("kept region %s: the kernel's load range: %w", next, err)
-	}
-	avoid = append(avoid, keptmem.KernelAvoid(h.PrefAddress, h.InitSize))
+	avoid = append(avoid, kernel)
 	mc.log.Debug("checking a kept region the running system does not keep", "region", next, "memory_map", fwSource, "avoid", len(avoid))
 	return keptmem.CheckPlacement(next, fw, avoid)
 }

@@ -39,7 +39,7 @@ func KernelAvoid(prefAddress uint64, initSize uint32) memmap.Avoided {
 // conflict and where it comes from.
 func CheckPlacement(r Region, fw memmap.Map, avoid []memmap.Avoided) error {
 	rr := r.Range()
-	if r.Size == 0 || rr.Empty() {
+	if rr.Empty() {
 		return fmt.Errorf("%w: %s: an empty region", ErrOverlap, r)
 	}
 	for _, e := range fw {
