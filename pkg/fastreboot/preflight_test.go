@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/fastreboot/fastreboot/internal/kexecsys"
 )
 
 // goodTree is a /proc and /sys of a machine that can kexec.
@@ -188,5 +190,20 @@ func TestPreflight(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestJudgeProbeENOSYSOnce: the likely causes of a missing kexec_file_load
+// are said once, whether the probe's error already names them (a
+// kexecsys.KexecError) or is a bare ENOSYS.
+func TestJudgeProbeENOSYSOnce(t *testing.T) {
+	for _, err := range []error{
+		kexecsys.Classify(kexecsys.OpFileLoad, `-1, -1, "", 0x0`, syscall.ENOSYS),
+		syscall.ENOSYS,
+	} {
+		ok, detail := judgeProbe(err)
+		if ok || strings.Count(detail, "seccomp") != 1 || strings.Count(detail, "CONFIG_KEXEC_FILE") != 1 {
+			t.Errorf("judgeProbe(%v) = %v, %q; want not available, the causes said once", err, ok, detail)
+		}
 	}
 }
