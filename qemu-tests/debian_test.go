@@ -78,18 +78,30 @@ var debianPrompt = regexp.MustCompile(`(?m)^\$ `)
 // allowReboot lets a firmware reboot reset the VM instead of ending QEMU.
 func startDebian(t *testing.T, sys string, allowReboot bool) (*harness.VM, string) {
 	t.Helper()
+	return bootDebian(t, sys, func(disk string) harness.Options {
+		return harness.Options{
+			Name:   "debian",
+			Kernel: filepath.Join(sys, "vmlinuz"), Initrd: filepath.Join(sys, "initrd.img"),
+			Cmdline:     debianCmdline,
+			Disks:       []harness.Disk{{Path: disk}},
+			AllowReboot: allowReboot,
+		}
+	})
+}
+
+// bootDebian boots a copy of the Debian system's disk with the options
+// opts gives for it (2 GiB, 2 CPUs and the crash tests' maxcpus added),
+// logs where the vCPUs were and the console log's path when the test
+// failed, and waits for the root shell. It returns the VM and the disk.
+func bootDebian(t *testing.T, sys string, opts func(disk string) harness.Options) (*harness.VM, string) {
+	t.Helper()
 	disk := filepath.Join(t.TempDir(), "disk.img")
 	if out, err := exec.Command("cp", "--sparse=always", filepath.Join(sys, "disk.img"), disk).CombinedOutput(); err != nil {
 		t.Fatalf("copy the disk: %v: %s", err, out)
 	}
-	vm, err := harness.Start(harness.Options{
-		Name:   "debian",
-		Kernel: filepath.Join(sys, "vmlinuz"), Initrd: filepath.Join(sys, "initrd.img"),
-		Cmdline:  debianCmdline,
-		Disks:    []harness.Disk{{Path: disk}},
-		MemoryMB: 2048, CPUs: 2, MaxCPUs: harness.CrashVMMaxCPUs,
-		AllowReboot: allowReboot,
-	})
+	o := opts(disk)
+	o.MemoryMB, o.CPUs, o.MaxCPUs = 2048, 2, harness.CrashVMMaxCPUs
+	vm, err := harness.Start(o)
 	if err != nil {
 		t.Fatal(err)
 	}

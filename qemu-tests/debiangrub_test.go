@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/fastreboot/fastreboot/qemu-tests/harness"
 )
@@ -80,25 +79,12 @@ func debianGrubDisk(t *testing.T, cmdline string) string {
 func startDebianGrub(t *testing.T, sys string) *harness.VM {
 	t.Helper()
 	boot := debianGrubDisk(t, harness.DefaultCmdline+" "+debianCmdline)
-	disk := filepath.Join(t.TempDir(), "disk.img")
-	if out, err := exec.Command("cp", "--sparse=always", filepath.Join(sys, "disk.img"), disk).CombinedOutput(); err != nil {
-		t.Fatalf("copy the disk: %v: %s", err, out)
-	}
-	vm, err := harness.Start(harness.Options{
-		Name:     "debian-grub",
-		Disks:    []harness.Disk{{Path: disk, BootOrder: 2}, {Path: boot, BootOrder: 1}},
-		MemoryMB: 2048, CPUs: 2, MaxCPUs: harness.CrashVMMaxCPUs,
-		AllowReboot: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("console log: %s", vm.LogPath())
+	vm, _ := bootDebian(t, sys, func(disk string) harness.Options {
+		return harness.Options{
+			Name:        "debian-grub",
+			Disks:       []harness.Disk{{Path: disk, BootOrder: 2}, {Path: boot, BootOrder: 1}},
+			AllowReboot: true,
 		}
-		vm.Close()
 	})
-	waitDebianShell(t, vm, 6*time.Minute)
 	return vm
 }
