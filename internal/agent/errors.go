@@ -16,6 +16,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/manifestsig"
 	"github.com/fastreboot/fastreboot/pkg/memmap"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
+	"github.com/fastreboot/fastreboot/pkg/oldmem"
 	"github.com/fastreboot/fastreboot/pkg/preserve"
 	"github.com/fastreboot/fastreboot/pkg/rollback"
 )
@@ -58,6 +59,7 @@ var errorKinds = buildErrorKinds(
 	crashhandler.ErrorKinds(),
 	fastreboot.ErrorKinds(),
 	crashpath.ErrorKinds(),
+	oldmem.ErrorKinds(),
 	manifestsig.ErrorKinds(),
 	rollback.ErrorKinds(),
 	ErrorKinds(),
