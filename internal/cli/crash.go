@@ -343,6 +343,12 @@ func printEvidence(w io.Writer, ev *crashhandler.Evidence) {
 	if ev.Cause != "" {
 		fmt.Fprintf(w, "cause:        %s\n", ev.Cause)
 	}
+	switch ev.ProductionKernel {
+	case "elf":
+		fmt.Fprintf(w, "reloaded:     production's decompressed kernel, from the crashed kernel's memory\n")
+	case "compressed":
+		fmt.Fprintf(w, "reloaded:     production's compressed kernel (%s)\n", ev.ProductionKernelWhy)
+	}
 	for _, p := range ev.Problems {
 		fmt.Fprintf(w, "problem:      %s\n", p)
 	}

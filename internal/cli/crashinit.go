@@ -125,6 +125,8 @@ func crashInit(ctx context.Context, w io.Writer, root string, sys initSystem) in
 			switch {
 			case st.Segments != nil && st.Segments.Compressed:
 				load = "kexec_load of the compressed kernel"
+			case st.Segments != nil && st.Segments.KernelELFMapped:
+				load = fmt.Sprintf("kexec_load of the decompressed kernel mapped from the crashed kernel's memory in %.2fs", rep.KernelELFMapTook.Seconds())
 			case st.Segments != nil:
 				load = "kexec_load"
 			default:

@@ -114,6 +114,8 @@ var fillValues = map[string]any{
 	"MemoryMapCheck":       "the crashed kernel's segments lie in the recorded map's RAM",
 	"LoadFallback":         "lockdown forbids kexec_load: armed with kexec_file_load",
 	"EvidenceFrom":         "vmcore",
+	"ProductionKernel":     "compressed",
+	"ProductionKernelWhy":  "production's decompressed kernel in the crashed kernel's memory: oldmem.moved: the mapped bytes do not match sha256 1c3f5e0b9a2d4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6",
 	"EvidenceError":        "pstore: no records",
 	"PstoreBackend":        "ramoops",
 	"KernelUptime":         "41.20",

@@ -482,6 +482,14 @@ type CrashEvidenceV1 struct {
 	// when none could be read (then only Time, Generation, Mode and
 	// Problems are known, and Time is when the next kernel booted).
 	Source string `json:"source,omitempty"`
+	// ProductionKernel, after a two-stage crash, is how the crash stage
+	// loaded production's kernel: "elf" (its decompressed kernel, mapped
+	// from the crashed kernel's memory and checked against its SHA-256:
+	// it started at once after the jump) or "compressed" (it decompressed
+	// itself after the jump; ProductionKernelWhy says why the ELF was not
+	// used). Absent in direct mode.
+	ProductionKernel    string `json:"production_kernel,omitempty"`
+	ProductionKernelWhy string `json:"production_kernel_why,omitempty"`
 }
 
 // RecoverReportV1 is the v1 form of crashpath.RecoverReport.
@@ -512,6 +520,10 @@ type RecoverReportV1 struct {
 	// EvidenceAt is how long after the start of crash recover the evidence was saved; Took the whole recovery.
 	EvidenceAt time.Duration `json:"evidence_ns"`
 	Took       time.Duration `json:"took_ns"`
+	// KernelELFMapTook is how long a two-stage crash stage took to map
+	// production's decompressed kernel from the crashed kernel's memory
+	// and check it (Evidence.ProductionKernel says whether it was used).
+	KernelELFMapTook time.Duration `json:"kernel_elf_map_ns,omitempty"`
 	// KernelUptime is the crash kernel's /proc/uptime when recovery ended.
 	KernelUptime string `json:"uptime,omitempty"`
 }
@@ -694,6 +706,10 @@ type SegmentsReportV1 struct {
 	// as it is: it decompresses itself after the jump, as after
 	// kexec_file_load.
 	Compressed bool `json:"compressed,omitempty"`
+	// KernelELFMapped is true when the decompressed kernel was one its
+	// caller mapped (a two-stage crash stage loading production's from
+	// the crashed kernel's memory), not the cache's.
+	KernelELFMapped bool `json:"kernel_elf_mapped,omitempty"`
 	// Decompressed is true when this Stage decompressed the bzImage (it was
 	// not cached yet), in DecompressTime; false when the cache held it.
 	Decompressed   bool          `json:"decompressed"`
@@ -1107,35 +1123,38 @@ func crashEstimateReportV1Of(s crashpath.EstimateReport) CrashEstimateReportV1 {
 
 func crashEvidenceV1Of(s crashhandler.Evidence) CrashEvidenceV1 {
 	return CrashEvidenceV1{
-		Time:          s.Time,
-		Reason:        s.Reason,
-		Cause:         s.Cause,
-		CPU:           s.CPU,
-		KernelRelease: s.KernelRelease,
-		Log:           slices.Clone(s.Log),
-		LogLines:      s.LogLines,
-		CPUs:          crashCPUV1s(s.CPUs),
-		Problems:      slices.Clone(s.Problems),
-		Generation:    s.Generation,
-		Mode:          string(s.Mode),
-		Source:        s.Source,
+		Time:                s.Time,
+		Reason:              s.Reason,
+		Cause:               s.Cause,
+		CPU:                 s.CPU,
+		KernelRelease:       s.KernelRelease,
+		Log:                 slices.Clone(s.Log),
+		LogLines:            s.LogLines,
+		CPUs:                crashCPUV1s(s.CPUs),
+		Problems:            slices.Clone(s.Problems),
+		Generation:          s.Generation,
+		Mode:                string(s.Mode),
+		Source:              s.Source,
+		ProductionKernel:    s.ProductionKernel,
+		ProductionKernelWhy: s.ProductionKernelWhy,
 	}
 }
 
 func recoverReportV1Of(s crashpath.RecoverReport) RecoverReportV1 {
 	return RecoverReportV1{
-		Mode:           string(s.Mode),
-		Evidence:       crashEvidenceV1Ptr(s.Evidence),
-		EvidenceFrom:   s.EvidenceFrom,
-		EvidenceError:  s.EvidenceError,
-		PstoreBackend:  s.PstoreBackend,
-		Warnings:       slices.Clone(s.Warnings),
-		MemoryMapCheck: s.MemoryMapCheck,
-		Staged:         stageReportV1Ptr(s.Staged),
-		Cmdline:        s.Cmdline,
-		EvidenceAt:     s.EvidenceAt,
-		Took:           s.Took,
-		KernelUptime:   s.KernelUptime,
+		Mode:             string(s.Mode),
+		Evidence:         crashEvidenceV1Ptr(s.Evidence),
+		EvidenceFrom:     s.EvidenceFrom,
+		EvidenceError:    s.EvidenceError,
+		PstoreBackend:    s.PstoreBackend,
+		Warnings:         slices.Clone(s.Warnings),
+		MemoryMapCheck:   s.MemoryMapCheck,
+		Staged:           stageReportV1Ptr(s.Staged),
+		Cmdline:          s.Cmdline,
+		EvidenceAt:       s.EvidenceAt,
+		Took:             s.Took,
+		KernelUptime:     s.KernelUptime,
+		KernelELFMapTook: s.KernelELFMapTook,
 	}
 }
 
@@ -1248,21 +1267,22 @@ func faultStatusV1Of(s crashhandler.FaultStatus) FaultStatusV1 {
 
 func segmentsReportV1Of(s fastreboot.SegmentsReport) SegmentsReportV1 {
 	return SegmentsReportV1{
-		KernelELF:      kernelELFV1Of(s.KernelELF),
-		Compressed:     s.Compressed,
-		Decompressed:   s.Decompressed,
-		DecompressTime: s.DecompressTime,
-		Entry:          s.Entry,
-		KernelEntry:    s.KernelEntry,
-		BootParams:     s.BootParams,
-		KernelStart:    s.KernelStart,
-		KernelEnd:      s.KernelEnd,
-		Relocated:      s.Relocated,
-		Segments:       segmentInfoV1s(s.Segments),
-		MemoryMap:      s.MemoryMap,
-		E820Entries:    s.E820Entries,
-		Avoided:        avoidedRangeV1s(s.Avoided),
-		EFIDropped:     s.EFIDropped,
+		KernelELF:       kernelELFV1Of(s.KernelELF),
+		Compressed:      s.Compressed,
+		KernelELFMapped: s.KernelELFMapped,
+		Decompressed:    s.Decompressed,
+		DecompressTime:  s.DecompressTime,
+		Entry:           s.Entry,
+		KernelEntry:     s.KernelEntry,
+		BootParams:      s.BootParams,
+		KernelStart:     s.KernelStart,
+		KernelEnd:       s.KernelEnd,
+		Relocated:       s.Relocated,
+		Segments:        segmentInfoV1s(s.Segments),
+		MemoryMap:       s.MemoryMap,
+		E820Entries:     s.E820Entries,
+		Avoided:         avoidedRangeV1s(s.Avoided),
+		EFIDropped:      s.EFIDropped,
 	}
 }
 

@@ -57,6 +57,14 @@ type Evidence struct {
 	// when none could be read (then only Time, Generation, Mode and
 	// Problems are known, and Time is when the next kernel booted).
 	Source string `json:"source,omitempty"`
+	// ProductionKernel, after a two-stage crash, is how the crash stage
+	// loaded production's kernel: "elf" (its decompressed kernel, mapped
+	// from the crashed kernel's memory and checked against its SHA-256:
+	// it started at once after the jump) or "compressed" (it decompressed
+	// itself after the jump; ProductionKernelWhy says why the ELF was not
+	// used). "" in direct mode.
+	ProductionKernel    string `json:"production_kernel,omitempty"`
+	ProductionKernelWhy string `json:"production_kernel_why,omitempty"`
 
 	fullLog []string
 }

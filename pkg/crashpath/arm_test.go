@@ -361,6 +361,16 @@ func TestCrashArmMinimalInitrd(t *testing.T) {
 		t.Errorf("reload with kexec_load: %d kexec_loads, %d kexec_file_loads, load %s, segments %+v, fallback %q; want one kexec_load of the compressed kernel",
 			seg.loads, seg.calls, rr.Staged.Load, s, rr.Staged.LoadFallback)
 	}
+	// The arming process could not locate the decompressed kernel in
+	// physical memory (this fake root has no /proc/self/pagemap): the
+	// crash stage says why it loaded the compressed kernel, and
+	// production's handoff carries that with the evidence.
+	if ev := rr.Evidence; ev.ProductionKernel != "compressed" || !strings.Contains(ev.ProductionKernelWhy, "does not locate production's decompressed kernel") {
+		t.Errorf("evidence: production kernel %q (%q), want compressed, saying the handoff locates no ELF", ev.ProductionKernel, ev.ProductionKernelWhy)
+	}
+	if h := handoffOf(t, seg.initrd, rr.Staged); h.Crash == nil || h.Crash.Evidence == nil || h.Crash.Evidence.ProductionKernel != "compressed" || h.Crash.KernelELFPages != nil {
+		t.Errorf("production's handoff crash %+v, want the evidence saying compressed and no page record", h.Crash)
+	}
 }
 
 // segLoader is a flagLoader that also has kexec_load.
@@ -371,6 +381,11 @@ type segLoader struct {
 
 func (l *segLoader) SegmentsLoad(entry uint64, segs []fastreboot.Segment) error {
 	l.loads++
+	for _, sg := range segs {
+		if sg.Name == "initrd" {
+			l.initrd = bytes.Clone(sg.Buf)
+		}
+	}
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"github.com/fastreboot/fastreboot/pkg/fastreboot"
 	"github.com/fastreboot/fastreboot/pkg/modcache"
+	"github.com/fastreboot/fastreboot/pkg/oldmem"
 )
 
 // RecoverOptions configure Recover beyond its Config (whose Root and
@@ -43,6 +44,10 @@ type RecoverReport struct {
 	// Staged is the production image staged by a two-stage crash kernel;
 	// nil in direct mode (this kernel is production).
 	Staged *fastreboot.StageReport `json:"staged,omitempty"`
+	// KernelELFMapTook is how long a two-stage crash stage took to map
+	// production's decompressed kernel from the crashed kernel's memory
+	// and check it (Evidence.ProductionKernel says whether it was used).
+	KernelELFMapTook time.Duration `json:"kernel_elf_map_ns,omitempty"`
 	// Cmdline is the production command line staged.
 	Cmdline      string        `json:"cmdline,omitempty"`
 	EvidenceAt   time.Duration `json:"evidence_ns"`
@@ -192,6 +197,12 @@ func restage(ctx context.Context, cfg Config, rep *RecoverReport, running string
 		// before it armed; decompressing them again here would hold
 		// the decompressor's memory through the reload's peak.
 		SkipInitrdScan: true,
+		// Production's decompressed kernel, mapped from the crashed
+		// kernel's memory, replaces the compressed one below when the
+		// crash handoff locates it (productionELF): the kernel then
+		// starts at once after the jump, and its destination pages
+		// take less than init_size.
+		//
 		// kexec_load of the compressed kernel holds the image once in
 		// the reservation (kexecsys.Load passes the segments without a
 		// copy), plus init_size: the kernel decompresses itself after
@@ -202,7 +213,26 @@ func restage(ctx context.Context, cfg Config, rep *RecoverReport, running string
 		// still loads production.
 		Load: fastreboot.LoadSegments, CompressedKernel: true, FileFallback: true,
 	}
+	t := time.Now()
+	mapped, unmap, merr := productionELF(cfg.Root, p.handoff())
+	rep.KernelELFMapTook = time.Since(t)
+	if merr == nil {
+		defer unmap()
+		so.KernelELF, so.CompressedKernel = mapped, false
+		ev.ProductionKernel = "elf"
+	} else {
+		ev.ProductionKernel, ev.ProductionKernelWhy = "compressed", merr.Error()
+		cfg.Logger.Info("crash recover: loading production's compressed kernel", "why", merr)
+	}
 	staged, err := p.cfg.Machine.Stage(ctx, &prod, cacheOnly{}, so)
+	if err != nil && so.KernelELF != nil && ctx.Err() == nil {
+		// The compressed kernel is the fallback: it needs nothing of
+		// the crashed kernel's memory.
+		cfg.Logger.Warn("crash recover: staging production with its mapped decompressed kernel failed; loading it compressed", "err", err)
+		ev.ProductionKernel, ev.ProductionKernelWhy = "compressed", "staging with the mapped decompressed kernel: "+err.Error()
+		so.KernelELF, so.CompressedKernel = nil, true
+		staged, err = p.cfg.Machine.Stage(ctx, &prod, cacheOnly{}, so)
+	}
 	if err != nil {
 		return &staged, fmt.Errorf("crash recover: staging production: %w", err)
 	}
@@ -210,6 +240,22 @@ func restage(ctx context.Context, cfg Config, rep *RecoverReport, running string
 		rep.Warnings = append(rep.Warnings, "production reloaded with kexec_file_load: "+staged.LoadFallback)
 	}
 	return &staged, nil
+}
+
+// productionELF maps production's decompressed kernel from the crashed
+// kernel's memory, where the crash handoff h located it
+// (fastreboot.KernelELFPages), checked against its SHA-256 (oldmem.Map),
+// or says why it cannot. The caller unmaps it once the image is loaded.
+func productionELF(root string, h *fastreboot.Handoff) (*fastreboot.MappedKernelELF, func(), error) {
+	if h == nil || h.Crash == nil || h.Crash.KernelELFPages == nil {
+		return nil, nil, errors.New("the crash handoff does not locate production's decompressed kernel in the crashed kernel's memory")
+	}
+	k := h.Crash.KernelELFPages
+	data, unmap, err := oldmem.Map(root, k.Pages)
+	if err != nil {
+		return nil, nil, fmt.Errorf("production's decompressed kernel in the crashed kernel's memory: %w", err)
+	}
+	return &fastreboot.MappedKernelELF{Record: k.Record(), Data: data}, unmap, nil
 }
 
 // preparePstore makes the crashed kernel's pstore records readable: it

@@ -160,6 +160,12 @@ type HandoffCrash struct {
 	Initrd string `json:"initrd,omitempty"`
 	// Evidence is what is known of the last crash; nil if none.
 	Evidence *crashhandler.Evidence `json:"evidence,omitempty"`
+	// KernelELFPages, in a two-stage crash image, says where production's
+	// decompressed kernel lay in the physical memory of the kernel that
+	// armed it, so that the crash stage can load it from there
+	// (MappedKernelELF); nil when it was not cached or could not be
+	// pinned (the crash stage then loads the compressed kernel).
+	KernelELFPages *KernelELFPages `json:"kernel_elf_pages,omitempty"`
 }
 
 // handoffV1 is the part of a version 1 handoff that version 2 reads
@@ -323,6 +329,11 @@ func DecodeHandoff(r io.Reader) (*Handoff, error) {
 	}
 	if err := checkHandoffKernelELFs(h.KernelELFs, inManifest); err != nil {
 		return nil, err
+	}
+	if h.Crash != nil && h.Crash.KernelELFPages != nil {
+		if err := h.Crash.KernelELFPages.check(inManifest); err != nil {
+			return nil, err
+		}
 	}
 	if h.Kept != nil {
 		if err := h.Kept.check(); err != nil {

@@ -202,6 +202,8 @@ type buildSpec struct {
 	prefetched *Prefetch
 	// skipScan is StageOptions.SkipInitrdScan.
 	skipScan bool
+	// mappedELF is StageOptions.KernelELF.
+	mappedELF *MappedKernelELF
 	// rollback is copied into Handoff.Rollback; a Stage (not a crash
 	// build) also carries its good images' cached modules.
 	rollback *rollback.State
@@ -389,6 +391,9 @@ func (mc *Machine) build(ctx context.Context, m *bootimage.Manifest, src modcach
 	}
 	if b.seg != nil && !b.seg.report.Compressed {
 		h.KernelELFs = []KernelELF{b.seg.elf.rec}
+	}
+	if spec.twoStageCrash() && h.Crash != nil {
+		h.Crash.KernelELFPages = mc.pinKernelELF(kmod, b)
 	}
 	h.Origin = spec.origin.Clone()
 	if spec.rollback != nil {

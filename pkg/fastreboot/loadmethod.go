@@ -96,6 +96,11 @@ type SegmentsReport struct {
 	// as it is (StageOptions.CompressedKernel): it decompresses itself
 	// after the jump, as after kexec_file_load.
 	Compressed bool `json:"compressed,omitempty"`
+	// KernelELFMapped is true when the decompressed kernel was one its
+	// caller mapped (StageOptions.KernelELF: a two-stage crash stage
+	// loading production's from the crashed kernel's memory), not the
+	// cache's.
+	KernelELFMapped bool `json:"kernel_elf_mapped,omitempty"`
 	// Decompressed is true when this Stage decompressed the bzImage (it was
 	// not cached yet), in DecompressTime; false when the cache held it.
 	Decompressed   bool          `json:"decompressed"`

@@ -172,6 +172,10 @@ type StageOptions struct {
 	// a stage whose memory is tight and which runs once: a two-stage
 	// crash kernel reloading production.
 	CompressedKernel bool
+	// KernelELF, with LoadSegments and without CompressedKernel, is the
+	// decompressed kernel to load instead of the cache's (which is then
+	// neither looked up nor derived); see MappedKernelELF.
+	KernelELF *MappedKernelELF
 	// FileFallback makes a LoadSegments stage that cannot use kexec_load
 	// load the same image with kexec_file_load instead of failing: when
 	// the segments preparation fails (lockdown, no boot parameters, no
@@ -325,6 +329,10 @@ type Machine struct {
 	// background derivation holds back only the calls that need the ELF.
 	// Taken after mu.
 	elfMu sync.Mutex
+	// pinned is the decompressed kernel a two-stage crash image's handoff
+	// locates in physical memory (pinKernelELF), kept mapped and locked
+	// while the Machine lives; guarded by mu.
+	pinned *pinnedELF
 }
 
 // New returns a Machine staging from cache; a nil cache gives a Machine
@@ -581,6 +589,7 @@ func (mc *Machine) Stage(ctx context.Context, m *bootimage.Manifest, src modcach
 		origin:     so.Origin,
 		prefetched: so.Prefetched,
 		skipScan:   so.SkipInitrdScan,
+		mappedELF:  so.KernelELF,
 		rollback:   so.Rollback,
 	}
 	b, err := mc.build(ctx, m, src, spec, &rep, lap)

@@ -50,6 +50,9 @@ type segmentsPrep struct {
 	image      *kernelImage
 	kernelFile *os.File
 	kernelSize int64
+	// kernelData, when set, holds the kernel's bytes instead of
+	// kernelFile: a caller-mapped ELF (StageOptions.KernelELF).
+	kernelData []byte
 	kernel     []byte // the first setupHeaderReadSize bytes of the bzImage
 	header     bzimage.LinuxHeader
 	place      placement
@@ -138,6 +141,15 @@ func (mc *Machine) prepareSegments(ctx context.Context, m *bootimage.Manifest, k
 		}
 		prep.kernelFile, prep.kernelSize = kernel.File(), kernel.Size()
 		prep.report.Compressed = true
+		return prep, nil
+	}
+	if spec.mappedELF != nil {
+		if prep.elf, prep.image, err = mc.mappedELF(kmod, spec.mappedELF); err != nil {
+			return nil, err
+		}
+		prep.kernelData, prep.kernelSize = spec.mappedELF.Data, prep.elf.rec.Size
+		prep.report.KernelELF = prep.elf.rec
+		prep.report.KernelELFMapped = true
 		return prep, nil
 	}
 	if prep.elf, err = mc.kernelELF(ctx, kmod, kernel); err != nil {

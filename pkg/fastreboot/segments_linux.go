@@ -58,7 +58,7 @@ func sysSegments(segments []Segment) []kexecsys.Segment {
 // for the duration of fn (kexec_load copies the segments, so they are
 // unmapped after it).
 func (c *crashSegments) withMapped(fn func(elfData, initrdData []byte) error) error {
-	elfData, unmapELF, err := mapFile(c.prep.kernelFile, c.prep.kernelSize)
+	elfData, unmapELF, err := c.prep.mapKernel()
 	if err != nil {
 		return fmt.Errorf("kernel: %w", err)
 	}
@@ -74,7 +74,7 @@ func (c *crashSegments) withMapped(fn func(elfData, initrdData []byte) error) er
 // loadSegments maps the cached kernel ELF and the sealed initrd, places the
 // segments and calls kexec_load, or, in a dry run, only plans them.
 func (mc *Machine) loadSegments(prep *segmentsPrep, initrd *os.File, cmdline string, dryRun bool) error {
-	elfData, unmapELF, err := mapFile(prep.kernelFile, prep.kernelSize)
+	elfData, unmapELF, err := prep.mapKernel()
 	if err != nil {
 		return fmt.Errorf("kernel: %w", err)
 	}
@@ -105,6 +105,15 @@ func (mc *Machine) loadSegments(prep *segmentsPrep, initrd *os.File, cmdline str
 	}
 	sl := mc.opts.Loader.(SegmentsLoader) // checked by prepareSegments
 	return sl.SegmentsLoad(img.entry, img.segments)
+}
+
+// mapKernel maps the kernel file read-only, or returns the caller-mapped
+// kernel (kernelData) as it is.
+func (prep *segmentsPrep) mapKernel() ([]byte, func(), error) {
+	if prep.kernelData != nil {
+		return prep.kernelData, func() {}, nil
+	}
+	return mapFile(prep.kernelFile, prep.kernelSize)
 }
 
 // mapFile maps size bytes of f read-only and shared: the sealed memfds of
