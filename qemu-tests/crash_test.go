@@ -63,6 +63,10 @@ type crashVM struct {
 	firmwareNext bool
 	// timings, host side
 	recoveries []recovery
+	// wantELF says the next two-stage crash stage must reload production
+	// from its decompressed kernel in the crashed kernel's memory (the
+	// crash path was armed by the daemon with the segments method).
+	wantELF bool
 }
 
 // recovery is one crash seen from the host.
@@ -279,6 +283,13 @@ func (c *crashVM) checkProduction(what, wantReason string, reason fastreboot.Rea
 			c.t.Errorf("%s: evidence incomplete: cpu %d time %v, %d log lines, problems %v", what, ev.CPU, ev.Time, len(ev.Log), ev.Problems)
 		}
 		c.t.Logf("%s: evidence: %q cause %q CPU %d at %v, %d log lines", what, ev.Reason, ev.Cause, ev.CPU, ev.Time, ev.LogLines)
+		if c.mode == crashhandler.ModeTwoStage {
+			c.t.Logf("%s: the crash stage reloaded production's %s kernel %s", what, ev.ProductionKernel, ev.ProductionKernelWhy)
+			if c.wantELF && ev.ProductionKernel != "elf" {
+				c.t.Errorf("%s: the crash stage reloaded production's %q kernel (%s), want its decompressed kernel from the crashed kernel's memory",
+					what, ev.ProductionKernel, ev.ProductionKernelWhy)
+			}
+		}
 	}
 }
 

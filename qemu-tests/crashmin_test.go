@@ -143,6 +143,7 @@ func TestCrashMinimalInitrd(t *testing.T) {
 	c.gen++
 	t.Logf("sysrq (two-stage, minimal initrd): panic -> crash stage line %.2fs, -> production userspace %.2fs, -> armed and ready %.2fs",
 		(stage.At - trigger).Seconds(), (j.Boot.StartAt - trigger).Seconds(), (j.Boot.ReadyAt - trigger).Seconds())
+	c.wantELF = true // armed by the daemon, with the default (segments) method
 	c.checkProduction("sysrq (minimal initrd)", "sysrq triggered crash", fastreboot.ReasonCrash)
 
 	// Re-armed with the minimal initramfs again (crash arm --auto takes
@@ -151,7 +152,11 @@ func TestCrashMinimalInitrd(t *testing.T) {
 	if st.State == nil {
 		t.Fatal("no crash state after the re-arm")
 	}
-	if d := st.State.InitrdBytes - armed.State.InitrdBytes; d < -4096 || d > 4096 {
+	// Within 1 MiB: the handoff's record of where the decompressed kernel
+	// lies (a run per physically contiguous stretch of its pages) grows
+	// with how fragmented memory was when it was derived; production's
+	// initramfs would add tens of MB.
+	if d := st.State.InitrdBytes - armed.State.InitrdBytes; d < -1<<20 || d > 1<<20 {
 		t.Errorf("re-armed crash initrd %d bytes, armed with --initrd minimal %d bytes: not the minimal initramfs", st.State.InitrdBytes, armed.State.InitrdBytes)
 	}
 	t.Logf("CLOSING minimal two-stage: crashkernel=%s, estimate minimal %d MiB / image %d MiB", reserve, need[crashpath.InitrdMinimal]>>20, need[crashpath.InitrdImage]>>20)

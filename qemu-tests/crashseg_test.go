@@ -71,6 +71,9 @@ func crashLoadStory(t *testing.T, mode crashhandler.Mode, reserve string) {
 			t.Fatalf("crash status after arming with %s: armed %v state %+v", load, cs.Armed, cs.State)
 		}
 
+		// The daemon armed with segments: it holds the decompressed
+		// kernel the crash stage maps.
+		c.wantELF = load == crashhandler.LoadSegments
 		r := c.crash("sysrq "+string(load), "sysrq triggered crash", sysrqCrash(c))
 		if _, ok := firstLineAfter(c.vm, vmcoreCheckRE, r.Trigger); mode == crashhandler.ModeTwoStage && !ok {
 			t.Errorf("%s: the two-stage crash kernel did not read /proc/vmcore (no %q line)", load, vmcoreCheckRE)

@@ -117,7 +117,7 @@ func TestBuildTwoStageWithoutPagemap(t *testing.T) {
 func TestDecodeHandoffKernelELFPages(t *testing.T) {
 	m := testimage.Default().Manifest()
 	k := m.Kernel().SHA256
-	good := oldmem.Pages{Size: 8192, SHA256: strings.Repeat("cd", 32), Runs: [][2]uint64{{0x1000, 2}}}
+	good := oldmem.Pages{Size: 8192, SHA256: strings.Repeat("cd", 32), XXH64: "0123456789abcdef", Runs: [][2]uint64{{0x1000, 2}}}
 	for _, tc := range []struct {
 		name    string
 		pages   KernelELFPages
@@ -125,7 +125,7 @@ func TestDecodeHandoffKernelELFPages(t *testing.T) {
 	}{
 		{name: "good", pages: KernelELFPages{Kernel: k, Pages: good}},
 		{name: "another kernel", pages: KernelELFPages{Kernel: strings.Repeat("ef", 32), Pages: good}, wantErr: "not in the manifest"},
-		{name: "runs short of the size", pages: KernelELFPages{Kernel: k, Pages: oldmem.Pages{Size: 8192, SHA256: good.SHA256, Runs: [][2]uint64{{0x1000, 1}}}}, wantErr: "kernel_elf_pages"},
+		{name: "runs short of the size", pages: KernelELFPages{Kernel: k, Pages: oldmem.Pages{Size: 8192, SHA256: good.SHA256, XXH64: good.XXH64, Runs: [][2]uint64{{0x1000, 1}}}}, wantErr: "kernel_elf_pages"},
 	} {
 		p := tc.pages
 		h := Handoff{Version: HandoffVersion, Generation: 2, Reason: ReasonCrash, Manifest: *m, Crash: &HandoffCrash{Mode: crashhandler.ModeTwoStage, KernelELFPages: &p}}

@@ -9,7 +9,7 @@ var (
 	// ErrNotPinnable: the file's pages cannot be recorded: pagemap gives
 	// PFN 0 (no CAP_SYS_ADMIN) or a page is not present.
 	ErrNotPinnable = errors.New("pages not pinnable")
-	// ErrMoved: the mapped bytes do not match the record's SHA-256; the
+	// ErrMoved: the mapped bytes do not match the record's XXH64; the
 	// pages moved or were reused since the record.
 	ErrMoved = errors.New("pages moved since the record")
 	// ErrNoOldMemory: a run's physical range is not wholly inside the

@@ -1,24 +1,23 @@
 package oldmem
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"unsafe"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/fastreboot/fastreboot/pkg/crashhandler"
 	"golang.org/x/sys/unix"
 )
 
 // Map maps the pages p names from root's /proc/vmcore, read-only, into one
-// contiguous range, and checks their SHA-256 against p's. It returns the
+// contiguous range, and checks their XXH64 against p's. It returns the
 // file's bytes (len(data) == p.Size) and the function that unmaps them; the
 // bytes are valid until then. Nothing is copied: the range's pages are the
 // crashed kernel's own. A run outside the vmcore's PT_LOAD segments fails
-// with ErrNoOldMemory, a digest that differs with ErrMoved (the pages moved
+// with ErrNoOldMemory, a checksum that differs with ErrMoved (the pages moved
 // or were reused since the record); every failure unmaps what was mapped.
 func Map(root string, p Pages) (data []byte, unmap func(), err error) {
 	if err := p.Validate(); err != nil {
@@ -74,10 +73,9 @@ func Map(root string, p Pages) (data []byte, unmap func(), err error) {
 		}
 	}
 	data = unsafe.Slice((*byte)(base), p.Size)
-	sum := sha256.Sum256(data)
-	if got := hex.EncodeToString(sum[:]); got != p.SHA256 {
+	if got := fmt.Sprintf("%016x", xxhash.Sum64(data)); got != p.XXH64 {
 		unmap()
-		return nil, nil, fmt.Errorf("%w: %d bytes from %s have SHA-256 %s, the record says %s", ErrMoved, p.Size, name, got, p.SHA256)
+		return nil, nil, fmt.Errorf("%w: %d bytes from %s have XXH64 %s, the record says %s (of SHA-256 %s)", ErrMoved, p.Size, name, got, p.XXH64, p.SHA256)
 	}
 	return data, unmap, nil
 }

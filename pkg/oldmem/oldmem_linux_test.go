@@ -1,11 +1,14 @@
 package oldmem
 
 import (
+	"fmt"
+
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"github.com/cespare/xxhash/v2"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -77,6 +80,8 @@ func randomBytes(seed uint64, n int) []byte {
 	return b
 }
 
+func xxh(b []byte) string { return fmt.Sprintf("%016x", xxhash.Sum64(b)) }
+
 func sha(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
@@ -110,7 +115,7 @@ func TestMap(t *testing.T) {
 		}
 	}
 	want = want[:len(want)-PageSize+123] // the last page holds 123 bytes of the file
-	p := Pages{Size: int64(len(want)), SHA256: sha(want), Runs: runs}
+	p := Pages{Size: int64(len(want)), SHA256: sha(want), XXH64: xxh(want), Runs: runs}
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -128,9 +133,9 @@ func TestMap(t *testing.T) {
 	unmap()
 	unmap() // idempotent
 
-	t.Run("wrong digest", func(t *testing.T) {
+	t.Run("wrong checksum", func(t *testing.T) {
 		q := p
-		q.SHA256 = sha([]byte("something else"))
+		q.XXH64 = xxh([]byte("something else"))
 		data, unmap, err := Map(root, q)
 		if !errors.Is(err, ErrMoved) || data != nil || unmap != nil {
 			t.Errorf("Map = %d bytes, %v, want ErrMoved", len(data), err)
@@ -151,7 +156,7 @@ func TestMap(t *testing.T) {
 		}
 	})
 	t.Run("invalid record", func(t *testing.T) {
-		if _, _, err := Map(root, Pages{Size: 1, SHA256: p.SHA256}); !errors.Is(err, ErrInvalidPages) {
+		if _, _, err := Map(root, Pages{Size: 1, SHA256: p.SHA256, XXH64: p.XXH64}); !errors.Is(err, ErrInvalidPages) {
 			t.Errorf("Map = %v, want ErrInvalidPages", err)
 		}
 	})
@@ -173,7 +178,7 @@ func TestMap(t *testing.T) {
 		if err := os.WriteFile(name, b, 0o444); err != nil {
 			t.Fatal(err)
 		}
-		q := Pages{Size: 4 * PageSize, SHA256: p.SHA256, Runs: [][2]uint64{{0x100, 4}}}
+		q := Pages{Size: 4 * PageSize, SHA256: p.SHA256, XXH64: p.XXH64, Runs: [][2]uint64{{0x100, 4}}}
 		if _, _, err := Map(root, q); !errors.Is(err, ErrNoOldMemory) || !strings.Contains(err.Error(), "past the file's") {
 			t.Errorf("Map = %v, want ErrNoOldMemory for the short file", err)
 		}
@@ -219,8 +224,8 @@ func TestPin(t *testing.T) {
 	if err := p.Validate(); err != nil {
 		t.Errorf("record does not validate: %v", err)
 	}
-	if p.Size != size || p.SHA256 != sha(content) {
-		t.Errorf("record says %d bytes, sha256 %s; want %d, %s", p.Size, p.SHA256, size, sha(content))
+	if p.Size != size || p.SHA256 != sha(content) || p.XXH64 != xxh(content) {
+		t.Errorf("record says %d bytes, sha256 %s, xxh64 %s; want %d, %s, %s", p.Size, p.SHA256, p.XXH64, size, sha(content), xxh(content))
 	}
 	var pages uint64
 	for _, r := range p.Runs {

@@ -20,9 +20,13 @@ const maxPFN = math.MaxUint64 / PageSize
 
 // Pages records where a file's bytes lie in physical memory.
 type Pages struct {
-	Size   int64       `json:"size"`   // bytes of the file
-	SHA256 string      `json:"sha256"` // lowercase hex SHA-256 of those bytes
-	Runs   [][2]uint64 `json:"runs"`   // [first page frame number, page count], in file order; 4 KiB pages
+	Size   int64  `json:"size"`   // bytes of the file
+	SHA256 string `json:"sha256"` // lowercase hex SHA-256 of those bytes
+	// XXH64 is the lowercase hex XXH64 (seed 0) of those bytes, computed
+	// by Pin from the pinned file: what Map checks the mapped pages
+	// against (see the package doc for why not the SHA-256).
+	XXH64 string      `json:"xxh64"`
+	Runs  [][2]uint64 `json:"runs"` // [first page frame number, page count], in file order; 4 KiB pages
 }
 
 // pageCount returns the pages size bytes occupy, rounded up.
@@ -31,7 +35,7 @@ func pageCount(size int64) uint64 {
 }
 
 // Validate checks the record's rules: a positive size, a SHA-256 of 64
-// lowercase hex digits, at most MaxRuns runs, each of at least one page and
+// and an XXH64 of 16 lowercase hex digits, at most MaxRuns runs, each of at least one page and
 // whose physical range fits in 64 bits, and exactly the pages the size
 // needs. Errors wrap ErrInvalidPages.
 func (p Pages) Validate() error {
@@ -40,6 +44,9 @@ func (p Pages) Validate() error {
 	}
 	if !isSHA256Hex(p.SHA256) {
 		return fmt.Errorf("%w: sha256 %q is not 64 lowercase hex digits", ErrInvalidPages, p.SHA256)
+	}
+	if !isHex(p.XXH64, 16) {
+		return fmt.Errorf("%w: xxh64 %q is not 16 lowercase hex digits", ErrInvalidPages, p.XXH64)
 	}
 	if len(p.Runs) > MaxRuns {
 		return fmt.Errorf("%w: %d runs, at most %d", ErrInvalidPages, len(p.Runs), MaxRuns)
@@ -65,8 +72,11 @@ func (p Pages) Validate() error {
 	return nil
 }
 
-func isSHA256Hex(s string) bool {
-	if len(s) != 64 {
+func isSHA256Hex(s string) bool { return isHex(s, 64) }
+
+// isHex reports whether s is n lowercase hex digits.
+func isHex(s string, n int) bool {
+	if len(s) != n {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -9,22 +9,25 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-const testSHA = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+const (
+	testSHA = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	testXXH = "0123456789abcdef"
+)
 
 func TestValidate(t *testing.T) {
-	ok := Pages{Size: 3*PageSize + 1, SHA256: testSHA, Runs: [][2]uint64{{0x100, 2}, {0x50, 2}}}
+	ok := Pages{Size: 3*PageSize + 1, SHA256: testSHA, XXH64: testXXH, Runs: [][2]uint64{{0x100, 2}, {0x50, 2}}}
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("valid record: %v", err)
 	}
-	exact := Pages{Size: 2 * PageSize, SHA256: testSHA, Runs: [][2]uint64{{1, 2}}}
+	exact := Pages{Size: 2 * PageSize, SHA256: testSHA, XXH64: testXXH, Runs: [][2]uint64{{1, 2}}}
 	if err := exact.Validate(); err != nil {
 		t.Fatalf("record of whole pages: %v", err)
 	}
-	top := Pages{Size: PageSize, SHA256: testSHA, Runs: [][2]uint64{{maxPFN - 1, 1}}}
+	top := Pages{Size: PageSize, SHA256: testSHA, XXH64: testXXH, Runs: [][2]uint64{{maxPFN - 1, 1}}}
 	if err := top.Validate(); err != nil {
 		t.Fatalf("record of the highest page: %v", err)
 	}
-	tooMany := Pages{Size: (MaxRuns + 1) * PageSize, SHA256: testSHA}
+	tooMany := Pages{Size: (MaxRuns + 1) * PageSize, SHA256: testSHA, XXH64: testXXH}
 	for i := range MaxRuns + 1 {
 		tooMany.Runs = append(tooMany.Runs, [2]uint64{uint64(2*i + 1), 1})
 	}
@@ -33,19 +36,21 @@ func TestValidate(t *testing.T) {
 		p    Pages
 		want string
 	}{
-		{"zero size", Pages{Size: 0, SHA256: testSHA, Runs: [][2]uint64{{1, 1}}}, "size 0"},
-		{"negative size", Pages{Size: -5, SHA256: testSHA, Runs: [][2]uint64{{1, 1}}}, "size -5"},
-		{"empty sha", Pages{Size: 1, Runs: [][2]uint64{{1, 1}}}, "sha256"},
-		{"upper-case sha", Pages{Size: 1, SHA256: strings.ToUpper(testSHA), Runs: [][2]uint64{{1, 1}}}, "lowercase hex"},
-		{"short sha", Pages{Size: 1, SHA256: testSHA[:63], Runs: [][2]uint64{{1, 1}}}, "64"},
-		{"non-hex sha", Pages{Size: 1, SHA256: "g" + testSHA[1:], Runs: [][2]uint64{{1, 1}}}, "hex"},
-		{"empty run", Pages{Size: PageSize, SHA256: testSHA, Runs: [][2]uint64{{1, 0}, {2, 1}}}, "run 0 (PFN 0x1) has no pages"},
-		{"pfn*4096 overflows", Pages{Size: PageSize, SHA256: testSHA, Runs: [][2]uint64{{1 << 60, 1}}}, "overflows"},
-		{"pfn+count overflows", Pages{Size: PageSize, SHA256: testSHA, Runs: [][2]uint64{{^uint64(0), 1}}}, "overflows"},
-		{"end past 64 bits", Pages{Size: 2 * PageSize, SHA256: testSHA, Runs: [][2]uint64{{maxPFN - 1, 2}}}, "overflows"},
-		{"too few pages", Pages{Size: 2*PageSize + 1, SHA256: testSHA, Runs: [][2]uint64{{1, 2}}}, "hold 2 pages"},
-		{"no runs", Pages{Size: 1, SHA256: testSHA}, "hold 0 pages"},
-		{"too many pages", Pages{Size: PageSize, SHA256: testSHA, Runs: [][2]uint64{{1, 1}, {5, 1}}}, "more than the 1 pages"},
+		{"zero size", Pages{Size: 0, SHA256: testSHA, XXH64: testXXH, Runs: [][2]uint64{{1, 1}}}, "size 0"},
+		{"negative size", Pages{Size: -5, SHA256: testSHA, XXH64: testXXH, Runs: [][2]uint64{{1, 1}}}, "size -5"},
+		{"empty sha", Pages{Size: 1, XXH64: testXXH, Runs: [][2]uint64{{1, 1}}}, "sha256"},
+		{"empty xxh64", Pages{Size: 1, SHA256: testSHA, Runs: [][2]uint64{{1, 1}}}, "xxh64"},
+		{"short xxh64", Pages{Size: 1, SHA256: testSHA, XXH64: testXXH[:15], Runs: [][2]uint64{{1, 1}}}, "16 lowercase hex"},
+		{"upper-case sha", Pages{Size: 1, SHA256: strings.ToUpper(testSHA), XXH64: testXXH, Runs: [][2]uint64{{1, 1}}}, "lowercase hex"},
+		{"short sha", Pages{Size: 1, SHA256: testSHA[:63], XXH64: testXXH, Runs: [][2]uint64{{1, 1}}}, "64"},
+		{"non-hex sha", Pages{Size: 1, SHA256: "g" + testSHA[1:], XXH64: testXXH, Runs: [][2]uint64{{1, 1}}}, "hex"},
+		{"empty run", Pages{Size: PageSize, SHA256: testSHA, XXH64: testXXH, Runs: [][2]uint64{{1, 0}, {2, 1}}}, "run 0 (PFN 0x1) has no pages"},
+		{"pfn*4096 overflows", Pages{Size: PageSize, SHA256: testSHA, XXH64: testXXH, Runs: [][2]uint64{{1 << 60, 1}}}, "overflows"},
+		{"pfn+count overflows", Pages{Size: PageSize, SHA256: testSHA, XXH64: testXXH, Runs: [][2]uint64{{^uint64(0), 1}}}, "overflows"},
+		{"end past 64 bits", Pages{Size: 2 * PageSize, SHA256: testSHA, XXH64: testXXH, Runs: [][2]uint64{{maxPFN - 1, 2}}}, "overflows"},
+		{"too few pages", Pages{Size: 2*PageSize + 1, SHA256: testSHA, XXH64: testXXH, Runs: [][2]uint64{{1, 2}}}, "hold 2 pages"},
+		{"no runs", Pages{Size: 1, SHA256: testSHA, XXH64: testXXH}, "hold 0 pages"},
+		{"too many pages", Pages{Size: PageSize, SHA256: testSHA, XXH64: testXXH, Runs: [][2]uint64{{1, 1}, {5, 1}}}, "more than the 1 pages"},
 		{"too many runs", tooMany, "runs, at most"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

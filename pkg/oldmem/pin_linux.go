@@ -9,6 +9,7 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,12 +21,15 @@ type Pinned struct {
 	mem     []byte // the mapping, whole pages; nil once closed
 	size    int64
 	sha256  string
+	xxh64   string // of the pinned bytes, computed once: the file is sealed
 	pagemap string
 }
 
 // Pin maps f's first size bytes read-only and shared, populated and
 // mlock'ed. sha256hex is the bytes' SHA-256 as the cache recorded it; Pin
-// does not hash them again, it carries the digest into every Pages record.
+// does not compute it again, it carries it into every Pages record with
+// the XXH64 of the bytes, which it computes once (f must be sealed: the
+// checksum must name the bytes for as long as the pin lives).
 // root prefixes /proc/self/pagemap, which Pages reads.
 func Pin(root string, f *os.File, size int64, sha256hex string) (*Pinned, error) {
 	if size <= 0 {
@@ -58,6 +62,7 @@ func Pin(root string, f *os.File, size int64, sha256hex string) (*Pinned, error)
 		mem:     mem,
 		size:    size,
 		sha256:  sha256hex,
+		xxh64:   fmt.Sprintf("%016x", xxhash.Sum64(mem[:size])),
 		pagemap: filepath.Join(root, "/proc/self/pagemap"),
 	}, nil
 }
@@ -90,7 +95,7 @@ func (p *Pinned) Pages() (Pages, error) {
 	if err != nil {
 		return Pages{}, fmt.Errorf("%s: %w", p.pagemap, err)
 	}
-	rec := Pages{Size: p.size, SHA256: p.sha256, Runs: runs}
+	rec := Pages{Size: p.size, SHA256: p.sha256, XXH64: p.xxh64, Runs: runs}
 	if err := rec.Validate(); err != nil {
 		return Pages{}, err
 	}
