@@ -1,20 +1,19 @@
 package oldmem
 
 import (
-	"fmt"
-
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"github.com/cespare/xxhash/v2"
-	"math/rand/v2"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/cespare/xxhash/v2"
+	"github.com/fastreboot/fastreboot/internal/testimage"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 )
@@ -71,15 +70,6 @@ func writeVmcore(t *testing.T, root string, loads []testLoad) {
 	}
 }
 
-func randomBytes(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, 0))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
 func xxh(b []byte) string { return fmt.Sprintf("%016x", xxhash.Sum64(b)) }
 
 func sha(b []byte) string {
@@ -90,10 +80,10 @@ func sha(b []byte) string {
 func TestMap(t *testing.T) {
 	root := t.TempDir()
 	loads := []testLoad{
-		{paddr: 0x100000, off: 0x1000, data: randomBytes(1, 4*PageSize)},
-		{paddr: 0x200000, off: 0x5000, data: randomBytes(2, 4*PageSize)},   // right after A in the file
-		{paddr: 0x204000, off: 0xa000, data: randomBytes(3, 3*PageSize)},   // physically right after B
-		{paddr: 0x8000000, off: 0x10000, data: randomBytes(4, 8*PageSize)}, // far up
+		{paddr: 0x100000, off: 0x1000, data: testimage.Bytes(4*PageSize, 1)},
+		{paddr: 0x200000, off: 0x5000, data: testimage.Bytes(4*PageSize, 2)},   // right after A in the file
+		{paddr: 0x204000, off: 0xa000, data: testimage.Bytes(3*PageSize, 3)},   // physically right after B
+		{paddr: 0x8000000, off: 0x10000, data: testimage.Bytes(8*PageSize, 4)}, // far up
 	}
 	writeVmcore(t, root, loads)
 	page := func(pfn uint64) []byte {
@@ -167,7 +157,7 @@ func TestMap(t *testing.T) {
 	})
 	t.Run("segment past the file's end", func(t *testing.T) {
 		root := t.TempDir()
-		writeVmcore(t, root, []testLoad{{paddr: 0x100000, off: 0x1000, data: randomBytes(5, 2*PageSize)}})
+		writeVmcore(t, root, []testLoad{{paddr: 0x100000, off: 0x1000, data: testimage.Bytes(2*PageSize, 5)}})
 		// Claim a segment twice as long as the file holds.
 		name := filepath.Join(root, "proc", "vmcore")
 		b, err := os.ReadFile(name)
@@ -201,7 +191,7 @@ func TestPin(t *testing.T) {
 	}
 	f := os.NewFile(uintptr(fd), "memfd:oldmem-test")
 	defer f.Close()
-	content := randomBytes(9, 3<<20+123)
+	content := testimage.Bytes(3<<20+123, 9)
 	if _, err := f.Write(content); err != nil {
 		t.Fatal(err)
 	}
