@@ -231,12 +231,6 @@ func TestDebianSystem(t *testing.T) {
 	if st1.Generation != 1 || st1.Reason != "cold" || st1.RebootPath != "systemd" || st1.Crash == nil || !st1.Crash.Armed || st1.Crash.Mode != "two-stage" {
 		t.Fatalf("generation 1 status: %+v", st1)
 	}
-	// The package's initramfs hook put what crash recover runs into the
-	// initramfs the crash kernel boots: the binary, and ramoops for the
-	// crashed kernel's pstore records.
-	if s := mustRun(t, vm, `lsinitramfs /boot/initrd.img | grep -c -E '(^|/)bin/fastreboot$|/ramoops\.ko(\.[a-z]+)?$'`, 2*time.Minute); s != "2" {
-		t.Errorf("the initramfs holds %s of bin/fastreboot and ramoops.ko, want both (lsinitramfs)", s)
-	}
 	t.Logf("STEP 1 cold boot: QEMU start -> root shell %.1fs; daemon active, crash path armed (%s) by the unit, reboot path %s", boot.Seconds(), st1.Crash.Mode, st1.RebootPath)
 
 	// 2. An update: the initramfs regenerated with a changed file, staged.

@@ -169,8 +169,15 @@ WantedBy=multi-user.target
 EOF_UNIT
 chroot "$tmp/root" systemctl enable fastreboot-test-marker.service >&2
 chroot "$tmp/root" update-initramfs -u -k all >&2
-if ! zstdcat "$tmp/root/boot/initrd.img" | cpio -it 2>/dev/null | grep -q 'bin/fastreboot$'; then
+listing=$(zstdcat "$tmp/root/boot/initrd.img" | cpio -it 2>/dev/null)
+if ! printf '%s\n' "$listing" | grep -q 'bin/fastreboot$'; then
 	log "the initramfs has no fastreboot binary: the package's hook did not run"
+	exit 1
+fi
+# crash recover loads ramoops in the crash kernel to read the crashed
+# kernel's pstore records; the hook adds it.
+if ! printf '%s\n' "$listing" | grep -qE '/ramoops\.ko(\.[a-z]+)?$'; then
+	log "the initramfs has no ramoops module: the package's hook did not add it"
 	exit 1
 fi
 umount "$tmp/root/proc"
