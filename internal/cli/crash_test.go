@@ -212,3 +212,22 @@ func TestCrashArmWarnsWithoutEvidence(t *testing.T) {
 		t.Errorf("crash arm: exit %d, stderr %q; want %q on stderr", r.code, r.stderr, want)
 	}
 }
+
+// TestPrintEvidenceReload: `crash last` says how a two-stage crash stage
+// reloaded production, and why not from its decompressed kernel; a direct
+// crash's evidence says nothing of it.
+func TestPrintEvidenceReload(t *testing.T) {
+	for _, tc := range []struct {
+		kernel, why, want string
+	}{
+		{"elf", "", "reloaded:     production's decompressed kernel, from the crashed kernel's memory\n"},
+		{"compressed", "pages moved since the record", "reloaded:     production's compressed kernel (pages moved since the record)\n"},
+		{"", "", ""},
+	} {
+		var b strings.Builder
+		printEvidence(&b, &crashhandler.Evidence{Reason: "Kernel panic - not syncing: sysrq triggered crash", CPU: -1, ProductionKernel: tc.kernel, ProductionKernelWhy: tc.why})
+		if got := b.String(); tc.want != "" && !strings.Contains(got, tc.want) || tc.want == "" && strings.Contains(got, "reloaded:") {
+			t.Errorf("production kernel %q: printed\n%s\nwant the line %q", tc.kernel, got, tc.want)
+		}
+	}
+}

@@ -224,15 +224,11 @@ func restage(ctx context.Context, cfg Config, rep *RecoverReport, running string
 		ev.ProductionKernel, ev.ProductionKernelWhy = "compressed", merr.Error()
 		cfg.Logger.Info("crash recover: loading production's compressed kernel", "why", merr)
 	}
+	// No second try with the compressed kernel when this Stage fails: the
+	// mapped ELF passed its check, so its preparation cannot fail where
+	// the compressed kernel's would pass, and a failed load has already
+	// released the cache (ReleaseCache).
 	staged, err := p.cfg.Machine.Stage(ctx, &prod, cacheOnly{}, so)
-	if err != nil && so.KernelELF != nil && ctx.Err() == nil {
-		// The compressed kernel is the fallback: it needs nothing of
-		// the crashed kernel's memory.
-		cfg.Logger.Warn("crash recover: staging production with its mapped decompressed kernel failed; loading it compressed", "err", err)
-		ev.ProductionKernel, ev.ProductionKernelWhy = "compressed", "staging with the mapped decompressed kernel: "+err.Error()
-		so.KernelELF, so.CompressedKernel = nil, true
-		staged, err = p.cfg.Machine.Stage(ctx, &prod, cacheOnly{}, so)
-	}
 	if err != nil {
 		return &staged, fmt.Errorf("crash recover: staging production: %w", err)
 	}
@@ -244,8 +240,8 @@ func restage(ctx context.Context, cfg Config, rep *RecoverReport, running string
 
 // productionELF maps production's decompressed kernel from the crashed
 // kernel's memory, where the crash handoff h located it
-// (fastreboot.KernelELFPages), checked against its SHA-256 (oldmem.Map),
-// or says why it cannot. The caller unmaps it once the image is loaded.
+// (fastreboot.KernelELFPages), checked by oldmem.Map, or says why it
+// cannot. The caller unmaps it once the image is loaded.
 func productionELF(root string, h *fastreboot.Handoff) (*fastreboot.MappedKernelELF, func(), error) {
 	if h == nil || h.Crash == nil || h.Crash.KernelELFPages == nil {
 		return nil, nil, errors.New("the crash handoff does not locate production's decompressed kernel in the crashed kernel's memory")

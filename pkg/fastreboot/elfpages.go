@@ -27,8 +27,9 @@ import (
 // kernel takes too (its init_size is larger than the ELF's memory). Pages
 // can move or be freed between the record and the crash (compaction
 // migrates even locked pages; the holder can exit): oldmem.Map checks the
-// mapped bytes against the ELF's SHA-256, recorded when it entered the
-// cache, and a crash stage whose check fails loads the compressed kernel.
+// mapped bytes against the XXH64 oldmem.Pin computed from the sealed memfd
+// (whose SHA-256 the cache checked when the ELF entered it), and a crash
+// stage whose check fails loads the compressed kernel.
 type KernelELFPages struct {
 	// Kernel is the SHA-256 of the bzImage the ELF was decompressed from.
 	Kernel string `json:"kernel_sha256"`
@@ -57,9 +58,10 @@ func (k *KernelELFPages) check(known map[string]bool) error {
 // LoadSegments Stage to load instead of the cache's (StageOptions.KernelELF):
 // the two-stage crash stage maps production's from the crashed kernel's
 // memory (KernelELFPages, oldmem.Map). Data must hold exactly the bytes
-// Record names, checked against Record.SHA256 by the caller (oldmem.Map
-// checks them); Stage checks that Record is of the manifest's kernel and
-// agrees with the state directory's decompressed kernel index.
+// Record names, checked by the caller (oldmem.Map checks them against the
+// checksum taken from the cache's copy); Stage checks that Record is of the
+// manifest's kernel and agrees with the state directory's decompressed
+// kernel index.
 type MappedKernelELF struct {
 	Record KernelELF
 	Data   []byte
